@@ -1,0 +1,65 @@
+package advisory
+
+// Mode says whether an advisory lock is exclusive or shared.
+//
+// Any number of sessions may hold a key in Shared mode at once; an
+// Exclusive holder excludes every other holder, shared or exclusive.
+type Mode int
+
+const (
+	// Exclusive excludes every other holder of the key. It is the default.
+	Exclusive Mode = iota
+	// Shared admits other Shared holders and excludes Exclusive ones.
+	// Backends without shared locks (MySQL GET_LOCK) return an error
+	// matching lockkit.ErrUnsupported.
+	Shared
+)
+
+// String returns "exclusive" or "shared".
+func (m Mode) String() string {
+	switch m {
+	case Exclusive:
+		return "exclusive"
+	case Shared:
+		return "shared"
+	default:
+		return "Mode(" + itoa(int(m)) + ")"
+	}
+}
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	neg := i < 0
+	if neg {
+		i = -i
+	}
+	var b [20]byte
+	n := len(b)
+	for i > 0 {
+		n--
+		b[n] = byte('0' + i%10)
+		i /= 10
+	}
+	if neg {
+		n--
+		b[n] = '-'
+	}
+	return string(b[n:])
+}
+
+// Options tune one acquire. A nil *Options means the defaults: an
+// Exclusive lock.
+type Options struct {
+	// Mode is Exclusive (the zero value) or Shared.
+	Mode Mode
+}
+
+// mode returns o's mode, Exclusive for a nil o.
+func (o *Options) mode() Mode {
+	if o == nil {
+		return Exclusive
+	}
+	return o.Mode
+}
