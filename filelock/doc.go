@@ -1,0 +1,77 @@
+// Package filelock is the lockkit backend for processes on one host: a lock
+// is a flock(2) on a file in a lock directory. It needs no server, which
+// makes it the lockkit CLI's zero-setup default.
+//
+// # Using it
+//
+//	l, err := filelock.New(dir, nil) // or filelock.DefaultDir()
+//	...
+//	defer l.Close()
+//	err = lockkit.Do(ctx, l, "nightly-backup", func(ctx context.Context) error {
+//		return backup(ctx)
+//	})
+//
+// [Locker] implements lockkit.Locker (exclusive locks); [Locker.AcquireMode]
+// and [Locker.TryAcquireMode] also take [Shared] locks, which coexist with
+// each other and exclude [Exclusive] ones.
+//
+// # Names and files
+//
+// A lock name maps to one file in the lock directory, never outside it; see
+// [FileName]. Plain names ("nightly-backup", "db.migrate_v2") map to
+// NAME.lock, so shell scripts can take the same locks with util-linux
+// flock(1): flock DIR/NAME.lock CMD. Other names are encoded with a hash.
+//
+// Lock files are opened relative to a descriptor of the directory that New
+// opened, with O_NOFOLLOW: a symbolic link planted at a lock path is refused
+// with [ErrUnsafe] and its target is never opened, and so is anything that is
+// not a regular file or has more than one hard link. New refuses a
+// directory anyone may write to unless it has the sticky bit. New creates a
+// missing directory with mode 0700 and lock files with mode 0644 (see
+// [Config] to change them).
+//
+// # Lock files are never deleted
+//
+// lockkit never removes a lock file, not even on release. Removing one is
+// unsafe: a process that has opened the file but not yet locked it would
+// then lock a file that is no longer in the directory, while a third process
+// creates and locks a new file under the same name, and both hold "the"
+// lock. The files are small (one line) and one per name, so leaving them is
+// cheap. Should anything else remove or replace a lock file, acquiring
+// still works (after locking, lockkit checks that the path still names the
+// file it locked, and starts over otherwise), and a holder whose file
+// disappears is told so: Release, [Lock.Check] and the optional periodic
+// check (Config.CheckInterval) report the lock lost with cause
+// [ErrFileRemoved].
+//
+// # Holder records
+//
+// An exclusive holder writes one JSON line into its lock file after locking —
+// pid, host, owner, app, since, name — and clears it on release, so that a
+// conflict (a *lockkit.HeldError) and [Locker.Inspect] can say who holds
+// the lock. Shared holders write none. A record can be missing (shared
+// holders; a holder that could open the file read-only only) or, after a
+// holder was killed, stale until the next holder overwrites it; readers
+// treat it as a hint and tolerate one caught half-written.
+//
+// # Waiting
+//
+// A blocked flock(2) cannot be cancelled from Go, so [Locker.Acquire] polls
+// with non-blocking attempts and exponential backoff with jitter, from
+// Config.PollMin (500µs) up to Config.PollMax (50ms), bounded by its
+// context. A released lock is taken up to one interval later, and waiting is
+// not fair.
+//
+// # Loss
+//
+// A flock lives as long as its open file description. Nothing outside the
+// holding process can take it away, and the kernel frees it the moment the
+// process exits or is killed, even by SIGKILL. [Lock.Token] is always 0:
+// flock has no fencing token.
+//
+// # Platforms
+//
+// Linux, macOS and the BSDs. On NFS, flock is emulated with byte-range
+// locks (Linux) or not supported at all; keep lock directories on local
+// file systems.
+package filelock

@@ -1,0 +1,136 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
+
+package filelock
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/lockstate"
+	"golang.org/x/sys/unix"
+)
+
+// Lock is a held file lock. It implements lockkit.Lock; Token is always 0,
+// as flock has no fencing token.
+//
+// The lock lives as long as its open file description: Release closes it,
+// and so does the kernel when the process exits or is killed, which frees
+// the lock at once. It cannot be taken away while the descriptor is open,
+// but the lock file can be removed or replaced under it; Release, [Lock.Check]
+// and the periodic check of Config.CheckInterval report that as a loss
+// (matching lockkit.ErrLost, with cause [ErrFileRemoved]).
+type Lock struct {
+	*lockstate.Handle
+	locker   *Locker
+	file     string
+	mode     Mode
+	writable bool
+	dev, ino uint64
+
+	mu     sync.Mutex // guards fd against a concurrent Check during Release
+	fd     int        // -1 once closed
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	closed bool
+}
+
+var _ lockkit.Lock = (*Lock)(nil)
+
+// Mode returns the mode the lock is held in.
+func (lk *Lock) Mode() Mode { return lk.mode }
+
+// Path returns the lock file's path.
+func (lk *Lock) Path() string { return filepath.Join(lk.locker.dir, lk.file) }
+
+func (lk *Lock) start(name string) {
+	lk.Handle = lockstate.New(name, 0, lk.unlock)
+	if iv := lk.locker.cfg.CheckInterval; iv > 0 {
+		lk.stop = make(chan struct{})
+		lk.wg.Add(1)
+		go lk.watch(iv)
+	}
+}
+
+// Check reports whether the lock file at the lock's path is still the file
+// this lock holds. When it is not, the lock is marked lost (Done closes) and
+// Check returns the loss error, which matches lockkit.ErrLost. After
+// Release, Check returns Err.
+func (lk *Lock) Check() error {
+	lk.mu.Lock()
+	defer lk.mu.Unlock()
+	if lk.closed {
+		return lk.Err()
+	}
+	if err := lk.check(); err != nil {
+		lk.MarkLost(err)
+	}
+	return lk.Err()
+}
+
+// check compares the path's file with the locked one. lk.mu is held, and
+// the lock is not yet closed, so the Locker's directory is still open.
+func (lk *Lock) check() error {
+	var st unix.Stat_t
+	err := fstatat(lk.locker.dirfd, lk.file, &st, unix.AT_SYMLINK_NOFOLLOW)
+	switch {
+	case err == unix.ENOENT:
+		return ErrFileRemoved
+	case err != nil:
+		return fmt.Errorf("filelock: stat %s: %w", lk.file, err)
+	case uint64(st.Dev) != lk.dev || uint64(st.Ino) != lk.ino:
+		return ErrFileRemoved
+	}
+	return nil
+}
+
+func (lk *Lock) watch(iv time.Duration) {
+	defer lk.wg.Done()
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	for {
+		select {
+		case <-lk.stop:
+			return
+		case <-lk.Done():
+			return
+		case <-t.C:
+			_ = lk.Check()
+		}
+	}
+}
+
+// unlock is the lockstate.UnlockFunc: check the path, clear the holder
+// record, close the descriptor (which drops the flock).
+func (lk *Lock) unlock(_ context.Context, lost bool) error {
+	if lk.stop != nil {
+		close(lk.stop)
+		lk.wg.Wait()
+	}
+	lk.mu.Lock()
+	defer lk.mu.Unlock()
+	var err error
+	if !lost {
+		err = lk.check()
+		if err == nil && lk.writable && lk.mode == Exclusive {
+			// Clear the record so that nobody reads a holder that is
+			// gone. Shared holders wrote none and leave the file to
+			// the others.
+			if terr := ftruncate(lk.fd, 0); terr != nil {
+				err = fmt.Errorf("filelock: clear holder record: %w", terr)
+			}
+		}
+	}
+	if cerr := unix.Close(lk.fd); cerr != nil && err == nil && !lost {
+		// close(2) on a local file does not fail in practice; if it
+		// did, the kernel still released the descriptor.
+		err = fmt.Errorf("filelock: close: %w", cerr)
+	}
+	lk.fd = -1
+	lk.closed = true
+	lk.locker.unref()
+	return err
+}

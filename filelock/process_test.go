@@ -1,0 +1,88 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
+
+package filelock
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lockkit/lockkit"
+)
+
+// TestSIGKILLFreesLock: a holder process killed with SIGKILL frees the lock
+// at once, because the kernel closes its descriptors.
+func TestSIGKILLFreesLock(t *testing.T) {
+	dir := t.TempDir()
+	l := newLocker(t, dir, nil)
+	cmd, _ := startHolder(t, dir, "victim")
+
+	lk, err := l.TryAcquire(ctxT(t, 5*time.Second), "victim")
+	if err == nil {
+		_ = lk.Release(ctxT(t, 5*time.Second))
+		t.Fatal("TryAcquire succeeded while the helper process held the lock")
+	}
+	var he *lockkit.HeldError
+	if !errors.As(err, &he) {
+		t.Fatalf("TryAcquire = %v, want a *lockkit.HeldError", err)
+	}
+	if he.Holder == nil || he.Holder.PID != cmd.Process.Pid {
+		t.Fatalf("HeldError.Holder = %v, want the helper's pid %d", he.Holder, cmd.Process.Pid)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait() // reaped: its descriptors are closed
+	lk, err = l.TryAcquire(ctxT(t, 5*time.Second), "victim")
+	if err != nil {
+		t.Fatalf("TryAcquire right after the holder was SIGKILLed = %v, want held", err)
+	}
+	if err := lk.Release(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCrossProcessExclusion: several OS processes increment a counter file
+// with a read-modify-write under the lock; no increment may be lost.
+func TestCrossProcessExclusion(t *testing.T) {
+	dir := t.TempDir()
+	counter := filepath.Join(t.TempDir(), "counter")
+	if err := os.WriteFile(counter, []byte("0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const procs, rounds = 4, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, procs)
+	for range procs {
+		cmd := helper(t, "count", dir, "counter", counter, strconv.Itoa(rounds))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := cmd.Wait(); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("helper: %v", err)
+	}
+	b, err := os.ReadFile(counter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(b)); got != strconv.Itoa(procs*rounds) {
+		t.Errorf("counter = %s, want %d: increments were lost, so the processes did not exclude each other", got, procs*rounds)
+	}
+}

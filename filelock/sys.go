@@ -1,0 +1,92 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
+
+package filelock
+
+import (
+	"math/rand/v2"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The wrappers retry on EINTR, which the Go runtime's signals can cause.
+
+func openRetry(path string, flags int, mode uint32) (int, error) {
+	for {
+		fd, err := unix.Open(path, flags, mode)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
+
+func openatRetry(dirfd int, file string, flags int, mode uint32) (int, error) {
+	for {
+		fd, err := unix.Openat(dirfd, file, flags, mode)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
+
+func flock(fd, how int) error {
+	for {
+		err := unix.Flock(fd, how)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+func fstat(fd int, st *unix.Stat_t) error {
+	for {
+		err := unix.Fstat(fd, st)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+func fstatat(dirfd int, file string, st *unix.Stat_t, flags int) error {
+	for {
+		err := unix.Fstatat(dirfd, file, st, flags)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+func ftruncate(fd int, size int64) error {
+	for {
+		err := unix.Ftruncate(fd, size)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+func pwriteFull(fd int, b []byte) (int, error) {
+	done := 0
+	for done < len(b) {
+		n, err := unix.Pwrite(fd, b[done:], int64(done))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return done, err
+		}
+		if n == 0 {
+			return done, unix.EIO
+		}
+		done += n
+	}
+	return done, nil
+}
+
+// jitter returns a duration in [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
