@@ -75,8 +75,8 @@ func DjangoPGLocksPair(a, b int64) (Key, error) {
 
 // Symfony returns the bigint key Symfony Lock's PostgreSqlStore (and
 // DoctrineDbalPostgreSqlStore) locks for a resource name, reproducing
-// getHashedKey in github.com/symfony/symfony, component Lock, file
-// Store/PostgreSqlStore.php:
+// getHashedKey in github.com/symfony/lock (the Lock component, split from
+// symfony/symfony's src/Symfony/Component/Lock), file Store/PostgreSqlStore.php:
 //
 //	return crc32((string) $key);
 //
