@@ -1,0 +1,32 @@
+// Command lockkit runs a command while holding a named lock on PostgreSQL,
+// MySQL/MariaDB, Redis or a local file, lists held locks, and runs the
+// bundled lock-table migrations. Run "lockkit help" for usage.
+//
+//	lockkit run nightly -- ./nightly.sh
+//	lockkit run -b postgres://cron@db/app -n report -- ./report.sh
+//	lockkit status -b postgres://cron@db/app
+//
+// The commands are implemented in internal/cli.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/lockkit/lockkit/internal/cli"
+)
+
+func main() {
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	p := &cli.Program{
+		Stdin:   os.Stdin,
+		Stdout:  os.Stdout,
+		Stderr:  os.Stderr,
+		Env:     os.Environ(),
+		Signals: sigs,
+	}
+	os.Exit(p.Main(context.Background(), os.Args[1:]))
+}

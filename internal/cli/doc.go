@@ -1,0 +1,33 @@
+// Package cli implements the lockkit command: run a command under a lock on
+// any lockkit backend, list held locks, and run the bundled lock-table
+// migrations.
+//
+// The command is a [Program]: its standard streams, environment and the
+// signals it receives are injected, and [Program.Main] returns the exit
+// status instead of exiting, so every command runs in-process in tests.
+// cmd/lockkit is a thin main over it.
+//
+// # Exit status
+//
+// lockkit run exits with the command's own status when the command ran and
+// exited, 128+N when the command was killed by signal N, and otherwise with
+// one of the sysexits(3) codes below:
+//
+//   - [ExitNotAcquired] (75, EX_TEMPFAIL): the lock was not acquired (held,
+//     with --no-wait, or --wait elapsed); --conflict-exit-code changes it.
+//   - [ExitLost] (70, EX_SOFTWARE): the lock was lost while the command ran,
+//     and the command was stopped.
+//   - [ExitUnavailable] (69, EX_UNAVAILABLE): the backend could not be
+//     reached, or it failed.
+//   - [ExitUsage] (64, EX_USAGE): a usage error.
+//
+// A command that cannot be started exits 127 when it was not found and 126
+// when it could not be executed, as env(1) and the shells do.
+//
+// # Passwords
+//
+// A backend URL may carry a password. lockkit never prints it: URLs are
+// shown redacted, and everything lockkit itself writes (including errors
+// from the database drivers, which may quote a connection string) passes
+// through a filter that replaces the URL's secrets with "xxxxx".
+package cli

@@ -1,0 +1,383 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lockkit/lockkit"
+)
+
+// runFlags are lockkit run's flags.
+type runFlags struct {
+	backend      string
+	backendGiven bool
+	noWait       bool
+	wait         time.Duration
+	waitGiven    bool
+	ttl          time.Duration
+	shared       bool
+	table        bool
+	conflictCode int
+	killGrace    time.Duration
+	verbose      bool
+}
+
+// defaultKillGrace is the time between SIGTERM and SIGKILL when the lock
+// is lost.
+const defaultKillGrace = 10 * time.Second
+
+// parseRun parses lockkit run's arguments. done reports that the command
+// should return code at once (help was shown, or a usage error printed).
+func (e *env) parseRun(args []string) (f runFlags, name string, argv []string, code int, done bool) {
+	f = runFlags{conflictCode: ExitNotAcquired, killGrace: defaultKillGrace}
+	fs := newFlagSet("run")
+	stringVar(fs, &f.backend, "b", "backend")
+	boolVar(fs, &f.noWait, "n", "no-wait")
+	varFlag(fs, durationValue{&f.wait, &f.waitGiven}, "w", "wait")
+	varFlag(fs, durationValue{d: &f.ttl}, "ttl")
+	boolVar(fs, &f.shared, "s", "shared")
+	boolVar(fs, &f.table, "table")
+	varFlag(fs, exitCodeValue{&f.conflictCode}, "conflict-exit-code")
+	varFlag(fs, durationValue{d: &f.killGrace}, "kill-grace")
+	boolVar(fs, &f.verbose, "v", "verbose")
+
+	pos, code, done := e.parseInterspersed(fs, runUsage, args)
+	if done {
+		return f, "", nil, code, true
+	}
+	f.backendGiven = fsHas(fs, "b", "backend")
+	switch {
+	case len(pos) == 0:
+		return f, "", nil, e.usageErr(runUsage, "missing lock name and command"), true
+	case len(pos) == 1:
+		return f, "", nil, e.usageErr(runUsage, "missing command after the lock name %q", pos[0]), true
+	case pos[0] == "":
+		return f, "", nil, e.usageErr(runUsage, "empty lock name"), true
+	case f.noWait && f.waitGiven:
+		return f, "", nil, e.usageErr(runUsage, "--no-wait and --wait exclude each other"), true
+	case f.ttl == 0 && fsHas(fs, "ttl"):
+		return f, "", nil, e.usageErr(runUsage, "--ttl must be positive"), true
+	}
+	if f.waitGiven && f.wait == 0 {
+		f.noWait = true // --wait 0: one attempt, as flock -w 0
+	}
+	return f, pos[0], pos[1:], 0, false
+}
+
+func fsHas(fs *flag.FlagSet, names ...string) bool {
+	found := false
+	fs.Visit(func(fl *flag.Flag) {
+		for _, n := range names {
+			if fl.Name == n {
+				found = true
+			}
+		}
+	})
+	return found
+}
+
+// run is lockkit run.
+func (e *env) run(ctx context.Context, args []string) int {
+	f, name, argv, code, done := e.parseRun(args)
+	if done {
+		return code
+	}
+	b, err := e.resolveBackend(f.backend, f.backendGiven)
+	if err != nil {
+		return e.fail(err, f.conflictCode)
+	}
+	opts := lockOptions{table: f.table, ttl: f.ttl, shared: f.shared, owner: e.owner()}
+	if err := checkOptions(b, opts); err != nil {
+		return e.fail(err, f.conflictCode)
+	}
+
+	sigCtx, stopSignals := e.interruptible(ctx)
+	be, err := e.openBackend(sigCtx, b)
+	if err != nil {
+		if sig := stopSignals(); sig != nil {
+			return signalExit(sig)
+		}
+		return e.fail(fmt.Errorf("%s: %w", b.display, err), f.conflictCode)
+	}
+	defer be.close()
+	locker, err := be.locker(opts)
+	if err != nil {
+		stopSignals()
+		return e.fail(err, f.conflictCode)
+	}
+
+	lock, err := e.acquire(sigCtx, locker, name, f)
+	if sig := stopSignals(); sig != nil {
+		if lock != nil {
+			e.release(ctx, lock, f.verbose)
+		}
+		return signalExit(sig)
+	}
+	if err != nil {
+		if isNotAcquired(err) {
+			if f.verbose || e.isTerminal(e.p.Stderr) {
+				e.errorf("%s", notAcquiredMessage(name, err, f))
+			}
+			return f.conflictCode
+		}
+		return e.fail(fmt.Errorf("%s: %w", b.display, err), f.conflictCode)
+	}
+	if f.verbose {
+		e.errorf("acquired %q on %s", name, b.display)
+	}
+	return e.runLocked(ctx, lock, argv, f)
+}
+
+// fail prints err and returns its exit status.
+func (e *env) fail(err error, conflict int) int {
+	e.errorf("%v", err)
+	return errorCode(err, conflict)
+}
+
+func notAcquiredMessage(name string, err error, f runFlags) string {
+	var he *lockkit.HeldError
+	holder := ""
+	if errors.As(err, &he) && he.Holder != nil {
+		holder = " by " + holderString(he.Holder)
+	}
+	if f.noWait {
+		return fmt.Sprintf("%q is held%s", name, holder)
+	}
+	return fmt.Sprintf("%q is still held%s after waiting %s", name, holder, f.wait)
+}
+
+// acquire takes the lock: one attempt with --no-wait, else waiting at
+// most --wait. While waiting with stderr on a terminal it shows a status
+// line; with -v it says that it waits.
+func (e *env) acquire(ctx context.Context, locker lockkit.Locker, name string, f runFlags) (lockkit.Lock, error) {
+	lock, err := locker.TryAcquire(ctx, name)
+	if err == nil || f.noWait || !isNotAcquired(err) {
+		return lock, err
+	}
+	var holder *lockkit.Holder
+	var he *lockkit.HeldError
+	if errors.As(err, &he) {
+		holder = he.Holder
+	}
+	waitCtx := ctx
+	if f.waitGiven {
+		var cancel context.CancelFunc
+		waitCtx, cancel = context.WithTimeout(ctx, f.wait)
+		defer cancel()
+	}
+	stop := e.showWaiting(name, holder, f.verbose)
+	lock, err = locker.Acquire(waitCtx, name)
+	stop()
+	return lock, err
+}
+
+// statusInterval is how often the status line is redrawn.
+const statusInterval = 250 * time.Millisecond
+
+// showWaiting starts reporting that lockkit waits for name: a live status
+// line on a terminal, one line with -v elsewhere, nothing otherwise. The
+// returned function stops it and clears the line.
+func (e *env) showWaiting(name string, holder *lockkit.Holder, verbose bool) (stop func()) {
+	by := ""
+	if holder != nil {
+		by = ", held by " + holderString(holder)
+	}
+	if !e.isTerminal(e.p.Stderr) {
+		if verbose {
+			e.errorf("waiting for %q%s", name, by)
+		}
+		return func() {}
+	}
+	start := time.Now()
+	draw := func() {
+		waited := time.Since(start).Truncate(time.Second)
+		fmt.Fprintf(e.stderr, "\rlockkit: waiting for %q%s (%s)\x1b[K", name, by, waited)
+	}
+	draw()
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(statusInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				draw()
+			case <-quit:
+				fmt.Fprint(e.stderr, "\r\x1b[K")
+				return
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		wg.Wait()
+	}
+}
+
+// release gives the lock up after the command exited. It returns the
+// loss error when the lock turned out to be lost.
+func (e *env) release(ctx context.Context, lock lockkit.Lock, verbose bool) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lockkit.ReleaseTimeout)
+	defer cancel()
+	err := lock.Release(ctx)
+	if err == nil && verbose {
+		e.errorf("released %q", lock.Name())
+	}
+	return err
+}
+
+// runLocked runs argv while lock is held and returns lockkit run's exit
+// status.
+func (e *env) runLocked(ctx context.Context, lock lockkit.Lock, argv []string, f runFlags) int {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin = e.p.Stdin
+	cmd.Stdout = e.p.Stdout
+	cmd.Stderr = e.p.Stderr
+	cmd.Env = childEnv(e.p.Env, lock)
+	if cmd.Err != nil { // lookup failed
+		e.release(ctx, lock, f.verbose)
+		return e.startFailed(argv[0], cmd.Err)
+	}
+	ch, err := startChild(cmd, e.p.Stdin)
+	if err != nil {
+		e.release(ctx, lock, f.verbose)
+		return e.startFailed(argv[0], err)
+	}
+
+	var (
+		lostErr error
+		grace   <-chan time.Time
+		done    = lock.Done()
+	)
+wait:
+	for {
+		select {
+		case sig := <-e.p.Signals:
+			if f.verbose {
+				e.errorf("forwarding %v to %s", sig, argv[0])
+			}
+			ch.signal(sig)
+		case <-done:
+			done = nil
+			lostErr = lock.Err()
+			if lostErr == nil || errors.Is(lostErr, lockkit.ErrReleased) {
+				continue // cannot happen: only this function releases
+			}
+			e.errorf("lost lock %q while %s ran: %v; stopping it (SIGTERM to its process group, SIGKILL after %s)",
+				lock.Name(), argv[0], causeOf(lostErr), f.killGrace)
+			ch.terminate()
+			grace = time.After(f.killGrace)
+		case <-grace:
+			grace = nil
+			e.errorf("%s is still running %s after SIGTERM: sending SIGKILL to its process group", argv[0], f.killGrace)
+			ch.kill()
+		case <-ch.exited:
+			break wait
+		}
+	}
+	if lostErr != nil {
+		// The command is gone; nothing of its process group may run on
+		// without the lock.
+		ch.kill()
+	}
+	state := ch.wait()
+	relErr := e.release(ctx, lock, f.verbose)
+	if lostErr != nil {
+		return ExitLost
+	}
+	status := exitStatus(state)
+	if relErr != nil {
+		if errors.Is(relErr, lockkit.ErrLost) {
+			e.errorf("lost lock %q while %s ran (it exited with status %d): %v", lock.Name(), argv[0], status, causeOf(relErr))
+			return ExitLost
+		}
+		e.errorf("releasing %q: %v", lock.Name(), relErr)
+		if status == 0 {
+			return ExitUnavailable
+		}
+	}
+	return status
+}
+
+// causeOf returns the cause of a loss error, without the "lockkit: lock
+// lost" prefix the message around it already says.
+func causeOf(err error) error {
+	var le *lockkit.LostError
+	if errors.As(err, &le) && le.Cause != nil {
+		return le.Cause
+	}
+	return err
+}
+
+func (e *env) startFailed(name string, err error) int {
+	e.errorf("cannot run %s: %v", name, err)
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+		return ExitNotFound
+	}
+	return ExitCannotExecute
+}
+
+// exitStatus is the command's own status, or 128+N when signal N killed
+// it.
+func exitStatus(state *os.ProcessState) int {
+	if state == nil {
+		return ExitUnavailable
+	}
+	if sig, ok := signaled(state); ok {
+		return signalExit(sig)
+	}
+	return state.ExitCode()
+}
+
+// childEnv is env without any inherited LOCKKIT_NAME or LOCKKIT_TOKEN (of
+// an outer lockkit), plus this lock's.
+func childEnv(env []string, lock lockkit.Lock) []string {
+	out := make([]string, 0, len(env)+2)
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == EnvName || k == EnvToken {
+			continue
+		}
+		out = append(out, kv)
+	}
+	out = append(out, EnvName+"="+lock.Name())
+	if t := lock.Token(); t != 0 {
+		out = append(out, EnvToken+"="+strconv.FormatInt(t, 10))
+	}
+	return out
+}
+
+// owner describes this process for backends that record a holder.
+func (e *env) owner() string {
+	user := e.getenv("USER")
+	if user == "" {
+		user = e.getenv("LOGNAME")
+	}
+	if user == "" {
+		return "lockkit"
+	}
+	return user + " (lockkit)"
+}
+
+// holderString renders h with its times in the local time zone.
+func holderString(h *lockkit.Holder) string {
+	c := *h
+	if !c.Since.IsZero() {
+		c.Since = c.Since.Local()
+	}
+	if !c.Expires.IsZero() {
+		c.Expires = c.Expires.Local()
+	}
+	return c.String()
+}

@@ -1,0 +1,170 @@
+package cli
+
+// The help texts. Each starts with its usage line, which usage errors
+// repeat.
+
+const mainUsage = `Usage: lockkit COMMAND [ARG...]
+
+lockkit runs a command while holding a named lock, like flock(1), but the
+lock can live in PostgreSQL, MySQL/MariaDB or Redis, so that it holds
+across hosts. With no backend given it uses a file lock in a per-user
+directory, which needs no server.
+
+Commands:
+  run       run a command while holding a lock
+  status    list held locks, with holder and since when
+  migrate   create, drop or inspect the lock table used by --table
+  version   print lockkit's version
+  help      show the help of a command
+
+Run 'lockkit COMMAND -h' or 'lockkit help COMMAND' for a command's flags.
+
+Backends (--backend URL, or the LOCKKIT_BACKEND environment variable):
+  file:///DIR                          a file lock in DIR (the default)
+  postgres://USER@HOST:PORT/DB?...     a PostgreSQL advisory lock
+  mysql://USER:PASS@HOST:PORT/DB       a MySQL/MariaDB GET_LOCK lock
+  redis://HOST:PORT/DB                 a Redis lease (rediss:// for TLS)
+With --table, postgres:// and mysql:// use the lock table instead.
+
+Examples:
+  lockkit run nightly -- ./nightly.sh
+  LOCKKIT_BACKEND=postgres://app@db/app lockkit run -n nightly -- ./nightly.sh
+  lockkit status --backend redis://cache:6379/0
+`
+
+const runUsage = `Usage: lockkit run [flags] NAME -- COMMAND [ARG...]
+
+Acquire the lock NAME, run COMMAND while holding it, and release the lock
+once COMMAND has exited. By default lockkit waits until the lock is free.
+
+SIGINT, SIGTERM and SIGHUP sent to lockkit are forwarded to COMMAND's
+process group; the lock is released only after COMMAND has exited. If the
+lock is lost while COMMAND runs (the database session ends, the lease
+cannot be renewed), lockkit sends SIGTERM to COMMAND's process group, then
+SIGKILL after --kill-grace, and exits 70 saying what was lost and why.
+
+Flags:
+  -b, --backend URL           where the lock lives (default: $LOCKKIT_BACKEND,
+                              else a file lock in a per-user directory)
+  -n, --no-wait               fail at once if the lock is held
+  -w, --wait DURATION         wait at most DURATION, e.g. 30s, 5m or 10
+                              (seconds); the default is to wait until acquired
+  -s, --shared                take a shared lock: any number of shared holders
+                              exclude the exclusive ones (postgres advisory
+                              locks and file locks only; elsewhere exit 64)
+      --table                 use the lock table instead of an advisory lock
+                              (postgres:// and mysql://; see lockkit migrate)
+      --ttl DURATION          lease length for --table and redis://, renewed
+                              automatically while COMMAND runs
+      --conflict-exit-code N  exit status when the lock is not acquired
+                              (default 75)
+      --kill-grace DURATION   time between SIGTERM and SIGKILL when the lock
+                              is lost (default 10s)
+  -v, --verbose               say on stderr when lockkit waits, acquires,
+                              forwards a signal and releases
+  -h, --help                  show this help
+
+While waiting with stderr on a terminal, a status line shows the lock, its
+holder (where the backend knows it) and the time waited. Off a terminal
+lockkit is quiet unless -v is given. Passwords are never printed.
+
+Exit status:
+  N     COMMAND's own exit status
+  128+N COMMAND was killed by signal N
+  75    the lock was not acquired: held, with --no-wait, or --wait elapsed
+        (see --conflict-exit-code)
+  70    the lock was lost while COMMAND ran, and COMMAND was stopped
+  69    the backend could not be reached, or it failed
+  64    usage error
+  126   COMMAND could not be executed
+  127   COMMAND was not found
+
+Environment:
+  LOCKKIT_BACKEND  the backend URL when --backend is not given; keeps a
+                   password out of the process list
+  LOCKKIT_NAME     set for COMMAND: the lock's name
+  LOCKKIT_TOKEN    set for COMMAND when the backend gives a fencing token
+                   (--table, redis://): it increases with every new holder,
+                   so a resource can reject writes from an earlier holder
+
+Examples:
+  Run the nightly job at most once at a time on this host:
+    lockkit run nightly -- ./nightly.sh
+
+  From cron on several hosts, skipping a run while another host has it:
+    LOCKKIT_BACKEND=postgres://cron@db.internal/app
+    */5 * * * * lockkit run -n report -- ./report.sh
+
+  Wait up to two minutes, with a renewed 30-second Redis lease:
+    lockkit run -b redis://cache:6379/0 --ttl 30s -w 2m deploy -- make deploy
+`
+
+const statusUsage = `Usage: lockkit status [flags] [NAME...]
+
+List the locks that are held, with their holder and since when. With
+NAMEs, list only those (and say which of them are free).
+
+What each backend can show:
+  file:///DIR   the locked files in DIR, with the holder's pid, host and
+                start time as lockkit recorded them
+  postgres://   advisory locks from pg_locks with the holding session's
+                user, application, client address, pid and since when;
+                keys of known schemes (lockkit names given as NAME,
+                golang-migrate, goose) are named
+  mysql://      user locks from performance_schema.metadata_locks where
+                it is enabled; else only the given NAMEs (IS_USED_LOCK)
+  redis://      lockkit's lock keys, with their lease expiry and token
+  --table       the lock table's rows: owner, since, expires and token
+
+Flags:
+  -b, --backend URL  where the locks live (default: $LOCKKIT_BACKEND, else
+                     the per-user file lock directory)
+      --table        list the lock table instead of advisory locks
+      --json         print one JSON array of locks instead of a table
+  -h, --help         show this help
+
+Exit status:
+  0   the listing was printed (also when no lock is held)
+  1   NAMEs were given and at least one of them is not held
+  69  the backend could not be reached, or it failed
+  64  usage error
+
+Examples:
+  lockkit status
+  lockkit status -b postgres://postgres@db/app nightly
+  lockkit status -b mysql://app:secret@db:3306/app --table --json
+`
+
+const migrateUsage = `Usage: lockkit migrate [flags] up|down|version
+
+Run the bundled migrations of the lock table that lockkit run --table and
+the rowlock package use.
+
+  up       create the lock table, or bring it to the newest version
+  down     drop the lock table (every lock held in it is lost)
+  version  print the table's migration version, and whether it is dirty
+
+Flags:
+  -b, --backend URL  a postgres:// or mysql:// database (default:
+                     $LOCKKIT_BACKEND)
+  -h, --help         show this help
+
+Exit status:
+  0   done
+  69  the database could not be reached, or a migration failed
+  64  usage error
+
+Examples:
+  lockkit migrate -b postgres://postgres@db/app up
+  LOCKKIT_BACKEND=mysql://root@db:3306/app lockkit migrate version
+`
+
+const versionUsage = `Usage: lockkit version
+
+Print lockkit's version and the Go version it was built with.
+`
+
+const helpUsage = `Usage: lockkit help [COMMAND]
+
+Show lockkit's help, or the help of COMMAND.
+`
