@@ -464,8 +464,11 @@ func (l *Locker) open(file string) (lockFile, error) {
 		}
 	}
 	if err != nil {
-		if err == unix.ELOOP || err == unix.EMLINK {
+		switch err {
+		case unix.ELOOP, unix.EMLINK:
 			return f, fmt.Errorf("%w: %s is a symbolic link", ErrUnsafe, filepath.Join(l.dir, file))
+		case unix.EISDIR:
+			return f, fmt.Errorf("%w: %s is not a regular file", ErrUnsafe, filepath.Join(l.dir, file))
 		}
 		return f, fmt.Errorf("filelock: open %s: %w", filepath.Join(l.dir, file), err)
 	}

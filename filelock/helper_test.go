@@ -123,3 +123,5 @@ func startHolder(t *testing.T, dir, name string) (*exec.Cmd, io.WriteCloser) {
 	}
 	return cmd, stdin
 }
+
+func itoa(i int) string { return strconv.Itoa(i) }

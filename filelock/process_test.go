@@ -86,3 +86,63 @@ func TestCrossProcessExclusion(t *testing.T) {
 		t.Errorf("counter = %s, want %d: increments were lost, so the processes did not exclude each other", got, procs*rounds)
 	}
 }
+
+// TestCleanRaceAcrossProcesses: processes repeatedly create, lock and
+// unlock one lock file while Clean removes it whenever it is free. Acquire
+// must notice a file removed between its open and its flock and start
+// over; otherwise two processes hold two inodes of one name and increments
+// are lost.
+func TestCleanRaceAcrossProcesses(t *testing.T) {
+	dir := t.TempDir()
+	counter := filepath.Join(t.TempDir(), "counter")
+	if err := os.WriteFile(counter, []byte("0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cleaner := newLocker(t, dir, nil)
+	const procs, rounds = 4, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, procs)
+	for range procs {
+		cmd := helper(t, "count", dir, "raced", counter, strconv.Itoa(rounds))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := cmd.Wait(); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	removed := 0
+	for done := false; !done; {
+		select {
+		case <-finished:
+			done = true
+		default:
+		}
+		n, err := cleaner.Clean(ctxT(t, 10*time.Second))
+		if err != nil {
+			t.Errorf("Clean: %v", err)
+		}
+		removed += n
+	}
+	close(errs)
+	for err := range errs {
+		t.Errorf("helper: %v", err)
+	}
+	b, err := os.ReadFile(counter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(b)); got != strconv.Itoa(procs*rounds) {
+		t.Errorf("counter = %s, want %d: increments were lost, so a removed lock file let two processes hold the lock", got, procs*rounds)
+	}
+	if removed == 0 {
+		t.Errorf("Clean never removed the lock file, so the race was not exercised")
+	}
+	t.Logf("Clean removed the lock file %d times during %d locked increments", removed, procs*rounds)
+}
