@@ -1,0 +1,4 @@
+package migrations
+
+// SessionLock exposes the migrators' session lock to the tests.
+var SessionLock = sessionLock
