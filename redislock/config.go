@@ -1,0 +1,124 @@
+package redislock
+
+import (
+	"cmp"
+	"encoding/json"
+	"os"
+	"time"
+
+	"github.com/lockkit/lockkit"
+)
+
+// Defaults and limits.
+const (
+	// DefaultPrefix is the key prefix when Config.Prefix is empty.
+	DefaultPrefix = "lockkit:"
+
+	// DefaultTTL is the lease when Config.TTL is zero.
+	DefaultTTL = 30 * time.Second
+
+	// MaxNameLen is the longest lock name accepted, in bytes.
+	MaxNameLen = 1024
+
+	// MaxPrefixLen is the longest key prefix accepted, in bytes.
+	MaxPrefixLen = 256
+
+	// MaxHolderLen is the longest Owner or Data accepted, in bytes.
+	MaxHolderLen = 1024
+)
+
+// Config configures a [Locker]. The zero value, and a nil *Config, give
+// auto-renewed 30-second leases under the "lockkit:" prefix without fencing
+// tokens.
+type Config struct {
+	// Prefix is prepended to every key and channel name. Empty means
+	// DefaultPrefix. Lockers that should exclude each other must use the
+	// same prefix.
+	Prefix string
+
+	// TTL is the lease: how long the lock outlives a holder that stops
+	// renewing it (a crashed or paused process, a cut network). Zero means
+	// DefaultTTL; it must be at least a millisecond and is rounded up to a
+	// whole millisecond.
+	TTL time.Duration
+
+	// RenewInterval is how often a held lock's lease is renewed. Zero
+	// means TTL/3. It must be positive and at most TTL/2, so that a renewal
+	// can fail once and be retried before the lease runs out. It is also
+	// the bound on how soon a lock whose key was deleted or overwritten
+	// behind the holder's back is reported lost. Ignored with NoAutoRenew.
+	RenewInterval time.Duration
+
+	// NoAutoRenew turns automatic renewal off: the lease then ends TTL
+	// after the acquire or the last successful [Lock.Renew], and the lock
+	// is reported lost at that moment.
+	NoAutoRenew bool
+
+	// Fencing makes every acquire also issue a fencing token (Lock.Token),
+	// strictly increasing per name, from a counter key next to the lock
+	// key. The counter key has no expiry: it stays in Redis, one small key
+	// per name, so that tokens keep increasing.
+	Fencing bool
+
+	// Owner names the holder in conflict errors and status output, such as
+	// a service or user name. Optional; at most MaxHolderLen bytes.
+	Owner string
+
+	// Data is free-form holder metadata shown with the owner. Optional; at
+	// most MaxHolderLen bytes.
+	Data string
+}
+
+// settings are a validated Config.
+type settings struct {
+	prefix     string
+	ttl        time.Duration
+	ttlMs      int64
+	renewEvery time.Duration // 0: no automatic renewal
+	fencing    bool
+	meta       string // holder JSON
+}
+
+// holderJSON is the holder part of a lock key's value.
+type holderJSON struct {
+	Owner string `json:"owner,omitempty"`
+	Host  string `json:"host,omitempty"`
+	PID   int    `json:"pid,omitempty"`
+	Data  string `json:"data,omitempty"`
+}
+
+func (c *Config) settings() (settings, error) {
+	var cfg Config
+	if c != nil {
+		cfg = *c
+	}
+	s := settings{
+		prefix:  cmp.Or(cfg.Prefix, DefaultPrefix),
+		ttl:     cmp.Or(cfg.TTL, DefaultTTL),
+		fencing: cfg.Fencing,
+	}
+	if len(s.prefix) > MaxPrefixLen {
+		return s, lockkit.Invalidf("redislock: prefix is %d bytes, more than %d", len(s.prefix), MaxPrefixLen)
+	}
+	if s.ttl < time.Millisecond {
+		return s, lockkit.Invalidf("redislock: TTL %v is not at least 1ms", s.ttl)
+	}
+	s.ttlMs = int64((s.ttl + time.Millisecond - 1) / time.Millisecond)
+	s.ttl = time.Duration(s.ttlMs) * time.Millisecond
+	if !cfg.NoAutoRenew {
+		s.renewEvery = cmp.Or(cfg.RenewInterval, s.ttl/3)
+		if s.renewEvery <= 0 || s.renewEvery > s.ttl/2 {
+			return s, lockkit.Invalidf("redislock: RenewInterval %v must be positive and at most half the TTL %v", cfg.RenewInterval, s.ttl)
+		}
+	}
+	if len(cfg.Owner) > MaxHolderLen || len(cfg.Data) > MaxHolderLen {
+		return s, lockkit.Invalidf("redislock: Owner and Data must be at most %d bytes", MaxHolderLen)
+	}
+	host, _ := os.Hostname()
+	meta, err := json.Marshal(holderJSON{Owner: cfg.Owner, Host: host, PID: os.Getpid(), Data: cfg.Data})
+	if err != nil {
+		return s, lockkit.Invalidf("redislock: holder metadata: %v", err)
+	}
+	s.meta = string(meta)
+	return s, nil
+}

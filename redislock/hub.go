@@ -1,0 +1,236 @@
+package redislock
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// hub shares one pub/sub connection among all of a Locker's waiters. Each
+// waited-on name's release channel is subscribed once, reference-counted by
+// its waiters, and unsubscribed when its last waiter leaves; when no waiter
+// is left the connection is closed and its reader goroutine ends. A Locker
+// with nobody waiting therefore holds no pub/sub connection and runs no
+// goroutine.
+type hub struct {
+	c Client
+
+	mu  sync.Mutex
+	cur *session // nil while nobody waits
+	seq uint64
+}
+
+// session is one pub/sub connection and the waiters on it.
+type session struct {
+	ps     *redis.PubSub
+	chans  map[string]*chanState
+	pings  map[string]func() // PING payload -> what its PONG means; under hub.mu
+	quit   chan struct{}     // closed by close
+	done   chan struct{}     // closed when run has returned
+	closed bool
+}
+
+// chanState is one subscribed channel.
+type chanState struct {
+	waiters map[*waiter]struct{}
+	ready   chan struct{} // closed once the server has the subscription
+}
+
+// waiter is one Acquire waiting on a channel. wake receives a value after a
+// release message, or after the connection was re-established (messages
+// may have been missed meanwhile).
+type waiter struct {
+	h    *hub
+	s    *session
+	ch   string
+	wake chan struct{}
+}
+
+func (w *waiter) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// subscribe registers a waiter on channel ch and returns once the server is
+// known to have the subscription: a PING sent on the pub/sub connection after
+// the SUBSCRIBE has come back. A release published after subscribe returns
+// therefore reaches the waiter.
+func (h *hub) subscribe(ctx context.Context, ch string) (*waiter, error) {
+	h.mu.Lock()
+	s := h.cur
+	if s == nil {
+		s = &session{
+			ps:    h.c.Subscribe(context.WithoutCancel(ctx)),
+			chans: make(map[string]*chanState),
+			pings: make(map[string]func()),
+			quit:  make(chan struct{}),
+			done:  make(chan struct{}),
+		}
+		h.cur = s
+		go s.run(h)
+	}
+	w := &waiter{h: h, s: s, ch: ch, wake: make(chan struct{}, 1)}
+	cs := s.chans[ch]
+	if cs == nil {
+		cs = &chanState{waiters: make(map[*waiter]struct{}), ready: make(chan struct{})}
+		s.chans[ch] = cs
+		cs.waiters[w] = struct{}{}
+		ready := cs.ready
+		id := h.pingIDLocked()
+		s.pings[id] = func() { closeOnce(ready) }
+		err := s.ps.Subscribe(ctx, ch)
+		if err == nil {
+			err = s.ps.Ping(ctx, id)
+		}
+		if err != nil {
+			delete(s.pings, id)
+			h.mu.Unlock()
+			w.close()
+			return nil, err
+		}
+	} else {
+		cs.waiters[w] = struct{}{}
+	}
+	ready := cs.ready
+	h.mu.Unlock()
+
+	select {
+	case <-ready:
+		return w, nil
+	case <-ctx.Done():
+		w.close()
+		return nil, ctx.Err()
+	}
+}
+
+func (h *hub) pingIDLocked() string {
+	h.seq++
+	return "lockkit-sync-" + strconv.FormatUint(h.seq, 10)
+}
+
+func closeOnce(c chan struct{}) {
+	select {
+	case <-c:
+	default:
+		close(c)
+	}
+}
+
+// close unregisters the waiter: the last waiter on a channel unsubscribes
+// it, the last waiter of all closes the connection and waits for the
+// reader goroutine to end.
+func (w *waiter) close() {
+	h, s := w.h, w.s
+	h.mu.Lock()
+	cs := s.chans[w.ch]
+	if cs != nil {
+		delete(cs.waiters, w)
+		if len(cs.waiters) == 0 {
+			delete(s.chans, w.ch)
+			if len(s.chans) > 0 && !s.closed {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				// An error leaves a subscription nobody listens to; its
+				// messages are dropped by run.
+				_ = s.ps.Unsubscribe(ctx, w.ch)
+				cancel()
+			}
+		}
+	}
+	last := len(s.chans) == 0 && !s.closed
+	if last {
+		s.closed = true
+		close(s.quit)
+		if h.cur == s {
+			h.cur = nil
+		}
+		_ = s.ps.Close()
+	}
+	h.mu.Unlock()
+	if last {
+		<-s.done
+	}
+}
+
+// run reads the pub/sub connection until the session is closed. A read
+// error means the connection broke; go-redis reconnects and subscribes
+// again on the next read or write, and messages published meanwhile are
+// lost. So after an error run sends a PING, and when its PONG arrives (the
+// subscriptions are back) every waiter is woken to try again, and every
+// pending subscribe is confirmed.
+func (s *session) run(h *hub) {
+	defer close(s.done)
+	errs := 0
+	for {
+		msg, err := s.ps.Receive(context.Background())
+		if err != nil {
+			h.mu.Lock()
+			closed := s.closed
+			h.mu.Unlock()
+			if closed || errors.Is(err, redis.ErrClosed) {
+				return
+			}
+			if errs > 0 {
+				select {
+				case <-time.After(100 * time.Millisecond):
+				case <-s.quit:
+					return
+				}
+			}
+			errs++
+			h.resync(s)
+			continue
+		}
+		errs = 0
+		switch m := msg.(type) {
+		case *redis.Message:
+			h.mu.Lock()
+			if cs := s.chans[m.Channel]; cs != nil {
+				for w := range cs.waiters {
+					w.signal()
+				}
+			}
+			h.mu.Unlock()
+		case *redis.Pong:
+			h.mu.Lock()
+			if f := s.pings[m.Payload]; f != nil {
+				delete(s.pings, m.Payload)
+				f()
+			}
+			h.mu.Unlock()
+		}
+	}
+}
+
+// resync sends a PING after a connection error; its PONG wakes every waiter
+// and confirms every subscription.
+func (h *hub) resync(s *session) {
+	h.mu.Lock()
+	if s.closed {
+		h.mu.Unlock()
+		return
+	}
+	id := h.pingIDLocked()
+	s.pings[id] = func() {
+		for _, cs := range s.chans {
+			closeOnce(cs.ready)
+			for w := range cs.waiters {
+				w.signal()
+			}
+		}
+	}
+	h.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.ps.Ping(ctx, id); err != nil {
+		// The next Receive fails too and run tries again.
+		h.mu.Lock()
+		delete(s.pings, id)
+		h.mu.Unlock()
+	}
+}

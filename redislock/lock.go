@@ -1,0 +1,217 @@
+package redislock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/lockkit/lockkit/internal/lockstate"
+)
+
+// Causes of a loss, wrapped in the *lockkit.LostError that Lock.Err returns.
+var (
+	// ErrNotOwner means the lock key no longer holds this lock's secret:
+	// the lease expired and the key was deleted or taken by another holder,
+	// the key was deleted by hand, or the server lost it (a restart without
+	// persistence, a failover to a replica that had not received it).
+	ErrNotOwner = errors.New("redislock: the key no longer holds this lock")
+
+	// ErrLeaseExpired means the lease ran out on the holder's clock: no
+	// renewal succeeded within TTL of the last one that did (the server was
+	// unreachable, or automatic renewal is off and Renew was not called).
+	ErrLeaseExpired = errors.New("redislock: lease expired without a successful renewal")
+)
+
+// Lock is a held Redis lock. It implements lockkit.Lock; its methods are safe
+// for concurrent use.
+//
+// While held, the lease is renewed every Config.RenewInterval on a
+// goroutine-free timer that runs on its own context, never the acquire
+// call's. Done closes and Err wraps lockkit.ErrLost when a renewal finds the
+// key no longer holds this lock ([ErrNotOwner]), or when TTL has passed since
+// the start of the last renewal that succeeded ([ErrLeaseExpired]): from then
+// on the server may have let the key expire, so the lock is reported lost no
+// later than the lease can have ended. Release stops the renewal and waits
+// for one in flight.
+type Lock struct {
+	*lockstate.Handle
+	l      *Locker
+	key    string
+	secret string // "<secret>|"
+
+	mu       sync.Mutex
+	deadline time.Time // the lease ends no earlier than this, on our clock
+	timer    *time.Timer
+	stopped  bool
+	inflight chan struct{}      // closed when the running auto-renewal ends
+	cancel   context.CancelFunc // cancels the running auto-renewal
+	lastErr  error              // the last auto-renewal error
+}
+
+func newLock(l *Locker, name, key, secret string, token int64, start time.Time) *Lock {
+	lk := &Lock{l: l, key: key, secret: secret, deadline: start.Add(l.set.ttl)}
+	lk.Handle = lockstate.New(name, token, lk.unlock)
+	first := l.set.renewEvery
+	if first == 0 {
+		first = time.Until(lk.deadline)
+	}
+	lk.mu.Lock()
+	lk.timer = time.AfterFunc(first, lk.tick)
+	lk.mu.Unlock()
+	return lk
+}
+
+// Key returns the Redis key that holds the lock.
+func (lk *Lock) Key() string { return lk.key }
+
+// Renew resets the lease to the Locker's TTL. It returns nil when the
+// server confirmed it. When the key no longer holds this lock the lock is
+// marked lost and Renew returns its loss error (matching lockkit.ErrLost).
+// Any other error (a network error, ctx) leaves the lock held until its
+// lease runs out on the holder's clock. A released lock returns
+// lockkit.ErrReleased.
+func (lk *Lock) Renew(ctx context.Context) error {
+	if err := lk.Err(); err != nil {
+		return err
+	}
+	return lk.renew(ctx)
+}
+
+func (lk *Lock) renew(ctx context.Context) error {
+	start := time.Now()
+	n, err := renewScript.Run(ctx, lk.l.c, []string{lk.key}, lk.secret, lk.l.set.ttlMs).Int64()
+	if err != nil {
+		return fmt.Errorf("redislock: renew %q: %w", lk.Name(), err)
+	}
+	if n != 1 {
+		lk.MarkLost(ErrNotOwner)
+		return lk.Err()
+	}
+	lk.mu.Lock()
+	if d := start.Add(lk.l.set.ttl); d.After(lk.deadline) {
+		lk.deadline = d
+	}
+	lk.mu.Unlock()
+	return nil
+}
+
+// TTL returns how long the lease has left on the server. When the key no
+// longer holds this lock the lock is marked lost and TTL returns its loss
+// error.
+func (lk *Lock) TTL(ctx context.Context) (time.Duration, error) {
+	if err := lk.Err(); err != nil {
+		return 0, err
+	}
+	ms, err := ttlScript.Run(ctx, lk.l.c, []string{lk.key}, lk.secret).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("redislock: TTL of %q: %w", lk.Name(), err)
+	}
+	switch {
+	case ms == -3:
+		lk.MarkLost(ErrNotOwner)
+		return 0, lk.Err()
+	case ms < 0:
+		return 0, fmt.Errorf("redislock: TTL of %q: the key has no expiry (PTTL %d)", lk.Name(), ms)
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}
+
+// tick runs on the lock's timer: it marks the lock lost when its lease is
+// over on the holder's clock, and otherwise renews it (automatic renewal)
+// or sleeps until the lease ends (NoAutoRenew, where Renew may have moved
+// the deadline).
+func (lk *Lock) tick() {
+	lk.mu.Lock()
+	if lk.stopped || !lk.Held() {
+		lk.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	if !now.Before(lk.deadline) {
+		cause := lk.lastErr
+		lk.mu.Unlock()
+		lk.MarkLost(joinCause(ErrLeaseExpired, cause))
+		return
+	}
+	every := lk.l.set.renewEvery
+	if every == 0 {
+		lk.timer.Reset(lk.deadline.Sub(now))
+		lk.mu.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	ctx, cancel := context.WithDeadline(context.Background(), lk.deadline)
+	lk.inflight, lk.cancel = done, cancel
+	lk.mu.Unlock()
+
+	err := lk.renew(ctx)
+	cancel()
+
+	lk.mu.Lock()
+	defer lk.mu.Unlock()
+	lk.inflight, lk.cancel = nil, nil
+	close(done)
+	if lk.stopped || !lk.Held() {
+		return
+	}
+	next := every
+	if err != nil {
+		// Retry sooner, but not in a busy loop.
+		lk.lastErr = err
+		next = max(every/4, 10*time.Millisecond)
+	} else {
+		lk.lastErr = nil
+	}
+	if left := time.Until(lk.deadline); left < next {
+		next = max(left, 0)
+	}
+	lk.timer.Reset(next)
+}
+
+func joinCause(err, cause error) error {
+	if cause == nil {
+		return err
+	}
+	return fmt.Errorf("%w (last renewal: %w)", err, cause)
+}
+
+// stop ends the renewal timer and waits for a renewal in flight.
+func (lk *Lock) stop() {
+	lk.mu.Lock()
+	lk.stopped = true
+	lk.timer.Stop()
+	done, cancel := lk.inflight, lk.cancel
+	lk.mu.Unlock()
+	if done != nil {
+		cancel()
+		<-done
+	}
+}
+
+// releaseGrace bounds a release whose caller's context was already done.
+const releaseGrace = 2 * time.Second
+
+// unlock is the lockstate.UnlockFunc: it stops the renewal and deletes the
+// key if it still holds this lock, publishing the release to waiters.
+func (lk *Lock) unlock(ctx context.Context, lost bool) error {
+	lk.stop()
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), releaseGrace)
+		defer cancel()
+	}
+	// Also for a lost lock: when the loss was declared on our clock the
+	// key may still be ours for a moment, and deleting it frees the name.
+	n, err := releaseScript.Run(ctx, lk.l.c, []string{lk.key}, lk.secret, lk.l.channel(lk.key)).Int64()
+	switch {
+	case lost:
+		return nil
+	case err != nil:
+		return fmt.Errorf("redislock: release of %q not confirmed (the key expires with its lease): %w", lk.Name(), err)
+	case n != 1:
+		return ErrNotOwner
+	}
+	return nil
+}

@@ -1,0 +1,303 @@
+package redislock
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lockkit/lockkit"
+	"github.com/redis/go-redis/v9"
+)
+
+// Client is the part of a go-redis client a [Locker] uses: scripts, and a
+// pub/sub connection for waiters. *redis.Client, *redis.ClusterClient,
+// *redis.Ring and every redis.UniversalClient satisfy it.
+type Client interface {
+	redis.Scripter
+	Subscribe(ctx context.Context, channels ...string) *redis.PubSub
+}
+
+// Locker acquires named locks held as leases in Redis. It is safe for
+// concurrent use. It does not own the client: closing the client is the
+// caller's business, after every lock is released.
+type Locker struct {
+	c   Client
+	set settings
+	hub hub
+
+	// waitHook, when set by a test, runs each time an Acquire is about to
+	// block waiting for a release.
+	waitHook func(name string)
+}
+
+var (
+	_ lockkit.Locker = (*Locker)(nil)
+	_ lockkit.Lock   = (*Lock)(nil)
+)
+
+// New returns a Locker on client. cfg may be nil for the defaults. Bad
+// settings return an error matching lockkit.ErrInvalid; New does no I/O.
+func New(client Client, cfg *Config) (*Locker, error) {
+	if client == nil {
+		return nil, lockkit.Invalidf("redislock: nil client")
+	}
+	s, err := cfg.settings()
+	if err != nil {
+		return nil, err
+	}
+	return &Locker{c: client, set: s, hub: hub{c: client}}, nil
+}
+
+// TTL returns the lease length locks are taken with.
+func (l *Locker) TTL() time.Duration { return l.set.ttl }
+
+// Key returns the Redis key that holds the named lock:
+// "<prefix>{<name>}". With fencing, the token counter is that key followed
+// by ":fence", and releases are published on the channel "<key>:released".
+// The braces make the lock key and its counter a Redis Cluster hash tag, so
+// that one script can touch both.
+func (l *Locker) Key(name string) string {
+	return l.set.prefix + "{" + name + "}"
+}
+
+func (l *Locker) fenceKey(key string) string { return key + ":fence" }
+func (l *Locker) channel(key string) string  { return key + ":released" }
+
+func checkName(name string) error {
+	if name == "" {
+		return lockkit.Invalidf("redislock: empty lock name")
+	}
+	if len(name) > MaxNameLen {
+		return lockkit.Invalidf("redislock: lock name is %d bytes, more than %d", len(name), MaxNameLen)
+	}
+	return nil
+}
+
+// Acquire waits until the named lock is held, or ctx ends. It implements
+// lockkit.Locker; see [Locker.Lock] for the typed form.
+func (l *Locker) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	lk, err := l.Lock(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return lk, nil
+}
+
+// TryAcquire makes one attempt. It implements lockkit.Locker; see
+// [Locker.TryLock] for the typed form.
+func (l *Locker) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	lk, err := l.TryLock(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return lk, nil
+}
+
+// TryLock makes one attempt, one round trip, to take the named lock. When
+// the lock is held elsewhere the error is a *lockkit.HeldError naming the
+// holder (owner, host, pid, since, the lease's end and its fencing token)
+// and matching lockkit.ErrNotAcquired.
+func (l *Locker) TryLock(ctx context.Context, name string) (*Lock, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, notAcquired(name, err)
+	}
+	lk, held, _, err := l.try(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if held != nil {
+		return nil, held
+	}
+	return lk, nil
+}
+
+// Lock waits until the named lock is held, or ctx ends.
+//
+// It tries once; when the lock is held it subscribes to the name's release
+// channel, tries again (a release between the first try and the
+// subscription is not missed), and then waits for a release message, for
+// the holder's lease to run out (an expired key publishes nothing), or for
+// ctx. All of a Locker's waiters share one pub/sub connection. When ctx
+// ends first the error is a *lockkit.HeldError matching both
+// lockkit.ErrNotAcquired and ctx.Err().
+func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, notAcquired(name, err)
+	}
+	lk, held, pttl, err := l.try(ctx, name)
+	if err != nil || held == nil {
+		return lk, err
+	}
+	key := l.Key(name)
+	w, err := l.hub.subscribe(ctx, l.channel(key))
+	if err != nil {
+		if ctx.Err() != nil {
+			held.Cause = ctx.Err()
+			return nil, held
+		}
+		return nil, fmt.Errorf("redislock: subscribe to releases of %q: %w", name, err)
+	}
+	defer w.close()
+
+	for {
+		lk, h, p, err := l.try(ctx, name)
+		if err != nil || h == nil {
+			return lk, err
+		}
+		held, pttl = h, p
+		timer := time.NewTimer(l.recheck(pttl))
+		if l.waitHook != nil {
+			l.waitHook(name)
+		}
+		select {
+		case <-w.wake:
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			held.Cause = ctx.Err()
+			return nil, held
+		}
+		timer.Stop()
+	}
+}
+
+// recheck is how long a waiter waits at most before trying again without a
+// release message: until the holder's lease runs out, or a whole TTL when
+// the key has no expiry (it was not set by lockkit).
+func (l *Locker) recheck(pttl time.Duration) time.Duration {
+	switch {
+	case pttl == -1:
+		return l.set.ttl
+	case pttl < 0:
+		return 0
+	}
+	return pttl + time.Millisecond
+}
+
+// notAcquired is the error of an attempt that ended by ctx before the
+// holder was known.
+func notAcquired(name string, cause error) error {
+	return fmt.Errorf("redislock: %q: %w: %w", name, lockkit.ErrNotAcquired, cause)
+}
+
+// try runs the acquire script once. It returns the lock, or the conflict
+// with the holder's remaining lease, or an error. An error after the
+// script may have run leaves nothing held: the attempt's own key is deleted
+// with a compare-and-delete.
+func (l *Locker) try(ctx context.Context, name string) (*Lock, *lockkit.HeldError, time.Duration, error) {
+	key := l.Key(name)
+	secret := rand.Text() + "|"
+	keys := []string{key}
+	if l.set.fencing {
+		keys = append(keys, l.fenceKey(key))
+	}
+	start := time.Now()
+	res, err := acquireScript.Run(ctx, l.c, keys, secret, l.set.ttlMs, l.set.meta).Slice()
+	if err != nil {
+		// The script may have run and taken the lock (a reply lost, a
+		// context cancelled after the send): give back what is ours.
+		l.abandon(ctx, key, secret)
+		if ctx.Err() != nil {
+			return nil, nil, 0, notAcquired(name, ctx.Err())
+		}
+		return nil, nil, 0, fmt.Errorf("redislock: acquire %q: %w", name, err)
+	}
+	ok, info, pttl, serverNow, perr := parseAcquire(res)
+	if perr != nil {
+		l.abandon(ctx, key, secret)
+		return nil, nil, 0, fmt.Errorf("redislock: acquire %q: %w", name, perr)
+	}
+	if !ok {
+		return nil, &lockkit.HeldError{Name: name, Holder: parseHolder(info, pttl, serverNow, time.Now())}, pttl, nil
+	}
+	fence, _, _ := splitInfo(info)
+	var token int64
+	if l.set.fencing {
+		token = fence
+	}
+	return newLock(l, name, key, secret, token, start), nil, 0, nil
+}
+
+// abandon deletes an acquire attempt's key if it holds the attempt's
+// secret, on a context detached from a cancelled caller and bounded. If
+// that fails too, the key expires with its lease.
+func (l *Locker) abandon(ctx context.Context, key, secret string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	_ = releaseScript.Run(ctx, l.c, []string{key}, secret, l.channel(key)).Err()
+}
+
+var errBadReply = errors.New("unexpected reply from the acquire script")
+
+// parseAcquire decodes the acquire script's reply.
+func parseAcquire(res []any) (ok bool, info string, pttl time.Duration, serverNow time.Time, err error) {
+	if len(res) < 2 {
+		return false, "", 0, time.Time{}, errBadReply
+	}
+	flag, _ := res[0].(int64)
+	info, isStr := res[1].(string)
+	if !isStr {
+		return false, "", 0, time.Time{}, errBadReply
+	}
+	if flag == 1 {
+		return true, info, 0, time.Time{}, nil
+	}
+	if len(res) < 5 {
+		return false, "", 0, time.Time{}, errBadReply
+	}
+	ms, _ := res[2].(int64)
+	sec, err1 := strconv.ParseInt(fmt.Sprint(res[3]), 10, 64)
+	usec, err2 := strconv.ParseInt(fmt.Sprint(res[4]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return false, "", 0, time.Time{}, errBadReply
+	}
+	if ms > 0 {
+		pttl = time.Duration(ms) * time.Millisecond
+	} else {
+		pttl = time.Duration(ms) // -1: no expiry, -2: gone
+	}
+	return false, info, pttl, time.Unix(sec, usec*1000), nil
+}
+
+// splitInfo splits "<fence>|<since-ms>|<json>".
+func splitInfo(info string) (fence int64, sinceMs int64, meta string) {
+	parts := strings.SplitN(info, "|", 3)
+	if len(parts) != 3 {
+		return 0, 0, ""
+	}
+	fence, _ = strconv.ParseInt(parts[0], 10, 64)
+	sinceMs, _ = strconv.ParseInt(parts[1], 10, 64)
+	return fence, sinceMs, parts[2]
+}
+
+// parseHolder builds the holder of a conflict. Since and Expires are on the
+// caller's clock: they are derived from durations measured on the server
+// (how long ago the lock was taken, how long its lease has left), so a skew
+// between the clocks does not shift them.
+func parseHolder(info string, pttl time.Duration, serverNow, localNow time.Time) *lockkit.Holder {
+	fence, sinceMs, meta := splitInfo(info)
+	h := &lockkit.Holder{Token: fence}
+	var hj holderJSON
+	if meta != "" && json.Unmarshal([]byte(meta), &hj) == nil {
+		h.Owner, h.Host, h.PID, h.Data = hj.Owner, hj.Host, hj.PID, hj.Data
+	}
+	if sinceMs > 0 && !serverNow.IsZero() {
+		age := serverNow.Sub(time.UnixMilli(sinceMs))
+		h.Since = localNow.Add(-age)
+	}
+	if pttl > 0 {
+		h.Expires = localNow.Add(pttl)
+	}
+	return h
+}
