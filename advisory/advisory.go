@@ -1,5 +1,7 @@
 package advisory
 
+import "strconv"
+
 // Mode says whether an advisory lock is exclusive or shared.
 //
 // Any number of sessions may hold a key in Shared mode at once; an
@@ -23,30 +25,8 @@ func (m Mode) String() string {
 	case Shared:
 		return "shared"
 	default:
-		return "Mode(" + itoa(int(m)) + ")"
+		return "Mode(" + strconv.Itoa(int(m)) + ")"
 	}
-}
-
-func itoa(i int) string {
-	if i == 0 {
-		return "0"
-	}
-	neg := i < 0
-	if neg {
-		i = -i
-	}
-	var b [20]byte
-	n := len(b)
-	for i > 0 {
-		n--
-		b[n] = byte('0' + i%10)
-		i /= 10
-	}
-	if neg {
-		n--
-		b[n] = '-'
-	}
-	return string(b[n:])
 }
 
 // Options tune one acquire. A nil *Options means the defaults: an

@@ -1,0 +1,476 @@
+package advisory
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/lockstate"
+	"github.com/lockkit/lockkit/keyhash"
+)
+
+// DefaultReleaseTimeout bounds a release's unlock statement when
+// PostgresConfig.ReleaseTimeout is zero.
+const DefaultReleaseTimeout = 5 * time.Second
+
+// holderTimeout bounds the pg_locks query behind a conflict error's Holder.
+const holderTimeout = 2 * time.Second
+
+// PostgresConfig configures a [Postgres] locker. A nil *PostgresConfig
+// means the defaults.
+type PostgresConfig struct {
+	// Namespace is mixed into the key of every lock name
+	// ([keyhash.NamespacedName]), so that applications sharing a database
+	// keep their names apart. Empty means no namespace: the key of a name
+	// is then [keyhash.Name]. It does not apply to AcquireKey and
+	// AcquireKeys, which take keys as they are.
+	Namespace string
+
+	// ReleaseTimeout bounds the unlock statement of a release. The unlock
+	// runs on the caller's context stripped of its cancellation
+	// (context.WithoutCancel) and bounded by this timeout, so a cancelled
+	// caller still gives the lock back; when it expires the session is
+	// closed, which releases the lock too. Zero means
+	// DefaultReleaseTimeout.
+	ReleaseTimeout time.Duration
+}
+
+// Postgres takes PostgreSQL advisory locks in session scope: each held
+// [Lock] pins one connection (one server session) of the pool until it is
+// released. It implements [lockkit.Locker] for named locks, and adds
+// shared locks, raw keys and several keys at once.
+//
+// A Postgres is safe for concurrent use. It does not own the pool: closing
+// the pool is the caller's business, after every lock was released.
+type Postgres struct {
+	src            pgSource
+	ns             string
+	releaseTimeout time.Duration
+}
+
+var _ lockkit.Locker = (*Postgres)(nil)
+
+// NewPostgres returns a locker over db, a database/sql pool that uses pgx's
+// stdlib driver (sql.Open("pgx", dsn), or stdlib.OpenDB). A nil db, another
+// driver, or an invalid config give an error matching lockkit.ErrInvalid.
+func NewPostgres(db *sql.DB, cfg *PostgresConfig) (*Postgres, error) {
+	if db == nil {
+		return nil, lockkit.Invalidf("advisory: NewPostgres: nil *sql.DB")
+	}
+	if _, ok := db.Driver().(*stdlib.Driver); !ok {
+		return nil, lockkit.Invalidf("advisory: NewPostgres: driver %T is not pgx's database/sql driver (github.com/jackc/pgx/v5/stdlib)", db.Driver())
+	}
+	return newPostgres(sqlSource{db}, cfg)
+}
+
+// NewPostgresPool returns a locker over a native pgx pool. A nil pool or an
+// invalid config give an error matching lockkit.ErrInvalid.
+func NewPostgresPool(pool *pgxpool.Pool, cfg *PostgresConfig) (*Postgres, error) {
+	if pool == nil {
+		return nil, lockkit.Invalidf("advisory: NewPostgresPool: nil *pgxpool.Pool")
+	}
+	return newPostgres(poolSource{pool}, cfg)
+}
+
+func newPostgres(src pgSource, cfg *PostgresConfig) (*Postgres, error) {
+	if cfg == nil {
+		cfg = &PostgresConfig{}
+	}
+	if err := keyhash.ValidateNamespace(cfg.Namespace); err != nil {
+		return nil, err
+	}
+	if cfg.ReleaseTimeout < 0 {
+		return nil, lockkit.Invalidf("advisory: negative ReleaseTimeout %v", cfg.ReleaseTimeout)
+	}
+	return &Postgres{
+		src:            src,
+		ns:             cfg.Namespace,
+		releaseTimeout: cmp.Or(cfg.ReleaseTimeout, DefaultReleaseTimeout),
+	}, nil
+}
+
+// Key returns the advisory key of a lock name:
+// keyhash.NamespacedName(namespace, name). An invalid name gives an error
+// matching lockkit.ErrInvalid.
+func (p *Postgres) Key(name string) (keyhash.Key, error) {
+	if err := keyhash.ValidateName(name); err != nil {
+		return keyhash.Key{}, err
+	}
+	return keyhash.NamespacedName(p.ns, name), nil
+}
+
+// Acquire waits until the named lock is held in exclusive mode, or ctx
+// ends. The wait happens in the server (pg_advisory_lock); when ctx ends
+// the server is told to stop waiting (a cancel request) and the session is
+// closed, so a grant that raced with the cancellation is dropped with it.
+// The returned lockkit.Lock is a *Lock.
+func (p *Postgres) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	k, err := p.Key(name)
+	if err != nil {
+		return nil, err
+	}
+	l, err := p.acquire(ctx, name, []keyhash.Key{k}, Exclusive, false)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// TryAcquire makes one attempt (pg_try_advisory_lock) at the named lock in
+// exclusive mode. When it is held elsewhere the error is a
+// *lockkit.HeldError naming the holder. The returned lockkit.Lock is a
+// *Lock.
+func (p *Postgres) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	k, err := p.Key(name)
+	if err != nil {
+		return nil, err
+	}
+	l, err := p.acquire(ctx, name, []keyhash.Key{k}, Exclusive, true)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// AcquireKey waits until key is held, or ctx ends, like Acquire. The lock's
+// name is the key's String().
+func (p *Postgres) AcquireKey(ctx context.Context, key keyhash.Key, opts *Options) (*Lock, error) {
+	return p.AcquireKeys(ctx, []keyhash.Key{key}, opts)
+}
+
+// TryAcquireKey makes one attempt at key, like TryAcquire.
+func (p *Postgres) TryAcquireKey(ctx context.Context, key keyhash.Key, opts *Options) (*Lock, error) {
+	return p.TryAcquireKeys(ctx, []keyhash.Key{key}, opts)
+}
+
+// AcquireKeys waits until every key is held by one session, or ctx ends.
+// The keys are sorted (keyhash.Compare) and taken in that order by one
+// statement in one round trip, so two callers locking overlapping sets
+// cannot deadlock each other. A key listed twice is taken once. The lock
+// is released as a whole. Its name is the sorted keys joined by "+".
+func (p *Postgres) AcquireKeys(ctx context.Context, keys []keyhash.Key, opts *Options) (*Lock, error) {
+	sorted, mode, err := checkKeys(keys, opts)
+	if err != nil {
+		return nil, err
+	}
+	return p.acquire(ctx, keysName(sorted), sorted, mode, false)
+}
+
+// TryAcquireKeys makes one attempt at every key, all or nothing, in one
+// statement and one round trip: if any key is held elsewhere, the keys that
+// were granted are unlocked by the same statement and the error is a
+// *lockkit.HeldError naming the holder of the first key that was not
+// granted.
+func (p *Postgres) TryAcquireKeys(ctx context.Context, keys []keyhash.Key, opts *Options) (*Lock, error) {
+	sorted, mode, err := checkKeys(keys, opts)
+	if err != nil {
+		return nil, err
+	}
+	return p.acquire(ctx, keysName(sorted), sorted, mode, true)
+}
+
+// checkKeys validates the arguments of a key acquire, before any I/O.
+func checkKeys(keys []keyhash.Key, opts *Options) ([]keyhash.Key, Mode, error) {
+	if len(keys) == 0 {
+		return nil, 0, lockkit.Invalidf("advisory: no keys to lock")
+	}
+	m := opts.mode()
+	if m != Exclusive && m != Shared {
+		return nil, 0, lockkit.Invalidf("advisory: unknown lock mode %v", m)
+	}
+	return sortKeys(keys), m, nil
+}
+
+// Lock is one held PostgreSQL session-level advisory lock on one or more
+// keys. It pins its session (one pool connection) until released; two Lock
+// values never share a session. Its methods are safe for concurrent use.
+//
+// While it is held a watcher blocks in a read on the session; the server
+// pushes the end of the session (pg_terminate_backend, a shutdown) as an
+// error and closes the socket, and the lock is marked lost at once: Done
+// closes, Err wraps lockkit.ErrLost with the cause, and the connection is
+// destroyed. Release is still required, to free the handle.
+type Lock struct {
+	*lockstate.Handle
+
+	keys    []keyhash.Key
+	mode    Mode
+	pid     int
+	pc      pgPinned
+	w       *watcher
+	timeout time.Duration
+}
+
+var _ lockkit.Lock = (*Lock)(nil)
+
+// Keys returns the lock's keys, sorted.
+func (l *Lock) Keys() []keyhash.Key { return append([]keyhash.Key(nil), l.keys...) }
+
+// Mode returns the lock's mode.
+func (l *Lock) Mode() Mode { return l.mode }
+
+// PID returns the process id of the server session (backend) that holds the
+// lock, as pg_locks and pg_stat_activity show it.
+func (l *Lock) PID() int { return l.pid }
+
+// acquire runs one lock statement on a freshly pinned session.
+func (p *Postgres) acquire(ctx context.Context, name string, keys []keyhash.Key, mode Mode, try bool) (*Lock, error) {
+	if ctx.Err() != nil {
+		return nil, notStarted(ctx, name)
+	}
+	pc, err := p.src.pin(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("advisory: lock %q: waiting for a connection: %w: %w", name, lockkit.ErrNotAcquired, ctx.Err())
+		}
+		return nil, fmt.Errorf("advisory: lock %q: pin a connection: %w", name, err)
+	}
+	var (
+		res         lockResult
+		stErr       error
+		interrupted bool
+		holder      *lockkit.Holder
+		holderOK    = true
+		pid         int
+		nc          net.Conn
+	)
+	err = pc.with(func(c *pgx.Conn) error {
+		pid, nc = int(c.PgConn().PID()), c.PgConn().Conn()
+		stErr, interrupted = interruptible(ctx, c, func() (err error) {
+			res, err = runLock(c, mode, keys, try)
+			return err
+		})
+		switch {
+		case stErr == nil && !interrupted && !res.granted && !res.unlockFailed:
+			holder, holderOK = findHolder(ctx, c, []keyhash.Key{res.denied})
+		case !interrupted && pgCode(stErr) == codeLockNotAvailable:
+			holder, _ = findHolder(ctx, c, keys)
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		pc.discard()
+		if errors.Is(err, errNotPgx) {
+			return nil, lockkit.Invalidf("%v", err)
+		}
+		return nil, fmt.Errorf("advisory: lock %q: %w", name, err)
+	case interrupted || stErr != nil:
+		// The outcome is unknown, or a statement failed part-way (a
+		// multi-key wait keeps the keys it got before the error): close
+		// the session, which ends whatever it may hold.
+		pc.discard()
+		return nil, classify(ctx, name, holder, stErr, interrupted)
+	case !res.granted:
+		if res.unlockFailed || !holderOK {
+			pc.discard()
+		} else {
+			pc.release()
+		}
+		return nil, &lockkit.HeldError{Name: name, Holder: holder}
+	}
+	l := &Lock{keys: keys, mode: mode, pid: pid, pc: pc, timeout: p.releaseTimeout}
+	l.Handle = lockstate.New(name, 0, l.unlock)
+	l.w = startWatcher(pc, nc, func(cause error) {
+		l.Handle.MarkLost(cause)
+		pc.discard()
+	})
+	return l, nil
+}
+
+// lockResult is the outcome of a lock statement that did not fail.
+type lockResult struct {
+	granted      bool
+	denied       keyhash.Key // a try: the first key not granted
+	unlockFailed bool        // a try: a granted key's unlock returned false
+}
+
+// runLock runs the lock statement for keys on c.
+func runLock(c *pgx.Conn, mode Mode, keys []keyhash.Key, try bool) (lockResult, error) {
+	bg := context.Background()
+	switch {
+	case !try && len(keys) == 1:
+		st := single(fnLock, mode, keys[0])
+		_, err := c.Exec(bg, st.sql, st.args...)
+		return lockResult{granted: err == nil}, err
+	case !try:
+		st := multi(fnLock, mode, keys)
+		rows, err := c.Query(bg, st.sql, st.args...)
+		if err != nil {
+			return lockResult{}, err
+		}
+		rows.Close()
+		return lockResult{granted: rows.Err() == nil}, rows.Err()
+	case len(keys) == 1:
+		st := single(fnTry, mode, keys[0])
+		var ok bool
+		if err := c.QueryRow(bg, st.sql, st.args...).Scan(&ok); err != nil {
+			return lockResult{}, err
+		}
+		return lockResult{granted: ok, denied: keys[0]}, nil
+	}
+	st := tryAllOrNothing(mode, keys)
+	rows, err := c.Query(bg, st.sql, st.args...)
+	if err != nil {
+		return lockResult{}, err
+	}
+	res := lockResult{granted: true}
+	first := true
+	for rows.Next() {
+		var (
+			pair     bool
+			k        int64
+			a, b     int32
+			got      bool
+			unlocked *bool
+		)
+		if err := rows.Scan(&pair, &k, &a, &b, &got, &unlocked); err != nil {
+			rows.Close()
+			return lockResult{}, err
+		}
+		key := keyhash.Int64(k)
+		if pair {
+			key = keyhash.Pair(a, b)
+		}
+		if !got {
+			res.granted = false
+			if first || keyhash.Compare(key, res.denied) < 0 {
+				res.denied, first = key, false
+			}
+		}
+		if got && unlocked != nil && !*unlocked {
+			res.unlockFailed = true
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return lockResult{}, err
+	}
+	return res, nil
+}
+
+// runUnlock unlocks keys on c and reports whether the server confirmed
+// every unlock.
+func runUnlock(c *pgx.Conn, mode Mode, keys []keyhash.Key) (bool, error) {
+	bg := context.Background()
+	if len(keys) == 1 {
+		st := single(fnUnlock, mode, keys[0])
+		var ok bool
+		err := c.QueryRow(bg, st.sql, st.args...).Scan(&ok)
+		return ok, err
+	}
+	st := multi(fnUnlock, mode, keys)
+	rows, err := c.Query(bg, st.sql, st.args...)
+	if err != nil {
+		return false, err
+	}
+	all, n := true, 0
+	for rows.Next() {
+		var (
+			pair bool
+			k    int64
+			a, b int32
+			ok   bool
+		)
+		if err := rows.Scan(&pair, &k, &a, &b, &ok); err != nil {
+			rows.Close()
+			return false, err
+		}
+		all = all && ok
+		n++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	return all && n == len(keys), nil
+}
+
+// findHolder asks pg_locks and pg_stat_activity who holds the first of keys
+// that another session holds. ok is false when the query failed, which
+// leaves the session's state unknown.
+func findHolder(ctx context.Context, c *pgx.Conn, keys []keyhash.Key) (h *lockkit.Holder, ok bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), holderTimeout)
+	defer cancel()
+	cls := make([]int64, len(keys))
+	objs := make([]int64, len(keys))
+	subs := make([]int16, len(keys))
+	for i, k := range keys {
+		c, o, s := lockTag(k)
+		cls[i], objs[i], subs[i] = int64(c), int64(o), s
+	}
+	var (
+		found bool
+		hold  lockkit.Holder
+		since *time.Time
+		pid   int32
+	)
+	err, interrupted := interruptible(ctx, c, func() error {
+		err := c.QueryRow(context.Background(), holderSQL, cls, objs, subs).Scan(&pid, &hold.Owner, &hold.App, &hold.Host, &since)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // released in the meantime
+		}
+		found = err == nil
+		return err
+	})
+	if err != nil || interrupted {
+		return nil, false
+	}
+	if !found {
+		return nil, true
+	}
+	hold.PID = int(pid)
+	if since != nil {
+		hold.Since = *since
+	}
+	return &hold, true
+}
+
+// unlock is the lock's lockstate.UnlockFunc.
+func (l *Lock) unlock(ctx context.Context, lost bool) error {
+	if lossErr := l.w.stop(); lossErr != nil {
+		return lossErr // the watcher already discarded the session
+	}
+	if lost {
+		// Marked lost from outside (Handle.MarkLost): the session's state
+		// is not known to be clean.
+		l.pc.discard()
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.timeout)
+	defer cancel()
+	var (
+		ok          bool
+		stErr       error
+		interrupted bool
+	)
+	err := l.pc.with(func(c *pgx.Conn) error {
+		stErr, interrupted = interruptible(ctx, c, func() (err error) {
+			ok, err = runUnlock(c, l.mode, l.keys)
+			return err
+		})
+		return nil
+	})
+	err = cmp.Or(err, stErr)
+	switch {
+	case interrupted:
+		err = fmt.Errorf("advisory: unlock %q: not confirmed within %v; session closed", l.Name(), l.timeout)
+	case err != nil:
+		err = fmt.Errorf("advisory: unlock %q: %w; session closed", l.Name(), err)
+	case !ok:
+		err = fmt.Errorf("advisory: unlock %q: the server reported the lock was not held by this session; session closed", l.Name())
+	default:
+		l.pc.release()
+		return nil
+	}
+	l.pc.discard()
+	return err
+}

@@ -1,0 +1,214 @@
+package advisory
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/lockkit/lockkit/internal/sqlconn"
+)
+
+// This file holds the one seam between the PostgreSQL lock logic and the two
+// ways of reaching PostgreSQL: a database/sql pool over pgx's stdlib driver,
+// and a native pgxpool. Both hand out a session that the lock logic pins and
+// drives through its *pgx.Conn.
+
+// pgSource hands out pinned sessions.
+type pgSource interface {
+	pin(ctx context.Context) (pgPinned, error)
+}
+
+// pgPinned is one session, taken out of its pool for one lock (or one
+// transaction). Its methods are not safe for concurrent use: the lock logic
+// serialises them (the loss watcher runs inside with, and is stopped before
+// anything else runs).
+type pgPinned interface {
+	// with runs fn on the session's connection.
+	with(fn func(c *pgx.Conn) error) error
+	// release returns the session to its pool. Only for a session that
+	// holds no lock and sits outside any transaction.
+	release()
+	// discard closes the session and drops it from its pool: the way out
+	// of every state in which the session might still hold a lock.
+	discard()
+}
+
+// sqlSource pins *sql.Conn sessions of a database/sql pool over pgx's stdlib
+// driver.
+type sqlSource struct{ db *sql.DB }
+
+func (s sqlSource) pin(ctx context.Context) (pgPinned, error) {
+	c, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &sqlPinned{c: c}, nil
+}
+
+type sqlPinned struct{ c *sql.Conn }
+
+// errNotPgx means the *sql.DB runs a driver other than pgx's stdlib.
+var errNotPgx = errors.New("advisory: the *sql.DB does not use pgx's database/sql driver (github.com/jackc/pgx/v5/stdlib)")
+
+func (p *sqlPinned) with(fn func(c *pgx.Conn) error) error {
+	return p.c.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return errNotPgx
+		}
+		return fn(sc.Conn())
+	})
+}
+
+func (p *sqlPinned) release() { _ = p.c.Close() }
+func (p *sqlPinned) discard() { sqlconn.Discard(p.c) }
+
+// poolSource pins connections of a pgxpool.
+type poolSource struct{ pool *pgxpool.Pool }
+
+func (s poolSource) pin(ctx context.Context) (pgPinned, error) {
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &poolPinned{c: c}, nil
+}
+
+type poolPinned struct{ c *pgxpool.Conn }
+
+func (p *poolPinned) with(fn func(c *pgx.Conn) error) error { return fn(p.c.Conn()) }
+func (p *poolPinned) release()                              { p.c.Release() }
+func (p *poolPinned) discard() {
+	conn := p.c.Hijack()
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	_ = conn.Close(ctx)
+}
+
+// closeTimeout bounds the Terminate message sent when a session is discarded.
+// The socket is closed when it expires either way.
+const closeTimeout = time.Second
+
+// cancelGrace is how long a statement interrupted by its context may take to
+// return after the cancel request, before its socket is given a past deadline
+// (which makes pgx close the connection).
+const cancelGrace = 2 * time.Second
+
+// interruptible runs stmt, a statement that runs on c under
+// context.Background, so that the end of ctx interrupts it the way
+// PostgreSQL needs: a cancel request to the server, which stops a server-side
+// wait (pg_advisory_lock) at once, then, if stmt has still not returned after
+// cancelGrace, a past deadline on the socket.
+//
+// pgx's own handling of a cancelled context only sets a deadline on the
+// socket and closes the connection; the backend would go on waiting for the
+// lock and take it after the client left. Here the server stops waiting.
+//
+// interrupted reports that ctx ended while stmt ran. The statement's outcome
+// is then unknown (the lock may have been granted just before the cancel), so
+// the caller must discard the session.
+func interruptible(ctx context.Context, c *pgx.Conn, stmt func() error) (err error, interrupted bool) {
+	if ctx.Done() == nil {
+		return stmt(), false
+	}
+	var (
+		mu       sync.Mutex
+		finished bool
+		fin      = make(chan struct{})
+		after    = make(chan struct{})
+	)
+	stop := context.AfterFunc(ctx, func() {
+		defer close(after)
+		pg := c.PgConn()
+		cctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
+		defer cancel()
+		_ = pg.CancelRequest(cctx)
+		select {
+		case <-fin:
+		case <-cctx.Done():
+			mu.Lock()
+			if !finished {
+				_ = pg.Conn().SetDeadline(time.Now())
+			}
+			mu.Unlock()
+		}
+	})
+	err = stmt()
+	mu.Lock()
+	finished = true
+	mu.Unlock()
+	close(fin)
+	if !stop() {
+		<-after
+		return err, true
+	}
+	return err, false
+}
+
+// watcher detects the loss of a held session lock from a signal the server
+// pushes: it blocks in a read on the pinned session (WaitForNotification).
+// A backend that is terminated (pg_terminate_backend, a server shutdown)
+// sends a FATAL error and closes the socket, so the read returns at once.
+// Notifications (if someone LISTENs on the session) are skipped.
+type watcher struct {
+	nc       net.Conn // the session's socket, for the stop deadline
+	stopping atomic.Bool
+	done     chan struct{}
+	lossErr  error // set before done is closed: why the lock was lost, or nil
+}
+
+// startWatcher starts watching pc, whose socket is nc. onLoss runs in the
+// watcher's goroutine after the session was found dead, before done closes.
+func startWatcher(pc pgPinned, nc net.Conn, onLoss func(cause error)) *watcher {
+	w := &watcher{nc: nc, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		err := pc.with(func(c *pgx.Conn) error {
+			pg := c.PgConn()
+			for {
+				err := pg.WaitForNotification(context.Background())
+				if err == nil {
+					continue // a NotificationResponse: keep waiting
+				}
+				if isTimeout(err) && !pg.IsClosed() {
+					if w.stopping.Load() {
+						// Our own stop deadline. A read timeout leaves
+						// the pgconn open and usable (only non-timeout
+						// read errors close it); clear the deadline.
+						_ = nc.SetReadDeadline(time.Time{})
+						return nil
+					}
+					continue
+				}
+				return err
+			}
+		})
+		if err != nil {
+			w.lossErr = fmt.Errorf("advisory: session ended: %w", err)
+			onLoss(w.lossErr)
+		}
+	}()
+	return w
+}
+
+// stop ends the watch and waits for the goroutine to leave the session. It
+// returns the loss error if the watcher found the session dead first.
+func (w *watcher) stop() error {
+	w.stopping.Store(true)
+	_ = w.nc.SetReadDeadline(time.Now())
+	<-w.done
+	return w.lossErr
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
