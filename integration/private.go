@@ -1,0 +1,495 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Server is a throwaway database server that a test starts itself from the
+// binaries installed on the machine, so that it can stop, restart, kill or
+// pause it — faults a test must never inflict on the shared servers named by
+// [EnvPostgres], [EnvMySQL] and [EnvRedis].
+//
+// The server runs as a child process in a process group of its own, in a
+// fresh temporary directory, listening on 127.0.0.1 on a free port. Its
+// methods are safe for concurrent use. [StartPostgres], [StartMariaDB] and
+// [StartRedis] register its removal with the test; servers made with
+// [LaunchPostgres], [LaunchMariaDB] and [LaunchRedis] are removed by
+// [Server.Close].
+//
+// Where a Docker engine answers, Testcontainers could play the same role:
+// a container's Stop and Start restart the server with its data, and the
+// Docker API's kill and pause (cgroup freezer) match Kill and Pause. lockkit
+// does not provide that path because the machines it is tested on have no
+// Docker engine, and an untested fault path would be worse than none; the
+// binaries are in Debian's postgresql, mariadb-server and redis-server
+// packages.
+type Server struct {
+	kind     string
+	dir      string // the temporary directory, removed by Close
+	port     int
+	dsn      string
+	logPath  string
+	cred     *syscall.Credential // nil: run as the current user
+	args     func() (string, []string)
+	stopSig  syscall.Signal
+	ready    func(ctx context.Context) error
+	onCrash  func() // frees what a killed server leaves behind
+	firstRun func(ctx context.Context) error
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when cmd has been waited for
+	tree    []int         // processes below cmd that a signal reached, until they are gone
+	paused  bool
+	started bool // firstRun has run
+	closed  bool
+}
+
+// Kind is "postgres", "mariadb" or "redis".
+func (s *Server) Kind() string { return s.kind }
+
+// DSN returns the connection string: a pgx URL for PostgreSQL, a
+// go-sql-driver/mysql DSN for MariaDB, a Redis URL for Redis.
+func (s *Server) DSN() string { return s.dsn }
+
+// Addr returns the server's TCP address, 127.0.0.1:port. It stays the same
+// across Stop and Start.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// Port returns the server's TCP port.
+func (s *Server) Port() int { return s.port }
+
+// Dir returns the server's temporary directory, which holds its data and
+// its log file (server.log).
+func (s *Server) Dir() string { return s.dir }
+
+// PID returns the process id of the server's main process, or 0 when it is
+// not running.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+// Running reports whether the server process is alive (it may be paused).
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.runningLocked()
+}
+
+func (s *Server) runningLocked() bool {
+	if s.cmd == nil {
+		return false
+	}
+	select {
+	case <-s.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// startTimeout bounds how long a server may take to accept connections.
+const startTimeout = 60 * time.Second
+
+// Start starts the server on its port and data directory and waits until it
+// accepts connections. Starting a running server is an error.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("integration: %s server is closed", s.kind)
+	}
+	if s.runningLocked() {
+		return fmt.Errorf("integration: %s server is already running", s.kind)
+	}
+	s.reapGroupLocked()
+
+	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	name, args := s.args()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = s.dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid:    true, // keep the terminal's signals (^C) to the test binary
+		Credential: s.cred,
+		Pdeathsig:  syscall.SIGKILL, // never outlive the test binary
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("integration: start %s: %w", s.kind, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	s.cmd, s.exited, s.paused = cmd, exited, false
+
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	for {
+		err := s.ready(ctx)
+		if err == nil {
+			break
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("integration: %s exited while starting: %v\n%s", s.kind, err, s.logTail())
+		case <-ctx.Done():
+			s.killLocked()
+			return fmt.Errorf("integration: %s not ready after %v: %v\n%s", s.kind, startTimeout, err, s.logTail())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if !s.started && s.firstRun != nil {
+		if err := s.firstRun(ctx); err != nil {
+			s.killLocked()
+			return fmt.Errorf("integration: set up %s: %w", s.kind, err)
+		}
+	}
+	s.started = true
+	return nil
+}
+
+// stopTimeout bounds a clean shutdown; after it the server is killed.
+const stopTimeout = 30 * time.Second
+
+// Stop shuts the server down cleanly (PostgreSQL's fast shutdown, SIGTERM
+// for MariaDB and Redis) and waits for it to exit. A paused server is
+// resumed first. Stopping a server that is not running does nothing.
+func (s *Server) Stop() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.runningLocked() {
+		return nil
+	}
+	if s.paused {
+		s.signalTree(syscall.SIGCONT)
+		s.paused = false
+	}
+	_ = s.cmd.Process.Signal(s.stopSig)
+	select {
+	case <-s.exited:
+		s.reapGroupLocked()
+		return nil
+	case <-time.After(stopTimeout):
+		s.killLocked()
+		return fmt.Errorf("integration: %s did not stop within %v; killed it", s.kind, stopTimeout)
+	}
+}
+
+// Kill sends SIGKILL to every process of the server (its main process and
+// all processes descended from it), as a crash or a power
+// cut would, and waits until they are gone. Killing a server that is not
+// running does nothing.
+func (s *Server) Kill() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.killLocked()
+	return nil
+}
+
+func (s *Server) killLocked() {
+	if s.cmd == nil {
+		return
+	}
+	s.signalTree(syscall.SIGKILL)
+	<-s.exited
+	s.paused = false
+	s.reapGroupLocked()
+}
+
+// reapGroupLocked waits until no live process is left of the server's last
+// run: its main process, and the children it had (a killed PostgreSQL
+// postmaster's backends die a moment after it).
+func (s *Server) reapGroupLocked() {
+	if s.cmd == nil {
+		return
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var alive []int
+		for _, pid := range s.tree {
+			if processAlive(pid) {
+				alive = append(alive, pid)
+			}
+		}
+		if len(alive) == 0 || time.Now().After(deadline) {
+			s.tree = nil
+			return
+		}
+		for _, pid := range alive {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// signalTree sends sig to root and to every process descended from it, and
+// records them in s.tree. PostgreSQL puts each backend in a session of its
+// own, so a process group does not reach them; the parent links do. For
+// SIGSTOP and SIGKILL the root is stopped first so that it cannot fork a
+// child that escapes; for SIGCONT the children go first.
+func (s *Server) signalTree(sig syscall.Signal) {
+	root := s.cmd.Process.Pid
+	if sig != syscall.SIGCONT {
+		_ = syscall.Kill(root, syscall.SIGSTOP)
+	}
+	seen := map[int]bool{}
+	for range 3 { // again, for a child forked just before the root stopped
+		for _, pid := range descendants(root) {
+			if !seen[pid] {
+				seen[pid] = true
+				s.tree = append(s.tree, pid)
+			}
+			_ = syscall.Kill(pid, sig)
+		}
+	}
+	_ = syscall.Kill(root, sig)
+}
+
+// processAlive reports whether pid is a process that is not a zombie (a
+// zombie waits for a reaper that may never come in a container).
+func processAlive(pid int) bool {
+	state, _, ok := procStat(pid)
+	return ok && state != "Z" && state != "X"
+}
+
+// procStat returns the state and parent of pid from /proc/PID/stat.
+func procStat(pid int) (state string, ppid int, ok bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return "", 0, false
+	}
+	// pid (comm) state ppid ...; comm may hold spaces and ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return "", 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return "", 0, false
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	return f[0], ppid, true
+}
+
+// descendants lists every live process below root, children first.
+func descendants(root int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if state, ppid, ok := procStat(pid); ok && state != "Z" && state != "X" {
+			children[ppid] = append(children[ppid], pid)
+		}
+	}
+	var out []int
+	queue := []int{root}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// Pause stops every process of the server with SIGSTOP: it keeps its
+// sockets open but answers nothing, like a server stuck in a long GC pause
+// or a frozen VM.
+func (s *Server) Pause() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.runningLocked() {
+		return fmt.Errorf("integration: %s server is not running", s.kind)
+	}
+	s.signalTree(syscall.SIGSTOP)
+	s.paused = true
+	return nil
+}
+
+// Resume continues a paused server with SIGCONT.
+func (s *Server) Resume() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.runningLocked() {
+		return fmt.Errorf("integration: %s server is not running", s.kind)
+	}
+	s.signalTree(syscall.SIGCONT)
+	s.paused = false
+	return nil
+}
+
+// Restart stops the server cleanly and starts it again on the same port
+// and data directory.
+func (s *Server) Restart() error {
+	if err := s.Stop(); err != nil {
+		return err
+	}
+	return s.Start()
+}
+
+// Close kills the server and removes its directory. It is safe to call
+// more than once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.killLocked()
+	if s.onCrash != nil {
+		s.onCrash()
+	}
+	return os.RemoveAll(s.dir)
+}
+
+func (s *Server) logTail() string {
+	b, _ := os.ReadFile(s.logPath)
+	if len(b) > 3000 {
+		b = b[len(b)-3000:]
+	}
+	return "--- " + s.logPath + " (tail) ---\n" + string(b)
+}
+
+// register makes t own srv: it fails t when srv did not start, and closes
+// srv when t ends.
+func register(t testing.TB, srv *Server, err error) *Server {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Close(); err != nil {
+			t.Errorf("integration: remove %s server: %v", srv.kind, err)
+		}
+	})
+	return srv
+}
+
+// freePort asks the kernel for a free TCP port on 127.0.0.1.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// serverDir makes a short temporary directory (unix socket paths are limited
+// to about 100 bytes) that user cred can use.
+func serverDir(prefix string, cred *syscall.Credential) (string, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", err
+	}
+	if cred != nil {
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			_ = os.RemoveAll(dir)
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+// runAs returns the credential for a system user when the tests run as
+// root (database servers refuse to run as root), else nil.
+func runAs(name string) (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("integration: running as root, and no %q user to run the server as: %w", name, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// run runs a setup command as cred and returns its output on failure.
+func run(cred *syscall.Credential, name string, args ...string) error {
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("integration: %s: %w\n%s", filepath.Base(name), err, out)
+	}
+	return nil
+}
+
+// findBinary looks name up in PATH, then in dirs.
+func findBinary(name string, dirs ...string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, d := range dirs {
+		p := filepath.Join(d, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("integration: %s not found in PATH or %v", name, dirs)
+}
+
+// pingSQL opens dsn with driver, pings it under ctx and runs setup.
+func pingSQL(ctx context.Context, driver, dsn string, setup ...string) error {
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		return err
+	}
+	for _, q := range setup {
+		if _, err := db.ExecContext(pctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pingRedis sends PING to the Redis server at addr.
+func pingRedis(ctx context.Context, addr string) error {
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second})
+	defer c.Close()
+	return c.Ping(ctx).Err()
+}
