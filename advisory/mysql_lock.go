@@ -1,0 +1,162 @@
+package advisory
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/lockstate"
+	"github.com/lockkit/lockkit/internal/sqlconn"
+)
+
+// MySQLLock is a held MySQL or MariaDB user lock: one or more GET_LOCK
+// names held by one pinned connection. It implements [lockkit.Lock]; its
+// methods are safe for concurrent use.
+//
+// Name is the name it was acquired under; for several names, their sorted
+// list joined by ",". Token is always 0: GET_LOCK has no fencing token.
+// While the lock is held, a probe on its connection checks every
+// ProbeInterval that the server still grants every name to this session;
+// when it does not (the session was killed, the server restarted, the
+// connection broke), Done closes and Err wraps lockkit.ErrLost.
+type MySQLLock struct {
+	*lockstate.Handle
+
+	conn    *sql.Conn
+	connID  int64
+	targets []mysqlTarget
+	probeQ  string
+	probeA  []any
+
+	m      *MySQL
+	stop   chan struct{} // closed by Release: the watcher ends
+	exited chan struct{} // closed when the watcher has ended
+}
+
+var _ lockkit.Lock = (*MySQLLock)(nil)
+
+// ConnID is the server's connection id (CONNECTION_ID()) of the session
+// that holds the lock: what IS_USED_LOCK returns for its names, and what
+// KILL takes.
+func (l *MySQLLock) ConnID() int64 { return l.connID }
+
+// Names returns the names the lock holds, as the caller gave them (for
+// keys, their String form), in the order they were taken.
+func (l *MySQLLock) Names() []string {
+	out := make([]string, len(l.targets))
+	for i, t := range l.targets {
+		out[i] = t.name
+	}
+	return out
+}
+
+// LockNames returns the GET_LOCK names the lock holds on the server, in
+// the order they were taken: sorted.
+func (l *MySQLLock) LockNames() []string {
+	out := make([]string, len(l.targets))
+	for i, t := range l.targets {
+		out[i] = t.server
+	}
+	return out
+}
+
+func (m *MySQL) newLock(conn *sql.Conn, connID int64, ts []mysqlTarget) *MySQLLock {
+	l := &MySQLLock{
+		conn:    conn,
+		connID:  connID,
+		targets: ts,
+		m:       m,
+		stop:    make(chan struct{}),
+		exited:  make(chan struct{}),
+	}
+	names := make([]string, len(ts))
+	var q strings.Builder
+	q.WriteString("SELECT ")
+	for i, t := range ts {
+		names[i] = t.name
+		if i > 0 {
+			q.WriteString(" AND ")
+		}
+		q.WriteString("IS_USED_LOCK(?) <=> CONNECTION_ID()")
+		l.probeA = append(l.probeA, t.server)
+	}
+	l.probeQ = q.String()
+	l.Handle = lockstate.New(strings.Join(names, ","), 0, l.unlock)
+	go l.watch()
+	return l
+}
+
+// watch probes the lock every probe interval until Release stops it or
+// the lock is found lost.
+func (l *MySQLLock) watch() {
+	defer close(l.exited)
+	t := time.NewTimer(l.m.probeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		if err := l.probe(); err != nil {
+			if l.MarkLost(err) {
+				// Whatever the session still holds (if it is alive at all)
+				// must not go back to the pool.
+				sqlconn.Discard(l.conn)
+			}
+			return
+		}
+		t.Reset(l.m.probeInterval)
+	}
+}
+
+// errNotGranted is the loss cause when the server no longer grants a name
+// to the lock's session.
+var errNotGranted = errors.New("the server no longer grants the lock to this session")
+
+// probe checks that the server still grants every name to the lock's
+// session. Release waits for a running probe to end before it releases,
+// so a probe never sees its own lock's release.
+func (l *MySQLLock) probe() error {
+	ctx, cancel := context.WithTimeout(context.Background(), l.m.probeTimeout)
+	defer cancel()
+	var ok sql.NullBool
+	if err := l.conn.QueryRowContext(ctx, l.probeQ, l.probeA...).Scan(&ok); err != nil {
+		return fmt.Errorf("advisory: probing the lock's connection %d: %w", l.connID, err)
+	}
+	if !ok.Valid || !ok.Bool {
+		return fmt.Errorf("advisory: connection %d: %w", l.connID, errNotGranted)
+	}
+	return nil
+}
+
+// unlock is the handle's UnlockFunc: it stops the watcher, then releases
+// every name and requires 1 from each. A release that is not confirmed
+// destroys the connection, which ends the session and every lock it holds.
+func (l *MySQLLock) unlock(ctx context.Context, lost bool) error {
+	l.stopWatch()
+	if lost {
+		sqlconn.Discard(l.conn)
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.m.releaseTimeout)
+	defer cancel()
+	if err := releaseAll(rctx, l.conn, l.targets); err != nil {
+		sqlconn.Discard(l.conn)
+		return fmt.Errorf("advisory: release on connection %d: %w", l.connID, err)
+	}
+	// Confirmed: the connection goes back to the pool holding nothing.
+	_ = l.conn.Close()
+	return nil
+}
+
+// stopWatch ends the watcher and waits for it: the handle runs unlock,
+// its only caller, once.
+func (l *MySQLLock) stopWatch() {
+	close(l.stop)
+	<-l.exited
+}

@@ -1,0 +1,156 @@
+package advisory
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/keyhash"
+)
+
+// Limits of MySQL and MariaDB user-lock names, and of the names lockkit
+// renders for them.
+const (
+	// MySQLMaxNameChars is the longest GET_LOCK name, in characters, that
+	// lockkit sends: MySQL 5.7 and later refuse longer names (error 3057,
+	// ER_USER_LOCK_WRONG_NAME). MariaDB 10.11 accepts up to 192 bytes, but
+	// lockkit caps names at this portable limit on both servers.
+	MySQLMaxNameChars = 64
+
+	// MySQLMaxNameBytes is the longest GET_LOCK name, in bytes of UTF-8,
+	// that lockkit sends: MariaDB 10.11 refuses longer names (error 1059,
+	// "Identifier name is too long"), so 64 four-byte characters would not
+	// fit there.
+	MySQLMaxNameBytes = 192
+
+	// MySQLMaxInputLen is the longest lock name or namespace, in bytes,
+	// that [MySQL] accepts before hashing. It matches the limit PostgreSQL
+	// names have in package keyhash.
+	MySQLMaxInputLen = 1024
+
+	// mysqlHashPrefixChars is how many characters of an over-long name are
+	// kept readable in front of its hash.
+	mysqlHashPrefixChars = 31
+	// mysqlHashHexDigits is how many hex digits of the SHA-256 digest an
+	// over-long name keeps: 128 bits.
+	mysqlHashHexDigits = 32
+)
+
+// mysqlNameSep separates the namespace from a lock name, as MySQL's manual
+// suggests ("db_name.str"); mysqlKeySep separates it from a rendered
+// keyhash.Key, so that keys and names never meet in one namespace.
+const (
+	mysqlNameSep = "."
+	mysqlKeySep  = "#"
+)
+
+// MySQLLockName returns the GET_LOCK name lockkit uses for name within
+// namespace. It is the whole naming scheme of the MySQL backend:
+//
+//  1. With a namespace the full name is namespace + "." + name; with an
+//     empty namespace it is name alone.
+//
+//  2. If the full name has at most [MySQLMaxNameChars] (64) characters and
+//     at most [MySQLMaxNameBytes] (192) bytes, it is used unchanged, so
+//     that other tools (or a mysql shell) can take the same lock by its
+//     plain name.
+//
+//  3. Otherwise it is hashed to exactly 64 characters: its first 31
+//     characters, a "~", and the first 32 hex digits (128 bits) of the
+//     SHA-256 digest of its UTF-8 bytes, in lower case. Inside the server
+//     the same name is
+//
+//     CONCAT(LEFT(@full, 31), '~', LEFT(SHA2(@full, 256), 32))
+//
+//     on a utf8mb4 connection.
+//
+// The readable prefix keeps SHOW PROCESSLIST and IS_USED_LOCK lookups
+// recognisable; the digest keeps two long names that share a prefix apart.
+// A name of 64 characters that happens to look like a hashed one ("…~" and
+// 32 hex digits) is the same lock as the name it was hashed from: the
+// rendered name is the lock.
+//
+// The name must be a valid lock name (not empty, valid UTF-8, no NUL byte,
+// at most [MySQLMaxInputLen] bytes) and the namespace empty or valid and
+// free of "." and "#"; otherwise the error matches lockkit.ErrInvalid.
+func MySQLLockName(namespace, name string) (string, error) {
+	if err := validateMySQLNamespace(namespace); err != nil {
+		return "", err
+	}
+	if err := validateMySQLName(name); err != nil {
+		return "", err
+	}
+	return renderMySQLName(namespace, mysqlNameSep, name), nil
+}
+
+// MySQLKeyName returns the GET_LOCK name lockkit uses for the advisory key k
+// within namespace: namespace + "#" + k.String() (for example "test#42" or
+// "test#(1,2)"), or "#" + k.String() with an empty namespace. Keys and names
+// use different separators, so a key never shares a lock with a name of the
+// same namespace. Unlike on PostgreSQL, keyhash.Name("x") is not the lock of
+// the name "x" here: it is the key's number, rendered.
+func MySQLKeyName(namespace string, k keyhash.Key) (string, error) {
+	if err := validateMySQLNamespace(namespace); err != nil {
+		return "", err
+	}
+	return renderMySQLName(namespace, mysqlKeySep, k.String()), nil
+}
+
+func renderMySQLName(namespace, sep, name string) string {
+	full := name
+	if namespace != "" {
+		full = namespace + sep + name
+	}
+	if len(full) <= MySQLMaxNameBytes && utf8.RuneCountInString(full) <= MySQLMaxNameChars {
+		return full
+	}
+	sum := sha256.Sum256([]byte(full))
+	prefix := full
+	n := 0
+	for i := range full {
+		if n == mysqlHashPrefixChars {
+			prefix = full[:i]
+			break
+		}
+		n++
+	}
+	return prefix + "~" + hex.EncodeToString(sum[:])[:mysqlHashHexDigits]
+}
+
+// validateMySQLName checks a lock name before any I/O.
+func validateMySQLName(name string) error {
+	if name == "" {
+		return lockkit.Invalidf("advisory: empty lock name")
+	}
+	return validateMySQLString("lock name", name)
+}
+
+// validateMySQLNamespace checks a namespace; the empty one means none.
+func validateMySQLNamespace(ns string) error {
+	if ns == "" {
+		return nil
+	}
+	if err := validateMySQLString("namespace", ns); err != nil {
+		return err
+	}
+	if strings.ContainsAny(ns, mysqlNameSep+mysqlKeySep) {
+		return lockkit.Invalidf("advisory: MySQL namespace %q contains %q or %q, which separate it from names and keys", ns, mysqlNameSep, mysqlKeySep)
+	}
+	return nil
+}
+
+func validateMySQLString(what, s string) error {
+	if len(s) > MySQLMaxInputLen {
+		return lockkit.Invalidf("advisory: %s is %d bytes long, more than %d", what, len(s), MySQLMaxInputLen)
+	}
+	if !utf8.ValidString(s) {
+		return lockkit.Invalidf("advisory: %s %q is not valid UTF-8", what, s)
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		// MariaDB reads the name as a C string: "a\x00b" would lock "a".
+		return lockkit.Invalidf("advisory: %s %q contains a NUL byte", what, s)
+	}
+	return nil
+}
