@@ -51,6 +51,7 @@ type Server struct {
 	ready    func(ctx context.Context) error
 	onCrash  func() // frees what a killed server leaves behind
 	firstRun func(ctx context.Context) error
+	env      []string // added to the server's environment
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -133,6 +134,9 @@ func (s *Server) Start() error {
 	name, args := s.args()
 	cmd := exec.Command(name, args...)
 	cmd.Dir = s.dir
+	if len(s.env) > 0 {
+		cmd.Env = append(os.Environ(), s.env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid:    true, // keep the terminal's signals (^C) to the test binary
@@ -492,4 +496,59 @@ func pingRedis(ctx context.Context, addr string) error {
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second})
 	defer c.Close()
 	return c.Ping(ctx).Err()
+}
+
+// Option tunes a private server.
+type Option func(*serverOptions)
+
+type serverOptions struct {
+	env  []string
+	args []string
+}
+
+// WithServerArgs passes extra command-line arguments to the server process,
+// after lockkit's own: for example "-c", "idle_session_timeout=500" for
+// PostgreSQL, "--wait-timeout=2" for MariaDB, "--maxclients", "50" for
+// Redis.
+func WithServerArgs(args ...string) Option {
+	return func(o *serverOptions) { o.args = append(o.args, args...) }
+}
+
+// FakeTimeLib is where Debian's faketime package installs libfaketime.
+const FakeTimeLib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+// WithFakeTime runs the server with libfaketime preloaded, so that its wall
+// clock is shifted by offset, in libfaketime's syntax ("+1h", "-90m",
+// "+3d"); its monotonic clock is left alone. A server whose clock is off by
+// an hour is what a client with a clock off by an hour looks like from the
+// other side: the test of "the client's clock does not matter".
+//
+// It works for PostgreSQL and MariaDB. It does not work for redis-server:
+// its jemalloc reads the clock while libfaketime initialises, and the
+// server hangs at start.
+//
+// Go programs cannot be shifted this way: they read the clock through the
+// vDSO, not libc, so LD_PRELOAD does not reach them. The server is started
+// only if libfaketime is installed (apt-get install faketime); otherwise
+// Launch fails with an error saying so.
+func WithFakeTime(offset string) Option {
+	return func(o *serverOptions) {
+		o.env = append(o.env, "LD_PRELOAD="+FakeTimeLib, "FAKETIME="+offset,
+			"FAKETIME_DONT_FAKE_MONOTONIC=1", "FAKETIME_NO_CACHE=1")
+	}
+}
+
+func applyOptions(opts []Option) (*serverOptions, error) {
+	o := &serverOptions{}
+	for _, f := range opts {
+		f(o)
+	}
+	for _, e := range o.env {
+		if strings.HasPrefix(e, "LD_PRELOAD=") {
+			if _, err := os.Stat(strings.TrimPrefix(e, "LD_PRELOAD=")); err != nil {
+				return nil, fmt.Errorf("integration: WithFakeTime needs libfaketime (apt-get install faketime): %w", err)
+			}
+		}
+	}
+	return o, nil
 }

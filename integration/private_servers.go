@@ -16,9 +16,9 @@ import (
 
 // StartPostgres starts a private PostgreSQL server for t and removes it
 // when t ends. See [LaunchPostgres].
-func StartPostgres(t testing.TB) *Server {
+func StartPostgres(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	srv, err := LaunchPostgres()
+	srv, err := LaunchPostgres(opts...)
 	return register(t, srv, err)
 }
 
@@ -30,7 +30,11 @@ func StartPostgres(t testing.TB) *Server {
 //
 // [Server.DSN] is a pgx URL for the database postgres. The caller must
 // [Server.Close] the server.
-func LaunchPostgres() (*Server, error) {
+func LaunchPostgres(opts ...Option) (*Server, error) {
+	o, err := applyOptions(opts)
+	if err != nil {
+		return nil, err
+	}
 	bin, err := postgresBinDir()
 	if err != nil {
 		return nil, err
@@ -60,9 +64,10 @@ func LaunchPostgres() (*Server, error) {
 		dsn:     fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
 		logPath: filepath.Join(dir, "server.log"),
 		cred:    cred,
+		env:     o.env,
 		stopSig: syscall.SIGINT, // fast shutdown
 		args: func() (string, []string) {
-			return filepath.Join(bin, "postgres"), []string{
+			return filepath.Join(bin, "postgres"), append([]string{
 				"-D", data, "-p", strconv.Itoa(port), "-k", dir,
 				"-c", "listen_addresses=127.0.0.1",
 				// No fsync, but every commit reaches the kernel before
@@ -73,7 +78,7 @@ func LaunchPostgres() (*Server, error) {
 				// that a killed server leaves nothing outside it.
 				"-c", "dynamic_shared_memory_type=mmap",
 				"-c", "logging_collector=off", "-c", "log_min_messages=warning",
-			}
+			}, o.args...)
 		},
 	}
 	s.ready = func(ctx context.Context) error { return pingSQL(ctx, "pgx", s.dsn) }
@@ -138,9 +143,9 @@ func removeSysVSegment(pidFile string) {
 
 // StartMariaDB starts a private MariaDB server for t and removes it when t
 // ends. See [LaunchMariaDB].
-func StartMariaDB(t testing.TB) *Server {
+func StartMariaDB(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	srv, err := LaunchMariaDB()
+	srv, err := LaunchMariaDB(opts...)
 	return register(t, srv, err)
 }
 
@@ -152,7 +157,11 @@ func StartMariaDB(t testing.TB) *Server {
 //
 // [Server.DSN] is a go-sql-driver/mysql DSN for root on database test. The
 // caller must [Server.Close] the server.
-func LaunchMariaDB() (*Server, error) {
+func LaunchMariaDB(opts ...Option) (*Server, error) {
+	o, err := applyOptions(opts)
+	if err != nil {
+		return nil, err
+	}
 	installDB, err := findBinary("mariadb-install-db", "/usr/bin", "/usr/local/mysql/scripts")
 	if err != nil {
 		return nil, err
@@ -191,6 +200,7 @@ func LaunchMariaDB() (*Server, error) {
 		dsn:     fmt.Sprintf("root@tcp(127.0.0.1:%d)/test", port),
 		logPath: filepath.Join(dir, "server.log"),
 		cred:    cred,
+		env:     o.env,
 		stopSig: syscall.SIGTERM,
 		args: func() (string, []string) {
 			return mariadbd, append([]string{"--no-defaults",
@@ -200,7 +210,7 @@ func LaunchMariaDB() (*Server, error) {
 				"--skip-name-resolve", "--skip-log-bin", "--performance-schema=OFF",
 				"--innodb-flush-log-at-trx-commit=2", // no fsync; a killed server keeps its commits "--innodb-doublewrite=0",
 				"--log-error=" + filepath.Join(dir, "server.log"),
-			}, sizing...)
+			}, append(sizing, o.args...)...)
 		},
 	}
 	root := fmt.Sprintf("root@tcp(127.0.0.1:%d)/", port)
@@ -217,9 +227,9 @@ func LaunchMariaDB() (*Server, error) {
 
 // StartRedis starts a private Redis server for t and removes it when t
 // ends. See [LaunchRedis].
-func StartRedis(t testing.TB) *Server {
+func StartRedis(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	srv, err := LaunchRedis()
+	srv, err := LaunchRedis(opts...)
 	return register(t, srv, err)
 }
 
@@ -229,7 +239,11 @@ func StartRedis(t testing.TB) *Server {
 //
 // [Server.DSN] is a Redis URL for database 0. The caller must
 // [Server.Close] the server.
-func LaunchRedis() (*Server, error) {
+func LaunchRedis(opts ...Option) (*Server, error) {
+	o, err := applyOptions(opts)
+	if err != nil {
+		return nil, err
+	}
 	bin, err := findBinary("redis-server", "/usr/bin", "/usr/local/bin")
 	if err != nil {
 		return nil, err
@@ -248,11 +262,12 @@ func LaunchRedis() (*Server, error) {
 		port:    port,
 		dsn:     fmt.Sprintf("redis://127.0.0.1:%d/0", port),
 		logPath: filepath.Join(dir, "server.log"),
+		env:     o.env,
 		stopSig: syscall.SIGTERM,
 		args: func() (string, []string) {
-			return bin, []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			return bin, append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 				"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no",
-				"--loglevel", "warning"}
+				"--loglevel", "warning"}, o.args...)
 		},
 	}
 	s.ready = func(ctx context.Context) error { return pingRedis(ctx, s.Addr()) }

@@ -231,3 +231,28 @@ func TestPrivateRedis(t *testing.T) {
 		_ = after.Close()
 	}
 }
+
+func TestPrivateFakeTime(t *testing.T) {
+	if _, err := os.Stat(FakeTimeLib); err != nil {
+		if os.Getenv(EnvRequire) == "1" {
+			t.Fatalf("libfaketime missing (apt-get install faketime): %v", err)
+		}
+		t.Skipf("libfaketime missing (apt-get install faketime): %v", err)
+	}
+	const offset = time.Hour
+	near := func(t *testing.T, what string, got time.Time) {
+		t.Helper()
+		if skew := got.Sub(time.Now()) - offset; skew < -time.Minute || skew > time.Minute {
+			t.Errorf("%s clock = %v, want about an hour ahead of %v", what, got, time.Now())
+		}
+	}
+	t.Run("postgres", func(t *testing.T) {
+		srv := StartPostgres(t, WithFakeTime("+1h"), WithServerArgs("-c", "TimeZone=UTC"))
+		db := openDB(t, "pgx", srv.DSN())
+		var now time.Time
+		if err := db.QueryRowContext(ctxFor(t, 10*time.Second), "SELECT clock_timestamp()").Scan(&now); err != nil {
+			t.Fatal(err)
+		}
+		near(t, "postgres", now)
+	})
+}
