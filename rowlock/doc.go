@@ -1,0 +1,88 @@
+// Package rowlock implements lockkit's lock table: leases with fencing
+// tokens and holder information, in one row per lock name, on PostgreSQL and
+// MySQL/MariaDB. Create the table with package migrations.
+//
+// # When to choose the lock table over advisory locks
+//
+// An advisory lock (package advisory) lives exactly as long as a database
+// session or transaction. It is the cheapest exclusion there is and frees
+// itself when its holder's connection dies, but it pins a connection for as
+// long as it is held, cannot be shown to a person ("edited by alice since
+// 10:02"), hands out no fencing token, and cannot outlive the process.
+//
+// Choose the lock table when a lock must
+//
+//   - outlive a connection or a request: an edit lock a user holds across
+//     several HTTP requests ([Locker.Resume]);
+//   - be taken over after a crash: a job lease another host may take once
+//     it expires;
+//   - name its holder: [lockkit.HeldError] carries owner, data, host, pid,
+//     since, expiry and token, and [Locker.List] shows every live lease;
+//   - fence a resource: every new holder of a name gets a strictly larger
+//     token ([Lock.Token]) to pass along with its writes;
+//   - hold many names without pinning a connection for each.
+//
+// The price: a lease is only as good as its renewals. A holder that stalls
+// past its TTL loses the lock to the next acquirer and learns it at its
+// next renewal, so writes guarded by a lease should carry its fencing token.
+//
+// # Leases
+//
+// Acquire and TryAcquire take a lease of Config.TTL in one atomic
+// statement that inserts the row or takes over an expired lease and draws
+// a new fencing token: INSERT ... ON CONFLICT ... DO UPDATE ... WHERE
+// expired RETURNING on PostgreSQL, INSERT ... ON DUPLICATE KEY UPDATE with
+// a conditional takeover on MySQL. Leases are measured on the database
+// clock (clock_timestamp(), UTC_TIMESTAMP(6)) with microsecond precision,
+// never on the client's. Renew and Release match name, owner and token and
+// check the rows affected: a lease that expired or was taken over reports
+// lost (lockkit.ErrLost), never success. A lock from Acquire renews itself
+// every Config.RenewInterval (TTL/3 by default) on a context of its own;
+// its Done channel closes when a renewal finds the lease gone, or when the
+// lease runs out locally before a renewal was confirmed.
+//
+// Release keeps the row and ends the lease (its expiry becomes now), so a
+// name's fencing token only grows. [Locker.CleanupExpired] deletes rows
+// whose lease ended long ago; see it for what keeps tokens increasing then.
+//
+// # Waiting
+//
+// On PostgreSQL with pgx's stdlib driver, Release and ForceRelease send
+// pg_notify in the same statement, and waiters sleep until a notification
+// for their name arrives or the holder's lease runs out. Each Locker keeps
+// one LISTEN connection from the pool open while anyone waits (and two
+// seconds after), shared by all its waiters. On MySQL, and on PostgreSQL
+// through other drivers, waiters poll: exponential backoff from 2ms with
+// jitter (each pause uniform in [d/2, d]) up to Config.MaxPoll (100ms by
+// default), and never past the holder's expiry. A polling waiter notices a
+// release within MaxPoll plus one round trip; waiters in the releasing
+// process are woken at once. The context bounds every wait.
+//
+// # Transactions
+//
+// [Locker.LockTx] and [Locker.TryLockTx] lock a name inside the caller's
+// *sql.Tx with SELECT ... FOR UPDATE (NOWAIT for the try), released at
+// commit or rollback: a transaction-scoped lock on both dialects.
+//
+// # MySQL specifics
+//
+// The acquire statement is INSERT ... ON DUPLICATE KEY UPDATE, where every
+// column is assigned IF(expired, new, old) and expires_at last (MySQL
+// assigns left to right, and later assignments see earlier ones). The new
+// token is reported through LAST_INSERT_ID(expr), so one round trip decides
+// the outcome, whatever the clientFoundRows setting. The seed pattern
+// INSERT IGNORE was measured and rejected: it turns every error into a
+// warning (a NULL, a truncation), cannot take over an expired lease by
+// itself, and needs a second statement (SHOW WARNINGS, or a read back by
+// token) to be correct — see BenchmarkMySQLAcquireStrategies. Names,
+// owners, hosts and data are checked against the column sizes before any
+// I/O, so nothing is truncated even without a strict sql_mode (which the
+// servers' defaults have, and which we recommend keeping). Statements are
+// prepared once per Locker, so each call is one round trip.
+//
+// # Connections
+//
+// A lease holds no connection: statements borrow one from the pool for one
+// round trip. The PostgreSQL listener holds one connection while anyone
+// waits. A Locker never closes or reconfigures the *sql.DB.
+package rowlock

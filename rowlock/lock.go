@@ -1,0 +1,174 @@
+package rowlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/lockstate"
+)
+
+// releaseTimeout bounds a release whose caller's context had already
+// ended: the lease is still given back rather than left to expire.
+const releaseTimeout = 5 * time.Second
+
+// Lock is one lease in the lock table. It implements [lockkit.Lock]: Name,
+// Token (the fencing token), Done, Err and Release; and adds Owner,
+// Expires and Renew.
+//
+// Done closes when the lease is released or lost: a renewal found it gone
+// (expired, taken over, force-released), or it ran out locally before a
+// renewal was confirmed. The local end is measured from before the
+// statement that set the lease was sent, on this process's monotonic
+// clock, so it comes no later than the database's.
+//
+// A Lock's methods are safe for concurrent use.
+type Lock struct {
+	*lockstate.Handle
+	l     *Locker
+	owner string
+	ttl   time.Duration
+
+	mu      sync.Mutex
+	expires time.Time
+	expiry  *time.Timer
+
+	stopRenew context.CancelFunc // nil without automatic renewal
+	renewDone chan struct{}
+}
+
+var _ lockkit.Lock = (*Lock)(nil)
+
+func newLock(l *Locker, name, owner string, token int64, ttl time.Duration, expires time.Time, renew time.Duration) *Lock {
+	k := &Lock{l: l, owner: owner, ttl: ttl, expires: expires}
+	k.Handle = lockstate.New(name, token, k.unlock)
+	k.expiry = time.AfterFunc(time.Until(expires), func() { k.MarkLost(errLeaseExpired) })
+	if renew > 0 {
+		// Renewal runs on its own context, never the acquire call's.
+		ctx, cancel := context.WithCancel(context.Background())
+		k.stopRenew = cancel
+		k.renewDone = make(chan struct{})
+		go k.renewLoop(ctx, renew)
+	}
+	return k
+}
+
+// Owner returns the owner string the lease was taken with. Together with
+// Name and Token it resumes the lease elsewhere: see Locker.Resume.
+func (k *Lock) Owner() string { return k.owner }
+
+// Expires returns when the lease ends unless renewed, as a time on this
+// process's clock (with a monotonic reading): the lease's TTL counted from
+// before the last acquire, resume or renew statement was sent. The
+// database's own expiry, on its clock, is never earlier.
+func (k *Lock) Expires() time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.expires
+}
+
+func (k *Lock) setExpires(t time.Time) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.expires = t
+	k.expiry.Reset(time.Until(t))
+}
+
+// Renew extends the lease to the lock's TTL from now, on the database
+// clock, if it is still live and still this lock's. When it is not (it
+// expired, was taken over or force-released) the lock is marked lost and
+// the error matches lockkit.ErrLost. A renewal that failed for another
+// reason (a network error) leaves the lock held until its lease runs out.
+// After Release, Renew returns lockkit.ErrReleased.
+func (k *Lock) Renew(ctx context.Context) error {
+	if err := k.Err(); err != nil {
+		return err
+	}
+	err := k.renew(ctx)
+	if errors.Is(err, errLeaseGone) {
+		k.MarkLost(err)
+		return k.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("rowlock: renew %q: %w", k.Name(), err)
+	}
+	return nil
+}
+
+func (k *Lock) renew(ctx context.Context) error {
+	sent := k.l.now()
+	res, err := k.l.exec(ctx, k.l.q.renew, k.ttl.Microseconds(), k.Name(), k.owner, k.Token())
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errLeaseGone
+	}
+	k.setExpires(sent.Add(k.ttl))
+	return nil
+}
+
+func (k *Lock) renewLoop(ctx context.Context, every time.Duration) {
+	defer close(k.renewDone)
+	t := time.NewTimer(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-k.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, every)
+		err := k.renew(rctx)
+		cancel()
+		switch {
+		case err == nil:
+			t.Reset(every)
+		case errors.Is(err, errLeaseGone):
+			k.MarkLost(err)
+			return
+		case ctx.Err() != nil:
+			return
+		default:
+			// Try again soon; if the lease runs out first, the
+			// expiry timer ends the lock.
+			t.Reset(max(every/4, time.Millisecond))
+		}
+	}
+}
+
+// unlock is the lockstate.UnlockFunc: stop renewing, then end the lease
+// with a statement that matches name, owner and token.
+func (k *Lock) unlock(ctx context.Context, lost bool) error {
+	if k.stopRenew != nil {
+		k.stopRenew()
+		<-k.renewDone
+	}
+	k.expiry.Stop()
+	if lost {
+		return nil
+	}
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+		defer cancel()
+	}
+	n, err := k.l.endLease(ctx, k.l.q.release, k.Name(), k.owner, k.Token())
+	if err != nil {
+		// The lease may still be live; it ends when its TTL runs out.
+		return fmt.Errorf("rowlock: release could not be confirmed: %w", err)
+	}
+	if n == 0 {
+		return errLeaseGone
+	}
+	return nil
+}

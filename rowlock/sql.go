@@ -1,0 +1,132 @@
+package rowlock
+
+import "strings"
+
+// statements holds every SQL statement of one dialect, for one table. The
+// table name is validated and quoted; every value is bound. No statement
+// reads the client's clock: leases are computed and compared with
+// clock_timestamp() on PostgreSQL and UTC_TIMESTAMP(6) on MySQL (UTC, so
+// the session time_zone does not matter), with durations bound as integer
+// microseconds.
+type statements struct {
+	// acquire inserts the row or takes over an expired lease in one
+	// statement. Args: name, owner, ttl µs, host, pid, data.
+	// PostgreSQL returns the token (no row: held). MySQL reports the
+	// token as LastInsertId (0: held).
+	acquire string
+	// holder reads the row of a name. Args: name. Columns: owner, token,
+	// acquired µs since the epoch, expires µs, host, pid, data, µs until
+	// expiry (negative when expired).
+	holder string
+	// release ends a lease. Args: name, owner, token (PostgreSQL: and the
+	// channel). PostgreSQL returns one count (1: released, and
+	// notified); MySQL reports rows affected.
+	release string
+	// renew extends a live lease. Args: ttl µs, name, owner, token.
+	// Rows affected: 1 renewed, 0 lost.
+	renew string
+	// resume checks a live lease. Args: name, owner, token. Returns the
+	// µs until expiry; no row when the lease is gone.
+	resume string
+	// list reads every live lease. Columns: name, then as holder.
+	list string
+	// force ends any live lease on a name. Args: name (PostgreSQL: and
+	// the channel). Like release.
+	force string
+	// cleanup deletes rows expired longer ago than the bound µs.
+	cleanup string
+	// seed inserts an unheld row for a name if there is none. Args: name.
+	seed string
+	// exists reads whether a name has a row and a live lease (MySQL,
+	// before a transaction lock). Args: name.
+	exists string
+	// lockTx locks the row of a name inside a transaction. Args: name.
+	// Columns: as holder. lockTxNowait fails at once when it is locked.
+	lockTx, lockTxNowait string
+}
+
+func newStatements(d Dialect, qtable string) *statements {
+	r := strings.NewReplacer("{t}", qtable)
+	if d == Postgres {
+		return &statements{
+			acquire: r.Replace(`INSERT INTO {t} AS t (name, owner, acquired_at, expires_at, host, pid, data)
+VALUES ($1, $2, clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond', $4, $5, $6)
+ON CONFLICT (name) DO UPDATE SET
+  owner = EXCLUDED.owner, token = DEFAULT,
+  acquired_at = clock_timestamp(), expires_at = clock_timestamp() + $3::bigint * interval '1 microsecond',
+  host = EXCLUDED.host, pid = EXCLUDED.pid, data = EXCLUDED.data
+WHERE t.expires_at <= clock_timestamp()
+RETURNING token`),
+			holder: r.Replace(pgHolderCols + ` FROM {t} WHERE name = $1`),
+			release: r.Replace(`WITH r AS (
+  UPDATE {t} SET expires_at = clock_timestamp()
+  WHERE name = $1 AND owner = $2 AND token = $3 AND expires_at > clock_timestamp()
+  RETURNING name)
+SELECT count(pg_notify($4, name)) FROM r`),
+			renew: r.Replace(`UPDATE {t} SET expires_at = clock_timestamp() + $1::bigint * interval '1 microsecond'
+WHERE name = $2 AND owner = $3 AND token = $4 AND expires_at > clock_timestamp()`),
+			resume: r.Replace(`SELECT ` + pgRemaining + ` FROM {t}
+WHERE name = $1 AND owner = $2 AND token = $3 AND expires_at > clock_timestamp()`),
+			list: r.Replace(`SELECT name, ` + strings.TrimPrefix(pgHolderCols, "SELECT ") + ` FROM {t}
+WHERE expires_at > clock_timestamp() ORDER BY name`),
+			force: r.Replace(`WITH r AS (
+  UPDATE {t} SET expires_at = clock_timestamp()
+  WHERE name = $1 AND expires_at > clock_timestamp()
+  RETURNING name)
+SELECT count(pg_notify($2, name)) FROM r`),
+			cleanup: r.Replace(`DELETE FROM {t} WHERE expires_at < clock_timestamp() - $1::bigint * interval '1 microsecond'`),
+			seed: r.Replace(`INSERT INTO {t} (name, owner, acquired_at, expires_at)
+VALUES ($1, '', 'epoch', 'epoch') ON CONFLICT (name) DO NOTHING`),
+			lockTx:       r.Replace(pgHolderCols + ` FROM {t} WHERE name = $1 FOR UPDATE`),
+			lockTxNowait: r.Replace(pgHolderCols + ` FROM {t} WHERE name = $1 FOR UPDATE NOWAIT`),
+		}
+	}
+	// MySQL. In ON DUPLICATE KEY UPDATE, assignments run left to right
+	// and later ones see the new values, so every column tests the old
+	// expires_at and expires_at is assigned last. LAST_INSERT_ID(expr)
+	// reports the new token to the client in the OK packet (0 when the
+	// lease is live), so the outcome needs no read back and does not
+	// depend on the clientFoundRows setting.
+	const expired = `expires_at <= UTC_TIMESTAMP(6)`
+	return &statements{
+		acquire: r.Replace(`INSERT INTO {t} (name, owner, token, acquired_at, expires_at, host, pid, data)
+VALUES (?, ?, LAST_INSERT_ID(` + myNowMicros + `), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, ?, ?, ?)
+ON DUPLICATE KEY UPDATE
+  token = IF(` + expired + `, LAST_INSERT_ID(GREATEST(token + 1, ` + myNowMicros + `)), token + LAST_INSERT_ID(0)),
+  owner = IF(` + expired + `, ?, owner),
+  acquired_at = IF(` + expired + `, UTC_TIMESTAMP(6), acquired_at),
+  host = IF(` + expired + `, ?, host),
+  pid = IF(` + expired + `, ?, pid),
+  data = IF(` + expired + `, ?, data),
+  expires_at = IF(` + expired + `, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, expires_at)`),
+		holder:  r.Replace(myHolderCols + ` FROM {t} WHERE name = ?`),
+		release: r.Replace(`UPDATE {t} SET expires_at = UTC_TIMESTAMP(6) WHERE name = ? AND owner = ? AND token = ? AND expires_at > UTC_TIMESTAMP(6)`),
+		renew: r.Replace(`UPDATE {t} SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND
+WHERE name = ? AND owner = ? AND token = ? AND expires_at > UTC_TIMESTAMP(6)`),
+		resume: r.Replace(`SELECT TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at) FROM {t}
+WHERE name = ? AND owner = ? AND token = ? AND expires_at > UTC_TIMESTAMP(6)`),
+		list: r.Replace(`SELECT name, ` + strings.TrimPrefix(myHolderCols, "SELECT ") + ` FROM {t}
+WHERE expires_at > UTC_TIMESTAMP(6) ORDER BY name`),
+		force:   r.Replace(`UPDATE {t} SET expires_at = UTC_TIMESTAMP(6) WHERE name = ? AND expires_at > UTC_TIMESTAMP(6)`),
+		cleanup: r.Replace(`DELETE FROM {t} WHERE expires_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND`),
+		// The no-op update keeps an existing row as it is; the token of a
+		// new row follows the clock like a takeover's.
+		seed: r.Replace(`INSERT INTO {t} (name, owner, token, acquired_at, expires_at, host, pid, data)
+VALUES (?, '', ` + myNowMicros + `, '1970-01-01', '1970-01-01', '', 0, '')
+ON DUPLICATE KEY UPDATE name = name`),
+		exists:       r.Replace(`SELECT expires_at > UTC_TIMESTAMP(6) FROM {t} WHERE name = ?`),
+		lockTx:       r.Replace(myHolderCols + ` FROM {t} WHERE name = ? FOR UPDATE`),
+		lockTxNowait: r.Replace(myHolderCols + ` FROM {t} WHERE name = ? FOR UPDATE NOWAIT`),
+	}
+}
+
+const (
+	pgRemaining  = `(extract(epoch FROM expires_at - clock_timestamp()) * 1000000)::bigint`
+	pgHolderCols = `SELECT owner, token,
+  (extract(epoch FROM acquired_at) * 1000000)::bigint, (extract(epoch FROM expires_at) * 1000000)::bigint,
+  host, pid, data, ` + pgRemaining
+	myNowMicros  = `TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6))`
+	myHolderCols = `SELECT owner, token,
+  TIMESTAMPDIFF(MICROSECOND, '1970-01-01', acquired_at), TIMESTAMPDIFF(MICROSECOND, '1970-01-01', expires_at),
+  host, pid, data, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at)`
+)
