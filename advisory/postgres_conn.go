@@ -199,11 +199,14 @@ func startWatcher(pc pgPinned, nc net.Conn, onLoss func(cause error)) *watcher {
 	return w
 }
 
-// stop ends the watch and waits for the goroutine to leave the session. It
-// returns the loss error if the watcher found the session dead first.
+// stop ends the watch and waits for the goroutine to leave the session
+// (which clears the deadline it set). It returns the loss error if the
+// watcher found the session dead first. Later calls only wait and return the
+// same.
 func (w *watcher) stop() error {
-	w.stopping.Store(true)
-	_ = w.nc.SetReadDeadline(time.Now())
+	if w.stopping.CompareAndSwap(false, true) {
+		_ = w.nc.SetReadDeadline(time.Now())
+	}
 	<-w.done
 	return w.lossErr
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/integration"
 	"github.com/lockkit/lockkit/keyhash"
@@ -46,6 +47,26 @@ func newPG(t testing.TB, n int, cfg *PostgresConfig) (*Postgres, *sql.DB) {
 func newPGPool(t testing.TB, cfg *PostgresConfig) *Postgres {
 	t.Helper()
 	p, err := NewPostgresPool(integration.PgxPool(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// newPGPoolN returns a locker over a fresh pgxpool of at most n connections.
+func newPGPoolN(t testing.TB, n int32, cfg *PostgresConfig) *Postgres {
+	t.Helper()
+	pc, err := pgxpool.ParseConfig(integration.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.MaxConns = n
+	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	p, err := NewPostgresPool(pool, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
