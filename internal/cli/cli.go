@@ -137,6 +137,11 @@ func init() {
 }
 
 func (e *env) help(args []string) int {
+	fs := newFlagSet("help")
+	if code, done := e.parse(fs, helpUsage, args); done {
+		return code
+	}
+	args = fs.Args()
 	if len(args) == 0 {
 		fmt.Fprint(e.stdout, mainUsage)
 		return ExitOK

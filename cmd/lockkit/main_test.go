@@ -1,0 +1,521 @@
+package main
+
+// End-to-end tests: the real lockkit binary, built once in TestMain, run
+// with real child processes against the file backend and the servers
+// named by LOCKKIT_TEST_POSTGRES, LOCKKIT_TEST_MYSQL and LOCKKIT_TEST_REDIS.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// bin is the lockkit binary under test.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lockkit-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "lockkit")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building lockkit:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}))
+}
+
+// proc is a lockkit process.
+type proc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stdout *bufio.Reader // nil when collected into out
+	out    bytes.Buffer
+	errOut bytes.Buffer
+	done   chan struct{}
+	code   int
+}
+
+// baseEnv is the environment every lockkit process gets: this one, minus
+// any LOCKKIT_ variable of the caller's, with HOME and XDG_CACHE_HOME in
+// the test's temporary directory so that the default lock directory is
+// private to the test.
+func baseEnv(t *testing.T) []string {
+	t.Helper()
+	home := t.TempDir()
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "LOCKKIT_") && !strings.HasPrefix(k, "LOCKKIT_TEST_") || k == "HOME" || k == "XDG_CACHE_HOME" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "HOME="+home, "XDG_CACHE_HOME="+filepath.Join(home, ".cache"))
+}
+
+// start starts lockkit with args. With pipeOut the caller reads stdout
+// line by line through p.stdout; otherwise it is collected.
+func start(t *testing.T, env []string, pipeOut bool, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	p.cmd.Env = env
+	p.cmd.Stderr = &p.errOut
+	var pw *os.File
+	if pipeOut {
+		// An *os.File is handed to lockkit (and its command) as is, so
+		// Wait does not wait for the test to read it.
+		pr, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pw = w
+		p.cmd.Stdout = pw
+		p.stdout = bufio.NewReader(pr)
+		t.Cleanup(func() { pr.Close() })
+	} else {
+		p.cmd.Stdout = &p.out
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if pw != nil {
+		pw.Close()
+	}
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			// A failed test: stop the command's process group, then
+			// lockkit.
+			for _, child := range childPids(p.cmd.Process.Pid) {
+				_ = syscall.Kill(-child, syscall.SIGKILL)
+			}
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	go func() {
+		_ = p.cmd.Wait()
+		p.code = p.cmd.ProcessState.ExitCode()
+		if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			p.code = -int(ws.Signal())
+		}
+		close(p.done)
+	}()
+	return p
+}
+
+// childPids lists the children of pid, from /proc.
+func childPids(pid int) []int {
+	var out []int
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		for _, s := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(s); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// waitLine reads the next stdout line and checks that it is want.
+func (p *proc) waitLine(want string) {
+	p.t.Helper()
+	type res struct {
+		line string
+		err  error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		l, err := p.stdout.ReadString('\n')
+		ch <- res{l, err}
+	}()
+	select {
+	case r := <-ch:
+		if strings.TrimSuffix(r.line, "\n") != want {
+			p.t.Fatalf("lockkit %v: read %q (%v), want %q; stderr:\n%s", p.cmd.Args[1:], r.line, r.err, want, p.stderr())
+		}
+	case <-time.After(20 * time.Second):
+		p.t.Fatalf("lockkit %v: no %q on stdout after 20s", p.cmd.Args[1:], want)
+	}
+}
+
+// wait waits for the process to exit and returns its exit status.
+func (p *proc) wait() int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		p.t.Fatalf("lockkit %v did not exit within 30s; stderr:\n%s", p.cmd.Args[1:], p.stderr())
+	}
+	return p.code
+}
+
+func (p *proc) stderr() string {
+	select {
+	case <-p.done:
+		return p.errOut.String()
+	default:
+		return "(still running)"
+	}
+}
+
+// lockkit runs lockkit to completion and returns its exit status, stdout
+// and stderr.
+func lockkit(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	p := start(t, env, false, args...)
+	code = p.wait()
+	return code, p.out.String(), p.errOut.String()
+}
+
+// wantExit checks an exit status.
+func wantExit(t *testing.T, what string, got, want int, stderr string) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("%s: exit %d, want %d; stderr:\n%s", what, got, want, stderr)
+	}
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// pidAlive reports whether pid runs (a zombie counts as gone).
+func pidAlive(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(stat))
+	return len(f) > 2 && f[2] != "Z"
+}
+
+// waitGone waits until pid is gone.
+func waitGone(t *testing.T, pid int, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for pidAlive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s (pid %d) still running", what, pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// readPid reads a pid a command wrote to a file.
+func readPid(t *testing.T, file string) int {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// TestReadmeFirstCommand is the README's first command, on a machine with
+// no server and no lock directory yet.
+func TestReadmeFirstCommand(t *testing.T) {
+	env := baseEnv(t)
+	code, out, errOut := lockkit(t, env, "run", "nightly", "--", "echo", "hello")
+	wantExit(t, "lockkit run nightly -- echo hello", code, 0, errOut)
+	if out != "hello\n" || errOut != "" {
+		t.Fatalf("stdout %q, stderr %q", out, errOut)
+	}
+	var home string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "XDG_CACHE_HOME="); ok {
+			home = v
+		}
+	}
+	if _, err := os.Stat(filepath.Join(home, "lockkit", "locks", "nightly.lock")); err != nil {
+		t.Fatalf("the default lock directory was not used: %v", err)
+	}
+}
+
+// backendCase is one backend the end-to-end tests run on.
+type backendCase struct {
+	name string
+	url  string
+	env  []string
+}
+
+func fileCase(t *testing.T) backendCase {
+	return backendCase{name: "file", url: "file://" + t.TempDir(), env: baseEnv(t)}
+}
+
+// uniqueName returns a lock name unique to this test and run.
+func uniqueName(t *testing.T) string {
+	var b [6]byte
+	f, _ := os.Open("/dev/urandom")
+	_, _ = io.ReadFull(f, b[:])
+	f.Close()
+	base := strings.NewReplacer("/", ".", " ", "_").Replace(t.Name())
+	if len(base) > 30 {
+		base = base[len(base)-30:]
+	}
+	return fmt.Sprintf("lkt.%s.%x", base, b)
+}
+
+// exitCodes checks the exit statuses of lockkit run on backend bc.
+func exitCodes(t *testing.T, bc backendCase) {
+	name := uniqueName(t)
+	run := func(args ...string) (int, string, string) {
+		t.Helper()
+		return lockkit(t, bc.env, append([]string{"run", "-b", bc.url}, args...)...)
+	}
+	code, out, errOut := run(name, "--", "sh", "-c", `echo "$LOCKKIT_NAME"; exit 7`)
+	wantExit(t, "own status", code, 7, errOut)
+	if out != name+"\n" {
+		t.Errorf("LOCKKIT_NAME: stdout %q", out)
+	}
+	code, _, errOut = run(name, "--", "sh", "-c", "kill -KILL $$")
+	wantExit(t, "killed by SIGKILL", code, 128+9, errOut)
+	code, _, errOut = run(name, "--", "sh", "-c", "kill -USR1 $$")
+	wantExit(t, "killed by SIGUSR1", code, 128+int(syscall.SIGUSR1), errOut)
+	code, _, errOut = run(name)
+	wantExit(t, "no command", code, 64, errOut)
+	code, _, errOut = run(name, "--", "./no-such-command")
+	wantExit(t, "command not found", code, 127, errOut)
+
+	// Busy: another lockkit holds the lock.
+	holder := start(t, bc.env, true, "run", "-b", bc.url, name, "--", "sh", "-c", "echo ready; exec sleep 1000")
+	holder.waitLine("ready")
+	code, out, errOut = run("-n", name, "--", "echo", "ran")
+	wantExit(t, "--no-wait while held", code, 75, errOut)
+	if out != "" || errOut != "" {
+		t.Errorf("--no-wait while held: stdout %q, stderr %q; want quiet off a terminal", out, errOut)
+	}
+	code, _, errOut = run("--no-wait", "--conflict-exit-code", "0", name, "--", "echo", "ran")
+	wantExit(t, "--conflict-exit-code 0", code, 0, errOut)
+	begin := time.Now()
+	code, out, errOut = run("-w", "400ms", "-v", name, "--", "echo", "ran")
+	wantExit(t, "--wait elapsed", code, 75, errOut)
+	if waited := time.Since(begin); waited < 400*time.Millisecond {
+		t.Errorf("--wait 400ms gave up after %v", waited)
+	}
+	if out != "" || !strings.Contains(errOut, "still held") {
+		t.Errorf("--wait elapsed: stdout %q, stderr %q", out, errOut)
+	}
+	code, _, errOut = run("--wait", "0.3", "--conflict-exit-code", "9", name, "--", "echo", "ran")
+	wantExit(t, "--wait elapsed, --conflict-exit-code 9", code, 9, errOut)
+
+	// SIGTERM to the holder reaches its command (sleep dies of it), and
+	// the lock is free afterwards.
+	if err := holder.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	wantExit(t, "holder after SIGTERM", holder.wait(), 128+int(syscall.SIGTERM), holder.stderr())
+	code, out, errOut = run("-n", name, "--", "echo", "ran")
+	wantExit(t, "--no-wait after release", code, 0, errOut)
+	if out != "ran\n" {
+		t.Errorf("stdout %q", out)
+	}
+}
+
+// signalForwarding checks that SIGTERM, SIGINT and SIGHUP sent to lockkit
+// reach the command, and that the lock is released only after the
+// command has exited.
+func signalForwarding(t *testing.T, bc backendCase) {
+	for _, c := range []struct {
+		sig  syscall.Signal
+		trap string
+		want int
+	}{{syscall.SIGTERM, "TERM", 42}, {syscall.SIGINT, "INT", 43}, {syscall.SIGHUP, "HUP", 44}} {
+		t.Run(c.trap, func(t *testing.T) {
+			name := uniqueName(t)
+			log := filepath.Join(t.TempDir(), "log")
+			// The command cleans up for a while after the signal; the
+			// waiter must not run before the cleanup is done.
+			script := fmt.Sprintf(`trap 'sleep 0.3; echo cleanup >> %s; exit %d' %s; echo ready; while :; do sleep 0.05; done`, log, c.want, c.trap)
+			holder := start(t, bc.env, true, "run", "-b", bc.url, name, "--", "sh", "-c", script)
+			holder.waitLine("ready")
+			waiter := start(t, bc.env, false, "run", "-b", bc.url, "-w", "20s", name, "--", "sh", "-c", "echo waiter >> "+log)
+			time.Sleep(100 * time.Millisecond) // let the waiter start waiting
+			if err := holder.cmd.Process.Signal(c.sig); err != nil {
+				t.Fatal(err)
+			}
+			wantExit(t, "holder", holder.wait(), c.want, holder.stderr())
+			wantExit(t, "waiter", waiter.wait(), 0, waiter.stderr())
+			b, err := os.ReadFile(log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != "cleanup\nwaiter\n" {
+				t.Fatalf("log %q: the lock was released before the command exited", b)
+			}
+		})
+	}
+}
+
+// parallelCounter runs 20 lockkit processes that each increment a counter
+// in a file by read-modify-write; the lock must make the count exact.
+func parallelCounter(t *testing.T, bc backendCase, extra ...string) {
+	const n = 20
+	name := uniqueName(t)
+	counter := filepath.Join(t.TempDir(), "counter")
+	if err := os.WriteFile(counter, []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Read, pause so that an unlocked run would interleave, write.
+	script := fmt.Sprintf(`n=$(cat %[1]s); sleep 0.01; echo $((n + 1)) > %[1]s`, counter)
+	var wg sync.WaitGroup
+	procs := make([]*proc, n)
+	for i := range procs {
+		args := append([]string{"run", "-b", bc.url, "-w", "40s"}, extra...)
+		procs[i] = start(t, bc.env, false, append(args, name, "--", "sh", "-c", script)...)
+	}
+	for i, p := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.wait()
+			if p.code != 0 {
+				t.Errorf("process %d: exit %d; stderr:\n%s", i, p.code, p.errOut.String())
+			}
+		}()
+	}
+	wg.Wait()
+	b, err := os.ReadFile(counter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(b)); got != strconv.Itoa(n) {
+		t.Fatalf("counter is %s after %d locked increments", got, n)
+	}
+}
+
+func TestFileExitCodes(t *testing.T)       { t.Parallel(); exitCodes(t, fileCase(t)) }
+func TestFileSignalForwarding(t *testing.T) { t.Parallel(); signalForwarding(t, fileCase(t)) }
+func TestFileParallelCounter(t *testing.T)  { t.Parallel(); parallelCounter(t, fileCase(t)) }
+
+// TestFileLostLock removes the lock file under a running command: the
+// exclusion is broken, so lockkit stops the command's whole process group
+// and exits 70.
+func TestFileLostLock(t *testing.T) {
+	t.Parallel()
+	bc := fileCase(t)
+	dir := strings.TrimPrefix(bc.url, "file://")
+	name := uniqueName(t)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	// The command and its grandchild ignore SIGTERM, so only the SIGKILL
+	// after the grace period stops them.
+	script := fmt.Sprintf(`trap "" TERM; sh -c 'echo $$ > %s; exec sleep 1000' & sleep 0.2; echo ready; wait`, pidFile)
+	p := start(t, bc.env, true, "run", "-b", bc.url, "--kill-grace", "500ms", name, "--", "sh", "-c", script)
+	p.waitLine("ready")
+	grandchild := readPid(t, pidFile)
+	if err := os.Remove(filepath.Join(dir, name+".lock")); err != nil {
+		t.Fatal(err)
+	}
+	wantExit(t, "lost lock", p.wait(), 70, p.stderr())
+	if s := p.stderr(); !strings.Contains(s, fmt.Sprintf("lost lock %q", name)) || !strings.Contains(s, "removed or replaced") {
+		t.Errorf("stderr does not say what was lost and why:\n%s", s)
+	}
+	if s := p.stderr(); !strings.Contains(s, "SIGKILL to its process group") {
+		t.Errorf("stderr does not say that the grace period ended in SIGKILL:\n%s", s)
+	}
+	waitGone(t, grandchild, "grandchild ignoring SIGTERM")
+}
+
+// TestStatusLineOnTerminal runs lockkit under script(1), which gives it a
+// terminal: while waiting it shows the live status line.
+func TestStatusLineOnTerminal(t *testing.T) {
+	t.Parallel()
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("script(1) not installed (util-linux)")
+	}
+	bc := fileCase(t)
+	name := uniqueName(t)
+	holder := start(t, bc.env, true, "run", "-b", bc.url, name, "--", "sh", "-c", "echo ready; exec sleep 1000")
+	holder.waitLine("ready")
+	cmdline := fmt.Sprintf("%s run -b %s -w 700ms %s -- true", bin, bc.url, name)
+	cmd := exec.Command(script, "-qec", cmdline, "/dev/null")
+	cmd.Env = bc.env
+	out, err := cmd.CombinedOutput()
+	ee, _ := err.(*exec.ExitError)
+	if ee == nil || ee.ExitCode() != 75 {
+		t.Fatalf("under script: %v; output:\n%q", err, out)
+	}
+	if n := bytes.Count(out, []byte("\rlockkit: waiting for \""+name+"\", held by ")); n < 2 {
+		t.Errorf("status line drawn %d times, want a live line; output:\n%q", n, out)
+	}
+	if !bytes.Contains(out, []byte(fmt.Sprintf("(pid %d)", holder.cmd.Process.Pid))) {
+		t.Errorf("status line does not name the holder's pid %d:\n%q", holder.cmd.Process.Pid, out)
+	}
+	// And off a terminal, without -v, the same wait says nothing.
+	code, _, errOut := lockkit(t, bc.env, "run", "-b", bc.url, "-w", "200ms", name, "--", "true")
+	if code != 75 || errOut != "" {
+		t.Errorf("off a terminal: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestUsageAndHelp(t *testing.T) {
+	t.Parallel()
+	env := baseEnv(t)
+	code, out, errOut := lockkit(t, env, "-h")
+	wantExit(t, "lockkit -h", code, 0, errOut)
+	if !strings.HasPrefix(out, "Usage: lockkit COMMAND") {
+		t.Errorf("lockkit -h:\n%s", out)
+	}
+	for _, cmd := range []string{"run", "status", "migrate", "version", "help"} {
+		code, out, errOut = lockkit(t, env, cmd, "-h")
+		wantExit(t, cmd+" -h", code, 0, errOut)
+		if !strings.HasPrefix(out, "Usage: lockkit "+cmd) {
+			t.Errorf("lockkit %s -h:\n%s", cmd, out)
+		}
+	}
+	code, out, errOut = lockkit(t, env, "version")
+	wantExit(t, "version", code, 0, errOut)
+	if !strings.HasPrefix(out, "lockkit ") {
+		t.Errorf("version: %q", out)
+	}
+	for _, args := range [][]string{{}, {"frob"}, {"run"}, {"run", "x"}, {"run", "--nope", "x", "--", "true"}, {"run", "-b", "ftp://x", "x", "--", "true"}} {
+		code, _, errOut = lockkit(t, env, args...)
+		wantExit(t, fmt.Sprint(args), code, 64, errOut)
+	}
+}
+
+// ctxTimeout is a context for the tests' own server calls.
+func ctxTimeout(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
