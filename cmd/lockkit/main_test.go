@@ -422,7 +422,7 @@ func parallelCounter(t *testing.T, bc backendCase, extra ...string) {
 	}
 }
 
-func TestFileExitCodes(t *testing.T)       { t.Parallel(); exitCodes(t, fileCase(t)) }
+func TestFileExitCodes(t *testing.T)        { t.Parallel(); exitCodes(t, fileCase(t)) }
 func TestFileSignalForwarding(t *testing.T) { t.Parallel(); signalForwarding(t, fileCase(t)) }
 func TestFileParallelCounter(t *testing.T)  { t.Parallel(); parallelCounter(t, fileCase(t)) }
 
