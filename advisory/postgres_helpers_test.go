@@ -27,7 +27,7 @@ func pgCtx(t testing.TB, d time.Duration) context.Context {
 func pgAdmin(t testing.TB) *sql.DB {
 	t.Helper()
 	db := integration.Postgres(t)
-	db.SetMaxOpenConns(2)
+	db.SetMaxOpenConns(4)
 	return db
 }
 
