@@ -28,7 +28,8 @@ const (
 	DefaultMySQLProbeTimeout = 2 * time.Second
 
 	// DefaultMySQLReleaseTimeout bounds RELEASE_LOCK when Release is
-	// called with a context that is already cancelled or has no deadline.
+	// called with a context that can be cancelled (see
+	// MySQLConfig.ReleaseTimeout).
 	DefaultMySQLReleaseTimeout = 10 * time.Second
 
 	// minMySQLProbeInterval keeps a misconfigured interval from flooding
@@ -90,32 +91,15 @@ type MySQLConfig struct {
 	// counts as a lost lock. Zero means [DefaultMySQLProbeTimeout].
 	ProbeTimeout time.Duration
 
-	// ReleaseTimeout bounds RELEASE_LOCK. Release runs it on a context
-	// detached from the caller's cancellation, so that a cancelled request
-	// still gives its lock back cleanly; zero means
+	// ReleaseTimeout bounds RELEASE_LOCK when Release is given a context
+	// that can be cancelled: Release then runs it detached from that
+	// context's cancellation (so a cancelled request still gives its lock
+	// back cleanly) and bounded by ReleaseTimeout instead. A context that
+	// can never be cancelled (context.Background) is used as it is, which
+	// spares database/sql and the driver their per-query cancellation
+	// watchers; the DSN's readTimeout then bounds the release. Zero means
 	// [DefaultMySQLReleaseTimeout].
 	ReleaseTimeout time.Duration
-}
-
-// MySQL acquires MySQL and MariaDB user locks (GET_LOCK). It implements
-// [lockkit.Locker]; [MySQL.AcquireNames] and [MySQL.AcquireKey] take several
-// names, or keyhash keys, at once.
-//
-// Every lock it returns pins one connection of the *sql.DB for as long as
-// it is held, and checks on that connection every ProbeInterval that the
-// server still grants it. Size the pool (SetMaxOpenConns) for the locks you
-// hold at once plus the work you do meanwhile, or give the locker a *sql.DB
-// of its own. Give it a *sql.DB whose connections no other code leaves user
-// locks on: the server stacks a lock taken twice by one session.
-//
-// A MySQL is safe for concurrent use. It never closes or reconfigures the
-// *sql.DB.
-type MySQL struct {
-	db             *sql.DB
-	namespace      string
-	probeInterval  time.Duration
-	probeTimeout   time.Duration
-	releaseTimeout time.Duration
 }
 
 var _ lockkit.Locker = (*MySQL)(nil)

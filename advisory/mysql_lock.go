@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lockkit/lockkit"
@@ -32,9 +33,11 @@ type MySQLLock struct {
 	probeQ  string
 	probeA  []any
 
-	m      *MySQL
-	stop   chan struct{} // closed by Release: the watcher ends
-	exited chan struct{} // closed when the watcher has ended
+	m *MySQL
+
+	mu      sync.Mutex  // held by a probe; serialises probing with Release
+	stopped bool        // no more probes
+	timer   *time.Timer // fires the next probe
 }
 
 var _ lockkit.Lock = (*MySQLLock)(nil)
@@ -70,8 +73,6 @@ func (m *MySQL) newLock(conn *sql.Conn, connID int64, ts []mysqlTarget) *MySQLLo
 		connID:  connID,
 		targets: ts,
 		m:       m,
-		stop:    make(chan struct{}),
-		exited:  make(chan struct{}),
 	}
 	names := make([]string, len(ts))
 	var q strings.Builder
@@ -86,32 +87,33 @@ func (m *MySQL) newLock(conn *sql.Conn, connID int64, ts []mysqlTarget) *MySQLLo
 	}
 	l.probeQ = q.String()
 	l.Handle = lockstate.New(strings.Join(names, ","), 0, l.unlock)
-	go l.watch()
+	l.mu.Lock()
+	l.timer = time.AfterFunc(m.probeInterval, l.tick)
+	l.mu.Unlock()
 	return l
 }
 
-// watch probes the lock every probe interval until Release stops it or
-// the lock is found lost.
-func (l *MySQLLock) watch() {
-	defer close(l.exited)
-	t := time.NewTimer(l.m.probeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-		}
-		if err := l.probe(); err != nil {
-			if l.MarkLost(err) {
-				// Whatever the session still holds (if it is alive at all)
-				// must not go back to the pool.
-				sqlconn.Discard(l.conn)
-			}
-			return
-		}
-		t.Reset(l.m.probeInterval)
+// tick runs one probe when the timer fires, and sets the next one. It
+// holds mu for the probe, so that Release (which takes mu to stop the
+// probing) never runs RELEASE_LOCK while a probe is in flight, and a probe
+// never sees its own lock's release. A timer, rather than a goroutine per
+// lock, keeps an uncontended acquire and release free of scheduling work.
+func (l *MySQLLock) tick() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return
 	}
+	if err := l.probe(); err != nil {
+		l.stopped = true
+		if l.MarkLost(err) {
+			// Whatever the session still holds (if it is alive at all)
+			// must not go back to the pool.
+			sqlconn.Discard(l.conn)
+		}
+		return
+	}
+	l.timer.Reset(l.m.probeInterval)
 }
 
 // errNotGranted is the loss cause when the server no longer grants a name
@@ -119,8 +121,7 @@ func (l *MySQLLock) watch() {
 var errNotGranted = errors.New("the server no longer grants the lock to this session")
 
 // probe checks that the server still grants every name to the lock's
-// session. Release waits for a running probe to end before it releases,
-// so a probe never sees its own lock's release.
+// session.
 func (l *MySQLLock) probe() error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.m.probeTimeout)
 	defer cancel()
@@ -143,8 +144,12 @@ func (l *MySQLLock) unlock(ctx context.Context, lost bool) error {
 		sqlconn.Discard(l.conn)
 		return nil
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.m.releaseTimeout)
-	defer cancel()
+	rctx := ctx
+	if ctx.Done() != nil {
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), l.m.releaseTimeout)
+		defer cancel()
+	}
 	if err := releaseAll(rctx, l.conn, l.targets); err != nil {
 		sqlconn.Discard(l.conn)
 		return fmt.Errorf("advisory: release on connection %d: %w", l.connID, err)
@@ -154,9 +159,10 @@ func (l *MySQLLock) unlock(ctx context.Context, lost bool) error {
 	return nil
 }
 
-// stopWatch ends the watcher and waits for it: the handle runs unlock,
-// its only caller, once.
+// stopWatch ends the probing, waiting for a probe in flight.
 func (l *MySQLLock) stopWatch() {
-	close(l.stop)
-	<-l.exited
+	l.mu.Lock()
+	l.stopped = true
+	l.timer.Stop()
+	l.mu.Unlock()
 }

@@ -1,0 +1,85 @@
+package advisory_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log"
+	"strings"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql" // database/sql driver "mysql"
+
+	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/advisory"
+	"github.com/lockkit/lockkit/keyhash"
+)
+
+// Run a job on at most one host at a time, on the MySQL or MariaDB the
+// application already uses.
+func ExampleMySQL() {
+	db, err := sql.Open("mysql", "app@tcp(db.internal:3306)/shop")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	locker, err := advisory.NewMySQL(db, nil) // names are namespaced "shop."
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = lockkit.Do(ctx, locker, "nightly-report", func(ctx context.Context) error {
+		// Only one process runs this at a time. ctx is cancelled if the
+		// lock is lost (its session killed, the server restarted).
+		return nil
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+// One editor per record: try to lock the row, and tell the user who holds
+// it when someone does.
+func ExampleMySQL_TryAcquireKey() {
+	db, err := sql.Open("mysql", "app@tcp(db.internal:3306)/shop")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	locker, err := advisory.NewMySQL(db, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	ctx := context.Background()
+	const ordersTable, orderID = 7, 4121
+	lock, err := locker.TryAcquireKey(ctx, keyhash.Pair(ordersTable, orderID), nil)
+	var held *lockkit.HeldError
+	switch {
+	case errors.As(err, &held):
+		fmt.Println("order is being edited by", held.Holder)
+		return
+	case err != nil:
+		log.Fatal(err)
+	}
+	defer lock.Release(ctx)
+	// ... edit the order; watch lock.Done() ...
+}
+
+// The GET_LOCK names lockkit uses: namespaced, and hashed to 64
+// characters when longer.
+func ExampleMySQLLockName() {
+	short, _ := advisory.MySQLLockName("shop", "nightly-report")
+	long, _ := advisory.MySQLLockName("shop", "export/"+strings.Repeat("customer-", 10))
+	key, _ := advisory.MySQLKeyName("shop", keyhash.Pair(7, 4121))
+	fmt.Println(short)
+	fmt.Println(long, len(long))
+	fmt.Println(key)
+	// Output:
+	// shop.nightly-report
+	// shop.export/customer-customer-c~564824edf65e41a4535d369c30705078 64
+	// shop#(7,4121)
+}

@@ -1,0 +1,61 @@
+package advisory
+
+import (
+	"database/sql"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// TestMySQLReleaseResult pins how RELEASE_LOCK's answer is read: only 1 is
+// a release. A session can only see 0 or NULL for its own lock when
+// something is badly wrong, which no test can provoke on a live server.
+func TestMySQLReleaseResult(t *testing.T) {
+	for _, tc := range []struct {
+		got  sql.NullInt64
+		want string // "" for success, else a fragment of the error
+	}{
+		{sql.NullInt64{Valid: true, Int64: 1}, ""},
+		{sql.NullInt64{Valid: true, Int64: 0}, "returned 0"},
+		{sql.NullInt64{}, "returned NULL"},
+		{sql.NullInt64{Valid: true, Int64: 2}, "returned 2"},
+	} {
+		err := releaseResult("n", tc.got)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v, want success", tc.got, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: %v, want an error with %q", tc.got, err, tc.want)
+		}
+	}
+}
+
+// FuzzMySQLLockName checks the naming rule for any input: valid names
+// render to at most 64 characters and 192 bytes of valid UTF-8, unchanged
+// when they fit, and the same input always renders the same.
+func FuzzMySQLLockName(f *testing.F) {
+	f.Add("test", "job")
+	f.Add("", strings.Repeat("x", 65))
+	f.Add("shop", strings.Repeat("😀", 47))
+	f.Add("a", "é"+strings.Repeat("b", 70))
+	f.Fuzz(func(t *testing.T, ns, name string) {
+		got, err := MySQLLockName(ns, name)
+		if err != nil {
+			return
+		}
+		if !utf8.ValidString(got) || utf8.RuneCountInString(got) > MySQLMaxNameChars || len(got) > MySQLMaxNameBytes {
+			t.Fatalf("MySQLLockName(%q, %q) = %q: not a valid GET_LOCK name", ns, name, got)
+		}
+		full := name
+		if ns != "" {
+			full = ns + "." + name
+		}
+		fits := utf8.RuneCountInString(full) <= MySQLMaxNameChars && len(full) <= MySQLMaxNameBytes
+		if fits != (got == full) {
+			t.Fatalf("MySQLLockName(%q, %q) = %q; fits %v", ns, name, got, fits)
+		}
+		if !fits && (utf8.RuneCountInString(got) != MySQLMaxNameChars || !strings.HasPrefix(full, got[:strings.LastIndexByte(got, '~')])) {
+			t.Fatalf("hashed name %q is not the 31-character prefix of %q, '~' and 32 hex digits", got, full)
+		}
+	})
+}
