@@ -25,11 +25,6 @@ const (
 	// fit there.
 	MySQLMaxNameBytes = 192
 
-	// MySQLMaxInputLen is the longest lock name or namespace, in bytes,
-	// that [MySQL] accepts before hashing. It matches the limit PostgreSQL
-	// names have in package keyhash.
-	MySQLMaxInputLen = 1024
-
 	// mysqlHashPrefixChars is how many characters of an over-long name are
 	// kept readable in front of its hash.
 	mysqlHashPrefixChars = 31
@@ -72,9 +67,10 @@ const (
 // 32 hex digits) is the same lock as the name it was hashed from: the
 // rendered name is the lock.
 //
-// The name must be a valid lock name (not empty, valid UTF-8, no NUL byte,
-// at most [MySQLMaxInputLen] bytes) and the namespace empty or valid and
-// free of "." and "#"; otherwise the error matches lockkit.ErrInvalid.
+// The name must be valid by keyhash.ValidateName (not empty, valid UTF-8, no
+// NUL byte — MariaDB would read "a\x00b" as "a" — and at most
+// keyhash.MaxNameLen bytes), and the namespace empty or valid and free of
+// "." and "#"; otherwise the error matches lockkit.ErrInvalid.
 func MySQLLockName(namespace, name string) (string, error) {
 	if err := validateMySQLNamespace(namespace); err != nil {
 		return "", err
@@ -119,38 +115,17 @@ func renderMySQLName(namespace, sep, name string) string {
 	return prefix + "~" + hex.EncodeToString(sum[:])[:mysqlHashHexDigits]
 }
 
-// validateMySQLName checks a lock name before any I/O.
-func validateMySQLName(name string) error {
-	if name == "" {
-		return lockkit.Invalidf("advisory: empty lock name")
-	}
-	return validateMySQLString("lock name", name)
-}
+// validateMySQLName checks a lock name before any I/O, by the rule every
+// backend shares (keyhash.ValidateName).
+func validateMySQLName(name string) error { return keyhash.ValidateName(name) }
 
 // validateMySQLNamespace checks a namespace; the empty one means none.
 func validateMySQLNamespace(ns string) error {
-	if ns == "" {
-		return nil
-	}
-	if err := validateMySQLString("namespace", ns); err != nil {
+	if err := keyhash.ValidateNamespace(ns); err != nil {
 		return err
 	}
 	if strings.ContainsAny(ns, mysqlNameSep+mysqlKeySep) {
 		return lockkit.Invalidf("advisory: MySQL namespace %q contains %q or %q, which separate it from names and keys", ns, mysqlNameSep, mysqlKeySep)
-	}
-	return nil
-}
-
-func validateMySQLString(what, s string) error {
-	if len(s) > MySQLMaxInputLen {
-		return lockkit.Invalidf("advisory: %s is %d bytes long, more than %d", what, len(s), MySQLMaxInputLen)
-	}
-	if !utf8.ValidString(s) {
-		return lockkit.Invalidf("advisory: %s %q is not valid UTF-8", what, s)
-	}
-	if strings.IndexByte(s, 0) >= 0 {
-		// MariaDB reads the name as a C string: "a\x00b" would lock "a".
-		return lockkit.Invalidf("advisory: %s %q contains a NUL byte", what, s)
 	}
 	return nil
 }
