@@ -1,0 +1,550 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lockkit/lockkit"
+)
+
+// role says what a variant is in the comparison.
+type role string
+
+const (
+	roleLockkit role = "lockkit"
+	roleFloor   role = "floor" // the raw driver running lockkit's statements
+	rolePeer    role = "peer"  // a library people use instead
+)
+
+// releaseFunc gives a lock back.
+type releaseFunc func(ctx context.Context) error
+
+// worker is one of the goroutines of the contended scenario: it waits for
+// the one contended lock.
+type worker interface {
+	acquire(ctx context.Context) (releaseFunc, error)
+}
+
+// workerFunc adapts a function to worker.
+type workerFunc func(ctx context.Context) (releaseFunc, error)
+
+func (f workerFunc) acquire(ctx context.Context) (releaseFunc, error) { return f(ctx) }
+
+// variant is one implementation under test on one backend: lockkit, the
+// floor, or a peer. Every func field may be nil where the scenario does not
+// apply to the variant.
+type variant struct {
+	name string
+	role role
+	net  *netCounter // nil: no network (files)
+	note string      // how it is configured, for the report
+
+	// try makes one attempt, without waiting, on the lock with index k
+	// (distinct k, distinct lock) and returns its release.
+	try func(ctx context.Context, k int) (releaseFunc, error)
+
+	// contended returns n workers that wait for the lock with index k, and
+	// a cleanup that frees what they use (connections, lockers).
+	contended func(ctx context.Context, k, n int) ([]worker, func(), error)
+
+	// multi takes the locks with the given indexes at once and returns the
+	// release of all of them.
+	multi func(ctx context.Context, ks []int) (releaseFunc, error)
+
+	// hold takes the locks with the given indexes and keeps them until the
+	// release: the background of the scale scenario. nil means try each.
+	hold func(ctx context.Context, ks []int) (releaseFunc, error)
+
+	// holdCap caps the scale scenario for this variant, with the reason.
+	holdCap    int
+	holdCapWhy string
+
+	// fds reports this process's open file descriptors, for a backend whose
+	// held locks cost descriptors rather than connections.
+	countFDs bool
+}
+
+// params sizes a run.
+type params struct {
+	rounds, batch int           // single key: rounds × batch ops per variant
+	distinct      int           // distinct keys: ops (one per key) per variant
+	workers       int           // contended
+	window        time.Duration // contended
+	multiN        int           // keys per multi-key op
+	multiOps      int
+	memOps        int
+	heldN         int // connections held for this many locks
+	scaleSteps    []int
+	scaleOps      int
+}
+
+var fullParams = params{
+	rounds: 10, batch: 100,
+	distinct: 10000,
+	workers:  16, window: 3 * time.Second,
+	multiN: 100, multiOps: 100,
+	memOps: 500, heldN: 10,
+	scaleSteps: []int{1, 10, 100, 1000, 10000}, scaleOps: 200,
+}
+
+var quickParams = params{
+	rounds: 3, batch: 20,
+	distinct: 200,
+	workers:  16, window: 250 * time.Millisecond,
+	multiN: 100, multiOps: 5,
+	memOps: 50, heldN: 4,
+	scaleSteps: []int{1, 10, 100}, scaleOps: 20,
+}
+
+// maxErrors is how many failed operations abort a variant's scenario.
+const maxErrors = 10
+
+// opTimeout bounds one operation: nothing the harness does should wait
+// longer, and a stuck server must not hang the run.
+const opTimeout = 30 * time.Second
+
+// keyBase gives every (variant, scenario) pair its own range of lock
+// indexes, so that no two measurements ever touch the same lock.
+func keyBase(vi int, scenario int) int { return vi*10_000_000 + scenario*1_000_000 }
+
+// Scenario numbers, for keyBase.
+const (
+	scSingle = iota
+	scDistinct
+	scContended
+	scMulti
+	scMemory
+	scScale
+	scScaleHeld
+)
+
+// latencyResult is one variant's latency in one scenario.
+type latencyResult struct {
+	Variant    string  `json:"variant"`
+	Role       role    `json:"role"`
+	N          int     `json:"n"`
+	MedianNs   int64   `json:"median_ns"`
+	P99Ns      int64   `json:"p99_ns"`
+	MeanNs     int64   `json:"mean_ns"`
+	RoundTrips float64 `json:"round_trips_per_op"` // -1: no network
+	DialsPerOp float64 `json:"dials_per_op"`
+	Errors     int     `json:"errors"`
+	Skipped    string  `json:"skipped,omitempty"`
+
+	s samples
+}
+
+// runLatency runs op for every variant in interleaved rounds: each round
+// runs one batch per variant, in an order that rotates from round to round,
+// so that drift on the shared machine hits every variant alike. The first
+// batch of each variant is a warm-up and is not recorded.
+func runLatency(ctx context.Context, vs []*variant, rounds, batch int, op func(ctx context.Context, vi int, v *variant, i int) error) []*latencyResult {
+	res := make([]*latencyResult, len(vs))
+	flights := make([]int64, len(vs))
+	dials := make([]int64, len(vs))
+	next := make([]int, len(vs)) // op index per variant
+	for vi, v := range vs {
+		res[vi] = &latencyResult{Variant: v.name, Role: v.role, RoundTrips: -1}
+	}
+	runBatch := func(vi, n int, record bool) {
+		v, r := vs[vi], res[vi]
+		if r.Skipped != "" {
+			return
+		}
+		var before snapshot
+		if v.net != nil {
+			before = v.net.snap()
+		}
+		done := 0
+		for range n {
+			if ctx.Err() != nil {
+				r.Skipped = "interrupted"
+				return
+			}
+			i := next[vi]
+			next[vi]++
+			octx, cancel := context.WithTimeout(ctx, opTimeout)
+			start := time.Now()
+			err := op(octx, vi, v, i)
+			d := time.Since(start)
+			cancel()
+			if err != nil {
+				r.Errors++
+				if r.Errors >= maxErrors {
+					r.Skipped = fmt.Sprintf("%d errors, last: %v", r.Errors, err)
+					return
+				}
+				continue
+			}
+			done++
+			if record {
+				r.s = append(r.s, d)
+			}
+		}
+		if record && v.net != nil {
+			after := v.net.snap()
+			flights[vi] += after.Flights - before.Flights
+			dials[vi] += after.Dials - before.Dials
+		}
+	}
+	warm := max(2, batch/5)
+	for vi := range vs {
+		runBatch(vi, warm, false)
+	}
+	for round := range rounds {
+		for j := range vs {
+			runBatch((round+j)%len(vs), batch, true)
+		}
+	}
+	for vi, r := range res {
+		r.N = len(r.s)
+		r.MedianNs = int64(r.s.median())
+		r.P99Ns = int64(r.s.p99())
+		r.MeanNs = int64(r.s.mean())
+		if vs[vi].net != nil && r.N > 0 {
+			r.RoundTrips = float64(flights[vi]) / float64(r.N)
+			r.DialsPerOp = float64(dials[vi]) / float64(r.N)
+		}
+	}
+	return res
+}
+
+// tryRelease is the op of the uncontended scenarios: try lock k, release.
+func tryRelease(ctx context.Context, v *variant, k int) error {
+	rel, err := v.try(ctx, k)
+	if err != nil {
+		return err
+	}
+	return rel(ctx)
+}
+
+// contendedResult is one variant's result in the contended scenario.
+type contendedResult struct {
+	Variant      string  `json:"variant"`
+	Role         role    `json:"role"`
+	Workers      int     `json:"workers"`
+	WindowNs     int64   `json:"window_ns"`
+	Acquisitions int     `json:"acquisitions"`
+	Throughput   float64 `json:"throughput_per_s"`
+	PerWorker    []int   `json:"per_worker"`
+	Spread       float64 `json:"spread"`  // max/min acquisitions per worker; 0 when some worker starved
+	Starved      int     `json:"starved"` // workers with no acquisition
+	HandoffP50Ns int64   `json:"handoff_median_ns"`
+	HandoffP99Ns int64   `json:"handoff_p99_ns"`
+	// Handoffs to another worker only (the releaser re-winning excluded).
+	OtherP50Ns int64   `json:"handoff_other_median_ns"`
+	OtherP99Ns int64   `json:"handoff_other_p99_ns"`
+	OtherShare float64 `json:"handoff_other_share"`         // share of handoffs that went to another worker
+	RoundTrips float64 `json:"round_trips_per_acquisition"` // all workers' flights, per acquisition; -1: no network
+	Errors     int     `json:"errors"`
+	LastError  string  `json:"last_error,omitempty"`
+	Skipped    string  `json:"skipped,omitempty"`
+
+	handoffs, others samples
+}
+
+// runContended lets n workers of one variant compete for one lock for the
+// window. Each holder stamps the time just before it calls release; the
+// next holder, as soon as its acquire returns, reads that stamp: the
+// handoff latency, release to next holder. Only the previous holder can
+// have written the stamp, as the lock is exclusive. Acquisitions after the
+// window are released at once and not counted; a worker still waiting when
+// the window ends is cancelled through its context (implementations that
+// cannot be cancelled drain: each gets the lock once more and gives it
+// back).
+func runContended(ctx context.Context, v *variant, k, n int, window time.Duration) *contendedResult {
+	r := &contendedResult{Variant: v.name, Role: v.role, Workers: n, WindowNs: int64(window), RoundTrips: -1}
+	ws, cleanup, err := v.contended(ctx, k, n)
+	if err != nil {
+		r.Skipped = "setup: " + err.Error()
+		return r
+	}
+	defer cleanup()
+	base := time.Now()
+	mono := func() int64 { return int64(time.Since(base)) }
+	var (
+		lastRel  atomic.Int64 // ns since base; 0: nobody released yet
+		lastWho  atomic.Int64 // the worker that released last
+		others   = make([]samples, n)
+		counts   = make([]int, n)
+		handoffs = make([]samples, n)
+		errs     atomic.Int64
+		lastErr  atomic.Value
+		wg       sync.WaitGroup
+		start    = make(chan struct{})
+	)
+	var before snapshot
+	if v.net != nil {
+		before = v.net.snap()
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var deadline int64
+	for i, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for mono() < deadline {
+				rel, err := w.acquire(wctx)
+				if err != nil {
+					if wctx.Err() != nil {
+						return
+					}
+					errs.Add(1)
+					lastErr.Store(err.Error())
+					if errs.Load() > 1000 {
+						return
+					}
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				now := mono()
+				if now < deadline {
+					counts[i]++
+					if lr := lastRel.Load(); lr > 0 {
+						handoffs[i] = append(handoffs[i], time.Duration(now-lr))
+						if lastWho.Load() != int64(i) {
+							others[i] = append(others[i], time.Duration(now-lr))
+						}
+					}
+				}
+				lastWho.Store(int64(i))
+				lastRel.Store(mono())
+				rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+				if err := rel(rctx); err != nil {
+					errs.Add(1)
+					lastErr.Store("release: " + err.Error())
+				}
+				rcancel()
+			}
+		}()
+	}
+	deadline = mono() + int64(window)
+	close(start)
+	timer := time.AfterFunc(window, cancel)
+	wg.Wait()
+	timer.Stop()
+	if v.net != nil {
+		after := v.net.snap()
+		defer func() {
+			if r.Acquisitions > 0 {
+				r.RoundTrips = float64(after.Flights-before.Flights) / float64(r.Acquisitions)
+			}
+		}()
+	}
+	r.PerWorker = counts
+	for i := range n {
+		r.Acquisitions += counts[i]
+		r.handoffs = append(r.handoffs, handoffs[i]...)
+		r.others = append(r.others, others[i]...)
+	}
+	if len(r.handoffs) > 0 {
+		r.OtherShare = float64(len(r.others)) / float64(len(r.handoffs))
+	}
+	r.OtherP50Ns = int64(r.others.median())
+	r.OtherP99Ns = int64(r.others.p99())
+	r.Throughput = float64(r.Acquisitions) / window.Seconds()
+	mx, mn := slices.Max(counts), slices.Min(counts)
+	for _, c := range counts {
+		if c == 0 {
+			r.Starved++
+		}
+	}
+	if mn > 0 {
+		r.Spread = float64(mx) / float64(mn)
+	}
+	r.HandoffP50Ns = int64(r.handoffs.median())
+	r.HandoffP99Ns = int64(r.handoffs.p99())
+	r.Errors = int(errs.Load())
+	if s, ok := lastErr.Load().(string); ok {
+		r.LastError = s
+	}
+	return r
+}
+
+// memoryResult is one variant's memory cost.
+type memoryResult struct {
+	Variant     string  `json:"variant"`
+	Role        role    `json:"role"`
+	AllocsPerOp float64 `json:"allocs_per_op"`
+	BytesPerOp  float64 `json:"bytes_per_op"`
+	Held        int     `json:"held"`                   // locks held for the connection count
+	ConnsHeld   int64   `json:"conns_held"`             // connections open while Held locks are held
+	ConnsIdle   int64   `json:"conns_idle"`             // connections open before (pool idle)
+	FDsHeld     int     `json:"fds_held,omitempty"`     // extra descriptors while held (files)
+	Goroutines  int     `json:"goroutines_per_lock100"` // extra goroutines per 100 held locks
+	Skipped     string  `json:"skipped,omitempty"`
+}
+
+// runMemory measures allocations of an uncontended try+release (whole
+// process: background goroutines a lock starts count too), then holds
+// heldN locks and counts the connections, descriptors and goroutines they
+// keep.
+func runMemory(ctx context.Context, vi int, v *variant, ops, heldN int) *memoryResult {
+	r := &memoryResult{Variant: v.name, Role: v.role, Held: heldN}
+	k := keyBase(vi, scMemory)
+	for i := range 5 { // warm
+		if err := tryRelease(ctx, v, k+i%2); err != nil {
+			r.Skipped = err.Error()
+			return r
+		}
+	}
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	for i := range ops {
+		if err := tryRelease(ctx, v, k+i%2); err != nil {
+			r.Skipped = err.Error()
+			return r
+		}
+	}
+	runtime.ReadMemStats(&m1)
+	r.AllocsPerOp = float64(m1.Mallocs-m0.Mallocs) / float64(ops)
+	r.BytesPerOp = float64(m1.TotalAlloc-m0.TotalAlloc) / float64(ops)
+
+	if v.net != nil {
+		r.ConnsIdle = v.net.open.Load()
+	}
+	fd0 := countFDs()
+	g0 := runtime.NumGoroutine()
+	var rels []releaseFunc
+	defer func() {
+		for _, rel := range rels {
+			_ = rel(context.WithoutCancel(ctx))
+		}
+	}()
+	for i := range heldN {
+		rel, err := v.try(ctx, k+100+i)
+		if err != nil {
+			r.Skipped = fmt.Sprintf("holding lock %d of %d: %v", i+1, heldN, err)
+			return r
+		}
+		rels = append(rels, rel)
+	}
+	time.Sleep(20 * time.Millisecond) // let watcher goroutines start
+	if v.net != nil {
+		r.ConnsHeld = v.net.open.Load()
+	}
+	if v.countFDs {
+		r.FDsHeld = countFDs() - fd0
+	}
+	r.Goroutines = (runtime.NumGoroutine() - g0) * 100 / max(heldN, 1)
+	return r
+}
+
+// scalePoint is the acquire latency with some locks held.
+type scalePoint struct {
+	Held     int   `json:"held"`
+	MedianNs int64 `json:"median_ns"`
+	P99Ns    int64 `json:"p99_ns"`
+}
+
+// scaleResult is one variant's latency curve.
+type scaleResult struct {
+	Variant string       `json:"variant"`
+	Role    role         `json:"role"`
+	Points  []scalePoint `json:"points"`
+	Note    string       `json:"note,omitempty"`
+	Skipped string       `json:"skipped,omitempty"`
+}
+
+// runScale holds more and more locks and measures an uncontended
+// try+release of a fresh lock at each step.
+func runScale(ctx context.Context, vi int, v *variant, steps []int, ops int) *scaleResult {
+	r := &scaleResult{Variant: v.name, Role: v.role}
+	heldBase := keyBase(vi, scScaleHeld)
+	opBase := keyBase(vi, scScale)
+	var rels []releaseFunc
+	defer func() {
+		// Release in reverse: a multi-key hold of many keys first.
+		for i := len(rels) - 1; i >= 0; i-- {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			_ = rels[i](rctx)
+			cancel()
+		}
+	}()
+	held := 0
+	opIdx := 0
+	for _, step := range steps {
+		if v.holdCap > 0 && step > v.holdCap {
+			r.Note = fmt.Sprintf("capped at %d held: %s", v.holdCap, v.holdCapWhy)
+			break
+		}
+		if step > held {
+			ks := make([]int, 0, step-held)
+			for i := held; i < step; i++ {
+				ks = append(ks, heldBase+i)
+			}
+			hctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			if v.hold != nil {
+				rel, err := v.hold(hctx, ks)
+				if err != nil {
+					cancel()
+					r.Skipped = fmt.Sprintf("holding %d locks: %v", step, err)
+					return r
+				}
+				rels = append(rels, rel)
+			} else {
+				for _, k := range ks {
+					rel, err := v.try(hctx, k)
+					if err != nil {
+						cancel()
+						r.Skipped = fmt.Sprintf("holding lock %d: %v", k-heldBase, err)
+						return r
+					}
+					rels = append(rels, rel)
+				}
+			}
+			cancel()
+			held = step
+		}
+		var s samples
+		for range ops {
+			octx, cancel := context.WithTimeout(ctx, opTimeout)
+			start := time.Now()
+			err := tryRelease(octx, v, opBase+opIdx)
+			d := time.Since(start)
+			cancel()
+			opIdx++
+			if err != nil {
+				r.Skipped = fmt.Sprintf("with %d held: %v", held, err)
+				return r
+			}
+			s = append(s, d)
+		}
+		r.Points = append(r.Points, scalePoint{Held: held, MedianNs: int64(s.median()), P99Ns: int64(s.p99())})
+	}
+	return r
+}
+
+// errSkip marks a variant or backend that cannot run here.
+var errSkip = errors.New("skipped")
+
+// lockkitWorker waits for one named lock through a lockkit.Locker.
+func lockkitWorker(l lockkit.Locker, name string) worker {
+	return workerFunc(func(ctx context.Context) (releaseFunc, error) {
+		lk, err := l.Acquire(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		return lk.Release, nil
+	})
+}
+
+// lockkitTry is a variant's try through a lockkit.Locker.
+func lockkitTry(l lockkit.Locker, name func(int) string) func(ctx context.Context, k int) (releaseFunc, error) {
+	return func(ctx context.Context, k int) (releaseFunc, error) {
+		lk, err := l.TryAcquire(ctx, name(k))
+		if err != nil {
+			return nil, err
+		}
+		return lk.Release, nil
+	}
+}

@@ -1,0 +1,274 @@
+// Command bench compares lockkit with the raw-driver floor and with the
+// libraries people use instead, side by side in one run, on the same
+// servers, interleaved.
+//
+//	cd bench && go run . -backends all          # full run, under 5 minutes
+//	cd bench && go run . -quick                 # smoke test, under 30 seconds
+//
+// It prints tables and writes results.json, tables.md and PNG charts of the
+// latency distributions to -out. Server addresses come from -postgres,
+// -mysql and -redis, which default to LOCKKIT_TEST_POSTGRES,
+// LOCKKIT_TEST_MYSQL and LOCKKIT_TEST_REDIS; a backend without its server
+// is skipped with a message. See RESULTS.md for a run and how to read it.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// env is what every backend's setup gets.
+type env struct {
+	pgDSN, myDSN, redisURL string
+	quick                  bool
+	p                      params
+	runID                  string // unique per run: names, tables, prefixes
+	keySeed                int64  // base of numeric lock ids
+	tmp                    string // scratch directory (lock files)
+	verbose                bool
+}
+
+// backend is one lock mechanism with its variants.
+type backend struct {
+	name  string
+	title string
+	setup func(ctx context.Context, e *env) (*backendSetup, error)
+}
+
+// backendSetup is a backend ready to measure.
+type backendSetup struct {
+	variants []*variant
+	notes    []string
+	cleanup  func()
+}
+
+var backends = []backend{
+	{"pg-advisory", "PostgreSQL advisory lock (session)", setupPGAdvisory},
+	{"mysql-advisory", "MySQL/MariaDB GET_LOCK", setupMySQLAdvisory},
+	{"pg-rowlock", "PostgreSQL lock table (rowlock)", setupPGRowlock},
+	{"mysql-rowlock", "MySQL/MariaDB lock table (rowlock)", setupMySQLRowlock},
+	{"redis", "Redis lease", setupRedis},
+	{"files", "flock(2) file lock", setupFiles},
+}
+
+var allScenarios = []string{"single", "distinct", "contended", "multi", "memory", "scale"}
+
+// config is the parsed command line.
+type config struct {
+	backends  []string
+	scenarios []string
+	quick     bool
+	out       string
+	pg, my    string
+	redis     string
+	verbose   bool
+	noCharts  bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &config{}
+	var be, sc string
+	fs.StringVar(&be, "backends", "all", "comma-separated backends, or all: "+backendNames())
+	fs.StringVar(&sc, "scenarios", "all", "comma-separated scenarios, or all: "+strings.Join(allScenarios, ","))
+	fs.BoolVar(&c.quick, "quick", false, "reduced sizes: a smoke test under 30 seconds")
+	fs.StringVar(&c.out, "out", "", "directory for results.json, tables.md and the charts (default results, or results/quick with -quick; \"-\": none)")
+	fs.StringVar(&c.pg, "postgres", os.Getenv("LOCKKIT_TEST_POSTGRES"), "PostgreSQL URL (default $LOCKKIT_TEST_POSTGRES)")
+	fs.StringVar(&c.my, "mysql", os.Getenv("LOCKKIT_TEST_MYSQL"), "MySQL/MariaDB DSN, go-sql-driver form (default $LOCKKIT_TEST_MYSQL)")
+	fs.StringVar(&c.redis, "redis", os.Getenv("LOCKKIT_TEST_REDIS"), "Redis URL (default $LOCKKIT_TEST_REDIS)")
+	fs.BoolVar(&c.verbose, "v", false, "print progress to stderr")
+	fs.BoolVar(&c.noCharts, "nocharts", false, "skip the PNG charts")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	switch c.out {
+	case "":
+		c.out = "results"
+		if c.quick {
+			c.out = filepath.Join("results", "quick")
+		}
+	case "-":
+		c.out = ""
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var err error
+	if c.backends, err = pick(be, backendNames(), "backend"); err != nil {
+		return nil, err
+	}
+	if c.scenarios, err = pick(sc, strings.Join(allScenarios, ","), "scenario"); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func backendNames() string {
+	var ns []string
+	for _, b := range backends {
+		ns = append(ns, b.name)
+	}
+	return strings.Join(ns, ",")
+}
+
+// pick parses a comma list against the known names; "all" is every one.
+func pick(list, known, what string) ([]string, error) {
+	all := strings.Split(known, ",")
+	if list == "all" || list == "" {
+		return all, nil
+	}
+	var out []string
+	for _, n := range strings.Split(list, ",") {
+		n = strings.TrimSpace(n)
+		if !slices.Contains(all, n) {
+			return nil, fmt.Errorf("unknown %s %q (known: %s)", what, n, known)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+// run is the whole program, callable in-process (bench_test.go).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	rep, err := measure(ctx, c, stderr)
+	if err != nil {
+		return err
+	}
+	tables := renderTables(rep)
+	fmt.Fprint(stdout, tables)
+	if c.out != "" {
+		if err := writeOutputs(c, rep, tables); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "\nwrote %s\n", strings.Join(rep.Files, ", "))
+	}
+	return nil
+}
+
+// measure runs every selected backend and scenario.
+func measure(ctx context.Context, c *config, stderr io.Writer) (*report, error) {
+	var seed [8]byte
+	_, _ = rand.Read(seed[:])
+	tmp, err := os.MkdirTemp("", "lockkit-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	e := &env{
+		pgDSN: c.pg, myDSN: c.my, redisURL: c.redis,
+		quick:   c.quick,
+		p:       fullParams,
+		runID:   hex.EncodeToString(seed[:4]),
+		keySeed: int64(binary.BigEndian.Uint32(seed[4:])&0x7fffffff) << 24,
+		tmp:     tmp,
+		verbose: c.verbose,
+	}
+	if c.quick {
+		e.p = quickParams
+	}
+	rep := &report{
+		Command:   commandLine(),
+		Started:   time.Now().UTC(),
+		Quick:     c.quick,
+		Machine:   describeMachine(ctx, e),
+		Method:    methodText,
+		Scenarios: c.scenarios,
+	}
+	start := time.Now()
+	for _, b := range backends {
+		if !slices.Contains(c.backends, b.name) {
+			continue
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		fmt.Fprintf(stderr, "bench: %s ...\n", b.name)
+		bt := time.Now()
+		br := runBackend(ctx, e, b, c.scenarios)
+		br.Seconds = time.Since(bt).Seconds()
+		if br.Skipped != "" {
+			fmt.Fprintf(stderr, "bench: %s skipped: %s\n", b.name, br.Skipped)
+		} else {
+			fmt.Fprintf(stderr, "bench: %s done in %.1fs\n", b.name, br.Seconds)
+		}
+		rep.Backends = append(rep.Backends, br)
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, ctx.Err()
+}
+
+func commandLine() string {
+	args := slices.Clone(os.Args[1:])
+	return "go run . " + strings.Join(args, " ")
+}
+
+func writeOutputs(c *config, rep *report, tables string) error {
+	if err := os.MkdirAll(c.out, 0o755); err != nil {
+		return err
+	}
+	add := func(name string) string {
+		p := filepath.Join(c.out, name)
+		rep.Files = append(rep.Files, p)
+		return p
+	}
+	if err := os.WriteFile(add("tables.md"), []byte(tables), 0o644); err != nil {
+		return err
+	}
+	if !c.noCharts {
+		if err := writeCharts(rep, add); err != nil {
+			return fmt.Errorf("charts: %w", err)
+		}
+	}
+	return writeJSON(add("results.json"), rep)
+}
+
+// describeMachine records what the numbers were measured on.
+func describeMachine(ctx context.Context, e *env) machine {
+	m := machine{
+		GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, CPUs: runtime.NumCPU(),
+		GoVersion: runtime.Version(),
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				_, v, _ := strings.Cut(line, ":")
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.LoadAvg = strings.TrimSpace(string(b))
+	}
+	m.Servers = serverVersions(ctx, e)
+	return m
+}

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"strings"
+	"time"
+)
+
+// report is one run: what results.json holds.
+type report struct {
+	Command   string           `json:"command"`
+	Started   time.Time        `json:"started"`
+	Seconds   float64          `json:"seconds"`
+	Quick     bool             `json:"quick"`
+	Machine   machine          `json:"machine"`
+	Method    string           `json:"method"`
+	Scenarios []string         `json:"scenarios"`
+	Backends  []*backendResult `json:"backends"`
+	Files     []string         `json:"-"`
+}
+
+type machine struct {
+	GOOS      string            `json:"goos"`
+	GOARCH    string            `json:"goarch"`
+	CPUs      int               `json:"cpus"`
+	CPU       string            `json:"cpu,omitempty"`
+	GoVersion string            `json:"go_version"`
+	LoadAvg   string            `json:"loadavg_at_start,omitempty"`
+	Servers   map[string]string `json:"servers,omitempty"`
+}
+
+const methodText = `Latency is wall time of one complete operation (acquire + release, or the
+multi-key acquire + release), measured per operation in this process.
+Variants run interleaved: each round runs one batch per variant, in an order
+that rotates every round; the first batch of each is a warm-up. p50 is the
+median, p99 the 99th percentile (nearest rank). Round trips are counted on
+the wire by a wrapping net.Conn: one "flight" is one or more client writes
+followed by the first bytes of the server's answer; pushed data counts
+nothing. Contended: 16 goroutines loop acquire (waiting) / release on one
+lock for a fixed window; handoff is the time from the holder's call to
+release to the moment the next holder's acquire returns; spread is the
+most / fewest acquisitions of one worker. Memory: runtime.MemStats mallocs
+and bytes over N try+release ops (whole process, so goroutines a lock
+starts count); connections are the variant's open sockets while N locks
+are held. Scale: N locks held, then try+release of fresh locks.`
+
+func writeJSON(path string, rep *report) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// fmtDur renders a duration compactly: 182µs, 1.42ms, 3.1s.
+func fmtDur(ns int64) string {
+	d := time.Duration(ns)
+	switch {
+	case ns <= 0:
+		return "—"
+	case d < 10*time.Microsecond:
+		return fmt.Sprintf("%.1fµs", float64(ns)/1e3)
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0fµs", float64(ns)/1e3)
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(ns)/1e6)
+	case d < time.Second:
+		return fmt.Sprintf("%.1fms", float64(ns)/1e6)
+	}
+	return fmt.Sprintf("%.2fs", float64(ns)/1e9)
+}
+
+func fmtRT(rt float64) string {
+	if rt < 0 {
+		return "0 (no network)"
+	}
+	if math.Abs(rt-math.Round(rt)) < 0.05 {
+		return fmt.Sprintf("%.0f", rt)
+	}
+	return fmt.Sprintf("%.2f", rt)
+}
+
+func ratio(a, b int64) string {
+	if a <= 0 || b <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", float64(a)/float64(b))
+}
+
+// split picks lockkit (the first lockkit variant), the floor (the first
+// floor) and the others (peers, further floors) from a scenario's results.
+func split[T any](rs []T, roleOf func(T) role) (lk, floor T, others []T, ok bool) {
+	var haveLK, haveFloor bool
+	for _, r := range rs {
+		switch {
+		case roleOf(r) == roleLockkit && !haveLK:
+			lk, haveLK = r, true
+		case roleOf(r) == roleFloor && !haveFloor:
+			floor, haveFloor = r, true
+		default:
+			others = append(others, r)
+		}
+	}
+	return lk, floor, others, haveLK
+}
+
+func latCell(r *latencyResult) (p50, p99 string) {
+	if r == nil {
+		return "—", "—"
+	}
+	if r.Skipped != "" {
+		return "skipped", "—"
+	}
+	return fmtDur(r.MedianNs), fmtDur(r.P99Ns)
+}
+
+func rtCell(r *latencyResult) string {
+	if r == nil || r.Skipped != "" || r.N == 0 {
+		return "—"
+	}
+	return fmtRT(r.RoundTrips)
+}
+
+// renderTables renders every table as Markdown (which also reads well as
+// plain text).
+func renderTables(rep *report) string {
+	var b strings.Builder
+	mode := "full"
+	if rep.Quick {
+		mode = "quick"
+	}
+	fmt.Fprintf(&b, "# lockkit benchmark (%s run, %.0fs)\n\n", mode, rep.Seconds)
+	fmt.Fprintf(&b, "Machine: %d CPUs (%s), %s/%s, %s; load average at start %s.\n",
+		rep.Machine.CPUs, rep.Machine.CPU, rep.Machine.GOOS, rep.Machine.GOARCH, rep.Machine.GoVersion, rep.Machine.LoadAvg)
+	for _, k := range []string{"postgres", "mysql", "redis"} {
+		if v, ok := rep.Machine.Servers[k]; ok {
+			fmt.Fprintf(&b, "Server %s: %s.\n", k, v)
+		}
+	}
+	b.WriteString("\n")
+
+	var skipped []string
+	for _, br := range rep.Backends {
+		if br.Skipped != "" {
+			skipped = append(skipped, fmt.Sprintf("- %s: skipped: %s", br.Backend, br.Skipped))
+		}
+	}
+	if len(skipped) > 0 {
+		b.WriteString(strings.Join(skipped, "\n") + "\n\n")
+	}
+
+	b.WriteString("## Uncontended latency (acquire + release)\n\n")
+	b.WriteString("| backend | scenario | lockkit p50 | lockkit p99 | floor p50 | floor p99 | lockkit/floor p50 | compared with | its p50 | its p99 | lockkit/it p50 | round trips lockkit / floor / it |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, br := range rep.Backends {
+		for _, sc := range []struct {
+			name string
+			rs   []*latencyResult
+		}{{"1 key", br.Single}, {"10,000 keys", br.Distinct}, {"100 keys at once", br.Multi}} {
+			if len(sc.rs) == 0 {
+				continue
+			}
+			name := sc.name
+			if sc.name == "10,000 keys" && rep.Quick {
+				name = "distinct keys"
+			}
+			lk, fl, others, ok := split(sc.rs, func(r *latencyResult) role { return r.Role })
+			if !ok {
+				continue
+			}
+			l50, l99 := latCell(lk)
+			f50, f99 := latCell(fl)
+			if len(others) == 0 {
+				others = []*latencyResult{nil}
+			}
+			for i, o := range others {
+				o50, o99 := latCell(o)
+				oname := "—"
+				var oMed int64
+				if o != nil {
+					oname = o.Variant
+					if o.Skipped == "" {
+						oMed = o.MedianNs
+					}
+				}
+				var flMed int64
+				if fl != nil && fl.Skipped == "" {
+					flMed = fl.MedianNs
+				}
+				lkMed := lk.MedianNs
+				if lk.Skipped != "" {
+					lkMed = 0
+				}
+				rts := rtCell(lk) + " / " + rtCell(fl) + " / " + rtCell(o)
+				if i == 0 {
+					fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+						br.Backend, name, l50, l99, f50, f99, ratio(lkMed, flMed), oname, o50, o99, ratio(lkMed, oMed), rts)
+				} else {
+					fmt.Fprintf(&b, "|  |  |  |  |  |  |  | %s | %s | %s | %s | %s |\n",
+						oname, o50, o99, ratio(lkMed, oMed), rts)
+				}
+			}
+		}
+	}
+	b.WriteString("\n")
+
+	b.WriteString("## Contended: 16 workers on one lock\n\n")
+	b.WriteString("| backend | variant | acquisitions/s | spread max/min | handoff p50 | handoff p99 | to another worker: share, p50, p99 | round trips / acquisition | errors |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	for _, br := range rep.Backends {
+		for _, c := range br.Contended {
+			if c.Skipped != "" {
+				fmt.Fprintf(&b, "| %s | %s | skipped: %s |  |  |  |  |  |  |\n", br.Backend, c.Variant, c.Skipped)
+				continue
+			}
+			spread := fmt.Sprintf("%.2f", c.Spread)
+			if c.Starved > 0 {
+				spread = fmt.Sprintf("∞ (%d of %d starved)", c.Starved, c.Workers)
+			}
+			rt := "0 (no network)"
+			if c.RoundTrips >= 0 {
+				rt = fmt.Sprintf("%.1f", c.RoundTrips)
+			}
+			errs := fmt.Sprint(c.Errors)
+			if c.LastError != "" {
+				errs += ": " + truncate(c.LastError, 60)
+			}
+			other := fmt.Sprintf("%.1f%%, %s, %s", 100*c.OtherShare, fmtDur(c.OtherP50Ns), fmtDur(c.OtherP99Ns))
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n",
+				br.Backend, c.Variant, c.Throughput, spread, fmtDur(c.HandoffP50Ns), fmtDur(c.HandoffP99Ns), other, rt, errs)
+		}
+	}
+	b.WriteString("\n")
+
+	b.WriteString("## Memory and connections\n\n")
+	b.WriteString("| backend | variant | allocs/op | bytes/op | sockets idle → with N held | N | extra fds held | goroutines per 100 held |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	for _, br := range rep.Backends {
+		for _, m := range br.Memory {
+			if m.Skipped != "" {
+				fmt.Fprintf(&b, "| %s | %s | skipped: %s |  |  |  |  |  |\n", br.Backend, m.Variant, truncate(m.Skipped, 80))
+				continue
+			}
+			conns := "—"
+			fds := "—"
+			if m.ConnsHeld > 0 || m.ConnsIdle > 0 {
+				conns = fmt.Sprintf("%d → %d", m.ConnsIdle, m.ConnsHeld)
+			}
+			if m.FDsHeld != 0 {
+				fds = fmt.Sprint(m.FDsHeld)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %s | %d | %s | %d |\n",
+				br.Backend, m.Variant, m.AllocsPerOp, m.BytesPerOp, conns, m.Held, fds, m.Goroutines)
+		}
+	}
+	b.WriteString("\n")
+
+	b.WriteString("## Scale: try + release with N locks held (p50 / p99)\n\n")
+	var steps []int
+	for _, br := range rep.Backends {
+		for _, s := range br.Scale {
+			for _, pt := range s.Points {
+				if !containsInt(steps, pt.Held) {
+					steps = append(steps, pt.Held)
+				}
+			}
+		}
+	}
+	b.WriteString("| backend | variant |")
+	for _, s := range steps {
+		fmt.Fprintf(&b, " N=%d |", s)
+	}
+	b.WriteString(" note |\n|---|---|")
+	for range steps {
+		b.WriteString("---|")
+	}
+	b.WriteString("---|\n")
+	for _, br := range rep.Backends {
+		for _, s := range br.Scale {
+			fmt.Fprintf(&b, "| %s | %s |", br.Backend, s.Variant)
+			for _, st := range steps {
+				cell := "—"
+				for _, pt := range s.Points {
+					if pt.Held == st {
+						cell = fmtDur(pt.MedianNs) + " / " + fmtDur(pt.P99Ns)
+					}
+				}
+				fmt.Fprintf(&b, " %s |", cell)
+			}
+			note := s.Note
+			if s.Skipped != "" {
+				note = strings.TrimSpace(note + " skipped: " + s.Skipped)
+			}
+			fmt.Fprintf(&b, " %s |\n", note)
+		}
+	}
+	b.WriteString("\n")
+
+	b.WriteString("## Variants\n\n")
+	for _, br := range rep.Backends {
+		if br.Skipped != "" {
+			continue
+		}
+		fmt.Fprintf(&b, "**%s** — %s (%.0fs)\n\n", br.Backend, br.Title, br.Seconds)
+		for _, v := range br.Variants {
+			fmt.Fprintf(&b, "- %s (%s): %s\n", v.Name, v.Role, v.Note)
+		}
+		for _, n := range br.Notes {
+			fmt.Fprintf(&b, "- note: %s\n", n)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func truncate(s string, n int) string {
+	s = strings.ReplaceAll(s, "|", "/")
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func containsInt(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

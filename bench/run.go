@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"slices"
+	"time"
+)
+
+// backendResult is everything measured on one backend.
+type backendResult struct {
+	Backend   string             `json:"backend"`
+	Title     string             `json:"title"`
+	Skipped   string             `json:"skipped,omitempty"`
+	Seconds   float64            `json:"seconds"`
+	Variants  []variantInfo      `json:"variants"`
+	Notes     []string           `json:"notes,omitempty"`
+	Single    []*latencyResult   `json:"single_key,omitempty"`
+	Distinct  []*latencyResult   `json:"distinct_keys,omitempty"`
+	Multi     []*latencyResult   `json:"multi_key,omitempty"`
+	Contended []*contendedResult `json:"contended,omitempty"`
+	Memory    []*memoryResult    `json:"memory,omitempty"`
+	Scale     []*scaleResult     `json:"scale,omitempty"`
+}
+
+type variantInfo struct {
+	Name string `json:"name"`
+	Role role   `json:"role"`
+	Note string `json:"note,omitempty"`
+}
+
+func runBackend(ctx context.Context, e *env, b backend, scenarios []string) *backendResult {
+	br := &backendResult{Backend: b.name, Title: b.title}
+	bs, err := b.setup(ctx, e)
+	if err != nil {
+		br.Skipped = err.Error()
+		return br
+	}
+	defer bs.cleanup()
+	vs := bs.variants
+	br.Notes = bs.notes
+	for _, v := range vs {
+		br.Variants = append(br.Variants, variantInfo{v.name, v.role, v.note})
+	}
+	index := func(v *variant) int { return slices.Index(vs, v) }
+	with := func(has func(*variant) bool) []*variant {
+		var out []*variant
+		for _, v := range vs {
+			if has(v) {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	p := e.p
+	do := func(s string) bool { return slices.Contains(scenarios, s) && ctx.Err() == nil }
+
+	if do("single") {
+		e.logf("  %s: single key", b.name)
+		tv := with(func(v *variant) bool { return v.try != nil })
+		br.Single = runLatency(ctx, tv, p.rounds, p.batch, func(ctx context.Context, vi int, v *variant, i int) error {
+			return tryRelease(ctx, v, keyBase(index(v), scSingle))
+		})
+	}
+	if do("distinct") {
+		e.logf("  %s: distinct keys", b.name)
+		tv := with(func(v *variant) bool { return v.try != nil })
+		br.Distinct = runLatency(ctx, tv, p.rounds, max(1, p.distinct/p.rounds), func(ctx context.Context, vi int, v *variant, i int) error {
+			return tryRelease(ctx, v, keyBase(index(v), scDistinct)+i)
+		})
+	}
+	if do("contended") {
+		for _, v := range with(func(v *variant) bool { return v.contended != nil }) {
+			e.logf("  %s: contended: %s", b.name, v.name)
+			br.Contended = append(br.Contended, runContended(ctx, v, keyBase(index(v), scContended), p.workers, p.window))
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if do("multi") {
+		mv := with(func(v *variant) bool { return v.multi != nil })
+		if len(mv) > 0 {
+			e.logf("  %s: multi-key", b.name)
+			br.Multi = runLatency(ctx, mv, p.rounds, max(1, p.multiOps/p.rounds), func(ctx context.Context, vi int, v *variant, i int) error {
+				base := keyBase(index(v), scMulti) + (i%2)*p.multiN
+				ks := make([]int, p.multiN)
+				for j := range ks {
+					ks[j] = base + j
+				}
+				rel, err := v.multi(ctx, ks)
+				if err != nil {
+					return err
+				}
+				return rel(ctx)
+			})
+		}
+	}
+	if do("memory") {
+		e.logf("  %s: memory", b.name)
+		for _, v := range with(func(v *variant) bool { return v.try != nil }) {
+			br.Memory = append(br.Memory, runMemory(ctx, index(v), v, p.memOps, p.heldN))
+		}
+	}
+	if do("scale") {
+		for _, v := range with(func(v *variant) bool { return v.try != nil && v.role != rolePeer }) {
+			e.logf("  %s: scale: %s", b.name, v.name)
+			br.Scale = append(br.Scale, runScale(ctx, index(v), v, p.scaleSteps, p.scaleOps))
+		}
+	}
+	return br
+}

@@ -1,0 +1,21 @@
+package main
+
+import (
+	"context"
+	"errors"
+)
+
+func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
+	return nil, errors.New("todo")
+}
+func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
+	return nil, errors.New("todo")
+}
+func setupPGRowlock(ctx context.Context, e *env) (*backendSetup, error) {
+	return nil, errors.New("todo")
+}
+func setupMySQLRowlock(ctx context.Context, e *env) (*backendSetup, error) {
+	return nil, errors.New("todo")
+}
+func setupRedis(ctx context.Context, e *env) (*backendSetup, error) { return nil, errors.New("todo") }
+func serverVersions(ctx context.Context, e *env) map[string]string  { return nil }
