@@ -850,3 +850,23 @@ func TestPostgresReleaseStates(t *testing.T) {
 		t.Errorf("%d in use", s.InUse)
 	}
 }
+
+func TestKeysName(t *testing.T) {
+	ks := make([]keyhash.Key, 20)
+	for i := range ks {
+		ks[i] = keyhash.Int64(int64(i + 1))
+	}
+	for _, c := range []struct {
+		keys []keyhash.Key
+		want string
+	}{
+		{ks[:1], "1"},
+		{[]keyhash.Key{keyhash.Int64(42), keyhash.Pair(1, 2)}, "42+(1,2)"},
+		{ks[:8], "1+2+3+4+5+6+7+8"},
+		{ks, "1+2+3+4+5+6+7+…+20 (20 keys)"},
+	} {
+		if got := keysName(c.keys); got != c.want {
+			t.Errorf("keysName = %q, want %q", got, c.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package advisory
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/lockkit/lockkit/keyhash"
@@ -178,17 +179,32 @@ func sortKeys(keys []keyhash.Key) []keyhash.Key {
 	return slices.CompactFunc(s, func(a, b keyhash.Key) bool { return keyhash.Compare(a, b) == 0 })
 }
 
-// keysName renders keys as a lock name: "42", "(1,2)", "42+(1,2)".
+// keysName renders keys as a lock name: "42", "(1,2)", "42+(1,2)". More
+// than maxNamedKeys keys are abbreviated: "1+2+3+…+5000 (5000 keys)".
 func keysName(keys []keyhash.Key) string {
 	if len(keys) == 1 {
 		return keys[0].String()
 	}
 	var b strings.Builder
-	for i, k := range keys {
+	shown := keys
+	if len(keys) > maxNamedKeys {
+		shown = keys[:maxNamedKeys-1]
+	}
+	for i, k := range shown {
 		if i > 0 {
 			b.WriteByte('+')
 		}
 		b.WriteString(k.String())
 	}
+	if len(keys) > maxNamedKeys {
+		b.WriteString("+…+")
+		b.WriteString(keys[len(keys)-1].String())
+		b.WriteString(" (")
+		b.WriteString(strconv.Itoa(len(keys)))
+		b.WriteString(" keys)")
+	}
 	return b.String()
 }
+
+// maxNamedKeys is how many keys a lock name lists in full.
+const maxNamedKeys = 8

@@ -1,0 +1,239 @@
+package advisory
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/integration"
+	"github.com/lockkit/lockkit/keyhash"
+)
+
+// Faults that need a server of the test's own: a full lock table, a server
+// restart and crash, and a connection cut at the worst moments. The shared
+// server is never stopped or starved.
+func TestPostgresPrivateServer(t *testing.T) {
+	t.Parallel()
+	// A small lock table: max_locks_per_transaction × (max_connections +
+	// max_prepared_transactions) slots, a few hundred here.
+	srv := integration.StartPostgres(t, integration.WithServerArgs(
+		"-c", "max_locks_per_transaction=10", "-c", "max_connections=20"))
+	open := func(t *testing.T, dsn string) *sql.DB {
+		db, err := sql.Open("pgx", dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		return db
+	}
+	admin := open(t, srv.DSN())
+	many := make([]keyhash.Key, 5000)
+	for i := range many {
+		many[i] = keyhash.Int64(int64(i) + 1_000_000)
+	}
+
+	// PITFALLS 10: out of shared memory (53200) is an error of its own.
+	t.Run("OutOfLockMemory", func(t *testing.T) {
+		db := open(t, srv.DSN())
+		err := WithTxLock(pgCtx(t, 20*time.Second), db, many, nil, func(context.Context, *sql.Tx) error {
+			t.Error("fn ran")
+			return nil
+		})
+		if !errors.Is(err, ErrOutOfLockMemory) || pgCode(err) != "53200" {
+			t.Fatalf("WithTxLock on 5000 keys = %v, want ErrOutOfLockMemory with 53200", err)
+		}
+		t.Logf("transaction scope: %v", err)
+		p, err := NewPostgres(db, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = p.AcquireKeys(pgCtx(t, 20*time.Second), many, nil)
+		if !errors.Is(err, ErrOutOfLockMemory) {
+			t.Fatalf("AcquireKeys on 5000 keys = %v, want ErrOutOfLockMemory", err)
+		}
+		_, err = p.TryAcquireKeys(pgCtx(t, 20*time.Second), many, nil)
+		if !errors.Is(err, ErrOutOfLockMemory) {
+			t.Fatalf("TryAcquireKeys on 5000 keys = %v, want ErrOutOfLockMemory", err)
+		}
+		// Nothing was left taking up the table: the server grants locks
+		// again, and no session holds any of the keys.
+		waitNoLocks(t, admin, many[:200]...)
+		l, err := p.AcquireKeys(pgCtx(t, 10*time.Second), many[:50], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustRelease(t, l)
+	})
+
+	// PITFALLS 4: a server restart ends every session; the holder hears of
+	// it at once, and the pool works again after the restart.
+	t.Run("Restart", func(t *testing.T) {
+		db := open(t, srv.DSN())
+		p, err := NewPostgres(db, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pgxp, err := pgxpool.New(context.Background(), srv.DSN())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pgxp.Close)
+		pool, err := NewPostgresPool(pgxp, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := p.TryAcquire(pgCtx(t, 10*time.Second), "restart")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := pool.TryAcquire(pgCtx(t, 10*time.Second), "restart-pool")
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		stopped := make(chan error, 1)
+		go func() { stopped <- srv.Stop() }()
+		for _, l := range []lockkit.Lock{a, b} {
+			select {
+			case <-l.Done():
+				t.Logf("%s: Done %v after the shutdown began: %v", l.Name(), time.Since(start).Round(time.Millisecond), l.Err())
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s: Done not closed after the server shut down", l.Name())
+			}
+			if !errors.Is(l.Err(), lockkit.ErrLost) {
+				t.Errorf("Err() = %v", l.Err())
+			}
+		}
+		if err := <-stopped; err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range []lockkit.Lock{a, b} {
+			if err := l.Release(context.Background()); !errors.Is(err, lockkit.ErrLost) {
+				t.Errorf("Release = %v, want ErrLost", err)
+			}
+		}
+		for _, lk := range []lockkit.Locker{p, pool} {
+			l, err := lk.TryAcquire(pgCtx(t, 10*time.Second), "restart")
+			if err != nil {
+				t.Fatalf("after the restart: %v", err)
+			}
+			mustRelease(t, l)
+		}
+	})
+
+	// A crash (SIGKILL of every server process): the kernel closes the
+	// sockets, and the holder hears of it at once too.
+	t.Run("Crash", func(t *testing.T) {
+		db := open(t, srv.DSN())
+		p, err := NewPostgres(db, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := p.TryAcquire(pgCtx(t, 10*time.Second), "crash")
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := srv.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-l.Done():
+			t.Logf("Done %v after SIGKILL: %v", time.Since(start).Round(time.Millisecond), l.Err())
+		case <-time.After(pgLossBound):
+			t.Fatalf("Done not closed within %v of the server's death", pgLossBound)
+		}
+		if err := l.Release(context.Background()); !errors.Is(err, lockkit.ErrLost) {
+			t.Errorf("Release = %v", err)
+		}
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	// PITFALLS 5: the connection is cut right after the lock statement
+	// reached the server. The acquire fails, and the server-side session
+	// ends with the socket, so the lock it may have taken is not leaked.
+	t.Run("CutDuringAcquireAndRelease", func(t *testing.T) {
+		proxy := integration.NewProxy(t, srv.Addr())
+		viaProxy := open(t, strings.Replace(srv.DSN(), srv.Addr(), proxy.Addr(), 1))
+		p, err := NewPostgres(viaProxy, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := keyhash.Int64(424242)
+		fired := proxy.ResetAfterStatement("pg_try_advisory_lock")
+		l, err := p.TryAcquireKey(pgCtx(t, 10*time.Second), key, nil)
+		if err == nil {
+			_ = l.Release(context.Background())
+			t.Fatal("acquire succeeded through a connection cut after the statement")
+		}
+		<-fired
+		if errors.Is(err, lockkit.ErrNotAcquired) {
+			t.Errorf("a cut acquire reported ErrNotAcquired (the key is not known to be held elsewhere): %v", err)
+		}
+		waitNoLocks(t, admin, key)
+
+		// The same for a blocking acquire that waits for a holder.
+		holder := rawSession(t, admin)
+		if !rawTry(t, holder, key) {
+			t.Fatal("raw try failed")
+		}
+		fired = proxy.ResetAfterStatement("pg_advisory_lock")
+		res := make(chan error, 1)
+		go func() {
+			l, err := p.AcquireKey(pgCtx(t, 20*time.Second), key, nil)
+			if err == nil {
+				_ = l.Release(context.Background())
+			}
+			res <- err
+		}()
+		<-fired
+		if err := <-res; err == nil {
+			t.Fatal("blocking acquire succeeded through a cut connection")
+		}
+		rawUnlock(t, holder, key)
+		waitNoLocks(t, admin, key)
+
+		// Cut during the unlock: the release is not confirmed, so the
+		// lock is reported lost, and the server session ends.
+		l, err = p.TryAcquireKey(pgCtx(t, 10*time.Second), key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fired = proxy.ResetAfterStatement("pg_advisory_unlock")
+		err = l.Release(pgCtx(t, 10*time.Second))
+		<-fired
+		if !errors.Is(err, lockkit.ErrLost) {
+			t.Errorf("Release through a cut connection = %v, want ErrLost", err)
+		}
+		waitNoLocks(t, admin, key)
+
+		// Cut while held: the watcher's read fails at once.
+		l, err = p.TryAcquireKey(pgCtx(t, 10*time.Second), key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		proxy.CutAll()
+		select {
+		case <-l.Done():
+			t.Logf("Done %v after the connection was cut: %v", time.Since(start).Round(time.Millisecond), l.Err())
+		case <-time.After(pgLossBound):
+			t.Fatalf("Done not closed within %v of the cut", pgLossBound)
+		}
+		_ = l.Release(context.Background())
+		waitNoLocks(t, admin, key)
+		if s := viaProxy.Stats(); s.InUse != 0 {
+			t.Errorf("%d in use", s.InUse)
+		}
+	})
+}
