@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/advisory"
 	"github.com/lockkit/lockkit/integration"
@@ -1004,5 +1005,111 @@ func TestMySQLReleaseWithCancelledContext(t *testing.T) {
 	}
 	if err := lk2.Release(ctxT(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMySQLSessionsBackToBaseline runs every path that ends or abandons a
+// connection (release, conflict, timed-out wait, cancelled wait, killed
+// holder, deadlock-free several-name locks) as a user of its own, so that
+// the server's processlist can be counted for this test alone: afterwards
+// the server has exactly the sessions the pool keeps open, none in use.
+// The same user has no PROCESS privilege, so a root holder shows only its
+// connection id.
+func TestMySQLSessionsBackToBaseline(t *testing.T) {
+	admin := integration.MySQL(t)
+	user := "lkt_" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	for _, q := range []string{
+		"CREATE USER '" + user + "'@'%'",
+		"GRANT ALL ON test.* TO '" + user + "'@'%'",
+	} {
+		if _, err := admin.ExecContext(ctxT(t, 10*time.Second), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = admin.ExecContext(context.Background(), "DROP USER '"+user+"'@'%'")
+	})
+	cfg, err := mysql.ParseDSN(integration.MySQLDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.User, cfg.Passwd = user, ""
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	m, err := advisory.NewMySQL(db, &advisory.MySQLConfig{ProbeInterval: testProbeInterval})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootLocker, _ := newMySQL(t, nil)
+	sessions := func() int {
+		var n int
+		if err := admin.QueryRowContext(ctxT(t, 10*time.Second), "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?", user).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	ctx := ctxT(t, 30*time.Second)
+	base := integration.Name(t)
+
+	// Plain try and release, and several names.
+	lk, err := m.TryAcquire(ctx, base+".1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lk.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := m.AcquireNames(ctx, []string{base + ".2", base + ".3"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ln.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Conflicts with a root holder: a try, a timed-out wait, a cancelled
+	// wait.
+	held, err := rootLocker.TryAcquire(ctx, base+".held")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.TryAcquire(ctx, base+".held")
+	var he *lockkit.HeldError
+	if !errors.As(err, &he) || he.Holder == nil || int64(he.Holder.PID) != held.(*advisory.MySQLLock).ConnID() || he.Holder.Owner != "" {
+		t.Errorf("conflict with another user's lock, without PROCESS = %v (holder %+v), want its connection id only", err, he)
+	}
+	if _, err := m.Acquire(ctxT(t, 200*time.Millisecond), base+".held"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("timed-out wait = %v", err)
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	if _, err := m.Acquire(cctx, base+".held"); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled wait = %v", err)
+	}
+	if err := held.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A killed holder.
+	lk, err = m.TryAcquire(ctx, base+".kill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	killConn(t, admin, lk.(*advisory.MySQLLock).ConnID())
+	<-lk.Done()
+	if err := lk.Release(ctx); !errors.Is(err, lockkit.ErrLost) {
+		t.Errorf("Release of the killed lock = %v", err)
+	}
+
+	if !eventually(5*time.Second, func() bool { return sessions() == db.Stats().OpenConnections }) {
+		t.Errorf("server has %d sessions of the test user, the pool keeps %d open: sessions leaked", sessions(), db.Stats().OpenConnections)
+	}
+	if s := db.Stats(); s.InUse != 0 {
+		t.Errorf("%d connections still in use", s.InUse)
+	}
+	_ = db.Close()
+	if !eventually(5*time.Second, func() bool { return sessions() == 0 }) {
+		t.Errorf("%d sessions of the test user after its pool was closed", sessions())
 	}
 }
