@@ -1113,3 +1113,54 @@ func TestMySQLSessionsBackToBaseline(t *testing.T) {
 		t.Errorf("%d sessions of the test user after its pool was closed", sessions())
 	}
 }
+
+// TestMySQLPooledStress is PITFALLS item 1 on MySQL: a pool of 4, many
+// goroutines locking and unlocking a few names; afterwards no name is
+// held on the server and no connection is in use.
+func TestMySQLPooledStress(t *testing.T) {
+	m, db := newMySQL(t, nil)
+	db.SetMaxOpenConns(4)
+	base := integration.Name(t)
+	names := []string{base + ".a", base + ".b", base + ".c"}
+	const workers, rounds = 8, 40
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				name := names[(w+r)%len(names)]
+				var lk lockkit.Lock
+				var err error
+				if r%2 == 0 {
+					lk, err = m.Acquire(ctxT(t, 20*time.Second), name)
+				} else {
+					lk, err = m.TryAcquire(ctxT(t, 20*time.Second), name)
+					if errors.Is(err, lockkit.ErrNotAcquired) {
+						continue
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				if err := lk.Release(ctxT(t, 10*time.Second)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	admin := integration.MySQL(t)
+	for _, n := range names {
+		if u := usedBy(t, admin, lockName(t, m, n)); u.Valid {
+			t.Errorf("%q still held by connection %d", n, u.Int64)
+		}
+	}
+}
