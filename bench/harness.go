@@ -65,9 +65,13 @@ type variant struct {
 	holdCap    int
 	holdCapWhy string
 
-	// fds reports this process's open file descriptors, for a backend whose
-	// held locks cost descriptors rather than connections.
+	// countFDs reports this process's open file descriptors, for a backend
+	// whose held locks cost descriptors rather than connections.
 	countFDs bool
+
+	// singleKey marks a variant that can lock one fixed lock only (k is
+	// ignored): it runs the single-key and contended scenarios only.
+	singleKey bool
 }
 
 // params sizes a run.
@@ -328,11 +332,15 @@ func runContended(ctx context.Context, v *variant, k, n int, window time.Duratio
 	}
 	deadline = mono() + int64(window)
 	close(start)
-	timer := time.AfterFunc(window, cancel)
+	var after snapshot
+	timer := time.AfterFunc(window, func() {
+		if v.net != nil {
+			after = v.net.snap() // before the cancellations' traffic
+		}
+		cancel()
+	})
 	wg.Wait()
-	timer.Stop()
-	if v.net != nil {
-		after := v.net.snap()
+	if !timer.Stop() && v.net != nil {
 		defer func() {
 			if r.Acquisitions > 0 {
 				r.RoundTrips = float64(after.Flights-before.Flights) / float64(r.Acquisitions)
@@ -409,6 +417,10 @@ func runMemory(ctx context.Context, vi int, v *variant, ops, heldN int) *memoryR
 	r.AllocsPerOp = float64(m1.Mallocs-m0.Mallocs) / float64(ops)
 	r.BytesPerOp = float64(m1.TotalAlloc-m0.TotalAlloc) / float64(ops)
 
+	if v.singleKey {
+		heldN = 1
+		r.Held = 1
+	}
 	if v.net != nil {
 		r.ConnsIdle = v.net.open.Load()
 	}

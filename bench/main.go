@@ -25,6 +25,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -76,6 +77,7 @@ type config struct {
 	redis     string
 	verbose   bool
 	noCharts  bool
+	cpuprof   string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -92,6 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.redis, "redis", os.Getenv("LOCKKIT_TEST_REDIS"), "Redis URL (default $LOCKKIT_TEST_REDIS)")
 	fs.BoolVar(&c.verbose, "v", false, "print progress to stderr")
 	fs.BoolVar(&c.noCharts, "nocharts", false, "skip the PNG charts")
+	fs.StringVar(&c.cpuprof, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -158,6 +161,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if c.cpuprof != "" {
+		f, err := os.Create(c.cpuprof)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep, err := measure(ctx, c, stderr)
 	if err != nil {

@@ -63,7 +63,7 @@ func runBackend(ctx context.Context, e *env, b backend, scenarios []string) *bac
 	}
 	if do("distinct") {
 		e.logf("  %s: distinct keys", b.name)
-		tv := with(func(v *variant) bool { return v.try != nil })
+		tv := with(func(v *variant) bool { return v.try != nil && !v.singleKey })
 		br.Distinct = runLatency(ctx, tv, p.rounds, max(1, p.distinct/p.rounds), func(ctx context.Context, vi int, v *variant, i int) error {
 			return tryRelease(ctx, v, keyBase(index(v), scDistinct)+i)
 		})
@@ -100,7 +100,7 @@ func runBackend(ctx context.Context, e *env, b backend, scenarios []string) *bac
 		}
 	}
 	if do("scale") {
-		for _, v := range with(func(v *variant) bool { return v.try != nil && v.role != rolePeer }) {
+		for _, v := range with(func(v *variant) bool { return v.try != nil && v.role != rolePeer && !v.singleKey }) {
 			e.logf("  %s: scale: %s", b.name, v.name)
 			br.Scale = append(br.Scale, runScale(ctx, index(v), v, p.scaleSteps, p.scaleOps))
 		}

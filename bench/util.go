@@ -1,6 +1,7 @@
 package main
 
 import (
+	"database/sql/driver"
 	"fmt"
 	"os"
 	"strconv"
@@ -33,3 +34,5 @@ func (e *env) logf(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, format+"\n", args...)
 	}
 }
+
+func errDriverBadConn() error { return driver.ErrBadConn }

@@ -1,0 +1,457 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/golang-migrate/migrate/v4/database"
+	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	gooselock "github.com/pressly/goose/v3/lock"
+
+	"github.com/lockkit/lockkit/advisory"
+	"github.com/lockkit/lockkit/keyhash"
+)
+
+// The statements lockkit's advisory package sends for an exclusive
+// session lock on bigint keys (advisory/postgres_sql.go: single, multi,
+// tryAllOrNothing). The floor sends exactly these.
+const (
+	pgTrySQL    = "SELECT pg_try_advisory_lock($1::bigint)"
+	pgLockSQL   = "SELECT pg_advisory_lock($1::bigint)"
+	pgUnlockSQL = "SELECT pg_advisory_unlock($1::bigint)"
+	pgMultiTry  = "WITH t AS MATERIALIZED (" +
+		"SELECT false AS pair, k, 0::int4 AS a, 0::int4 AS b, pg_try_advisory_lock(k) AS r FROM unnest($1::bigint[]) AS k" +
+		" UNION ALL SELECT true, 0::bigint, a, b, pg_try_advisory_lock(a, b) FROM unnest($2::int4[], $3::int4[]) AS u(a, b)" +
+		"), s AS MATERIALIZED (SELECT bool_and(r) AS ok FROM t)" +
+		" SELECT t.pair, t.k, t.a, t.b, t.r, CASE WHEN t.r AND NOT s.ok THEN" +
+		" CASE WHEN t.pair THEN pg_advisory_unlock(t.a, t.b) ELSE pg_advisory_unlock(t.k) END END FROM t CROSS JOIN s"
+	pgMultiUnlock = "SELECT false AS pair, k, 0::int4 AS a, 0::int4 AS b, pg_advisory_unlock(k) AS r FROM unnest($1::bigint[]) AS k" +
+		" UNION ALL SELECT true, 0::bigint, a, b, pg_advisory_unlock(a, b) FROM unnest($2::int4[], $3::int4[]) AS u(a, b)"
+)
+
+// pgPoolSize bounds each uncontended pool: the server's max_connections
+// (100 here) is shared with other engineers' tests.
+const pgPoolSize = 12
+
+// newPgxPool opens a pgx pool whose connections are counted by c.
+func newPgxPool(ctx context.Context, dsn string, c *netCounter, size int32) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ConnConfig.DialFunc = c.dial
+	cfg.MaxConns = size
+	cfg.MinConns = 0
+	return pgxpool.NewWithConfig(ctx, cfg)
+}
+
+// newPgxDB opens a database/sql pool over pgx's stdlib driver whose
+// connections are counted by c.
+func newPgxDB(dsn string, c *netCounter, size int) (*sql.DB, error) {
+	cc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	cc.DialFunc = c.dial
+	db := stdlib.OpenDB(*cc)
+	db.SetMaxOpenConns(size)
+	db.SetMaxIdleConns(size)
+	return db, nil
+}
+
+func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
+	if e.pgDSN == "" {
+		return nil, errors.New("no PostgreSQL: set LOCKKIT_TEST_POSTGRES or -postgres")
+	}
+	var closers []func()
+	cleanup := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	fail := func(err error) (*backendSetup, error) { cleanup(); return nil, err }
+	name := e.lockName
+
+	// lockkit over a pgx pool.
+	lkNet := &netCounter{}
+	lkPool, err := newPgxPool(ctx, e.pgDSN, lkNet, pgPoolSize)
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, lkPool.Close)
+	lk, err := advisory.NewPostgresPool(lkPool, nil)
+	if err != nil {
+		return fail(err)
+	}
+	key := func(k int) keyhash.Key {
+		kk, err := lk.Key(name(k))
+		if err != nil {
+			panic(err)
+		}
+		return kk
+	}
+	keysOf := func(ks []int) []keyhash.Key {
+		out := make([]keyhash.Key, len(ks))
+		for i, k := range ks {
+			out[i] = key(k)
+		}
+		return out
+	}
+	lockkitV := &variant{
+		name: "lockkit", role: roleLockkit, net: lkNet,
+		note: "advisory.NewPostgresPool(pgxpool): TryAcquire(name)/Acquire(name) + Release; TryAcquireKeys for several keys",
+		try:  lockkitTry(lk, name),
+		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
+			pool, err := newPgxPool(ctx, e.pgDSN, lkNet, int32(n+2))
+			if err != nil {
+				return nil, nil, err
+			}
+			l, err := advisory.NewPostgresPool(pool, nil)
+			if err != nil {
+				pool.Close()
+				return nil, nil, err
+			}
+			ws := make([]worker, n)
+			for i := range ws {
+				ws[i] = lockkitWorker(l, name(k))
+			}
+			return ws, pool.Close, nil
+		},
+		multi: func(ctx context.Context, ks []int) (releaseFunc, error) {
+			l, err := lk.TryAcquireKeys(ctx, keysOf(ks), nil)
+			if err != nil {
+				return nil, err
+			}
+			return l.Release, nil
+		},
+		hold: func(ctx context.Context, ks []int) (releaseFunc, error) {
+			l, err := lk.TryAcquireKeys(ctx, keysOf(ks), nil)
+			if err != nil {
+				return nil, err
+			}
+			return l.Release, nil
+		},
+		holdCap:    1000,
+		holdCapWhy: "advisory locks share the server's lock table (max_locks_per_transaction 64 × max_connections 100 = 6,400 slots) with other engineers' tests on this server; 10,000 would fail with 53200",
+	}
+
+	// The floor: raw pgx on a pool, the same statements.
+	flNet := &netCounter{}
+	flPool, err := newPgxPool(ctx, e.pgDSN, flNet, pgPoolSize)
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, flPool.Close)
+	floorV := &variant{
+		name: "floor", role: roleFloor, net: flNet,
+		note: "raw pgxpool: Acquire conn, " + pgTrySQL + ", " + pgUnlockSQL + ", Release conn; contended: " + pgLockSQL + " (the server's blocking wait); several keys: lockkit's one statement",
+		try: func(ctx context.Context, k int) (releaseFunc, error) {
+			return pgFloorLock(ctx, flPool, key(k).Int64(), false)
+		},
+		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
+			pool, err := newPgxPool(ctx, e.pgDSN, flNet, int32(n+2))
+			if err != nil {
+				return nil, nil, err
+			}
+			ws := make([]worker, n)
+			for i := range ws {
+				ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) {
+					return pgFloorLock(ctx, pool, key(k).Int64(), true)
+				})
+			}
+			return ws, pool.Close, nil
+		},
+		multi: func(ctx context.Context, ks []int) (releaseFunc, error) {
+			return pgFloorMulti(ctx, flPool, keysOf(ks))
+		},
+		hold: func(ctx context.Context, ks []int) (releaseFunc, error) {
+			return pgFloorMulti(ctx, flPool, keysOf(ks))
+		},
+		holdCap:    1000,
+		holdCapWhy: "as lockkit",
+	}
+	loopV := &variant{
+		name: "floor, one statement per key", role: roleFloor, net: flNet,
+		note: "raw pgx, one connection: " + pgTrySQL + " for each key, then " + pgUnlockSQL + " for each",
+		multi: func(ctx context.Context, ks []int) (releaseFunc, error) {
+			c, err := flPool.Acquire(ctx)
+			if err != nil {
+				return nil, err
+			}
+			keys := keysOf(ks)
+			for i, kk := range keys {
+				var ok bool
+				if err := c.QueryRow(ctx, pgTrySQL, kk.Int64()).Scan(&ok); err != nil || !ok {
+					c.Hijack().Close(context.Background())
+					return nil, fmt.Errorf("key %d: %v %v", i, ok, err)
+				}
+			}
+			return func(ctx context.Context) error {
+				defer c.Release()
+				for _, kk := range keys {
+					var ok bool
+					if err := c.QueryRow(ctx, pgUnlockSQL, kk.Int64()).Scan(&ok); err != nil || !ok {
+						return fmt.Errorf("unlock: %v %v", ok, err)
+					}
+				}
+				return nil
+			}, nil
+		},
+	}
+
+	// Peer: goose's session locker (database/sql over pgx's stdlib).
+	gNet := &netCounter{}
+	gdb, err := newPgxDB(e.pgDSN, gNet, pgPoolSize)
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, func() { gdb.Close() })
+	var (
+		gmu     sync.Mutex
+		glocker = map[int64]gooselock.SessionLocker{}
+	)
+	gooseLocker := func(id int64) gooselock.SessionLocker {
+		gmu.Lock()
+		defer gmu.Unlock()
+		l := glocker[id]
+		if l == nil {
+			var err error
+			if l, err = gooselock.NewPostgresSessionLocker(gooselock.WithLockID(id)); err != nil {
+				panic(err)
+			}
+			glocker[id] = l
+		}
+		return l
+	}
+	gooseLock := func(ctx context.Context, db *sql.DB, id int64) (releaseFunc, error) {
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		l := gooseLocker(id)
+		if err := l.SessionLock(ctx, conn); err != nil {
+			conn.Raw(func(any) error { return errBadConn })
+			conn.Close()
+			return nil, err
+		}
+		return func(ctx context.Context) error {
+			defer conn.Close()
+			return l.SessionUnlock(ctx, conn)
+		}, nil
+	}
+	gooseV := &variant{
+		name: "goose lock", role: rolePeer, net: gNet,
+		note: "pressly/goose/v3/lock NewPostgresSessionLocker(WithLockID) on a pinned *sql.Conn (pgx stdlib): SessionLock/SessionUnlock, defaults (a failed try retries every 5 s); 100 keys: one locker per key, in a loop on one connection",
+		try: func(ctx context.Context, k int) (releaseFunc, error) {
+			return gooseLock(ctx, gdb, e.keyInt64(k))
+		},
+		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
+			db, err := newPgxDB(e.pgDSN, gNet, n+2)
+			if err != nil {
+				return nil, nil, err
+			}
+			ws := make([]worker, n)
+			for i := range ws {
+				ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) { return gooseLock(ctx, db, e.keyInt64(k)) })
+			}
+			return ws, func() { db.Close() }, nil
+		},
+		multi: func(ctx context.Context, ks []int) (releaseFunc, error) {
+			conn, err := gdb.Conn(ctx)
+			if err != nil {
+				return nil, err
+			}
+			for _, k := range ks {
+				if err := gooseLocker(e.keyInt64(k)).SessionLock(ctx, conn); err != nil {
+					conn.Raw(func(any) error { return errBadConn })
+					conn.Close()
+					return nil, err
+				}
+			}
+			return func(ctx context.Context) error {
+				defer conn.Close()
+				for _, k := range ks {
+					if err := gooseLocker(e.keyInt64(k)).SessionUnlock(ctx, conn); err != nil {
+						return err
+					}
+				}
+				return nil
+			}, nil
+		},
+	}
+
+	// Peer: golang-migrate's pgx/v5 driver lock: one lock per migrations
+	// table, so one key only.
+	mNet := &netCounter{}
+	mdb, err := newPgxDB(e.pgDSN, mNet, pgPoolSize+6)
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, func() { mdb.Close() })
+	mtable := "lockkit_bench_" + e.runID + "_migrate"
+	closers = append(closers, func() {
+		_, _ = mdb.ExecContext(context.Background(), `DROP TABLE IF EXISTS "`+mtable+`"`)
+	})
+	newMigrate := func(db *sql.DB) (database.Driver, error) {
+		return migratepgx.WithInstance(db, &migratepgx.Config{MigrationsTable: mtable})
+	}
+	mdrv, err := newMigrate(mdb)
+	if err != nil {
+		return fail(fmt.Errorf("golang-migrate pgx/v5 driver: %w", err))
+	}
+	closers = append(closers, func() { mdrv.Close() })
+	migrateV := &variant{
+		name: "golang-migrate lock", role: rolePeer, net: mNet, singleKey: true,
+		note: "golang-migrate/v4 database/pgx/v5 driver (WithInstance on a *sql.DB): Lock (pg_advisory_lock, waits) + Unlock; one lock per migrations table, so the single-key scenarios only",
+		try: func(ctx context.Context, k int) (releaseFunc, error) {
+			if err := mdrv.Lock(); err != nil {
+				return nil, err
+			}
+			return func(context.Context) error { return mdrv.Unlock() }, nil
+		},
+		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
+			ws := make([]worker, n)
+			var drvs []database.Driver
+			done := func() {
+				for _, d := range drvs {
+					d.Close()
+				}
+			}
+			for i := range ws {
+				d, err := newMigrate(mdb)
+				if err != nil {
+					done()
+					return nil, nil, err
+				}
+				drvs = append(drvs, d)
+				ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) {
+					if err := d.Lock(); err != nil {
+						return nil, err
+					}
+					return func(context.Context) error { return d.Unlock() }, nil
+				})
+			}
+			return ws, done, nil
+		},
+	}
+
+	return &backendSetup{
+		variants: []*variant{lockkitV, floorV, gooseV, migrateV, loopV},
+		notes: []string{
+			"pools: at most 12 connections each for the uncontended scenarios, a fresh pool of 18 per variant for the contended one (max_connections is 100, shared)",
+			"goose and golang-migrate have no non-waiting try; their lock call is measured uncontended, where it returns at once",
+		},
+		cleanup: cleanup,
+	}, nil
+}
+
+// errBadConn makes database/sql destroy a pinned connection.
+var errBadConn = errDriverBadConn()
+
+// pgFloorLock takes one key on a pooled connection with the raw statements.
+func pgFloorLock(ctx context.Context, pool *pgxpool.Pool, key int64, wait bool) (releaseFunc, error) {
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if wait {
+		if _, err := c.Exec(ctx, pgLockSQL, key); err != nil {
+			c.Hijack().Close(context.Background())
+			return nil, err
+		}
+	} else {
+		var ok bool
+		if err := c.QueryRow(ctx, pgTrySQL, key).Scan(&ok); err != nil {
+			c.Hijack().Close(context.Background())
+			return nil, err
+		}
+		if !ok {
+			c.Release()
+			return nil, errors.New("held")
+		}
+	}
+	return func(ctx context.Context) error {
+		var ok bool
+		err := c.QueryRow(ctx, pgUnlockSQL, key).Scan(&ok)
+		if err != nil || !ok {
+			c.Hijack().Close(context.Background())
+			return fmt.Errorf("unlock: %v %v", ok, err)
+		}
+		c.Release()
+		return nil
+	}, nil
+}
+
+// pgFloorMulti runs lockkit's multi-key statements raw.
+func pgFloorMulti(ctx context.Context, pool *pgxpool.Pool, keys []keyhash.Key) (releaseFunc, error) {
+	ints := make([]int64, len(keys))
+	for i, k := range keys {
+		ints[i] = k.Int64()
+	}
+	empty := []int32{}
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := c.Query(ctx, pgMultiTry, ints, empty, empty)
+	if err != nil {
+		c.Hijack().Close(context.Background())
+		return nil, err
+	}
+	all := true
+	for rows.Next() {
+		var (
+			pair     bool
+			k        int64
+			a, b     int32
+			got      bool
+			unlocked *bool
+		)
+		if err := rows.Scan(&pair, &k, &a, &b, &got, &unlocked); err != nil {
+			rows.Close()
+			c.Hijack().Close(context.Background())
+			return nil, err
+		}
+		all = all && got
+	}
+	rows.Close()
+	if rows.Err() != nil || !all {
+		c.Hijack().Close(context.Background())
+		return nil, fmt.Errorf("multi try: all=%v %v", all, rows.Err())
+	}
+	return func(ctx context.Context) error {
+		rows, err := c.Query(ctx, pgMultiUnlock, ints, empty, empty)
+		if err != nil {
+			c.Hijack().Close(context.Background())
+			return err
+		}
+		n := 0
+		for rows.Next() {
+			var (
+				pair bool
+				k    int64
+				a, b int32
+				ok   bool
+			)
+			if err := rows.Scan(&pair, &k, &a, &b, &ok); err != nil || !ok {
+				rows.Close()
+				c.Hijack().Close(context.Background())
+				return fmt.Errorf("multi unlock: %v %v", ok, err)
+			}
+			n++
+		}
+		rows.Close()
+		if rows.Err() != nil || n != len(ints) {
+			c.Hijack().Close(context.Background())
+			return fmt.Errorf("multi unlock: %d of %d: %v", n, len(ints), rows.Err())
+		}
+		c.Release()
+		return nil
+	}, nil
+}
