@@ -30,8 +30,8 @@ type MySQLLock struct {
 	conn    *sql.Conn
 	connID  int64
 	targets []mysqlTarget
-	probeQ  string
-	probeA  []any
+	probeQ  string // the probe statement; built by the first probe, under mu
+	probeA  []any  // its arguments
 
 	m *MySQL
 
@@ -74,19 +74,15 @@ func (m *MySQL) newLock(conn *sql.Conn, connID int64, ts []mysqlTarget) *MySQLLo
 		targets: ts,
 		m:       m,
 	}
-	names := make([]string, len(ts))
-	var q strings.Builder
-	q.WriteString("SELECT ")
-	for i, t := range ts {
-		names[i] = t.name
-		if i > 0 {
-			q.WriteString(" AND ")
+	name := ts[0].name
+	if len(ts) > 1 {
+		names := make([]string, len(ts))
+		for i, t := range ts {
+			names[i] = t.name
 		}
-		q.WriteString("IS_USED_LOCK(?) <=> CONNECTION_ID()")
-		l.probeA = append(l.probeA, t.server)
+		name = strings.Join(names, ",")
 	}
-	l.probeQ = q.String()
-	l.Handle = lockstate.New(strings.Join(names, ","), 0, l.unlock)
+	l.Handle = lockstate.New(name, 0, l.unlock)
 	l.mu.Lock()
 	l.timer = time.AfterFunc(m.probeInterval, l.tick)
 	l.mu.Unlock()
@@ -123,6 +119,19 @@ var errNotGranted = errors.New("the server no longer grants the lock to this ses
 // probe checks that the server still grants every name to the lock's
 // session.
 func (l *MySQLLock) probe() error {
+	if l.probeQ == "" {
+		// Built at the first probe, off the acquire path.
+		var q strings.Builder
+		q.WriteString("SELECT ")
+		for i, t := range l.targets {
+			if i > 0 {
+				q.WriteString(" AND ")
+			}
+			q.WriteString("IS_USED_LOCK(?) <=> CONNECTION_ID()")
+			l.probeA = append(l.probeA, t.server)
+		}
+		l.probeQ = q.String()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.m.probeTimeout)
 	defer cancel()
 	var ok sql.NullBool
