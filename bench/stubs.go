@@ -5,9 +5,6 @@ import (
 	"errors"
 )
 
-func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
-	return nil, errors.New("todo")
-}
 func setupPGRowlock(ctx context.Context, e *env) (*backendSetup, error) {
 	return nil, errors.New("todo")
 }

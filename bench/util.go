@@ -3,6 +3,7 @@ package main
 import (
 	"database/sql/driver"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 )
@@ -36,3 +37,6 @@ func (e *env) logf(format string, args ...any) {
 }
 
 func errDriverBadConn() error { return driver.ErrBadConn }
+
+// netConn is net.Conn, for dial function signatures.
+type netConn = net.Conn

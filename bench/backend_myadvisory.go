@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/lockkit/lockkit/advisory"
+)
+
+// The statements lockkit's advisory package sends on MySQL
+// (advisory/mysql.go: attempt, wait, releaseAll).
+const (
+	myTrySQL     = "SELECT GET_LOCK(?, 0), CONNECTION_ID()" // the first (or only) name
+	myTryNextSQL = "SELECT GET_LOCK(?, 0)"                  // every further name
+	myWaitSQL    = "SELECT GET_LOCK(?, ?)"                  // the wait, after a try found it held
+	myReleaseSQL = "SELECT RELEASE_LOCK(?)"
+	myForever    = 365 * 24 * 3600 // lockkit's wait timeout without a deadline: a year
+)
+
+var myNetSeq atomic.Int64
+
+// newMySQLDB opens a go-sql-driver pool whose connections are counted by c,
+// through a dial function registered under a network name of its own.
+func newMySQLDB(dsn string, c *netCounter, size int) (*sql.DB, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	netName := fmt.Sprintf("lockkit-bench-%d", myNetSeq.Add(1))
+	mysql.RegisterDialContext(netName, func(ctx context.Context, addr string) (netConn, error) {
+		return c.dial(ctx, "tcp", addr)
+	})
+	if cfg.Net == "unix" {
+		return nil, errors.New("the MySQL DSN must use tcp for round trips to be counted")
+	}
+	cfg.Net = netName
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(conn)
+	db.SetMaxOpenConns(size)
+	db.SetMaxIdleConns(size)
+	return db, nil
+}
+
+func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
+	if e.myDSN == "" {
+		return nil, errors.New("no MySQL: set LOCKKIT_TEST_MYSQL or -mysql")
+	}
+	var closers []func()
+	cleanup := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	fail := func(err error) (*backendSetup, error) { cleanup(); return nil, err }
+	name := e.lockName
+
+	lkNet := &netCounter{}
+	lkDB, err := newMySQLDB(e.myDSN, lkNet, pgPoolSize)
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, func() { lkDB.Close() })
+	lk, err := advisory.NewMySQL(lkDB, nil)
+	if err != nil {
+		return fail(err)
+	}
+	server := func(k int) string {
+		s, err := lk.LockName(name(k))
+		if err != nil {
+			panic(err)
+		}
+		return s
+	}
+	names := func(ks []int) []string {
+		out := make([]string, len(ks))
+		for i, k := range ks {
+			out[i] = name(k)
+		}
+		return out
+	}
+	lockkitNames := func(ctx context.Context, ks []int) (releaseFunc, error) {
+		l, err := lk.TryAcquireNames(ctx, names(ks), nil)
+		if err != nil {
+			return nil, err
+		}
+		return l.Release, nil
+	}
+	lockkitV := &variant{
+		name: "lockkit", role: roleLockkit, net: lkNet,
+		note: "advisory.NewMySQL(db, nil) (namespace: the database name): TryAcquire/Acquire + Release; TryAcquireNames for several names",
+		try:  lockkitTry(lk, name),
+		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
+			db, err := newMySQLDB(e.myDSN, lkNet, n+4)
+			if err != nil {
+				return nil, nil, err
+			}
+			l, err := advisory.NewMySQL(db, nil)
+			if err != nil {
+				db.Close()
+				return nil, nil, err
+			}
+			ws := make([]worker, n)
+			for i := range ws {
+				ws[i] = lockkitWorker(l, name(k))
+			}
+			return ws, func() { db.Close() }, nil
+		},
+		multi: lockkitNames,
+		hold:  lockkitNames,
+	}
+
+	flNet := &netCounter{}
+	flDB, err := newMySQLDB(e.myDSN, flNet, pgPoolSize)
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, func() { flDB.Close() })
+	floorMulti := func(ctx context.Context, ks []int) (releaseFunc, error) {
+		srv := make([]string, len(ks))
+		for i, k := range ks {
+			srv[i] = server(k)
+		}
+		return myFloorNames(ctx, flDB, srv)
+	}
+	floorV := &variant{
+		name: "floor", role: roleFloor, net: flNet,
+		note: "go-sql-driver on a pinned *sql.Conn: " + myTrySQL + ", " + myReleaseSQL + "; contended: " + myWaitSQL + " with a year's timeout (the server's blocking wait); several names: " + myTryNextSQL + " per further name, one RELEASE_LOCK statement for all, as lockkit",
+		try: func(ctx context.Context, k int) (releaseFunc, error) {
+			return myFloorNames(ctx, flDB, []string{server(k)})
+		},
+		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
+			db, err := newMySQLDB(e.myDSN, flNet, n+4)
+			if err != nil {
+				return nil, nil, err
+			}
+			ws := make([]worker, n)
+			for i := range ws {
+				ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) {
+					return myFloorWait(ctx, db, server(k))
+				})
+			}
+			return ws, func() { db.Close() }, nil
+		},
+		multi: floorMulti,
+		hold:  floorMulti,
+	}
+	oneV := &variant{
+		name: "floor, one statement", role: roleFloor, net: flNet,
+		note: "go-sql-driver, one connection: SELECT GET_LOCK(?, 0), GET_LOCK(?, 0), … for all names in one statement, one RELEASE_LOCK statement",
+		multi: func(ctx context.Context, ks []int) (releaseFunc, error) {
+			srv := make([]string, len(ks))
+			for i, k := range ks {
+				srv[i] = server(k)
+			}
+			return myFloorOneStatement(ctx, flDB, srv)
+		},
+	}
+	return &backendSetup{
+		variants: []*variant{lockkitV, floorV, oneV},
+		notes: []string{
+			"no peer: the issue lists none for MySQL GET_LOCK",
+			"the DSN has no interpolateParams, so go-sql-driver prepares every statement with arguments: 2 round trips each (prepare, execute; the close is not answered), for lockkit and the floor alike",
+		},
+		cleanup: cleanup,
+	}, nil
+}
+
+// myFloorNames takes names on one pinned connection with lockkit's
+// statements.
+func myFloorNames(ctx context.Context, db *sql.DB, names []string) (releaseFunc, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i, n := range names {
+		var got sql.NullInt64
+		if i == 0 {
+			var id int64
+			err = conn.QueryRowContext(ctx, myTrySQL, n).Scan(&got, &id)
+		} else {
+			err = conn.QueryRowContext(ctx, myTryNextSQL, n).Scan(&got)
+		}
+		if err != nil || got.Int64 != 1 {
+			conn.Raw(func(any) error { return errBadConn })
+			conn.Close()
+			return nil, fmt.Errorf("GET_LOCK: %v %v", got, err)
+		}
+	}
+	return myFloorRelease(conn, names), nil
+}
+
+// myFloorRelease releases names with one statement, as lockkit's
+// releaseAll.
+func myFloorRelease(conn *sql.Conn, names []string) releaseFunc {
+	return func(ctx context.Context) error {
+		q := myReleaseSQL
+		if len(names) > 1 {
+			q = "SELECT " + strings.TrimSuffix(strings.Repeat("RELEASE_LOCK(?), ", len(names)), ", ")
+		}
+		got := make([]sql.NullInt64, len(names))
+		dest := make([]any, len(names))
+		args := make([]any, len(names))
+		for i := range names {
+			dest[i], args[i] = &got[i], names[i]
+		}
+		err := conn.QueryRowContext(ctx, q, args...).Scan(dest...)
+		for _, g := range got {
+			if err == nil && g.Int64 != 1 {
+				err = fmt.Errorf("RELEASE_LOCK returned %v", g)
+			}
+		}
+		if err != nil {
+			conn.Raw(func(any) error { return errBadConn })
+		}
+		conn.Close()
+		return err
+	}
+}
+
+// myFloorWait waits for a name with the server's blocking GET_LOCK. The
+// wait is not cancelled at the end of the contended window: it drains.
+func myFloorWait(ctx context.Context, db *sql.DB, name string) (releaseFunc, error) {
+	ctx = context.WithoutCancel(ctx)
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(ctx, myWaitSQL, name, myForever).Scan(&got); err != nil || got.Int64 != 1 {
+		conn.Raw(func(any) error { return errBadConn })
+		conn.Close()
+		return nil, fmt.Errorf("GET_LOCK: %v %v", got, err)
+	}
+	return myFloorRelease(conn, []string{name}), nil
+}
+
+// myFloorOneStatement takes every name with one statement.
+func myFloorOneStatement(ctx context.Context, db *sql.DB, names []string) (releaseFunc, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	q := "SELECT " + strings.TrimSuffix(strings.Repeat("GET_LOCK(?, 0), ", len(names)), ", ")
+	got := make([]sql.NullInt64, len(names))
+	dest := make([]any, len(names))
+	args := make([]any, len(names))
+	for i := range names {
+		dest[i], args[i] = &got[i], names[i]
+	}
+	err = conn.QueryRowContext(ctx, q, args...).Scan(dest...)
+	for _, g := range got {
+		if err == nil && g.Int64 != 1 {
+			err = fmt.Errorf("GET_LOCK returned %v", g)
+		}
+	}
+	if err != nil {
+		conn.Raw(func(any) error { return errBadConn })
+		conn.Close()
+		return nil, err
+	}
+	return myFloorRelease(conn, names), nil
+}
