@@ -82,6 +82,8 @@ type env struct {
 	stdout io.Writer // lockkit's own output, scrubbed
 	stderr io.Writer // lockkit's own messages, scrubbed
 	scrub  *scrubber
+
+	verbose bool // -v: say more on stderr
 }
 
 // Main runs lockkit with args (without the program name) and returns the

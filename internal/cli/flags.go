@@ -157,3 +157,22 @@ func (e *env) parseInterspersed(fs *flag.FlagSet, usage string, args []string) (
 	}
 	return append([]string{first}, rest...), 0, false
 }
+
+// parseAll parses flags anywhere among the arguments, up to "--", and
+// returns the positional arguments in order: "status a --json b".
+func (e *env) parseAll(fs *flag.FlagSet, usage string, args []string) (pos []string, code int, done bool) {
+	for {
+		if code, done := e.parse(fs, usage, args); done {
+			return nil, code, true
+		}
+		rest := fs.Args()
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), 0, false
+		}
+		if len(rest) == 0 {
+			return pos, 0, false
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,6 +91,7 @@ func (e *env) run(ctx context.Context, args []string) int {
 	if done {
 		return code
 	}
+	e.verbose = f.verbose
 	b, err := e.resolveBackend(f.backend, f.backendGiven)
 	if err != nil {
 		return e.fail(err, f.conflictCode)
@@ -360,14 +362,19 @@ func childEnv(env []string, lock lockkit.Lock) []string {
 
 // owner describes this process for backends that record a holder.
 func (e *env) owner() string {
-	user := e.getenv("USER")
-	if user == "" {
-		user = e.getenv("LOGNAME")
+	name := e.getenv("USER")
+	if name == "" {
+		name = e.getenv("LOGNAME")
 	}
-	if user == "" {
+	if name == "" {
+		if u, err := user.Current(); err == nil {
+			name = u.Username
+		}
+	}
+	if name == "" {
 		return "lockkit"
 	}
-	return user + " (lockkit)"
+	return name + " (lockkit)"
 }
 
 // holderString renders h with its times in the local time zone.

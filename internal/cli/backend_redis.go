@@ -1,0 +1,59 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/redislock"
+	"github.com/redis/go-redis/v9"
+)
+
+func init() { openers[kindRedis] = openRedis }
+
+// redisBackend is a Redis server.
+type redisBackend struct {
+	e       *env
+	c       *redis.Client
+	display string
+}
+
+func openRedis(ctx context.Context, e *env, b *backendURL) (backend, error) {
+	opts, err := redis.ParseURL(b.u.String())
+	if err != nil {
+		return nil, usagef("%s: %v", b.display, err)
+	}
+	e.scrub.add(opts.Password)
+	quietRedis.Do(func() { redis.SetLogger(discardLogger{}) })
+	opts.DialTimeout = pingTimeout
+	opts.DialerRetries = 1
+	c := redis.NewClient(opts)
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	if err := c.Ping(pctx).Err(); err != nil {
+		c.Close()
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		return nil, fmt.Errorf("cannot reach Redis: %w", err)
+	}
+	return &redisBackend{e: e, c: c, display: b.display}, nil
+}
+
+func (r *redisBackend) close() error { return r.c.Close() }
+
+// locker returns a Redis locker with fencing tokens (LOCKKIT_TOKEN) and an
+// automatically renewed lease of --ttl (redislock.DefaultTTL without it).
+func (r *redisBackend) locker(opts lockOptions) (lockkit.Locker, error) {
+	return redislock.New(r.c, &redislock.Config{TTL: opts.ttl, Fencing: true, Owner: opts.owner})
+}
+
+// quietRedis silences go-redis's process-wide logger once: it prints to
+// os.Stderr directly (dial failures, with the address), bypassing lockkit's
+// scrubbed output. lockkit reports the errors itself.
+var quietRedis sync.Once
+
+type discardLogger struct{}
+
+func (discardLogger) Printf(context.Context, string, ...any) {}

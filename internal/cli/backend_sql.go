@@ -1,0 +1,229 @@
+package cli
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/advisory"
+	"github.com/lockkit/lockkit/keyhash"
+	"github.com/lockkit/lockkit/migrations"
+	"github.com/lockkit/lockkit/rowlock"
+)
+
+func init() {
+	openers[kindPostgres] = openPostgres
+	openers[kindMySQL] = openMySQL
+}
+
+// applicationName is what lockkit's PostgreSQL sessions show in
+// pg_stat_activity, unless the URL sets application_name.
+const applicationName = "lockkit"
+
+// sqlBackend is PostgreSQL or MySQL through database/sql: advisory locks,
+// or the lock table with --table.
+type sqlBackend struct {
+	e       *env
+	kind    string // kindPostgres or kindMySQL
+	db      *sql.DB
+	dbName  string // the database the URL names
+	display string
+}
+
+func openPostgres(ctx context.Context, e *env, b *backendURL) (backend, error) {
+	cfg, err := pgx.ParseConfig(b.u.String())
+	if err != nil {
+		return nil, usagef("%s: %v", b.display, err)
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = applicationName
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = pingTimeout
+	}
+	// The password may also come from a .pgpass file or PGPASSWORD: keep
+	// it out of messages too.
+	e.scrub.add(cfg.Password)
+	db := stdlib.OpenDB(*cfg)
+	return finishSQL(ctx, e, b, kindPostgres, db, cfg.Database)
+}
+
+func openMySQL(ctx context.Context, e *env, b *backendURL) (backend, error) {
+	cfg, err := mysqlConfig(b)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Logger = mysqlLogger{e}
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, usagef("%s: %v", b.display, err)
+	}
+	return finishSQL(ctx, e, b, kindMySQL, sql.OpenDB(conn), cfg.DBName)
+}
+
+// mysqlConfig converts mysql://USER:PASS@HOST:PORT/DB?PARAMS into the
+// go-sql-driver configuration. PARAMS are the driver's DSN parameters
+// (tls=true, timeout=5s, ...).
+func mysqlConfig(b *backendURL) (*mysql.Config, error) {
+	u := b.u
+	var cfg *mysql.Config
+	if u.RawQuery != "" {
+		// Let the driver parse and check its own parameters.
+		c, err := mysql.ParseDSN("/?" + u.RawQuery)
+		if err != nil {
+			return nil, usagef("%s: %v", b.display, err)
+		}
+		cfg = c
+	} else {
+		cfg = mysql.NewConfig()
+	}
+	if u.User != nil {
+		cfg.User = u.User.Username()
+		cfg.Passwd, _ = u.User.Password()
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "3306")
+	}
+	cfg.Net = "tcp"
+	cfg.Addr = host
+	cfg.DBName = strings.TrimPrefix(u.Path, "/")
+	if cfg.DBName == "" || strings.Contains(cfg.DBName, "/") {
+		return nil, usagef("%s: name one database: %s", b.display, urlForm("mysql"))
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = pingTimeout
+	}
+	// A server that accepts the connection but never answers must not hang
+	// lockkit; held locks are probed far more often than this.
+	return cfg, nil
+}
+
+// mysqlLogger routes the MySQL driver's log lines (a connection it found
+// dead, for instance) through lockkit's scrubbed stderr, with -v only.
+type mysqlLogger struct{ e *env }
+
+func (l mysqlLogger) Print(v ...any) {
+	if l.e.verbose {
+		l.e.errorf("mysql: %s", strings.TrimSpace(fmt.Sprint(v...)))
+	}
+}
+
+func finishSQL(ctx context.Context, e *env, b *backendURL, kind string, db *sql.DB, dbName string) (backend, error) {
+	// A held session lock pins a connection; waiting for it may need a
+	// second one, status queries a third.
+	db.SetMaxOpenConns(4)
+	db.SetConnMaxIdleTime(time.Minute)
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		db.Close()
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		return nil, fmt.Errorf("cannot reach the database: %w", err)
+	}
+	return &sqlBackend{e: e, kind: kind, db: db, dbName: dbName, display: b.display}, nil
+}
+
+func (s *sqlBackend) close() error { return s.db.Close() }
+
+func (s *sqlBackend) locker(opts lockOptions) (lockkit.Locker, error) {
+	if opts.table {
+		cfg := &rowlock.Config{TTL: opts.ttl, Data: opts.owner}
+		l, err := rowlock.New(s.db, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return tableLocker{l}, nil
+	}
+	switch s.kind {
+	case kindPostgres:
+		p, err := advisory.NewPostgres(s.db, nil)
+		if err != nil {
+			return nil, err
+		}
+		if opts.shared {
+			return sharedPostgres{p}, nil
+		}
+		return p, nil
+	default:
+		m, err := advisory.NewMySQL(s.db, nil)
+		if err != nil {
+			return nil, err
+		}
+		return m, nil
+	}
+}
+
+// tableLocker is a rowlock.Locker whose lock-table errors say what to do
+// when the table is missing.
+type tableLocker struct{ l *rowlock.Locker }
+
+func (t tableLocker) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	lk, err := t.l.Acquire(ctx, name)
+	return lk, tableHint(err)
+}
+
+func (t tableLocker) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	lk, err := t.l.TryAcquire(ctx, name)
+	return lk, tableHint(err)
+}
+
+// tableHint adds "run lockkit migrate up" to an error that says the lock
+// table does not exist.
+func tableHint(err error) error {
+	if err == nil || errors.Is(err, lockkit.ErrNotAcquired) || errors.Is(err, lockkit.ErrInvalid) {
+		return err
+	}
+	msg := err.Error()
+	if strings.Contains(msg, migrations.TableName) && (strings.Contains(msg, "does not exist") || strings.Contains(msg, "doesn't exist") || strings.Contains(msg, "42P01") || strings.Contains(msg, "1146")) {
+		return fmt.Errorf("%w (create the lock table with 'lockkit migrate up')", err)
+	}
+	return err
+}
+
+// sharedPostgres takes PostgreSQL advisory locks on names in shared mode.
+// The key of a name is the one advisory.Postgres.Acquire uses, so shared
+// and exclusive holders of a name exclude each other.
+type sharedPostgres struct{ p *advisory.Postgres }
+
+func (s sharedPostgres) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	return s.acquire(ctx, name, s.p.AcquireKey)
+}
+
+func (s sharedPostgres) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	return s.acquire(ctx, name, s.p.TryAcquireKey)
+}
+
+func (s sharedPostgres) acquire(ctx context.Context, name string, fn func(context.Context, keyhash.Key, *advisory.Options) (*advisory.Lock, error)) (lockkit.Lock, error) {
+	k, err := s.p.Key(name)
+	if err != nil {
+		return nil, err
+	}
+	lk, err := fn(ctx, k, &advisory.Options{Mode: advisory.Shared})
+	if err != nil {
+		var he *lockkit.HeldError
+		if errors.As(err, &he) {
+			he.Name = name // the key's number means nothing to the user
+		}
+		return nil, err
+	}
+	return namedLock{lk, name}, nil
+}
+
+// namedLock is a lock reported under the name the user gave.
+type namedLock struct {
+	lockkit.Lock
+	name string
+}
+
+func (n namedLock) Name() string { return n.name }
