@@ -106,6 +106,12 @@ func (e *env) live(t testing.TB, names []string) int {
 			t.Fatal(err)
 		}
 		n += c
+		if c > 0 {
+			var owner string
+			var token int64
+			_ = e.db.QueryRow("SELECT owner, token FROM lockkit_locks WHERE name = "+e.ph(1), name).Scan(&owner, &token)
+			t.Logf("live lease left on %q: owner %q token %d", name, owner, token)
+		}
 	}
 	return n
 }

@@ -127,7 +127,9 @@ func (k *Lock) renewLoop(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		rctx, cancel := context.WithTimeout(ctx, every)
+		// A renewal confirmed after the lease ran out is of no use, and
+		// one cut short earlier only costs a retry.
+		rctx, cancel := context.WithTimeout(ctx, max(time.Until(k.Expires()), time.Millisecond))
 		err := k.renew(rctx)
 		cancel()
 		switch {
@@ -154,13 +156,19 @@ func (k *Lock) unlock(ctx context.Context, lost bool) error {
 		<-k.renewDone
 	}
 	k.expiry.Stop()
-	if lost {
-		return nil
-	}
 	if ctx.Err() != nil {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 		defer cancel()
+	}
+	if lost {
+		// Lost by the local clock only (no renewal confirmed in time):
+		// the lease may still be live on the server, so end it if it
+		// still carries our token, rather than leave it to expire.
+		if errors.Is(k.Err(), errLeaseExpired) {
+			_, _ = k.l.endLease(ctx, k.l.q.release, k.Name(), k.owner, k.Token())
+		}
+		return nil
 	}
 	n, err := k.l.endLease(ctx, k.l.q.release, k.Name(), k.owner, k.Token())
 	if err != nil {

@@ -23,7 +23,10 @@ import (
 // holder at once rather than wait inside the transaction (roll tx back
 // then: the row lock it may hold would hold up the lease's renewal and
 // release until tx ends); and lease operations on the name wait while a
-// transaction holds it.
+// transaction holds it. A lease acquire whose context ends during such a
+// wait has already been sent: the server may still run it when the
+// transaction ends, leaving a lease no handle knows of, which expires
+// after its TTL. Avoid mixing the two on one name.
 //
 // The wait is bounded by ctx and by the server's lock timeout
 // (lock_timeout on PostgreSQL, innodb_lock_wait_timeout on MySQL); both
