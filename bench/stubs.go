@@ -11,5 +11,4 @@ func setupPGRowlock(ctx context.Context, e *env) (*backendSetup, error) {
 func setupMySQLRowlock(ctx context.Context, e *env) (*backendSetup, error) {
 	return nil, errors.New("todo")
 }
-func setupRedis(ctx context.Context, e *env) (*backendSetup, error) { return nil, errors.New("todo") }
-func serverVersions(ctx context.Context, e *env) map[string]string  { return nil }
+func serverVersions(ctx context.Context, e *env) map[string]string { return nil }
