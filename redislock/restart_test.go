@@ -1,0 +1,139 @@
+package redislock
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockkit/lockkit"
+)
+
+// A private redis-server without persistence is killed with SIGKILL and
+// started again on the same port while a lock is held: the key is gone, a
+// second client acquires (with a larger fencing token, although the counter
+// was lost too), and the first client's renew reports the loss. The restart
+// also empties the script cache, so every call after it goes through the
+// NOSCRIPT fallback.
+func TestRestartWithoutPersistence(t *testing.T) {
+	srv := startPrivateRedis(t)
+	cfgA := &Config{TTL: 10 * time.Second, NoAutoRenew: true, Fencing: true, Owner: "a"}
+	a := newLocker(t, srv.client(t), cfgA)
+	auto := newLocker(t, srv.client(t), &Config{TTL: 10 * time.Second, RenewInterval: 100 * time.Millisecond, Fencing: true})
+	b := newLocker(t, srv.client(t), &Config{Fencing: true, Owner: "b"})
+	n := name(t)
+
+	held := mustLock(t, a, n)
+	autoHeld := mustLock(t, auto, n+".auto")
+	wantHeld(t, b, n)
+
+	srv.kill()
+	srv.start()
+
+	ctx := ctxT(t, 20*time.Second)
+	other, err := b.TryLock(ctx, n)
+	if err != nil {
+		t.Fatalf("TryLock after the restart = %v, want acquired (the key was lost)", err)
+	}
+	if other.Token() <= held.Token() {
+		t.Errorf("token after the restart %d, not above the lost holder's %d", other.Token(), held.Token())
+	}
+	err = held.Renew(ctx)
+	if !errors.Is(err, lockkit.ErrLost) || !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("Renew of the lost lock = %v, want ErrLost and ErrNotOwner", err)
+	}
+	waitDone(t, held, time.Second)
+	if err := held.Release(ctx); !errors.Is(err, lockkit.ErrLost) {
+		t.Errorf("Release of the lost lock = %v, want ErrLost", err)
+	}
+	// The lost holder's release did not touch the new holder's key.
+	if he := wantHeld(t, a, n); he.Holder == nil || he.Holder.Owner != "b" {
+		t.Errorf("holder after the stale release = %v, want b", he.Holder)
+	}
+	mustRelease(t, other)
+
+	// The auto-renewed lock finds out on its own, within its renew interval
+	// (plus go-redis's reconnect).
+	waitDone(t, autoHeld, 5*time.Second)
+	if err := autoHeld.Err(); !errors.Is(err, lockkit.ErrLost) {
+		t.Errorf("auto-renewed lock's Err = %v, want ErrLost", err)
+	}
+	if err := autoHeld.Release(ctx); !errors.Is(err, lockkit.ErrLost) {
+		t.Errorf("Release = %v, want ErrLost", err)
+	}
+}
+
+// SCRIPT FLUSH (on the private server: it would slow everyone else's first
+// call on the shared one) makes EVALSHA answer NOSCRIPT; every operation
+// still works, and the fallback EVAL caches the script again, so the next
+// call is a single EVALSHA.
+func TestNoScriptFallback(t *testing.T) {
+	srv := startPrivateRedis(t)
+	admin := srv.client(t)
+	cc := &countingClient{Client: srv.client(t)}
+	l := newLocker(t, cc, &Config{TTL: 5 * time.Second, NoAutoRenew: true, Fencing: true})
+	w := newLocker(t, srv.client(t), nil)
+	n := name(t)
+	ctx := ctxT(t, 20*time.Second)
+
+	flush := func() {
+		t.Helper()
+		if err := admin.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatalf("SCRIPT FLUSH: %v", err)
+		}
+		cc.evalSha.Store(0)
+		cc.eval.Store(0)
+	}
+	// want checks the script calls since the last check.
+	want := func(what string, sha, eval int64) {
+		t.Helper()
+		if cc.evalSha.Load() != sha || cc.eval.Load() != eval {
+			t.Errorf("%s: %d EVALSHA and %d EVAL, want %d and %d", what, cc.evalSha.Load(), cc.eval.Load(), sha, eval)
+		}
+		cc.evalSha.Store(0)
+		cc.eval.Store(0)
+	}
+
+	flush()
+	lk := mustLock(t, l, n)
+	want("TryLock after SCRIPT FLUSH (NOSCRIPT, then EVAL)", 1, 1)
+	wantHeld(t, w, n)
+	for _, op := range []struct {
+		what string
+		fn   func() error
+	}{
+		{"Renew", func() error { return lk.Renew(ctx) }},
+		{"TTL", func() error { _, err := lk.TTL(ctx); return err }},
+	} {
+		flush()
+		if err := op.fn(); err != nil {
+			t.Fatalf("%s after SCRIPT FLUSH = %v", op.what, err)
+		}
+		want(op.what+" after SCRIPT FLUSH", 1, 1)
+		if err := op.fn(); err != nil {
+			t.Fatalf("%s = %v", op.what, err)
+		}
+		want(op.what+" again (cached by the fallback)", 1, 0)
+	}
+	flush()
+	mustRelease(t, lk)
+	want("Release after SCRIPT FLUSH", 1, 1)
+	lk = mustLock(t, l, n)
+	want("TryLock after SCRIPT FLUSH", 1, 1)
+	mustRelease(t, lk)
+	want("Release again (cached by the fallback)", 1, 0)
+	mustRelease(t, mustLock(t, l, n))
+	want("TryLock+Release", 2, 0)
+	// The server saw what the client counted: INFO commandstats.
+	if err := admin.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	mustRelease(t, mustLock(t, l, n))
+	stats, err := admin.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stats, "cmdstat_evalsha:calls=2,") || strings.Contains(stats, "cmdstat_eval:") {
+		t.Errorf("commandstats after TryLock+Release:\n%s\nwant exactly 2 EVALSHA and no EVAL", stats)
+	}
+}

@@ -1,0 +1,258 @@
+package redislock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/integration"
+	"github.com/redis/go-redis/v9"
+)
+
+// waitingHook returns a hook that reports each time a waiter blocks.
+func waitingHook(l *Locker) <-chan string {
+	c := make(chan string, 100)
+	l.waitHook = func(name string) {
+		select {
+		case c <- name:
+		default:
+		}
+	}
+	return c
+}
+
+// With a 30s lease and a 10s context, a waiter can only get the lock by
+// being woken by the release message.
+func TestWaiterWokenByRelease(t *testing.T) {
+	admin := integration.Redis(t)
+	prefix := testPrefix(t, admin)
+	a := newLocker(t, integration.Redis(t), &Config{Prefix: prefix, TTL: 30 * time.Second})
+	b := newLocker(t, integration.Redis(t), &Config{Prefix: prefix, TTL: 30 * time.Second})
+	waiting := waitingHook(b)
+	n := name(t)
+	held := mustLock(t, a, n)
+
+	got := make(chan error, 1)
+	go func() {
+		lk, err := b.Lock(ctxT(t, 10*time.Second), n)
+		if err == nil {
+			err = lk.Release(context.Background())
+		}
+		got <- err
+	}()
+	awaitWaiting(t, waiting)
+	mustRelease(t, held)
+	if err := <-got; err != nil {
+		t.Fatalf("waiter: %v (a 30s lease and a 10s wait: only the release message can wake it)", err)
+	}
+}
+
+// An expired key publishes nothing: the waiter tries again when the
+// holder's lease runs out.
+func TestWaiterRetriesAtLeaseEnd(t *testing.T) {
+	admin := integration.Redis(t)
+	prefix := testPrefix(t, admin)
+	a := newLocker(t, integration.Redis(t), &Config{Prefix: prefix, TTL: 300 * time.Millisecond, NoAutoRenew: true})
+	b := newLocker(t, integration.Redis(t), &Config{Prefix: prefix})
+	n := name(t)
+	held := mustLock(t, a, n) // never released: a crashed holder
+	start := time.Now()
+	lk, err := b.Lock(ctxT(t, 10*time.Second), n)
+	if err != nil {
+		t.Fatalf("waiter: %v", err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Errorf("waiter acquired after %v, before the 300ms lease ended", d)
+	}
+	mustRelease(t, lk)
+	if err := held.Release(ctxT(t, 5*time.Second)); !errors.Is(err, lockkit.ErrLost) {
+		t.Errorf("Release of the expired lock = %v, want ErrLost", err)
+	}
+}
+
+// The timed-out wait names the holder and matches both sentinels.
+func TestWaitTimeoutNamesHolder(t *testing.T) {
+	admin := integration.Redis(t)
+	prefix := testPrefix(t, admin)
+	a := newLocker(t, integration.Redis(t), &Config{Prefix: prefix, Owner: "batch"})
+	b := newLocker(t, integration.Redis(t), &Config{Prefix: prefix})
+	n := name(t)
+	held := mustLock(t, a, n)
+	defer mustRelease(t, held)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := b.Lock(ctx, n)
+	var he *lockkit.HeldError
+	if !errors.As(err, &he) || !errors.Is(err, lockkit.ErrNotAcquired) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lock = %v, want a HeldError matching ErrNotAcquired and DeadlineExceeded", err)
+	}
+	if he.Holder == nil || he.Holder.Owner != "batch" {
+		t.Errorf("holder = %v, want batch", he.Holder)
+	}
+}
+
+func awaitWaiting(t *testing.T, waiting <-chan string) {
+	t.Helper()
+	select {
+	case <-waiting:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no waiter blocked within 10s")
+	}
+}
+
+// namedClient is a client on the test server whose connections carry
+// CLIENT SETNAME cname.
+func namedClient(t *testing.T, cname string) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(integration.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.ClientName = cname
+	c := redis.NewClient(opts)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// pubsubIDs lists the ids of the pub/sub connections of the clients named
+// cname.
+func pubsubIDs(t *testing.T, admin *redis.Client, cname string) []string {
+	t.Helper()
+	list, err := admin.ClientList(ctxT(t, 5*time.Second)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, line := range strings.Split(list, "\n") {
+		if !strings.Contains(line, " name="+cname+" ") || strings.Contains(line, " sub=0 ") {
+			continue
+		}
+		id, _, _ := strings.Cut(strings.TrimPrefix(line, "id="), " ")
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+func pubsubClients(t *testing.T, admin *redis.Client, cname string) int {
+	t.Helper()
+	return len(pubsubIDs(t, admin, cname))
+}
+
+// Many waiters on several names share one pub/sub connection, subscribe
+// each channel once, and leave nothing subscribed when they are done.
+func TestWaitersShareOneSubscription(t *testing.T) {
+	admin := integration.Redis(t)
+	prefix := testPrefix(t, admin)
+	cname := "lockkit-test-" + strings.ToLower(prefix[13:23])
+	wc := namedClient(t, cname)
+
+	a := newLocker(t, integration.Redis(t), &Config{Prefix: prefix})
+	b := newLocker(t, wc, &Config{Prefix: prefix})
+	waiting := waitingHook(b)
+	const names, perName = 4, 5
+	base := name(t)
+	var held []*Lock
+	for i := range names {
+		held = append(held, mustLock(t, a, fmt.Sprint(base, i)))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, names*perName)
+	ctx := ctxT(t, 20*time.Second)
+	for i := range names {
+		for range perName {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				lk, err := b.Lock(ctx, fmt.Sprint(base, i))
+				if err == nil {
+					err = lk.Release(ctx)
+				}
+				if err != nil {
+					errs <- err
+				}
+			}()
+		}
+	}
+	for range names * perName {
+		awaitWaiting(t, waiting)
+	}
+	if n := pubsubClients(t, admin, cname); n != 1 {
+		t.Errorf("%d pub/sub connections for %d waiters, want 1", n, names*perName)
+	}
+	for _, lk := range held {
+		ch := b.channel(lk.Key())
+		subs, err := admin.PubSubNumSub(ctx, ch).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if subs[ch] != 1 {
+			t.Errorf("channel %q has %d subscribers, want 1", ch, subs[ch])
+		}
+		mustRelease(t, lk)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("waiter: %v", err)
+	}
+	if n := pubsubClients(t, admin, cname); n != 0 {
+		t.Errorf("%d pub/sub connections left after every waiter returned", n)
+	}
+	b.hub.mu.Lock()
+	if b.hub.cur != nil {
+		t.Errorf("the hub still has a session after every waiter returned")
+	}
+	b.hub.mu.Unlock()
+}
+
+// The pub/sub connection is cut under waiting Acquires (CLIENT KILL):
+// go-redis reconnects and subscribes again, the hub wakes every waiter, and
+// the next release still reaches them.
+func TestWaitersSurvivePubSubKill(t *testing.T) {
+	admin := integration.Redis(t)
+	prefix := testPrefix(t, admin)
+	cname := "lockkit-test-" + strings.ToLower(prefix[13:23])
+	wc := namedClient(t, cname)
+
+	a := newLocker(t, integration.Redis(t), &Config{Prefix: prefix, TTL: 30 * time.Second})
+	b := newLocker(t, wc, &Config{Prefix: prefix, TTL: 30 * time.Second})
+	waiting := waitingHook(b)
+	n := name(t)
+	held := mustLock(t, a, n)
+	got := make(chan error, 1)
+	go func() {
+		lk, err := b.Lock(ctxT(t, 15*time.Second), n)
+		if err == nil {
+			err = lk.Release(context.Background())
+		}
+		got <- err
+	}()
+	awaitWaiting(t, waiting)
+	ctx := ctxT(t, 10*time.Second)
+	// Only this test's connection: the server is shared.
+	ids := pubsubIDs(t, admin, cname)
+	if len(ids) != 1 {
+		t.Fatalf("pub/sub connections of the waiting locker: %v, want 1", ids)
+	}
+	if killed, err := admin.ClientKillByFilter(ctx, "ID", ids[0]).Result(); err != nil || killed != 1 {
+		t.Fatalf("CLIENT KILL ID %s = %d, %v", ids[0], killed, err)
+	}
+	// The waiter is woken after the reconnect and waits again.
+	select {
+	case <-waiting:
+	case <-time.After(5 * time.Second):
+		t.Fatal("waiter not woken after its pub/sub connection was killed")
+	}
+	if n := pubsubClients(t, admin, cname); n != 1 {
+		t.Errorf("%d pub/sub connections after the reconnect, want 1", n)
+	}
+	mustRelease(t, held)
+	if err := <-got; err != nil {
+		t.Fatalf("waiter: %v", err)
+	}
+}
