@@ -1,0 +1,130 @@
+// Package redislock is lockkit's Redis backend: named locks held as leases
+// in Redis with SET NX PX, released and renewed only by their holder, with
+// optional fencing tokens, holder information on conflict, and waiters woken
+// by pub/sub instead of polling. It uses go-redis v9.
+//
+//	l, err := redislock.New(client, &redislock.Config{Fencing: true, Owner: "billing-worker"})
+//	...
+//	lock, err := l.Lock(ctx, "invoices.nightly") // waits; TryLock does not
+//	if err != nil { ... }
+//	defer lock.Release(context.WithoutCancel(ctx))
+//	... write with lock.Token() as the fencing token ...
+//
+// A [Locker] implements lockkit.Locker, so lockkit.Do and lockkit.TryDo work
+// with it; [Locker.Lock] and [Locker.TryLock] return the typed [*Lock] with
+// [Lock.Renew], [Lock.TTL] and [Lock.Key].
+//
+// # Keys
+//
+// The lock named N lives in the key "<prefix>{N}" (see [Locker.Key]); with
+// fencing, its token counter in "<prefix>{N}:fence"; releases are published
+// on the channel "<prefix>{N}:released". The braces keep a lock key and its
+// counter apart for every name (no name's lock key is another name's
+// counter) and make them a Redis Cluster hash tag, so both land in one slot.
+// (In a cluster, a name that starts with "}" has an empty hash tag and its
+// two keys may land in different slots: avoid such names there.)
+//
+// Names may hold any bytes, NUL included: Redis keys are binary-safe. They
+// must be non-empty and at most [MaxNameLen] bytes; anything else is refused
+// with lockkit.ErrInvalid before any I/O. The prefix defaults to
+// [DefaultPrefix]; Lockers meant to exclude each other must share it.
+//
+// The key's value is "<secret>|<token>|<since>|<holder JSON>": a random
+// 128-bit secret only the holder knows, the fencing token, the acquire time
+// in milliseconds on the server's clock, and the holder's owner, host, pid
+// and data from [Config]. The secret is never sent to anyone but the holder.
+//
+// # Operations and round trips
+//
+// Every operation is one Lua script, run with EVALSHA, so the common case is
+// one round trip: acquire (check, SET NX PX, INCR the counter, and on
+// conflict reply with the holder and the lease's PTTL), release (compare the
+// secret, DEL, PUBLISH), renew (compare, PEXPIRE) and TTL (compare, PTTL).
+// When the server has lost the scripts (a restart, SCRIPT FLUSH, a failover)
+// EVALSHA answers NOSCRIPT and the call is repeated once with EVAL, which
+// caches the script again.
+//
+// A release or renewal whose compare fails reports the lock lost
+// ([ErrNotOwner] inside a lockkit.LostError): it never deletes or extends
+// another holder's key. An acquire whose reply was lost (a network error
+// after the send, a cancelled context) deletes its own key again with the
+// same compare-and-delete, so an abandoned attempt leaves nothing held; and
+// an acquire that go-redis retries after a network error recognises its own
+// key and succeeds rather than reporting itself as the holder.
+//
+// # Leases, renewal and loss
+//
+// A lock is a lease of [Config.TTL] (default 30 s) on the server's clock.
+// By default it is renewed every [Config.RenewInterval] (default TTL/3, at
+// most TTL/2) by a timer of the lock's own (no goroutine sleeps per held
+// lock), on a context of its own that the acquire call's context never
+// cancels. Release stops the renewal and waits for one in flight.
+//
+// The lock is reported lost (Done closes, Err wraps lockkit.ErrLost):
+//
+//   - at the first renewal, Renew or TTL call that finds the key no longer
+//     holds its secret ([ErrNotOwner]). With automatic renewal, a key that
+//     was deleted, expired or overwritten is therefore noticed within one
+//     RenewInterval (plus a round trip): that is the loss-detection bound.
+//   - when TTL has passed, on the holder's clock, since the start of the
+//     last renewal (or acquire) the server confirmed ([ErrLeaseExpired]):
+//     failed renewals are retried every RenewInterval/4, and once the lease
+//     may have run out on the server the lock is reported lost even though
+//     the server could not be asked. Measuring from the moment the request
+//     was sent errs on the early side, so the holder gives up no later than
+//     the server can have expired the key (short of clock rate differences
+//     between the hosts).
+//   - with [Config.NoAutoRenew], at the end of the lease unless Renew has
+//     moved it.
+//
+// # Waiting
+//
+// [Locker.Lock] tries once. When the lock is held it subscribes to the
+// name's release channel, tries again (so a release between the first try
+// and the subscription is not missed: the subscription is confirmed by a
+// PING on the pub/sub connection before the second try), and then waits for
+// a release message, for the holder's lease to run out (an expired key
+// publishes nothing, so the waiter sets a timer to the PTTL the conflict
+// reported), or for its context. Woken waiters race for the lock; there is
+// no queue, so waiters are not served in arrival order.
+//
+// All of a Locker's waiters share one pub/sub connection, on which each
+// waited-on channel is subscribed once. The connection is opened when the
+// first waiter starts and closed when the last one leaves: an idle Locker
+// holds no pub/sub connection and runs no goroutine. The cost of waiting is
+// therefore one extra connection per Locker (not per waiter) plus a
+// SUBSCRIBE and an UNSUBSCRIBE per waited-on name. If that connection
+// breaks, go-redis reconnects and subscribes again; messages published
+// meanwhile are lost, so every waiter is woken to try again once the
+// subscriptions are back.
+//
+// # What is and is not guaranteed
+//
+// Two holders never hold one name at once as long as Redis keeps its data:
+// acquire is a single atomic script, and release and renewal act only on
+// the holder's own secret.
+//
+// Redis can lose a lock key, and then a second client acquires while the
+// first still believes it holds the lock until its next renewal:
+//
+//   - a restart without persistence (or with data not yet written by
+//     appendfsync everysec) loses every key;
+//   - a failover to an asynchronous replica that had not yet received the
+//     SET loses that key (Sentinel and Cluster both fail over this way);
+//   - a holder paused longer than its lease (a GC pause, a stopped VM)
+//     resumes believing it holds the lock until it next looks.
+//
+// No lock can prevent work done by a holder that has already lost its lock.
+// Fencing tokens can: with [Config.Fencing], every acquire takes a token
+// from the name's counter in the same script as the SET, strictly greater
+// than every earlier token for that name; pass it with every write and have
+// the guarded resource refuse tokens lower than the highest it has seen. The
+// counter is max(previous + 1, server time in microseconds), so tokens stay
+// increasing even when the counter itself was lost in a restart or a
+// failover, as long as the server clock only moves forward (and the
+// replica's clock is not behind the primary's by more than the time since
+// the last acquire). Redlock-style quorums over several independent masters
+// are not implemented.
+//
+// Redis 5 or newer is needed (scripts replicated by their effects).
+package redislock
