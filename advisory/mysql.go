@@ -452,7 +452,10 @@ func mysqlSeconds(d time.Duration) float64 {
 }
 
 // kill ends the server session connID, from another connection of the
-// pool. A session that has ended already is not an error.
+// pool, and waits (within mysqlKillTimeout) until the session has left the
+// processlist: KILL only flags a session, which then ends on its own, and
+// until it has, a lock released elsewhere could still be granted to it. A
+// session that has ended already is not an error.
 func (m *MySQL) kill(connID int64) {
 	if connID == 0 {
 		return
@@ -460,7 +463,24 @@ func (m *MySQL) kill(connID int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), mysqlKillTimeout)
 	defer cancel()
 	// connID is the server's own integer, not user input.
-	_, _ = m.db.ExecContext(ctx, "KILL CONNECTION "+strconv.FormatInt(connID, 10))
+	if _, err := m.db.ExecContext(ctx, "KILL CONNECTION "+strconv.FormatInt(connID, 10)); err != nil {
+		var me *mysql.MySQLError
+		if !errors.As(err, &me) || me.Number != mysqlErNoSuchThread {
+			return
+		}
+	}
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		var n int
+		err := m.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?", connID).Scan(&n)
+		if err != nil || n == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
 }
 
 // acquireError maps an error of GET_LOCK.

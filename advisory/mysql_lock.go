@@ -95,22 +95,39 @@ func (m *MySQL) newLock(conn *sql.Conn, connID int64, ts []mysqlTarget) *MySQLLo
 // never sees its own lock's release. A timer, rather than a goroutine per
 // lock, keeps an uncontended acquire and release free of scheduling work.
 func (l *MySQLLock) tick() {
+	if cause := l.tickLocked(); errors.Is(cause, errNoAnswer) {
+		// The connection stopped answering, and the server may not know:
+		// its session would keep the lock until the server noticed
+		// (wait_timeout, TCP keepalive). End it from another connection,
+		// outside mu, so that Release need not wait for it.
+		l.m.kill(l.connID)
+	}
+}
+
+// tickLocked probes under mu, and returns the cause of a loss it found.
+func (l *MySQLLock) tickLocked() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.stopped {
-		return
+		return nil
 	}
-	if err := l.probe(); err != nil {
-		l.stopped = true
-		if l.MarkLost(err) {
-			// Whatever the session still holds (if it is alive at all)
-			// must not go back to the pool.
-			sqlconn.Discard(l.conn)
-		}
-		return
+	err := l.probe()
+	if err == nil {
+		l.timer.Reset(l.m.probeInterval)
+		return nil
 	}
-	l.timer.Reset(l.m.probeInterval)
+	l.stopped = true
+	if l.MarkLost(err) {
+		// Whatever the session still holds (if it is alive at all) must
+		// not go back to the pool.
+		sqlconn.Discard(l.conn)
+	}
+	return err
 }
+
+// errNoAnswer marks a probe or release that the connection did not answer
+// in time.
+var errNoAnswer = errors.New("no answer")
 
 // errNotGranted is the loss cause when the server no longer grants a name
 // to the lock's session.
@@ -136,6 +153,9 @@ func (l *MySQLLock) probe() error {
 	defer cancel()
 	var ok sql.NullBool
 	if err := l.conn.QueryRowContext(ctx, l.probeQ, l.probeA...).Scan(&ok); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w within %v: %w", errNoAnswer, l.m.probeTimeout, err)
+		}
 		return fmt.Errorf("advisory: probing the lock's connection %d: %w", l.connID, err)
 	}
 	if !ok.Valid || !ok.Bool {
@@ -161,6 +181,11 @@ func (l *MySQLLock) unlock(ctx context.Context, lost bool) error {
 	}
 	if err := releaseAll(rctx, l.conn, l.targets); err != nil {
 		sqlconn.Discard(l.conn)
+		if rctx.Err() != nil {
+			// No answer: the server may not know the connection is
+			// gone, and would keep the lock until it noticed.
+			l.m.kill(l.connID)
+		}
 		return fmt.Errorf("advisory: release on connection %d: %w", l.connID, err)
 	}
 	// Confirmed: the connection goes back to the pool holding nothing.
