@@ -38,7 +38,7 @@ import (
 // makes the driver close the connection; the server would not notice that
 // until the wait ended, and would grant the lock to the dead session, so
 // lockkit also KILLs the waiting session (from another connection of the
-// pool, bounded by 5s) before Acquire returns. TryAcquire is GET_LOCK(name,
+// pool) and waits until it has ended, within 5s, before Acquire returns. TryAcquire is GET_LOCK(name,
 // 0). Several names are taken one statement each, in the sorted order of
 // their GET_LOCK names, on one connection; on failure those taken are given
 // back. A server-detected deadlock (with another session taking names in

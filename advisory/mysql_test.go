@@ -1164,3 +1164,91 @@ func TestMySQLPooledStress(t *testing.T) {
 		}
 	}
 }
+
+// TestMySQLServerBehaviour pins the rows of the MySQL 8 / MariaDB table in
+// the MySQL type's documentation, on the raw server without lockkit: what
+// lockkit's choices rest on.
+func TestMySQLServerBehaviour(t *testing.T) {
+	db := integration.MySQL(t)
+	maria := isMariaDB(t, db)
+	base := integration.Name(t)
+	getLock := func(c interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}, name string, timeout any) (sql.NullInt64, error) {
+		var got sql.NullInt64
+		err := c.QueryRowContext(ctxT(t, 20*time.Second), "SELECT GET_LOCK(?, ?)", name, timeout).Scan(&got)
+		return got, err
+	}
+	errNumber := func(err error) uint16 {
+		var me *mysql.MySQLError
+		if errors.As(err, &me) {
+			return me.Number
+		}
+		return 0
+	}
+	conn, err := db.Conn(ctxT(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_, _ = conn.ExecContext(context.Background(), "DO RELEASE_ALL_LOCKS()")
+		_ = conn.Close()
+	}()
+
+	got, err := getLock(conn, "", 0)
+	if maria && (err != nil || got.Valid) || !maria && errNumber(err) != 3057 {
+		t.Errorf("empty name: %v, %v", got, err)
+	}
+	long65 := base + strings.Repeat("x", 65-len(base))
+	got, err = getLock(conn, long65, 0)
+	if maria && (err != nil || got.Int64 != 1) || !maria && errNumber(err) != 3057 {
+		t.Errorf("65 characters: %v, %v", got, err)
+	}
+	long193 := base + strings.Repeat("x", 193-len(base))
+	got, err = getLock(conn, long193, 0)
+	if maria && errNumber(err) != 1059 || !maria && errNumber(err) != 3057 {
+		t.Errorf("193 bytes: %v, %v", got, err)
+	}
+	got, err = getLock(conn, base+".neg", -1)
+	if maria && (err != nil || got.Valid) || !maria && (err != nil || got.Int64 != 1) {
+		t.Errorf("negative timeout on a free name: %v, %v", got, err)
+	}
+
+	// A fractional wait on a held name, and a waiter whose client goes
+	// away.
+	held := base + ".held"
+	if got, err := getLock(conn, held, 0); err != nil || got.Int64 != 1 {
+		t.Fatalf("GET_LOCK(held) = %v, %v", got, err)
+	}
+	other := integration.MySQL(t)
+	start := time.Now()
+	got, err = getLock(other, held, 0.3)
+	if took := time.Since(start); err != nil || !got.Valid || got.Int64 != 0 || maria && (took < 250*time.Millisecond || took > 900*time.Millisecond) {
+		t.Errorf("GET_LOCK(held, 0.3) = %v, %v after %v", got, err, took)
+	}
+	waiterID := singleConnID(t, other)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var g sql.NullInt64
+		_ = other.QueryRowContext(ctx, "SELECT GET_LOCK(?, 30)", held).Scan(&g)
+	}()
+	if !eventually(5*time.Second, func() bool {
+		var state sql.NullString
+		_ = db.QueryRowContext(ctxT(t, 5*time.Second), "SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = ?", waiterID).Scan(&state)
+		return state.String == "User lock"
+	}) {
+		t.Fatal("the raw waiter never waited")
+	}
+	cancel() // the driver closes the socket
+	<-done
+	time.Sleep(300 * time.Millisecond)
+	alive := sessionAlive(t, db, waiterID)
+	if maria != alive {
+		t.Errorf("300ms after its client closed the socket, the waiting session is alive=%v; want %v on this server", alive, maria)
+	}
+	if alive {
+		killConn(t, db, waiterID)
+	}
+}
