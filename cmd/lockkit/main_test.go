@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockkit/lockkit/integration"
 	"go.uber.org/goleak"
 )
 
@@ -272,34 +272,31 @@ func TestReadmeFirstCommand(t *testing.T) {
 
 // backendCase is one backend the end-to-end tests run on.
 type backendCase struct {
-	name string
-	url  string
-	env  []string
+	name  string
+	url   string
+	env   []string
+	table bool // lockkit run --table
+}
+
+// run returns the arguments of lockkit run on bc, followed by args.
+func (bc backendCase) run(args ...string) []string {
+	a := []string{"run", "-b", bc.url}
+	if bc.table {
+		a = append(a, "--table")
+	}
+	return append(a, args...)
 }
 
 func fileCase(t *testing.T) backendCase {
 	return backendCase{name: "file", url: "file://" + t.TempDir(), env: baseEnv(t)}
 }
 
-// uniqueName returns a lock name unique to this test and run.
-func uniqueName(t *testing.T) string {
-	var b [6]byte
-	f, _ := os.Open("/dev/urandom")
-	_, _ = io.ReadFull(f, b[:])
-	f.Close()
-	base := strings.NewReplacer("/", ".", " ", "_").Replace(t.Name())
-	if len(base) > 30 {
-		base = base[len(base)-30:]
-	}
-	return fmt.Sprintf("lkt.%s.%x", base, b)
-}
-
 // exitCodes checks the exit statuses of lockkit run on backend bc.
 func exitCodes(t *testing.T, bc backendCase) {
-	name := uniqueName(t)
+	name := integration.Name(t)
 	run := func(args ...string) (int, string, string) {
 		t.Helper()
-		return lockkit(t, bc.env, append([]string{"run", "-b", bc.url}, args...)...)
+		return lockkit(t, bc.env, bc.run(args...)...)
 	}
 	code, out, errOut := run(name, "--", "sh", "-c", `echo "$LOCKKIT_NAME"; exit 7`)
 	wantExit(t, "own status", code, 7, errOut)
@@ -316,7 +313,7 @@ func exitCodes(t *testing.T, bc backendCase) {
 	wantExit(t, "command not found", code, 127, errOut)
 
 	// Busy: another lockkit holds the lock.
-	holder := start(t, bc.env, true, "run", "-b", bc.url, name, "--", "sh", "-c", "echo ready; exec sleep 1000")
+	holder := start(t, bc.env, true, bc.run(name, "--", "sh", "-c", "echo ready; exec sleep 1000")...)
 	holder.waitLine("ready")
 	code, out, errOut = run("-n", name, "--", "echo", "ran")
 	wantExit(t, "--no-wait while held", code, 75, errOut)
@@ -360,14 +357,14 @@ func signalForwarding(t *testing.T, bc backendCase) {
 		want int
 	}{{syscall.SIGTERM, "TERM", 42}, {syscall.SIGINT, "INT", 43}, {syscall.SIGHUP, "HUP", 44}} {
 		t.Run(c.trap, func(t *testing.T) {
-			name := uniqueName(t)
+			name := integration.Name(t)
 			log := filepath.Join(t.TempDir(), "log")
 			// The command cleans up for a while after the signal; the
 			// waiter must not run before the cleanup is done.
 			script := fmt.Sprintf(`trap 'sleep 0.3; echo cleanup >> %s; exit %d' %s; echo ready; while :; do sleep 0.05; done`, log, c.want, c.trap)
-			holder := start(t, bc.env, true, "run", "-b", bc.url, name, "--", "sh", "-c", script)
+			holder := start(t, bc.env, true, bc.run(name, "--", "sh", "-c", script)...)
 			holder.waitLine("ready")
-			waiter := start(t, bc.env, false, "run", "-b", bc.url, "-w", "20s", name, "--", "sh", "-c", "echo waiter >> "+log)
+			waiter := start(t, bc.env, false, bc.run("-w", "20s", name, "--", "sh", "-c", "echo waiter >> "+log)...)
 			time.Sleep(100 * time.Millisecond) // let the waiter start waiting
 			if err := holder.cmd.Process.Signal(c.sig); err != nil {
 				t.Fatal(err)
@@ -389,7 +386,7 @@ func signalForwarding(t *testing.T, bc backendCase) {
 // in a file by read-modify-write; the lock must make the count exact.
 func parallelCounter(t *testing.T, bc backendCase, extra ...string) {
 	const n = 20
-	name := uniqueName(t)
+	name := integration.Name(t)
 	counter := filepath.Join(t.TempDir(), "counter")
 	if err := os.WriteFile(counter, []byte("0\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -399,7 +396,7 @@ func parallelCounter(t *testing.T, bc backendCase, extra ...string) {
 	var wg sync.WaitGroup
 	procs := make([]*proc, n)
 	for i := range procs {
-		args := append([]string{"run", "-b", bc.url, "-w", "40s"}, extra...)
+		args := append(bc.run("-w", "40s"), extra...)
 		procs[i] = start(t, bc.env, false, append(args, name, "--", "sh", "-c", script)...)
 	}
 	for i, p := range procs {
@@ -433,7 +430,7 @@ func TestFileLostLock(t *testing.T) {
 	t.Parallel()
 	bc := fileCase(t)
 	dir := strings.TrimPrefix(bc.url, "file://")
-	name := uniqueName(t)
+	name := integration.Name(t)
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	// The command and its grandchild ignore SIGTERM, so only the SIGKILL
 	// after the grace period stops them.
@@ -463,7 +460,7 @@ func TestStatusLineOnTerminal(t *testing.T) {
 		t.Skip("script(1) not installed (util-linux)")
 	}
 	bc := fileCase(t)
-	name := uniqueName(t)
+	name := integration.Name(t)
 	holder := start(t, bc.env, true, "run", "-b", bc.url, name, "--", "sh", "-c", "echo ready; exec sleep 1000")
 	holder.waitLine("ready")
 	cmdline := fmt.Sprintf("%s run -b %s -w 700ms %s -- true", bin, bc.url, name)

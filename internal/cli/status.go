@@ -111,7 +111,9 @@ func (e *env) listLocks(ctx context.Context, b *backendURL, names []string, tabl
 	if err != nil {
 		return nil, err
 	}
-	sort.SliceStable(locks, func(i, j int) bool { return locks[i].Name < locks[j].Name })
+	if len(names) == 0 {
+		sort.SliceStable(locks, func(i, j int) bool { return locks[i].Name < locks[j].Name })
+	}
 	return locks, nil
 }
 
