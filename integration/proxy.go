@@ -26,6 +26,7 @@ type Proxy struct {
 	pattern []byte        // armed by ResetAfter; nil when disarmed
 	stmt    string        // armed by ResetAfterStatement; "" when disarmed
 	fired   chan struct{} // closed when the armed fault fired
+	stalled chan struct{} // non-nil while stalled; closed by Unstall
 	resets  int
 	closed  bool
 
@@ -35,6 +36,7 @@ type Proxy struct {
 type proxyPair struct {
 	client, server net.Conn
 	once           sync.Once
+	closed         chan struct{} // closed by close
 
 	clientSpoke atomic.Bool // the client sent a byte
 	serverFirst atomic.Bool // the server sent a byte before the client did
@@ -50,6 +52,7 @@ func (pp *proxyPair) cut() { pp.close(true) }
 // than an orderly close.
 func (pp *proxyPair) close(reset bool) {
 	pp.once.Do(func() {
+		close(pp.closed)
 		if tc, ok := pp.client.(*net.TCPConn); ok && reset {
 			_ = tc.SetLinger(0)
 		}
@@ -125,6 +128,47 @@ func (p *Proxy) CutAll() {
 	}
 }
 
+// Stall stops forwarding in both directions, on every connection, until
+// Unstall: bytes sent meanwhile are held, not lost, and connections stay
+// open, even when one side closes (the close reaches the other side after
+// Unstall). To the client it looks like a network partition or a frozen
+// server, while clients that do not go through the proxy still reach the
+// server.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled == nil {
+		p.stalled = make(chan struct{})
+	}
+}
+
+// Unstall resumes forwarding, delivering what was held.
+func (p *Proxy) Unstall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled != nil {
+		close(p.stalled)
+		p.stalled = nil
+	}
+}
+
+// gate waits while the proxy is stalled; it reports false when the pair was
+// closed meanwhile.
+func (p *Proxy) gate(pp *proxyPair) bool {
+	p.mu.Lock()
+	st := p.stalled
+	p.mu.Unlock()
+	if st == nil {
+		return true
+	}
+	select {
+	case <-st:
+		return true
+	case <-pp.closed:
+		return false
+	}
+}
+
 // Resets returns how many connections the proxy has cut.
 func (p *Proxy) Resets() int {
 	p.mu.Lock()
@@ -149,6 +193,7 @@ func (p *Proxy) Close() {
 	if !already {
 		_ = p.ln.Close()
 		p.CutAll()
+		p.Unstall()
 	}
 	p.wg.Wait()
 }
@@ -165,7 +210,7 @@ func (p *Proxy) accept() {
 			_ = c.Close()
 			continue
 		}
-		pp := &proxyPair{client: c, server: s}
+		pp := &proxyPair{client: c, server: s, closed: make(chan struct{})}
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
@@ -192,6 +237,9 @@ func (p *Proxy) upstream(pp *proxyPair) {
 			chunk := buf[:n]
 			pp.clientSpoke.Store(true)
 			executed := pp.tracker.feed(chunk, pp.serverFirst.Load())
+			if !p.gate(pp) {
+				return
+			}
 			if _, werr := pp.server.Write(chunk); werr != nil {
 				return
 			}
@@ -202,6 +250,7 @@ func (p *Proxy) upstream(pp *proxyPair) {
 			tail = append(tail[:0], chunk[max(0, n-256):]...)
 		}
 		if err != nil {
+			p.gate(pp) // a stalled link does not carry the close either
 			return
 		}
 	}
@@ -246,11 +295,15 @@ func (p *Proxy) downstream(pp *proxyPair) {
 			if !pp.clientSpoke.Load() {
 				pp.serverFirst.Store(true) // before the client can answer
 			}
+			if !p.gate(pp) {
+				return
+			}
 			if _, werr := pp.client.Write(buf[:n]); werr != nil {
 				return
 			}
 		}
 		if err != nil {
+			p.gate(pp)
 			return
 		}
 	}

@@ -259,3 +259,33 @@ func TestProxyCutsLockStatement(t *testing.T) {
 		t.Errorf("a new connection through the proxy: %v", err)
 	}
 }
+
+func TestProxyStall(t *testing.T) {
+	addr, got := echoServer(t)
+	p := NewProxy(t, addr)
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	p.Stall()
+	if _, err := io.WriteString(c, "held\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case line := <-got:
+		t.Fatalf("the server received %q through a stalled proxy", line)
+	case <-time.After(200 * time.Millisecond):
+	}
+	p.Unstall()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, err := r.ReadString('\n'); err != nil || line != "held\n" {
+		t.Errorf("after Unstall: echo = %q, %v", line, err)
+	}
+	<-got
+	// A stalled connection can still be cut, and Close does not hang.
+	p.Stall()
+	p.CutAll()
+	p.Close()
+}

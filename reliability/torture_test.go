@@ -1,0 +1,5 @@
+package reliability
+
+type wStats struct{}
+
+func childTorture(s spec, name, args string) int { return 2 }
