@@ -320,6 +320,7 @@ func TestBadConfig(t *testing.T) {
 		{dir, &Config{PollMin: -1}},
 		{dir, &Config{PollMin: time.Second, PollMax: time.Millisecond}},
 		{dir, &Config{CheckInterval: -time.Second}},
+		{dir, &Config{Data: strings.Repeat("d", maxRecordMeta+1)}},
 	} {
 		if _, err := New(tc.dir, tc.cfg); !errors.Is(err, lockkit.ErrInvalid) {
 			t.Errorf("New(%q, %+v) = %v, want ErrInvalid", tc.dir, tc.cfg, err)
@@ -403,8 +404,8 @@ func TestHolderRecord(t *testing.T) {
 		t.Errorf("Inspect while held = %+v, %v", st, err)
 	}
 	mustRelease(t, lk)
-	if raw, _ := os.ReadFile(lk.Path()); len(raw) != 0 {
-		t.Errorf("record not cleared on release: %q", raw)
+	if after, _ := os.ReadFile(lk.Path()); len(after) == 0 || after[0] == '{' || parseHolder(after) != nil {
+		t.Errorf("record not cleared on release: %q", after)
 	}
 	st, err = b.Inspect(ctxT(t, time.Second), name)
 	if err != nil || st.Held || st.Holder != nil {
@@ -421,9 +422,15 @@ func TestHolderRecord(t *testing.T) {
 	if err := os.WriteFile(lk.Path(), raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if st, _ := b.Inspect(ctxT(t, time.Second), name); st.Holder != nil {
+		t.Errorf("Inspect reports a record while nobody holds: %+v", st)
+	}
 	s := mustTry(t, a, name, Shared)
-	if raw, _ := os.ReadFile(lk.Path()); len(raw) != 0 {
-		t.Errorf("stale record kept under a shared lock: %q", raw)
+	if after, _ := os.ReadFile(lk.Path()); parseHolder(after) != nil {
+		t.Errorf("stale record kept under a shared lock: %q", after)
+	}
+	if _, err := b.TryAcquire(ctxT(t, time.Second), name); !errors.As(err, &he) || he.Holder != nil {
+		t.Errorf("conflict with a shared holder = %v, want a HeldError without a stale holder", err)
 	}
 	mustRelease(t, s)
 }
@@ -438,6 +445,18 @@ func TestParseHolderTolerant(t *testing.T) {
 	mixed := append(append([]byte(nil), rec...), old[len(rec):]...)
 	if h := parseHolder(mixed); h == nil || h.PID != 7 {
 		t.Errorf("parseHolder(new over old) = %+v", h)
+	}
+	cleared := append([]byte{' '}, rec[1:]...)
+	if h := parseHolder(cleared); h != nil {
+		t.Errorf("parseHolder(cleared) = %+v, want nil", h)
+	}
+	long := strings.Repeat("\x00", MaxNameLen)
+	big := appendRecord(nil, recordPrefix(1, strings.Repeat("\x01", 300), strings.Repeat("\x02", 300), strings.Repeat("\x03", 300), strings.Repeat("\x04", maxRecordMeta-900)), time.Now(), long)
+	if len(big) > maxHolderInfo {
+		t.Errorf("a record at every limit is %d bytes, more than a reader reads (%d)", len(big), maxHolderInfo)
+	}
+	if h := parseHolder(big); h == nil || h.PID != 1 {
+		t.Errorf("parseHolder(record at every limit) = %+v", h)
 	}
 	for i := range rec {
 		_ = parseHolder(rec[:i]) // must not panic

@@ -125,6 +125,7 @@ type Locker struct {
 	mu     sync.Mutex
 	refs   int // 1 while open, plus one per lock and per acquire in flight
 	closed bool
+	idle   []*notifier // for reuse by waiters
 }
 
 var _ lockkit.Locker = (*Locker)(nil)
@@ -164,6 +165,8 @@ func New(dir string, cfg *Config) (*Locker, error) {
 		return nil, lockkit.Invalidf("filelock: DirMode %v does not give the owner rwx", c.DirMode)
 	case c.PollMin < 0 || c.PollMax < c.PollMin:
 		return nil, lockkit.Invalidf("filelock: need 0 < PollMin <= PollMax, have %v and %v", c.PollMin, c.PollMax)
+	case len(c.Owner)+len(c.App)+len(c.Data) > maxRecordMeta:
+		return nil, lockkit.Invalidf("filelock: Owner, App and Data are %d bytes together, more than %d", len(c.Owner)+len(c.App)+len(c.Data), maxRecordMeta)
 	case c.CheckInterval < 0:
 		return nil, lockkit.Invalidf("filelock: negative CheckInterval %v", c.CheckInterval)
 	}
@@ -264,6 +267,10 @@ func (l *Locker) Close() error {
 		return nil
 	}
 	l.closed = true
+	for _, n := range l.idle {
+		n.close()
+	}
+	l.idle = nil
 	return l.unrefLocked()
 }
 
@@ -317,10 +324,11 @@ func (l *Locker) TryAcquire(ctx context.Context, name string) (lockkit.Lock, err
 // flock(2) has a blocking wait, but a thread blocked in it cannot be
 // interrupted safely from Go, so Acquire polls instead: it tries without
 // blocking, and between attempts sleeps about Config.PollMin at first,
-// doubling with jitter up to Config.PollMax. A lock released by its holder
-// is therefore taken up to one interval later, and under contention a
-// waiter that just started may win over one that has waited long: polling
-// is not fair. When ctx ends first the error is a *lockkit.HeldError
+// doubling with jitter up to Config.PollMax. On Linux it also watches the
+// lock file with inotify and retries as soon as anyone closes it, which is
+// when a holder releases or dies; without that wake-up a released lock is
+// taken up to one interval later. Under contention a waiter that just
+// started may win over one that has waited long: waiting is not fair. When ctx ends first the error is a *lockkit.HeldError
 // matching both lockkit.ErrNotAcquired and ctx.Err(), and nothing is held.
 func (l *Locker) AcquireMode(ctx context.Context, name string, mode Mode) (*Lock, error) {
 	return l.acquire(ctx, name, mode, true)
@@ -332,6 +340,52 @@ func (l *Locker) AcquireMode(ctx context.Context, name string, mode Mode) (*Lock
 // tells (see [Locker.Inspect]).
 func (l *Locker) TryAcquireMode(ctx context.Context, name string, mode Mode) (*Lock, error) {
 	return l.acquire(ctx, name, mode, false)
+}
+
+// notifyEnabled turns the wake-up of waiters on; benchmarks turn it off to
+// measure polling alone.
+var notifyEnabled = true
+
+// maxIdleNotifiers bounds the notifiers a Locker keeps for reuse.
+const maxIdleNotifiers = 8
+
+// getNotifier returns a notifier watching the file open as fd, reusing an
+// idle one; nil when there is none to be had.
+func (l *Locker) getNotifier(fd int, path string) *notifier {
+	if !notifyEnabled {
+		return nil
+	}
+	var n *notifier
+	l.mu.Lock()
+	if k := len(l.idle); k > 0 {
+		n = l.idle[k-1]
+		l.idle = l.idle[:k-1]
+	}
+	l.mu.Unlock()
+	if n == nil {
+		if n = newNotifier(); n == nil {
+			return nil
+		}
+	}
+	if !n.arm(fd, path) {
+		l.putNotifier(n)
+		return nil
+	}
+	return n
+}
+
+// putNotifier keeps n for reuse, still watching its last file (its events
+// are drained when it is armed again), or closes it.
+func (l *Locker) putNotifier(n *notifier) {
+	l.mu.Lock()
+	if !l.closed && len(l.idle) < maxIdleNotifiers {
+		l.idle = append(l.idle, n)
+		n = nil
+	}
+	l.mu.Unlock()
+	if n != nil {
+		n.close()
+	}
 }
 
 func notAcquired(name string, err error) error {
@@ -358,14 +412,25 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 	}
 
 	var (
-		f       lockFile
-		backoff = l.cfg.PollMin
-		timer   *time.Timer
+		f        lockFile
+		backoff  = l.cfg.PollMin
+		timer    *time.Timer
+		n        *notifier
+		notified bool // a notifier was tried for this fd
 	)
-	fail := func(err error) (*Lock, error) {
+	closeFile := func() {
+		if n != nil {
+			l.putNotifier(n)
+			n = nil
+		}
+		notified = false
 		if f.fd >= 0 {
 			unix.Close(f.fd)
+			f.fd = -1
 		}
+	}
+	fail := func(err error) (*Lock, error) {
+		closeFile()
 		if timer != nil {
 			timer.Stop()
 		}
@@ -391,8 +456,7 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 				return fail(fmt.Errorf("filelock: stat %s: %w", file, err))
 			}
 			if !same {
-				unix.Close(f.fd)
-				f.fd = -1
+				closeFile()
 				continue
 			}
 			break
@@ -403,8 +467,31 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 		if !wait {
 			return fail(&lockkit.HeldError{Name: name, Holder: readHolder(f.fd)})
 		}
+		if !notified {
+			// Arm the wake-up, then try once more: the holder may
+			// have closed the file before the watch was in place.
+			notified = true
+			if n = l.getNotifier(f.fd, filepath.Join(l.dir, file)); n != nil {
+				continue
+			}
+		}
 		d := jitter(backoff)
 		backoff = min(backoff*2, l.cfg.PollMax)
+		if n != nil {
+			woken, err := n.wait(ctx, d)
+			if debugWait != nil {
+				debugWait(d, woken, err)
+			}
+			if err != nil {
+				return fail(&lockkit.HeldError{Name: name, Holder: readHolder(f.fd), Cause: err})
+			}
+			if woken {
+				// Something closed the file: likely a release. If
+				// the retry loses, poll fast again for a while.
+				backoff = l.cfg.PollMin
+			}
+			continue
+		}
 		if timer == nil {
 			timer = time.NewTimer(d)
 		} else {
@@ -419,18 +506,22 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 	if timer != nil {
 		timer.Stop()
 	}
+	if n != nil {
+		l.putNotifier(n)
+		n = nil
+	}
 
 	lk := &Lock{locker: l, fd: f.fd, file: file, mode: mode, writable: f.writable, dev: uint64(f.st.Dev), ino: uint64(f.st.Ino)}
 	if f.writable {
 		var err error
 		switch mode {
 		case Exclusive:
-			err = l.writeRecord(f.fd, name, f.st.Size)
+			err = l.writeRecord(f.fd, name)
 		case Shared:
 			// Shared holders write no record; clear one left by an
 			// exclusive holder that died without clearing it.
 			if f.st.Size > 0 {
-				err = ftruncate(f.fd, 0)
+				err = clearRecord(f.fd)
 			}
 		}
 		if err != nil {
@@ -502,19 +593,23 @@ func (l *Locker) sameFile(file string, st *unix.Stat_t) (bool, error) {
 	return now.Dev == st.Dev && now.Ino == st.Ino, nil
 }
 
-// writeRecord writes the holder record over the start of the file and cuts
-// off what an older, longer record left behind. Readers ignore bytes after
-// the first JSON value, so they never need the cut to have happened.
-func (l *Locker) writeRecord(fd int, name string, size int64) error {
-	var buf [512]byte
+// writeRecord writes the holder record over the start of the file. The
+// file is never truncated (on most file systems a truncation costs ten times
+// the write): bytes an older, longer record left after it are ignored by
+// readers, which read the first JSON value only.
+func (l *Locker) writeRecord(fd int, name string) error {
+	var buf [1024]byte
 	rec := appendRecord(buf[:0], l.prefix, time.Now(), name)
-	if _, err := pwriteFull(fd, rec); err != nil {
-		return err
-	}
-	if size > int64(len(rec)) {
-		return ftruncate(fd, int64(len(rec)))
-	}
-	return nil
+	_, err := pwriteFull(fd, rec)
+	return err
+}
+
+// clearRecord marks the record in the file as cleared by overwriting its
+// opening '{': readers take content that does not start with '{' for no
+// record.
+func clearRecord(fd int) error {
+	_, err := pwriteFull(fd, []byte{' '})
+	return err
 }
 
 // readHolder reads the holder record from an open lock file; nil when there
@@ -587,3 +682,5 @@ func (l *Locker) Inspect(ctx context.Context, name string) (Status, error) {
 		return s, fmt.Errorf("filelock: flock %s: %w", s.Path, err)
 	}
 }
+
+var debugWait func(time.Duration, bool, error)

@@ -10,8 +10,15 @@ import (
 	"github.com/lockkit/lockkit"
 )
 
-// maxHolderInfo bounds how much of a lock file a conflict reads.
-const maxHolderInfo = 8192
+const (
+	// maxRecordName is how much of a lock name the holder record keeps.
+	maxRecordName = 512
+	// maxRecordMeta bounds Config.Owner, App and Data together.
+	maxRecordMeta = 1024
+	// maxHolderInfo bounds how much of a lock file a conflict reads: a
+	// record with every field at its limit and every byte escaped.
+	maxHolderInfo = 6*(maxRecordName+maxRecordMeta) + 1024
+)
 
 // holderRecord is the JSON object an exclusive holder writes into its lock
 // file, one line:
@@ -54,6 +61,13 @@ func appendRecord(b, prefix []byte, since time.Time, name string) []byte {
 	b = append(b, prefix...)
 	b = since.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","name":`...)
+	if len(name) > maxRecordName {
+		cut := maxRecordName
+		for cut > 0 && !utf8.RuneStart(name[cut]) {
+			cut--
+		}
+		name = name[:cut] + "…"
+	}
 	b = appendJSONString(b, name)
 	return append(b, "}\n"...)
 }
@@ -93,11 +107,11 @@ func appendJSONString(b []byte, s string) []byte {
 }
 
 // parseHolder reads the holder record at the start of a lock file's
-// content. The content may be empty (no exclusive holder wrote one), stale
-// (left by a holder that could not clear it) or caught half-written; parseHolder
-// returns nil for anything it cannot read as a record. Bytes after the first
-// JSON value are ignored: a new record is written over an old, longer one
-// before the file is cut to size.
+// content. The content may be empty or cleared (its first byte overwritten;
+// no exclusive holder now), stale (left by a holder that was killed) or
+// caught half-written; parseHolder returns nil for anything it cannot read
+// as a record. Bytes after the first JSON value are ignored: a new record is
+// written over an old, longer one, and the file is never cut.
 func parseHolder(content []byte) *lockkit.Holder {
 	content = bytes.TrimLeft(content, " \t\r\n")
 	if len(content) == 0 || content[0] != '{' {

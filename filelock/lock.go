@@ -104,7 +104,7 @@ func (lk *Lock) watch(iv time.Duration) {
 }
 
 // unlock is the lockstate.UnlockFunc: check the path, clear the holder
-// record, close the descriptor (which drops the flock).
+// record, unlock, close the descriptor.
 func (lk *Lock) unlock(_ context.Context, lost bool) error {
 	if lk.stop != nil {
 		close(lk.stop)
@@ -119,11 +119,15 @@ func (lk *Lock) unlock(_ context.Context, lost bool) error {
 			// Clear the record so that nobody reads a holder that is
 			// gone. Shared holders wrote none and leave the file to
 			// the others.
-			if terr := ftruncate(lk.fd, 0); terr != nil {
+			if terr := clearRecord(lk.fd); terr != nil {
 				err = fmt.Errorf("filelock: clear holder record: %w", terr)
 			}
 		}
 	}
+	// Unlock before closing: a waiter is woken by the close (see
+	// notifier), and must find the lock already gone. The close alone
+	// would drop the lock too, a moment after the waiter's event.
+	_ = flock(lk.fd, unix.LOCK_UN)
 	if cerr := unix.Close(lk.fd); cerr != nil && err == nil && !lost {
 		// close(2) on a local file does not fail in practice; if it
 		// did, the kernel still released the descriptor.

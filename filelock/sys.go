@@ -3,6 +3,7 @@
 package filelock
 
 import (
+	"context"
 	"math/rand/v2"
 	"time"
 
@@ -56,15 +57,6 @@ func fstatat(dirfd int, file string, st *unix.Stat_t, flags int) error {
 	}
 }
 
-func ftruncate(fd int, size int64) error {
-	for {
-		err := unix.Ftruncate(fd, size)
-		if err != unix.EINTR {
-			return err
-		}
-	}
-}
-
 func pwriteFull(fd int, b []byte) (int, error) {
 	done := 0
 	for done < len(b) {
@@ -89,4 +81,16 @@ func jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits d or until ctx ends, and returns ctx.Err() if it did.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

@@ -1,0 +1,191 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
+
+package filelock
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// rawFloor does by hand what a lockkit TryAcquire plus Release does on an
+// uncontended lock, with no lockkit code in between: the same system calls
+// on a directory descriptor opened once, and a holder record of the same
+// shape.
+type rawFloor struct {
+	dirfd  int
+	prefix []byte
+	buf    []byte
+}
+
+func newRawFloor(b *testing.B, dir string) *rawFloor {
+	dirfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { unix.Close(dirfd) })
+	host, _ := os.Hostname()
+	p := []byte(`{"pid":` + strconv.Itoa(os.Getpid()) + `,"host":"` + host + `","owner":"root","app":"filelock.test","since":"`)
+	return &rawFloor{dirfd: dirfd, prefix: p, buf: make([]byte, 0, 512)}
+}
+
+func (r *rawFloor) cycle(b *testing.B, file, name string) {
+	fd, err := unix.Openat(r.dirfd, file, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0o644)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var st, st2 unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		b.Fatal(err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		b.Fatal(err)
+	}
+	if err := unix.Fstatat(r.dirfd, file, &st2, unix.AT_SYMLINK_NOFOLLOW); err != nil || st2.Ino != st.Ino {
+		b.Fatal(err)
+	}
+	rec := append(r.buf[:0], r.prefix...)
+	rec = time.Now().UTC().AppendFormat(rec, time.RFC3339Nano)
+	rec = append(rec, `","name":"`...)
+	rec = append(rec, name...)
+	rec = append(rec, "\"}\n"...)
+	if _, err := unix.Pwrite(fd, rec, 0); err != nil {
+		b.Fatal(err)
+	}
+	// release
+	if err := unix.Fstatat(r.dirfd, file, &st2, unix.AT_SYMLINK_NOFOLLOW); err != nil || st2.Ino != st.Ino {
+		b.Fatal(err)
+	}
+	if _, err := unix.Pwrite(fd, []byte{' '}, 0); err != nil {
+		b.Fatal(err)
+	}
+	_ = unix.Flock(fd, unix.LOCK_UN)
+	unix.Close(fd)
+}
+
+// bareCycle is what naive flock code does: open by path, lock, close. No
+// symlink or inode checks, no holder record.
+func bareCycle(b *testing.B, path string) {
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		b.Fatal(err)
+	}
+	unix.Close(fd)
+}
+
+func lockkitCycle(b *testing.B, l *Locker, name string) {
+	ctx := context.Background()
+	lk, err := l.TryAcquire(ctx, name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := lk.Release(ctx); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkFileTryRelease: an uncontended TryAcquire plus Release through
+// lockkit, against the raw system calls doing the same work ("raw"), and
+// against naive open+flock+close ("bare", which does less). "ratio"
+// interleaves lockkit and raw cycles and reports lockkit's time as a
+// multiple of raw's (x-raw).
+func BenchmarkFileTryRelease(b *testing.B) {
+	dir := b.TempDir()
+	l := newLocker(b, dir, &Config{Owner: "root", App: "filelock.test"})
+	const name = "bench"
+	raw := newRawFloor(b, dir)
+	b.Run("lockkit", func(b *testing.B) {
+		for b.Loop() {
+			lockkitCycle(b, l, name)
+		}
+	})
+	b.Run("raw", func(b *testing.B) {
+		for b.Loop() {
+			raw.cycle(b, name+".lock", name)
+		}
+	})
+	b.Run("bare", func(b *testing.B) {
+		path := dir + "/" + name + ".lock"
+		for b.Loop() {
+			bareCycle(b, path)
+		}
+	})
+	b.Run("ratio", func(b *testing.B) {
+		const block = 64
+		var tl, tr time.Duration
+		for b.Loop() {
+			t0 := time.Now()
+			for range block {
+				lockkitCycle(b, l, name)
+			}
+			t1 := time.Now()
+			for range block {
+				raw.cycle(b, name+".lock", name)
+			}
+			tl += t1.Sub(t0)
+			tr += time.Since(t1)
+		}
+		b.ReportMetric(float64(tl)/float64(tr), "x-raw")
+		b.ReportMetric(float64(tl)/float64(b.N*block), "lockkit-ns/op")
+		b.ReportMetric(float64(tr)/float64(b.N*block), "raw-ns/op")
+	})
+}
+
+// BenchmarkHandoff measures release -> a waiting Acquire holds, in a
+// second Locker (the same kernel path as a second process). The waiter has
+// been waiting for wait before the release. "notify" is the default
+// (inotify wake-up on Linux, polling as the fallback); "poll" is polling
+// alone. Reports the median and 90th percentile in microseconds.
+func BenchmarkHandoff(b *testing.B) {
+	for _, mode := range []struct {
+		name   string
+		notify bool
+	}{{"notify", true}, {"poll", false}} {
+		for _, wait := range []time.Duration{2 * time.Millisecond, 20 * time.Millisecond} {
+			b.Run(mode.name+"/waited="+wait.String(), func(b *testing.B) {
+				defer func(old bool) { notifyEnabled = old }(notifyEnabled)
+				notifyEnabled = mode.notify
+				dir := b.TempDir()
+				a, w := newLocker(b, dir, nil), newLocker(b, dir, nil)
+				ctx := context.Background()
+				var lat []time.Duration
+				for b.Loop() {
+					held, err := a.TryAcquire(ctx, "handoff")
+					if err != nil {
+						b.Fatal(err)
+					}
+					got := make(chan time.Time, 1)
+					released := make(chan error, 1)
+					go func() {
+						lk, err := w.Acquire(ctx, "handoff")
+						got <- time.Now()
+						if err == nil {
+							err = lk.Release(ctx)
+						}
+						released <- err
+					}()
+					time.Sleep(wait)
+					t0 := time.Now()
+					if err := held.Release(ctx); err != nil {
+						b.Fatal(err)
+					}
+					lat = append(lat, (<-got).Sub(t0))
+					if err := <-released; err != nil {
+						b.Fatal(err)
+					}
+				}
+				slices.Sort(lat)
+				b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+				b.ReportMetric(float64(lat[len(lat)*9/10].Microseconds()), "p90-µs")
+			})
+		}
+	}
+}
