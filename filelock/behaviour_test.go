@@ -552,3 +552,71 @@ func TestDefaultDir(t *testing.T) {
 		t.Errorf("DefaultDir() with a symlink squatting %s = %v, want ErrUnsafe", want, err)
 	}
 }
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	return len(entries)
+}
+
+// TestNoDescriptorLeaks runs every path that opens something — conflicts,
+// waits that time out or win, refusals, Inspect, Clean — and checks that
+// once the Lockers are closed the process has as many descriptors open as
+// before.
+func TestNoDescriptorLeaks(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Symlink("/etc/hostname", filepath.Join(dir, "sym.lock")); err != nil {
+		t.Fatal(err)
+	}
+	before := openFDs(t)
+	a, err := New(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(dir, &Config{CheckInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := mustTry(t, a, "x", Exclusive)
+	wantHeld(t, b, "x", Exclusive)
+	if _, err := b.Acquire(ctxT(t, 20*time.Millisecond), "x"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Acquire = %v, want a timeout", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		lk, err := b.Acquire(ctxT(t, 5*time.Second), "x")
+		if err == nil {
+			err = lk.Release(context.Background())
+		}
+		got <- err
+	}()
+	time.Sleep(10 * time.Millisecond)
+	mustRelease(t, held)
+	if err := <-got; err != nil {
+		t.Errorf("waiter: %v", err)
+	}
+	if _, err := a.TryAcquire(ctxT(t, time.Second), "sym"); !errors.Is(err, ErrUnsafe) {
+		t.Errorf("TryAcquire through a symlink = %v", err)
+	}
+	if _, err := a.Inspect(ctxT(t, time.Second), "x"); err != nil {
+		t.Error(err)
+	}
+	if _, err := a.Clean(ctxT(t, time.Second)); err != nil {
+		t.Error(err)
+	}
+	lk := mustTry(t, a, "gone", Exclusive)
+	_ = os.Remove(lk.Path())
+	_ = lk.Release(context.Background())
+	if err := a.Close(); err != nil {
+		t.Error(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Error(err)
+	}
+	if after := openFDs(t); after != before {
+		t.Errorf("%d descriptors open after closing the Lockers, %d before", after, before)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -18,6 +19,10 @@ import (
 // instead of the tests when helperEnv is set, so that tests can take locks
 // from real, separate OS processes and kill them.
 const helperEnv = "LOCKKIT_FILELOCK_HELPER"
+
+// helperUIDEnv, when set, makes the helper switch to that uid and gid
+// before it does anything (it must start as root).
+const helperUIDEnv = "LOCKKIT_FILELOCK_HELPER_UID"
 
 // helperArgs is how many trailing command-line arguments each helper mode
 // takes.
@@ -38,6 +43,18 @@ func helperArgs(mode string) int {
 func helperMain(mode string, args []string) int {
 	fail := func(err error) int { fmt.Fprintln(os.Stderr, "helper:", err); return 2 }
 	ctx := context.Background()
+	if v := os.Getenv(helperUIDEnv); v != "" {
+		id, err := strconv.Atoi(v)
+		if err != nil {
+			return fail(err)
+		}
+		if err := syscall.Setgid(id); err != nil {
+			return fail(err)
+		}
+		if err := syscall.Setuid(id); err != nil {
+			return fail(err)
+		}
+	}
 	switch mode {
 	case "hold":
 		l, err := New(args[0], nil)

@@ -49,6 +49,75 @@ func TestSIGKILLFreesLock(t *testing.T) {
 	}
 }
 
+// TestSIGKILLWakesWaiter: a waiter blocked in Acquire takes the lock when
+// the holder process is SIGKILLed, without the holder ever releasing.
+func TestSIGKILLWakesWaiter(t *testing.T) {
+	dir := t.TempDir()
+	l := newLocker(t, dir, nil)
+	cmd, _ := startHolder(t, dir, "victim")
+	type result struct {
+		lk  lockkit.Lock
+		err error
+		at  time.Time
+	}
+	res := make(chan result, 1)
+	go func() {
+		lk, err := l.Acquire(ctxT(t, 20*time.Second), "victim")
+		res <- result{lk, err, time.Now()}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case r := <-res:
+		t.Fatalf("Acquire returned while the helper held the lock: %v", r.err)
+	default:
+	}
+	killed := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	r := <-res
+	if r.err != nil {
+		t.Fatalf("Acquire after the holder was SIGKILLed = %v", r.err)
+	}
+	t.Logf("waiter held the lock %v after SIGKILL was sent", r.at.Sub(killed))
+	if err := r.lk.Release(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReadOnlyHolder: a process that may not write the lock file (another
+// user's, mode 0644) still locks it, through a read-only descriptor, and
+// excludes others; it writes no holder record. Needs root, to run the
+// helper as another user.
+func TestReadOnlyHolder(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a helper process as another user")
+	}
+	dir := filepath.Join(t.TempDir(), "locks")
+	l := newLocker(t, dir, &Config{DirMode: 0o755})
+	for _, d := range []string{filepath.Dir(dir), filepath.Dir(filepath.Dir(dir))} {
+		if err := os.Chmod(d, 0o755); err != nil { // t.TempDir is 0700
+			t.Fatal(err)
+		}
+	}
+	lk := mustTry(t, l, "ro", Exclusive) // root creates the file, 0644
+	mustRelease(t, lk)
+
+	t.Setenv(helperUIDEnv, "65534")
+	_, _ = startHolder(t, dir, "ro")
+	got, err := l.TryAcquire(ctxT(t, 5*time.Second), "ro")
+	var he *lockkit.HeldError
+	if !errors.As(err, &he) {
+		if got != nil {
+			_ = got.Release(ctxT(t, 5*time.Second))
+		}
+		t.Fatalf("TryAcquire while a read-only helper holds = %v, want a HeldError", err)
+	}
+	if he.Holder != nil {
+		t.Errorf("holder record %+v, want none from a read-only holder (the last one was cleared)", he.Holder)
+	}
+}
+
 // TestCrossProcessExclusion: several OS processes increment a counter file
 // with a read-modify-write under the lock; no increment may be lost.
 func TestCrossProcessExclusion(t *testing.T) {
