@@ -404,7 +404,7 @@ func TestHolderRecord(t *testing.T) {
 		t.Errorf("Inspect while held = %+v, %v", st, err)
 	}
 	mustRelease(t, lk)
-	if after, _ := os.ReadFile(lk.Path()); len(after) == 0 || after[0] == '{' || parseHolder(after) != nil {
+	if after, _ := os.ReadFile(lk.Path()); len(after) == 0 || after[0] == '{' || first(parseHolder(after)) != nil {
 		t.Errorf("record not cleared on release: %q", after)
 	}
 	st, err = b.Inspect(ctxT(t, time.Second), name)
@@ -426,7 +426,7 @@ func TestHolderRecord(t *testing.T) {
 		t.Errorf("Inspect reports a record while nobody holds: %+v", st)
 	}
 	s := mustTry(t, a, name, Shared)
-	if after, _ := os.ReadFile(lk.Path()); parseHolder(after) != nil {
+	if after, _ := os.ReadFile(lk.Path()); first(parseHolder(after)) != nil {
 		t.Errorf("stale record kept under a shared lock: %q", after)
 	}
 	if _, err := b.TryAcquire(ctxT(t, time.Second), name); !errors.As(err, &he) || he.Holder != nil {
@@ -437,17 +437,17 @@ func TestHolderRecord(t *testing.T) {
 
 func TestParseHolderTolerant(t *testing.T) {
 	rec := appendRecord(nil, recordPrefix(7, "h", "o", "", ""), time.Unix(1, 0), "n")
-	if h := parseHolder(rec); h == nil || h.PID != 7 || h.Owner != "o" {
+	if h, name := parseHolder(rec); h == nil || h.PID != 7 || h.Owner != "o" || name != "n" {
 		t.Errorf("parseHolder(full) = %+v", h)
 	}
 	// A new, shorter record over an old, longer one, before the cut.
 	old := appendRecord(nil, recordPrefix(9, "a-much-longer-host-name", "", "", ""), time.Unix(2, 0), "a longer name")
 	mixed := append(append([]byte(nil), rec...), old[len(rec):]...)
-	if h := parseHolder(mixed); h == nil || h.PID != 7 {
+	if h, _ := parseHolder(mixed); h == nil || h.PID != 7 {
 		t.Errorf("parseHolder(new over old) = %+v", h)
 	}
 	cleared := append([]byte{' '}, rec[1:]...)
-	if h := parseHolder(cleared); h != nil {
+	if h, _ := parseHolder(cleared); h != nil {
 		t.Errorf("parseHolder(cleared) = %+v, want nil", h)
 	}
 	long := strings.Repeat("\x00", MaxNameLen)
@@ -455,14 +455,14 @@ func TestParseHolderTolerant(t *testing.T) {
 	if len(big) > maxHolderInfo {
 		t.Errorf("a record at every limit is %d bytes, more than a reader reads (%d)", len(big), maxHolderInfo)
 	}
-	if h := parseHolder(big); h == nil || h.PID != 1 {
+	if h, _ := parseHolder(big); h == nil || h.PID != 1 {
 		t.Errorf("parseHolder(record at every limit) = %+v", h)
 	}
 	for i := range rec {
-		_ = parseHolder(rec[:i]) // must not panic
+		_, _ = parseHolder(rec[:i]) // must not panic
 	}
 	for _, junk := range []string{"", "\n", "garbage", "{", `{"pid":"x"}`, "{}", "\x00\x00"} {
-		if h := parseHolder([]byte(junk)); h != nil {
+		if h, _ := parseHolder([]byte(junk)); h != nil {
 			t.Errorf("parseHolder(%q) = %+v, want nil", junk, h)
 		}
 	}
@@ -618,5 +618,54 @@ func TestNoDescriptorLeaks(t *testing.T) {
 	}
 	if after := openFDs(t); after != before {
 		t.Errorf("%d descriptors open after closing the Lockers, %d before", after, before)
+	}
+}
+
+func first[A, B any](a A, _ B) A { return a }
+
+func TestList(t *testing.T) {
+	dir := t.TempDir()
+	l := newLocker(t, dir, nil)
+	long := strings.Repeat("n", maxRecordName+1) + "/x"
+	held := []*Lock{
+		mustTry(t, l, "plain", Exclusive),
+		mustTry(t, l, "enc/oded ü", Exclusive),
+		mustTry(t, l, "readers", Shared),
+		mustTry(t, l, long, Exclusive),
+	}
+	mustRelease(t, mustTry(t, l, "free", Exclusive))
+	if err := os.Symlink("/etc/hostname", filepath.Join(dir, "sym.lock")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.List(ctxT(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPath := map[string]Status{}
+	for _, s := range got {
+		byPath[s.Path] = s
+	}
+	if len(got) != len(held) {
+		t.Errorf("List = %+v, want the %d held locks", got, len(held))
+	}
+	for _, lk := range held {
+		s, ok := byPath[lk.Path()]
+		switch {
+		case !ok || !s.Held:
+			t.Errorf("List misses held %q", lk.Name())
+		case lk.Name() == long && s.Name != "":
+			t.Errorf("List names an encoded lock whose record keeps a cut name: %q", s.Name)
+		case lk.Name() == "readers" && (s.Name != "readers" || s.Holder != nil):
+			t.Errorf("shared lock listed as %+v", s)
+		case lk.Name() != long && lk.Name() != "readers" && (s.Name != lk.Name() || s.Holder == nil || s.Holder.PID != os.Getpid()):
+			t.Errorf("List entry for %q = %+v", lk.Name(), s)
+		}
+		mustRelease(t, lk)
+	}
+	if got, err := l.List(ctxT(t, 5*time.Second)); err != nil || len(got) != 0 {
+		t.Errorf("List after every release = %+v, %v", got, err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -36,17 +35,9 @@ func (l *Locker) Clean(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defer l.unref()
-	// Read the directory through a descriptor of our own: the Locker's
-	// is shared and its offset must not move.
-	fd, err := openatRetry(l.dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	names, err := l.readDir()
 	if err != nil {
-		return 0, fmt.Errorf("filelock: open %s: %w", l.dir, err)
-	}
-	d := os.NewFile(uintptr(fd), l.dir)
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return 0, fmt.Errorf("filelock: read %s: %w", l.dir, err)
+		return 0, err
 	}
 	removed := 0
 	var errs []error

@@ -32,27 +32,37 @@
 //
 // # Lock files are never deleted
 //
-// lockkit never removes a lock file, not even on release. Removing one is
-// unsafe: a process that has opened the file but not yet locked it would
-// then lock a file that is no longer in the directory, while a third process
-// creates and locks a new file under the same name, and both hold "the"
-// lock. The files are small (one line) and one per name, so leaving them is
-// cheap. Should anything else remove or replace a lock file, acquiring
-// still works (after locking, lockkit checks that the path still names the
-// file it locked, and starts over otherwise), and a holder whose file
+// lockkit never removes a lock file on release. Removing one is unsafe: a
+// process that has opened the file but not yet locked it would then lock a
+// file that is no longer in the directory, while a third process creates and
+// locks a new file under the same name, and both hold "the" lock. The files
+// are small and one per name, so leaving them is cheap.
+//
+// Should anything remove or replace a lock file anyway, acquiring still
+// works: after locking, lockkit checks that the path still names the file it
+// locked, and starts over on the new file otherwise. A holder whose file
 // disappears is told so: Release, [Lock.Check] and the optional periodic
 // check (Config.CheckInterval) report the lock lost with cause
-// [ErrFileRemoved].
+// [ErrFileRemoved]. [Locker.Clean] removes lock files nobody holds, safely
+// for lockkit processes because of that check (but not for util-linux
+// flock(1) sharing the directory, which does not check).
 //
 // # Holder records
 //
-// An exclusive holder writes one JSON line into its lock file after locking —
-// pid, host, owner, app, since, name — and clears it on release, so that a
-// conflict (a *lockkit.HeldError) and [Locker.Inspect] can say who holds
-// the lock. Shared holders write none. A record can be missing (shared
-// holders; a holder that could open the file read-only only) or, after a
-// holder was killed, stale until the next holder overwrites it; readers
-// treat it as a hint and tolerate one caught half-written.
+// An exclusive holder writes one JSON line over the start of its lock file
+// after locking —
+//
+//	{"pid":4121,"host":"web-3","owner":"alice","app":"backup","since":"2026-01-02T10:02:11.123456789Z","name":"nightly"}
+//
+// — and on release overwrites its opening '{', which marks it cleared, so
+// that a conflict (a *lockkit.HeldError), [Locker.Inspect] and
+// [Locker.List] can say who holds a lock. The file is never truncated (a
+// truncation costs ten times the write); readers take the first JSON value
+// and ignore what follows. Shared holders write no record and clear a stale
+// one. A record can be missing (shared holders; a holder that could open the
+// file read-only only) or, after a holder was killed, stale until the next
+// holder overwrites it; readers treat it as a hint and tolerate one caught
+// half-written.
 //
 // # Waiting
 //

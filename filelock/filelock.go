@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -457,6 +458,9 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 			}
 			if !same {
 				closeFile()
+				if err := ctx.Err(); err != nil {
+					return fail(notAcquired(name, err))
+				}
 				continue
 			}
 			break
@@ -479,9 +483,6 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 		backoff = min(backoff*2, l.cfg.PollMax)
 		if n != nil {
 			woken, err := n.wait(ctx, d)
-			if debugWait != nil {
-				debugWait(d, woken, err)
-			}
 			if err != nil {
 				return fail(&lockkit.HeldError{Name: name, Holder: readHolder(f.fd), Cause: err})
 			}
@@ -615,16 +616,27 @@ func clearRecord(fd int) error {
 // readHolder reads the holder record from an open lock file; nil when there
 // is none it can read.
 func readHolder(fd int) *lockkit.Holder {
+	h, _ := readHolderName(fd)
+	return h
+}
+
+// readHolderName is readHolder that also returns the lock name in the
+// record.
+func readHolderName(fd int) (*lockkit.Holder, string) {
 	buf := make([]byte, maxHolderInfo)
 	n, err := unix.Pread(fd, buf, 0)
 	if err != nil || n <= 0 {
-		return nil
+		return nil, ""
 	}
 	return parseHolder(buf[:n])
 }
 
-// Status is what [Locker.Inspect] found out about a lock.
+// Status is what [Locker.Inspect] and [Locker.List] found out about a lock.
 type Status struct {
+	// Name is the lock's name. From List it is "" for an encoded file
+	// whose name is not known: one nobody holds exclusively now, or
+	// whose name is longer than the holder record keeps (512 bytes).
+	Name string
 	// Path is the lock file.
 	Path string
 	// Held reports that some process held the lock in either mode when
@@ -632,7 +644,7 @@ type Status struct {
 	Held bool
 	// Holder is the holder record in the file, when Held and an
 	// exclusive holder wrote one; nil otherwise. Shared holders, and
-	// holders that could open the file only read-only, write none.
+	// holders that could open the file read-only only, write none.
 	Holder *lockkit.Holder
 }
 
@@ -652,35 +664,98 @@ func (l *Locker) Inspect(ctx context.Context, name string) (Status, error) {
 		return Status{}, err
 	}
 	defer l.unref()
-	file := fileName(name)
-	s := Status{Path: filepath.Join(l.dir, file)}
+	s, _, err := l.inspect(fileName(name))
+	s.Name = name
+	return s, err
+}
+
+// List reports the locks held now in the directory, as [Locker.Inspect]
+// would, in file name order. A plain file name gives the lock's name; for an
+// encoded one the name comes from the holder record, when there is one
+// whose name maps back to the file. Files that are not lock files (wrong
+// suffix, symbolic links, not regular) are skipped. Nothing is created.
+func (l *Locker) List(ctx context.Context) ([]Status, error) {
+	if err := l.ref(); err != nil {
+		return nil, err
+	}
+	defer l.unref()
+	files, err := l.readDir()
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(files)
+	var out []Status
+	for _, file := range files {
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		if !strings.HasSuffix(file, Suffix) || strings.HasPrefix(file, ".") {
+			continue
+		}
+		s, recName, err := l.inspect(file)
+		if errors.Is(err, ErrUnsafe) {
+			continue
+		}
+		if err != nil {
+			return out, err
+		}
+		if !s.Held {
+			continue
+		}
+		if base := strings.TrimSuffix(file, Suffix); isPlain(base) {
+			s.Name = base
+		} else if recName != "" && checkName(recName) == nil && fileName(recName) == file {
+			s.Name = recName
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// readDir lists the lock directory's entries through a descriptor of its
+// own: the Locker's is shared, and its offset must not move.
+func (l *Locker) readDir() ([]string, error) {
+	fd, err := openatRetry(l.dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("filelock: open %s: %w", l.dir, err)
+	}
+	d := os.NewFile(uintptr(fd), l.dir)
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("filelock: read %s: %w", l.dir, err)
+	}
+	return names, nil
+}
+
+// inspect probes one lock file; recName is the name in its holder record.
+func (l *Locker) inspect(file string) (s Status, recName string, err error) {
+	s.Path = filepath.Join(l.dir, file)
 	fd, err := openatRetry(l.dirfd, file, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
 	switch {
 	case err == unix.ENOENT:
-		return s, nil
+		return s, "", nil
 	case err == unix.ELOOP || err == unix.EMLINK:
-		return s, fmt.Errorf("%w: %s is a symbolic link", ErrUnsafe, s.Path)
+		return s, "", fmt.Errorf("%w: %s is a symbolic link", ErrUnsafe, s.Path)
 	case err != nil:
-		return s, fmt.Errorf("filelock: open %s: %w", s.Path, err)
+		return s, "", fmt.Errorf("filelock: open %s: %w", s.Path, err)
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
 	if err := fstat(fd, &st); err != nil {
-		return s, fmt.Errorf("filelock: stat %s: %w", s.Path, err)
+		return s, "", fmt.Errorf("filelock: stat %s: %w", s.Path, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return s, fmt.Errorf("%w: %s is not a regular file", ErrUnsafe, s.Path)
+		return s, "", fmt.Errorf("%w: %s is not a regular file", ErrUnsafe, s.Path)
 	}
 	switch err := flock(fd, unix.LOCK_EX|unix.LOCK_NB); err {
 	case nil:
-		return s, nil // closing fd drops the probe lock
+		return s, "", nil // closing fd drops the probe lock
 	case unix.EWOULDBLOCK:
 		s.Held = true
-		s.Holder = readHolder(fd)
-		return s, nil
+		s.Holder, recName = readHolderName(fd)
+		return s, recName, nil
 	default:
-		return s, fmt.Errorf("filelock: flock %s: %w", s.Path, err)
+		return s, "", fmt.Errorf("filelock: flock %s: %w", s.Path, err)
 	}
 }
-
-var debugWait func(time.Duration, bool, error)

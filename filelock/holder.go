@@ -112,17 +112,18 @@ func appendJSONString(b []byte, s string) []byte {
 // caught half-written; parseHolder returns nil for anything it cannot read
 // as a record. Bytes after the first JSON value are ignored: a new record is
 // written over an old, longer one, and the file is never cut.
-func parseHolder(content []byte) *lockkit.Holder {
+// It also returns the lock name the record holds.
+func parseHolder(content []byte) (*lockkit.Holder, string) {
 	content = bytes.TrimLeft(content, " \t\r\n")
 	if len(content) == 0 || content[0] != '{' {
-		return nil
+		return nil, ""
 	}
 	var rec holderRecord
 	if err := json.NewDecoder(bytes.NewReader(content)).Decode(&rec); err != nil {
-		return nil
+		return nil, ""
 	}
 	if rec.PID == 0 && rec.Host == "" && rec.Since.IsZero() {
-		return nil
+		return nil, ""
 	}
 	return &lockkit.Holder{
 		Owner: rec.Owner,
@@ -131,5 +132,5 @@ func parseHolder(content []byte) *lockkit.Holder {
 		App:   rec.App,
 		Since: rec.Since,
 		Data:  rec.Data,
-	}
+	}, rec.Name
 }
