@@ -116,7 +116,7 @@ func (e *env) live(t testing.TB, names []string) int {
 	return n
 }
 
-func setup(t *testing.T, d rowlock.Dialect) *env {
+func setup(t testing.TB, d rowlock.Dialect) *env {
 	t.Helper()
 	schema := "lkt_rl_" + randHex(6)
 	e := &env{dialect: d}

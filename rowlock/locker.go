@@ -41,9 +41,9 @@ type Locker struct {
 	stmts  map[string]*sql.Stmt // MySQL: prepared once, one round trip a call
 	closed bool
 
-	// now reads the client's wall clock. Leases never depend on it: it
-	// only dates Lock.Expires, which also carries a monotonic reading.
-	// Tests shift it.
+	// now reads the client's clock. Leases never depend on it: it only
+	// dates Lock.Expires and times the local end of a lease, through its
+	// monotonic reading.
 	now func() time.Time
 }
 
