@@ -38,8 +38,10 @@
 // check the rows affected: a lease that expired or was taken over reports
 // lost (lockkit.ErrLost), never success. A lock from Acquire renews itself
 // every Config.RenewInterval (TTL/3 by default) on a context of its own;
-// its Done channel closes when a renewal finds the lease gone, or when the
-// lease runs out locally before a renewal was confirmed.
+// its Done channel closes when a renewal finds the lease gone — so within
+// one RenewInterval plus a round trip of a takeover or a
+// [Locker.ForceRelease] — or when the lease runs out locally before a
+// renewal was confirmed.
 //
 // Release keeps the row and ends the lease (its expiry becomes now), so a
 // name's fencing token only grows. [Locker.CleanupExpired] deletes rows

@@ -66,6 +66,9 @@ func (l *Locker) wait(ctx context.Context, name string, ls *lease, holder *heldI
 		}
 		if h != nil {
 			d = min(d, h.remaining+time.Millisecond)
+		} else {
+			// The row changed under the attempts: look again soon.
+			d = min(d, 10*time.Millisecond)
 		}
 		timer.Reset(d)
 		select {
@@ -152,6 +155,8 @@ type notifier struct {
 	disabled bool      // the driver cannot listen
 	failedAt time.Time // last failure of a run
 	closed   bool
+
+	runs sync.WaitGroup // listener goroutines, for close to wait on
 }
 
 // listenRun is one listener connection's lifetime.
@@ -212,8 +217,9 @@ func (n *notifier) close() {
 	n.mu.Unlock()
 	if r != nil {
 		r.cancel()
-		<-r.done
 	}
+	// Also waits for a run that stopIfIdle is stopping.
+	n.runs.Wait()
 }
 
 // ensure makes sure a listener is running and has executed LISTEN, and
@@ -240,6 +246,7 @@ func (n *notifier) ensure(ctx context.Context) bool {
 		ctx, cancel := context.WithCancel(context.Background())
 		r = &listenRun{cancel: cancel, ready: make(chan struct{}), done: make(chan struct{})}
 		n.run = r
+		n.runs.Add(1)
 		go n.listen(ctx, r)
 	}
 	n.mu.Unlock()
@@ -257,6 +264,7 @@ func (n *notifier) ensure(ctx context.Context) bool {
 }
 
 func (n *notifier) listen(ctx context.Context, r *listenRun) {
+	defer n.runs.Done()
 	err := n.listenConn(ctx, r)
 	n.mu.Lock()
 	r.err = err
