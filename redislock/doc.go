@@ -30,19 +30,32 @@
 // [DefaultPrefix]; Lockers meant to exclude each other must share it.
 //
 // The key's value is "<secret>|<token>|<since>|<holder JSON>": a random
-// 128-bit secret only the holder knows, the fencing token, the acquire time
-// in milliseconds on the server's clock, and the holder's owner, host, pid
-// and data from [Config]. The secret is never sent to anyone but the holder.
+// 128-bit secret that identifies this one acquire, the fencing token (0
+// without fencing), the holder's clock at the acquire in Unix milliseconds,
+// and the holder's owner, host, pid and data from [Config]. The secret is
+// stripped from everything shown to other clients (errors, Holder); it is
+// not a credential, since anyone who can reach Redis can delete the key.
 //
 // # Operations and round trips
 //
-// Every operation is one Lua script, run with EVALSHA, so the common case is
-// one round trip: acquire (check, SET NX PX, INCR the counter, and on
-// conflict reply with the holder and the lease's PTTL), release (compare the
-// secret, DEL, PUBLISH), renew (compare, PEXPIRE) and TTL (compare, PTTL).
-// When the server has lost the scripts (a restart, SCRIPT FLUSH, a failover)
-// EVALSHA answers NOSCRIPT and the call is repeated once with EVAL, which
-// caches the script again.
+// Every operation is one round trip in the common case:
+//
+//   - acquire without fencing: SET key value NX PX ttl GET and PTTL key in
+//     one pipeline. SET answers nil when it took the lock, or the holder's
+//     value, whose remaining lease PTTL then gives.
+//   - acquire with fencing: one Lua script that checks the key, takes the
+//     next token from the counter, sets the key with SET NX PX, and on
+//     conflict replies with the holder and its PTTL. (It is also the
+//     fallback for servers older than Redis 7.0, which cannot combine NX
+//     with GET; a Locker switches to it after the first syntax error.)
+//   - release: a Lua script that compares the secret, DELs the key and
+//     PUBLISHes on the name's release channel.
+//   - renew: a Lua script that compares the secret and PEXPIREs.
+//   - TTL: a Lua script that compares the secret and returns PTTL.
+//
+// Scripts run with EVALSHA. When the server has lost them (a restart, SCRIPT
+// FLUSH, a failover) it answers NOSCRIPT and the call is repeated once with
+// EVAL, which caches the script again.
 //
 // A release or renewal whose compare fails reports the lock lost
 // ([ErrNotOwner] inside a lockkit.LostError): it never deletes or extends
@@ -50,7 +63,7 @@
 // after the send, a cancelled context) deletes its own key again with the
 // same compare-and-delete, so an abandoned attempt leaves nothing held; and
 // an acquire that go-redis retries after a network error recognises its own
-// key and succeeds rather than reporting itself as the holder.
+// key by the secret and succeeds rather than reporting itself as the holder.
 //
 // # Leases, renewal and loss
 //
@@ -126,5 +139,8 @@
 // the last acquire). Redlock-style quorums over several independent masters
 // are not implemented.
 //
-// Redis 5 or newer is needed (scripts replicated by their effects).
+// Redis 7.0 or newer is the tested target. Redis 5 and 6 work through the
+// script fallback (Redis 5 is the oldest that replicates scripts by their
+// effects, which the fencing script's TIME call needs); that path is tested
+// here by forcing it on Redis 7.
 package redislock

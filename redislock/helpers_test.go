@@ -119,10 +119,26 @@ func waitDone(t testing.TB, lk *Lock, within time.Duration) {
 }
 
 // countingClient passes every call to a real client and counts the script
-// calls: a seam for "no I/O before validation" and "one round trip".
+// calls and pipelines: a seam for "no I/O before validation" and "one round
+// trip".
 type countingClient struct {
 	Client
-	evalSha, eval atomic.Int64
+	evalSha, eval, pipelines atomic.Int64
+}
+
+func (c *countingClient) Pipeline() redis.Pipeliner {
+	c.pipelines.Add(1)
+	return c.Client.Pipeline()
+}
+
+func (c *countingClient) calls() int64 {
+	return c.evalSha.Load() + c.eval.Load() + c.pipelines.Load()
+}
+
+func (c *countingClient) reset() {
+	c.evalSha.Store(0)
+	c.eval.Store(0)
+	c.pipelines.Store(0)
 }
 
 func (c *countingClient) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
@@ -149,6 +165,20 @@ func (c *lostReplyClient) EvalSha(ctx context.Context, sha string, keys []string
 		cmd.SetErr(errReplyLost)
 	}
 	return cmd
+}
+
+func (c *lostReplyClient) Pipeline() redis.Pipeliner {
+	return lostReplyPipeline{c.Client.Pipeline()}
+}
+
+type lostReplyPipeline struct{ redis.Pipeliner }
+
+func (p lostReplyPipeline) Exec(ctx context.Context) ([]redis.Cmder, error) {
+	cmds, _ := p.Pipeliner.Exec(ctx)
+	for _, c := range cmds {
+		c.SetErr(errReplyLost)
+	}
+	return cmds, errReplyLost
 }
 
 func (c *lostReplyClient) Eval(ctx context.Context, src string, keys []string, args ...any) *redis.Cmd {

@@ -8,17 +8,19 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/lockkit/lockkit"
 	"github.com/redis/go-redis/v9"
 )
 
-// Client is the part of a go-redis client a [Locker] uses: scripts, and a
-// pub/sub connection for waiters. *redis.Client, *redis.ClusterClient,
+// Client is the part of a go-redis client a [Locker] uses: scripts, a
+// pipeline, and a pub/sub connection for waiters. *redis.Client, *redis.ClusterClient,
 // *redis.Ring and every redis.UniversalClient satisfy it.
 type Client interface {
 	redis.Scripter
+	Pipeline() redis.Pipeliner
 	Subscribe(ctx context.Context, channels ...string) *redis.PubSub
 }
 
@@ -26,9 +28,10 @@ type Client interface {
 // concurrent use. It does not own the client: closing the client is the
 // caller's business, after every lock is released.
 type Locker struct {
-	c   Client
-	set settings
-	hub hub
+	c        Client
+	set      settings
+	hub      hub
+	noSetGet atomic.Bool // the server rejected SET NX GET: use the script
 
 	// waitHook, when set by a test, runs each time an Acquire is about to
 	// block waiting for a release.
@@ -191,21 +194,34 @@ func notAcquired(name string, cause error) error {
 	return fmt.Errorf("redislock: %q: %w: %w", name, lockkit.ErrNotAcquired, cause)
 }
 
-// try runs the acquire script once. It returns the lock, or the conflict
-// with the holder's remaining lease, or an error. An error after the
-// script may have run leaves nothing held: the attempt's own key is deleted
-// with a compare-and-delete.
+// try makes one acquire attempt. It returns the lock, or the conflict with
+// the holder's remaining lease, or an error. An error after the command may
+// have run leaves nothing held: the attempt's own key is deleted with a
+// compare-and-delete.
 func (l *Locker) try(ctx context.Context, name string) (*Lock, *lockkit.HeldError, time.Duration, error) {
 	key := l.Key(name)
 	secret := rand.Text() + "|"
-	keys := []string{key}
-	if l.set.fencing {
-		keys = append(keys, l.fenceKey(key))
-	}
 	start := time.Now()
-	res, err := acquireScript.Run(ctx, l.c, keys, secret, l.set.ttlMs, l.set.meta).Slice()
+	rest := "|" + strconv.FormatInt(start.UnixMilli(), 10) + "|" + l.set.meta
+	var (
+		ok   bool
+		info string
+		pttl time.Duration
+		err  error
+	)
+	if l.set.fencing || l.noSetGet.Load() {
+		ok, info, pttl, err = l.tryScript(ctx, key, secret, rest)
+	} else {
+		ok, info, pttl, err = l.trySetGet(ctx, key, secret, rest)
+		if err != nil && isSyntaxError(err) {
+			// Redis before 7.0: SET cannot combine NX and GET, and the
+			// command failed without setting anything.
+			l.noSetGet.Store(true)
+			ok, info, pttl, err = l.tryScript(ctx, key, secret, rest)
+		}
+	}
 	if err != nil {
-		// The script may have run and taken the lock (a reply lost, a
+		// The command may have run and taken the lock (a reply lost, a
 		// context cancelled after the send): give back what is ours.
 		l.abandon(ctx, key, secret)
 		if ctx.Err() != nil {
@@ -213,20 +229,82 @@ func (l *Locker) try(ctx context.Context, name string) (*Lock, *lockkit.HeldErro
 		}
 		return nil, nil, 0, fmt.Errorf("redislock: acquire %q: %w", name, err)
 	}
-	ok, info, pttl, serverNow, perr := parseAcquire(res)
-	if perr != nil {
-		l.abandon(ctx, key, secret)
-		return nil, nil, 0, fmt.Errorf("redislock: acquire %q: %w", name, perr)
-	}
 	if !ok {
-		return nil, &lockkit.HeldError{Name: name, Holder: parseHolder(info, pttl, serverNow, time.Now())}, pttl, nil
+		return nil, &lockkit.HeldError{Name: name, Holder: parseHolder(info, pttl, time.Now())}, pttl, nil
 	}
-	fence, _, _ := splitInfo(info)
 	var token int64
 	if l.set.fencing {
-		token = fence
+		token, _, _ = splitInfo(info)
 	}
 	return newLock(l, name, key, secret, token, start), nil, 0, nil
+}
+
+// trySetGet sends SET key value NX PX ttl GET and PTTL key in one pipeline:
+// one round trip. SET replies nil when it set the key, else the holder's
+// value, whose lease PTTL then reports. A value that starts with this
+// attempt's secret is this attempt's own, set by a first try whose reply
+// was lost before go-redis retried.
+func (l *Locker) trySetGet(ctx context.Context, key, secret, rest string) (ok bool, info string, pttl time.Duration, err error) {
+	pipe := l.c.Pipeline()
+	set := pipe.Do(ctx, "set", key, secret+"0"+rest, "px", l.set.ttlMs, "nx", "get")
+	ttl := pipe.PTTL(ctx, key)
+	_, err = pipe.Exec(ctx)
+	old, serr := set.Text()
+	switch {
+	case errors.Is(serr, redis.Nil):
+		return true, "0" + rest, 0, nil
+	case serr != nil:
+		return false, "", 0, serr
+	case err != nil:
+		return false, "", 0, err
+	case strings.HasPrefix(old, secret):
+		return true, old[len(secret):], 0, nil
+	}
+	_, info, _ = strings.Cut(old, "|") // drop the holder's secret
+	return false, info, ttl.Val(), nil
+}
+
+// tryScript runs the acquire script: the fencing path, and the fallback for
+// servers without SET NX GET.
+func (l *Locker) tryScript(ctx context.Context, key, secret, rest string) (ok bool, info string, pttl time.Duration, err error) {
+	keys := []string{key}
+	if l.set.fencing {
+		keys = append(keys, l.fenceKey(key))
+	}
+	res, err := acquireScript.Run(ctx, l.c, keys, secret, l.set.ttlMs, rest).Slice()
+	if err != nil {
+		return false, "", 0, err
+	}
+	if len(res) < 2 {
+		return false, "", 0, errBadReply
+	}
+	flag, _ := res[0].(int64)
+	info, isStr := res[1].(string)
+	if !isStr {
+		return false, "", 0, errBadReply
+	}
+	if flag == 1 {
+		return true, info, 0, nil
+	}
+	if len(res) < 3 {
+		return false, "", 0, errBadReply
+	}
+	ms, _ := res[2].(int64)
+	return false, info, pttlDuration(ms), nil
+}
+
+// pttlDuration converts a PTTL reply: milliseconds, or -1 (no expiry) and
+// -2 (no key) kept as they are.
+func pttlDuration(ms int64) time.Duration {
+	if ms < 0 {
+		return time.Duration(ms)
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+func isSyntaxError(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.Contains(strings.ToLower(rerr.Error()), "syntax error")
 }
 
 // abandon deletes an acquire attempt's key if it holds the attempt's
@@ -240,36 +318,6 @@ func (l *Locker) abandon(ctx context.Context, key, secret string) {
 
 var errBadReply = errors.New("unexpected reply from the acquire script")
 
-// parseAcquire decodes the acquire script's reply.
-func parseAcquire(res []any) (ok bool, info string, pttl time.Duration, serverNow time.Time, err error) {
-	if len(res) < 2 {
-		return false, "", 0, time.Time{}, errBadReply
-	}
-	flag, _ := res[0].(int64)
-	info, isStr := res[1].(string)
-	if !isStr {
-		return false, "", 0, time.Time{}, errBadReply
-	}
-	if flag == 1 {
-		return true, info, 0, time.Time{}, nil
-	}
-	if len(res) < 5 {
-		return false, "", 0, time.Time{}, errBadReply
-	}
-	ms, _ := res[2].(int64)
-	sec, err1 := strconv.ParseInt(fmt.Sprint(res[3]), 10, 64)
-	usec, err2 := strconv.ParseInt(fmt.Sprint(res[4]), 10, 64)
-	if err1 != nil || err2 != nil {
-		return false, "", 0, time.Time{}, errBadReply
-	}
-	if ms > 0 {
-		pttl = time.Duration(ms) * time.Millisecond
-	} else {
-		pttl = time.Duration(ms) // -1: no expiry, -2: gone
-	}
-	return false, info, pttl, time.Unix(sec, usec*1000), nil
-}
-
 // splitInfo splits "<fence>|<since-ms>|<json>".
 func splitInfo(info string) (fence int64, sinceMs int64, meta string) {
 	parts := strings.SplitN(info, "|", 3)
@@ -281,20 +329,18 @@ func splitInfo(info string) (fence int64, sinceMs int64, meta string) {
 	return fence, sinceMs, parts[2]
 }
 
-// parseHolder builds the holder of a conflict. Since and Expires are on the
-// caller's clock: they are derived from durations measured on the server
-// (how long ago the lock was taken, how long its lease has left), so a skew
-// between the clocks does not shift them.
-func parseHolder(info string, pttl time.Duration, serverNow, localNow time.Time) *lockkit.Holder {
+// parseHolder builds the holder of a conflict. Since is the holder's clock
+// at the acquire; Expires is the caller's clock plus the lease the server
+// reported left, so a skew between the clocks does not shift it.
+func parseHolder(info string, pttl time.Duration, localNow time.Time) *lockkit.Holder {
 	fence, sinceMs, meta := splitInfo(info)
 	h := &lockkit.Holder{Token: fence}
 	var hj holderJSON
 	if meta != "" && json.Unmarshal([]byte(meta), &hj) == nil {
 		h.Owner, h.Host, h.PID, h.Data = hj.Owner, hj.Host, hj.PID, hj.Data
 	}
-	if sinceMs > 0 && !serverNow.IsZero() {
-		age := serverNow.Sub(time.UnixMilli(sinceMs))
-		h.Since = localNow.Add(-age)
+	if sinceMs > 0 {
+		h.Since = time.UnixMilli(sinceMs)
 	}
 	if pttl > 0 {
 		h.Expires = localNow.Add(pttl)

@@ -16,21 +16,27 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	for _, fencing := range []bool{false, true} {
-		name := "plain"
-		if fencing {
-			name = "fencing"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, v := range []struct {
+		name     string
+		fencing  bool
+		noSetGet bool
+	}{
+		{"setget", false, false}, // SET NX PX GET pipeline
+		{"script", false, true},  // the acquire script, as on Redis < 7
+		{"fencing", true, false}, // the acquire script with a counter
+	} {
+		t.Run(v.name, func(t *testing.T) {
 			admin := integration.Redis(t)
 			prefix := testPrefix(t, admin)
 			const renew = 100 * time.Millisecond
-			cfg := &Config{Prefix: prefix, TTL: 2 * time.Second, RenewInterval: renew, Fencing: fencing}
+			cfg := &Config{Prefix: prefix, TTL: 2 * time.Second, RenewInterval: renew, Fencing: v.fencing}
 			keyOf := newLocker(t, admin, cfg).Key
 			locktest.Run(t, locktest.Config{
 				// Each Locker gets its own client, as another process would.
 				NewLocker: func(t *testing.T) lockkit.Locker {
-					return newLocker(t, integration.Redis(t), cfg)
+					l := newLocker(t, integration.Redis(t), cfg)
+					l.noSetGet.Store(v.noSetGet)
+					return l
 				},
 				// Deleting the key is what a lost lease looks like to the
 				// holder; it notices on its next renewal.
@@ -40,7 +46,7 @@ func TestConformance(t *testing.T) {
 					}
 				},
 				LossBound: renew + time.Second,
-				Tokens:    fencing,
+				Tokens:    v.fencing,
 				Leftovers: func(t *testing.T, names []string) int {
 					keys := make([]string, len(names))
 					for i, n := range names {
@@ -96,8 +102,8 @@ func TestBadInputBeforeIO(t *testing.T) {
 			t.Errorf("Acquire(%d bytes) = %v, want ErrInvalid", len(n), err)
 		}
 	}
-	if n := cc.evalSha.Load() + cc.eval.Load(); n != 0 {
-		t.Errorf("%d script calls reached the server for bad input", n)
+	if n := cc.calls(); n != 0 {
+		t.Errorf("%d calls reached the server for bad input", n)
 	}
 	// A cancelled context is refused before I/O too.
 	cctx, cancel := context.WithCancel(context.Background())
@@ -105,26 +111,29 @@ func TestBadInputBeforeIO(t *testing.T) {
 	if _, err := l.TryAcquire(cctx, "x"); !errors.Is(err, context.Canceled) || !errors.Is(err, lockkit.ErrNotAcquired) {
 		t.Errorf("TryAcquire(cancelled) = %v", err)
 	}
-	if n := cc.evalSha.Load() + cc.eval.Load(); n != 0 {
-		t.Errorf("%d script calls reached the server for a cancelled context", n)
+	if n := cc.calls(); n != 0 {
+		t.Errorf("%d calls reached the server for a cancelled context", n)
 	}
 }
 
 func TestOneRoundTrip(t *testing.T) {
 	admin := integration.Redis(t)
-	cc := &countingClient{Client: integration.Redis(t)}
-	l := newLocker(t, cc, &Config{Prefix: testPrefix(t, admin), Fencing: true})
-	n := name(t)
-	mustRelease(t, mustLock(t, l, n)) // loads the scripts if the server lacked them
-	cc.evalSha.Store(0)
-	cc.eval.Store(0)
-	lk := mustLock(t, l, n)
-	if got := cc.evalSha.Load() + cc.eval.Load(); got != 1 {
-		t.Errorf("TryLock made %d script calls, want 1", got)
-	}
-	mustRelease(t, lk)
-	if got := cc.evalSha.Load(); got != 2 || cc.eval.Load() != 0 {
-		t.Errorf("TryLock+Release made %d EVALSHA and %d EVAL, want 2 and 0", got, cc.eval.Load())
+	for _, fencing := range []bool{false, true} {
+		cc := &countingClient{Client: integration.Redis(t)}
+		l := newLocker(t, cc, &Config{Prefix: testPrefix(t, admin), Fencing: fencing})
+		n := name(t)
+		mustRelease(t, mustLock(t, l, n)) // loads the scripts if the server lacked them
+		cc.reset()
+		lk := mustLock(t, l, n)
+		if got := cc.calls(); got != 1 {
+			t.Errorf("fencing %v: TryLock made %d calls, want 1", fencing, got)
+		}
+		wantHeld(t, l, n)
+		mustRelease(t, lk)
+		if cc.calls() != 3 || cc.eval.Load() != 0 {
+			t.Errorf("fencing %v: TryLock, a conflict and Release made %d EVALSHA, %d EVAL and %d pipelines, want 3 round trips and no EVAL",
+				fencing, cc.evalSha.Load(), cc.eval.Load(), cc.pipelines.Load())
+		}
 	}
 }
 
@@ -151,8 +160,7 @@ func TestHolderInfo(t *testing.T) {
 	if h.Token != held.Token() || h.Token == 0 {
 		t.Errorf("holder token %d, lock token %d", h.Token, held.Token())
 	}
-	// Since is derived from the server's clock; allow for rounding to ms
-	// and the round trip.
+	// Since is the holder's clock, in milliseconds.
 	slack := 50 * time.Millisecond
 	if h.Since.Before(before.Add(-slack)) || h.Since.After(time.Now().Add(slack)) {
 		t.Errorf("Since = %v, want between %v and %v", h.Since, before, after)
@@ -163,13 +171,13 @@ func TestHolderInfo(t *testing.T) {
 	if !strings.Contains(he.Error(), "alice") {
 		t.Errorf("error %q does not name the holder", he.Error())
 	}
-	// The holder's secret never reaches a competitor.
+	// The holder's secret is not shown to a competitor.
 	raw, err := admin.Get(ctxT(t, 5*time.Second), held.Key()).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	secret := strings.TrimSuffix(held.secret, "|")
-	if !strings.HasPrefix(raw, held.secret) || strings.Contains(he.Error(), secret) {
+	if !strings.HasPrefix(raw, held.secret) || strings.Contains(he.Error(), secret) || strings.Contains(h.Data+h.Owner, secret) {
 		t.Errorf("the secret leaked into the conflict error, or the key %q lacks it", raw)
 	}
 }
@@ -350,44 +358,46 @@ func TestRace1000(t *testing.T) {
 func TestAmbiguousAcquireLeavesNothing(t *testing.T) {
 	admin := integration.Redis(t)
 	prefix := testPrefix(t, admin)
-	flaky := newLocker(t, &lostReplyClient{Client: integration.Redis(t)}, &Config{Prefix: prefix, Fencing: true})
-	good := newLocker(t, integration.Redis(t), &Config{Prefix: prefix, Fencing: true})
-	n := name(t)
-	lk, err := flaky.TryLock(ctxT(t, 10*time.Second), n)
-	if err == nil {
-		t.Fatalf("TryLock through a lost reply succeeded: %v", lk.Name())
+	for _, fencing := range []bool{false, true} {
+		flaky := newLocker(t, &lostReplyClient{Client: integration.Redis(t)}, &Config{Prefix: prefix, Fencing: fencing})
+		good := newLocker(t, integration.Redis(t), &Config{Prefix: prefix, Fencing: fencing})
+		n := name(t)
+		lk, err := flaky.TryLock(ctxT(t, 10*time.Second), n)
+		if err == nil {
+			t.Fatalf("TryLock through a lost reply succeeded: %v", lk.Name())
+		}
+		if !errors.Is(err, errReplyLost) {
+			t.Errorf("TryLock = %v, want the transport error", err)
+		}
+		if n, err := admin.Exists(ctxT(t, 5*time.Second), good.Key(n)).Result(); err != nil || n != 0 {
+			t.Errorf("fencing %v: EXISTS after the abandoned attempt = %d, %v; want 0", fencing, n, err)
+		}
+		mustRelease(t, mustLock(t, good, n))
 	}
-	if !errors.Is(err, errReplyLost) {
-		t.Errorf("TryLock = %v, want the transport error", err)
-	}
-	if n, err := admin.Exists(ctxT(t, 5*time.Second), good.Key(n)).Result(); err != nil || n != 0 {
-		t.Errorf("EXISTS after the abandoned attempt = %d, %v; want 0", n, err)
-	}
-	mustRelease(t, mustLock(t, good, n))
 }
 
 // A retried acquire command (go-redis retries after a network error) that
 // finds its own earlier attempt's key reports it as acquired.
 func TestAcquireIsIdempotent(t *testing.T) {
 	admin := integration.Redis(t)
-	l := newLocker(t, admin, &Config{Prefix: testPrefix(t, admin), Fencing: true})
-	key := l.Key(name(t))
-	ctx := ctxT(t, 10*time.Second)
-	keys := []string{key, l.fenceKey(key)}
-	first, err := acquireScript.Run(ctx, admin, keys, "SECRET|", 10000, "{}").Slice()
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, err := acquireScript.Run(ctx, admin, keys, "SECRET|", 10000, "{}").Slice()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if first[0] != int64(1) || again[0] != int64(1) || first[1] != again[1] {
-		t.Errorf("first %v, retried %v: want both acquired with the same token", first, again)
-	}
-	other, err := acquireScript.Run(ctx, admin, keys, "OTHER|", 10000, "{}").Slice()
-	if err != nil || other[0] != int64(0) {
-		t.Errorf("another secret: %v, %v; want refused", other, err)
+	for _, fencing := range []bool{false, true} {
+		l := newLocker(t, admin, &Config{Prefix: testPrefix(t, admin), Fencing: fencing})
+		key := l.Key(name(t))
+		ctx := ctxT(t, 10*time.Second)
+		try := l.trySetGet
+		if fencing {
+			try = l.tryScript
+		}
+		ok1, info1, _, err1 := try(ctx, key, "SECRET|", "|1|{}")
+		ok2, info2, _, err2 := try(ctx, key, "SECRET|", "|1|{}")
+		if err1 != nil || err2 != nil || !ok1 || !ok2 || info1 != info2 {
+			t.Errorf("fencing %v: first (%v, %q, %v), retried (%v, %q, %v): want both acquired with the same token",
+				fencing, ok1, info1, err1, ok2, info2, err2)
+		}
+		ok3, info3, pttl, err3 := try(ctx, key, "OTHER|", "|1|{}")
+		if err3 != nil || ok3 || info3 != info1 || pttl <= 0 {
+			t.Errorf("fencing %v: another secret: (%v, %q, %v, %v); want refused with the holder's %q", fencing, ok3, info3, pttl, err3, info1)
+		}
 	}
 }
 

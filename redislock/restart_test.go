@@ -81,8 +81,7 @@ func TestNoScriptFallback(t *testing.T) {
 		if err := admin.ScriptFlush(ctx).Err(); err != nil {
 			t.Fatalf("SCRIPT FLUSH: %v", err)
 		}
-		cc.evalSha.Store(0)
-		cc.eval.Store(0)
+		cc.reset()
 	}
 	// want checks the script calls since the last check.
 	want := func(what string, sha, eval int64) {
@@ -90,8 +89,7 @@ func TestNoScriptFallback(t *testing.T) {
 		if cc.evalSha.Load() != sha || cc.eval.Load() != eval {
 			t.Errorf("%s: %d EVALSHA and %d EVAL, want %d and %d", what, cc.evalSha.Load(), cc.eval.Load(), sha, eval)
 		}
-		cc.evalSha.Store(0)
-		cc.eval.Store(0)
+		cc.reset()
 	}
 
 	flush()

@@ -1,0 +1,230 @@
+package redislock
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/lockkit/lockkit/integration"
+	"github.com/redis/go-redis/v9"
+)
+
+// floorTryRelease is the raw go-redis floor for a Locker without fencing:
+// the same commands with the same arguments (SET NX PX GET and PTTL in one
+// pipeline, then the release script through EVALSHA), without lockkit's
+// handle, renewal timer, validation or reply parsing.
+func floorTryRelease(ctx context.Context, c *redis.Client, key, ch, rest string, ttlMs int64) error {
+	secret := rand.Text() + "|"
+	pipe := c.Pipeline()
+	set := pipe.Do(ctx, "set", key, secret+"0"+rest, "px", ttlMs, "nx", "get")
+	pipe.PTTL(ctx, key)
+	_, _ = pipe.Exec(ctx)
+	if !errors.Is(set.Err(), redis.Nil) {
+		return fmt.Errorf("not acquired: %v", set.Err())
+	}
+	return floorRelease(ctx, c, key, secret, ch)
+}
+
+// floorTryReleaseFenced is the floor for a Locker with fencing: the same
+// acquire and release scripts through EVALSHA.
+func floorTryReleaseFenced(ctx context.Context, c *redis.Client, key, fenceKey, ch, rest string, ttlMs int64) error {
+	secret := rand.Text() + "|"
+	res, err := acquireScript.Run(ctx, c, []string{key, fenceKey}, secret, ttlMs, rest).Slice()
+	if err != nil {
+		return err
+	}
+	if res[0] != int64(1) {
+		return errors.New("held")
+	}
+	return floorRelease(ctx, c, key, secret, ch)
+}
+
+func floorRelease(ctx context.Context, c *redis.Client, key, secret, ch string) error {
+	n, err := releaseScript.Run(ctx, c, []string{key}, secret, ch).Int64()
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return errors.New("not released")
+	}
+	return nil
+}
+
+// naiveTryRelease is what hand-written Redis locks do: SET NX PX, then a
+// compare-and-delete script.
+func naiveTryRelease(ctx context.Context, c *redis.Client, key string, ttl time.Duration) error {
+	secret := rand.Text()
+	ok, err := c.SetNX(ctx, key, secret, ttl).Result()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("held")
+	}
+	n, err := naiveRelease.Run(ctx, c, []string{key}, secret).Int64()
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return errors.New("not released")
+	}
+	return nil
+}
+
+var naiveRelease = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`)
+
+// BenchmarkRedisTryRelease measures an uncontended TryLock + Release
+// through lockkit against the raw go-redis floor sending the same commands,
+// and against the naive SET NX PX + compare-and-delete script that
+// hand-written Redis locks use. The
+// interleaved variant alternates lockkit and the floor in each iteration,
+// so that load from elsewhere on the machine hits both alike, and reports
+// their ratio.
+func BenchmarkRedisTryRelease(b *testing.B) {
+	admin := integration.Redis(b)
+	prefix := testPrefix(b, admin)
+	ctx := context.Background()
+	for _, fencing := range []bool{false, true} {
+		suffix := ""
+		if fencing {
+			suffix = "-fencing"
+		}
+		l := newLocker(b, integration.Redis(b), &Config{Prefix: prefix, Fencing: fencing})
+		floor := integration.Redis(b)
+		n := "bench" + suffix
+		key := l.Key(n)
+		floorRun := func() error {
+			rest := "|" + strconv.FormatInt(time.Now().UnixMilli(), 10) + "|" + l.set.meta
+			if fencing {
+				return floorTryReleaseFenced(ctx, floor, key, l.fenceKey(key), l.channel(key), rest, l.set.ttlMs)
+			}
+			return floorTryRelease(ctx, floor, key, l.channel(key), rest, l.set.ttlMs)
+		}
+		lockkitRun := func() error {
+			lk, err := l.TryLock(ctx, n)
+			if err != nil {
+				return err
+			}
+			return lk.Release(ctx)
+		}
+		// Warm up: load the scripts, open the connections.
+		if err := lockkitRun(); err != nil {
+			b.Fatal(err)
+		}
+		if err := floorRun(); err != nil {
+			b.Fatal(err)
+		}
+		b.Run("lockkit"+suffix, func(b *testing.B) {
+			for b.Loop() {
+				if err := lockkitRun(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("floor"+suffix, func(b *testing.B) {
+			for b.Loop() {
+				if err := floorRun(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		naive := integration.Redis(b)
+		naiveKey := prefix + "naive" + suffix
+		if err := naiveTryRelease(ctx, naive, naiveKey, 30*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		b.Run("interleaved"+suffix, func(b *testing.B) {
+			var lk, fl, nv time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				if err := lockkitRun(); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				if err := floorRun(); err != nil {
+					b.Fatal(err)
+				}
+				t2 := time.Now()
+				if err := naiveTryRelease(ctx, naive, naiveKey, 30*time.Second); err != nil {
+					b.Fatal(err)
+				}
+				lk += t1.Sub(t0)
+				fl += t2.Sub(t1)
+				nv += time.Since(t2)
+			}
+			b.ReportMetric(float64(lk.Nanoseconds())/float64(b.N), "lockkit-ns/op")
+			b.ReportMetric(float64(fl.Nanoseconds())/float64(b.N), "floor-ns/op")
+			b.ReportMetric(float64(nv.Nanoseconds())/float64(b.N), "naive-ns/op")
+			b.ReportMetric(float64(lk)/float64(fl), "ratio-floor")
+			b.ReportMetric(float64(lk)/float64(nv), "ratio-naive")
+		})
+	}
+}
+
+// BenchmarkRedisHandoff measures the time from the start of a holder's
+// Release to the moment a waiter blocked in Lock (on another Locker and
+// client, as another process would be) holds the lock. Two lockers pass the
+// lock back and forth; each handoff starts only once the next waiter is
+// blocked. It reports the median and the 99th percentile.
+func BenchmarkRedisHandoff(b *testing.B) {
+	admin := integration.Redis(b)
+	prefix := testPrefix(b, admin)
+	lockers := [2]*Locker{
+		newLocker(b, integration.Redis(b), &Config{Prefix: prefix}),
+		newLocker(b, integration.Redis(b), &Config{Prefix: prefix}),
+	}
+	var waiting [2]chan struct{}
+	for i, l := range lockers {
+		waiting[i] = make(chan struct{}, 1)
+		c := waiting[i]
+		l.waitHook = func(string) {
+			select {
+			case c <- struct{}{}:
+			default:
+			}
+		}
+	}
+	ctx := context.Background()
+	const n = "handoff"
+	held, err := lockers[0].TryLock(ctx, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	type result struct {
+		lk  *Lock
+		at  time.Time
+		err error
+	}
+	var lat []time.Duration
+	cur := 0
+	for b.Loop() {
+		next := 1 - cur
+		got := make(chan result, 1)
+		go func() {
+			lk, err := lockers[next].Lock(ctx, n)
+			got <- result{lk, time.Now(), err}
+		}()
+		<-waiting[next]
+		t0 := time.Now()
+		if err := held.Release(ctx); err != nil {
+			b.Fatal(err)
+		}
+		r := <-got
+		if r.err != nil {
+			b.Fatal(r.err)
+		}
+		lat = append(lat, r.at.Sub(t0))
+		held, cur = r.lk, next
+	}
+	if err := held.Release(ctx); err != nil {
+		b.Fatal(err)
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
