@@ -16,5 +16,6 @@ CREATE TABLE lockkit_locks (
     pid         BIGINT NOT NULL DEFAULT 0,
     data        TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
     PRIMARY KEY (name),
-    KEY lockkit_locks_expires_at_idx (expires_at)
+    KEY lockkit_locks_expires_at_idx (expires_at),
+    CONSTRAINT lockkit_locks_name_check CHECK (name <> '')
 ) ENGINE=InnoDB
