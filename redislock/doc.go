@@ -90,6 +90,12 @@
 //   - with [Config.NoAutoRenew], at the end of the lease unless Renew has
 //     moved it.
 //
+// go-redis bounds a network wait by its ReadTimeout (3 s by default) and
+// ignores the context's deadline unless redis.Options.ContextTimeoutEnabled
+// is set. Loss detection does not depend on it (the lease's end is a timer
+// of its own), but Acquire's and Release's contexts are honoured mid-call
+// only with it set: set it.
+//
 // # Waiting
 //
 // [Locker.Lock] tries once. When the lock is held it subscribes to the

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -199,14 +200,12 @@ type privateRedis struct {
 
 func startPrivateRedis(t testing.TB) *privateRedis {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
+	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv(integration.EnvRequire) == "1" {
 			t.Fatalf("redis-server not installed: %v", err)
 		}
 		t.Skipf("redis-server not installed: %v", err)
 	}
-	_ = bin
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -254,9 +253,24 @@ func (p *privateRedis) kill() {
 	if p.cmd == nil {
 		return
 	}
+	p.resume()
 	_ = p.cmd.Process.Kill()
 	_ = p.cmd.Wait()
 	p.cmd = nil
+}
+
+// pause stops the server with SIGSTOP: it keeps its connections but answers
+// nothing. resume continues it.
+func (p *privateRedis) pause() {
+	if p.cmd != nil {
+		_ = p.cmd.Process.Signal(syscall.SIGSTOP)
+	}
+}
+
+func (p *privateRedis) resume() {
+	if p.cmd != nil {
+		_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	}
 }
 
 func (p *privateRedis) client(t testing.TB) *redis.Client {

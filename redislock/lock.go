@@ -27,9 +27,9 @@ var (
 // Lock is a held Redis lock. It implements lockkit.Lock; its methods are safe
 // for concurrent use.
 //
-// While held, the lease is renewed every Config.RenewInterval on a
-// goroutine-free timer that runs on its own context, never the acquire
-// call's. Done closes and Err wraps lockkit.ErrLost when a renewal finds the
+// While held, the lease is renewed every Config.RenewInterval from a timer
+// (no goroutine waits per held lock), on a context of its own, never the
+// acquire call's. Done closes and Err wraps lockkit.ErrLost when a renewal finds the
 // key no longer holds this lock ([ErrNotOwner]), or when TTL has passed since
 // the start of the last renewal that succeeded ([ErrLeaseExpired]): from then
 // on the server may have let the key expire, so the lock is reported lost no
@@ -42,23 +42,23 @@ type Lock struct {
 	secret string // "<secret>|"
 
 	mu       sync.Mutex
-	deadline time.Time // the lease ends no earlier than this, on our clock
-	timer    *time.Timer
+	deadline time.Time   // the lease ends no earlier than this, on our clock
+	expiry   *time.Timer // fires at deadline: the lease may be over
+	renewal  *time.Timer // automatic renewal; nil with NoAutoRenew
 	stopped  bool
 	inflight chan struct{}      // closed when the running auto-renewal ends
 	cancel   context.CancelFunc // cancels the running auto-renewal
-	lastErr  error              // the last auto-renewal error
+	lastErr  error              // the last renewal error
 }
 
 func newLock(l *Locker, name, key, secret string, token int64, start time.Time) *Lock {
 	lk := &Lock{l: l, key: key, secret: secret, deadline: start.Add(l.set.ttl)}
 	lk.Handle = lockstate.New(name, token, lk.unlock)
-	first := l.set.renewEvery
-	if first == 0 {
-		first = time.Until(lk.deadline)
-	}
 	lk.mu.Lock()
-	lk.timer = time.AfterFunc(first, lk.tick)
+	lk.expiry = time.AfterFunc(time.Until(lk.deadline), lk.expire)
+	if l.set.renewEvery > 0 {
+		lk.renewal = time.AfterFunc(l.set.renewEvery, lk.tick)
+	}
 	lk.mu.Unlock()
 	return lk
 }
@@ -93,6 +93,7 @@ func (lk *Lock) renew(ctx context.Context) error {
 	if d := start.Add(lk.l.set.ttl); d.After(lk.deadline) {
 		lk.deadline = d
 	}
+	lk.lastErr = nil
 	lk.mu.Unlock()
 	return nil
 }
@@ -118,26 +119,32 @@ func (lk *Lock) TTL(ctx context.Context) (time.Duration, error) {
 	return time.Duration(ms) * time.Millisecond, nil
 }
 
-// tick runs on the lock's timer: it marks the lock lost when its lease is
-// over on the holder's clock, and otherwise renews it (automatic renewal)
-// or sleeps until the lease ends (NoAutoRenew, where Renew may have moved
-// the deadline).
+// expire runs on the expiry timer at the lease's deadline on the holder's
+// clock. If no renewal has moved the deadline, the server may have let the
+// key expire by now, so the lock is reported lost, whether or not a renewal
+// is still waiting for its reply (go-redis bounds network waits by its
+// ReadTimeout, not by the context, unless ContextTimeoutEnabled is set).
+func (lk *Lock) expire() {
+	lk.mu.Lock()
+	if lk.stopped {
+		lk.mu.Unlock()
+		return
+	}
+	if left := time.Until(lk.deadline); left > 0 {
+		lk.expiry.Reset(left)
+		lk.mu.Unlock()
+		return
+	}
+	cause := lk.lastErr
+	lk.mu.Unlock()
+	lk.MarkLost(joinCause(ErrLeaseExpired, cause))
+}
+
+// tick runs on the renewal timer: it renews the lease and schedules the
+// next renewal, sooner after a failure.
 func (lk *Lock) tick() {
 	lk.mu.Lock()
 	if lk.stopped || !lk.Held() {
-		lk.mu.Unlock()
-		return
-	}
-	now := time.Now()
-	if !now.Before(lk.deadline) {
-		cause := lk.lastErr
-		lk.mu.Unlock()
-		lk.MarkLost(joinCause(ErrLeaseExpired, cause))
-		return
-	}
-	every := lk.l.set.renewEvery
-	if every == 0 {
-		lk.timer.Reset(lk.deadline.Sub(now))
 		lk.mu.Unlock()
 		return
 	}
@@ -156,18 +163,14 @@ func (lk *Lock) tick() {
 	if lk.stopped || !lk.Held() {
 		return
 	}
-	next := every
+	next := lk.l.set.renewEvery
 	if err != nil {
-		// Retry sooner, but not in a busy loop.
+		// Retry sooner, but not in a busy loop. The expiry timer ends the
+		// lock if no retry succeeds in time.
 		lk.lastErr = err
-		next = max(every/4, 10*time.Millisecond)
-	} else {
-		lk.lastErr = nil
+		next = max(next/4, 10*time.Millisecond)
 	}
-	if left := time.Until(lk.deadline); left < next {
-		next = max(left, 0)
-	}
-	lk.timer.Reset(next)
+	lk.renewal.Reset(next)
 }
 
 func joinCause(err, cause error) error {
@@ -181,7 +184,10 @@ func joinCause(err, cause error) error {
 func (lk *Lock) stop() {
 	lk.mu.Lock()
 	lk.stopped = true
-	lk.timer.Stop()
+	lk.expiry.Stop()
+	if lk.renewal != nil {
+		lk.renewal.Stop()
+	}
 	done, cancel := lk.inflight, lk.cancel
 	lk.mu.Unlock()
 	if done != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit"
+	"github.com/redis/go-redis/v9"
 )
 
 // A private redis-server without persistence is killed with SIGKILL and
@@ -134,4 +135,62 @@ func TestNoScriptFallback(t *testing.T) {
 	if !strings.Contains(stats, "cmdstat_evalsha:calls=2,") || strings.Contains(stats, "cmdstat_eval:") {
 		t.Errorf("commandstats after TryLock+Release:\n%s\nwant exactly 2 EVALSHA and no EVAL", stats)
 	}
+}
+
+// The server stops answering (SIGSTOP: renewals hang rather than fail):
+// the holder reports the lock lost once TTL has passed since the last
+// confirmed renewal, not later, and a renewal hung in flight does not delay
+// that.
+func TestLeaseEndsWhileServerHangs(t *testing.T) {
+	srv := startPrivateRedis(t)
+	const ttl = 600 * time.Millisecond
+	l := newLocker(t, srv.client(t), &Config{TTL: ttl, RenewInterval: 100 * time.Millisecond})
+	lk := mustLock(t, l, name(t))
+	time.Sleep(250 * time.Millisecond) // a couple of renewals
+	if err := lk.Err(); err != nil {
+		t.Fatalf("Err before the pause = %v", err)
+	}
+	stopped := time.Now()
+	srv.pause()
+	defer srv.resume()
+	waitDone(t, lk, 2*ttl)
+	// The last renewal confirmed at most one interval (plus a round trip)
+	// before the pause, so the loss comes between TTL-interval and TTL
+	// after it, on the holder's clock.
+	if d := time.Since(stopped); d > ttl+200*time.Millisecond {
+		t.Errorf("Done closed %v after the server stopped answering; the lease is %v", d, ttl)
+	}
+	err := lk.Err()
+	if !errors.Is(err, lockkit.ErrLost) || !errors.Is(err, ErrLeaseExpired) {
+		t.Errorf("Err = %v, want ErrLost and ErrLeaseExpired", err)
+	}
+	srv.resume()
+	if err := lk.Release(ctxT(t, 10*time.Second)); !errors.Is(err, lockkit.ErrLost) {
+		t.Errorf("Release = %v, want ErrLost", err)
+	}
+}
+
+// Dropping the holder's connections does not lose a Redis lock: the lease
+// lives in the key, not in a session, and the next renewal reconnects.
+func TestConnectionLossKeepsLease(t *testing.T) {
+	srv := startPrivateRedis(t)
+	admin := srv.client(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.addr(), ClientName: "holder"})
+	t.Cleanup(func() { _ = c.Close() })
+	l := newLocker(t, c, &Config{TTL: 600 * time.Millisecond, RenewInterval: 100 * time.Millisecond})
+	other := newLocker(t, admin, nil)
+	n := name(t)
+	lk := mustLock(t, l, n)
+	ctx := ctxT(t, 10*time.Second)
+	for range 3 {
+		if err := admin.Do(ctx, "client", "kill", "user", "default", "skipme", "yes").Err(); err != nil {
+			t.Fatalf("CLIENT KILL: %v", err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if err := lk.Err(); err != nil {
+		t.Fatalf("Err after the holder's connections were killed = %v, want still held", err)
+	}
+	wantHeld(t, other, n)
+	mustRelease(t, lk)
 }
