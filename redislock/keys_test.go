@@ -1,0 +1,45 @@
+package redislock
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/lockkit/lockkit"
+)
+
+// FuzzKeys checks that distinct names never share a key: no two lock keys,
+// no two counters, no lock key that is another name's counter, and no two
+// release channels are equal.
+func FuzzKeys(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"a", "a:fence"}, {"a", "a}:fence"}, {"a}", "a"}, {"}", "{"}, {"x\x00", "x"}, {"a:released", "a"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	l := &Locker{set: settings{prefix: DefaultPrefix}}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		errA, errB := checkName(a), checkName(b)
+		for _, err := range []error{errA, errB} {
+			if err != nil && !errors.Is(err, lockkit.ErrInvalid) {
+				t.Fatalf("checkName error %v does not match ErrInvalid", err)
+			}
+		}
+		if (a == "" || len(a) > MaxNameLen) != (errA != nil) {
+			t.Fatalf("checkName(%q) = %v", a, errA)
+		}
+		if a == b {
+			return
+		}
+		ka, kb := l.Key(a), l.Key(b)
+		switch {
+		case ka == kb:
+			t.Fatalf("names %q and %q share the key %q", a, b, ka)
+		case l.fenceKey(ka) == l.fenceKey(kb):
+			t.Fatalf("names %q and %q share a counter", a, b)
+		case ka == l.fenceKey(kb) || kb == l.fenceKey(ka):
+			t.Fatalf("a lock key of %q or %q is the other's counter", a, b)
+		case l.channel(ka) == l.channel(kb):
+			t.Fatalf("names %q and %q share a release channel", a, b)
+		}
+	})
+}
