@@ -100,8 +100,9 @@ func (p *Proxy) ResetAfter(pattern []byte) <-chan struct{} {
 // it fires after forwarding the packet that makes the server execute a
 // statement whose text contains pattern — a simple query, or the execution
 // of a statement prepared earlier on the connection (PostgreSQL's
-// Parse/Bind/Execute, MySQL's COM_STMT_PREPARE/COM_STMT_EXECUTE), even when
-// the statement was prepared before the fault was armed. Preparing such a
+// Parse/Bind/Execute, MySQL's COM_STMT_PREPARE/COM_STMT_EXECUTE, matched by
+// statement name or id), even when the statement was prepared before the
+// fault was armed. Preparing such a
 // statement does not fire it: a driver may retry a failed prepare on a new
 // connection, and nothing ran. The connection must not use TLS
 // (sslmode=disable for PostgreSQL, the default for go-sql-driver/mysql).
@@ -294,6 +295,9 @@ func (p *Proxy) downstream(pp *proxyPair) {
 		if n > 0 {
 			if !pp.clientSpoke.Load() {
 				pp.serverFirst.Store(true) // before the client can answer
+			}
+			if pp.serverFirst.Load() {
+				pp.tracker.feedServer(buf[:n])
 			}
 			if !p.gate(pp) {
 				return

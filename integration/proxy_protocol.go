@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"encoding/binary"
+	"sync"
 )
 
 // statementTracker follows the client's side of a connection through the
@@ -21,9 +22,16 @@ type statementTracker struct {
 	stmts     map[string]string // prepared statement name -> text
 	portals   map[string]string // portal name -> text
 
-	// MySQL
+	// MySQL. The server numbers prepared statements in its answer to
+	// COM_STMT_PREPARE, so the server's side of the stream is followed too.
 	myHandshake bool   // past the client's handshake response
 	myPrepared  string // text of the last COM_STMT_PREPARE
+	srvBuf      []byte // an incomplete server packet
+	srvOff      bool
+	mu          sync.Mutex        // guards the fields below, shared by both directions
+	myAwait     string            // text of a prepare whose answer is awaited
+	myAwaiting  bool              // a prepare's answer is awaited
+	myStmts     map[uint32]string // statement id -> text
 }
 
 // The PostgreSQL startup codes of untyped messages.
@@ -161,6 +169,7 @@ const (
 	myQuery       = 0x03
 	myStmtPrepare = 0x16
 	myStmtExecute = 0x17
+	myStmtClose   = 0x19
 )
 
 func (st *statementTracker) myPacket(pkt []byte) []string {
@@ -177,11 +186,62 @@ func (st *statementTracker) myPacket(pkt []byte) []string {
 		return []string{string(payload[1:])}
 	case myStmtPrepare:
 		st.myPrepared = string(payload[1:])
+		st.mu.Lock()
+		st.myAwait, st.myAwaiting = st.myPrepared, true
+		st.mu.Unlock()
 	case myStmtExecute:
-		// go-sql-driver/mysql prepares, executes and closes a statement
-		// in turn on one connection, so the execution belongs to the last
-		// statement prepared.
+		if len(payload) >= 5 {
+			id := binary.LittleEndian.Uint32(payload[1:5])
+			st.mu.Lock()
+			text, ok := st.myStmts[id]
+			st.mu.Unlock()
+			if ok {
+				return []string{text}
+			}
+		}
+		// The server's answer was not seen: assume the statement prepared
+		// last, which is what go-sql-driver/mysql runs for a query with
+		// arguments (prepare, execute, close).
 		return []string{st.myPrepared}
+	case myStmtClose:
+		if len(payload) >= 5 {
+			st.mu.Lock()
+			delete(st.myStmts, binary.LittleEndian.Uint32(payload[1:5]))
+			st.mu.Unlock()
+		}
 	}
 	return nil
+}
+
+// feedServer takes the next chunk the server sent on a connection where it
+// spoke first (MySQL), and records the ids of prepared statements.
+func (st *statementTracker) feedServer(chunk []byte) {
+	if st.srvOff {
+		return
+	}
+	st.srvBuf = append(st.srvBuf, chunk...)
+	for len(st.srvBuf) >= 4 {
+		n := int(st.srvBuf[0]) | int(st.srvBuf[1])<<8 | int(st.srvBuf[2])<<16
+		if len(st.srvBuf) < 4+n {
+			return
+		}
+		seq, payload := st.srvBuf[3], st.srvBuf[4:4+n]
+		st.mu.Lock()
+		if st.myAwaiting && seq == 1 && len(payload) > 0 {
+			// The first packet of the answer: COM_STMT_PREPARE_OK
+			// (0x00, then the statement id) or an error (0xff).
+			if payload[0] == 0x00 && len(payload) >= 5 {
+				if st.myStmts == nil {
+					st.myStmts = map[uint32]string{}
+				}
+				st.myStmts[binary.LittleEndian.Uint32(payload[1:5])] = st.myAwait
+			}
+			st.myAwait, st.myAwaiting = "", false
+		}
+		st.mu.Unlock()
+		st.srvBuf = st.srvBuf[4+n:]
+	}
+	if cap(st.srvBuf) > 1<<20 && len(st.srvBuf) == 0 {
+		st.srvBuf = nil
+	}
 }

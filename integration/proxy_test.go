@@ -178,20 +178,55 @@ func TestProxyCutsMySQLStatement(t *testing.T) {
 	default:
 		t.Fatalf("the fault did not fire; the statement failed by itself: %v", err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var holder sql.NullInt64
-		if err := direct.QueryRowContext(ctx, "SELECT IS_USED_LOCK('lkt.proxy.cut')").Scan(&holder); err != nil {
-			t.Fatal(err)
+	waitFree := func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			var holder sql.NullInt64
+			if err := direct.QueryRowContext(ctx, "SELECT IS_USED_LOCK('lkt.proxy.cut')").Scan(&holder); err != nil {
+				t.Fatal(err)
+			}
+			if !holder.Valid {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("user lock still held by session %d 5s after its connection was cut", holder.Int64)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		if !holder.Valid {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("user lock still held by session %d 5s after its connection was cut", holder.Int64)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
+	waitFree()
+
+	// Statements prepared once and executed later by id, with another
+	// statement prepared in between: the fault fires on the execution of
+	// the right one.
+	conn, err := viaProxy.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	lockStmt, err := conn.PrepareContext(ctx, "SELECT GET_LOCK(?, 5)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lockStmt.Close()
+	otherStmt, err := conn.PrepareContext(ctx, "SELECT 1 + ?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer otherStmt.Close()
+	fired = p.ResetAfterStatement("GET_LOCK")
+	if _, err := otherStmt.ExecContext(ctx, 1); err != nil {
+		t.Fatalf("another prepared statement: %v", err)
+	}
+	if _, err := lockStmt.ExecContext(ctx, "lkt.proxy.cut"); err == nil {
+		t.Fatal("GET_LOCK succeeded through a connection that was cut")
+	}
+	select {
+	case <-fired:
+	default:
+		t.Fatal("the fault did not fire on the prepared GET_LOCK")
+	}
+	waitFree()
 }
 
 // TestProxyCutsLockStatement is the fault the reliability suite builds on:

@@ -2,21 +2,27 @@ package reliability
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/advisory"
 	"github.com/lockkit/lockkit/filelock"
 	"github.com/lockkit/lockkit/integration"
+	"github.com/lockkit/lockkit/internal/lockstate"
+	"github.com/lockkit/lockkit/migrations"
 	"github.com/lockkit/lockkit/redislock"
+	"github.com/lockkit/lockkit/rowlock"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -26,7 +32,13 @@ const (
 	kindMySQL    = "mysql"    // advisory.MySQL (GET_LOCK)
 	kindRedis    = "redis"    // redislock
 	kindFile     = "file"     // filelock
+	kindRowPG    = "rowlock-postgres"
+	kindRowMySQL = "rowlock-mysql"
+	kindNone     = "none" // excludes nothing: the torture test's control
 )
+
+// isRow reports whether kind is a lock-table backend.
+func isRow(kind string) bool { return kind == kindRowPG || kind == kindRowMySQL }
 
 // spec describes one Locker configuration. It crosses process boundaries
 // as JSON, so that a helper process opens the same backend as its parent.
@@ -34,8 +46,8 @@ type spec struct {
 	Kind     string        `json:"kind"`
 	DSN      string        `json:"dsn,omitempty"`      // server backends
 	Dir      string        `json:"dir,omitempty"`      // filelock
-	TTL      time.Duration `json:"ttl,omitempty"`      // redislock lease
-	Renew    time.Duration `json:"renew,omitempty"`    // redislock renew interval
+	TTL      time.Duration `json:"ttl,omitempty"`      // redislock, rowlock lease
+	Renew    time.Duration `json:"renew,omitempty"`    // redislock, rowlock renew interval
 	Probe    time.Duration `json:"probe,omitempty"`    // advisory MySQL probe interval
 	ProbeTO  time.Duration `json:"probe_to,omitempty"` // advisory MySQL probe timeout
 	Check    time.Duration `json:"check,omitempty"`    // filelock CheckInterval
@@ -63,7 +75,7 @@ func (s spec) lossBound() time.Duration {
 		return time.Second
 	case kindMySQL:
 		return s.probe() + s.probeTimeout()
-	case kindRedis:
+	case kindRedis, kindRowPG, kindRowMySQL:
 		return s.renew() + time.Second
 	case kindFile:
 		return s.Check + 500*time.Millisecond
@@ -86,8 +98,11 @@ func (s spec) probeTimeout() time.Duration {
 }
 
 func (s spec) ttl() time.Duration {
-	if s.TTL > 0 {
+	switch {
+	case s.TTL > 0:
 		return s.TTL
+	case isRow(s.Kind):
+		return rowlock.DefaultTTL
 	}
 	return redislock.DefaultTTL
 }
@@ -97,6 +112,17 @@ func (s spec) renew() time.Duration {
 		return s.Renew
 	}
 	return s.ttl() / 3
+}
+
+// noLock is a Locker that excludes nothing: every Acquire succeeds at once.
+type noLock struct{}
+
+func (noLock) Acquire(_ context.Context, name string) (lockkit.Lock, error) {
+	return lockstate.New(name, 0, func(context.Context, bool) error { return nil }), nil
+}
+
+func (n noLock) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	return n.Acquire(ctx, name)
 }
 
 // backend is an opened spec: a Locker and the client it runs on, which the
@@ -109,6 +135,7 @@ type backend struct {
 	my *advisory.MySQL
 	rd *redislock.Locker
 	fl *filelock.Locker
+	rl *rowlock.Locker
 
 	db *sql.DB       // postgres, mysql
 	rc *redis.Client // redis
@@ -150,6 +177,21 @@ func (s spec) open() (*backend, error) {
 	case kindFile:
 		b.fl, err = filelock.New(s.Dir, &filelock.Config{CheckInterval: s.Check})
 		b.locker = b.fl
+	case kindRowPG, kindRowMySQL:
+		driver, dialect := "pgx", rowlock.Postgres
+		if s.Kind == kindRowMySQL {
+			driver, dialect = "mysql", rowlock.MySQL
+		}
+		if b.db, err = sql.Open(driver, s.DSN); err != nil {
+			return nil, err
+		}
+		if s.MaxConns > 0 {
+			b.db.SetMaxOpenConns(s.MaxConns)
+		}
+		b.rl, err = rowlock.New(b.db, &rowlock.Config{Dialect: dialect, TTL: s.TTL, RenewInterval: s.Renew})
+		b.locker = b.rl
+	case kindNone:
+		b.locker = noLock{}
 	default:
 		err = fmt.Errorf("unknown backend kind %q", s.Kind)
 	}
@@ -162,6 +204,9 @@ func (s spec) open() (*backend, error) {
 
 // Close closes what open opened.
 func (b *backend) Close() {
+	if b.rl != nil {
+		_ = b.rl.Close()
+	}
 	if b.fl != nil {
 		_ = b.fl.Close()
 	}
@@ -197,13 +242,15 @@ func session(l lockkit.Lock) string {
 		return l.Key()
 	case *filelock.Lock:
 		return l.Path()
+	case *rowlock.Lock:
+		return l.Name()
 	}
 	return ""
 }
 
 // killSession ends, from outside the holder, the session or lease behind a
-// lock: pg_terminate_backend, KILL, DEL of the lease key, or removal of the
-// lock file.
+// lock: pg_terminate_backend, KILL, DEL of the lease key, removal of the
+// lock file, or ForceRelease of the lease.
 func (b *backend) killSession(ctx context.Context, sess string) error {
 	switch b.spec.Kind {
 	case kindPostgres:
@@ -230,8 +277,28 @@ func (b *backend) killSession(ctx context.Context, sess string) error {
 		return b.rc.Del(ctx, sess).Err()
 	case kindFile:
 		return os.Remove(sess)
+	case kindRowPG, kindRowMySQL:
+		ended, err := b.rl.ForceRelease(ctx, sess)
+		if err == nil && !ended {
+			err = fmt.Errorf("ForceRelease(%q) ended no live lease", sess)
+		}
+		return err
 	}
 	return errors.ErrUnsupported
+}
+
+// lease returns the live lease on name in the lock table, if any.
+func (b *backend) lease(ctx context.Context, name string) (*rowlock.Held, error) {
+	all, err := b.rl.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range all {
+		if all[i].Name == name {
+			return &all[i], nil
+		}
+	}
+	return nil, nil
 }
 
 // heldOnServer reports whether the server shows name as held by anyone:
@@ -260,6 +327,11 @@ func (b *backend) heldOnServer(ctx context.Context, name string) (bool, error) {
 	case kindRedis:
 		n, err := b.rc.Exists(ctx, b.rd.Key(name)).Result()
 		return n > 0, err
+	case kindRowPG, kindRowMySQL:
+		h, err := b.lease(ctx, name)
+		return h != nil, err
+	case kindNone:
+		return false, nil
 	case kindFile:
 		l, err := b.fl.TryAcquire(ctx, name)
 		if errors.Is(err, lockkit.ErrNotAcquired) {
@@ -303,6 +375,9 @@ func (b *backend) ownedBy(ctx context.Context, name string, l lockkit.Lock) (boo
 			return false, nil
 		}
 		return err == nil, err
+	case kindRowPG, kindRowMySQL:
+		h, err := b.lease(ctx, name)
+		return h != nil && h.Token == l.Token(), err
 	}
 	return false, errors.ErrUnsupported
 }
@@ -356,9 +431,79 @@ func envSpec(t testing.TB, kind string) spec {
 		return spec{Kind: kind, DSN: integration.RedisURL(t), Prefix: "lockkit-rel:"}
 	case kindFile:
 		return spec{Kind: kind, Dir: t.TempDir()}
+	case kindRowPG:
+		return spec{Kind: kind, DSN: lockTable(t, kind, integration.PostgresDSN(t), true)}
+	case kindRowMySQL:
+		return spec{Kind: kind, DSN: lockTable(t, kind, integration.MySQLDSN(t), true)}
 	}
 	t.Fatalf("unknown kind %q", kind)
 	return spec{}
+}
+
+// lockTable prepares a lock table on the server of dsn and returns the DSN
+// to use it. With private set, the table lives in a schema (PostgreSQL) or
+// database (MySQL) of its own, dropped when t ends; otherwise it is created
+// in dsn's own schema, once.
+func lockTable(t testing.TB, kind, dsn string, private bool) string {
+	t.Helper()
+	driver, dialect := "pgx", migrations.Postgres
+	if kind == kindRowMySQL {
+		driver, dialect = "mysql", migrations.MySQL
+	}
+	admin, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ctx := ctxT(t, time.Minute)
+	if private {
+		schema := "lkt_rel_" + strings.ToLower(rand.Text()[:10])
+		stmt, drop := "CREATE SCHEMA "+schema, "DROP SCHEMA "+schema+" CASCADE"
+		if kind == kindRowMySQL {
+			stmt, drop = "CREATE DATABASE "+schema, "DROP DATABASE "+schema
+		}
+		if _, err := admin.ExecContext(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			db, err := sql.Open(driver, dsn)
+			if err != nil {
+				return
+			}
+			defer db.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := db.ExecContext(ctx, drop); err != nil {
+				t.Errorf("%s: %v", drop, err)
+			}
+		})
+		if kind == kindRowMySQL {
+			cfg, err := mysql.ParseDSN(dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.DBName = schema
+			dsn = cfg.FormatDSN()
+		} else {
+			u, err := url.Parse(dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := u.Query()
+			q.Set("search_path", schema)
+			u.RawQuery = q.Encode()
+			dsn = u.String()
+		}
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := migrations.Up(ctx, db, dialect, nil); err != nil {
+		t.Fatalf("migrations.Up: %v", err)
+	}
+	return dsn
 }
 
 // privateSpec returns the spec of kind on the binary's private server.
@@ -374,6 +519,12 @@ func privateSpec(t *testing.T, kind string) (spec, *integration.Server) {
 	case kindRedis:
 		srv := privateServer(t, "redis")
 		return spec{Kind: kind, DSN: srv.DSN(), Prefix: "lockkit-rel:"}, srv
+	case kindRowPG:
+		srv := privateServer(t, "postgres")
+		return spec{Kind: kind, DSN: lockTable(t, kind, srv.DSN(), false)}, srv
+	case kindRowMySQL:
+		srv := privateServer(t, "mariadb")
+		return spec{Kind: kind, DSN: lockTable(t, kind, srv.DSN(), false)}, srv
 	}
 	t.Fatalf("no private server for %q", kind)
 	return spec{}, nil

@@ -34,8 +34,13 @@ func tune(s *spec) {
 		s.TTL, s.Renew, s.Fencing = 1500*time.Millisecond, 100*time.Millisecond, true
 	case kindFile:
 		s.Check = 50 * time.Millisecond
+	case kindRowPG, kindRowMySQL:
+		s.TTL, s.Renew = 1500*time.Millisecond, 100*time.Millisecond
 	}
 }
+
+// tokens reports whether the backend of s hands out fencing tokens.
+func (s spec) tokens() bool { return isRow(s.Kind) || (s.Kind == kindRedis && s.Fencing) }
 
 // handoffBound is how long a waiter may take to acquire once the holder's
 // session or process is gone: a server-side wait hands over at once; a Redis
@@ -43,7 +48,7 @@ func tune(s *spec) {
 // out; a file waiter polls at most every 50 ms.
 func (s spec) handoffBound() time.Duration {
 	switch s.Kind {
-	case kindRedis:
+	case kindRedis, kindRowPG, kindRowMySQL:
 		return s.ttl() + time.Second
 	default:
 		return 2 * time.Second
@@ -125,7 +130,7 @@ func releaseLost(t testing.TB, l lockkit.Lock) {
 // waiter that was blocked acquires, and nothing is left.
 func TestPitfall04_SessionKilled(t *testing.T) {
 	t.Parallel()
-	for _, kind := range []string{kindPostgres, kindMySQL, kindRedis, kindFile} {
+	for _, kind := range []string{kindPostgres, kindMySQL, kindRedis, kindFile, kindRowPG, kindRowMySQL} {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
 			s := faultSpec(t, kind)
@@ -148,7 +153,7 @@ func TestPitfall04_SessionKilled(t *testing.T) {
 			releaseLost(t, l)
 			r := got(t, w, s.handoffBound())
 			t.Logf("%s: loss reported after %v, waiter acquired after %v", kind, took.Round(time.Millisecond), r.at.Sub(faultAt).Round(time.Millisecond))
-			if s.Fencing && r.l.Token() <= l.Token() {
+			if s.tokens() && r.l.Token() <= l.Token() {
 				t.Errorf("waiter's token %d not above the lost holder's %d", r.l.Token(), l.Token())
 			}
 			releaseOK(t, r.l)
@@ -163,7 +168,7 @@ func TestPitfall04_SessionKilled(t *testing.T) {
 // acquires.
 func TestPitfall04_HolderSIGKILL(t *testing.T) {
 	t.Parallel()
-	for _, kind := range []string{kindPostgres, kindMySQL, kindRedis, kindFile} {
+	for _, kind := range []string{kindPostgres, kindMySQL, kindRedis, kindFile, kindRowPG, kindRowMySQL} {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
 			s := faultSpec(t, kind)
@@ -190,7 +195,7 @@ func TestPitfall04_HolderSIGKILL(t *testing.T) {
 func proxied(t *testing.T, s spec) (spec, *integration.Proxy) {
 	t.Helper()
 	switch s.Kind {
-	case kindPostgres, kindRedis:
+	case kindPostgres, kindRedis, kindRowPG:
 		u, err := url.Parse(s.DSN)
 		if err != nil {
 			t.Fatal(err)
@@ -199,7 +204,7 @@ func proxied(t *testing.T, s spec) (spec, *integration.Proxy) {
 		u.Host = p.Addr()
 		s.DSN = u.String()
 		return s, p
-	case kindMySQL:
+	case kindMySQL, kindRowMySQL:
 		cfg, err := mysql.ParseDSN(s.DSN)
 		if err != nil {
 			t.Fatal(err)
@@ -222,27 +227,30 @@ func proxied(t *testing.T, s spec) (spec, *integration.Proxy) {
 // not keep the lock after the holder releases it.
 func TestPitfall05_ConnCutMidAcquire(t *testing.T) {
 	t.Parallel()
-	for _, kind := range []string{kindPostgres, kindMySQL, kindRedis} {
+	for _, kind := range []string{kindPostgres, kindMySQL, kindRedis, kindRowPG, kindRowMySQL} {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
 			direct := faultSpec(t, kind)
 			s, p := proxied(t, direct)
 			viaProxy, admin := openT(t, s), openT(t, direct)
 			arm := func(n string) <-chan struct{} {
-				if kind == kindRedis {
+				switch kind {
+				case kindRedis:
 					return p.ResetAfter([]byte(admin.rd.Key(n)))
-				}
-				if kind == kindPostgres {
+				case kindPostgres:
 					return p.ResetAfterStatement("pg_advisory_lock")
+				case kindMySQL:
+					return p.ResetAfterStatement("GET_LOCK")
 				}
-				return p.ResetAfterStatement("GET_LOCK")
+				return p.ResetAfterStatement("INSERT INTO")
 			}
 			// The orphan must go within: PostgreSQL and MySQL end the
 			// session as soon as they read the end of the stream; a Redis
-			// key set by the lost reply lives until the client deletes it
-			// (lockkit compares-and-deletes its own token) or its TTL.
+			// key or a lease row set by the lost reply lives until the
+			// client deletes it (compare-and-delete of its own token) or
+			// its TTL runs out.
 			freeBound := 2 * time.Second
-			if kind == kindRedis {
+			if kind == kindRedis || isRow(kind) {
 				freeBound = s.ttl() + time.Second
 			}
 
@@ -279,8 +287,8 @@ func TestPitfall05_ConnCutMidAcquire(t *testing.T) {
 			})
 
 			t.Run("waiting", func(t *testing.T) {
-				if kind == kindRedis {
-					t.Skip("a Redis waiter waits on pub/sub, not in a lock statement; the uncontended case covers the acquire script")
+				if kind == kindRedis || isRow(kind) {
+					t.Skip("this waiter does not wait inside a lock statement (pub/sub, LISTEN or polling); the uncontended case covers its acquire")
 				}
 				n := name(t)
 				holder := mustAcquire(t, admin, n)
@@ -375,16 +383,16 @@ func TestPitfall06_PoolExhausted(t *testing.T) {
 //     nobody else can take it; the holder rightly keeps reporting held.
 //   - MySQL: the probe times out, and the holder reports the lock lost (and
 //     drops its session) before anyone else can take it.
-//   - Redis: the lease cannot be renewed, and the holder must report the
-//     lock lost when its lease may have run out — before the server lets
-//     the key expire and a waiter takes it.
+//   - Redis and the lock table: the lease cannot be renewed, and the holder
+//     must report the lock lost when its lease may have run out — before
+//     the server lets the lease expire and a waiter takes it.
 func TestPitfall04_HolderPartitioned(t *testing.T) {
 	t.Parallel()
-	for _, kind := range []string{kindPostgres, kindMySQL, kindRedis} {
+	for _, kind := range []string{kindPostgres, kindMySQL, kindRedis, kindRowPG, kindRowMySQL} {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
 			direct := faultSpec(t, kind)
-			if kind == kindRedis {
+			if kind == kindRedis || isRow(kind) {
 				direct.TTL, direct.Renew = 600*time.Millisecond, 150*time.Millisecond
 			}
 			s, p := proxied(t, direct)
@@ -454,6 +462,31 @@ func TestPitfall04_HolderPartitioned(t *testing.T) {
 			}
 			p.Unstall()
 			releaseLost(t, l)
+		})
+	}
+}
+
+// TestPitfall06_LeasesPinNoConnection: the lock table's leases hold no
+// connection, so a pool of two holds any number of them and still serves
+// queries — the answer to pool exhaustion where locks are many.
+func TestPitfall06_LeasesPinNoConnection(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{kindRowPG, kindRowMySQL} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			s := faultSpec(t, kind)
+			s.MaxConns = 2
+			b := openT(t, s)
+			var held []lockkit.Lock
+			for range 10 {
+				held = append(held, mustAcquire(t, b, name(t)))
+			}
+			if _, err := b.db.ExecContext(ctxT(t, time.Second), "SELECT 1"); err != nil {
+				t.Errorf("query with 10 leases held on a pool of 2: %v", err)
+			}
+			for _, l := range held {
+				releaseOK(t, l)
+			}
 		})
 	}
 }
