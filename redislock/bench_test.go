@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -227,4 +228,64 @@ func BenchmarkRedisHandoff(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// BenchmarkRedisContended runs 16 workers on 4 Lockers (4 clients, as 4
+// processes would be) taking one lock in turn with Lock and Release, and
+// reports the per-worker spread: the most acquisitions by one worker over
+// the fewest.
+func BenchmarkRedisContended(b *testing.B) {
+	admin := integration.Redis(b)
+	prefix := testPrefix(b, admin)
+	var lockers [4]*Locker
+	for i := range lockers {
+		lockers[i] = newLocker(b, integration.Redis(b), &Config{Prefix: prefix})
+	}
+	const workers = 16
+	ctx := context.Background()
+	var (
+		counts [workers]int64
+		left   = make(chan struct{}, b.N)
+		errs   = make(chan error, workers)
+		wg     sync.WaitGroup
+	)
+	for range b.N {
+		left <- struct{}{}
+	}
+	close(left)
+	b.ResetTimer()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := lockers[w%len(lockers)]
+			for range left {
+				lk, err := l.Lock(ctx, "contended")
+				if err != nil {
+					errs <- err
+					return
+				}
+				counts[w]++
+				if err := lk.Release(ctx); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	lo, hi := counts[0], counts[0]
+	for _, c := range counts {
+		lo, hi = min(lo, c), max(hi, c)
+	}
+	if lo > 0 {
+		b.ReportMetric(float64(hi)/float64(lo), "spread")
+	} else {
+		b.ReportMetric(float64(hi), "spread-starved")
+	}
 }

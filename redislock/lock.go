@@ -25,16 +25,17 @@ var (
 )
 
 // Lock is a held Redis lock. It implements lockkit.Lock; its methods are safe
-// for concurrent use.
+// for concurrent use. A Lock must be released: until then its lease is
+// renewed.
 //
 // While held, the lease is renewed every Config.RenewInterval from a timer
 // (no goroutine waits per held lock), on a context of its own, never the
-// acquire call's. Done closes and Err wraps lockkit.ErrLost when a renewal finds the
-// key no longer holds this lock ([ErrNotOwner]), or when TTL has passed since
-// the start of the last renewal that succeeded ([ErrLeaseExpired]): from then
-// on the server may have let the key expire, so the lock is reported lost no
-// later than the lease can have ended. Release stops the renewal and waits
-// for one in flight.
+// acquire call's. Done closes and Err wraps lockkit.ErrLost when a renewal
+// finds the key no longer holds this lock ([ErrNotOwner]), or when TTL has
+// passed since the start of the last renewal that succeeded
+// ([ErrLeaseExpired]): from then on the server may have let the key expire,
+// so the lock is reported lost no later than the lease can have ended.
+// Release stops the renewal and waits for one in flight.
 type Lock struct {
 	*lockstate.Handle
 	l      *Locker
