@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -442,7 +443,7 @@ func TestFileLostLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantExit(t, "lost lock", p.wait(), 70, p.stderr())
-	if s := p.stderr(); !strings.Contains(s, fmt.Sprintf("lost lock %q", name)) || !strings.Contains(s, "removed or replaced") {
+	if s := p.stderr(); !strings.Contains(s, fmt.Sprintf("lost lock %q on %s", name, bc.url)) || !strings.Contains(s, "removed or replaced") {
 		t.Errorf("stderr does not say what was lost and why:\n%s", s)
 	}
 	if s := p.stderr(); !strings.Contains(s, "SIGKILL to its process group") {
@@ -515,4 +516,147 @@ func ctxTimeout(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// ptyShell is a program running on a terminal under script(1), driven
+// through script's stdin and read from its stdout.
+type ptyShell struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	mu    sync.Mutex
+	out   bytes.Buffer
+	done  chan struct{}
+	state *os.ProcessState
+}
+
+// startPty runs command (a shell command line) on a terminal.
+func startPty(t *testing.T, env []string, command string) *ptyShell {
+	t.Helper()
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("script(1) not installed (util-linux)")
+	}
+	p := &ptyShell{t: t, cmd: exec.Command(script, "-qec", command, "/dev/null"), done: make(chan struct{})}
+	p.cmd.Env = append(env, "TERM=dumb", "PS1=$ ")
+	if p.in, err = p.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := r.Read(buf)
+			p.mu.Lock()
+			p.out.Write(buf[:n])
+			p.mu.Unlock()
+			if err != nil {
+				break
+			}
+		}
+		r.Close()
+		_ = p.cmd.Wait()
+		p.state = p.cmd.ProcessState
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			// Kill script's session: the shell, lockkit and the command.
+			for _, c := range childPids(p.cmd.Process.Pid) {
+				_ = syscall.Kill(-c, syscall.SIGKILL)
+				for _, gc := range childPids(c) {
+					_ = syscall.Kill(-gc, syscall.SIGKILL)
+				}
+			}
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+func (p *ptyShell) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+func (p *ptyShell) send(line string) {
+	p.t.Helper()
+	if _, err := io.WriteString(p.in, line+"\n"); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// waitFor waits until the output contains s.
+func (p *ptyShell) waitFor(s string) {
+	p.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(p.output(), s) {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("no %q on the terminal after 20s; output:\n%s", s, p.output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCommandReadsTerminal: with stdin on the terminal the command gets the
+// terminal's foreground, so it can read from it (in a background process
+// group it would be stopped by SIGTTIN).
+func TestCommandReadsTerminal(t *testing.T) {
+	t.Parallel()
+	bc := fileCase(t)
+	name := integration.Name(t)
+	p := startPty(t, bc.env, fmt.Sprintf(`%s run -b %s %s -- sh -c 'echo ready; read l; echo "got:$l"; exit 3'`, bin, bc.url, name))
+	p.waitFor("ready")
+	p.send("hello")
+	p.waitFor("got:hello")
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("lockkit did not exit; output:\n%s", p.output())
+	}
+	if code := p.state.ExitCode(); code != 3 {
+		t.Fatalf("exit %d, want 3; output:\n%s", code, p.output())
+	}
+}
+
+// TestCtrlZ: when the command is stopped on the terminal (Ctrl-Z), lockkit
+// stops too, so that an interactive shell sees the job stopped; "fg"
+// continues both, and the command finishes under the lock.
+func TestCtrlZ(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("bash not installed")
+	}
+	bc := fileCase(t)
+	name := integration.Name(t)
+	p := startPty(t, bc.env, "bash --norc --noprofile -i")
+	p.send(fmt.Sprintf(`%s run -b %s %s -- sh -c 'echo star""ted; kill -TSTP $$; echo re""sumed; exit 5'`, bin, bc.url, name))
+	p.waitFor("started")
+	p.waitFor("Stopped")
+	// While stopped, lockkit still holds the lock.
+	code, _, errOut := lockkit(t, bc.env, "run", "-b", bc.url, "-n", name, "--", "true")
+	wantExit(t, "--no-wait while the job is stopped", code, 75, errOut)
+	p.send("fg; echo FG=$?")
+	p.waitFor("resumed")
+	p.waitFor("FG=5")
+	p.send("exit")
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the shell did not exit; output:\n%s", p.output())
+	}
+	code, _, errOut = lockkit(t, bc.env, "run", "-b", bc.url, "-n", name, "--", "true")
+	wantExit(t, "--no-wait after the job ended", code, 0, errOut)
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -199,8 +200,10 @@ type lossCase struct {
 // exits 70 saying what was lost and why.
 func lostLock(t *testing.T, lc lossCase) {
 	name := integration.Name(t)
-	pidFile := filepath.Join(t.TempDir(), "grandchild")
-	script := fmt.Sprintf(`sleep 1000 & echo $! > %s; echo ready; wait`, pidFile)
+	dir := t.TempDir()
+	pidFile, marker := filepath.Join(dir, "grandchild"), filepath.Join(dir, "marker")
+	// The command notes the SIGTERM it gets; its grandchild just dies of it.
+	script := fmt.Sprintf(`trap 'echo TERM > %s; exit 1' TERM; sleep 1000 & echo $! > %s; echo ready; wait`, marker, pidFile)
 	args := append(append([]string{"run", "-b", lc.bc.url, "--kill-grace", "2s"}, lc.extra...), name, "--", "sh", "-c", script)
 	p := start(t, lc.bc.env, true, args...)
 	p.waitLine("ready")
@@ -212,17 +215,21 @@ func lostLock(t *testing.T, lc lossCase) {
 	lc.kill(t, name)
 	wantExit(t, "lost lock", p.wait(), 70, p.stderr())
 	msg := p.stderr()
-	if !strings.Contains(msg, fmt.Sprintf("lost lock %q", name)) || !strings.Contains(msg, lc.cause) {
-		t.Errorf("stderr does not say what was lost (%q) and why (%q):\n%s", name, lc.cause, msg)
+	what := fmt.Sprintf("lost lock %q on %s", name, redacted(lc.bc.url))
+	if !strings.Contains(msg, what) || !strings.Contains(msg, lc.cause) {
+		t.Errorf("stderr does not say what was lost (%q) and why (%q):\n%s", what, lc.cause, msg)
 	}
 	waitGone(t, child[0], "the command")
 	waitGone(t, grandchild, "the command's grandchild")
+	if b, err := os.ReadFile(marker); err != nil || string(b) != "TERM\n" {
+		t.Errorf("the command did not get SIGTERM before SIGKILL: %q, %v", b, err)
+	}
 }
 
 func TestPostgresLostLock(t *testing.T) {
 	t.Parallel()
 	db := integration.Postgres(t)
-	lostLock(t, lossCase{bc: pgCase(t), cause: "terminat", kill: func(t *testing.T, name string) {
+	lostLock(t, lossCase{bc: pgCase(t), cause: "terminating connection due to administrator command", kill: func(t *testing.T, name string) {
 		// The holder's session, found through pg_locks by the name's key.
 		k := keyhash.Name(name).Int64()
 		var pid int
@@ -242,7 +249,7 @@ func TestPostgresLostLock(t *testing.T) {
 func TestMySQLLostLock(t *testing.T) {
 	t.Parallel()
 	db := integration.MySQL(t)
-	lostLock(t, lossCase{bc: mysqlCase(t), cause: "", kill: func(t *testing.T, name string) {
+	lostLock(t, lossCase{bc: mysqlCase(t), cause: "probing the lock's connection", kill: func(t *testing.T, name string) {
 		lockName, err := advisory.MySQLLockName("test", name)
 		if err != nil {
 			t.Fatal(err)
@@ -274,7 +281,7 @@ func TestPostgresTableLostLock(t *testing.T) {
 	db := integration.Postgres(t)
 	u, _ := url.Parse(bc.url)
 	schema := u.Query().Get("search_path")
-	lostLock(t, lossCase{bc: bc, extra: []string{"--table", "--ttl", "900ms"}, cause: "", kill: func(t *testing.T, name string) {
+	lostLock(t, lossCase{bc: bc, extra: []string{"--table", "--ttl", "900ms"}, cause: "lease expired, was taken over or was force-released", kill: func(t *testing.T, name string) {
 		res, err := db.Exec("DELETE FROM "+schema+".lockkit_locks WHERE name = $1", name)
 		if err != nil {
 			t.Fatal(err)
@@ -515,4 +522,13 @@ func TestMigrate(t *testing.T) {
 		code, _, errOut := lockkit(t, env, args...)
 		wantExit(t, fmt.Sprint(args), code, 64, errOut)
 	}
+}
+
+// redacted is how lockkit shows a backend URL: without its password.
+func redacted(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return u.Redacted()
 }

@@ -135,7 +135,7 @@ func (e *env) run(ctx context.Context, args []string) int {
 	if f.verbose {
 		e.errorf("acquired %q on %s", name, b.display)
 	}
-	return e.runLocked(ctx, lock, argv, f)
+	return e.runLocked(ctx, lock, b.display, argv, f)
 }
 
 // fail prints err and returns its exit status.
@@ -241,7 +241,7 @@ func (e *env) release(ctx context.Context, lock lockkit.Lock, verbose bool) erro
 
 // runLocked runs argv while lock is held and returns lockkit run's exit
 // status.
-func (e *env) runLocked(ctx context.Context, lock lockkit.Lock, argv []string, f runFlags) int {
+func (e *env) runLocked(ctx context.Context, lock lockkit.Lock, where string, argv []string, f runFlags) int {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin = e.p.Stdin
 	cmd.Stdout = e.p.Stdout
@@ -276,14 +276,17 @@ wait:
 			if lostErr == nil || errors.Is(lostErr, lockkit.ErrReleased) {
 				continue // cannot happen: only this function releases
 			}
-			e.errorf("lost lock %q while %s ran: %v; stopping it (SIGTERM to its process group, SIGKILL after %s)",
-				lock.Name(), argv[0], causeOf(lostErr), f.killGrace)
+			e.errorf("lost lock %q on %s while %s ran: %v; stopping it (SIGTERM to its process group, SIGKILL after %s)",
+				lock.Name(), where, argv[0], causeOf(lostErr), f.killGrace)
 			ch.terminate()
 			grace = time.After(f.killGrace)
 		case <-grace:
 			grace = nil
 			e.errorf("%s is still running %s after SIGTERM: sending SIGKILL to its process group", argv[0], f.killGrace)
 			ch.kill()
+		case <-ch.stopped:
+			// Ctrl-Z while the command has the terminal.
+			ch.suspend()
 		case <-ch.exited:
 			break wait
 		}
@@ -301,7 +304,7 @@ wait:
 	status := exitStatus(state)
 	if relErr != nil {
 		if errors.Is(relErr, lockkit.ErrLost) {
-			e.errorf("lost lock %q while %s ran (it exited with status %d): %v", lock.Name(), argv[0], status, causeOf(relErr))
+			e.errorf("lost lock %q on %s while %s ran (it exited with status %d): %v", lock.Name(), where, argv[0], status, causeOf(relErr))
 			return ExitLost
 		}
 		e.errorf("releasing %q: %v", lock.Name(), relErr)
