@@ -398,6 +398,8 @@ type memoryResult struct {
 func runMemory(ctx context.Context, vi int, v *variant, ops, heldN int) *memoryResult {
 	r := &memoryResult{Variant: v.name, Role: v.role, Held: heldN}
 	k := keyBase(vi, scMemory)
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	for i := range 5 { // warm
 		if err := tryRelease(ctx, v, k+i%2); err != nil {
 			r.Skipped = err.Error()
