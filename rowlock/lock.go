@@ -36,8 +36,15 @@ type Lock struct {
 	expires time.Time
 	expiry  *time.Timer
 
-	stopRenew context.CancelFunc // nil without automatic renewal
-	renewDone chan struct{}
+	// Automatic renewal runs from a timer, so a held lock costs no
+	// goroutine between renewals.
+	renewEvery   time.Duration // 0: no automatic renewal
+	renewMu      sync.Mutex
+	renewTimer   *time.Timer
+	renewCtx     context.Context // made at the first renewal
+	renewCancel  context.CancelFunc
+	renewStopped bool
+	renewing     sync.WaitGroup // a renewal in flight
 }
 
 var _ lockkit.Lock = (*Lock)(nil)
@@ -47,11 +54,10 @@ func newLock(l *Locker, name, owner string, token int64, ttl time.Duration, expi
 	k.Handle = lockstate.New(name, token, k.unlock)
 	k.expiry = time.AfterFunc(time.Until(expires), func() { k.MarkLost(errLeaseExpired) })
 	if renew > 0 {
-		// Renewal runs on its own context, never the acquire call's.
-		ctx, cancel := context.WithCancel(context.Background())
-		k.stopRenew = cancel
-		k.renewDone = make(chan struct{})
-		go k.renewLoop(ctx, renew)
+		k.renewEvery = renew
+		k.renewMu.Lock()
+		k.renewTimer = time.AfterFunc(renew, k.renewTick)
+		k.renewMu.Unlock()
 	}
 	return k
 }
@@ -115,46 +121,69 @@ func (k *Lock) renew(ctx context.Context) error {
 	return nil
 }
 
-func (k *Lock) renewLoop(ctx context.Context, every time.Duration) {
-	defer close(k.renewDone)
-	t := time.NewTimer(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-k.Done():
-			return
-		case <-t.C:
-		}
-		// A renewal confirmed after the lease ran out is of no use, and
-		// one cut short earlier only costs a retry.
-		rctx, cancel := context.WithTimeout(ctx, max(time.Until(k.Expires()), time.Millisecond))
-		err := k.renew(rctx)
-		cancel()
-		switch {
-		case err == nil:
-			t.Reset(every)
-		case errors.Is(err, errLeaseGone):
-			k.MarkLost(err)
-			return
-		case ctx.Err() != nil:
-			return
-		default:
-			// Try again soon; if the lease runs out first, the
-			// expiry timer ends the lock.
-			t.Reset(max(every/4, time.Millisecond))
-		}
+// renewTick is one automatic renewal. It runs on a context of its own,
+// never the acquire call's, cancelled when the lock is released.
+func (k *Lock) renewTick() {
+	k.renewMu.Lock()
+	if k.renewStopped {
+		k.renewMu.Unlock()
+		return
 	}
+	if k.renewCtx == nil {
+		k.renewCtx, k.renewCancel = context.WithCancel(context.Background())
+	}
+	ctx := k.renewCtx
+	k.renewing.Add(1)
+	k.renewMu.Unlock()
+	defer k.renewing.Done()
+	if !k.Held() {
+		return
+	}
+	// A renewal confirmed after the lease ran out is of no use, and one
+	// cut short earlier only costs a retry.
+	rctx, cancel := context.WithTimeout(ctx, max(time.Until(k.Expires()), time.Millisecond))
+	err := k.renew(rctx)
+	cancel()
+	next := k.renewEvery
+	switch {
+	case err == nil:
+	case errors.Is(err, errLeaseGone):
+		k.MarkLost(err)
+		return
+	case ctx.Err() != nil:
+		return
+	default:
+		// Try again soon; if the lease runs out first, the expiry timer
+		// ends the lock.
+		next = max(k.renewEvery/4, time.Millisecond)
+	}
+	k.renewMu.Lock()
+	if !k.renewStopped && k.Held() {
+		k.renewTimer.Reset(next)
+	}
+	k.renewMu.Unlock()
+}
+
+// stopRenewal stops automatic renewal and waits for a renewal in flight,
+// which it cancels.
+func (k *Lock) stopRenewal() {
+	if k.renewEvery == 0 {
+		return
+	}
+	k.renewMu.Lock()
+	k.renewStopped = true
+	k.renewTimer.Stop()
+	if k.renewCancel != nil {
+		k.renewCancel()
+	}
+	k.renewMu.Unlock()
+	k.renewing.Wait()
 }
 
 // unlock is the lockstate.UnlockFunc: stop renewing, then end the lease
 // with a statement that matches name, owner and token.
 func (k *Lock) unlock(ctx context.Context, lost bool) error {
-	if k.stopRenew != nil {
-		k.stopRenew()
-		<-k.renewDone
-	}
+	k.stopRenewal()
 	k.expiry.Stop()
 	if ctx.Err() != nil {
 		var cancel context.CancelFunc
