@@ -454,4 +454,9 @@ func TestDefaultPrefix(t *testing.T) {
 	if l.TTL() != DefaultTTL {
 		t.Errorf("TTL = %v", l.TTL())
 	}
+	// Sub-millisecond parts round up, never down to a shorter lease.
+	l = newLocker(t, c, &Config{TTL: 1500 * time.Microsecond, NoAutoRenew: true})
+	if l.TTL() != 2*time.Millisecond || l.set.ttlMs != 2 {
+		t.Errorf("TTL 1.5ms became %v (%d ms)", l.TTL(), l.set.ttlMs)
+	}
 }

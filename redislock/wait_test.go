@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -254,5 +255,56 @@ func TestWaitersSurvivePubSubKill(t *testing.T) {
 	mustRelease(t, held)
 	if err := <-got; err != nil {
 		t.Fatalf("waiter: %v", err)
+	}
+}
+
+// A waiter that gives up leaves no subscription and no session behind.
+func TestCancelledWaiterLeavesNothing(t *testing.T) {
+	admin := integration.Redis(t)
+	prefix := testPrefix(t, admin)
+	a := newLocker(t, integration.Redis(t), &Config{Prefix: prefix})
+	b := newLocker(t, integration.Redis(t), &Config{Prefix: prefix})
+	n := name(t)
+	held := mustLock(t, a, n)
+	defer mustRelease(t, held)
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		_, err := b.Lock(ctx, n)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Lock = %v, want DeadlineExceeded", err)
+		}
+	}
+	ch := b.channel(held.Key())
+	subs, err := admin.PubSubNumSub(ctxT(t, 5*time.Second), ch).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if subs[ch] != 0 {
+		t.Errorf("%d subscribers left on %q", subs[ch], ch)
+	}
+	b.hub.mu.Lock()
+	defer b.hub.mu.Unlock()
+	if b.hub.cur != nil {
+		t.Error("the hub still has a session")
+	}
+}
+
+// Held locks cost timers, not goroutines. (The default 30s lease: renewals
+// are one round trip per lock per interval, so 1000 locks renewed every
+// second would measure this machine's Redis throughput, not the timers.)
+func TestManyHeldLocksNoGoroutines(t *testing.T) {
+	admin := integration.Redis(t)
+	l := newLocker(t, integration.Redis(t), &Config{Prefix: testPrefix(t, admin)})
+	before := runtime.NumGoroutine()
+	var locks []*Lock
+	for i := range 1000 {
+		locks = append(locks, mustLock(t, l, fmt.Sprint(i)))
+	}
+	if grown := runtime.NumGoroutine() - before; grown > 100 {
+		t.Errorf("%d goroutines more while 1000 locks are held", grown)
+	}
+	for _, lk := range locks {
+		mustRelease(t, lk)
 	}
 }
