@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -667,5 +668,40 @@ func TestList(t *testing.T) {
 	}
 	if got, err := l.List(ctxT(t, 5*time.Second)); err != nil || len(got) != 0 {
 		t.Errorf("List after every release = %+v, %v", got, err)
+	}
+}
+
+// TestWaiterFollowsReplacedFile: when a lock file is removed while a waiter
+// waits on it, the waiter (woken by inotify on Linux) moves to the path's
+// new file instead of queueing behind the old file's holder.
+func TestWaiterFollowsReplacedFile(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the wake-up on removal is inotify's")
+	}
+	dir := t.TempDir()
+	a, w := newLocker(t, dir, nil), newLocker(t, dir, nil)
+	old := mustTry(t, a, "moved", Exclusive)
+	got := make(chan error, 1)
+	go func() {
+		lk, err := w.Acquire(ctxT(t, 10*time.Second), "moved")
+		if err == nil {
+			err = lk.Release(context.Background())
+		}
+		got <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if err := os.Remove(old.Path()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Errorf("waiter: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("waiter still queued behind the removed file's holder")
+	}
+	if err := old.Release(ctxT(t, time.Second)); !errors.Is(err, ErrFileRemoved) {
+		t.Errorf("Release of the lock whose file was removed = %v, want ErrFileRemoved", err)
 	}
 }

@@ -490,6 +490,11 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 				// Something closed the file: likely a release. If
 				// the retry loses, poll fast again for a while.
 				backoff = l.cfg.PollMin
+				// Or the file was removed or replaced: wait on the
+				// path's new file, not behind the old one's holder.
+				if same, err := l.sameFile(file, &f.st); err == nil && !same {
+					closeFile()
+				}
 			}
 			continue
 		}
