@@ -183,8 +183,9 @@ func BenchmarkHandoff(b *testing.B) {
 //     foreign-key errors into warnings too), then, on the duplicate, an
 //     UPDATE ... WHERE expired to take the lease over: three round trips.
 //
-// Both run on one pinned connection with prepared statements; release is
-// the same statement.
+// Both run on one pinned connection with prepared statements, alternating
+// iteration by iteration; release is the same statement. Reports the
+// median of each and their ratio.
 func BenchmarkMySQLAcquireStrategies(b *testing.B) {
 	e := setup(b, rowlock.MySQL)
 	ctx := context.Background()
@@ -214,78 +215,86 @@ func BenchmarkMySQLAcquireStrategies(b *testing.B) {
 		}
 	}
 
-	b.Run("odku", func(b *testing.B) {
-		acq := prep(acquire)
-		name := "bench." + randHex(6)
-		for b.Loop() {
-			res, err := acq.ExecContext(ctx, name, owner, ttl, host, pid, data, owner, host, pid, data, ttl)
-			if err != nil {
-				b.Fatal(err)
-			}
-			token, _ := res.LastInsertId()
-			if token == 0 {
-				b.Fatal("not acquired")
-			}
-			releaseToken(name, token)
+	acq := prep(acquire)
+	odku := func(name string) {
+		res, err := acq.ExecContext(ctx, name, owner, ttl, host, pid, data, owner, host, pid, data, ttl)
+		if err != nil {
+			b.Fatal(err)
 		}
-	})
+		token, _ := res.LastInsertId()
+		if token == 0 {
+			b.Fatal("not acquired")
+		}
+		releaseToken(name, token)
+	}
 
-	b.Run("insert-ignore", func(b *testing.B) {
-		ins := prep(`INSERT IGNORE INTO lockkit_locks (name, owner, token, acquired_at, expires_at, host, pid, data)
+	ins := prep(`INSERT IGNORE INTO lockkit_locks (name, owner, token, acquired_at, expires_at, host, pid, data)
 VALUES (?, ?, LAST_INSERT_ID(TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6))), UTC_TIMESTAMP(6),
         UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, ?, ?, ?)`)
-		take := prep(`UPDATE lockkit_locks SET
+	take := prep(`UPDATE lockkit_locks SET
   token = LAST_INSERT_ID(GREATEST(token + 1, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)))),
   owner = ?, acquired_at = UTC_TIMESTAMP(6), host = ?, pid = ?, data = ?,
   expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND
 WHERE name = ? AND expires_at <= UTC_TIMESTAMP(6)`)
-		name := "bench." + randHex(6)
-		warnings := func() (dupOnly bool) {
-			rows, err := conn.QueryContext(ctx, "SHOW WARNINGS")
+	warnings := func() (dupOnly bool) {
+		rows, err := conn.QueryContext(ctx, "SHOW WARNINGS")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer rows.Close()
+		n, dup := 0, 0
+		for rows.Next() {
+			var level, msg string
+			var code int
+			if err := rows.Scan(&level, &code, &msg); err != nil {
+				b.Fatal(err)
+			}
+			n++
+			if code == 1062 {
+				dup++
+			}
+		}
+		if n != dup {
+			b.Fatal(errors.New("INSERT IGNORE raised a warning other than the duplicate key"))
+		}
+		return dup == 1
+	}
+	ignore := func(name string) {
+		res, err := ins.ExecContext(ctx, name, owner, ttl, host, pid, data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var token int64
+		if n, _ := res.RowsAffected(); n == 1 {
+			token, _ = res.LastInsertId()
+			warnings() // an inserted row can still carry truncation warnings
+		} else {
+			if !warnings() {
+				b.Fatal("no row inserted and no duplicate-key warning")
+			}
+			res, err := take.ExecContext(ctx, owner, host, pid, data, ttl, name)
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer rows.Close()
-			n, dup := 0, 0
-			for rows.Next() {
-				var level, msg string
-				var code int
-				if err := rows.Scan(&level, &code, &msg); err != nil {
-					b.Fatal(err)
-				}
-				n++
-				if code == 1062 {
-					dup++
-				}
+			if n, _ := res.RowsAffected(); n != 1 {
+				b.Fatal("held")
 			}
-			if n != dup {
-				b.Fatal(errors.New("INSERT IGNORE raised a warning other than the duplicate key"))
-			}
-			return dup == 1
+			token, _ = res.LastInsertId()
 		}
-		for b.Loop() {
-			res, err := ins.ExecContext(ctx, name, owner, ttl, host, pid, data)
-			if err != nil {
-				b.Fatal(err)
-			}
-			var token int64
-			if n, _ := res.RowsAffected(); n == 1 {
-				token, _ = res.LastInsertId()
-				warnings() // an inserted row can still carry truncation warnings
-			} else {
-				if !warnings() {
-					b.Fatal("no row inserted and no duplicate-key warning")
-				}
-				res, err := take.ExecContext(ctx, owner, host, pid, data, ttl, name)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if n, _ := res.RowsAffected(); n != 1 {
-					b.Fatal("held")
-				}
-				token, _ = res.LastInsertId()
-			}
-			releaseToken(name, token)
-		}
-	})
+		releaseToken(name, token)
+	}
+
+	n1, n2 := "bench."+randHex(6), "bench."+randHex(6)
+	var a, c []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		odku(n1)
+		mid := time.Now()
+		ignore(n2)
+		a, c = append(a, mid.Sub(start)), append(c, time.Since(mid))
+	}
+	ma, mc := median(a), median(c)
+	b.ReportMetric(float64(ma.Microseconds()), "odku-µs")
+	b.ReportMetric(float64(mc.Microseconds()), "insert-ignore-µs")
+	b.ReportMetric(float64(mc)/float64(ma), "ignore/odku")
 }
