@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestFlights checks the round-trip counting on a real loopback socket.
+func TestFlights(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	push := make(chan struct{})
+	srvDone := make(chan struct{})
+	go func() {
+		defer close(srvDone)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			switch string(buf[:n]) {
+			case "push?":
+				<-push
+				_, _ = c.Write([]byte("pushed"))
+			case "bc", "b", "c": // pipelined: answer once both arrived
+				if string(buf[:n]) == "b" {
+					continue
+				}
+				_, _ = c.Write([]byte("BC"))
+			default:
+				_, _ = c.Write(bytes.ToUpper(buf[:n]))
+			}
+		}
+	}()
+	var nc netCounter
+	c, err := nc.dial(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(want string) {
+		t.Helper()
+		buf := make([]byte, len(want))
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != want {
+			t.Fatalf("read %q, %v; want %q", buf, err, want)
+		}
+	}
+	if got := nc.open.Load(); got != 1 {
+		t.Fatalf("open = %d, want 1", got)
+	}
+	c.Write([]byte("a"))
+	read("A")
+	if got := nc.flights.Load(); got != 1 {
+		t.Fatalf("after one request: %d flights, want 1", got)
+	}
+	c.Write([]byte("b")) // two writes, one answer: one flight
+	c.Write([]byte("c"))
+	read("BC")
+	if got := nc.flights.Load(); got != 2 {
+		t.Fatalf("after a pipelined pair: %d flights, want 2", got)
+	}
+	c.Write([]byte("push?")) // one request, then data the server pushes later
+	close(push)
+	read("pushed")
+	if got := nc.flights.Load(); got != 3 {
+		t.Fatalf("after a pushed answer: %d flights, want 3", got)
+	}
+	c.Close()
+	<-srvDone
+	if got := nc.open.Load(); got != 0 {
+		t.Fatalf("open after close = %d, want 0", got)
+	}
+	if got := nc.dials.Load(); got != 1 {
+		t.Fatalf("dials = %d, want 1", got)
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	var s samples
+	for i := 100; i >= 1; i-- {
+		s = append(s, time.Duration(i))
+	}
+	if s.median() != 50 || s.p99() != 99 || s.quantile(1) != 100 || s.quantile(0) != 1 {
+		t.Fatalf("median %v p99 %v", s.median(), s.p99())
+	}
+	if (samples{}).median() != 0 {
+		t.Fatal("median of nothing")
+	}
+}
+
+// TestQuickFiles runs the harness in-process in quick mode on the file
+// backend (no server needed) and checks every output.
+func TestQuickFiles(t *testing.T) {
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"-quick", "-backends", "files", "-out", out}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	tables := stdout.String()
+	for _, want := range []string{"| files | 1 key |", "| files | lockkit |", "gofrs/flock", "## Scale"} {
+		if !strings.Contains(tables, want) {
+			t.Errorf("tables lack %q:\n%s", want, tables)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Backends) != 1 || rep.Backends[0].Backend != "files" || rep.Backends[0].Skipped != "" {
+		t.Fatalf("backends: %+v", rep.Backends)
+	}
+	br := rep.Backends[0]
+	if len(br.Single) != 3 || br.Single[0].N == 0 || br.Single[0].MedianNs <= 0 {
+		t.Fatalf("single-key results: %+v", br.Single)
+	}
+	if len(br.Contended) != 3 || br.Contended[0].Acquisitions == 0 {
+		t.Fatalf("contended results: %+v", br.Contended)
+	}
+	for _, png := range []string{"latency.png", "handoff.png", "scale.png"} {
+		b, err := os.ReadFile(filepath.Join(out, png))
+		if err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+			t.Errorf("%s: not a PNG (%v)", png, err)
+		}
+	}
+}
+
+func TestFlags(t *testing.T) {
+	if _, err := parseFlags([]string{"-backends", "nope"}, io.Discard); err == nil {
+		t.Fatal("unknown backend accepted")
+	}
+	c, err := parseFlags([]string{"-quick"}, io.Discard)
+	if err != nil || c.out != filepath.Join("results", "quick") || len(c.backends) != len(backends) {
+		t.Fatalf("%+v %v", c, err)
+	}
+}
