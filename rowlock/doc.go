@@ -87,4 +87,10 @@
 // A lease holds no connection: statements borrow one from the pool for one
 // round trip. The PostgreSQL listener holds one connection while anyone
 // waits. A Locker never closes or reconfigures the *sql.DB.
+//
+// An acquire whose connection fails, or whose context ends, after the
+// statement was sent may still have taken the lease on the server without
+// this process learning its token. Nobody holds such a lease; it keeps the
+// name from others until its TTL runs out. Keep TTLs as short as the
+// renewal interval allows where that matters.
 package rowlock
