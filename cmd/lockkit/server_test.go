@@ -532,3 +532,48 @@ func redacted(raw string) string {
 	}
 	return u.Redacted()
 }
+
+// TestMySQLStatusListing lists user locks without names on private MariaDB
+// servers that expose them: through the metadata_lock_info plugin, and
+// through performance_schema (MySQL 8's way). The shared test server has
+// neither; TestStatus checks what it says then.
+func TestMySQLStatusListing(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"metadata_lock_info", []string{"--plugin-load-add=metadata_lock_info"}},
+		{"performance_schema", []string{"--performance-schema=ON", "--performance-schema-instrument=wait/lock/metadata/sql/mdl=ON"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			srv := integration.StartMariaDB(t, integration.WithServerArgs(c.args...))
+			cfg, err := mysql.ParseDSN(srv.DSN())
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := (&url.URL{Scheme: "mysql", User: url.User(cfg.User), Host: cfg.Addr, Path: "/" + cfg.DBName}).String()
+			env := baseEnv(t)
+			name := integration.Name(t)
+			holder := start(t, env, true, "run", "-b", u, name, "--", "sh", "-c", "echo ready; exec sleep 1000")
+			holder.waitLine("ready")
+			code, out, errOut := lockkit(t, env, "status", "-b", u, "--json")
+			wantExit(t, "status", code, 0, errOut)
+			var locks []map[string]any
+			if err := json.Unmarshal([]byte(out), &locks); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			if len(locks) != 1 || locks[0]["name"] != name || locks[0]["held"] != true || locks[0]["pid"] == nil {
+				t.Fatalf("listing: %v", locks)
+			}
+			_ = holder.cmd.Process.Signal(syscall.SIGTERM)
+			holder.wait()
+			code, out, errOut = lockkit(t, env, "status", "-b", u)
+			wantExit(t, "status after release", code, 0, errOut)
+			if out != "no locks held\n" {
+				t.Errorf("after release:\n%s", out)
+			}
+		})
+	}
+}

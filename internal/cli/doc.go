@@ -7,6 +7,24 @@
 // status instead of exiting, so every command runs in-process in tests.
 // cmd/lockkit is a thin main over it.
 //
+// # Commands
+//
+//   - lockkit run [flags] NAME -- COMMAND [ARG...]: acquire NAME, run
+//     COMMAND in its own process group while holding it, forward SIGINT,
+//     SIGTERM and SIGHUP to that group, release once COMMAND has exited;
+//     on loss, SIGTERM the group, SIGKILL it after --kill-grace, exit 70.
+//   - lockkit status [--backend URL] [--table] [--json] [NAME...]: list
+//     held locks with holder and since when (exit 1 when a given NAME is
+//     free).
+//   - lockkit migrate [--backend URL] up|down|version: the lock table's
+//     migrations.
+//   - lockkit version, lockkit help [COMMAND], lockkit COMMAND -h.
+//
+// Backends are URLs: file:///DIR, postgres:// or postgresql://, mysql://
+// (converted to a go-sql-driver configuration), redis:// or rediss://,
+// from --backend or the LOCKKIT_BACKEND environment variable; without
+// either, a file lock in filelock.DefaultDir.
+//
 // # Exit status
 //
 // lockkit run exits with the command's own status when the command ran and

@@ -8,7 +8,7 @@ const mainUsage = `Usage: lockkit COMMAND [ARG...]
 lockkit runs a command while holding a named lock, like flock(1), but the
 lock can live in PostgreSQL, MySQL/MariaDB or Redis, so that it holds
 across hosts. With no backend given it uses a file lock in a per-user
-directory, which needs no server.
+directory (~/.cache/lockkit/locks on Linux), which needs no server.
 
 Commands:
   run       run a command while holding a lock
@@ -25,6 +25,10 @@ Backends (--backend URL, or the LOCKKIT_BACKEND environment variable):
   mysql://USER:PASS@HOST:PORT/DB       a MySQL/MariaDB GET_LOCK lock
   redis://HOST:PORT/DB                 a Redis lease (rediss:// for TLS)
 With --table, postgres:// and mysql:// use the lock table instead.
+
+Exit status: the command's own, or 75 when the lock was not acquired, 70
+when it was lost, 69 when the backend failed, 64 on a usage error; see
+'lockkit run -h'.
 
 Examples:
   lockkit run nightly -- ./nightly.sh

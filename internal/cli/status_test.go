@@ -1,0 +1,122 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestStatusFile(t *testing.T) {
+	url, dir := fileURL(t)
+	holdFile(t, dir, "nightly")
+	holdFile(t, dir, "a/b c") // an encoded file name, named by its record
+	// A lock file nobody holds is not listed.
+	if r := runCLI(t, nil, "run", "-b", url, "idle", "--", "true"); r.code != 0 {
+		t.Fatalf("run: %d %s", r.code, r.stderr)
+	}
+
+	r := runCLI(t, nil, "status", "-b", url)
+	if r.code != 0 {
+		t.Fatalf("status: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "NAME") || !strings.HasPrefix(lines[1], "a/b c ") || !strings.HasPrefix(lines[2], "nightly ") {
+		t.Fatalf("status table:\n%s", r.stdout)
+	}
+	if pid := strconv.Itoa(os.Getpid()); !strings.Contains(lines[2], "(pid "+pid) {
+		t.Errorf("holder pid %s not shown:\n%s", pid, r.stdout)
+	}
+
+	// Names in the order given, flags after them, the free one marked,
+	// exit 1 because one is free.
+	r = runCLI(t, nil, "status", "-b", url, "nightly", "idle", "--json")
+	if r.code != 1 {
+		t.Fatalf("status NAME FREE: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	var locks []heldLock
+	if err := json.Unmarshal([]byte(r.stdout), &locks); err != nil {
+		t.Fatalf("%v\n%s", err, r.stdout)
+	}
+	if len(locks) != 2 || locks[0].Name != "nightly" || !locks[0].Held || locks[0].PID != os.Getpid() || locks[0].Since == nil ||
+		locks[1].Name != "idle" || locks[1].Held {
+		t.Fatalf("status --json: %+v", locks)
+	}
+	if r := runCLI(t, nil, "status", "-b", url, "nightly"); r.code != 0 || !strings.Contains(r.stdout, "nightly") {
+		t.Errorf("status of a held name: exit %d\n%s", r.code, r.stdout)
+	}
+}
+
+func TestStatusFileNoDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "never")
+	r := runCLI(t, nil, "status", "-b", "file://"+dir)
+	if r.code != 0 || r.stdout != "no locks held\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, nil, "status", "-b", "file://"+dir, "--json", "x")
+	if r.code != 1 || !strings.Contains(r.stdout, `"held": false`) {
+		t.Fatalf("exit %d, stdout %q", r.code, r.stdout)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("status created the lock directory: %v", err)
+	}
+}
+
+func TestStatusAndMigrateUsage(t *testing.T) {
+	url, _ := fileURL(t)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"status", "--frob"}, "unknown flag -frob"},
+		{[]string{"status", "-b", url, "--table"}, "--table needs a postgres:// or mysql://"},
+		{[]string{"status", "-b", url, ""}, "empty lock name"},
+		{[]string{"migrate"}, "missing up, down or version"},
+		{[]string{"migrate", "-b", "postgres://u@127.0.0.1:1/db", "sideways"}, `unknown migration "sideways"`},
+		{[]string{"migrate", "-b", "postgres://u@127.0.0.1:1/db", "up", "down"}, "one of up, down or version"},
+		{[]string{"migrate", "up"}, "migrate needs a postgres:// or mysql:// backend"},
+		{[]string{"migrate", "-b", url, "up"}, "the lock table lives in PostgreSQL or MySQL"},
+		{[]string{"migrate", "-b", "redis://127.0.0.1:1/0", "version"}, "the lock table lives in PostgreSQL or MySQL"},
+	}
+	for _, c := range cases {
+		r := runCLI(t, nil, c.args...)
+		if r.code != ExitUsage || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%q: exit %d, stderr:\n%s", c.args, r.code, r.stderr)
+		}
+	}
+}
+
+func TestHolderColumn(t *testing.T) {
+	h := heldLock{Owner: "alice", Data: "edit", Host: "web-3", PID: 4121, App: "backup", Scheme: "golang-migrate"}
+	if got := h.holder(); got != "alice [edit] on web-3 (pid 4121, backup, golang-migrate)" {
+		t.Errorf("holder %q", got)
+	}
+	if got := (heldLock{App: "psql"}).holder(); got != "psql" {
+		t.Errorf("holder %q", got)
+	}
+}
+
+func TestParseRedisValue(t *testing.T) {
+	h := parseRedisValue(`SECRETSECRET|1795639869381654|1764100269381|{"owner":"alice (lockkit)","host":"vm","pid":42}`)
+	if h.Token != 1795639869381654 || h.Owner != "alice (lockkit)" || h.Host != "vm" || h.PID != 42 || h.Since == nil || h.Since.UnixMilli() != 1764100269381 {
+		t.Errorf("%+v", h)
+	}
+	b, _ := json.Marshal(h)
+	if strings.Contains(string(b), "SECRET") {
+		t.Errorf("the holder's secret leaks: %s", b)
+	}
+}
+
+func TestPgKey(t *testing.T) {
+	for _, k := range []int64{0, 1, -1, 1 << 40, -2972798273179799581} {
+		hi, lo := int64(uint32(uint64(k)>>32)), int64(uint32(k))
+		if got := pgKey(hi, lo, 1); got.Int64() != k || got.IsPair() {
+			t.Errorf("bigint %d: got %v", k, got)
+		}
+	}
+	if got := pgKey(int64(uint32(0xffffffff)), 7, 2); !got.IsPair() || got.String() != "(-1,7)" {
+		t.Errorf("pair: got %v", got)
+	}
+}
