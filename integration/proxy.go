@@ -21,14 +21,15 @@ type Proxy struct {
 	ln     net.Listener
 	target string
 
-	mu      sync.Mutex
-	pairs   map[*proxyPair]struct{}
-	pattern []byte        // armed by ResetAfter; nil when disarmed
-	stmt    string        // armed by ResetAfterStatement; "" when disarmed
-	fired   chan struct{} // closed when the armed fault fired
-	stalled chan struct{} // non-nil while stalled; closed by Unstall
-	resets  int
-	closed  bool
+	mu       sync.Mutex
+	pairs    map[*proxyPair]struct{}
+	pattern  []byte        // armed by ResetAfter; nil when disarmed
+	stmt     string        // armed by ResetAfterStatement; "" when disarmed
+	fired    chan struct{} // closed when the armed fault fired
+	stalled  chan struct{} // non-nil while stalled; closed by Unstall
+	resets   int
+	accepted int
+	closed   bool
 
 	wg sync.WaitGroup
 }
@@ -177,6 +178,14 @@ func (p *Proxy) Resets() int {
 	return p.resets
 }
 
+// Accepted returns how many client connections the proxy has accepted.
+// A test can show that a call did no I/O: the count did not move.
+func (p *Proxy) Accepted() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.accepted
+}
+
 // Conns returns how many client connections are open through the proxy.
 func (p *Proxy) Conns() int {
 	p.mu.Lock()
@@ -206,6 +215,9 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
+		p.mu.Lock()
+		p.accepted++
+		p.mu.Unlock()
 		s, err := net.Dial("tcp", p.target)
 		if err != nil {
 			_ = c.Close()

@@ -97,8 +97,8 @@ func TestProxyResetAfterPattern(t *testing.T) {
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("client read after the fault = %v, want a connection reset", err)
 	}
-	if p.Resets() != 1 {
-		t.Errorf("Resets = %d, want 1", p.Resets())
+	if p.Resets() != 1 || p.Accepted() != 1 {
+		t.Errorf("Resets = %d, Accepted = %d, want 1 and 1", p.Resets(), p.Accepted())
 	}
 
 	// One-shot: a new connection with the same pattern goes through.
