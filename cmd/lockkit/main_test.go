@@ -283,7 +283,7 @@ type backendCase struct {
 func (bc backendCase) run(args ...string) []string {
 	a := []string{"run", "-b", bc.url}
 	if bc.table {
-		a = append(a, "--table")
+		a = []string{"run", "--backend", bc.url, "--table"}
 	}
 	return append(a, args...)
 }
@@ -299,10 +299,20 @@ func exitCodes(t *testing.T, bc backendCase) {
 		t.Helper()
 		return lockkit(t, bc.env, bc.run(args...)...)
 	}
-	code, out, errOut := run(name, "--", "sh", "-c", `echo "$LOCKKIT_NAME"; exit 7`)
+	code, out, errOut := run(name, "--", "sh", "-c", `echo "$LOCKKIT_NAME ${LOCKKIT_TOKEN-unset}"; exit 7`)
 	wantExit(t, "own status", code, 7, errOut)
-	if out != name+"\n" {
+	gotName, token, _ := strings.Cut(strings.TrimSpace(out), " ")
+	if gotName != name {
 		t.Errorf("LOCKKIT_NAME: stdout %q", out)
+	}
+	// A fencing token where the backend gives one (Redis, the lock
+	// table), none elsewhere.
+	if tokens := bc.name == "redis" || bc.table; tokens {
+		if n, err := strconv.ParseInt(token, 10, 64); err != nil || n <= 0 {
+			t.Errorf("LOCKKIT_TOKEN %q on %s", token, bc.name)
+		}
+	} else if token != "unset" {
+		t.Errorf("LOCKKIT_TOKEN %q on %s, which has no fencing tokens", token, bc.name)
 	}
 	code, _, errOut = run(name, "--", "sh", "-c", "kill -KILL $$")
 	wantExit(t, "killed by SIGKILL", code, 128+9, errOut)

@@ -172,6 +172,7 @@ func TestPasswordFromEnvironment(t *testing.T) {
 	}
 	const secret = "pa55:w@rd/x"
 	u.User = url.UserPassword(u.User.Username(), secret)
+	u.Scheme = "postgresql" // the other spelling pgx accepts
 	env := append(baseEnv(t), "LOCKKIT_BACKEND="+u.String())
 	name := integration.Name(t)
 	code, out, errOut := lockkit(t, env, "run", "-v", name, "--", "echo", "ran")
