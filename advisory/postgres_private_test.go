@@ -32,43 +32,31 @@ func TestPostgresPrivateServer(t *testing.T) {
 		return db
 	}
 	admin := open(t, srv.DSN())
+	if err := admin.PingContext(pgCtx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	// tableFreed waits until no advisory lock is left on the private
+	// server, on the admin connection opened before the table filled up.
+	tableFreed := func(t *testing.T) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var n int
+			err := admin.QueryRowContext(pgCtx(t, 5*time.Second),
+				"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").Scan(&n)
+			if err == nil && n == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("lock table not freed: %d advisory locks, %v", n, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	many := make([]keyhash.Key, 5000)
 	for i := range many {
 		many[i] = keyhash.Int64(int64(i) + 1_000_000)
 	}
-
-	// PITFALLS 10: out of shared memory (53200) is an error of its own.
-	t.Run("OutOfLockMemory", func(t *testing.T) {
-		db := open(t, srv.DSN())
-		err := WithTxLock(pgCtx(t, 20*time.Second), db, many, nil, func(context.Context, *sql.Tx) error {
-			t.Error("fn ran")
-			return nil
-		})
-		if !errors.Is(err, ErrOutOfLockMemory) || pgCode(err) != "53200" {
-			t.Fatalf("WithTxLock on 5000 keys = %v, want ErrOutOfLockMemory with 53200", err)
-		}
-		t.Logf("transaction scope: %v", err)
-		p, err := NewPostgres(db, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = p.AcquireKeys(pgCtx(t, 20*time.Second), many, nil)
-		if !errors.Is(err, ErrOutOfLockMemory) {
-			t.Fatalf("AcquireKeys on 5000 keys = %v, want ErrOutOfLockMemory", err)
-		}
-		_, err = p.TryAcquireKeys(pgCtx(t, 20*time.Second), many, nil)
-		if !errors.Is(err, ErrOutOfLockMemory) {
-			t.Fatalf("TryAcquireKeys on 5000 keys = %v, want ErrOutOfLockMemory", err)
-		}
-		// Nothing was left taking up the table: the server grants locks
-		// again, and no session holds any of the keys.
-		waitNoLocks(t, admin, many[:200]...)
-		l, err := p.AcquireKeys(pgCtx(t, 10*time.Second), many[:50], nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mustRelease(t, l)
-	})
 
 	// PITFALLS 4: a server restart ends every session; the holder hears of
 	// it at once, and the pool works again after the restart.
@@ -176,7 +164,7 @@ func TestPostgresPrivateServer(t *testing.T) {
 			_ = l.Release(context.Background())
 			t.Fatal("acquire succeeded through a connection cut after the statement")
 		}
-		<-fired
+		waitFired(t, fired)
 		if errors.Is(err, lockkit.ErrNotAcquired) {
 			t.Errorf("a cut acquire reported ErrNotAcquired (the key is not known to be held elsewhere): %v", err)
 		}
@@ -196,7 +184,7 @@ func TestPostgresPrivateServer(t *testing.T) {
 			}
 			res <- err
 		}()
-		<-fired
+		waitFired(t, fired)
 		if err := <-res; err == nil {
 			t.Fatal("blocking acquire succeeded through a cut connection")
 		}
@@ -211,7 +199,7 @@ func TestPostgresPrivateServer(t *testing.T) {
 		}
 		fired = proxy.ResetAfterStatement("pg_advisory_unlock")
 		err = l.Release(pgCtx(t, 10*time.Second))
-		<-fired
+		waitFired(t, fired)
 		if !errors.Is(err, lockkit.ErrLost) {
 			t.Errorf("Release through a cut connection = %v, want ErrLost", err)
 		}
@@ -236,4 +224,55 @@ func TestPostgresPrivateServer(t *testing.T) {
 			t.Errorf("%d in use", s.InUse)
 		}
 	})
+	// PITFALLS 10: out of shared memory (53200) is an error of its own.
+	t.Run("OutOfLockMemory", func(t *testing.T) {
+		// The admin session is opened before the table fills up: a new
+		// session needs a lock table entry to start.
+		if err := admin.PingContext(pgCtx(t, 10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		db := open(t, srv.DSN())
+		err := WithTxLock(pgCtx(t, 20*time.Second), db, many, nil, func(context.Context, *sql.Tx) error {
+			t.Error("fn ran")
+			return nil
+		})
+		if !errors.Is(err, ErrOutOfLockMemory) || pgCode(err) != "53200" {
+			t.Fatalf("WithTxLock on 5000 keys = %v, want ErrOutOfLockMemory with 53200", err)
+		}
+		t.Logf("transaction scope: %v", err)
+		tableFreed(t)
+		p, err := NewPostgres(db, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = p.AcquireKeys(pgCtx(t, 20*time.Second), many, nil)
+		if !errors.Is(err, ErrOutOfLockMemory) {
+			t.Fatalf("AcquireKeys on 5000 keys = %v, want ErrOutOfLockMemory", err)
+		}
+		// A failed session-level statement keeps the keys it got, so
+		// the session was closed; its backend exits a moment later, and
+		// until then even a new connection can fail with 53200.
+		tableFreed(t)
+		_, err = p.TryAcquireKeys(pgCtx(t, 20*time.Second), many, nil)
+		if !errors.Is(err, ErrOutOfLockMemory) {
+			t.Fatalf("TryAcquireKeys on 5000 keys = %v, want ErrOutOfLockMemory", err)
+		}
+		// Nothing was left taking up the table: no session holds any of
+		// the keys and the server grants locks again.
+		tableFreed(t)
+		l, err := p.AcquireKeys(pgCtx(t, 10*time.Second), many[:50], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustRelease(t, l)
+	})
+}
+
+func waitFired(t *testing.T, fired <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-fired:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the proxy's fault did not fire")
+	}
 }
