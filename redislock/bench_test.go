@@ -289,3 +289,50 @@ func BenchmarkRedisContended(b *testing.B) {
 		b.ReportMetric(float64(hi), "spread-starved")
 	}
 }
+
+// BenchmarkRedisTryReleaseWhileHolding measures TryLock + Release on one
+// name while the same Locker holds 0, 1000 or 10000 other locks, which it
+// keeps renewing in the background (TTL 3s, renewed every second, so the
+// larger sets renew 1000 and 10000 times a second).
+func BenchmarkRedisTryReleaseWhileHolding(b *testing.B) {
+	admin := integration.Redis(b)
+	for _, held := range []int{0, 1000, 10000} {
+		b.Run(strconv.Itoa(held), func(b *testing.B) {
+			l := newLocker(b, integration.Redis(b), &Config{Prefix: testPrefix(b, admin), TTL: 3 * time.Second, RenewInterval: time.Second})
+			ctx := context.Background()
+			locks := make([]*Lock, 0, held)
+			for i := range held {
+				lk, err := l.TryLock(ctx, strconv.Itoa(i))
+				if err != nil {
+					b.Fatal(err)
+				}
+				locks = append(locks, lk)
+			}
+			time.Sleep(time.Second) // let the renewals spread out
+			for b.Loop() {
+				lk, err := l.TryLock(ctx, "probe")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := lk.Release(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			lost, expired := 0, 0
+			for _, lk := range locks {
+				if err := lk.Release(ctx); err != nil {
+					lost++
+					if errors.Is(err, ErrLeaseExpired) {
+						expired++
+						if expired == 1 {
+							b.Logf("first expiry: %v", err)
+						}
+					}
+				}
+			}
+			b.ReportMetric(float64(lost), "lost")
+			b.ReportMetric(float64(expired), "expired")
+		})
+	}
+}

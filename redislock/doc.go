@@ -69,9 +69,13 @@
 //
 // A lock is a lease of [Config.TTL] (default 30 s) on the server's clock.
 // By default it is renewed every [Config.RenewInterval] (default TTL/3, at
-// most TTL/2) by a timer of the lock's own (no goroutine sleeps per held
-// lock), on a context of its own that the acquire call's context never
-// cancels. Release stops the renewal and waits for one in flight.
+// most TTL/2), on a context of its own that the acquire call's context never
+// cancels. Each held lock has timers, not a goroutine; renewals that come
+// due within a few milliseconds of each other are sent together in one
+// pipeline by a goroutine that runs only while renewals are pending, so a
+// Locker holding thousands of locks spends a few round trips per interval
+// on them, not one per lock. Release stops the renewal and waits for one in
+// flight.
 //
 // The lock is reported lost (Done closes, Err wraps lockkit.ErrLost):
 //

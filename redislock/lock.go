@@ -47,9 +47,8 @@ type Lock struct {
 	expiry   *time.Timer // fires at deadline: the lease may be over
 	renewal  *time.Timer // automatic renewal; nil with NoAutoRenew
 	stopped  bool
-	inflight chan struct{}      // closed when the running auto-renewal ends
-	cancel   context.CancelFunc // cancels the running auto-renewal
-	lastErr  error              // the last renewal error
+	inflight chan struct{} // closed when the queued or running auto-renewal ends
+	lastErr  error         // the last renewal error
 }
 
 func newLock(l *Locker, name, key, secret string, token int64, start time.Time) *Lock {
@@ -83,6 +82,12 @@ func (lk *Lock) Renew(ctx context.Context) error {
 func (lk *Lock) renew(ctx context.Context) error {
 	start := time.Now()
 	n, err := renewScript.Run(ctx, lk.l.c, []string{lk.key}, lk.secret, lk.l.set.ttlMs).Int64()
+	return lk.renewed(start, n, err)
+}
+
+// renewed applies the reply of a renewal sent at start: the lease's
+// deadline moves, or the lock is lost, or the error is returned.
+func (lk *Lock) renewed(start time.Time, n int64, err error) error {
 	if err != nil {
 		return fmt.Errorf("redislock: renew %q: %w", lk.Name(), err)
 	}
@@ -141,26 +146,28 @@ func (lk *Lock) expire() {
 	lk.MarkLost(joinCause(ErrLeaseExpired, cause))
 }
 
-// tick runs on the renewal timer: it renews the lease and schedules the
-// next renewal, sooner after a failure.
+// tick runs on the renewal timer: it queues the lock for the Locker's next
+// batch of renewals (see batcher).
 func (lk *Lock) tick() {
 	lk.mu.Lock()
 	if lk.stopped || !lk.Held() {
 		lk.mu.Unlock()
 		return
 	}
-	done := make(chan struct{})
-	ctx, cancel := context.WithDeadline(context.Background(), lk.deadline)
-	lk.inflight, lk.cancel = done, cancel
+	lk.inflight = make(chan struct{})
+	lk.l.batch.add(lk)
 	lk.mu.Unlock()
+}
 
-	err := lk.renew(ctx)
-	cancel()
-
+// autoRenewed ends an automatic renewal with its result and schedules the
+// next one, sooner after a failure.
+func (lk *Lock) autoRenewed(err error) {
 	lk.mu.Lock()
 	defer lk.mu.Unlock()
-	lk.inflight, lk.cancel = nil, nil
-	close(done)
+	if lk.inflight != nil {
+		close(lk.inflight)
+		lk.inflight = nil
+	}
 	if lk.stopped || !lk.Held() {
 		return
 	}
@@ -181,7 +188,8 @@ func joinCause(err, cause error) error {
 	return fmt.Errorf("%w (last renewal: %w)", err, cause)
 }
 
-// stop ends the renewal timer and waits for a renewal in flight.
+// stop ends the timers and waits for a renewal in flight (one already sent
+// in a batch; a queued one is taken out of the queue).
 func (lk *Lock) stop() {
 	lk.mu.Lock()
 	lk.stopped = true
@@ -189,10 +197,9 @@ func (lk *Lock) stop() {
 	if lk.renewal != nil {
 		lk.renewal.Stop()
 	}
-	done, cancel := lk.inflight, lk.cancel
+	done := lk.inflight
 	lk.mu.Unlock()
-	if done != nil {
-		cancel()
+	if done != nil && !lk.l.batch.remove(lk) {
 		<-done
 	}
 }

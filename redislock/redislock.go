@@ -31,6 +31,7 @@ type Locker struct {
 	c        Client
 	set      settings
 	hub      hub
+	batch    batcher
 	noSetGet atomic.Bool // the server rejected SET NX GET: use the script
 
 	// waitHook, when set by a test, runs each time an Acquire is about to
@@ -53,7 +54,9 @@ func New(client Client, cfg *Config) (*Locker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Locker{c: client, set: s, hub: hub{c: client}}, nil
+	l := &Locker{c: client, set: s, hub: hub{c: client}}
+	l.batch.l = l
+	return l, nil
 }
 
 // TTL returns the lease length locks are taken with.

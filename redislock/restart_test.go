@@ -2,6 +2,7 @@ package redislock
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -193,4 +194,48 @@ func TestConnectionLossKeepsLease(t *testing.T) {
 	}
 	wantHeld(t, other, n)
 	mustRelease(t, lk)
+}
+
+// Automatic renewals of many locks share round trips (pipelines), and keep
+// working through a SCRIPT FLUSH, which makes every pipelined EVALSHA answer
+// NOSCRIPT once.
+func TestBatchedRenewals(t *testing.T) {
+	srv := startPrivateRedis(t)
+	admin := srv.client(t)
+	cc := &countingClient{Client: srv.client(t)}
+	const locks, ttl, every = 200, 600 * time.Millisecond, 100 * time.Millisecond
+	l := newLocker(t, cc, &Config{TTL: ttl, RenewInterval: every})
+	var held []*Lock
+	for i := range locks {
+		held = append(held, mustLock(t, l, fmt.Sprint(name(t), i)))
+	}
+	cc.reset()
+	ctx := ctxT(t, 10*time.Second)
+	for range 4 {
+		time.Sleep(3 * every)
+		if err := admin.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	trips := cc.pipelines.Load() + cc.evalSha.Load() + cc.eval.Load()
+	// 1.2s at one renewal per lock per 100ms: about 2400 renewals.
+	t.Logf("%d round trips for %d locks renewed every %v over %v", trips, locks, every, 12*every)
+	if trips > locks*12/4 {
+		t.Errorf("%d round trips: renewals were not batched", trips)
+	}
+	if cc.eval.Load() == 0 {
+		t.Errorf("no EVAL after SCRIPT FLUSH: the NOSCRIPT fallback did not run")
+	}
+	for _, lk := range held {
+		if err := lk.Err(); err != nil {
+			t.Fatalf("lock lost while renewals were batched: %v", err)
+		}
+		left, err := lk.TTL(ctx)
+		if err != nil || left < ttl-3*every {
+			t.Fatalf("TTL = %v, %v: not renewed", left, err)
+		}
+	}
+	for _, lk := range held {
+		mustRelease(t, lk)
+	}
 }
