@@ -1,4 +1,132 @@
-// Package advisory provides session- and transaction-scoped advisory locks
-// on PostgreSQL (pg_advisory_lock and friends) and MySQL/MariaDB user locks
-// (GET_LOCK).
+// Package advisory provides locks that live in the database session or
+// transaction: PostgreSQL advisory locks (pg_advisory_lock and friends,
+// [Postgres], [WithTxLock]) and MySQL/MariaDB user locks (GET_LOCK,
+// [MySQL]).
+//
+// # Scopes
+//
+// A session-scoped lock ([Postgres.Acquire], [Postgres.AcquireKey],
+// [Postgres.AcquireKeys]) is held by one server session until it is
+// released or the session ends. lockkit pins one pool connection per held
+// [Lock] and gives it back to the pool only after the server confirmed the
+// unlock. Use it for critical sections that span several transactions, or
+// none.
+//
+// A transaction-scoped lock ([WithTxLock], [WithTryTxLock], [LockTx],
+// [TryLockTx]) is taken with pg_advisory_xact_lock and ends with the
+// transaction, at COMMIT or ROLLBACK; there is no unlock and nothing can
+// leak. Use it for "one editor per record" inside the transaction that does
+// the edit. Note the asymmetry PostgreSQL keeps: a session-level lock taken
+// inside a transaction that rolls back stays held; only the xact functions
+// end with the transaction.
+//
+// Waiting happens in the server (pg_advisory_lock blocks until granted) and
+// is bounded by the context: when it ends, lockkit sends the server a
+// cancel request, which stops the wait at once, and closes the session, so
+// that a grant that raced with the cancellation ends with it. Exclusive and
+// shared modes are both available ([Options], [TxOptions]).
+//
+// # Keys
+//
+// PostgreSQL locks 64-bit keys in two spaces that never collide: a bigint,
+// and a pair of int4 ([keyhash.Key]). A name is hashed to a bigint with
+// [keyhash.NamespacedName] (the first 8 bytes of SHA-256; any language and
+// PostgreSQL itself can compute it, see [keyhash.NameKeySQL]) under the
+// [PostgresConfig.Namespace]. For records, use [keyhash.Record] (table ×
+// 1,000,000 + id, refusing ids that would collide) or [keyhash.PairRecord].
+//
+// Several keys are taken by one statement, in one round trip, sorted with
+// [keyhash.Compare], so two callers locking overlapping sets cannot deadlock
+// each other. A key listed twice is taken once. [Postgres.TryAcquireKeys] is
+// all or nothing: if any key is held elsewhere, the same statement unlocks
+// the keys it got.
+//
+// PostgreSQL stacks a lock taken twice by one session (one unlock then does
+// not free it). lockkit never does that: two [Lock] values never share a
+// session, and a second acquire of a held key waits, or fails for a try,
+// like any other contender.
+//
+// # Connections and pool sizing
+//
+// Every held session lock pins a connection, so N held locks on an
+// N-connection pool starve everything else that needs the pool. Give locks
+// a pool of their own (a second *sql.DB or pgxpool.Pool on the same DSN),
+// sized for the number of locks held at once plus one, and keep deadlines
+// on all work. Transaction-scoped locks use the transaction's own
+// connection and pin nothing extra.
+//
+// [NewPostgres] takes a *sql.DB that uses pgx's database/sql driver
+// (github.com/jackc/pgx/v5/stdlib); [NewPostgresPool] takes a
+// *pgxpool.Pool. Both run the same code on the pinned session's *pgx.Conn.
+// A connection whose state is in any doubt — an acquire interrupted by its
+// context, an unlock that failed, returned false or was not confirmed within
+// [PostgresConfig.ReleaseTimeout] — is destroyed rather than pooled: closing
+// the session ends every lock it held.
+//
+// Round trips: a try or a blocking acquire is one, a release one, whatever
+// the number of keys. [WithTxLock] through database/sql is three (BEGIN, the
+// lock, COMMIT) plus fn's own: database/sql sends BEGIN by itself and waits
+// for it, so the lock cannot be pipelined with it. [TxOptions.LockTimeout]
+// is pipelined with the lock and costs no extra round trip.
+//
+// # Poolers
+//
+// PgBouncer in transaction mode (and other transaction poolers) hands each
+// transaction to whichever server session is free: a session lock is taken
+// on one server session and its unlock may run on another, and the lock
+// stays behind with a session lockkit does not own. Use the
+// transaction-scoped helpers ([WithTxLock]) through such poolers, or connect
+// locks directly to PostgreSQL or through session-mode pooling.
+//
+// # Loss detection
+//
+// While a session lock is held, a watcher blocks in a read on its pinned
+// connection (pgconn's WaitForNotification). When the server ends the
+// session — pg_terminate_backend, a shutdown or restart, idle_session_timeout
+// — it sends a FATAL error and closes the socket; when it crashes, its
+// kernel closes the socket. Either way the read returns at once: Done closes
+// and Err wraps [lockkit.ErrLost] with the cause, and the connection is
+// destroyed. No polling is involved. The watch starts 1 ms after the grant,
+// so short critical sections cost no extra goroutine.
+//
+// The documented bound: Done closes within one second of the server ending
+// the session. Measured on this project's machines (loopback, loaded
+// 2-core host): 3–13 ms after pg_terminate_backend, about 7 ms after a
+// fast shutdown, 26–61 ms after SIGKILL of the server. A network that
+// silently drops packets sends no signal; the OS notices only through TCP
+// keepalives or tcp_user_timeout (pgx's connect config), so set them where
+// that matters. A lock can always be lost while its holder runs on: use
+// fencing (the rowlock package) where the guarded resource can check a
+// token.
+//
+// Unlock runs on the caller's context stripped of its cancellation and
+// bounded by [PostgresConfig.ReleaseTimeout], so a cancelled caller still
+// gives the lock back; its result is checked, and pg_advisory_unlock
+// returning false ends in an error matching [lockkit.ErrLost].
+//
+// # Errors
+//
+//   - Held elsewhere: a *[lockkit.HeldError] (matches [lockkit.ErrNotAcquired])
+//     with the holder from pg_locks joined with pg_stat_activity: pid,
+//     application_name, client address, user, and Since (for an idle
+//     holder, such as a lockkit session between statements, when its last
+//     statement ended — normally the lock call; for a holder inside a
+//     transaction, the transaction's start; otherwise the session's start).
+//     Other users' details need pg_read_all_stats or superuser. Holder info
+//     is fetched only on a conflict, by a try or after lock_timeout; a wait
+//     that its context ended reports no holder, to return at once.
+//   - A wait ended by its context: matches [lockkit.ErrNotAcquired] and
+//     ctx.Err().
+//   - lock_timeout (SQLSTATE 55P03): a *[lockkit.HeldError] that matches
+//     [ErrLockTimeout] too.
+//   - Deadlock between transactions (40P01): matches [lockkit.ErrDeadlock].
+//     PostgreSQL detects deadlocks between sessions; one goroutine holding
+//     one lockkit session lock while waiting for another is invisible to
+//     it, so take related keys in one [Postgres.AcquireKeys] call.
+//   - Out of shared memory (53200): matches [ErrOutOfLockMemory]. Advisory
+//     locks share the lock table of max_locks_per_transaction ×
+//     (max_connections + max_prepared_transactions) entries with all other
+//     locks. While it is full even new connections can fail.
+//   - Bad input (an empty or invalid name, no keys, a nil database, an
+//     unknown mode): matches [lockkit.ErrInvalid], before any I/O.
 package advisory

@@ -279,7 +279,7 @@ func (p *Postgres) acquire(ctx context.Context, name string, keys []keyhash.Key,
 	}
 	l := &Lock{keys: keys, mode: mode, pid: pid, pc: pc, timeout: p.releaseTimeout}
 	l.Handle = lockstate.New(name, 0, l.unlock)
-	l.w = startWatcher(pc, nc, func(cause error) {
+	l.w = startWatcher(pc, nc, watchDelay, func(cause error) {
 		l.Handle.MarkLost(cause)
 		pc.discard()
 	})

@@ -156,55 +156,100 @@ func interruptible(ctx context.Context, c *pgx.Conn, stmt func() error) (err err
 // watcher detects the loss of a held session lock from a signal the server
 // pushes: it blocks in a read on the pinned session (WaitForNotification).
 // A backend that is terminated (pg_terminate_backend, a server shutdown)
-// sends a FATAL error and closes the socket, so the read returns at once.
-// Notifications (if someone LISTENs on the session) are skipped.
+// sends a FATAL error and closes the socket, and a crashed server's kernel
+// closes it, so the read returns at once. Notifications (if someone LISTENs
+// on the session) are skipped.
+//
+// The watch starts watchDelay after the lock was granted, so that a short
+// critical section (lock, a few statements elsewhere, unlock) pays for no
+// goroutine and no socket wake-up: its unlock statement is what confirms
+// the session was alive. A session that dies in that first moment is
+// reported when the watch starts, because its socket already reads as
+// closed.
 type watcher struct {
-	nc       net.Conn // the session's socket, for the stop deadline
+	nc      net.Conn // the session's socket, for the stop deadline
+	pc      pgPinned
+	onLoss  func(cause error)
+	timer   *time.Timer
+	done    chan struct{}
+	lossErr error // set before done is closed: why the lock was lost, or nil
+
+	mu       sync.Mutex
+	started  bool // the goroutine runs, or ran
 	stopping atomic.Bool
-	done     chan struct{}
-	lossErr  error // set before done is closed: why the lock was lost, or nil
 }
 
-// startWatcher starts watching pc, whose socket is nc. onLoss runs in the
-// watcher's goroutine after the session was found dead, before done closes.
-func startWatcher(pc pgPinned, nc net.Conn, onLoss func(cause error)) *watcher {
-	w := &watcher{nc: nc, done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		err := pc.with(func(c *pgx.Conn) error {
-			pg := c.PgConn()
-			for {
-				err := pg.WaitForNotification(context.Background())
-				if err == nil {
-					continue // a NotificationResponse: keep waiting
-				}
-				if isTimeout(err) && !pg.IsClosed() {
-					if w.stopping.Load() {
-						// Our own stop deadline. A read timeout leaves
-						// the pgconn open and usable (only non-timeout
-						// read errors close it); clear the deadline.
-						_ = nc.SetReadDeadline(time.Time{})
-						return nil
-					}
-					continue
-				}
-				return err
-			}
-		})
-		if err != nil {
-			w.lossErr = fmt.Errorf("advisory: session ended: %w", err)
-			onLoss(w.lossErr)
-		}
-	}()
+// watchDelay is how long after the grant the watch starts. It adds to the
+// loss-detection bound only for a session that dies within it.
+const watchDelay = time.Millisecond
+
+// startWatcher arranges for pc, whose socket is nc, to be watched from
+// delay on. onLoss runs in the watcher's goroutine after the session was
+// found dead, before done closes.
+func startWatcher(pc pgPinned, nc net.Conn, delay time.Duration, onLoss func(cause error)) *watcher {
+	w := &watcher{nc: nc, pc: pc, onLoss: onLoss, done: make(chan struct{})}
+	if delay <= 0 {
+		w.start()
+	} else {
+		w.timer = time.AfterFunc(delay, w.start)
+	}
 	return w
 }
 
-// stop ends the watch and waits for the goroutine to leave the session
-// (which clears the deadline it set). It returns the loss error if the
-// watcher found the session dead first. Later calls only wait and return the
-// same.
+func (w *watcher) start() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopping.Load() {
+		return
+	}
+	w.started = true
+	go w.run()
+}
+
+func (w *watcher) run() {
+	defer close(w.done)
+	err := w.pc.with(func(c *pgx.Conn) error {
+		pg := c.PgConn()
+		for {
+			err := pg.WaitForNotification(context.Background())
+			if err == nil {
+				continue // a NotificationResponse: keep waiting
+			}
+			if isTimeout(err) && !pg.IsClosed() {
+				if w.stopping.Load() {
+					// Our own stop deadline. A read timeout leaves the
+					// pgconn open and usable (only non-timeout read
+					// errors close it); clear the deadline.
+					_ = w.nc.SetReadDeadline(time.Time{})
+					return nil
+				}
+				continue
+			}
+			return err
+		}
+	})
+	if err != nil {
+		w.lossErr = fmt.Errorf("advisory: session ended: %w", err)
+		w.onLoss(w.lossErr)
+	}
+}
+
+// stop ends the watch and waits for the goroutine, if it started, to leave
+// the session (which clears the deadline stop set). It returns the loss
+// error if the watcher found the session dead first. Later calls only wait
+// and return the same.
 func (w *watcher) stop() error {
-	if w.stopping.CompareAndSwap(false, true) {
+	w.mu.Lock()
+	first := w.stopping.CompareAndSwap(false, true)
+	started := w.started
+	w.mu.Unlock()
+	if !started {
+		if w.timer != nil {
+			w.timer.Stop() // if it fires anyway, start sees stopping
+		}
+		return nil
+	}
+	if first {
 		_ = w.nc.SetReadDeadline(time.Now())
 	}
 	<-w.done

@@ -60,10 +60,23 @@ type stmt struct {
 func single(f pgFunc, m Mode, k keyhash.Key) stmt {
 	if k.IsPair() {
 		a, b := k.Pair()
-		return stmt{"SELECT " + f.name(m) + "($1::int4, $2::int4)", []any{a, b}}
+		return stmt{singleSQL[f][m][1], []any{a, b}}
 	}
-	return stmt{"SELECT " + f.name(m) + "($1::bigint)", []any{k.Int64()}}
+	return stmt{singleSQL[f][m][0], []any{k.Int64()}}
 }
+
+// singleSQL holds the single-key statements, indexed by function, mode and
+// key kind (0 bigint, 1 pair), built once.
+var singleSQL = func() (t [fnTryXact + 1][Shared + 1][2]string) {
+	for f := range t {
+		for m := range t[f] {
+			name := pgFunc(f).name(Mode(m))
+			t[f][m][0] = "SELECT " + name + "($1::bigint)"
+			t[f][m][1] = "SELECT " + name + "($1::int4, $2::int4)"
+		}
+	}
+	return t
+}()
 
 // splitKeys returns the bigint keys and the two halves of the pair keys of
 // keys, which are sorted (bigint keys first, see keyhash.Compare).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -315,7 +316,14 @@ func TestPostgresServerTimeoutAndDeadlock(t *testing.T) {
 		go func() { res <- result{tx2, LockTx(ctx, tx2, k1)} }()
 		victim := <-res
 		if !errors.Is(victim.err, lockkit.ErrDeadlock) || pgCode(victim.err) != "40P01" {
-			t.Fatalf("deadlock victim's error = %v, want lockkit.ErrDeadlock with 40P01", victim.err)
+			other := "none within 3s"
+			select {
+			case r := <-res:
+				other = fmt.Sprintf("%v (tx1: %v)", r.err, r.tx == tx1)
+			case <-time.After(3 * time.Second):
+			}
+			t.Fatalf("first result (tx1: %v) = %v, want lockkit.ErrDeadlock with 40P01; second: %s; pg_locks: %+v",
+				victim.tx == tx1, victim.err, other, pgLocks(t, admin, k1, k2))
 		}
 		t.Logf("victim: %v", victim.err)
 		// The victim's transaction keeps its locks until it rolls back;

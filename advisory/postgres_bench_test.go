@@ -1,0 +1,336 @@
+package advisory
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/lockkit/lockkit/integration"
+	"github.com/lockkit/lockkit/keyhash"
+)
+
+// writeCounter counts the client's writes to the server: pgx sends each
+// statement (or pipelined batch) in one write and then waits for the
+// answer, so writes are round trips.
+type writeCounter struct{ n atomic.Int64 }
+
+type countingConn struct {
+	net.Conn
+	c *writeCounter
+}
+
+func (c countingConn) Write(b []byte) (int, error) {
+	c.c.n.Add(1)
+	return c.Conn.Write(b)
+}
+
+func (w *writeCounter) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{c, w}, nil
+}
+
+// countedSQL opens a database/sql pool over pgx whose writes are counted.
+func countedSQL(tb testing.TB, n int) (*sql.DB, *writeCounter) {
+	tb.Helper()
+	cfg, err := pgx.ParseConfig(integration.PostgresDSN(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := &writeCounter{}
+	cfg.DialFunc = w.dial
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(n)
+	tb.Cleanup(func() { _ = db.Close() })
+	return db, w
+}
+
+// countedPool opens a pgxpool whose writes are counted.
+func countedPool(tb testing.TB) (*pgxpool.Pool, *writeCounter) {
+	tb.Helper()
+	cfg, err := pgxpool.ParseConfig(integration.PostgresDSN(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := &writeCounter{}
+	cfg.ConnConfig.DialFunc = w.dial
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool, w
+}
+
+// Round trips are a protocol property, not a speed: one for a try, one for
+// a release, one for a hundred keys, three for a transaction-scoped lock
+// through database/sql (BEGIN, lock, COMMIT).
+func TestPostgresRoundTrips(t *testing.T) {
+	t.Parallel()
+	db, wdb := countedSQL(t, 1)
+	pool, wpool := countedPool(t)
+	ps, err := NewPostgres(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp, err := NewPostgresPool(pool, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := testKeys(t, 1)[0]
+	hundred := testKeys(t, 100)
+	ctx := pgCtx(t, 30*time.Second)
+	// count runs op a few times (warming the statement cache first) and
+	// returns the fewest writes one run took: database/sql pings a reused
+	// connection now and then, which is not the operation's.
+	count := func(w *writeCounter, op func()) int64 {
+		op()
+		best := int64(1 << 62)
+		for range 3 {
+			before := w.n.Load()
+			op()
+			best = min(best, w.n.Load()-before)
+		}
+		return best
+	}
+	for _, c := range []struct {
+		name string
+		w    *writeCounter
+		p    *Postgres
+	}{{"sql", wdb, ps}, {"pgxpool", wpool, pp}} {
+		var l *Lock
+		if n := count(c.w, func() {
+			if l, err = c.p.TryAcquireKey(ctx, key, nil); err != nil {
+				t.Fatal(err)
+			}
+			mustRelease(t, l)
+		}); n != 2 {
+			t.Errorf("%s: try+release took %d round trips, want 2", c.name, n)
+		}
+		if n := count(c.w, func() {
+			if l, err = c.p.AcquireKeys(ctx, hundred, nil); err != nil {
+				t.Fatal(err)
+			}
+			mustRelease(t, l)
+		}); n != 2 {
+			t.Errorf("%s: lock+unlock of 100 keys took %d round trips, want 2", c.name, n)
+		}
+		if n := count(c.w, func() {
+			if l, err = c.p.TryAcquireKeys(ctx, hundred, nil); err != nil {
+				t.Fatal(err)
+			}
+			mustRelease(t, l)
+		}); n != 2 {
+			t.Errorf("%s: try+unlock of 100 keys took %d round trips, want 2", c.name, n)
+		}
+	}
+	fn := func(context.Context, *sql.Tx) error { return nil }
+	if n := count(wdb, func() {
+		if err := WithTxLock(ctx, db, hundred, nil, fn); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 3 {
+		t.Errorf("WithTxLock of 100 keys took %d round trips, want 3 (BEGIN, lock, COMMIT)", n)
+	}
+	if n := count(wdb, func() {
+		if err := WithTxLock(ctx, db, hundred, &TxOptions{LockTimeout: time.Second}, fn); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 3 {
+		t.Errorf("WithTxLock with LockTimeout took %d round trips, want 3 (the setting is pipelined)", n)
+	}
+}
+
+// BenchmarkPostgresTryRelease is an uncontended TryAcquireKey + Release
+// through lockkit: pin a pool connection, pg_try_advisory_lock, start the
+// loss watcher; stop it, pg_advisory_unlock, unpin. Compare with
+// BenchmarkRawPgxTryRelease, the floor.
+func BenchmarkPostgresTryRelease(b *testing.B) {
+	key := keyhash.Name(integration.Name(b))
+	ctx := context.Background()
+	run := func(b *testing.B, p *Postgres, w *writeCounter) {
+		l, err := p.TryAcquireKey(ctx, key, nil) // warm the pool and cache
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = l.Release(ctx)
+		before := w.n.Load()
+		b.ResetTimer()
+		for b.Loop() {
+			l, err := p.TryAcquireKey(ctx, key, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := l.Release(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(w.n.Load()-before)/float64(b.N), "roundtrips/op")
+	}
+	b.Run("pgxpool", func(b *testing.B) {
+		pool, w := countedPool(b)
+		p, err := NewPostgresPool(pool, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		run(b, p, w)
+	})
+	b.Run("sql", func(b *testing.B) {
+		db, w := countedSQL(b, 4)
+		p, err := NewPostgres(db, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		run(b, p, w)
+	})
+}
+
+// BenchmarkRawPgxTryRelease is the floor: the same two statements on one
+// pgx connection, no pool, no watcher, no checks beyond scanning.
+func BenchmarkRawPgxTryRelease(b *testing.B) {
+	key := keyhash.Name(integration.Name(b)).Int64()
+	ctx := context.Background()
+	cfg, err := pgx.ParseConfig(integration.PostgresDSN(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := &writeCounter{}
+	cfg.DialFunc = w.dial
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var ok bool
+	before := w.n.Load()
+	for b.Loop() {
+		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1::bigint)", key).Scan(&ok); err != nil || !ok {
+			b.Fatal(err, ok)
+		}
+		if err := conn.QueryRow(ctx, "SELECT pg_advisory_unlock($1::bigint)", key).Scan(&ok); err != nil || !ok {
+			b.Fatal(err, ok)
+		}
+	}
+	b.ReportMetric(float64(w.n.Load()-before)/float64(b.N), "roundtrips/op")
+}
+
+// BenchmarkRawSQLTryRelease is the database/sql floor: the same two
+// statements on one pinned *sql.Conn.
+func BenchmarkRawSQLTryRelease(b *testing.B) {
+	key := keyhash.Name(integration.Name(b)).Int64()
+	ctx := context.Background()
+	db, w := countedSQL(b, 1)
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	var ok bool
+	before := w.n.Load()
+	for b.Loop() {
+		if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1::bigint)", key).Scan(&ok); err != nil || !ok {
+			b.Fatal(err, ok)
+		}
+		if err := conn.QueryRowContext(ctx, "SELECT pg_advisory_unlock($1::bigint)", key).Scan(&ok); err != nil || !ok {
+			b.Fatal(err, ok)
+		}
+	}
+	b.ReportMetric(float64(w.n.Load()-before)/float64(b.N), "roundtrips/op")
+}
+
+// BenchmarkPostgresTryReleaseRatio interleaves the lockkit operation and
+// the raw floor (one of each per iteration, on the same key), so that load
+// from other processes on the machine falls on both alike, and reports
+// lockkit's time over the floor's.
+func BenchmarkPostgresTryReleaseRatio(b *testing.B) {
+	ctx := context.Background()
+	key := keyhash.Name(integration.Name(b))
+	ratio := func(b *testing.B, p *Postgres, raw func() error) {
+		l, err := p.TryAcquireKey(ctx, key, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = l.Release(ctx)
+		if err := raw(); err != nil {
+			b.Fatal(err)
+		}
+		var tk, tr time.Duration
+		b.ResetTimer()
+		for b.Loop() {
+			t0 := time.Now()
+			l, err := p.TryAcquireKey(ctx, key, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := l.Release(ctx); err != nil {
+				b.Fatal(err)
+			}
+			t1 := time.Now()
+			if err := raw(); err != nil {
+				b.Fatal(err)
+			}
+			tk += t1.Sub(t0)
+			tr += time.Since(t1)
+		}
+		b.ReportMetric(float64(tk.Nanoseconds())/float64(b.N), "lockkit-ns/op")
+		b.ReportMetric(float64(tr.Nanoseconds())/float64(b.N), "raw-ns/op")
+		b.ReportMetric(float64(tk)/float64(tr), "ratio")
+	}
+	k := key.Int64()
+	b.Run("pgxpool-vs-pgx", func(b *testing.B) {
+		pool := integration.PgxPool(b)
+		p, err := NewPostgresPool(pool, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		conn, err := pgx.Connect(ctx, integration.PostgresDSN(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		ratio(b, p, func() error {
+			var ok bool
+			if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1::bigint)", k).Scan(&ok); err != nil || !ok {
+				return fmt.Errorf("raw try: %v %v", ok, err)
+			}
+			if err := conn.QueryRow(ctx, "SELECT pg_advisory_unlock($1::bigint)", k).Scan(&ok); err != nil || !ok {
+				return fmt.Errorf("raw unlock: %v %v", ok, err)
+			}
+			return nil
+		})
+	})
+	b.Run("sql-vs-sql", func(b *testing.B) {
+		db := integration.Postgres(b)
+		db.SetMaxOpenConns(4)
+		p, err := NewPostgres(db, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rawDB := integration.Postgres(b)
+		conn, err := rawDB.Conn(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		ratio(b, p, func() error {
+			var ok bool
+			if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1::bigint)", k).Scan(&ok); err != nil || !ok {
+				return fmt.Errorf("raw try: %v %v", ok, err)
+			}
+			if err := conn.QueryRowContext(ctx, "SELECT pg_advisory_unlock($1::bigint)", k).Scan(&ok); err != nil || !ok {
+				return fmt.Errorf("raw unlock: %v %v", ok, err)
+			}
+			return nil
+		})
+	})
+}
