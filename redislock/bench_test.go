@@ -28,7 +28,7 @@ func floorTryRelease(ctx context.Context, c *redis.Client, key, ch, rest string,
 	if !errors.Is(set.Err(), redis.Nil) {
 		return fmt.Errorf("not acquired: %v", set.Err())
 	}
-	return floorRelease(ctx, c, key, secret, ch)
+	return floorRelease(ctx, c, []string{key, key + ":queue", key + ":alive"}, secret, ch, ttlMs)
 }
 
 // floorTryReleaseFenced is the floor for a Locker with fencing: the same
@@ -42,11 +42,11 @@ func floorTryReleaseFenced(ctx context.Context, c *redis.Client, key, fenceKey, 
 	if res[0] != int64(1) {
 		return errors.New("held")
 	}
-	return floorRelease(ctx, c, key, secret, ch)
+	return floorRelease(ctx, c, []string{key, key + ":queue", key + ":alive", fenceKey}, secret, ch, ttlMs)
 }
 
-func floorRelease(ctx context.Context, c *redis.Client, key, secret, ch string) error {
-	n, err := releaseScript.Run(ctx, c, []string{key}, secret, ch).Int64()
+func floorRelease(ctx context.Context, c *redis.Client, keys []string, secret, ch string, ttlMs int64) error {
+	n, err := releaseScript.Run(ctx, c, keys, secret, ch, min(ttlMs, 2000), "").Int64()
 	if err != nil {
 		return err
 	}

@@ -17,12 +17,14 @@
 // # Keys
 //
 // The lock named N lives in the key "<prefix>{N}" (see [Locker.Key]); with
-// fencing, its token counter in "<prefix>{N}:fence"; releases are published
-// on the channel "<prefix>{N}:released". The braces keep a lock key and its
-// counter apart for every name (no name's lock key is another name's
-// counter) and make them a Redis Cluster hash tag, so both land in one slot.
-// (In a cluster, a name that starts with "}" has an empty hash tag and its
-// two keys may land in different slots: avoid such names there.)
+// fencing, its token counter in "<prefix>{N}:fence"; its wait queue in
+// "<prefix>{N}:queue" and "<prefix>{N}:alive" while anyone waits; releases
+// are published on the channel "<prefix>{N}:released". The braces keep a
+// lock key apart from every other name's keys (no name's lock key is
+// another name's counter) and make them a Redis Cluster hash tag, so one
+// name's keys land in one slot. (In a cluster, a name that starts with "}"
+// has an empty hash tag and its keys may land in different slots: avoid
+// such names there.)
 //
 // Names may hold any bytes, NUL included: Redis keys are binary-safe. They
 // must be non-empty and at most [MaxNameLen] bytes; anything else is refused
@@ -48,8 +50,11 @@
 //     conflict replies with the holder and its PTTL. (It is also the
 //     fallback for servers older than Redis 7.0, which cannot combine NX
 //     with GET; a Locker switches to it after the first syntax error.)
-//   - release: a Lua script that compares the secret, DELs the key and
-//     PUBLISHes on the name's release channel.
+//   - release: a Lua script that compares the secret, DELs the key (or
+//     hands it to the first waiter, see Waiting) and PUBLISHes on the
+//     name's release channel.
+//   - a waiter's attempt: a Lua script that takes the lock if it is free or
+//     was handed to this waiter, and otherwise registers it in the queue.
 //   - renew: a Lua script that compares the secret and PEXPIREs.
 //   - TTL: a Lua script that compares the secret and returns PTTL.
 //
@@ -103,13 +108,32 @@
 // # Waiting
 //
 // [Locker.Lock] tries once. When the lock is held it subscribes to the
-// name's release channel, tries again (so a release between the first try
-// and the subscription is not missed: the subscription is confirmed by a
-// PING on the pub/sub connection before the second try), and then waits for
-// a release message, for the holder's lease to run out (an expired key
-// publishes nothing, so the waiter sets a timer to the PTTL the conflict
-// reported), or for its context. Woken waiters race for the lock; there is
-// no queue, so waiters are not served in arrival order.
+// name's release channel (the subscription is confirmed by a PING on the
+// pub/sub connection before going on, so no release is missed), and from
+// then on each attempt also registers the call in the name's wait queue.
+// It waits for a release message, for the holder's lease to run out (an
+// expired key publishes nothing, so a timer is set to the PTTL the conflict
+// reported), or for its context; and it renews its registration every
+// TTL/3.
+//
+// Releases hand the lock over in order. A release that finds waiters
+// registered does not delete the key: it sets it to the value of the
+// waiter that has waited longest (with a new fencing token), with a short
+// lease (TTL, at most 2 s) in which that waiter must claim it, and
+// publishes. The woken waiter's next attempt finds its own secret in the
+// key and takes the full lease in the same script. Nobody else, the
+// releaser included, can take the lock in between, so a holder that
+// releases and re-acquires in a loop cannot starve the others. A waiter
+// that gives up leaves the queue and, if the lock was just handed to it,
+// passes it on in the same round trip. A waiter whose process died stays
+// registered until its registration lapses (TTL after its last renewal);
+// a lock handed to it in that time is free again when the short lease
+// ends. When a holder's lease ends without a release, the lock is free for
+// whoever tries first.
+//
+// The queue lives in two sorted sets beside the lock key,
+// "<prefix>{N}:queue" (places in line) and "<prefix>{N}:alive"
+// (registrations' ends), which expire with the last registration.
 //
 // All of a Locker's waiters share one pub/sub connection, on which each
 // waited-on channel is subscribed once. The connection is opened when the

@@ -41,5 +41,13 @@ func FuzzKeys(f *testing.F) {
 		case l.channel(ka) == l.channel(kb):
 			t.Fatalf("names %q and %q share a release channel", a, b)
 		}
+		ownA := []string{ka, l.fenceKey(ka), l.queueKey(ka), l.aliveKey(ka)}
+		for _, x := range ownA {
+			for _, y := range []string{kb, l.fenceKey(kb), l.queueKey(kb), l.aliveKey(kb)} {
+				if x == y {
+					t.Fatalf("names %q and %q share the key %q", a, b, x)
+				}
+			}
+		}
 	})
 }

@@ -218,7 +218,7 @@ func (lk *Lock) unlock(ctx context.Context, lost bool) error {
 	}
 	// Also for a lost lock: when the loss was declared on our clock the
 	// key may still be ours for a moment, and deleting it frees the name.
-	n, err := releaseScript.Run(ctx, lk.l.c, []string{lk.key}, lk.secret, lk.l.channel(lk.key)).Int64()
+	n, err := lk.l.release(ctx, lk.key, lk.secret, "")
 	switch {
 	case lost:
 		return nil

@@ -73,6 +73,31 @@ func (l *Locker) Key(name string) string {
 
 func (l *Locker) fenceKey(key string) string { return key + ":fence" }
 func (l *Locker) channel(key string) string  { return key + ":released" }
+func (l *Locker) queueKey(key string) string { return key + ":queue" }
+func (l *Locker) aliveKey(key string) string { return key + ":alive" }
+
+// queueKeys returns the keys the wait and release scripts use: the lock,
+// the queue, the registrations and, with fencing, the counter.
+func (l *Locker) queueKeys(key string) []string {
+	keys := []string{key, l.queueKey(key), l.aliveKey(key)}
+	if l.set.fencing {
+		keys = append(keys, l.fenceKey(key))
+	}
+	return keys
+}
+
+// maxGrant bounds how long a lock handed to a waiter by a release stays
+// reserved for it: the stall when that waiter has died since it last
+// renewed its registration.
+const maxGrant = 2 * time.Second
+
+// release runs the release script for the attempt or lock with secret; a
+// waiter that gives up passes its queue member to leave the queue in the
+// same round trip.
+func (l *Locker) release(ctx context.Context, key, secret, member string) (int64, error) {
+	grant := min(l.set.ttl, maxGrant).Milliseconds()
+	return releaseScript.Run(ctx, l.c, l.queueKeys(key), secret, l.channel(key), grant, member).Int64()
+}
 
 func checkName(name string) error {
 	if name == "" {
@@ -128,12 +153,12 @@ func (l *Locker) TryLock(ctx context.Context, name string) (*Lock, error) {
 // Lock waits until the named lock is held, or ctx ends.
 //
 // It tries once; when the lock is held it subscribes to the name's release
-// channel, tries again (a release between the first try and the
-// subscription is not missed), and then waits for a release message, for
-// the holder's lease to run out (an expired key publishes nothing), or for
-// ctx. All of a Locker's waiters share one pub/sub connection. When ctx
-// ends first the error is a *lockkit.HeldError matching both
-// lockkit.ErrNotAcquired and ctx.Err().
+// channel and joins the name's wait queue, then waits for a release (which
+// hands the lock to the longest waiter), for the holder's lease to run out
+// (an expired key publishes nothing), or for ctx. All of a Locker's waiters
+// share one pub/sub connection. When ctx ends first the error is a
+// *lockkit.HeldError matching both lockkit.ErrNotAcquired and ctx.Err(),
+// and the call has left the queue. See the package documentation, Waiting.
 func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
@@ -156,13 +181,17 @@ func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
 	}
 	defer w.close()
 
+	// From here on the attempts register this call in the name's wait
+	// queue, always under one secret, so that a release can hand the lock
+	// to it (see releaseSrc).
+	wt := l.newWaiter()
 	for {
-		lk, h, p, err := l.try(ctx, name)
+		lk, h, p, err := l.tryWaiting(ctx, name, key, wt)
 		if err != nil || h == nil {
 			return lk, err
 		}
 		held, pttl = h, p
-		timer := time.NewTimer(l.recheck(pttl))
+		timer := time.NewTimer(min(l.recheck(pttl), l.set.ttl/3))
 		if l.waitHook != nil {
 			l.waitHook(name)
 		}
@@ -171,11 +200,60 @@ func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
 		case <-timer.C:
 		case <-ctx.Done():
 			timer.Stop()
+			// Leave the queue, and pass the lock on if a release has
+			// just handed it to this call.
+			l.abandon(ctx, key, wt.secret, wt.member())
 			held.Cause = ctx.Err()
 			return nil, held
 		}
 		timer.Stop()
 	}
+}
+
+// queuedWaiter is one Lock call's identity in the wait queue.
+type queuedWaiter struct {
+	secret string // "<secret>|"
+	rest   string // "|<since-ms>|<json>"
+}
+
+func (l *Locker) newWaiter() queuedWaiter {
+	return queuedWaiter{
+		secret: rand.Text() + "|",
+		rest:   "|" + strconv.FormatInt(time.Now().UnixMilli(), 10) + "|" + l.set.meta,
+	}
+}
+
+func (w queuedWaiter) member() string { return w.secret + w.rest }
+
+// tryWaiting is a queued waiter's attempt (waitSrc): it takes the lock if
+// it is free or was handed to this waiter, and otherwise registers the
+// waiter or renews its registration.
+func (l *Locker) tryWaiting(ctx context.Context, name, key string, w queuedWaiter) (*Lock, *lockkit.HeldError, time.Duration, error) {
+	start := time.Now()
+	res, err := waitScript.Run(ctx, l.c, l.queueKeys(key), w.secret, l.set.ttlMs, w.rest, l.set.ttlMs).Slice()
+	var (
+		ok   bool
+		info string
+		pttl time.Duration
+	)
+	if err == nil {
+		ok, info, pttl, err = parseScriptReply(res)
+	}
+	if err != nil {
+		l.abandon(ctx, key, w.secret, w.member())
+		if ctx.Err() != nil {
+			return nil, nil, 0, notAcquired(name, ctx.Err())
+		}
+		return nil, nil, 0, fmt.Errorf("redislock: acquire %q: %w", name, err)
+	}
+	if !ok {
+		return nil, &lockkit.HeldError{Name: name, Holder: parseHolder(info, pttl, time.Now())}, pttl, nil
+	}
+	var token int64
+	if l.set.fencing {
+		token, _, _ = splitInfo(info)
+	}
+	return newLock(l, name, key, w.secret, token, start), nil, 0, nil
 }
 
 // recheck is how long a waiter waits at most before trying again without a
@@ -226,7 +304,7 @@ func (l *Locker) try(ctx context.Context, name string) (*Lock, *lockkit.HeldErro
 	if err != nil {
 		// The command may have run and taken the lock (a reply lost, a
 		// context cancelled after the send): give back what is ours.
-		l.abandon(ctx, key, secret)
+		l.abandon(ctx, key, secret, "")
 		if ctx.Err() != nil {
 			return nil, nil, 0, notAcquired(name, ctx.Err())
 		}
@@ -278,6 +356,11 @@ func (l *Locker) tryScript(ctx context.Context, key, secret, rest string) (ok bo
 	if err != nil {
 		return false, "", 0, err
 	}
+	return parseScriptReply(res)
+}
+
+// parseScriptReply decodes the reply of the acquire and wait scripts.
+func parseScriptReply(res []any) (ok bool, info string, pttl time.Duration, err error) {
 	if len(res) < 2 {
 		return false, "", 0, errBadReply
 	}
@@ -310,13 +393,15 @@ func isSyntaxError(err error) bool {
 	return errors.As(err, &rerr) && strings.Contains(strings.ToLower(rerr.Error()), "syntax error")
 }
 
-// abandon deletes an acquire attempt's key if it holds the attempt's
-// secret, on a context detached from a cancelled caller and bounded. If
-// that fails too, the key expires with its lease.
-func (l *Locker) abandon(ctx context.Context, key, secret string) {
+// abandon gives back whatever an attempt or a waiter may hold: the key, if
+// it holds the secret (passing the lock on to the next waiter), and the
+// waiter's place in the queue. It runs on a context detached from a
+// cancelled caller and bounded; if it fails, the key expires with its lease
+// and the registration with its own.
+func (l *Locker) abandon(ctx context.Context, key, secret, member string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	_ = releaseScript.Run(ctx, l.c, []string{key}, secret, l.channel(key)).Err()
+	_, _ = l.release(ctx, key, secret, member)
 }
 
 var errBadReply = errors.New("unexpected reply from the acquire script")

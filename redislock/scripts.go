@@ -12,6 +12,27 @@ import "github.com/redis/go-redis/v9"
 // always "<secret>|", so a prefix compare is exact. since-ms is the
 // holder's clock at the acquire, in Unix milliseconds.
 
+// nextFenceLua defines nextFence(), which takes the next fencing token from
+// the counter key named by the variable fenceKey ('0' when fenceKey is nil).
+//
+// The counter is max(previous+1, server time in µs): strictly increasing per
+// name, and still above every earlier token after the counter was lost (a
+// restart without persistence, a failover to a replica that had not seen
+// the last write) as long as the server clock moves forward and fewer than
+// a million locks a second were taken on that name.
+const nextFenceLua = `
+local function nextFence()
+  if not fenceKey then return '0' end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local n = (tonumber(redis.call('GET', fenceKey)) or 0) + 1
+  if n < now then n = now end
+  local f = string.format('%d', n)
+  redis.call('SET', fenceKey, f)
+  return f
+end
+`
+
 // acquireSrc takes the lock if the key is free. Lockers with fencing use it;
 // the others send SET NX PX GET and PTTL in one pipeline instead (see
 // Locker.try), which costs the server less, and fall back to this script on
@@ -23,13 +44,8 @@ import "github.com/redis/go-redis/v9"
 //
 // Reply {1, "<fence>|<since-ms>|<json>"} when acquired, or
 // {0, "<fence>|<since-ms>|<json>", pttl-ms} when held by someone else.
-//
-// The fence counter is max(previous+1, server time in µs): strictly
-// increasing per name, and still above every earlier token after the
-// counter was lost (a restart without persistence, a failover to a replica
-// that had not seen the last write) as long as the server clock moves
-// forward and fewer than a million locks a second were taken on that name.
-const acquireSrc = `
+const acquireSrc = `local fenceKey = KEYS[2]
+` + nextFenceLua + `
 local v = redis.call('GET', KEYS[1])
 if v then
   if string.sub(v, 1, #ARGV[1]) == ARGV[1] then
@@ -40,33 +56,103 @@ if v then
   if i then info = string.sub(v, i + 1) end
   return {0, info, redis.call('PTTL', KEYS[1])}
 end
-local fence = '0'
-if KEYS[2] then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local n = (tonumber(redis.call('GET', KEYS[2])) or 0) + 1
-  if n < now then n = now end
-  fence = string.format('%d', n)
-  redis.call('SET', KEYS[2], fence)
-end
+local fence = nextFence()
 local info = fence .. ARGV[3]
 redis.call('SET', KEYS[1], ARGV[1] .. info, 'NX', 'PX', ARGV[2])
 return {1, info}
 `
 
-// releaseSrc deletes the key if it still holds the caller's secret, and
-// publishes on the name's release channel so waiters try at once.
+// The wait queue. A waiter registers in two sorted sets next to the lock
+// key: "<key>:queue", scored by when it first registered (its place in
+// line), and "<key>:alive", scored by when its registration lapses unless
+// renewed. The member is the value the waiter's lock key will hold, without
+// the fencing token: "<secret>||<since-ms>|<json>". Both sets expire with
+// their last registration, so waiters that vanish leave nothing behind.
+
+// waitSrc is a waiter's attempt: it takes the lock if the key is free or
+// was granted to this waiter by a release (see releaseSrc), and otherwise
+// registers the waiter, or renews its registration, keeping its place.
 //
-// KEYS[1] the lock key. ARGV[1] "<secret>|"; ARGV[2] the release channel.
-// Reply 1 when released, 0 when the key no longer held the secret.
-const releaseSrc = `
+// KEYS[1] the lock key; KEYS[2] the queue; KEYS[3] the registrations;
+// KEYS[4], only with fencing, the fence counter key.
+// ARGV[1] "<secret>|"; ARGV[2] lease in ms; ARGV[3] "|<since-ms>|<json>";
+// ARGV[4] how long a registration lasts, in ms.
+//
+// Replies as acquireSrc. A lock granted to this waiter gets its full lease
+// now: the grant's short lease only held it for the waiter to claim.
+const waitSrc = `local fenceKey = KEYS[4]
+` + nextFenceLua + `
+local member = ARGV[1] .. ARGV[3]
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], 'released')
-  return 1
+  redis.call('ZREM', KEYS[2], member)
+  redis.call('ZREM', KEYS[3], member)
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {1, string.sub(v, #ARGV[1] + 1)}
 end
-return 0
+if v then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZADD', KEYS[2], 'NX', now, member)
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), member)
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+  local i = string.find(v, '|', 1, true)
+  local info = ''
+  if i then info = string.sub(v, i + 1) end
+  return {0, info, redis.call('PTTL', KEYS[1])}
+end
+redis.call('ZREM', KEYS[2], member)
+redis.call('ZREM', KEYS[3], member)
+local info = nextFence() .. ARGV[3]
+redis.call('SET', KEYS[1], ARGV[1] .. info, 'NX', 'PX', ARGV[2])
+return {1, info}
+`
+
+// releaseSrc gives the lock up if the key still holds the caller's secret.
+// When waiters are registered, it hands the lock straight to the one that
+// has waited longest and is still alive: the key is set to that waiter's
+// value, with a fresh fencing token and a short lease in which the waiter
+// must claim it (waitSrc), so that neither the releaser nor anyone else can
+// take the lock in between. Otherwise it deletes the key. Either way it
+// publishes on the name's release channel, which wakes the waiters.
+//
+// KEYS[1] the lock key; KEYS[2] the queue; KEYS[3] the registrations;
+// KEYS[4], only with fencing, the fence counter key.
+// ARGV[1] "<secret>|"; ARGV[2] the release channel; ARGV[3] the grant's
+// lease in ms; ARGV[4] a waiter's member to take out of the queue first (a
+// waiter that gives up), or the empty string.
+// Reply 1 when released, 0 when the key no longer held the secret.
+const releaseSrc = `local fenceKey = KEYS[4]
+` + nextFenceLua + `
+if ARGV[4] ~= '' then
+  redis.call('ZREM', KEYS[2], ARGV[4])
+  redis.call('ZREM', KEYS[3], ARGV[4])
+end
+local v = redis.call('GET', KEYS[1])
+if not (v and string.sub(v, 1, #ARGV[1]) == ARGV[1]) then
+  return 0
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
+    redis.call('ZREM', KEYS[2], m)
+    redis.call('ZREM', KEYS[3], m)
+  end
+  local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  if head then
+    redis.call('ZREM', KEYS[2], head)
+    redis.call('ZREM', KEYS[3], head)
+    local i = string.find(head, '|', 1, true)
+    redis.call('SET', KEYS[1], string.sub(head, 1, i) .. nextFence() .. string.sub(head, i + 1), 'PX', ARGV[3])
+    redis.call('PUBLISH', ARGV[2], 'granted')
+    return 1
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], 'released')
+return 1
 `
 
 // renewSrc resets the lease if the key still holds the caller's secret.
@@ -95,6 +181,7 @@ return -3
 
 var (
 	acquireScript = redis.NewScript(acquireSrc)
+	waitScript    = redis.NewScript(waitSrc)
 	releaseScript = redis.NewScript(releaseSrc)
 	renewScript   = redis.NewScript(renewSrc)
 	ttlScript     = redis.NewScript(ttlSrc)

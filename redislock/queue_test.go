@@ -1,0 +1,176 @@
+package redislock
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/integration"
+)
+
+// startWaiter runs Lock in a goroutine and returns once it is queued.
+func startWaiter(t *testing.T, l *Locker, waiting <-chan string, n string) <-chan *Lock {
+	t.Helper()
+	got := make(chan *Lock, 1)
+	go func() {
+		lk, err := l.Lock(ctxT(t, 20*time.Second), n)
+		if err != nil {
+			t.Errorf("waiter: %v", err)
+			close(got)
+			return
+		}
+		got <- lk
+	}()
+	awaitWaiting(t, waiting)
+	return got
+}
+
+// A release hands the lock to the waiter that has waited longest; the
+// releaser, trying again at once, cannot take it back, and the next waiter
+// gets it after that.
+func TestReleaseHandsOffInOrder(t *testing.T) {
+	admin := integration.Redis(t)
+	prefix := testPrefix(t, admin)
+	cfg := func(owner string) *Config { return &Config{Prefix: prefix, Owner: owner, Fencing: true} }
+	a := newLocker(t, integration.Redis(t), cfg("a"))
+	b := newLocker(t, integration.Redis(t), cfg("b"))
+	c := newLocker(t, integration.Redis(t), cfg("c"))
+	n := name(t)
+	held := mustLock(t, a, n)
+	gotB := startWaiter(t, b, waitingHook(b), n)
+	gotC := startWaiter(t, c, waitingHook(c), n)
+
+	mustRelease(t, held)
+	// The releaser comes straight back and finds the lock handed on.
+	if he := wantHeld(t, a, n); he.Holder == nil || he.Holder.Owner != "b" {
+		t.Errorf("right after the release the holder is %v, want b (the first waiter)", he.Holder)
+	}
+	lkB := <-gotB
+	if lkB == nil {
+		t.FailNow()
+	}
+	if lkB.Token() <= held.Token() {
+		t.Errorf("handed-off token %d not above %d", lkB.Token(), held.Token())
+	}
+	select {
+	case <-gotC:
+		t.Fatal("the second waiter acquired while the first held the lock")
+	case <-time.After(50 * time.Millisecond):
+	}
+	mustRelease(t, lkB)
+	if he := wantHeld(t, b, n); he.Holder == nil || he.Holder.Owner != "c" {
+		t.Errorf("after b's release the holder is %v, want c", he.Holder)
+	}
+	lkC := <-gotC
+	if lkC == nil {
+		t.FailNow()
+	}
+	// A handed-off lock has its full lease, not the grant's.
+	if left, err := lkC.TTL(ctxT(t, 5*time.Second)); err != nil || left <= DefaultTTL-5*time.Second {
+		t.Errorf("TTL of the handed-off lock = %v, %v; want about %v", left, err, DefaultTTL)
+	}
+	mustRelease(t, lkC)
+	for _, k := range []string{held.Key() + ":queue", held.Key() + ":alive"} {
+		if n, err := admin.Exists(ctxT(t, 5*time.Second), k).Result(); err != nil || n != 0 {
+			t.Errorf("%s left behind", k)
+		}
+	}
+}
+
+// A registered waiter that died (it never claims): the release hands it the
+// lock with a short lease, and the live waiter gets the lock when that runs
+// out.
+func TestHandOffToDeadWaiter(t *testing.T) {
+	admin := integration.Redis(t)
+	prefix := testPrefix(t, admin)
+	const ttl = 400 * time.Millisecond
+	a := newLocker(t, integration.Redis(t), &Config{Prefix: prefix, TTL: ttl})
+	b := newLocker(t, integration.Redis(t), &Config{Prefix: prefix, TTL: ttl})
+	n := name(t)
+	held := mustLock(t, a, n)
+	ctx := ctxT(t, 10*time.Second)
+	dead := a.newWaiter()
+	res, err := waitScript.Run(ctx, admin, a.queueKeys(held.Key()), dead.secret, a.set.ttlMs, dead.rest, 10000).Slice()
+	if err != nil || res[0] != int64(0) {
+		t.Fatalf("registering the dead waiter: %v, %v", res, err)
+	}
+	gotB := startWaiter(t, b, waitingHook(b), n)
+	mustRelease(t, held)
+	raw, err := admin.Get(ctx, held.Key()).Result()
+	if err != nil || !strings.HasPrefix(raw, dead.secret) {
+		t.Fatalf("after the release the key holds %q (%v), want it handed to the first waiter", raw, err)
+	}
+	select {
+	case lk := <-gotB:
+		if lk == nil {
+			t.FailNow()
+		}
+		mustRelease(t, lk)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the live waiter did not get the lock after the dead waiter's grant ran out")
+	}
+}
+
+// A waiter that gives up just as a release handed it the lock passes the
+// lock on to the next waiter at once.
+func TestGivingUpPassesTheHandOffOn(t *testing.T) {
+	admin := integration.Redis(t)
+	prefix := testPrefix(t, admin)
+	a := newLocker(t, integration.Redis(t), &Config{Prefix: prefix, Owner: "a"})
+	b := newLocker(t, integration.Redis(t), &Config{Prefix: prefix, Owner: "b"})
+	n := name(t)
+	held := mustLock(t, a, n)
+	key := held.Key()
+	ctx := ctxT(t, 10*time.Second)
+	first := a.newWaiter()
+	if _, err := waitScript.Run(ctx, admin, a.queueKeys(key), first.secret, a.set.ttlMs, first.rest, 10000).Slice(); err != nil {
+		t.Fatal(err)
+	}
+	gotB := startWaiter(t, b, waitingHook(b), n)
+	mustRelease(t, held) // handed to first
+	a.abandon(ctx, key, first.secret, first.member())
+	raw, err := admin.Get(ctx, key).Result()
+	if err != nil || strings.HasPrefix(raw, first.secret) || !strings.Contains(raw, `"owner":"b"`) {
+		t.Fatalf("after the first waiter gave up the key holds %q (%v), want it handed to b", raw, err)
+	}
+	lk := <-gotB
+	if lk == nil {
+		t.FailNow()
+	}
+	mustRelease(t, lk)
+}
+
+// A cancelled waiter leaves the queue.
+func TestCancelledWaiterLeavesQueue(t *testing.T) {
+	admin := integration.Redis(t)
+	prefix := testPrefix(t, admin)
+	a := newLocker(t, integration.Redis(t), &Config{Prefix: prefix})
+	b := newLocker(t, integration.Redis(t), &Config{Prefix: prefix})
+	n := name(t)
+	held := mustLock(t, a, n)
+	ctx, cancel := context.WithCancel(context.Background())
+	waiting := waitingHook(b)
+	res := make(chan error, 1)
+	go func() { _, err := b.Lock(ctx, n); res <- err }()
+	awaitWaiting(t, waiting)
+	if q, err := admin.ZCard(ctxT(t, 5*time.Second), b.queueKey(held.Key())).Result(); err != nil || q != 1 {
+		t.Errorf("queue length while waiting = %d, %v; want 1", q, err)
+	}
+	cancel()
+	if err := <-res; !errors.Is(err, context.Canceled) || !errors.Is(err, lockkit.ErrNotAcquired) {
+		t.Errorf("cancelled Lock = %v", err)
+	}
+	for _, k := range []string{b.queueKey(held.Key()), b.aliveKey(held.Key())} {
+		if n, err := admin.Exists(ctxT(t, 5*time.Second), k).Result(); err != nil || n != 0 {
+			t.Errorf("%s left behind after the only waiter gave up", k)
+		}
+	}
+	mustRelease(t, held)
+	// The release found no waiter and deleted the key.
+	if n, err := admin.Exists(ctxT(t, 5*time.Second), held.Key()).Result(); err != nil || n != 0 {
+		t.Errorf("key left after release with no waiters")
+	}
+}
