@@ -13,7 +13,7 @@
 // none.
 //
 // A transaction-scoped lock ([WithTxLock], [WithTryTxLock], [LockTx],
-// [TryLockTx]) is taken with pg_advisory_xact_lock and ends with the
+// [TryLockTx], and on a pgxpool [WithPgxTxLock], [WithTryPgxTxLock]) is taken with pg_advisory_xact_lock and ends with the
 // transaction, at COMMIT or ROLLBACK; there is no unlock and nothing can
 // leak. Use it for "one editor per record" inside the transaction that does
 // the edit. Note the asymmetry PostgreSQL keeps: a session-level lock taken
@@ -66,8 +66,10 @@
 // Round trips: a try or a blocking acquire is one, a release one, whatever
 // the number of keys. [WithTxLock] through database/sql is three (BEGIN, the
 // lock, COMMIT) plus fn's own: database/sql sends BEGIN by itself and waits
-// for it, so the lock cannot be pipelined with it. [TxOptions.LockTimeout]
-// is pipelined with the lock and costs no extra round trip.
+// for it, so the lock cannot be pipelined with it. [WithPgxTxLock] sends
+// BEGIN and the lock as one query: two round trips (BEGIN+lock, COMMIT)
+// plus fn's. [TxOptions.LockTimeout] rides along with the lock and costs no
+// extra round trip.
 //
 // # Poolers
 //

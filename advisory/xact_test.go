@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/integration"
 	"github.com/lockkit/lockkit/keyhash"
@@ -448,5 +449,137 @@ func TestXactBadInput(t *testing.T) {
 	}
 	if s := dead.Stats(); s.OpenConnections != 0 {
 		t.Errorf("bad input opened %d connections", s.OpenConnections)
+	}
+}
+
+// The pgx flavour: BEGIN and the lock in one round trip; the locks end
+// with the transaction; try, shared, lock_timeout and cancellation.
+func TestWithPgxTxLock(t *testing.T) {
+	t.Parallel()
+	admin := pgAdmin(t)
+	pool, w := countedPool(t)
+	table := xactTable(t, admin)
+	// Negative values and both key spaces go through the literal SQL.
+	keys := append(testKeys(t, 2), keyhash.Int64(-testKeys(t, 1)[0].Int64()|1), keyhash.Pair(-1<<31, int32(testKeys(t, 1)[0].Int64())))
+	other := rawSession(t, admin)
+	ctx := pgCtx(t, 30*time.Second)
+
+	insert := func(v int) func(ctx context.Context, tx pgx.Tx) error {
+		return func(ctx context.Context, tx pgx.Tx) error {
+			rows := pgLocks(t, admin, keys...)
+			if len(rows) != len(keys) {
+				t.Errorf("inside fn pg_locks shows %d of %d keys", len(rows), len(keys))
+			}
+			_, err := tx.Exec(ctx, "INSERT INTO "+table+" VALUES ($1)", v)
+			return err
+		}
+	}
+	if err := WithPgxTxLock(ctx, pool, keys, nil, insert(1)); err != nil {
+		t.Fatal(err)
+	}
+	waitNoLocks(t, admin, keys...)
+	boom := errors.New("boom")
+	err := WithPgxTxLock(ctx, pool, keys, nil, func(ctx context.Context, tx pgx.Tx) error {
+		if err := insert(2)(ctx, tx); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("= %v, want fn's error", err)
+	}
+	if n := countRows(t, admin, table); n != 1 {
+		t.Errorf("%d rows, want 1 (one commit, one rollback)", n)
+	}
+	waitNoLocks(t, admin, keys...)
+
+	// Two round trips: BEGIN+lock, COMMIT.
+	nop := func(context.Context, pgx.Tx) error { return nil }
+	best := int64(1 << 62)
+	for range 3 {
+		before := w.n.Load()
+		if err := WithPgxTxLock(ctx, pool, keys, &TxOptions{LockTimeout: time.Second}, nop); err != nil {
+			t.Fatal(err)
+		}
+		best = min(best, w.n.Load()-before)
+	}
+	if best != 2 {
+		t.Errorf("WithPgxTxLock took %d round trips, want 2", best)
+	}
+
+	// Held elsewhere: try fails with the holder, lock_timeout ends the
+	// wait, cancellation stops it on the server.
+	if !rawTry(t, other, keys[3]) {
+		t.Fatal("raw try failed")
+	}
+	err = WithTryPgxTxLock(ctx, pool, keys, nil, func(context.Context, pgx.Tx) error {
+		t.Error("fn ran")
+		return nil
+	})
+	if he := wantHeld(t, err, "WithTryPgxTxLock over a held key"); he.Holder == nil {
+		t.Error("no holder")
+	}
+	err = WithPgxTxLock(ctx, pool, keys, &TxOptions{LockTimeout: 50 * time.Millisecond, Tx: &sql.TxOptions{Isolation: sql.LevelSerializable}}, nop)
+	if !errors.Is(err, ErrLockTimeout) || !errors.Is(err, lockkit.ErrNotAcquired) {
+		t.Fatalf("= %v, want ErrLockTimeout", err)
+	}
+	if he := wantHeld(t, err, "lock_timeout"); he.Holder == nil {
+		t.Error("no holder after lock_timeout")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	res := make(chan error, 1)
+	go func() { res <- WithPgxTxLock(cctx, pool, keys, nil, nop) }()
+	waitInPgLocks(t, admin, keys[3])
+	cancel()
+	if err := <-res; !errors.Is(err, lockkit.ErrNotAcquired) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled = %v", err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for len(pgLocks(t, admin, keys...)) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("pg_locks after the cancelled wait: %+v", pgLocks(t, admin, keys...))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	rawUnlock(t, other, keys[3])
+
+	// Shared admits shared; the try flavour succeeds when free.
+	shared := &TxOptions{Mode: Shared}
+	err = WithPgxTxLock(ctx, pool, keys, shared, func(ctx context.Context, tx pgx.Tx) error {
+		return WithTryPgxTxLock(ctx, pool, keys, shared, nop)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitNoLocks(t, admin, keys...)
+	if s := pool.Stat(); s.AcquiredConns() != 0 {
+		t.Errorf("%d pool connections still acquired", s.AcquiredConns())
+	}
+
+	for what, err := range map[string]error{
+		"nil pool": WithPgxTxLock(ctx, nil, keys, nil, nop),
+		"nil fn":   WithPgxTxLock(ctx, pool, keys, nil, nil),
+		"no keys":  WithTryPgxTxLock(ctx, pool, nil, nil, nop),
+		"bad iso":  WithPgxTxLock(ctx, pool, keys, &TxOptions{Tx: &sql.TxOptions{Isolation: sql.LevelLinearizable}}, nop),
+	} {
+		if !errors.Is(err, lockkit.ErrInvalid) {
+			t.Errorf("%s = %v, want ErrInvalid", what, err)
+		}
+	}
+}
+
+func TestLiteralStmt(t *testing.T) {
+	got := literalStmt(single(fnXact, Shared, keyhash.Pair(-1<<31, 7)))
+	if want := "SELECT pg_advisory_xact_lock_shared('-2147483648'::int4, '7'::int4)"; got != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+	got = literalStmt(multi(fnXact, Exclusive, []keyhash.Key{keyhash.Int64(-5), keyhash.Int64(9), keyhash.Pair(1, 2)}))
+	for _, part := range []string{"unnest('{-5,9}'::bigint[])", "unnest('{1}'::int4[], '{2}'::int4[])"} {
+		if !strings.Contains(got, part) {
+			t.Errorf("%s lacks %s", got, part)
+		}
+	}
+	if strings.Contains(got, "$") {
+		t.Errorf("placeholder left in %s", got)
 	}
 }
