@@ -16,17 +16,13 @@ import (
 )
 
 // floorTryRelease is the raw go-redis floor for a Locker without fencing:
-// the same commands with the same arguments (SET NX PX GET and PTTL in one
-// pipeline, then the release script through EVALSHA), without lockkit's
-// handle, renewal timer, validation or reply parsing.
+// the same commands with the same arguments (SET NX PX GET, then the
+// release script through EVALSHA), without lockkit's handle, timers,
+// validation or reply parsing.
 func floorTryRelease(ctx context.Context, c *redis.Client, key, ch, rest string, ttlMs int64) error {
 	secret := rand.Text() + "|"
-	pipe := c.Pipeline()
-	set := pipe.Do(ctx, "set", key, secret+"0"+rest, "px", ttlMs, "nx", "get")
-	pipe.PTTL(ctx, key)
-	_, _ = pipe.Exec(ctx)
-	if !errors.Is(set.Err(), redis.Nil) {
-		return fmt.Errorf("not acquired: %v", set.Err())
+	if err := c.Do(ctx, "set", key, secret+"0"+rest, "px", ttlMs, "nx", "get").Err(); !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("not acquired: %v", err)
 	}
 	return floorRelease(ctx, c, []string{key, key + ":queue", key + ":alive"}, secret, ch, ttlMs)
 }

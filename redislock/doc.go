@@ -40,11 +40,12 @@
 //
 // # Operations and round trips
 //
-// Every operation is one round trip in the common case:
+// Every successful operation is one round trip:
 //
-//   - acquire without fencing: SET key value NX PX ttl GET and PTTL key in
-//     one pipeline. SET answers nil when it took the lock, or the holder's
-//     value, whose remaining lease PTTL then gives.
+//   - acquire without fencing: SET key value NX PX ttl GET, which answers
+//     nil when it took the lock, or the holder's value. On a conflict
+//     TryLock asks PTTL in a second round trip for the holder's lease;
+//     Lock does not need it (its waiting attempts report it).
 //   - acquire with fencing: one Lua script that checks the key, takes the
 //     next token from the counter, sets the key with SET NX PX, and on
 //     conflict replies with the holder and its PTTL. (It is also the

@@ -124,7 +124,12 @@ func waitDone(t testing.TB, lk *Lock, within time.Duration) {
 // trip".
 type countingClient struct {
 	Client
-	evalSha, eval, pipelines atomic.Int64
+	evalSha, eval, pipelines, do atomic.Int64
+}
+
+func (c *countingClient) Do(ctx context.Context, args ...any) *redis.Cmd {
+	c.do.Add(1)
+	return c.Client.Do(ctx, args...)
 }
 
 func (c *countingClient) Pipeline() redis.Pipeliner {
@@ -133,13 +138,14 @@ func (c *countingClient) Pipeline() redis.Pipeliner {
 }
 
 func (c *countingClient) calls() int64 {
-	return c.evalSha.Load() + c.eval.Load() + c.pipelines.Load()
+	return c.evalSha.Load() + c.eval.Load() + c.pipelines.Load() + c.do.Load()
 }
 
 func (c *countingClient) reset() {
 	c.evalSha.Store(0)
 	c.eval.Store(0)
 	c.pipelines.Store(0)
+	c.do.Store(0)
 }
 
 func (c *countingClient) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
@@ -165,6 +171,12 @@ func (c *lostReplyClient) EvalSha(ctx context.Context, sha string, keys []string
 	if cmd.Err() == nil || !redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
 		cmd.SetErr(errReplyLost)
 	}
+	return cmd
+}
+
+func (c *lostReplyClient) Do(ctx context.Context, args ...any) *redis.Cmd {
+	cmd := c.Client.Do(ctx, args...)
+	cmd.SetErr(errReplyLost)
 	return cmd
 }
 

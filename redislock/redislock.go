@@ -15,11 +15,13 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Client is the part of a go-redis client a [Locker] uses: scripts, a
-// pipeline, and a pub/sub connection for waiters. *redis.Client, *redis.ClusterClient,
+// Client is the part of a go-redis client a [Locker] uses: commands,
+// scripts, pipelines (for batched renewals) and a pub/sub connection for
+// waiters. *redis.Client, *redis.ClusterClient,
 // *redis.Ring and every redis.UniversalClient satisfy it.
 type Client interface {
 	redis.Scripter
+	Do(ctx context.Context, args ...any) *redis.Cmd
 	Pipeline() redis.Pipeliner
 	Subscribe(ctx context.Context, channels ...string) *redis.PubSub
 }
@@ -129,10 +131,11 @@ func (l *Locker) TryAcquire(ctx context.Context, name string) (lockkit.Lock, err
 	return lk, nil
 }
 
-// TryLock makes one attempt, one round trip, to take the named lock. When
-// the lock is held elsewhere the error is a *lockkit.HeldError naming the
-// holder (owner, host, pid, since, the lease's end and its fencing token)
-// and matching lockkit.ErrNotAcquired.
+// TryLock makes one attempt to take the named lock: one round trip when it
+// succeeds. When the lock is held elsewhere the error is a
+// *lockkit.HeldError naming the holder (owner, host, pid, since, the
+// lease's end and its fencing token) and matching lockkit.ErrNotAcquired;
+// without fencing, the lease's end costs a second round trip.
 func (l *Locker) TryLock(ctx context.Context, name string) (*Lock, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
@@ -140,7 +143,7 @@ func (l *Locker) TryLock(ctx context.Context, name string) (*Lock, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, notAcquired(name, err)
 	}
-	lk, held, _, err := l.try(ctx, name)
+	lk, held, _, err := l.try(ctx, name, true)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +169,7 @@ func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, notAcquired(name, err)
 	}
-	lk, held, pttl, err := l.try(ctx, name)
+	lk, held, pttl, err := l.try(ctx, name, false)
 	if err != nil || held == nil {
 		return lk, err
 	}
@@ -279,7 +282,11 @@ func notAcquired(name string, cause error) error {
 // the holder's remaining lease, or an error. An error after the command may
 // have run leaves nothing held: the attempt's own key is deleted with a
 // compare-and-delete.
-func (l *Locker) try(ctx context.Context, name string) (*Lock, *lockkit.HeldError, time.Duration, error) {
+//
+// Without fencing the attempt is one SET NX GET, whose conflict reply
+// names the holder but not its lease; withTTL asks the lease in a second
+// round trip (TryLock reports it; Lock's waiting attempts get it anyway).
+func (l *Locker) try(ctx context.Context, name string, withTTL bool) (*Lock, *lockkit.HeldError, time.Duration, error) {
 	key := l.Key(name)
 	secret := rand.Text() + "|"
 	start := time.Now()
@@ -293,7 +300,7 @@ func (l *Locker) try(ctx context.Context, name string) (*Lock, *lockkit.HeldErro
 	if l.set.fencing || l.noSetGet.Load() {
 		ok, info, pttl, err = l.tryScript(ctx, key, secret, rest)
 	} else {
-		ok, info, pttl, err = l.trySetGet(ctx, key, secret, rest)
+		ok, info, pttl, err = l.trySetGet(ctx, key, secret, rest, withTTL)
 		if err != nil && isSyntaxError(err) {
 			// Redis before 7.0: SET cannot combine NX and GET, and the
 			// command failed without setting anything.
@@ -320,29 +327,29 @@ func (l *Locker) try(ctx context.Context, name string) (*Lock, *lockkit.HeldErro
 	return newLock(l, name, key, secret, token, start), nil, 0, nil
 }
 
-// trySetGet sends SET key value NX PX ttl GET and PTTL key in one pipeline:
-// one round trip. SET replies nil when it set the key, else the holder's
-// value, whose lease PTTL then reports. A value that starts with this
-// attempt's secret is this attempt's own, set by a first try whose reply
-// was lost before go-redis retried.
-func (l *Locker) trySetGet(ctx context.Context, key, secret, rest string) (ok bool, info string, pttl time.Duration, err error) {
-	pipe := l.c.Pipeline()
-	set := pipe.Do(ctx, "set", key, secret+"0"+rest, "px", l.set.ttlMs, "nx", "get")
-	ttl := pipe.PTTL(ctx, key)
-	_, err = pipe.Exec(ctx)
-	old, serr := set.Text()
+// trySetGet sends SET key value NX PX ttl GET: one round trip. SET
+// replies nil when it set the key, else the holder's value. A value that
+// starts with this attempt's secret is this attempt's own, set by a first
+// try whose reply was lost before go-redis retried. With withTTL a conflict
+// also asks the holder's remaining lease (PTTL); if that fails, the lease
+// is reported unknown (0): the conflict itself stands.
+func (l *Locker) trySetGet(ctx context.Context, key, secret, rest string, withTTL bool) (ok bool, info string, pttl time.Duration, err error) {
+	old, err := l.c.Do(ctx, "set", key, secret+"0"+rest, "px", l.set.ttlMs, "nx", "get").Text()
 	switch {
-	case errors.Is(serr, redis.Nil):
+	case errors.Is(err, redis.Nil):
 		return true, "0" + rest, 0, nil
-	case serr != nil:
-		return false, "", 0, serr
 	case err != nil:
 		return false, "", 0, err
 	case strings.HasPrefix(old, secret):
 		return true, old[len(secret):], 0, nil
 	}
 	_, info, _ = strings.Cut(old, "|") // drop the holder's secret
-	return false, info, ttl.Val(), nil
+	if withTTL {
+		if ms, err := l.c.Do(ctx, "pttl", key).Int64(); err == nil {
+			pttl = pttlDuration(ms)
+		}
+	}
+	return false, info, pttl, nil
 }
 
 // tryScript runs the acquire script: the fencing path, and the fallback for

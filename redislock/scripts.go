@@ -34,9 +34,9 @@ end
 `
 
 // acquireSrc takes the lock if the key is free. Lockers with fencing use it;
-// the others send SET NX PX GET and PTTL in one pipeline instead (see
-// Locker.try), which costs the server less, and fall back to this script on
-// a server older than Redis 7.0, where SET cannot combine NX with GET.
+// the others send SET NX PX GET instead (see Locker.try), which costs the
+// server less, and fall back to this script on a server older than Redis
+// 7.0, where SET cannot combine NX with GET.
 //
 // KEYS[1] the lock key; KEYS[2], only with fencing, the fence counter key.
 // ARGV[1] "<secret>|"; ARGV[2] lease in ms; ARGV[3] "|<since-ms>|<holder
