@@ -103,6 +103,7 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 			if err != nil {
 				return nil, nil, err
 			}
+			warmDB(ctx, db, n)
 			l, err := advisory.NewMySQL(db, nil)
 			if err != nil {
 				db.Close()
@@ -142,6 +143,7 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 			if err != nil {
 				return nil, nil, err
 			}
+			warmDB(ctx, db, n)
 			ws := make([]worker, n)
 			for i := range ws {
 				ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) {

@@ -5,7 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/golang-migrate/migrate/v4/database"
 	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
@@ -112,6 +115,7 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 			if err != nil {
 				return nil, nil, err
 			}
+			warmPgx(ctx, pool, n)
 			l, err := advisory.NewPostgresPool(pool, nil)
 			if err != nil {
 				pool.Close()
@@ -159,6 +163,7 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 			if err != nil {
 				return nil, nil, err
 			}
+			warmPgx(ctx, pool, n)
 			ws := make([]worker, n)
 			for i := range ws {
 				ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) {
@@ -175,6 +180,31 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 		},
 		holdCap:    1000,
 		holdCapWhy: "as lockkit",
+	}
+	// A diagnostic: the floor plus what lockkit adds on the wire's path —
+	// a goroutine blocked in a read on the held session (its loss
+	// watcher), stopped by a read deadline before the unlock. It
+	// attributes lockkit's overhead.
+	watchV := &variant{
+		name: "floor + a watcher goroutine (diagnostic)", role: roleFloor, net: flNet, diagnostic: true,
+		note: "the floor, plus lockkit's loss watcher copied: after the lock a goroutine blocks in PgConn.WaitForNotification on the session; before the unlock a past read deadline ends it and the releaser waits for it",
+		try: func(ctx context.Context, k int) (releaseFunc, error) {
+			return withWatcher(pgFloorHold(ctx, flPool, key(k).Int64(), false))
+		},
+		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
+			pool, err := newPgxPool(ctx, e.pgDSN, flNet, int32(n+2))
+			if err != nil {
+				return nil, nil, err
+			}
+			warmPgx(ctx, pool, n)
+			ws := make([]worker, n)
+			for i := range ws {
+				ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) {
+					return withWatcher(pgFloorHold(ctx, pool, key(k).Int64(), true))
+				})
+			}
+			return ws, pool.Close, nil
+		},
 	}
 	loopV := &variant{
 		name: "floor, one statement per key", role: roleFloor, net: flNet,
@@ -256,6 +286,7 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 			if err != nil {
 				return nil, nil, err
 			}
+			warmDB(ctx, db, n)
 			ws := make([]worker, n)
 			for i := range ws {
 				ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) { return gooseLock(ctx, db, e.keyInt64(k)) })
@@ -316,20 +347,33 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 			return func(context.Context) error { return mdrv.Unlock() }, nil
 		},
 		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
+			// The driver's Close closes the *sql.DB too: a pool per slice.
+			db, err := newPgxDB(e.pgDSN, mNet, n+2)
+			if err != nil {
+				return nil, nil, err
+			}
 			ws := make([]worker, n)
-			var drvs []database.Driver
+			drvs := make([]database.Driver, n)
+			errs := make([]error, n)
 			done := func() {
 				for _, d := range drvs {
-					d.Close()
+					if d != nil {
+						d.Close()
+					}
 				}
+				db.Close()
+			}
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() { drvs[i], errs[i] = newMigrate(db) })
+			}
+			wg.Wait()
+			if err := errors.Join(errs...); err != nil {
+				done()
+				return nil, nil, err
 			}
 			for i := range ws {
-				d, err := newMigrate(mdb)
-				if err != nil {
-					done()
-					return nil, nil, err
-				}
-				drvs = append(drvs, d)
+				d := drvs[i]
 				ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) {
 					if err := d.Lock(); err != nil {
 						return nil, err
@@ -342,7 +386,7 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 	}
 
 	return &backendSetup{
-		variants: []*variant{lockkitV, floorV, gooseV, migrateV, loopV},
+		variants: []*variant{lockkitV, floorV, gooseV, migrateV, watchV, loopV},
 		notes: []string{
 			"pools: at most 12 connections each for the uncontended scenarios, a fresh pool of 18 per variant for the contended one (max_connections is 100, shared)",
 			"goose and golang-migrate have no non-waiting try; their lock call is measured uncontended, where it returns at once",
@@ -354,29 +398,78 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 // errBadConn makes database/sql destroy a pinned connection.
 var errBadConn = errDriverBadConn()
 
-// pgFloorLock takes one key on a pooled connection with the raw statements.
-func pgFloorLock(ctx context.Context, pool *pgxpool.Pool, key int64, wait bool) (releaseFunc, error) {
-	c, err := pool.Acquire(ctx)
+// pgHeld is a lock the floor holds: its release, and its connection for
+// the diagnostic watcher.
+type pgHeld struct {
+	release releaseFunc
+	conn    *pgxpool.Conn
+}
+
+// withWatcher runs lockkit's loss watcher (advisory/postgres_conn.go,
+// startWatcher and stop) on a floor lock.
+func withWatcher(h pgHeld, err error) (releaseFunc, error) {
 	if err != nil {
 		return nil, err
+	}
+	pg := h.conn.Conn().PgConn()
+	nc := pg.Conn()
+	var stopping atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			err := pg.WaitForNotification(context.Background())
+			if err == nil {
+				continue
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && !pg.IsClosed() {
+				if stopping.Load() {
+					_ = nc.SetReadDeadline(time.Time{})
+					return
+				}
+				continue
+			}
+			return
+		}
+	}()
+	return func(ctx context.Context) error {
+		if stopping.CompareAndSwap(false, true) {
+			_ = nc.SetReadDeadline(time.Now())
+		}
+		<-done
+		return h.release(ctx)
+	}, nil
+}
+
+// pgFloorLock takes one key on a pooled connection with the raw statements.
+func pgFloorLock(ctx context.Context, pool *pgxpool.Pool, key int64, wait bool) (releaseFunc, error) {
+	h, err := pgFloorHold(ctx, pool, key, wait)
+	return h.release, err
+}
+
+func pgFloorHold(ctx context.Context, pool *pgxpool.Pool, key int64, wait bool) (pgHeld, error) {
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		return pgHeld{}, err
 	}
 	if wait {
 		if _, err := c.Exec(ctx, pgLockSQL, key); err != nil {
 			c.Hijack().Close(context.Background())
-			return nil, err
+			return pgHeld{}, err
 		}
 	} else {
 		var ok bool
 		if err := c.QueryRow(ctx, pgTrySQL, key).Scan(&ok); err != nil {
 			c.Hijack().Close(context.Background())
-			return nil, err
+			return pgHeld{}, err
 		}
 		if !ok {
 			c.Release()
-			return nil, errors.New("held")
+			return pgHeld{}, errors.New("held")
 		}
 	}
-	return func(ctx context.Context) error {
+	return pgHeld{conn: c, release: func(ctx context.Context) error {
 		var ok bool
 		err := c.QueryRow(ctx, pgUnlockSQL, key).Scan(&ok)
 		if err != nil || !ok {
@@ -385,7 +478,7 @@ func pgFloorLock(ctx context.Context, pool *pgxpool.Pool, key int64, wait bool) 
 		}
 		c.Release()
 		return nil
-	}, nil
+	}}, nil
 }
 
 // pgFloorMulti runs lockkit's multi-key statements raw.

@@ -186,6 +186,7 @@ func setupRowlock(ctx context.Context, e *env, rc rowlockCfg) (*backendSetup, er
 			if err != nil {
 				return nil, nil, err
 			}
+			warmDB(ctx, db, n)
 			l, err := newLocker(db)
 			if err != nil {
 				db.Close()
@@ -210,6 +211,7 @@ func setupRowlock(ctx context.Context, e *env, rc rowlockCfg) (*backendSetup, er
 				if err != nil {
 					return nil, nil, err
 				}
+				warmDB(ctx, db, n)
 				var ls []*rowlock.Locker
 				ws := make([]worker, n)
 				for i := range ws {
@@ -239,20 +241,26 @@ func setupRowlock(ctx context.Context, e *env, rc rowlockCfg) (*backendSetup, er
 	}
 	closers = append(closers, func() { flDB.Close() })
 	host, _ := os.Hostname()
-	fl := &rowFloor{pg: pg, db: flDB, owner: "bench-floor-" + e.runID, host: host, pid: os.Getpid(),
-		channel: "lockkit." + table, wake: newGeneration()}
-	if pg {
-		fl.acquire = strings.ReplaceAll(rlPGAcquire, "{t}", rc.quote(table))
-		fl.release = strings.ReplaceAll(rlPGRelease, "{t}", rc.quote(table))
-	} else {
-		q := strings.ReplaceAll(rlMyAcquire, "{t}", rc.quote(table))
-		if fl.acqStmt, err = flDB.PrepareContext(ctx, q); err != nil {
-			return fail(err)
+	newFloor := func(db *sql.DB) (*rowFloor, error) {
+		f := &rowFloor{pg: pg, db: db, owner: "bench-floor-" + e.runID, host: host, pid: os.Getpid(),
+			channel: "lockkit." + table, wake: newGeneration()}
+		if pg {
+			f.acquire = strings.ReplaceAll(rlPGAcquire, "{t}", rc.quote(table))
+			f.release = strings.ReplaceAll(rlPGRelease, "{t}", rc.quote(table))
+			return f, nil
 		}
-		q = strings.ReplaceAll(rlMyRelease, "{t}", rc.quote(table))
-		if fl.relStmt, err = flDB.PrepareContext(ctx, q); err != nil {
-			return fail(err)
+		var err error
+		if f.acqStmt, err = db.PrepareContext(ctx, strings.ReplaceAll(rlMyAcquire, "{t}", rc.quote(table))); err != nil {
+			return nil, err
 		}
+		if f.relStmt, err = db.PrepareContext(ctx, strings.ReplaceAll(rlMyRelease, "{t}", rc.quote(table))); err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
+	fl, err := newFloor(flDB)
+	if err != nil {
+		return fail(err)
 	}
 	floorWait := "waiters LISTEN on one connection and try again on each NOTIFY (no holder read, no lease timer)"
 	if !pg {
@@ -269,16 +277,28 @@ func setupRowlock(ctx context.Context, e *env, rc rowlockCfg) (*backendSetup, er
 			return rel, err
 		},
 		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
-			stop := func() {}
+			db, err := rc.open(rc.dsn, flNet, n+4)
+			if err != nil {
+				return nil, nil, err
+			}
+			warmDB(ctx, db, n)
+			f, err := newFloor(db)
+			if err != nil {
+				db.Close()
+				return nil, nil, err
+			}
+			stop := func() { db.Close() }
 			if pg {
-				var err error
-				if stop, err = fl.listen(ctx, e.pgDSN, flNet); err != nil {
+				unlisten, err := f.listen(ctx, e.pgDSN, flNet)
+				if err != nil {
+					db.Close()
 					return nil, nil, err
 				}
+				stop = func() { unlisten(); db.Close() }
 			}
 			ws := make([]worker, n)
 			for i := range ws {
-				ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) { return fl.wait(ctx, name(k)) })
+				ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) { return f.wait(ctx, name(k)) })
 			}
 			return ws, stop, nil
 		},
@@ -336,17 +356,22 @@ func setupRowlock(ctx context.Context, e *env, rc rowlockCfg) (*backendSetup, er
 			return func(ctx context.Context) error { return l.Unlock(ctx, gDB) }, nil
 		},
 		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
+			db, err := rc.open(gdsn, gNet, n+4)
+			if err != nil {
+				return nil, nil, err
+			}
+			warmDB(ctx, db, n)
 			ws := make([]worker, n)
 			for i := range ws {
 				l := newGoose(k)
 				ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) {
-					if err := l.Lock(ctx, gDB); err != nil {
+					if err := l.Lock(ctx, db); err != nil {
 						return nil, err
 					}
-					return func(ctx context.Context) error { return l.Unlock(ctx, gDB) }, nil
+					return func(ctx context.Context) error { return l.Unlock(ctx, db) }, nil
 				})
 			}
-			return ws, func() {}, nil
+			return ws, func() { db.Close() }, nil
 		},
 	}
 	variants = append(variants, gooseV)

@@ -54,8 +54,10 @@ func panel(title, xlabel, ylabel string, ss []series, logX, logY bool) *plot.Plo
 	p.Title.Text = title
 	p.X.Label.Text = xlabel
 	p.Y.Label.Text = ylabel
-	p.Legend.Top = true
-	p.Legend.Left = logX && !logY
+	// CDFs rise to the upper right; the curves of the scale chart are
+	// flat: the legend goes where the lines are not.
+	p.Legend.Top = logY
+	p.Legend.Left = logY
 	p.Legend.TextStyle.Font.Size = vg.Points(8)
 	if logX {
 		p.X.Scale = plot.LogScale{}

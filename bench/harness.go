@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,41 +68,55 @@ type variant struct {
 	// whose held locks cost descriptors rather than connections.
 	countFDs bool
 
+	// diagnostic marks a variant that only helps explain another's cost:
+	// it runs the single-key and contended scenarios only.
+	diagnostic bool
+
 	// singleKey marks a variant that can lock one fixed lock only (k is
 	// ignored): it runs the single-key and contended scenarios only.
 	singleKey bool
 }
 
-// params sizes a run.
+// params sizes a run. Counts are upper bounds: every batch also stops at
+// batchBudget (after minBatch ops), so that a backend whose operations
+// take milliseconds (a lock table commits twice per lock) still fits the
+// run's time.
 type params struct {
 	rounds, batch int           // single key: rounds × batch ops per variant
+	batchBudget   time.Duration // wall time cap of one batch
 	distinct      int           // distinct keys: ops (one per key) per variant
 	workers       int           // contended
-	window        time.Duration // contended
+	window        time.Duration // contended: total per variant
+	slices        int           // contended: the window in this many interleaved slices
 	multiN        int           // keys per multi-key op
 	multiOps      int
 	memOps        int
+	memBudget     time.Duration
 	heldN         int // connections held for this many locks
 	scaleSteps    []int
 	scaleOps      int
+	scaleBudget   time.Duration // per step
 }
 
+// minBatch is the fewest ops of a batch, whatever its budget.
+const minBatch = 5
+
 var fullParams = params{
-	rounds: 10, batch: 100,
+	rounds: 10, batch: 100, batchBudget: 250 * time.Millisecond,
 	distinct: 10000,
-	workers:  16, window: 3 * time.Second,
+	workers:  16, window: 3 * time.Second, slices: 6,
 	multiN: 100, multiOps: 100,
-	memOps: 500, heldN: 10,
-	scaleSteps: []int{1, 10, 100, 1000, 10000}, scaleOps: 200,
+	memOps: 500, memBudget: time.Second, heldN: 10,
+	scaleSteps: []int{1, 10, 100, 1000, 10000}, scaleOps: 200, scaleBudget: 500 * time.Millisecond,
 }
 
 var quickParams = params{
-	rounds: 3, batch: 20,
+	rounds: 3, batch: 20, batchBudget: 60 * time.Millisecond,
 	distinct: 200,
-	workers:  16, window: 250 * time.Millisecond,
-	multiN: 100, multiOps: 5,
-	memOps: 50, heldN: 4,
-	scaleSteps: []int{1, 10, 100}, scaleOps: 20,
+	workers:  16, window: 200 * time.Millisecond, slices: 1,
+	multiN: 100, multiOps: 6,
+	memOps: 50, memBudget: 100 * time.Millisecond, heldN: 4,
+	scaleSteps: []int{1, 10, 100}, scaleOps: 20, scaleBudget: 60 * time.Millisecond,
 }
 
 // maxErrors is how many failed operations abort a variant's scenario.
@@ -148,7 +161,7 @@ type latencyResult struct {
 // runs one batch per variant, in an order that rotates from round to round,
 // so that drift on the shared machine hits every variant alike. The first
 // batch of each variant is a warm-up and is not recorded.
-func runLatency(ctx context.Context, vs []*variant, rounds, batch int, op func(ctx context.Context, vi int, v *variant, i int) error) []*latencyResult {
+func runLatency(ctx context.Context, vs []*variant, rounds, batch int, budget time.Duration, op func(ctx context.Context, vi int, v *variant, i int) error) []*latencyResult {
 	res := make([]*latencyResult, len(vs))
 	flights := make([]int64, len(vs))
 	dials := make([]int64, len(vs))
@@ -166,7 +179,11 @@ func runLatency(ctx context.Context, vs []*variant, rounds, batch int, op func(c
 			before = v.net.snap()
 		}
 		done := 0
-		for range n {
+		bstart := time.Now()
+		for j := range n {
+			if j >= minBatch && time.Since(bstart) > budget {
+				break
+			}
 			if ctx.Err() != nil {
 				r.Skipped = "interrupted"
 				return
@@ -253,21 +270,73 @@ type contendedResult struct {
 	handoffs, others samples
 }
 
-// runContended lets n workers of one variant compete for one lock for the
-// window. Each holder stamps the time just before it calls release; the
-// next holder, as soon as its acquire returns, reads that stamp: the
-// handoff latency, release to next holder. Only the previous holder can
-// have written the stamp, as the lock is exclusive. Acquisitions after the
-// window are released at once and not counted; a worker still waiting when
-// the window ends is cancelled through its context (implementations that
+// runContended lets n workers of each variant compete for one lock. The
+// window is cut into slices that run variant after variant, in an order
+// that rotates each slice, so that load from other processes on the shared
+// machine hits every variant alike; each slice sets the variant up afresh
+// (its pool, warmed before the slice starts) and tears it down, so that
+// only one variant's connections are open at a time.
+func runContended(ctx context.Context, vs []*variant, keyOf func(*variant) int, n int, window time.Duration, slices int) []*contendedResult {
+	rs := make([]*contendedResult, len(vs))
+	flights := make([]int64, len(vs))
+	for i, v := range vs {
+		rs[i] = &contendedResult{Variant: v.name, Role: v.role, Workers: n, RoundTrips: -1, PerWorker: make([]int, n)}
+	}
+	slice := window / time.Duration(slices)
+	for sl := range slices {
+		for j := range vs {
+			vi := (sl + j) % len(vs)
+			if ctx.Err() != nil || rs[vi].Skipped != "" {
+				continue
+			}
+			flights[vi] += contendedSlice(ctx, vs[vi], keyOf(vs[vi]), n, slice, rs[vi])
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for vi, r := range rs {
+		if r.Skipped != "" {
+			continue
+		}
+		for _, c := range r.PerWorker {
+			r.Acquisitions += c
+			if c == 0 {
+				r.Starved++
+			}
+		}
+		r.Throughput = float64(r.Acquisitions) / time.Duration(r.WindowNs).Seconds()
+		if mn := slicesMin(r.PerWorker); mn > 0 {
+			r.Spread = float64(slicesMax(r.PerWorker)) / float64(mn)
+		}
+		if vs[vi].net != nil && r.Acquisitions > 0 {
+			r.RoundTrips = float64(flights[vi]) / float64(r.Acquisitions)
+		}
+		if len(r.handoffs) > 0 {
+			r.OtherShare = float64(len(r.others)) / float64(len(r.handoffs))
+		}
+		r.HandoffP50Ns = int64(r.handoffs.median())
+		r.HandoffP99Ns = int64(r.handoffs.p99())
+		r.OtherP50Ns = int64(r.others.median())
+		r.OtherP99Ns = int64(r.others.p99())
+	}
+	return rs
+}
+
+// contendedSlice runs one slice of the contended scenario for one variant
+// and adds its counts to r; it returns the flights of the slice.
+//
+// Each holder stamps the time just before it calls release; the next
+// holder, as soon as its acquire returns, reads that stamp: the handoff
+// latency, release to next holder. Only the previous holder can have
+// written the stamp, as the lock is exclusive. Acquisitions after the
+// slice are released at once and not counted; a worker still waiting when
+// the slice ends is cancelled through its context (implementations that
 // cannot be cancelled drain: each gets the lock once more and gives it
 // back).
-func runContended(ctx context.Context, v *variant, k, n int, window time.Duration) *contendedResult {
-	r := &contendedResult{Variant: v.name, Role: v.role, Workers: n, WindowNs: int64(window), RoundTrips: -1}
+func contendedSlice(ctx context.Context, v *variant, k, n int, window time.Duration, r *contendedResult) int64 {
 	ws, cleanup, err := v.contended(ctx, k, n)
 	if err != nil {
 		r.Skipped = "setup: " + err.Error()
-		return r
+		return 0
 	}
 	defer cleanup()
 	base := time.Now()
@@ -275,21 +344,22 @@ func runContended(ctx context.Context, v *variant, k, n int, window time.Duratio
 	var (
 		lastRel  atomic.Int64 // ns since base; 0: nobody released yet
 		lastWho  atomic.Int64 // the worker that released last
-		others   = make([]samples, n)
 		counts   = make([]int, n)
 		handoffs = make([]samples, n)
+		others   = make([]samples, n)
 		errs     atomic.Int64
 		lastErr  atomic.Value
 		wg       sync.WaitGroup
 		start    = make(chan struct{})
+		deadline int64
 	)
+	lastWho.Store(-1)
 	var before snapshot
 	if v.net != nil {
 		before = v.net.snap()
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var deadline int64
 	for i, w := range ws {
 		wg.Add(1)
 		go func() {
@@ -331,50 +401,54 @@ func runContended(ctx context.Context, v *variant, k, n int, window time.Duratio
 		}()
 	}
 	deadline = mono() + int64(window)
-	close(start)
 	var after snapshot
+	fired := make(chan struct{})
 	timer := time.AfterFunc(window, func() {
+		defer close(fired)
 		if v.net != nil {
 			after = v.net.snap() // before the cancellations' traffic
 		}
 		cancel()
 	})
+	close(start)
 	wg.Wait()
-	if !timer.Stop() && v.net != nil {
-		defer func() {
-			if r.Acquisitions > 0 {
-				r.RoundTrips = float64(after.Flights-before.Flights) / float64(r.Acquisitions)
-			}
-		}()
+	if timer.Stop() { // every worker gave up early
+		if v.net != nil {
+			after = v.net.snap()
+		}
+	} else {
+		<-fired
 	}
-	r.PerWorker = counts
+	r.WindowNs += int64(window)
 	for i := range n {
-		r.Acquisitions += counts[i]
+		r.PerWorker[i] += counts[i]
 		r.handoffs = append(r.handoffs, handoffs[i]...)
 		r.others = append(r.others, others[i]...)
 	}
-	if len(r.handoffs) > 0 {
-		r.OtherShare = float64(len(r.others)) / float64(len(r.handoffs))
-	}
-	r.OtherP50Ns = int64(r.others.median())
-	r.OtherP99Ns = int64(r.others.p99())
-	r.Throughput = float64(r.Acquisitions) / window.Seconds()
-	mx, mn := slices.Max(counts), slices.Min(counts)
-	for _, c := range counts {
-		if c == 0 {
-			r.Starved++
-		}
-	}
-	if mn > 0 {
-		r.Spread = float64(mx) / float64(mn)
-	}
-	r.HandoffP50Ns = int64(r.handoffs.median())
-	r.HandoffP99Ns = int64(r.handoffs.p99())
-	r.Errors = int(errs.Load())
+	r.Errors += int(errs.Load())
 	if s, ok := lastErr.Load().(string); ok {
 		r.LastError = s
 	}
-	return r
+	if v.net == nil {
+		return 0
+	}
+	return after.Flights - before.Flights
+}
+
+func slicesMin(s []int) int {
+	m := s[0]
+	for _, v := range s {
+		m = min(m, v)
+	}
+	return m
+}
+
+func slicesMax(s []int) int {
+	m := s[0]
+	for _, v := range s {
+		m = max(m, v)
+	}
+	return m
 }
 
 // memoryResult is one variant's memory cost.
@@ -395,7 +469,7 @@ type memoryResult struct {
 // process: background goroutines a lock starts count too), then holds
 // heldN locks and counts the connections, descriptors and goroutines they
 // keep.
-func runMemory(ctx context.Context, vi int, v *variant, ops, heldN int) *memoryResult {
+func runMemory(ctx context.Context, vi int, v *variant, ops int, budget time.Duration, heldN int) *memoryResult {
 	r := &memoryResult{Variant: v.name, Role: v.role, Held: heldN}
 	k := keyBase(vi, scMemory)
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
@@ -409,13 +483,20 @@ func runMemory(ctx context.Context, vi int, v *variant, ops, heldN int) *memoryR
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
+	mstart := time.Now()
+	done := 0
 	for i := range ops {
+		if i >= minBatch && time.Since(mstart) > budget {
+			break
+		}
 		if err := tryRelease(ctx, v, k+i%2); err != nil {
 			r.Skipped = err.Error()
 			return r
 		}
+		done++
 	}
 	runtime.ReadMemStats(&m1)
+	ops = done
 	r.AllocsPerOp = float64(m1.Mallocs-m0.Mallocs) / float64(ops)
 	r.BytesPerOp = float64(m1.TotalAlloc-m0.TotalAlloc) / float64(ops)
 
@@ -471,7 +552,7 @@ type scaleResult struct {
 
 // runScale holds more and more locks and measures an uncontended
 // try+release of a fresh lock at each step.
-func runScale(ctx context.Context, vi int, v *variant, steps []int, ops int) *scaleResult {
+func runScale(ctx context.Context, vi int, v *variant, steps []int, ops int, budget time.Duration) *scaleResult {
 	r := &scaleResult{Variant: v.name, Role: v.role}
 	heldBase := keyBase(vi, scScaleHeld)
 	opBase := keyBase(vi, scScale)
@@ -506,21 +587,23 @@ func runScale(ctx context.Context, vi int, v *variant, steps []int, ops int) *sc
 				}
 				rels = append(rels, rel)
 			} else {
-				for _, k := range ks {
-					rel, err := v.try(hctx, k)
-					if err != nil {
-						cancel()
-						r.Skipped = fmt.Sprintf("holding lock %d: %v", k-heldBase, err)
-						return r
-					}
-					rels = append(rels, rel)
+				got, err := holdParallel(hctx, v, ks)
+				rels = append(rels, got...)
+				if err != nil {
+					cancel()
+					r.Skipped = fmt.Sprintf("holding %d locks: %v", step, err)
+					return r
 				}
 			}
 			cancel()
 			held = step
 		}
 		var s samples
-		for range ops {
+		sstart := time.Now()
+		for j := range ops {
+			if j >= minBatch && time.Since(sstart) > budget {
+				break
+			}
 			octx, cancel := context.WithTimeout(ctx, opTimeout)
 			start := time.Now()
 			err := tryRelease(octx, v, opBase+opIdx)
@@ -561,4 +644,42 @@ func lockkitTry(l lockkit.Locker, name func(int) string) func(ctx context.Contex
 		}
 		return lk.Release, nil
 	}
+}
+
+// holdParallel takes the locks ks with a few goroutines: the hold phase of
+// the scale scenario is not measured, only made shorter.
+func holdParallel(ctx context.Context, v *variant, ks []int) ([]releaseFunc, error) {
+	const par = 8
+	var (
+		mu    sync.Mutex
+		rels  []releaseFunc
+		first error
+		wg    sync.WaitGroup
+		next  atomic.Int64
+	)
+	for range min(par, len(ks)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(ks) || ctx.Err() != nil {
+					return
+				}
+				rel, err := v.try(ctx, ks[i])
+				mu.Lock()
+				if err != nil {
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					return
+				}
+				rels = append(rels, rel)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return rels, first
 }

@@ -163,13 +163,13 @@ func renderTables(rep *report) string {
 			if len(sc.rs) == 0 {
 				continue
 			}
-			name := sc.name
-			if sc.name == "10,000 keys" && rep.Quick {
-				name = "distinct keys"
-			}
 			lk, fl, others, ok := split(sc.rs, func(r *latencyResult) role { return r.Role })
 			if !ok {
 				continue
+			}
+			name := sc.name
+			if sc.name == "10,000 keys" {
+				name = fmt.Sprintf("a new key each op (%d ops)", lk.N)
 			}
 			l50, l99 := latCell(lk)
 			f50, f99 := latCell(fl)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"slices"
-	"time"
 )
 
 // backendResult is everything measured on one backend.
@@ -57,29 +56,27 @@ func runBackend(ctx context.Context, e *env, b backend, scenarios []string) *bac
 	if do("single") {
 		e.logf("  %s: single key", b.name)
 		tv := with(func(v *variant) bool { return v.try != nil })
-		br.Single = runLatency(ctx, tv, p.rounds, p.batch, func(ctx context.Context, vi int, v *variant, i int) error {
+		br.Single = runLatency(ctx, tv, p.rounds, p.batch, p.batchBudget, func(ctx context.Context, vi int, v *variant, i int) error {
 			return tryRelease(ctx, v, keyBase(index(v), scSingle))
 		})
 	}
 	if do("distinct") {
 		e.logf("  %s: distinct keys", b.name)
-		tv := with(func(v *variant) bool { return v.try != nil && !v.singleKey })
-		br.Distinct = runLatency(ctx, tv, p.rounds, max(1, p.distinct/p.rounds), func(ctx context.Context, vi int, v *variant, i int) error {
+		tv := with(func(v *variant) bool { return v.try != nil && !v.singleKey && !v.diagnostic })
+		br.Distinct = runLatency(ctx, tv, p.rounds, max(1, p.distinct/p.rounds), p.batchBudget, func(ctx context.Context, vi int, v *variant, i int) error {
 			return tryRelease(ctx, v, keyBase(index(v), scDistinct)+i)
 		})
 	}
 	if do("contended") {
-		for _, v := range with(func(v *variant) bool { return v.contended != nil }) {
-			e.logf("  %s: contended: %s", b.name, v.name)
-			br.Contended = append(br.Contended, runContended(ctx, v, keyBase(index(v), scContended), p.workers, p.window))
-			time.Sleep(50 * time.Millisecond)
-		}
+		e.logf("  %s: contended", b.name)
+		cv := with(func(v *variant) bool { return v.contended != nil })
+		br.Contended = runContended(ctx, cv, func(v *variant) int { return keyBase(index(v), scContended) }, p.workers, p.window, p.slices)
 	}
 	if do("multi") {
 		mv := with(func(v *variant) bool { return v.multi != nil })
 		if len(mv) > 0 {
 			e.logf("  %s: multi-key", b.name)
-			br.Multi = runLatency(ctx, mv, p.rounds, max(1, p.multiOps/p.rounds), func(ctx context.Context, vi int, v *variant, i int) error {
+			br.Multi = runLatency(ctx, mv, p.rounds, max(1, p.multiOps/p.rounds), 4*p.batchBudget, func(ctx context.Context, vi int, v *variant, i int) error {
 				base := keyBase(index(v), scMulti) + (i%2)*p.multiN
 				ks := make([]int, p.multiN)
 				for j := range ks {
@@ -95,14 +92,14 @@ func runBackend(ctx context.Context, e *env, b backend, scenarios []string) *bac
 	}
 	if do("memory") {
 		e.logf("  %s: memory", b.name)
-		for _, v := range with(func(v *variant) bool { return v.try != nil }) {
-			br.Memory = append(br.Memory, runMemory(ctx, index(v), v, p.memOps, p.heldN))
+		for _, v := range with(func(v *variant) bool { return v.try != nil && !v.diagnostic }) {
+			br.Memory = append(br.Memory, runMemory(ctx, index(v), v, p.memOps, p.memBudget, p.heldN))
 		}
 	}
 	if do("scale") {
-		for _, v := range with(func(v *variant) bool { return v.try != nil && v.role != rolePeer && !v.singleKey }) {
+		for _, v := range with(func(v *variant) bool { return v.try != nil && v.role != rolePeer && !v.singleKey && !v.diagnostic }) {
 			e.logf("  %s: scale: %s", b.name, v.name)
-			br.Scale = append(br.Scale, runScale(ctx, index(v), v, p.scaleSteps, p.scaleOps))
+			br.Scale = append(br.Scale, runScale(ctx, index(v), v, p.scaleSteps, p.scaleOps, p.scaleBudget))
 		}
 	}
 	return br

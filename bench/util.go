@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
+	"database/sql"
 	"database/sql/driver"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"net"
 	"os"
 	"strconv"
+	"sync"
 )
 
 // countFDs returns how many descriptors this process has open.
@@ -40,3 +44,34 @@ func errDriverBadConn() error { return driver.ErrBadConn }
 
 // netConn is net.Conn, for dial function signatures.
 type netConn = net.Conn
+
+// warmPgx opens n connections of pool before a measurement, so that no
+// acquire in it waits for a dial. The dials run in parallel.
+func warmPgx(ctx context.Context, pool *pgxpool.Pool, n int) {
+	cs := make([]*pgxpool.Conn, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { cs[i], _ = pool.Acquire(ctx) })
+	}
+	wg.Wait()
+	for _, c := range cs {
+		if c != nil {
+			c.Release()
+		}
+	}
+}
+
+// warmDB opens n connections of db before a measurement, in parallel.
+func warmDB(ctx context.Context, db *sql.DB, n int) {
+	cs := make([]*sql.Conn, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { cs[i], _ = db.Conn(ctx) })
+	}
+	wg.Wait()
+	for _, c := range cs {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
