@@ -143,12 +143,20 @@ func (p *Postgres) TryAcquire(ctx context.Context, name string) (lockkit.Lock, e
 // AcquireKey waits until key is held, or ctx ends, like Acquire. The lock's
 // name is the key's String().
 func (p *Postgres) AcquireKey(ctx context.Context, key keyhash.Key, opts *Options) (*Lock, error) {
-	return p.AcquireKeys(ctx, []keyhash.Key{key}, opts)
+	return p.acquireKey(ctx, key, opts, false)
+}
+
+func (p *Postgres) acquireKey(ctx context.Context, key keyhash.Key, opts *Options, try bool) (*Lock, error) {
+	m := opts.mode()
+	if m != Exclusive && m != Shared {
+		return nil, lockkit.Invalidf("advisory: unknown lock mode %v", m)
+	}
+	return p.acquire(ctx, key.String(), []keyhash.Key{key}, m, try)
 }
 
 // TryAcquireKey makes one attempt at key, like TryAcquire.
 func (p *Postgres) TryAcquireKey(ctx context.Context, key keyhash.Key, opts *Options) (*Lock, error) {
-	return p.TryAcquireKeys(ctx, []keyhash.Key{key}, opts)
+	return p.acquireKey(ctx, key, opts, true)
 }
 
 // AcquireKeys waits until every key is held by one session, or ctx ends.
@@ -205,8 +213,15 @@ type Lock struct {
 	mode    Mode
 	pid     int
 	pc      pgPinned
-	w       *watcher
+	w       watcher
 	timeout time.Duration
+
+	// The release's statement and its outcome; Release is serialised by
+	// the Handle.
+	relConn        *pgx.Conn
+	relOK          bool
+	relErr         error
+	relInterrupted bool
 }
 
 var _ lockkit.Lock = (*Lock)(nil)
@@ -233,29 +248,8 @@ func (p *Postgres) acquire(ctx context.Context, name string, keys []keyhash.Key,
 		}
 		return nil, fmt.Errorf("advisory: lock %q: pin a connection: %w", name, err)
 	}
-	var (
-		res         lockResult
-		stErr       error
-		interrupted bool
-		holder      *lockkit.Holder
-		holderOK    = true
-		pid         int
-		nc          net.Conn
-	)
-	err = pc.with(func(c *pgx.Conn) error {
-		pid, nc = int(c.PgConn().PID()), c.PgConn().Conn()
-		stErr, interrupted = interruptible(ctx, c, func() (err error) {
-			res, err = runLock(c, mode, keys, try)
-			return err
-		})
-		switch {
-		case stErr == nil && !interrupted && !res.granted && !res.unlockFailed:
-			holder, holderOK = findHolder(ctx, c, []keyhash.Key{res.denied})
-		case !interrupted && pgCode(stErr) == codeLockNotAvailable:
-			holder, _ = findHolder(ctx, c, keys)
-		}
-		return nil
-	})
+	a := &acquireOp{ctx: ctx, keys: keys, mode: mode, try: try, holderOK: true}
+	err = pc.with(a.onConn)
 	switch {
 	case err != nil:
 		pc.discard()
@@ -263,27 +257,65 @@ func (p *Postgres) acquire(ctx context.Context, name string, keys []keyhash.Key,
 			return nil, lockkit.Invalidf("%v", err)
 		}
 		return nil, fmt.Errorf("advisory: lock %q: %w", name, err)
-	case interrupted || stErr != nil:
+	case a.interrupted || a.stErr != nil:
 		// The outcome is unknown, or a statement failed part-way (a
 		// multi-key wait keeps the keys it got before the error): close
 		// the session, which ends whatever it may hold.
 		pc.discard()
-		return nil, classify(ctx, name, holder, stErr, interrupted)
-	case !res.granted:
-		if res.unlockFailed || !holderOK {
+		return nil, classify(ctx, name, a.holder, a.stErr, a.interrupted)
+	case !a.res.granted:
+		if a.res.unlockFailed || !a.holderOK {
 			pc.discard()
 		} else {
 			pc.release()
 		}
-		return nil, &lockkit.HeldError{Name: name, Holder: holder}
+		return nil, &lockkit.HeldError{Name: name, Holder: a.holder}
 	}
-	l := &Lock{keys: keys, mode: mode, pid: pid, pc: pc, timeout: p.releaseTimeout}
+	l := &Lock{keys: keys, mode: mode, pid: a.pid, pc: pc, timeout: p.releaseTimeout}
 	l.Handle = lockstate.New(name, 0, l.unlock)
-	l.w = startWatcher(pc, nc, watchDelay, func(cause error) {
-		l.Handle.MarkLost(cause)
-		pc.discard()
-	})
+	l.w.start(pc, a.nc, watchDelay, l.onLoss)
 	return l, nil
+}
+
+// onLoss is called by the watcher when the session died.
+func (l *Lock) onLoss(cause error) {
+	l.Handle.MarkLost(cause)
+	l.pc.discard()
+}
+
+// acquireOp is one lock statement and its outcome, kept in one place so
+// that the hot path allocates little.
+type acquireOp struct {
+	ctx  context.Context
+	keys []keyhash.Key
+	mode Mode
+	try  bool
+
+	c           *pgx.Conn
+	pid         int
+	nc          net.Conn
+	res         lockResult
+	stErr       error
+	interrupted bool
+	holder      *lockkit.Holder
+	holderOK    bool
+}
+
+func (a *acquireOp) onConn(c *pgx.Conn) error {
+	a.c, a.pid, a.nc = c, int(c.PgConn().PID()), c.PgConn().Conn()
+	a.stErr, a.interrupted = interruptible(a.ctx, 0, c, a.stmt)
+	switch {
+	case a.stErr == nil && !a.interrupted && !a.res.granted && !a.res.unlockFailed:
+		a.holder, a.holderOK = findHolder(c, []keyhash.Key{a.res.denied})
+	case !a.interrupted && pgCode(a.stErr) == codeLockNotAvailable:
+		a.holder, _ = findHolder(c, a.keys)
+	}
+	return nil
+}
+
+func (a *acquireOp) stmt() (err error) {
+	a.res, err = runLock(a.c, a.mode, a.keys, a.try)
+	return err
 }
 
 // lockResult is the outcome of a lock statement that did not fail.
@@ -395,11 +427,10 @@ func runUnlock(c *pgx.Conn, mode Mode, keys []keyhash.Key) (bool, error) {
 }
 
 // findHolder asks pg_locks and pg_stat_activity who holds the first of keys
-// that another session holds. ok is false when the query failed, which
-// leaves the session's state unknown.
-func findHolder(ctx context.Context, c *pgx.Conn, keys []keyhash.Key) (h *lockkit.Holder, ok bool) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), holderTimeout)
-	defer cancel()
+// that another session holds, within holderTimeout (also when the caller's
+// context has ended: the answer is for the caller's error). ok is false when
+// the query failed, which leaves the session's state unknown.
+func findHolder(c *pgx.Conn, keys []keyhash.Key) (h *lockkit.Holder, ok bool) {
 	cls := make([]int64, len(keys))
 	objs := make([]int64, len(keys))
 	subs := make([]int16, len(keys))
@@ -413,7 +444,7 @@ func findHolder(ctx context.Context, c *pgx.Conn, keys []keyhash.Key) (h *lockki
 		since *time.Time
 		pid   int32
 	)
-	err, interrupted := interruptible(ctx, c, func() error {
+	err, interrupted := interruptible(context.Background(), holderTimeout, c, func() error {
 		err := c.QueryRow(context.Background(), holderSQL, cls, objs, subs).Scan(&pid, &hold.Owner, &hold.App, &hold.Host, &since)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // released in the meantime
@@ -434,8 +465,11 @@ func findHolder(ctx context.Context, c *pgx.Conn, keys []keyhash.Key) (h *lockki
 	return &hold, true
 }
 
-// unlock is the lock's lockstate.UnlockFunc.
-func (l *Lock) unlock(ctx context.Context, lost bool) error {
+// unlock is the lock's lockstate.UnlockFunc. The unlock statement runs
+// detached from ctx's cancellation (like context.WithoutCancel) and bounded
+// by the release timeout, so that a cancelled caller still gives the lock
+// back; when the bound expires the session is closed.
+func (l *Lock) unlock(_ context.Context, lost bool) error {
 	if lossErr := l.w.stop(); lossErr != nil {
 		return lossErr // the watcher already discarded the session
 	}
@@ -445,32 +479,30 @@ func (l *Lock) unlock(ctx context.Context, lost bool) error {
 		l.pc.discard()
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.timeout)
-	defer cancel()
-	var (
-		ok          bool
-		stErr       error
-		interrupted bool
-	)
-	err := l.pc.with(func(c *pgx.Conn) error {
-		stErr, interrupted = interruptible(ctx, c, func() (err error) {
-			ok, err = runUnlock(c, l.mode, l.keys)
-			return err
-		})
-		return nil
-	})
-	err = cmp.Or(err, stErr)
+	err := l.pc.with(l.unlockOnConn)
+	err = cmp.Or(err, l.relErr)
 	switch {
-	case interrupted:
+	case l.relInterrupted:
 		err = fmt.Errorf("advisory: unlock %q: not confirmed within %v; session closed", l.Name(), l.timeout)
 	case err != nil:
 		err = fmt.Errorf("advisory: unlock %q: %w; session closed", l.Name(), err)
-	case !ok:
+	case !l.relOK:
 		err = fmt.Errorf("advisory: unlock %q: the server reported the lock was not held by this session; session closed", l.Name())
 	default:
 		l.pc.release()
 		return nil
 	}
 	l.pc.discard()
+	return err
+}
+
+func (l *Lock) unlockOnConn(c *pgx.Conn) error {
+	l.relConn = c
+	l.relErr, l.relInterrupted = interruptible(context.Background(), l.timeout, c, l.unlockStmt)
+	return nil
+}
+
+func (l *Lock) unlockStmt() (err error) {
+	l.relOK, err = runUnlock(l.relConn, l.mode, l.keys)
 	return err
 }

@@ -103,54 +103,83 @@ const closeTimeout = time.Second
 const cancelGrace = 2 * time.Second
 
 // interruptible runs stmt, a statement that runs on c under
-// context.Background, so that the end of ctx interrupts it the way
-// PostgreSQL needs: a cancel request to the server, which stops a server-side
-// wait (pg_advisory_lock) at once, then, if stmt has still not returned after
-// cancelGrace, a past deadline on the socket.
+// context.Background, so that the end of ctx, or timeout if positive,
+// interrupts it the way PostgreSQL needs: a cancel request to the server,
+// which stops a server-side wait (pg_advisory_lock) at once, then, if stmt
+// has still not returned after cancelGrace, a past deadline on the socket.
 //
 // pgx's own handling of a cancelled context only sets a deadline on the
 // socket and closes the connection; the backend would go on waiting for the
 // lock and take it after the client left. Here the server stops waiting.
 //
-// interrupted reports that ctx ended while stmt ran. The statement's outcome
-// is then unknown (the lock may have been granted just before the cancel), so
-// the caller must discard the session.
-func interruptible(ctx context.Context, c *pgx.Conn, stmt func() error) (err error, interrupted bool) {
-	if ctx.Done() == nil {
+// interrupted reports that ctx ended or the timeout expired while stmt ran.
+// The statement's outcome is then unknown (the lock may have been granted
+// just before the cancel), so the caller must discard the session.
+func interruptible(ctx context.Context, timeout time.Duration, c *pgx.Conn, stmt func() error) (err error, interrupted bool) {
+	if ctx.Done() == nil && timeout <= 0 {
 		return stmt(), false
 	}
-	var (
-		mu       sync.Mutex
-		finished bool
-		fin      = make(chan struct{})
-		after    = make(chan struct{})
-	)
-	stop := context.AfterFunc(ctx, func() {
-		defer close(after)
-		pg := c.PgConn()
-		cctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
-		defer cancel()
-		_ = pg.CancelRequest(cctx)
-		select {
-		case <-fin:
-		case <-cctx.Done():
-			mu.Lock()
-			if !finished {
-				_ = pg.Conn().SetDeadline(time.Now())
-			}
-			mu.Unlock()
-		}
-	})
+	it := &interrupter{c: c}
+	var stopCtx func() bool
+	var timer *time.Timer
+	if ctx.Done() != nil {
+		stopCtx = context.AfterFunc(ctx, it.fire)
+	}
+	if timeout > 0 {
+		timer = time.AfterFunc(timeout, it.fire)
+	}
 	err = stmt()
-	mu.Lock()
-	finished = true
-	mu.Unlock()
-	close(fin)
-	if !stop() {
+	if stopCtx != nil {
+		stopCtx()
+	}
+	if timer != nil {
+		timer.Stop()
+	}
+	it.mu.Lock()
+	it.finished = true
+	after := it.after
+	if it.fin != nil {
+		close(it.fin)
+	}
+	it.mu.Unlock()
+	if after != nil {
 		<-after
 		return err, true
 	}
 	return err, false
+}
+
+// interrupter is the state of one interruptible statement.
+type interrupter struct {
+	c        *pgx.Conn
+	mu       sync.Mutex
+	finished bool          // stmt returned
+	fin      chan struct{} // closed when stmt returns; made by fire
+	after    chan struct{} // closed when fire is done; made by fire
+}
+
+func (it *interrupter) fire() {
+	it.mu.Lock()
+	if it.after != nil || it.finished {
+		it.mu.Unlock()
+		return
+	}
+	it.after, it.fin = make(chan struct{}), make(chan struct{})
+	it.mu.Unlock()
+	defer close(it.after)
+	pg := it.c.PgConn()
+	cctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
+	defer cancel()
+	_ = pg.CancelRequest(cctx)
+	select {
+	case <-it.fin:
+	case <-cctx.Done():
+		it.mu.Lock()
+		if !it.finished {
+			_ = pg.Conn().SetDeadline(time.Now())
+		}
+		it.mu.Unlock()
+	}
 }
 
 // watcher detects the loss of a held session lock from a signal the server
@@ -183,20 +212,21 @@ type watcher struct {
 // loss-detection bound only for a session that dies within it.
 const watchDelay = time.Millisecond
 
-// startWatcher arranges for pc, whose socket is nc, to be watched from
-// delay on. onLoss runs in the watcher's goroutine after the session was
-// found dead, before done closes.
-func startWatcher(pc pgPinned, nc net.Conn, delay time.Duration, onLoss func(cause error)) *watcher {
-	w := &watcher{nc: nc, pc: pc, onLoss: onLoss, done: make(chan struct{})}
+// start arranges for pc, whose socket is nc, to be watched from delay on.
+// onLoss runs in the watcher's goroutine after the session was found dead,
+// before done closes. It (re)initialises w, which must not be in use.
+func (w *watcher) start(pc pgPinned, nc net.Conn, delay time.Duration, onLoss func(cause error)) {
+	w.nc, w.pc, w.onLoss = nc, pc, onLoss
+	w.done, w.lossErr, w.timer, w.started = make(chan struct{}), nil, nil, false
+	w.stopping.Store(false)
 	if delay <= 0 {
-		w.start()
+		w.begin()
 	} else {
-		w.timer = time.AfterFunc(delay, w.start)
+		w.timer = time.AfterFunc(delay, w.begin)
 	}
-	return w
 }
 
-func (w *watcher) start() {
+func (w *watcher) begin() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.stopping.Load() {

@@ -35,6 +35,9 @@ const (
 
 // pgCode returns the SQLSTATE of a server error in err's chain, or "".
 func pgCode(err error) string {
+	if err == nil {
+		return ""
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		return pe.Code

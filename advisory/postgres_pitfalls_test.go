@@ -415,7 +415,7 @@ func TestPostgresNotificationIsNotLoss(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	l.w = startWatcher(l.pc, l.w.nc, 0, func(cause error) { l.Handle.MarkLost(cause); l.pc.discard() })
+	l.w.start(l.pc, l.w.nc, 0, l.onLoss)
 	for range 3 {
 		if _, err := admin.ExecContext(pgCtx(t, 5*time.Second), "SELECT pg_notify($1, 'x')", channel); err != nil {
 			t.Fatal(err)

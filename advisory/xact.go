@@ -132,12 +132,12 @@ func withTxLock(ctx context.Context, db *sql.DB, keys []keyhash.Key, opts *TxOpt
 		if err != nil {
 			return err
 		}
-		stErr, interrupted = interruptible(ctx, c, func() (err error) {
+		stErr, interrupted = interruptible(ctx, 0, c, func() (err error) {
 			res, err = runXactLock(c, mode, sorted, try, lockTimeout)
 			return err
 		})
 		if stErr == nil && !interrupted && !res.granted {
-			holder, _ = findHolder(ctx, c, []keyhash.Key{res.denied})
+			holder, _ = findHolder(c, []keyhash.Key{res.denied})
 		}
 		return nil
 	})
@@ -154,7 +154,7 @@ func withTxLock(ctx context.Context, db *sql.DB, keys []keyhash.Key, opts *TxOpt
 			clean = true
 			_ = conn.Raw(func(dc any) error {
 				if c, err := pgxConn(dc); err == nil {
-					holder, clean = findHolder(ctx, c, sorted)
+					holder, clean = findHolder(c, sorted)
 				}
 				return nil
 			})

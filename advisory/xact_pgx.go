@@ -92,7 +92,7 @@ func withPgxTxLock(ctx context.Context, pool *pgxpool.Pool, keys []keyhash.Key, 
 	bg := context.Background()
 	if !try {
 		txOpts.BeginQuery = beginLockSQL(txOpts, mode, sorted, lockTimeout)
-		stErr, interrupted = interruptible(ctx, c, func() (err error) {
+		stErr, interrupted = interruptible(ctx, 0, c, func() (err error) {
 			tx, err = c.BeginTx(bg, txOpts)
 			return err
 		})
@@ -101,12 +101,12 @@ func withPgxTxLock(ctx context.Context, pool *pgxpool.Pool, keys []keyhash.Key, 
 		if tx, err = c.BeginTx(ctx, txOpts); err != nil {
 			return fmt.Errorf("advisory: lock %q: begin: %w", name, err)
 		}
-		stErr, interrupted = interruptible(ctx, c, func() (err error) {
+		stErr, interrupted = interruptible(ctx, 0, c, func() (err error) {
 			res, err = runXactLock(c, mode, sorted, true, lockTimeout)
 			return err
 		})
 		if stErr == nil && !interrupted && !res.granted {
-			holder, _ = findHolder(ctx, c, []keyhash.Key{res.denied})
+			holder, _ = findHolder(c, []keyhash.Key{res.denied})
 		}
 	}
 	if interrupted || stErr != nil || !res.granted {
@@ -118,7 +118,7 @@ func withPgxTxLock(ctx context.Context, pool *pgxpool.Pool, keys []keyhash.Key, 
 		}
 		if interrupted || stErr != nil {
 			if clean && pgCode(stErr) == codeLockNotAvailable {
-				holder, clean = findHolder(ctx, c, sorted)
+				holder, clean = findHolder(c, sorted)
 			}
 			return classify(ctx, name, holder, stErr, interrupted)
 		}
