@@ -221,13 +221,13 @@ func TestTTLAndRenew(t *testing.T) {
 func TestAutoRenewKeepsLease(t *testing.T) {
 	admin := integration.Redis(t)
 	prefix := testPrefix(t, admin)
-	a := newLocker(t, integration.Redis(t), &Config{Prefix: prefix, TTL: 300 * time.Millisecond, RenewInterval: 50 * time.Millisecond})
+	a := newLocker(t, integration.Redis(t), &Config{Prefix: prefix, TTL: 500 * time.Millisecond, RenewInterval: 100 * time.Millisecond})
 	b := newLocker(t, integration.Redis(t), &Config{Prefix: prefix})
 	n := name(t)
 	lk := mustLock(t, a, n)
-	time.Sleep(time.Second) // more than three leases
+	time.Sleep(1500 * time.Millisecond) // three leases
 	if err := lk.Err(); err != nil {
-		t.Fatalf("Err after 1s of auto-renewal = %v", err)
+		t.Fatalf("Err after 1.5s of auto-renewal = %v", err)
 	}
 	wantHeld(t, b, n)
 	mustRelease(t, lk)
