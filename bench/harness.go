@@ -104,7 +104,7 @@ const minBatch = 5
 var fullParams = params{
 	rounds: 10, batch: 100, batchBudget: 250 * time.Millisecond,
 	distinct: 10000,
-	workers:  16, window: 3 * time.Second, slices: 6,
+	workers:  16, window: 2 * time.Second, slices: 4,
 	multiN: 100, multiOps: 100,
 	memOps: 500, memBudget: time.Second, heldN: 10,
 	scaleSteps: []int{1, 10, 100, 1000, 10000}, scaleOps: 200, scaleBudget: 500 * time.Millisecond,
@@ -552,18 +552,17 @@ type scaleResult struct {
 
 // runScale holds more and more locks and measures an uncontended
 // try+release of a fresh lock at each step.
-func runScale(ctx context.Context, vi int, v *variant, steps []int, ops int, budget time.Duration) *scaleResult {
+func runScale(ctx context.Context, vi int, v *variant, steps []int, ops int, budget time.Duration, logf func(string, ...any)) *scaleResult {
 	r := &scaleResult{Variant: v.name, Role: v.role}
 	heldBase := keyBase(vi, scScaleHeld)
 	opBase := keyBase(vi, scScale)
 	var rels []releaseFunc
 	defer func() {
-		// Release in reverse: a multi-key hold of many keys first.
-		for i := len(rels) - 1; i >= 0; i-- {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-			_ = rels[i](rctx)
-			cancel()
-		}
+		// Released in parallel, like the hold: not measured.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		releaseParallel(rctx, rels)
+		logf("    %s: released", v.name)
 	}()
 	held := 0
 	opIdx := 0
@@ -596,6 +595,7 @@ func runScale(ctx context.Context, vi int, v *variant, steps []int, ops int, bud
 				}
 			}
 			cancel()
+			logf("    %s: holding %d", v.name, step)
 			held = step
 		}
 		var s samples
@@ -682,4 +682,24 @@ func holdParallel(ctx context.Context, v *variant, ks []int) ([]releaseFunc, err
 	}
 	wg.Wait()
 	return rels, first
+}
+
+// releaseParallel releases every lock with a few goroutines.
+func releaseParallel(ctx context.Context, rels []releaseFunc) {
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for range min(8, len(rels)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(rels) {
+					return
+				}
+				_ = rels[i](ctx)
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"slices"
+	"time"
 )
 
 // backendResult is everything measured on one backend.
@@ -51,7 +52,13 @@ func runBackend(ctx context.Context, e *env, b backend, scenarios []string) *bac
 		return out
 	}
 	p := e.p
-	do := func(s string) bool { return slices.Contains(scenarios, s) && ctx.Err() == nil }
+	last := time.Now()
+	do := func(s string) bool {
+		e.logf("  %s: %.1fs", b.name, time.Since(last).Seconds())
+		last = time.Now()
+		return slices.Contains(scenarios, s) && ctx.Err() == nil
+	}
+	defer do("")
 
 	if do("single") {
 		e.logf("  %s: single key", b.name)
@@ -76,7 +83,7 @@ func runBackend(ctx context.Context, e *env, b backend, scenarios []string) *bac
 		mv := with(func(v *variant) bool { return v.multi != nil })
 		if len(mv) > 0 {
 			e.logf("  %s: multi-key", b.name)
-			br.Multi = runLatency(ctx, mv, p.rounds, max(1, p.multiOps/p.rounds), 4*p.batchBudget, func(ctx context.Context, vi int, v *variant, i int) error {
+			br.Multi = runLatency(ctx, mv, p.rounds, max(1, p.multiOps/p.rounds), p.batchBudget, func(ctx context.Context, vi int, v *variant, i int) error {
 				base := keyBase(index(v), scMulti) + (i%2)*p.multiN
 				ks := make([]int, p.multiN)
 				for j := range ks {
@@ -99,7 +106,7 @@ func runBackend(ctx context.Context, e *env, b backend, scenarios []string) *bac
 	if do("scale") {
 		for _, v := range with(func(v *variant) bool { return v.try != nil && v.role != rolePeer && !v.singleKey && !v.diagnostic }) {
 			e.logf("  %s: scale: %s", b.name, v.name)
-			br.Scale = append(br.Scale, runScale(ctx, index(v), v, p.scaleSteps, p.scaleOps, p.scaleBudget))
+			br.Scale = append(br.Scale, runScale(ctx, index(v), v, p.scaleSteps, p.scaleOps, p.scaleBudget, e.logf))
 		}
 	}
 	return br
