@@ -40,6 +40,7 @@ type proxyPair struct {
 	closed         chan struct{} // closed by close
 
 	clientSpoke atomic.Bool // the client sent a byte
+	doomed      atomic.Bool // a fault fired: forward nothing more to the client
 	serverFirst atomic.Bool // the server sent a byte before the client did
 	tracker     statementTracker
 }
@@ -253,10 +254,16 @@ func (p *Proxy) upstream(pp *proxyPair) {
 			if !p.gate(pp) {
 				return
 			}
+			// Decide before forwarding, so that the server's answer to
+			// the chunk that fires the fault can never reach the client.
+			hit := p.match(tail, chunk, executed)
+			if hit {
+				pp.doomed.Store(true)
+			}
 			if _, werr := pp.server.Write(chunk); werr != nil {
 				return
 			}
-			if p.match(tail, chunk, executed) {
+			if hit {
 				pp.cut()
 				return
 			}
@@ -305,6 +312,9 @@ func (p *Proxy) downstream(pp *proxyPair) {
 	for {
 		n, err := pp.server.Read(buf)
 		if n > 0 {
+			if pp.doomed.Load() {
+				return // the fault fired: nothing more reaches the client
+			}
 			if !pp.clientSpoke.Load() {
 				pp.serverFirst.Store(true) // before the client can answer
 			}

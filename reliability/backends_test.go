@@ -43,17 +43,21 @@ func isRow(kind string) bool { return kind == kindRowPG || kind == kindRowMySQL 
 // spec describes one Locker configuration. It crosses process boundaries
 // as JSON, so that a helper process opens the same backend as its parent.
 type spec struct {
-	Kind     string        `json:"kind"`
-	DSN      string        `json:"dsn,omitempty"`      // server backends
-	Dir      string        `json:"dir,omitempty"`      // filelock
-	TTL      time.Duration `json:"ttl,omitempty"`      // redislock, rowlock lease
-	Renew    time.Duration `json:"renew,omitempty"`    // redislock, rowlock renew interval
-	Probe    time.Duration `json:"probe,omitempty"`    // advisory MySQL probe interval
-	ProbeTO  time.Duration `json:"probe_to,omitempty"` // advisory MySQL probe timeout
-	Check    time.Duration `json:"check,omitempty"`    // filelock CheckInterval
-	Fencing  bool          `json:"fencing,omitempty"`  // redislock fencing tokens
-	Prefix   string        `json:"prefix,omitempty"`   // redislock key prefix
-	MaxConns int           `json:"max_conns,omitempty"`
+	Kind    string        `json:"kind"`
+	DSN     string        `json:"dsn,omitempty"`      // server backends
+	Dir     string        `json:"dir,omitempty"`      // filelock
+	TTL     time.Duration `json:"ttl,omitempty"`      // redislock, rowlock lease
+	Renew   time.Duration `json:"renew,omitempty"`    // redislock, rowlock renew interval
+	Probe   time.Duration `json:"probe,omitempty"`    // advisory MySQL probe interval
+	ProbeTO time.Duration `json:"probe_to,omitempty"` // advisory MySQL probe timeout
+	Check   time.Duration `json:"check,omitempty"`    // filelock CheckInterval
+	Fencing bool          `json:"fencing,omitempty"`  // redislock fencing tokens
+	Prefix  string        `json:"prefix,omitempty"`   // redislock key prefix
+	// CtxTimeouts sets go-redis's ContextTimeoutEnabled, which redislock's
+	// documentation asks for; without it go-redis bounds network waits by
+	// its ReadTimeout and not by the context.
+	CtxTimeouts bool `json:"ctx_timeouts,omitempty"`
+	MaxConns    int  `json:"max_conns,omitempty"`
 }
 
 func (s spec) String() string {
@@ -169,6 +173,7 @@ func (s spec) open() (*backend, error) {
 		if perr != nil {
 			return nil, perr
 		}
+		opts.ContextTimeoutEnabled = s.CtxTimeouts
 		b.rc = redis.NewClient(opts)
 		b.rd, err = redislock.New(b.rc, &redislock.Config{
 			Prefix: s.Prefix, TTL: s.TTL, RenewInterval: s.Renew, Fencing: s.Fencing,

@@ -221,7 +221,7 @@ func TestPitfall22_ServerPaused(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := got(t, w, s.handoffBound())
-			if err := r.l.Err(); err != nil && isRow(kind) {
+			if err := r.l.Err(); err != nil && (isRow(kind) || kind == kindRedis) {
 				// The waiter's acquire statement was sent before or during
 				// the pause and stuck in it longer than the TTL: the lease
 				// it got had already run out on its own clock (measured
@@ -245,8 +245,17 @@ func TestPitfall22_ServerPaused(t *testing.T) {
 				}
 			}
 			releaseLost(t, l)
-			releaseOK(t, r.l)
-			waiter.eventuallyFree(t, n, 2*time.Second)
+			if err := r.l.Release(ctxT(t, 10*time.Second)); err != nil {
+				// A lease's local end counts from before its acquire
+				// statement was sent; one sent during the pause may have
+				// had little of its TTL left when it returned.
+				if !(isRow(kind) || kind == kindRedis) || !errors.Is(err, lockkit.ErrLost) {
+					t.Errorf("the waiter's Release: %v", err)
+				} else {
+					t.Logf("the waiter's lease, sent during the pause, ran out soon after it returned: %v", err)
+				}
+			}
+			waiter.eventuallyFree(t, n, s.ttl()+time.Second)
 		})
 	}
 }

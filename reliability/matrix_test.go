@@ -3,7 +3,9 @@ package reliability
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -488,5 +490,149 @@ func TestPitfall06_LeasesPinNoConnection(t *testing.T) {
 				releaseOK(t, l)
 			}
 		})
+	}
+}
+
+// TestPitfall23_AbandonedAcquiresLeaveNothing: acquires whose caller gives
+// up at random moments — while waiting, while the statement is in flight,
+// just as the server grants — must never leave a lock behind: a late grant
+// is released, not leaked. Twenty waiters with deadlines of 1–40 ms queue
+// behind a holder, the holder lets go in the middle of them, and afterwards
+// the server shows the lock free and a fresh client takes it at once.
+func TestPitfall23_AbandonedAcquiresLeaveNothing(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{kindPostgres, kindMySQL, kindRedis, kindFile, kindRowPG, kindRowMySQL} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			s := faultSpec(t, kind)
+			holder, waiters := openT(t, s), openT(t, s)
+			n := name(t)
+			holder.forget(t, n)
+			l := mustAcquire(t, holder, n)
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			var got []lockkit.Lock
+			for i := range 20 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					time.Sleep(time.Duration(i) * time.Millisecond)
+					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(1+rand.IntN(40))*time.Millisecond)
+					defer cancel()
+					lk, err := waiters.locker.Acquire(ctx, n)
+					if err == nil {
+						mu.Lock()
+						got = append(got, lk)
+						mu.Unlock()
+						return
+					}
+					// The error itself is TestPitfall22_DeadlineWhileStalled's
+					// business; here only what is left behind counts.
+				}()
+			}
+			time.Sleep(10 * time.Millisecond)
+			releaseOK(t, l)
+			wg.Wait()
+			if len(got) > 1 {
+				t.Errorf("%d waiters hold the lock at once", len(got))
+			}
+			for _, lk := range got {
+				releaseOK(t, lk)
+			}
+			// Whatever the server still runs for the abandoned calls must
+			// not end in a lock held for good: a fresh client gets it
+			// within the bound. A session lock's late grant dies with its
+			// discarded session at once; a lease taken by a statement the
+			// server ran after its caller gave up can only run out (the
+			// lock table says so: "nobody can use such a lease"), so the
+			// bound there is the TTL.
+			bound := 2 * time.Second
+			if kind == kindRedis || isRow(kind) {
+				bound = s.ttl() + time.Second
+			}
+			fresh := openT(t, s)
+			start := time.Now()
+			lf, err := fresh.locker.Acquire(ctxT(t, bound), n)
+			if err != nil {
+				t.Fatalf("a fresh client after the abandoned acquires, waiting %v: %v", bound, err)
+			}
+			if waited := time.Since(start); waited > 100*time.Millisecond {
+				t.Logf("%s: an abandoned acquire left a lock that a fresh client waited %v for", kind, waited.Round(time.Millisecond))
+			}
+			releaseOK(t, lf)
+			if kind != kindFile {
+				holder.eventuallyFree(t, n, bound)
+			}
+		})
+	}
+}
+
+// TestPitfall22_DeadlineWhileStalled: the server stops answering (the
+// connection stalls in a proxy) while an Acquire runs — during the
+// connection handshake, or during the lock statement on a pooled
+// connection. The caller's deadline must still end the call on time, with
+// an error matching both lockkit.ErrNotAcquired and
+// context.DeadlineExceeded (the Locker contract), and nothing may be left
+// held once the link recovers.
+func TestPitfall22_DeadlineWhileStalled(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{kindPostgres, kindMySQL, kindRedis, kindRowPG, kindRowMySQL} {
+		for _, phase := range []string{"connect", "statement"} {
+			t.Run(kind+"/"+phase, func(t *testing.T) {
+				t.Parallel()
+				direct := faultSpec(t, kind)
+				// go-redis honours a context's deadline mid-call only
+				// with ContextTimeoutEnabled, which redislock's
+				// documentation asks for. (Without it the call returns
+				// after go-redis's ReadTimeout and retries, about 10 s.)
+				direct.CtxTimeouts = kind == kindRedis
+				s, p := proxied(t, direct)
+				b, admin := openT(t, s), openT(t, direct)
+				n := name(t)
+				admin.forget(t, n)
+				switch {
+				case phase == "statement" && b.db != nil:
+					b.db.SetMaxIdleConns(4)
+					if err := b.db.PingContext(ctxT(t, 5*time.Second)); err != nil {
+						t.Fatal(err)
+					}
+				case phase == "statement" && b.rc != nil:
+					if err := b.rc.Ping(ctxT(t, 5*time.Second)).Err(); err != nil {
+						t.Fatal(err)
+					}
+				case phase == "connect" && b.db != nil:
+					b.db.SetMaxIdleConns(0) // no pooled connection: Acquire must dial
+				}
+				p.Stall()
+				t.Cleanup(p.Unstall)
+				const deadline = 300 * time.Millisecond
+				ctx, cancel := context.WithTimeout(context.Background(), deadline)
+				start := time.Now()
+				l, err := b.locker.Acquire(ctx, n)
+				took := time.Since(start)
+				cancel()
+				if err == nil {
+					_ = l.Release(ctxT(t, 5*time.Second))
+					t.Fatal("Acquire through a stalled link succeeded")
+				}
+				if took > deadline+time.Second {
+					t.Errorf("Acquire with a %v deadline returned after %v", deadline, took.Round(time.Millisecond))
+				}
+				if !errors.Is(err, lockkit.ErrNotAcquired) || !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("Acquire whose deadline passed = %v; want an error matching ErrNotAcquired and DeadlineExceeded", err)
+				}
+				p.Unstall()
+				bound := 2 * time.Second
+				if kind == kindRedis || isRow(kind) {
+					bound = s.ttl() + time.Second
+				}
+				admin.eventuallyFree(t, n, bound)
+				l2, err := admin.locker.TryAcquire(ctxT(t, 5*time.Second), n)
+				if err != nil {
+					t.Fatalf("after the stall: %v", err)
+				}
+				releaseOK(t, l2)
+			})
+		}
 	}
 }

@@ -39,15 +39,16 @@ type tortureArgs struct {
 
 // wStats are a worker's counts, reported when it ends.
 type wStats struct {
-	Ops          int `json:"ops"`           // critical sections that wrote
-	AcquireErrs  int `json:"acquire_errs"`  // Acquire calls that failed
-	Aborted      int `json:"aborted"`       // critical sections left without writing: the lock was reported lost
-	Fenced       int `json:"fenced"`        // accesses the resource refused for a stale token
-	Overlaps     int `json:"overlaps"`      // entered while another worker was inside (see TestTorture)
-	Violations   int `json:"violations"`    // a fenced resource accepted a write over another one
-	LostUpdates  int `json:"lost_updates"`  // unfenced writes over another worker's write (all after a fault)
-	ReleaseLost  int `json:"release_lost"`  // Release reported the loss
-	ReleaseOther int `json:"release_other"` // Release failed otherwise
+	Ops            int `json:"ops"`             // critical sections that wrote
+	AcquireErrs    int `json:"acquire_errs"`    // Acquire calls that failed
+	Aborted        int `json:"aborted"`         // critical sections left without writing: the lock was reported lost
+	Fenced         int `json:"fenced"`          // accesses the resource refused for a stale token
+	Overlaps       int `json:"overlaps"`        // entered while another worker was inside (see TestTorture)
+	Violations     int `json:"violations"`      // a fenced resource accepted a write over another one
+	LostUpdates    int `json:"lost_updates"`    // unfenced writes over another worker's write (all after a fault)
+	LostIncrements int `json:"lost_increments"` // the increments those writes overwrote
+	ReleaseLost    int `json:"release_lost"`    // Release reported the loss
+	ReleaseOther   int `json:"release_other"`   // Release failed otherwise
 }
 
 func (a *wStats) add(b wStats) {
@@ -58,6 +59,7 @@ func (a *wStats) add(b wStats) {
 	a.Overlaps += b.Overlaps
 	a.Violations += b.Violations
 	a.LostUpdates += b.LostUpdates
+	a.LostIncrements += b.LostIncrements
 	a.ReleaseLost += b.ReleaseLost
 	a.ReleaseOther += b.ReleaseOther
 }
@@ -147,6 +149,9 @@ func childTorture(s spec, name, rawArgs string) int {
 				case !a.Tokens && l.Err() != nil:
 					st.Aborted++ // told in time: do not write
 				default:
+					// Writing c0+1 over a counter that moved since the read
+					// loses exactly counter-c0 increments.
+					st.LostIncrements += int(rs.Counter - c0)
 					if rs.Counter != c0 {
 						if a.Tokens {
 							st.Violations++
@@ -242,7 +247,7 @@ func TestTorture(t *testing.T) {
 	cfg := tortureConfig{workers: 3, iterations: 20, holdMax: 8 * time.Millisecond, thinkMax: 2 * time.Millisecond,
 		faultMin: 20 * time.Millisecond, faultMax: 100 * time.Millisecond}
 	if longTorture() {
-		cfg = tortureConfig{workers: 8, iterations: 400, holdMax: 3 * time.Millisecond, thinkMax: 2 * time.Millisecond,
+		cfg = tortureConfig{workers: 8, iterations: 1000, holdMax: 3 * time.Millisecond, thinkMax: 2 * time.Millisecond,
 			faultMin: 30 * time.Millisecond, faultMax: 300 * time.Millisecond}
 	}
 	var mu sync.Mutex
@@ -461,10 +466,10 @@ loop:
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every accepted write incremented the counter it read: the counter
-	// counts the writes, less the unfenced lost updates.
-	if want := st.Writes - int64(r.stats.LostUpdates); st.Counter != want {
-		t.Errorf("counter %d, want writes %d less lost updates %d", st.Counter, st.Writes, r.stats.LostUpdates)
+	// Every accepted write stored the counter it read plus one: the counter
+	// counts the writes, less the increments lost updates overwrote.
+	if want := st.Writes - int64(r.stats.LostIncrements); st.Counter != want {
+		t.Errorf("counter %d, want writes %d less the %d increments lost updates overwrote", st.Counter, st.Writes, r.stats.LostIncrements)
 	}
 	if int64(r.stats.Ops) != st.Writes {
 		t.Errorf("workers counted %d writes, the resource %d", r.stats.Ops, st.Writes)
@@ -478,7 +483,9 @@ loop:
 // elsewhere means something.
 func TestTortureDetectsViolations(t *testing.T) {
 	t.Parallel()
-	r := torture(t, spec{Kind: kindNone}, tortureConfig{workers: 3, iterations: 10, holdMax: 5 * time.Millisecond,
+	// Long enough (about a second a worker) that the workers overlap in
+	// time however slowly the machine starts them.
+	r := torture(t, spec{Kind: kindNone}, tortureConfig{workers: 3, iterations: 60, holdMax: 30 * time.Millisecond,
 		faultMin: time.Hour, faultMax: time.Hour})
 	t.Log(r.String())
 	if r.violations == 0 {
