@@ -119,6 +119,55 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 		hold:  lockkitNames,
 	}
 
+	// The same with interpolateParams=true in the DSN: go-sql-driver then
+	// sends each statement with its arguments in one packet, unprepared.
+	mc, err := mysql.ParseDSN(e.myDSN)
+	if err != nil {
+		return fail(err)
+	}
+	mc.InterpolateParams = true
+	ipDSN := mc.FormatDSN()
+	ipNet := &netCounter{}
+	ipDB, err := newMySQLDB(ipDSN, ipNet, pgPoolSize)
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, func() { ipDB.Close() })
+	ip, err := advisory.NewMySQL(ipDB, nil)
+	if err != nil {
+		return fail(err)
+	}
+	ipV := &variant{
+		name: "lockkit, interpolateParams=true", role: roleLockkit, net: ipNet,
+		note: "lockkit as above, on a DSN with interpolateParams=true (go-sql-driver's client-side argument interpolation)",
+		try:  lockkitTry(ip, name),
+		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
+			db, err := newMySQLDB(ipDSN, ipNet, n+4)
+			if err != nil {
+				return nil, nil, err
+			}
+			warmDB(ctx, db, n)
+			l, err := advisory.NewMySQL(db, nil)
+			if err != nil {
+				db.Close()
+				return nil, nil, err
+			}
+			ws := make([]worker, n)
+			for i := range ws {
+				ws[i] = lockkitWorker(l, name(k))
+			}
+			return ws, func() { db.Close() }, nil
+		},
+		multi: func(ctx context.Context, ks []int) (releaseFunc, error) {
+			l, err := ip.TryAcquireNames(ctx, names(ks), nil)
+			if err != nil {
+				return nil, err
+			}
+			return l.Release, nil
+		},
+		diagnostic: true,
+	}
+
 	flNet := &netCounter{}
 	flDB, err := newMySQLDB(e.myDSN, flNet, pgPoolSize)
 	if err != nil {
@@ -167,7 +216,7 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 		},
 	}
 	return &backendSetup{
-		variants: []*variant{lockkitV, floorV, oneV},
+		variants: []*variant{lockkitV, floorV, ipV, oneV},
 		notes: []string{
 			"no peer: the issue lists none for MySQL GET_LOCK",
 			"the DSN has no interpolateParams, so go-sql-driver prepares every statement with arguments: 2 round trips each (prepare, execute; the close is not answered), for lockkit and the floor alike",

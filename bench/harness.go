@@ -539,6 +539,10 @@ type scalePoint struct {
 	Held     int   `json:"held"`
 	MedianNs int64 `json:"median_ns"`
 	P99Ns    int64 `json:"p99_ns"`
+	// RoundTrips is every flight of the variant during the step, per
+	// operation: background traffic of the held locks (lease renewals,
+	// probes) shows as more than the operation's own.
+	RoundTrips float64 `json:"round_trips_per_op"`
 }
 
 // scaleResult is one variant's latency curve.
@@ -599,6 +603,10 @@ func runScale(ctx context.Context, vi int, v *variant, steps []int, ops int, bud
 			held = step
 		}
 		var s samples
+		var before snapshot
+		if v.net != nil {
+			before = v.net.snap()
+		}
 		sstart := time.Now()
 		for j := range ops {
 			if j >= minBatch && time.Since(sstart) > budget {
@@ -616,7 +624,11 @@ func runScale(ctx context.Context, vi int, v *variant, steps []int, ops int, bud
 			}
 			s = append(s, d)
 		}
-		r.Points = append(r.Points, scalePoint{Held: held, MedianNs: int64(s.median()), P99Ns: int64(s.p99())})
+		pt := scalePoint{Held: held, MedianNs: int64(s.median()), P99Ns: int64(s.p99()), RoundTrips: -1}
+		if v.net != nil {
+			pt.RoundTrips = float64(v.net.snap().Flights-before.Flights) / float64(len(s))
+		}
+		r.Points = append(r.Points, pt)
 	}
 	return r
 }

@@ -78,6 +78,7 @@ type config struct {
 	verbose   bool
 	noCharts  bool
 	cpuprof   string
+	workers   int
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -95,6 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.verbose, "v", false, "print progress to stderr")
 	fs.BoolVar(&c.noCharts, "nocharts", false, "skip the PNG charts")
 	fs.StringVar(&c.cpuprof, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	fs.IntVar(&c.workers, "workers", 16, "workers of the contended scenario")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -208,6 +210,9 @@ func measure(ctx context.Context, c *config, stderr io.Writer) (*report, error) 
 	}
 	if c.quick {
 		e.p = quickParams
+	}
+	if c.workers > 0 {
+		e.p.workers = c.workers
 	}
 	rep := &report{
 		Command:   commandLine(),

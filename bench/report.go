@@ -207,7 +207,13 @@ func renderTables(rep *report) string {
 	}
 	b.WriteString("\n")
 
-	b.WriteString("## Contended: 16 workers on one lock\n\n")
+	workers := 16
+	for _, br := range rep.Backends {
+		for _, c := range br.Contended {
+			workers = c.Workers
+		}
+	}
+	fmt.Fprintf(&b, "## Contended: %d workers on one lock\n\n", workers)
 	b.WriteString("| backend | variant | acquisitions/s | spread max/min | handoff p50 | handoff p99 | to another worker: share, p50, p99 | round trips / acquisition | errors |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, br := range rep.Backends {
@@ -258,7 +264,7 @@ func renderTables(rep *report) string {
 	}
 	b.WriteString("\n")
 
-	b.WriteString("## Scale: try + release with N locks held (p50 / p99)\n\n")
+	b.WriteString("## Scale: try + release with N locks held (p50 / p99, and all round trips of the variant per op while N are held)\n\n")
 	var steps []int
 	for _, br := range rep.Backends {
 		for _, s := range br.Scale {
@@ -286,6 +292,9 @@ func renderTables(rep *report) string {
 				for _, pt := range s.Points {
 					if pt.Held == st {
 						cell = fmtDur(pt.MedianNs) + " / " + fmtDur(pt.P99Ns)
+						if pt.RoundTrips >= 0 {
+							cell += fmt.Sprintf(" (%.1f rt)", pt.RoundTrips)
+						}
 					}
 				}
 				fmt.Fprintf(&b, " %s |", cell)
