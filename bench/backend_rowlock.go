@@ -39,6 +39,24 @@ RETURNING token`
   RETURNING name)
 SELECT count(pg_notify($4, name)) FROM r`
 
+	// A diagnostic alternative to rlPGAcquire: the takeover is an UPDATE
+	// whose WHERE fails without locking the row, and a new row an INSERT
+	// ... ON CONFLICT DO NOTHING, which takes no lock on a conflict either.
+	// A failed attempt then writes no WAL and does not queue on the row
+	// lock ahead of the holder's release.
+	rlPGAcquireNoLock = `WITH u AS (
+  UPDATE {t} SET owner = $2, token = DEFAULT, acquired_at = clock_timestamp(),
+    expires_at = clock_timestamp() + $3::bigint * interval '1 microsecond', host = $4, pid = $5, data = $6
+  WHERE name = $1 AND expires_at <= clock_timestamp()
+  RETURNING token),
+i AS (
+  INSERT INTO {t} (name, owner, acquired_at, expires_at, host, pid, data)
+  SELECT $1, $2, clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond', $4, $5, $6
+  WHERE NOT EXISTS (SELECT 1 FROM u)
+  ON CONFLICT (name) DO NOTHING
+  RETURNING token)
+SELECT token FROM u UNION ALL SELECT token FROM i`
+
 	rlMyExpired = `expires_at <= UTC_TIMESTAMP(6)`
 	rlMyNow     = `TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6))`
 	rlMyAcquire = `INSERT INTO {t} (name, owner, token, acquired_at, expires_at, host, pid, data)
@@ -241,11 +259,11 @@ func setupRowlock(ctx context.Context, e *env, rc rowlockCfg) (*backendSetup, er
 	}
 	closers = append(closers, func() { flDB.Close() })
 	host, _ := os.Hostname()
-	newFloor := func(db *sql.DB) (*rowFloor, error) {
+	newFloorSQL := func(db *sql.DB, pgAcquire string) (*rowFloor, error) {
 		f := &rowFloor{pg: pg, db: db, owner: "bench-floor-" + e.runID, host: host, pid: os.Getpid(),
 			channel: "lockkit." + table, wake: newGeneration()}
 		if pg {
-			f.acquire = strings.ReplaceAll(rlPGAcquire, "{t}", rc.quote(table))
+			f.acquire = strings.ReplaceAll(pgAcquire, "{t}", rc.quote(table))
 			f.release = strings.ReplaceAll(rlPGRelease, "{t}", rc.quote(table))
 			return f, nil
 		}
@@ -258,6 +276,7 @@ func setupRowlock(ctx context.Context, e *env, rc rowlockCfg) (*backendSetup, er
 		}
 		return f, nil
 	}
+	newFloor := func(db *sql.DB) (*rowFloor, error) { return newFloorSQL(db, rlPGAcquire) }
 	fl, err := newFloor(flDB)
 	if err != nil {
 		return fail(err)
@@ -304,6 +323,45 @@ func setupRowlock(ctx context.Context, e *env, rc rowlockCfg) (*backendSetup, er
 		},
 	}
 	variants = append(variants, floorV)
+	if pg {
+		noLock, err := newFloorSQL(flDB, rlPGAcquireNoLock)
+		if err != nil {
+			return fail(err)
+		}
+		variants = append(variants, &variant{
+			name: "floor, takeover without a row lock (diagnostic)", role: roleFloor, net: flNet, diagnostic: true,
+			note: "the floor with one statement changed: the acquire is UPDATE ... WHERE expired, else INSERT ... ON CONFLICT DO NOTHING (one statement, a CTE), so a failed attempt locks no row and writes no WAL",
+			try: func(ctx context.Context, k int) (releaseFunc, error) {
+				rel, err := noLock.try(ctx, name(k))
+				if err == nil && rel == nil {
+					err = errors.New("held")
+				}
+				return rel, err
+			},
+			contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
+				db, err := rc.open(rc.dsn, flNet, n+4)
+				if err != nil {
+					return nil, nil, err
+				}
+				warmDB(ctx, db, n)
+				f, err := newFloorSQL(db, rlPGAcquireNoLock)
+				if err != nil {
+					db.Close()
+					return nil, nil, err
+				}
+				unlisten, err := f.listen(ctx, e.pgDSN, flNet)
+				if err != nil {
+					db.Close()
+					return nil, nil, err
+				}
+				ws := make([]worker, n)
+				for i := range ws {
+					ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) { return f.wait(ctx, name(k)) })
+				}
+				return ws, func() { unlisten(); db.Close() }, nil
+			},
+		})
+	}
 
 	// Peer: goose's table locker, one per lock id (each holds an
 	// in-process mutex from Lock to Unlock).

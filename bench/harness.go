@@ -258,6 +258,8 @@ type contendedResult struct {
 	Starved      int     `json:"starved"` // workers with no acquisition
 	HandoffP50Ns int64   `json:"handoff_median_ns"`
 	HandoffP99Ns int64   `json:"handoff_p99_ns"`
+	HandoffMean  int64   `json:"handoff_mean_ns"`
+	Handoffs     int     `json:"handoffs"`
 	// Handoffs to another worker only (the releaser re-winning excluded).
 	OtherP50Ns int64   `json:"handoff_other_median_ns"`
 	OtherP99Ns int64   `json:"handoff_other_p99_ns"`
@@ -315,6 +317,8 @@ func runContended(ctx context.Context, vs []*variant, keyOf func(*variant) int, 
 		}
 		r.HandoffP50Ns = int64(r.handoffs.median())
 		r.HandoffP99Ns = int64(r.handoffs.p99())
+		r.HandoffMean = int64(r.handoffs.mean())
+		r.Handoffs = len(r.handoffs)
 		r.OtherP50Ns = int64(r.others.median())
 		r.OtherP99Ns = int64(r.others.p99())
 	}

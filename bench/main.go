@@ -79,6 +79,7 @@ type config struct {
 	noCharts  bool
 	cpuprof   string
 	workers   int
+	strict    bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -97,6 +98,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.noCharts, "nocharts", false, "skip the PNG charts")
 	fs.StringVar(&c.cpuprof, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	fs.IntVar(&c.workers, "workers", 16, "workers of the contended scenario")
+	fs.BoolVar(&c.strict, "strict", os.Getenv("LOCKKIT_TEST_REQUIRE") == "1",
+		"exit non-zero when a backend is skipped or a lockkit measurement failed (default: $LOCKKIT_TEST_REQUIRE=1); slowness never fails")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -187,7 +190,56 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "\nwrote %s\n", strings.Join(rep.Files, ", "))
 	}
+	if problems := failures(rep); len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintln(stderr, "bench:", p)
+		}
+		if c.strict {
+			return fmt.Errorf("%d problems (see above); -strict is on", len(problems))
+		}
+	}
 	return nil
+}
+
+// failures lists what keeps a run from being a complete measurement: a
+// skipped backend, or a lockkit variant that failed. A peer or floor that
+// failed is reported in the tables, not here; a slow result never is.
+func failures(rep *report) []string {
+	var out []string
+	for _, br := range rep.Backends {
+		if br.Skipped != "" {
+			out = append(out, br.Backend+": skipped: "+br.Skipped)
+			continue
+		}
+		check := func(scenario, variant string, r role, skipped string, errs int) {
+			if r != roleLockkit {
+				return
+			}
+			if skipped != "" {
+				out = append(out, fmt.Sprintf("%s: %s: %s: %s", br.Backend, scenario, variant, skipped))
+			} else if errs > 0 {
+				out = append(out, fmt.Sprintf("%s: %s: %s: %d errors", br.Backend, scenario, variant, errs))
+			}
+		}
+		for _, set := range []struct {
+			name string
+			rs   []*latencyResult
+		}{{"single key", br.Single}, {"distinct keys", br.Distinct}, {"multi-key", br.Multi}} {
+			for _, r := range set.rs {
+				check(set.name, r.Variant, r.Role, r.Skipped, r.Errors)
+			}
+		}
+		for _, r := range br.Contended {
+			check("contended", r.Variant, r.Role, r.Skipped, r.Errors)
+		}
+		for _, r := range br.Memory {
+			check("memory", r.Variant, r.Role, r.Skipped, 0)
+		}
+		for _, r := range br.Scale {
+			check("scale", r.Variant, r.Role, r.Skipped, 0)
+		}
+	}
+	return out
 }
 
 // measure runs every selected backend and scenario.
