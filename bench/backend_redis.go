@@ -215,7 +215,7 @@ func setupRedis(ctx context.Context, e *env) (*backendSetup, error) {
 		},
 	}
 	return &backendSetup{
-		variants: []*variant{lockkitV, floorV, bsmV, redsyncV},
+		variants: []*variant{lockkitV, floorV, bsmV, redsyncV, singleFileVariant(floorV)},
 		notes:    []string{"one go-redis client (default pool) per variant; no multi-key path in any of them"},
 		cleanup:  cleanup,
 	}, nil

@@ -322,7 +322,7 @@ func setupRowlock(ctx context.Context, e *env, rc rowlockCfg) (*backendSetup, er
 			return ws, stop, nil
 		},
 	}
-	variants = append(variants, floorV)
+	variants = append(variants, floorV, singleFileVariant(floorV))
 	if pg {
 		noLock, err := newFloorSQL(flDB, rlPGAcquireNoLock)
 		if err != nil {

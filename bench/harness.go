@@ -719,3 +719,40 @@ func releaseParallel(ctx context.Context, rels []releaseFunc) {
 	}
 	wg.Wait()
 }
+
+// singleFile puts a local queue in front of workers: only one of them at a
+// time waits for the lock on the server; the others wait for their turn in
+// this process. A diagnostic: it shows what waking one waiter per release,
+// instead of every waiter, would do.
+func singleFile(ws []worker) []worker {
+	turn := make(chan struct{}, 1)
+	out := make([]worker, len(ws))
+	for i, w := range ws {
+		out[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) {
+			select {
+			case turn <- struct{}{}:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			defer func() { <-turn }()
+			return w.acquire(ctx)
+		})
+	}
+	return out
+}
+
+// singleFileVariant is v's floor with singleFile waiters, for the contended
+// scenario only.
+func singleFileVariant(v *variant) *variant {
+	return &variant{
+		name: v.name + ", one waiter at a time per process (diagnostic)", role: roleFloor, net: v.net, diagnostic: true,
+		note: "the floor's contended workers behind a local queue: one of them waits on the server, the rest wait in-process for their turn, so a release wakes one waiter instead of all",
+		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
+			ws, cleanup, err := v.contended(ctx, k, n)
+			if err != nil {
+				return nil, nil, err
+			}
+			return singleFile(ws), cleanup, nil
+		},
+	}
+}
