@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"os"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -15,9 +16,10 @@ import (
 // roleColors keeps a variant's colour stable across panels: lockkit is
 // always blue, the floor black, peers warm colours.
 var (
-	colLockkit = color.RGBA{R: 0x1f, G: 0x5f, B: 0xd0, A: 0xff}
-	colFloor   = color.RGBA{A: 0xff}
-	colOthers  = []color.RGBA{
+	colLockkit  = color.RGBA{R: 0x1f, G: 0x5f, B: 0xd0, A: 0xff}
+	colLockkit2 = color.RGBA{R: 0x17, G: 0xbe, B: 0xcf, A: 0xff} // further lockkit variants
+	colFloor    = color.RGBA{A: 0xff}
+	colOthers   = []color.RGBA{
 		{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
 		{R: 0xff, G: 0x8c, B: 0x00, A: 0xff},
 		{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
@@ -56,8 +58,8 @@ func panel(title, xlabel, ylabel string, ss []series, logX, logY bool) *plot.Plo
 	p.Y.Label.Text = ylabel
 	// CDFs rise to the upper right; the curves of the scale chart are
 	// flat: the legend goes where the lines are not.
-	p.Legend.Top = logY
-	p.Legend.Left = logY
+	p.Legend.Top = !logX || logY
+	p.Legend.Left = !logX || logY
 	p.Legend.TextStyle.Font.Size = vg.Points(8)
 	if logX {
 		p.X.Scale = plot.LogScale{}
@@ -68,7 +70,7 @@ func panel(title, xlabel, ylabel string, ss []series, logX, logY bool) *plot.Plo
 		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	}
 	p.Add(plotter.NewGrid())
-	other, floorSeen := 0, false
+	other, floorSeen, lkSeen := 0, false, false
 	for _, s := range ss {
 		if len(s.xy) == 0 {
 			continue
@@ -79,8 +81,10 @@ func panel(title, xlabel, ylabel string, ss []series, logX, logY bool) *plot.Plo
 		}
 		var c color.Color
 		switch {
+		case s.role == roleLockkit && !lkSeen:
+			c, lkSeen = colLockkit, true
 		case s.role == roleLockkit:
-			c = colLockkit
+			c = colLockkit2
 		case s.role == roleFloor && !floorSeen:
 			c, floorSeen = colFloor, true
 		default:
@@ -163,12 +167,13 @@ func writeCharts(rep *report, add func(string) string) error {
 		}
 		ss = nil
 		for _, c := range br.Contended {
-			if c.Skipped == "" && len(c.handoffs) > 0 {
-				ss = append(ss, series{fmt.Sprintf("%s (%.0f/s)", c.Variant, c.Throughput), c.Role, cdf(c.handoffs)})
+			if c.Skipped == "" && len(c.others) > 0 {
+				ss = append(ss, series{fmt.Sprintf("%s (%.0f/s, %.0f%% to another)", shortName(c.Variant), c.Throughput, 100*c.OtherShare), c.Role, cdf(c.others)})
 			}
 		}
 		if len(ss) > 0 {
-			hand = append(hand, panel(br.Backend+": handoff, 16 workers", "release → next holder (µs, log)", "fraction of handoffs", ss, true, false))
+			hand = append(hand, panel(fmt.Sprintf("%s: handoff to another worker, %d workers", br.Backend, br.Contended[0].Workers),
+				"release → another worker holds (µs, log)", "fraction of such handoffs", ss, true, false))
 		}
 		ss = nil
 		for _, s := range br.Scale {
@@ -181,7 +186,8 @@ func writeCharts(rep *report, add func(string) string) error {
 			}
 		}
 		if len(ss) > 0 {
-			scale = append(scale, panel(br.Backend+": try + release with N held", "locks held (log)", "p50 latency (µs, log)", ss, true, true))
+			scale = append(scale, panel(br.Backend+": try + release with N held", "locks held (log)", "p50 latency (µs)", ss, true, false))
+			scale[len(scale)-1].Y.Min = 0
 		}
 	}
 	for _, c := range []struct {
@@ -196,4 +202,9 @@ func writeCharts(rep *report, add func(string) string) error {
 		}
 	}
 	return nil
+}
+
+// shortName drops a diagnostic variant's explanation from a legend.
+func shortName(n string) string {
+	return strings.Replace(n, " (diagnostic)", " (diag.)", 1)
 }
