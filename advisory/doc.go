@@ -95,16 +95,20 @@
 // the session. Measured on this project's machines (loopback, loaded
 // 2-core host): 1–13 ms after pg_terminate_backend (median 3–5 ms),
 // 4–11 ms after a fast shutdown, 24–61 ms after SIGKILL of the server, and
-// at once when the connection is cut. A network that
+// at once when the connection is cut. A terminated backend reports its end
+// a moment before it releases its locks, so a TryAcquire elsewhere right
+// after Done can still fail for that moment; a waiter blocked in Acquire
+// gets the lock as soon as it is released. A network that
 // silently drops packets sends no signal; the OS notices only through TCP
 // keepalives or tcp_user_timeout (pgx's connect config), so set them where
 // that matters. A lock can always be lost while its holder runs on: use
 // fencing (the rowlock package) where the guarded resource can check a
 // token.
 //
-// Unlock runs on the caller's context stripped of its cancellation and
-// bounded by [PostgresConfig.ReleaseTimeout], so a cancelled caller still
-// gives the lock back; its result is checked, and pg_advisory_unlock
+// Unlock runs detached from the caller's context's cancellation and is
+// bounded by [PostgresConfig.ReleaseTimeout] (when it expires the session
+// is closed, which ends the lock too), so a cancelled caller still gives
+// the lock back and Release returns within the bound; its result is checked, and pg_advisory_unlock
 // returning false ends in an error matching [lockkit.ErrLost].
 //
 // # Errors

@@ -115,11 +115,15 @@ const cancelGrace = 2 * time.Second
 // interrupted reports that ctx ended or the timeout expired while stmt ran.
 // The statement's outcome is then unknown (the lock may have been granted
 // just before the cancel), so the caller must discard the session.
+//
+// A timeout alone (ctx without Done) is for statements that never wait on
+// the server (an unlock, the holder query): it skips the cancel request and
+// sets the past deadline at once, so the bound is the timeout.
 func interruptible(ctx context.Context, timeout time.Duration, c *pgx.Conn, stmt func() error) (err error, interrupted bool) {
 	if ctx.Done() == nil && timeout <= 0 {
 		return stmt(), false
 	}
-	it := &interrupter{c: c}
+	it := &interrupter{c: c, cancelServer: ctx.Done() != nil}
 	var stopCtx func() bool
 	var timer *time.Timer
 	if ctx.Done() != nil {
@@ -151,11 +155,12 @@ func interruptible(ctx context.Context, timeout time.Duration, c *pgx.Conn, stmt
 
 // interrupter is the state of one interruptible statement.
 type interrupter struct {
-	c        *pgx.Conn
-	mu       sync.Mutex
-	finished bool          // stmt returned
-	fin      chan struct{} // closed when stmt returns; made by fire
-	after    chan struct{} // closed when fire is done; made by fire
+	c            *pgx.Conn
+	cancelServer bool // send a cancel request before the deadline
+	mu           sync.Mutex
+	finished     bool          // stmt returned
+	fin          chan struct{} // closed when stmt returns; made by fire
+	after        chan struct{} // closed when fire is done; made by fire
 }
 
 func (it *interrupter) fire() {
@@ -168,18 +173,21 @@ func (it *interrupter) fire() {
 	it.mu.Unlock()
 	defer close(it.after)
 	pg := it.c.PgConn()
-	cctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
-	defer cancel()
-	_ = pg.CancelRequest(cctx)
-	select {
-	case <-it.fin:
-	case <-cctx.Done():
-		it.mu.Lock()
-		if !it.finished {
-			_ = pg.Conn().SetDeadline(time.Now())
+	if it.cancelServer {
+		cctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
+		defer cancel()
+		_ = pg.CancelRequest(cctx)
+		select {
+		case <-it.fin:
+			return
+		case <-cctx.Done():
 		}
-		it.mu.Unlock()
 	}
+	it.mu.Lock()
+	if !it.finished {
+		_ = pg.Conn().SetDeadline(time.Now())
+	}
+	it.mu.Unlock()
 }
 
 // watcher detects the loss of a held session lock from a signal the server

@@ -154,8 +154,11 @@ func waitNoLocks(t testing.TB, admin *sql.DB, keys ...keyhash.Key) {
 }
 
 // terminateHolder terminates, with pg_terminate_backend, the backend that
-// pg_locks shows holding key; it returns that backend's pid.
-func terminateHolder(t testing.TB, admin *sql.DB, key keyhash.Key) int {
+// pg_locks shows holding key; it returns that backend's pid. With wait it
+// returns only once the backend has exited and so released its locks: a
+// terminated backend sends its FATAL error (which closes the holder's Done)
+// a moment before it releases them.
+func terminateHolder(t testing.TB, admin *sql.DB, key keyhash.Key, wait bool) int {
 	t.Helper()
 	var pid int
 	for _, r := range pgLocks(t, admin, key) {
@@ -167,7 +170,11 @@ func terminateHolder(t testing.TB, admin *sql.DB, key keyhash.Key) int {
 		t.Fatalf("no holder of %v in pg_locks", key)
 	}
 	var ok bool
-	if err := admin.QueryRowContext(pgCtx(t, 10*time.Second), "SELECT pg_terminate_backend($1)", pid).Scan(&ok); err != nil || !ok {
+	timeout := 0
+	if wait {
+		timeout = 5000
+	}
+	if err := admin.QueryRowContext(pgCtx(t, 10*time.Second), "SELECT pg_terminate_backend($1, $2)", pid, timeout).Scan(&ok); err != nil || !ok {
 		t.Fatalf("pg_terminate_backend(%d) = %v, %v", pid, ok, err)
 	}
 	return pid

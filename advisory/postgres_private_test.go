@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -225,6 +226,46 @@ func TestPostgresPrivateServer(t *testing.T) {
 		}
 	})
 	// PITFALLS 10: out of shared memory (53200) is an error of its own.
+	// PITFALLS 2, an unlock the server does not answer: the holder's
+	// backend is stopped (SIGSTOP), so the unlock is not confirmed within
+	// ReleaseTimeout. Release reports the lock lost and closes the session;
+	// once the backend runs again it sees the closed socket, exits, and the
+	// lock is free.
+	t.Run("UnconfirmedRelease", func(t *testing.T) {
+		db := open(t, srv.DSN())
+		p, err := NewPostgres(db, &PostgresConfig{ReleaseTimeout: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := keyhash.Int64(777)
+		l, err := p.AcquireKey(pgCtx(t, 10*time.Second), key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(l.PID(), syscall.SIGSTOP); err != nil {
+			t.Fatalf("SIGSTOP backend %d: %v", l.PID(), err)
+		}
+		resumed := false
+		resume := func() {
+			if !resumed {
+				resumed = true
+				_ = syscall.Kill(l.PID(), syscall.SIGCONT)
+			}
+		}
+		defer resume()
+		start := time.Now()
+		err = l.Release(context.Background())
+		if !errors.Is(err, lockkit.ErrLost) || !strings.Contains(err.Error(), "not confirmed") {
+			t.Fatalf("Release with a stopped backend = %v, want ErrLost, not confirmed", err)
+		}
+		t.Logf("Release returned after %v: %v", time.Since(start).Round(time.Millisecond), err)
+		if s := db.Stats(); s.OpenConnections != 0 {
+			t.Errorf("%d connections open; the session should have been closed", s.OpenConnections)
+		}
+		resume()
+		waitNoLocks(t, admin, key)
+	})
+
 	t.Run("OutOfLockMemory", func(t *testing.T) {
 		// The admin session is opened before the table fills up: a new
 		// session needs a lock table entry to start.

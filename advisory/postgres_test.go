@@ -20,7 +20,10 @@ func pgConformance(t *testing.T, ns string, newLocker func(t *testing.T) lockkit
 		LossBound: pgLossBound,
 		KillHolder: func(t *testing.T, l lockkit.Lock) {
 			pl := l.(*Lock)
-			if pid := terminateHolder(t, admin, pl.Keys()[0]); pid != pl.PID() {
+			// Wait for the backend to exit: the suite takes the lock
+			// elsewhere right after Done, and the server releases it a
+			// moment after it reports the session's end.
+			if pid := terminateHolder(t, admin, pl.Keys()[0], true); pid != pl.PID() {
 				t.Errorf("pg_locks holder pid %d, Lock.PID() %d", pid, pl.PID())
 			}
 		},
