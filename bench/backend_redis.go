@@ -5,8 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -18,49 +18,56 @@ import (
 	"github.com/lockkit/lockkit/redislock"
 )
 
-// lockkit's Lua scripts (redislock/scripts.go: acquireSrc, releaseSrc),
-// which the floor runs with go-redis directly.
-const (
-	redisAcquireSrc = `
-local v = redis.call('GET', KEYS[1])
-if v then
-  if string.sub(v, 1, #ARGV[1]) == ARGV[1] then
-    return {1, string.sub(v, #ARGV[1] + 1)}
-  end
-  local t = redis.call('TIME')
-  local i = string.find(v, '|', 1, true)
-  local info = ''
-  if i then info = string.sub(v, i + 1) end
-  return {0, info, redis.call('PTTL', KEYS[1]), t[1], t[2]}
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local fence = '0'
-if KEYS[2] then
-  local n = (tonumber(redis.call('GET', KEYS[2])) or 0) + 1
-  if n < now then n = now end
-  fence = string.format('%d', n)
-  redis.call('SET', KEYS[2], fence)
-end
-local info = fence .. '|' .. string.format('%d', math.floor(now / 1000)) .. '|' .. ARGV[3]
-redis.call('SET', KEYS[1], ARGV[1] .. info, 'NX', 'PX', ARGV[2])
-return {1, info}
-`
-	redisReleaseSrc = `
-local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], 'released')
-  return 1
-end
-return 0
-`
-)
+// What lockkit's redislock sends (redislock/redislock.go trySetGet and
+// release, redislock/scripts.go releaseSrc): an uncontended acquire is one
+// SET key value PX ttl NX GET; a release is the release script, which hands
+// the lock to the longest waiter of the name's queue or else deletes the key
+// and publishes the release. The floor sends exactly these. (lockkit's
+// fencing path and its queued waiters use further scripts; see the notes.)
+const redisReleaseSrc = `local fenceKey = KEYS[4]
 
-var (
-	redisAcquire = redis.NewScript(redisAcquireSrc)
-	redisRelease = redis.NewScript(redisReleaseSrc)
-)
+local function nextFence()
+  if not fenceKey then return '0' end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local n = (tonumber(redis.call('GET', fenceKey)) or 0) + 1
+  if n < now then n = now end
+  local f = string.format('%d', n)
+  redis.call('SET', fenceKey, f)
+  return f
+end
+
+if ARGV[4] ~= '' then
+  redis.call('ZREM', KEYS[2], ARGV[4])
+  redis.call('ZREM', KEYS[3], ARGV[4])
+end
+local v = redis.call('GET', KEYS[1])
+if not (v and string.sub(v, 1, #ARGV[1]) == ARGV[1]) then
+  return 0
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
+    redis.call('ZREM', KEYS[2], m)
+    redis.call('ZREM', KEYS[3], m)
+  end
+  local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  if head then
+    redis.call('ZREM', KEYS[2], head)
+    redis.call('ZREM', KEYS[3], head)
+    local i = string.find(head, '|', 1, true)
+    redis.call('SET', KEYS[1], string.sub(head, 1, i) .. nextFence() .. string.sub(head, i + 1), 'PX', ARGV[3])
+    redis.call('PUBLISH', ARGV[2], 'granted')
+    return 1
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], 'released')
+return 1
+`
+
+var redisRelease = redis.NewScript(redisReleaseSrc)
 
 // newRedis opens a go-redis client whose connections are counted by c.
 func newRedis(url string, c *netCounter) (*redis.Client, error) {
@@ -123,9 +130,9 @@ func setupRedis(ctx context.Context, e *env) (*backendSetup, error) {
 	fl := &redisFloor{c: flc, ttlMs: ttl.Milliseconds(), meta: string(meta)}
 	floorV := &variant{
 		name: "floor", role: roleFloor, net: flNet,
-		note: "go-redis running lockkit's acquire and release Lua scripts (EVALSHA); contended: the same scripts, waiters woken by the release's PUBLISH on one shared subscription",
+		note: "go-redis sending lockkit's commands: SET NX PX GET, and the release script (EVALSHA); contended: no wait queue — a waiter retries SET NX GET (+ PTTL) whenever a release is published on one shared subscription, or the lease runs out",
 		try: func(ctx context.Context, k int) (releaseFunc, error) {
-			rel, _, err := fl.try(ctx, lk.Key(name(k)))
+			rel, _, err := fl.try(ctx, lk.Key(name(k)), false)
 			if err == nil && rel == nil {
 				err = errors.New("held")
 			}
@@ -228,27 +235,27 @@ type redisFloor struct {
 	meta  string
 }
 
-// try runs the acquire script once: a release, or the holder's remaining
-// lease.
-func (f *redisFloor) try(ctx context.Context, key string) (releaseFunc, time.Duration, error) {
+// try sends lockkit's acquire command once; a nil release means held, with
+// the holder's remaining lease when wantTTL (a second command, as lockkit's
+// waiters get it).
+func (f *redisFloor) try(ctx context.Context, key string, wantTTL bool) (releaseFunc, time.Duration, error) {
 	secret := rand.Text() + "|"
-	res, err := redisAcquire.Run(ctx, f.c, []string{key}, secret, f.ttlMs, f.meta).Slice()
-	if err != nil {
+	rest := "|" + strconv.FormatInt(time.Now().UnixMilli(), 10) + "|" + f.meta
+	_, err := f.c.Do(ctx, "set", key, secret+"0"+rest, "px", f.ttlMs, "nx", "get").Text()
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, 0, err
 	}
-	if len(res) < 2 {
-		return nil, 0, fmt.Errorf("bad reply %v", res)
-	}
-	if ok, _ := res[0].(int64); ok != 1 {
+	if err == nil { // the holder's value: held
 		var pttl time.Duration
-		if len(res) > 2 {
-			ms, _ := res[2].(int64)
-			pttl = time.Duration(ms) * time.Millisecond
+		if wantTTL {
+			ms, _ := f.c.Do(ctx, "pttl", key).Int64()
+			pttl = time.Duration(max(ms, 0)) * time.Millisecond
 		}
 		return nil, pttl, nil
 	}
 	return func(ctx context.Context) error {
-		n, err := redisRelease.Run(ctx, f.c, []string{key}, secret, key+":released").Int64()
+		keys := []string{key, key + ":queue", key + ":alive"}
+		n, err := redisRelease.Run(ctx, f.c, keys, secret, key+":released", 2000, "").Int64()
 		if err == nil && n != 1 {
 			err = errors.New("release: not the owner")
 		}
@@ -261,7 +268,7 @@ func (f *redisFloor) try(ctx context.Context, key string) (releaseFunc, time.Dur
 func (f *redisFloor) wait(ctx context.Context, w *redisWake, key string) (releaseFunc, error) {
 	for {
 		gen := w.current()
-		rel, pttl, err := f.try(ctx, key)
+		rel, pttl, err := f.try(ctx, key, true)
 		if err != nil || rel != nil {
 			return rel, err
 		}
