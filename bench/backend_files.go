@@ -32,7 +32,7 @@ func setupFiles(ctx context.Context, e *env) (*backendSetup, error) {
 
 	lockkitV := &variant{
 		name: "lockkit", role: roleLockkit, countFDs: true,
-		note: "filelock.New(dir, nil): TryAcquire/Acquire + Release; Acquire polls (500µs doubling to 50ms, jitter)",
+		note: "filelock.New(dir, nil): TryAcquire/Acquire + Release; Acquire retries on an inotify event (a close of the lock file) and otherwise polls (500µs doubling to 50ms, jitter)",
 		try: func(ctx context.Context, k int) (releaseFunc, error) {
 			l, err := lk.TryAcquire(ctx, name(k))
 			if err != nil {
@@ -50,7 +50,7 @@ func setupFiles(ctx context.Context, e *env) (*backendSetup, error) {
 	}
 	floorV := &variant{
 		name: "floor", role: roleFloor, countFDs: true,
-		note: "the syscalls filelock makes, made directly: openat(O_CREAT|O_NOFOLLOW), fstat, flock(LOCK_EX|LOCK_NB), fstatat, pwrite holder record; release: fstatat, ftruncate, close. Contended: blocking flock(LOCK_EX)",
+		note: "the syscalls filelock makes, made directly: openat(O_CREAT|O_NOFOLLOW), fstat, flock(LOCK_EX|LOCK_NB), fstatat, pwrite holder record; release: fstatat, pwrite of one byte (clears the record), flock(LOCK_UN), close. Contended: blocking flock(LOCK_EX), the kernel's wait",
 		try: func(ctx context.Context, k int) (releaseFunc, error) {
 			return fl.lock(name(k), false)
 		},
@@ -160,15 +160,13 @@ func (f *fileFloor) lock(name string, wait bool) (releaseFunc, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	if st.Size > int64(len(rec)) {
-		_ = unix.Ftruncate(fd, int64(len(rec)))
-	}
 	return func(context.Context) error {
 		var now unix.Stat_t
 		err := unix.Fstatat(f.dirfd, file, &now, unix.AT_SYMLINK_NOFOLLOW)
 		if err == nil {
-			err = unix.Ftruncate(fd, 0)
+			_, err = unix.Pwrite(fd, []byte{' '}, 0) // clear the record
 		}
+		_ = unix.Flock(fd, unix.LOCK_UN)
 		if cerr := unix.Close(fd); err == nil {
 			err = cerr
 		}

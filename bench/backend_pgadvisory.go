@@ -186,8 +186,8 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 	// watcher), stopped by a read deadline before the unlock. It
 	// attributes lockkit's overhead.
 	watchV := &variant{
-		name: "floor + a watcher goroutine (diagnostic)", role: roleFloor, net: flNet, diagnostic: true,
-		note: "the floor, plus lockkit's loss watcher copied: after the lock a goroutine blocks in PgConn.WaitForNotification on the session; before the unlock a past read deadline ends it and the releaser waits for it",
+		name: "floor + a watcher started at once (diagnostic)", role: roleFloor, net: flNet, diagnostic: true,
+		note: "the floor, plus lockkit's first loss watcher copied (advisory at c6871b8): right after the lock a goroutine blocks in PgConn.WaitForNotification on the session; before the unlock a past read deadline ends it and the releaser waits for it. lockkit now starts its watcher 1 ms after the grant, so a lock released sooner never pays this",
 		try: func(ctx context.Context, k int) (releaseFunc, error) {
 			return withWatcher(pgFloorHold(ctx, flPool, key(k).Int64(), false))
 		},

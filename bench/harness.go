@@ -460,6 +460,8 @@ type memoryResult struct {
 	Variant     string  `json:"variant"`
 	Role        role    `json:"role"`
 	AllocsPerOp float64 `json:"allocs_per_op"`
+	CPUPerOpNs  int64   `json:"cpu_per_op_ns"` // user+system CPU of this process per op
+	GoPerOp     float64 `json:"goroutines_created_per_op"`
 	BytesPerOp  float64 `json:"bytes_per_op"`
 	Held        int     `json:"held"`                   // locks held for the connection count
 	ConnsHeld   int64   `json:"conns_held"`             // connections open while Held locks are held
@@ -487,6 +489,8 @@ func runMemory(ctx context.Context, vi int, v *variant, ops int, budget time.Dur
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
+	cpu0 := processCPU()
+	g0 := goroutinesCreated()
 	mstart := time.Now()
 	done := 0
 	for i := range ops {
@@ -499,8 +503,12 @@ func runMemory(ctx context.Context, vi int, v *variant, ops int, budget time.Dur
 		}
 		done++
 	}
+	cpu1 := processCPU()
+	g1 := goroutinesCreated()
 	runtime.ReadMemStats(&m1)
 	ops = done
+	r.CPUPerOpNs = int64(cpu1-cpu0) / int64(max(ops, 1))
+	r.GoPerOp = float64(g1-g0) / float64(max(ops, 1))
 	r.AllocsPerOp = float64(m1.Mallocs-m0.Mallocs) / float64(ops)
 	r.BytesPerOp = float64(m1.TotalAlloc-m0.TotalAlloc) / float64(ops)
 
@@ -512,7 +520,7 @@ func runMemory(ctx context.Context, vi int, v *variant, ops int, budget time.Dur
 		r.ConnsIdle = v.net.open.Load()
 	}
 	fd0 := countFDs()
-	g0 := runtime.NumGoroutine()
+	ng0 := runtime.NumGoroutine()
 	var rels []releaseFunc
 	defer func() {
 		for _, rel := range rels {
@@ -534,7 +542,7 @@ func runMemory(ctx context.Context, vi int, v *variant, ops int, budget time.Dur
 	if v.countFDs {
 		r.FDsHeld = countFDs() - fd0
 	}
-	r.Goroutines = (runtime.NumGoroutine() - g0) * 100 / max(heldN, 1)
+	r.Goroutines = max(0, runtime.NumGoroutine()-ng0) * 100 / max(heldN, 1)
 	return r
 }
 

@@ -242,12 +242,12 @@ func renderTables(rep *report) string {
 	b.WriteString("\n")
 
 	b.WriteString("## Memory and connections\n\n")
-	b.WriteString("| backend | variant | allocs/op | bytes/op | sockets idle → with N held | N | extra fds held | goroutines per 100 held |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| backend | variant | allocs/op | bytes/op | CPU/op (this process) | goroutines started/op | sockets idle → with N held | N | extra fds held | goroutines per 100 held |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, br := range rep.Backends {
 		for _, m := range br.Memory {
 			if m.Skipped != "" {
-				fmt.Fprintf(&b, "| %s | %s | skipped: %s |  |  |  |  |  |\n", br.Backend, m.Variant, truncate(m.Skipped, 80))
+				fmt.Fprintf(&b, "| %s | %s | skipped: %s |  |  |  |  |  |  |  |\n", br.Backend, m.Variant, truncate(m.Skipped, 80))
 				continue
 			}
 			conns := "—"
@@ -258,8 +258,8 @@ func renderTables(rep *report) string {
 			if m.FDsHeld != 0 {
 				fds = fmt.Sprint(m.FDsHeld)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %s | %d | %s | %d |\n",
-				br.Backend, m.Variant, m.AllocsPerOp, m.BytesPerOp, conns, m.Held, fds, m.Goroutines)
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %s | %.2f | %s | %d | %s | %d |\n",
+				br.Backend, m.Variant, m.AllocsPerOp, m.BytesPerOp, fmtDur(m.CPUPerOpNs), m.GoPerOp, conns, m.Held, fds, m.Goroutines)
 		}
 	}
 	b.WriteString("\n")
