@@ -51,9 +51,10 @@ func TestPitfall20_LockDirRemoved(t *testing.T) {
 
 // TestPitfall20_WaiterFollowsReplacedFile: a waiter that opened the lock
 // file before it was removed must not keep polling the removed file. Here
-// the old holder does not know (no CheckInterval) and keeps its descriptor;
-// a newcomer takes the new file and releases it; the waiter must then get
-// the lock on the new file instead of waiting for the old holder.
+// the old holder does not know (no CheckInterval) and keeps its descriptor.
+// The new file is free: the waiter and a newcomer must share it — whichever
+// takes it first, the other gets it when it is released — instead of the
+// waiter waiting for the old holder.
 func TestPitfall20_WaiterFollowsReplacedFile(t *testing.T) {
 	t.Parallel()
 	s := spec{Kind: kindFile, Dir: t.TempDir()}
@@ -71,20 +72,40 @@ func TestPitfall20_WaiterFollowsReplacedFile(t *testing.T) {
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	nl := mustAcquire(t, newcomer, n) // the new file is free
-	notYet(t, w, "while the newcomer held the new file")
-	releaseOK(t, nl)
-	releasedAt := time.Now()
+	// The new file is free: the waiter (woken by the removal) or a
+	// newcomer takes it first, and the other waits for that one only.
+	nc := goAcquire(t, newcomer, n, 10*time.Second)
 	select {
-	case r := <-w:
+	case r := <-nc:
 		if r.err != nil {
-			t.Fatalf("waiter: %v", r.err)
+			t.Fatalf("newcomer: %v", r.err)
 		}
-		t.Logf("waiter acquired the new file %v after the newcomer released it", r.at.Sub(releasedAt))
-	case <-time.After(2 * time.Second):
-		t.Errorf("filelock: a waiter that opened the lock file before it was removed keeps polling " +
-			"the removed file, and waits for its old holder; it should reopen the path when it no longer " +
-			"names the file it polls (the new file has been free for 2s)")
+		notYet(t, w, "while the newcomer held the new file")
+		releaseOK(t, r.l)
+		releasedAt := time.Now()
+		select {
+		case wr := <-w:
+			if wr.err != nil {
+				t.Fatalf("waiter: %v", wr.err)
+			}
+			t.Logf("waiter acquired the new file %v after the newcomer released it", wr.at.Sub(releasedAt))
+			releaseOK(t, wr.l)
+		case <-time.After(2 * time.Second):
+			t.Errorf("filelock: a waiter that opened the lock file before it was removed keeps polling " +
+				"the removed file, and waits for its old holder; it should move to the path's new file " +
+				"(free for 2s now)")
+		}
+	case wr := <-w:
+		if wr.err != nil {
+			t.Fatalf("waiter: %v", wr.err)
+		}
+		t.Log("the waiter moved to the new file and took it first")
+		time.Sleep(50 * time.Millisecond)
+		notYet(t, nc, "while the waiter held the new file")
+		releaseOK(t, wr.l)
+		got(t, nc, 2*time.Second)
+	case <-time.After(5 * time.Second):
+		t.Fatal("neither the waiter nor a newcomer took the new, free lock file")
 	}
 	_ = h.Release(ctxT(t, 5*time.Second))
 }

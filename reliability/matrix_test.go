@@ -279,10 +279,12 @@ func TestPitfall05_ConnCutMidAcquire(t *testing.T) {
 					t.Fatalf("Acquire after the cut = %v: not a connection error", err)
 				}
 				admin.eventuallyFree(t, n, freeBound)
-				// And the lock works through the proxy afterwards.
-				l2, err := viaProxy.locker.TryAcquire(ctxT(t, 10*time.Second), n)
+				// And the lock works through the proxy afterwards — within
+				// the bound, since the server may run the orphaned
+				// statement only now, taking a lease that must run out.
+				l2, err := viaProxy.locker.Acquire(ctxT(t, freeBound), n)
 				if err != nil {
-					t.Fatalf("TryAcquire after the fault: %v", err)
+					t.Fatalf("Acquire after the fault, waiting %v: %v", freeBound, err)
 				}
 				releaseOK(t, l2)
 				admin.eventuallyFree(t, n, 2*time.Second)
@@ -445,7 +447,9 @@ func TestPitfall04_HolderPartitioned(t *testing.T) {
 			case <-l.Done():
 				took := time.Since(cutAt)
 				t.Logf("%s: the cut-off holder was told %v into the partition: %v", kind, took.Round(time.Millisecond), l.Err())
-				if bound := s.lossBound(); kind == kindMySQL && took > bound {
+				// The bound, plus scheduling slack for a loaded 2-core CI
+				// machine under -race.
+				if bound := s.lossBound() + 500*time.Millisecond; kind == kindMySQL && took > bound {
 					t.Errorf("told after %v, want within the probe bound %v", took, bound)
 				}
 				if kind == kindMySQL {
