@@ -134,7 +134,7 @@ type spec struct {
 var (
 	postgresSpec = spec{
 		env: EnvPostgres, image: "postgres:16-alpine", port: "5432/tcp",
-		envs: map[string]string{"POSTGRES_HOST_AUTH_METHOD": "trust", "POSTGRES_DB": "test"},
+		envs:  map[string]string{"POSTGRES_HOST_AUTH_METHOD": "trust", "POSTGRES_DB": "test"},
 		ready: "database system is ready to accept connections",
 		url: func(h, p string) string {
 			return fmt.Sprintf("postgres://postgres@%s:%s/test?sslmode=disable", h, p)
@@ -142,9 +142,9 @@ var (
 	}
 	mysqlSpec = spec{
 		env: EnvMySQL, image: "mariadb:11", port: "3306/tcp",
-		envs: map[string]string{"MARIADB_ALLOW_EMPTY_ROOT_PASSWORD": "1", "MARIADB_DATABASE": "test"},
+		envs:  map[string]string{"MARIADB_ALLOW_EMPTY_ROOT_PASSWORD": "1", "MARIADB_DATABASE": "test"},
 		ready: "ready for connections",
-		url: func(h, p string) string { return fmt.Sprintf("root@tcp(%s:%s)/test", h, p) },
+		url:   func(h, p string) string { return fmt.Sprintf("root@tcp(%s:%s)/test", h, p) },
 	}
 	redisSpec = spec{
 		env: EnvRedis, image: "redis:7-alpine", port: "6379/tcp",
