@@ -67,7 +67,10 @@
 // ([ErrNotOwner] inside a lockkit.LostError): it never deletes or extends
 // another holder's key. An acquire whose reply was lost (a network error
 // after the send, a cancelled context) deletes its own key again with the
-// same compare-and-delete, so an abandoned attempt leaves nothing held; and
+// same compare-and-delete, so an abandoned attempt leaves nothing held (when
+// the caller's context has already ended, the call returns after at most
+// 100 ms and that delete finishes in the background within 2 s, so a stalled
+// server cannot hold a call past its deadline); and
 // an acquire that go-redis retries after a network error recognises its own
 // key by the secret and succeeds rather than reporting itself as the holder.
 //

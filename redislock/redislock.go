@@ -403,13 +403,38 @@ func isSyntaxError(err error) bool {
 // abandon gives back whatever an attempt or a waiter may hold: the key, if
 // it holds the secret (passing the lock on to the next waiter), and the
 // waiter's place in the queue. It runs on a context detached from a
-// cancelled caller and bounded; if it fails, the key expires with its lease
-// and the registration with its own.
+// cancelled caller and bounded by abandonTimeout; if it fails, the key
+// expires with its lease and the registration with its own.
+//
+// A caller whose ctx has ended waits for it at most abandonGrace, so that
+// a stalled server cannot hold an Acquire past its deadline: the release
+// goes on in the background, still bounded by abandonTimeout.
 func (l *Locker) abandon(ctx context.Context, key, secret, member string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	defer cancel()
-	_, _ = l.release(ctx, key, secret, member)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
+		defer cancel()
+		_, _ = l.release(rctx, key, secret, member)
+	}()
+	if ctx.Err() == nil {
+		<-done
+		return
+	}
+	t := time.NewTimer(abandonGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
+
+const (
+	// abandonTimeout bounds the release of an abandoned attempt.
+	abandonTimeout = 2 * time.Second
+	// abandonGrace is how long a caller whose ctx has ended waits for it.
+	abandonGrace = 100 * time.Millisecond
+)
 
 var errBadReply = errors.New("unexpected reply from the acquire script")
 
