@@ -1,23 +1,17 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
-	"syscall"
 
 	"github.com/lockkit/lockkit/filelock"
 )
 
-// listFiles lists the held file locks in dir: every lock file that is
-// locked now, named by its file name or, for an encoded file name, by the
-// name in its holder record. It never creates dir or a lock file.
+// listFiles lists the held file locks in dir (filelock's List), or the
+// named ones, held or not (Inspect). It never creates dir or a lock file.
 func listFiles(ctx context.Context, dir string, names []string) ([]heldLock, error) {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		// No directory: nothing was ever locked there.
@@ -36,18 +30,13 @@ func listFiles(ctx context.Context, dir string, names []string) ([]heldLock, err
 	}
 	defer l.Close()
 	if len(names) == 0 {
-		if names, err = lockNames(dir); err != nil {
+		held, err := l.List(ctx)
+		if err != nil {
 			return nil, err
 		}
-		var out []heldLock
-		for _, n := range names {
-			h, err := inspectFile(ctx, l, n)
-			if err != nil {
-				return nil, err
-			}
-			if h.Held {
-				out = append(out, h)
-			}
+		out := make([]heldLock, 0, len(held))
+		for _, st := range held {
+			out = append(out, fileHeld(st.Name, st))
 		}
 		return out, nil
 	}
@@ -67,58 +56,20 @@ func inspectFile(ctx context.Context, l *filelock.Locker, name string) (heldLock
 	if err != nil {
 		return heldLock{}, err
 	}
+	return fileHeld(name, st), nil
+}
+
+// fileHeld converts a lock file's status. A held file whose lock name is
+// not known (an encoded file name with no holder record) is listed by its
+// file name, in parentheses.
+func fileHeld(name string, st filelock.Status) heldLock {
+	if name == "" {
+		name = "(" + filepath.Base(st.Path) + ")"
+	}
 	h := heldLock{Name: name, Held: st.Held, File: st.Path}
 	if st.Held && st.Holder != nil {
 		h.Owner, h.Host, h.PID, h.App, h.Data = st.Holder.Owner, st.Holder.Host, st.Holder.PID, st.Holder.App, st.Holder.Data
 		h.Since = timePtr(st.Holder.Since)
 	}
-	return h, nil
-}
-
-// lockNames returns the lock names of the lock files in dir. A plain file
-// name is the lock's name plus ".lock"; an encoded one (with '~') is
-// named by the "name" of the holder record in it, when it has one whose
-// name maps back to the file.
-func lockNames(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, ent := range entries {
-		file := ent.Name()
-		if !ent.Type().IsRegular() || !strings.HasSuffix(file, filelock.Suffix) {
-			continue
-		}
-		name := strings.TrimSuffix(file, filelock.Suffix)
-		if strings.Contains(name, "~") {
-			name = recordName(filepath.Join(dir, file))
-		}
-		if name == "" {
-			continue
-		}
-		if f, err := filelock.FileName(name); err != nil || f != file {
-			continue // not a lock file of this name scheme
-		}
-		names = append(names, name)
-	}
-	return names, nil
-}
-
-// recordName reads the lock name from a lock file's holder record, "" when
-// there is none.
-func recordName(path string) string {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0) // never a FIFO's writer wait
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	buf, _ := io.ReadAll(io.LimitReader(f, 8192))
-	var rec struct {
-		Name string `json:"name"`
-	}
-	if json.NewDecoder(bytes.NewReader(buf)).Decode(&rec) != nil {
-		return ""
-	}
-	return rec.Name
+	return h
 }

@@ -13,6 +13,11 @@ func TestStatusFile(t *testing.T) {
 	url, dir := fileURL(t)
 	holdFile(t, dir, "nightly")
 	holdFile(t, dir, "a/b c") // an encoded file name, named by its record
+	// A symbolic link in the directory is not a lock file, even when it
+	// points at a held one.
+	if err := os.Symlink(filepath.Join(dir, "nightly.lock"), filepath.Join(dir, "link.lock")); err != nil {
+		t.Fatal(err)
+	}
 	// A lock file nobody holds is not listed.
 	if r := runCLI(t, nil, "run", "-b", url, "idle", "--", "true"); r.code != 0 {
 		t.Fatalf("run: %d %s", r.code, r.stderr)
