@@ -21,28 +21,17 @@ import (
 )
 
 // Mode says whether a lock excludes every other holder or only exclusive
-// ones.
-type Mode int
+// ones: [lockkit.Mode].
+type Mode = lockkit.Mode
 
 const (
 	// Exclusive excludes every other holder, shared or exclusive. It is
 	// the mode of Acquire and TryAcquire.
-	Exclusive Mode = iota
+	Exclusive = lockkit.Exclusive
 	// Shared coexists with other shared holders and excludes exclusive
 	// ones (readers and a writer).
-	Shared
+	Shared = lockkit.Shared
 )
-
-// String returns "exclusive" or "shared".
-func (m Mode) String() string {
-	switch m {
-	case Exclusive:
-		return "exclusive"
-	case Shared:
-		return "shared"
-	}
-	return "Mode(" + strconv.Itoa(int(m)) + ")"
-}
 
 // Defaults for a nil or zero [Config].
 const (
