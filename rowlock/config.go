@@ -59,8 +59,9 @@ const (
 // ends after its TTL unless Lock.Renew extends it.
 const NoRenew time.Duration = -1
 
-// Config configures a [Locker]. A nil *Config is not allowed: the dialect
-// must be known. Zero fields take their defaults.
+// Config configures a [Locker]. A nil *Config, like zero fields, means the
+// defaults; the dialect is then detected from the *sql.DB's driver, and New
+// refuses a driver it does not know unless Dialect is set.
 type Config struct {
 	// Dialect of the database. Empty means: detect it from db's driver
 	// (pgx's stdlib driver or go-sql-driver/mysql).
