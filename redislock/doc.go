@@ -115,24 +115,28 @@
 // name's release channel (the subscription is confirmed by a PING on the
 // pub/sub connection before going on, so no release is missed), and from
 // then on each attempt also registers the call in the name's wait queue.
-// It waits for a release message, for the holder's lease to run out (an
-// expired key publishes nothing, so a timer is set to the PTTL the conflict
-// reported), or for its context; and it renews its registration every
-// TTL/3.
+// It waits for a release message that wakes it (see below), for the
+// holder's lease to run out (an expired key publishes nothing, so a timer
+// is set to the PTTL the conflict reported), or for its context; and it
+// renews its registration every TTL/3.
 //
 // Releases hand the lock over in order. A release that finds waiters
 // registered does not delete the key: it sets it to the value of the
 // waiter that has waited longest (with a new fencing token), with a short
 // lease (TTL, at most 2 s) in which that waiter must claim it, and
-// publishes. The woken waiter's next attempt finds its own secret in the
-// key and takes the full lease in the same script. Nobody else, the
+// publishes that waiter's id (a SHA-1 of its secret, never the secret):
+// only that waiter is woken, in whichever process it runs; the others sleep
+// on. Its next attempt finds its own secret in the key and takes the full
+// lease in the same script. A release that finds nobody queued deletes the
+// key and wakes every waiter on the name. Nobody else, the
 // releaser included, can take the lock in between, so a holder that
 // releases and re-acquires in a loop cannot starve the others. A waiter
 // that gives up leaves the queue and, if the lock was just handed to it,
 // passes it on in the same round trip. A waiter whose process died stays
 // registered until its registration lapses (TTL after its last renewal);
 // a lock handed to it in that time is free again when the short lease
-// ends. When a holder's lease ends without a release, the lock is free for
+// ends, and the other waiters of a Locker are woken then if no later grant
+// was published on that name meanwhile. When a holder's lease ends without a release, the lock is free for
 // whoever tries first.
 //
 // The queue lives in two sorted sets beside the lock key,

@@ -2,8 +2,11 @@ package redislock
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +19,15 @@ import (
 // is left the connection is closed and its reader goroutine ends. A Locker
 // with nobody waiting therefore holds no pub/sub connection and runs no
 // goroutine.
+//
+// A release that hands the lock to a waiter publishes that waiter's id (see
+// releaseSrc), and the hub wakes only the waiter with that id, if it is
+// one of its own; the other waiters sleep on. So that a grant to a waiter
+// that never claims it (its process died) does not stall them until their
+// own recheck, every grant (re)arms a timer per channel for the grant's
+// short lease: if no further grant is seen before it runs out, every waiter
+// on the channel is woken to try again. Any other message ("released": the
+// key was deleted, nobody was queued) wakes every waiter on the channel.
 type hub struct {
 	c Client
 
@@ -37,17 +49,30 @@ type session struct {
 // chanState is one subscribed channel.
 type chanState struct {
 	waiters map[*waiter]struct{}
+	byID    map[string]*waiter
 	ready   chan struct{} // closed once the server has the subscription
+	stall   *time.Timer   // wakes every waiter when the last grant ran out; nil before the first
 }
 
 // waiter is one Acquire waiting on a channel. wake receives a value after a
-// release message, or after the connection was re-established (messages
-// may have been missed meanwhile).
+// release message that concerns it (a grant to its id, or a release that
+// handed the lock to nobody), when a grant to another waiter ran out
+// unclaimed, or after the connection was re-established (messages may have
+// been missed meanwhile).
 type waiter struct {
 	h    *hub
 	s    *session
 	ch   string
+	id   string // waiterID of its secret
 	wake chan struct{}
+}
+
+// waiterID is the id a release publishes when it hands the lock to the
+// waiter whose secret is secret ("<secret>|"): its SHA-1, so that the
+// secret itself is never published.
+func waiterID(secret string) string {
+	sum := sha1.Sum([]byte(secret))
+	return hex.EncodeToString(sum[:])
 }
 
 func (w *waiter) signal() {
@@ -60,8 +85,8 @@ func (w *waiter) signal() {
 // subscribe registers a waiter on channel ch and returns once the server is
 // known to have the subscription: a PING sent on the pub/sub connection after
 // the SUBSCRIBE has come back. A release published after subscribe returns
-// therefore reaches the waiter.
-func (h *hub) subscribe(ctx context.Context, ch string) (*waiter, error) {
+// therefore reaches the waiter. id is the waiter's waiterID.
+func (h *hub) subscribe(ctx context.Context, ch, id string) (*waiter, error) {
 	h.mu.Lock()
 	s := h.cur
 	if s == nil {
@@ -75,12 +100,12 @@ func (h *hub) subscribe(ctx context.Context, ch string) (*waiter, error) {
 		h.cur = s
 		go s.run(h)
 	}
-	w := &waiter{h: h, s: s, ch: ch, wake: make(chan struct{}, 1)}
+	w := &waiter{h: h, s: s, ch: ch, id: id, wake: make(chan struct{}, 1)}
 	cs := s.chans[ch]
 	if cs == nil {
-		cs = &chanState{waiters: make(map[*waiter]struct{}), ready: make(chan struct{})}
+		cs = &chanState{waiters: make(map[*waiter]struct{}), byID: make(map[string]*waiter), ready: make(chan struct{})}
 		s.chans[ch] = cs
-		cs.waiters[w] = struct{}{}
+		cs.add(w)
 		ready := cs.ready
 		id := h.pingIDLocked()
 		s.pings[id] = func() { closeOnce(ready) }
@@ -95,7 +120,7 @@ func (h *hub) subscribe(ctx context.Context, ch string) (*waiter, error) {
 			return nil, err
 		}
 	} else {
-		cs.waiters[w] = struct{}{}
+		cs.add(w)
 	}
 	ready := cs.ready
 	h.mu.Unlock()
@@ -107,6 +132,65 @@ func (h *hub) subscribe(ctx context.Context, ch string) (*waiter, error) {
 		w.close()
 		return nil, ctx.Err()
 	}
+}
+
+func (cs *chanState) add(w *waiter) {
+	cs.waiters[w] = struct{}{}
+	cs.byID[w.id] = w
+}
+
+func (cs *chanState) wakeAll() {
+	for w := range cs.waiters {
+		w.signal()
+	}
+}
+
+// deliver dispatches a message published on the channel; under hub.mu.
+func (h *hub) deliver(s *session, ch, payload string) {
+	cs := s.chans[ch]
+	if cs == nil {
+		return
+	}
+	id, grant, ok := parseGrant(payload)
+	if !ok {
+		if cs.stall != nil {
+			cs.stall.Stop()
+		}
+		cs.wakeAll()
+		return
+	}
+	if w := cs.byID[id]; w != nil {
+		w.signal()
+	}
+	d := grant + time.Millisecond
+	if cs.stall == nil {
+		cs.stall = time.AfterFunc(d, func() {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if s.chans[ch] == cs {
+				cs.wakeAll()
+			}
+		})
+	} else {
+		cs.stall.Reset(d)
+	}
+}
+
+// parseGrant decodes "granted <id> <grant-ms>" (releaseSrc).
+func parseGrant(payload string) (id string, grant time.Duration, ok bool) {
+	rest, ok := strings.CutPrefix(payload, "granted ")
+	if !ok {
+		return "", 0, false
+	}
+	id, msStr, ok := strings.Cut(rest, " ")
+	if !ok {
+		return "", 0, false
+	}
+	ms, err := strconv.ParseInt(msStr, 10, 64)
+	if err != nil || ms < 0 {
+		return "", 0, false
+	}
+	return id, time.Duration(ms) * time.Millisecond, true
 }
 
 func (h *hub) pingIDLocked() string {
@@ -131,7 +215,13 @@ func (w *waiter) close() {
 	cs := s.chans[w.ch]
 	if cs != nil {
 		delete(cs.waiters, w)
+		if cs.byID[w.id] == w {
+			delete(cs.byID, w.id)
+		}
 		if len(cs.waiters) == 0 {
+			if cs.stall != nil {
+				cs.stall.Stop()
+			}
 			delete(s.chans, w.ch)
 			if len(s.chans) > 0 && !s.closed {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -190,11 +280,7 @@ func (s *session) run(h *hub) {
 		switch m := msg.(type) {
 		case *redis.Message:
 			h.mu.Lock()
-			if cs := s.chans[m.Channel]; cs != nil {
-				for w := range cs.waiters {
-					w.signal()
-				}
-			}
+			h.deliver(s, m.Channel, m.Payload)
 			h.mu.Unlock()
 		case *redis.Pong:
 			h.mu.Lock()
@@ -219,9 +305,7 @@ func (h *hub) resync(s *session) {
 	s.pings[id] = func() {
 		for _, cs := range s.chans {
 			closeOnce(cs.ready)
-			for w := range cs.waiters {
-				w.signal()
-			}
+			cs.wakeAll()
 		}
 	}
 	h.mu.Unlock()

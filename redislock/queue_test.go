@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,5 +173,133 @@ func TestCancelledWaiterLeavesQueue(t *testing.T) {
 	// The release found no waiter and deleted the key.
 	if n, err := admin.Exists(ctxT(t, 5*time.Second), held.Key()).Result(); err != nil || n != 0 {
 		t.Errorf("key left after release with no waiters")
+	}
+}
+
+// countingHook counts the times l's waiters block, each after a wait
+// script that did not get the lock, and reports each one on the returned
+// channel.
+func countingHook(l *Locker, n *atomic.Int64) <-chan string {
+	c := make(chan string, 100)
+	l.waitHook = func(name string) {
+		n.Add(1)
+		select {
+		case c <- name:
+		default:
+		}
+	}
+	return c
+}
+
+// With several waiters in two processes (two Lockers on their own
+// clients), each release wakes the waiter it hands the lock to and nobody
+// else: no other waiter runs the wait script again. The lock goes round in
+// the order the waiters queued.
+func TestReleaseWakesOnlyTheGranted(t *testing.T) {
+	admin := integration.Redis(t)
+	prefix := testPrefix(t, admin)
+	cfg := &Config{Prefix: prefix, TTL: 30 * time.Second}
+	a := newLocker(t, integration.Redis(t), cfg)
+	lockers := []*Locker{newLocker(t, integration.Redis(t), cfg), newLocker(t, integration.Redis(t), cfg)}
+	var blocks atomic.Int64
+	hooks := []<-chan string{countingHook(lockers[0], &blocks), countingHook(lockers[1], &blocks)}
+	n := name(t)
+	held := mustLock(t, a, n)
+
+	const waiters = 5
+	var got []<-chan *Lock
+	for i := range waiters {
+		got = append(got, startWaiter(t, lockers[i%2], hooks[i%2], n))
+	}
+	if b := blocks.Load(); b != waiters {
+		t.Fatalf("%d blocks before any release, want %d", b, waiters)
+	}
+	for i := range waiters {
+		before := blocks.Load()
+		mustRelease(t, held)
+		select {
+		case held = <-got[i]:
+			if held == nil {
+				t.FailNow()
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("waiter %d (next in line) did not get the lock", i)
+		}
+		// Give a wrongly woken waiter time to run its script and block again.
+		time.Sleep(150 * time.Millisecond)
+		if woken := blocks.Load() - before; woken != 0 {
+			t.Errorf("release %d: %d other waiters woke and ran the wait script, want 0", i, woken)
+		}
+		for j := i + 1; j < waiters; j++ {
+			select {
+			case <-got[j]:
+				t.Fatalf("waiter %d acquired while waiter %d holds the lock", j, i)
+			default:
+			}
+		}
+	}
+	mustRelease(t, held)
+}
+
+// A grant to a waiter that never claims it (its process died) wakes the
+// others when its short lease runs out, not at their own recheck (TTL/3
+// here, 10 s, longer than the wait allowed).
+func TestUnclaimedGrantWakesTheOthers(t *testing.T) {
+	admin := integration.Redis(t)
+	prefix := testPrefix(t, admin)
+	cfg := &Config{Prefix: prefix, TTL: 30 * time.Second}
+	a := newLocker(t, integration.Redis(t), cfg)
+	b := newLocker(t, integration.Redis(t), cfg)
+	n := name(t)
+	held := mustLock(t, a, n)
+	ctx := ctxT(t, 10*time.Second)
+	dead := a.newWaiter()
+	res, err := waitScript.Run(ctx, admin, a.queueKeys(held.Key()), dead.secret, a.set.ttlMs, dead.rest, 10000).Slice()
+	if err != nil || res[0] != int64(0) {
+		t.Fatalf("registering the dead waiter: %v, %v", res, err)
+	}
+	var blocks atomic.Int64
+	waiting := countingHook(b, &blocks)
+	got := make(chan error, 1)
+	go func() {
+		lk, err := b.Lock(ctxT(t, 6*time.Second), n)
+		if err == nil {
+			err = lk.Release(context.Background())
+		}
+		got <- err
+	}()
+	awaitWaiting(t, waiting)
+	start := time.Now()
+	mustRelease(t, held)
+	if err := <-got; err != nil {
+		t.Fatalf("waiter: %v (only the end of the dead waiter's grant can wake it in time)", err)
+	}
+	if d := time.Since(start); d < maxGrant-100*time.Millisecond {
+		t.Errorf("waiter acquired %v after the release, before the %v grant ran out", d, maxGrant)
+	}
+	if b := blocks.Load(); b != 1 {
+		t.Errorf("the waiter blocked %d times, want 1 (woken once, when the grant ran out)", b)
+	}
+}
+
+func TestParseGrant(t *testing.T) {
+	for _, c := range []struct {
+		in    string
+		id    string
+		grant time.Duration
+		ok    bool
+	}{
+		{"granted abc 2000", "abc", 2 * time.Second, true},
+		{"granted abc 0", "abc", 0, true},
+		{"released", "", 0, false},
+		{"granted", "", 0, false},
+		{"granted abc", "", 0, false},
+		{"granted abc x", "", 0, false},
+		{"granted abc -1", "", 0, false},
+	} {
+		id, grant, ok := parseGrant(c.in)
+		if id != c.id || grant != c.grant || ok != c.ok {
+			t.Errorf("parseGrant(%q) = %q, %v, %v; want %q, %v, %v", c.in, id, grant, ok, c.id, c.grant, c.ok)
+		}
 	}
 }

@@ -156,10 +156,12 @@ func (l *Locker) TryLock(ctx context.Context, name string) (*Lock, error) {
 // Lock waits until the named lock is held, or ctx ends.
 //
 // It tries once; when the lock is held it subscribes to the name's release
-// channel and joins the name's wait queue, then waits for a release (which
-// hands the lock to the longest waiter), for the holder's lease to run out
-// (an expired key publishes nothing), or for ctx. All of a Locker's waiters
-// share one pub/sub connection. When ctx ends first the error is a
+// channel and joins the name's wait queue, then waits for a release that
+// hands it the lock (a release hands the lock to the longest waiter and
+// wakes that waiter alone), for the holder's lease to run out (an expired
+// key publishes nothing) or a grant to another waiter to run out
+// unclaimed, or for ctx. All of a Locker's waiters share one pub/sub
+// connection. When ctx ends first the error is a
 // *lockkit.HeldError matching both lockkit.ErrNotAcquired and ctx.Err(),
 // and the call has left the queue. See the package documentation, Waiting.
 func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
@@ -174,7 +176,11 @@ func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
 		return lk, err
 	}
 	key := l.Key(name)
-	w, err := l.hub.subscribe(ctx, l.channel(key))
+	// From here on the attempts register this call in the name's wait
+	// queue, always under one secret, so that a release can hand the lock
+	// to it (see releaseSrc) and wake it alone.
+	wt := l.newWaiter()
+	w, err := l.hub.subscribe(ctx, l.channel(key), waiterID(wt.secret))
 	if err != nil {
 		if ctx.Err() != nil {
 			held.Cause = ctx.Err()
@@ -184,10 +190,6 @@ func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
 	}
 	defer w.close()
 
-	// From here on the attempts register this call in the name's wait
-	// queue, always under one secret, so that a release can hand the lock
-	// to it (see releaseSrc).
-	wt := l.newWaiter()
 	for {
 		lk, h, p, err := l.tryWaiting(ctx, name, key, wt)
 		if err != nil || h == nil {

@@ -64,10 +64,13 @@ return {1, info}
 
 // The wait queue. A waiter registers in two sorted sets next to the lock
 // key: "<key>:queue", scored by when it first registered (its place in
-// line), and "<key>:alive", scored by when its registration lapses unless
-// renewed. The member is the value the waiter's lock key will hold, without
-// the fencing token: "<secret>||<since-ms>|<json>". Both sets expire with
-// their last registration, so waiters that vanish leave nothing behind.
+// line) in µs of the server's clock, so that waiters arriving within one
+// millisecond keep their order (Redis orders equal scores by member, which
+// is random), and "<key>:alive", scored by when its registration lapses
+// unless renewed, in ms. The member is the value the waiter's lock key
+// will hold, without the fencing token: "<secret>||<since-ms>|<json>".
+// Both sets expire with their last registration, so waiters that vanish
+// leave nothing behind.
 
 // waitSrc is a waiter's attempt: it takes the lock if the key is free or
 // was granted to this waiter by a release (see releaseSrc), and otherwise
@@ -92,9 +95,9 @@ if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then
 end
 if v then
   local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('ZADD', KEYS[2], 'NX', now, member)
-  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), member)
+  local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  redis.call('ZADD', KEYS[2], 'NX', us, member)
+  redis.call('ZADD', KEYS[3], math.floor(us / 1000) + tonumber(ARGV[4]), member)
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
   redis.call('PEXPIRE', KEYS[3], ARGV[4])
   local i = string.find(v, '|', 1, true)
@@ -114,8 +117,11 @@ return {1, info}
 // has waited longest and is still alive: the key is set to that waiter's
 // value, with a fresh fencing token and a short lease in which the waiter
 // must claim it (waitSrc), so that neither the releaser nor anyone else can
-// take the lock in between. Otherwise it deletes the key. Either way it
-// publishes on the name's release channel, which wakes the waiters.
+// take the lock in between, and publishes "granted <id> <grant-ms>" on the
+// name's release channel, where id is the SHA-1 (hex) of the waiter's
+// "<secret>|": only that waiter wakes (see hub), and the others learn how
+// long the grant reserves the lock. Otherwise it deletes the key and
+// publishes "released", which wakes every waiter.
 //
 // KEYS[1] the lock key; KEYS[2] the queue; KEYS[3] the registrations;
 // KEYS[4], only with fencing, the fence counter key.
@@ -146,7 +152,7 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('ZREM', KEYS[3], head)
     local i = string.find(head, '|', 1, true)
     redis.call('SET', KEYS[1], string.sub(head, 1, i) .. nextFence() .. string.sub(head, i + 1), 'PX', ARGV[3])
-    redis.call('PUBLISH', ARGV[2], 'granted')
+    redis.call('PUBLISH', ARGV[2], 'granted ' .. redis.sha1hex(string.sub(head, 1, i)) .. ' ' .. ARGV[3])
     return 1
   end
 end
