@@ -89,12 +89,15 @@
 // kernel closes the socket. Either way the read returns at once: Done closes
 // and Err wraps [lockkit.ErrLost] with the cause, and the connection is
 // destroyed. No polling is involved. The watch starts 1 ms after the grant,
-// so short critical sections cost no extra goroutine.
+// so short critical sections cost no extra goroutine; one timer per
+// [Postgres] starts the watches of all its locks granted in that
+// millisecond (a timer armed per lock would cost each lock a cross-thread
+// wake-up of the Go runtime's netpoller).
 //
 // The documented bound: Done closes within one second of the server ending
 // the session. Measured on this project's machines (loopback, loaded
-// 2-core host): 1–13 ms after pg_terminate_backend (median 3–5 ms),
-// 4–11 ms after a fast shutdown, 24–61 ms after SIGKILL of the server, and
+// 2-core host): 0.3–13 ms after pg_terminate_backend (median 0.5–5 ms),
+// 2–11 ms after a fast shutdown, 13–61 ms after SIGKILL of the server, and
 // at once when the connection is cut. A terminated backend reports its end
 // a moment before it releases its locks, so a TryAcquire elsewhere right
 // after Done can still fail for that moment; a waiter blocked in Acquire

@@ -54,6 +54,7 @@ type Postgres struct {
 	src            pgSource
 	ns             string
 	releaseTimeout time.Duration
+	starter        watchStarter
 }
 
 var _ lockkit.Locker = (*Postgres)(nil)
@@ -273,7 +274,8 @@ func (p *Postgres) acquire(ctx context.Context, name string, keys []keyhash.Key,
 	}
 	l := &Lock{keys: keys, mode: mode, pid: a.pid, pc: pc, timeout: p.releaseTimeout}
 	l.Handle = lockstate.New(name, 0, l.unlock)
-	l.w.start(pc, a.nc, watchDelay, l.onLoss)
+	l.w.init(pc, a.nc, l.onLoss)
+	p.starter.add(&l.w, watchDelay)
 	return l, nil
 }
 

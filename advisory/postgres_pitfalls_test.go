@@ -402,7 +402,8 @@ func TestPostgresNotificationIsNotLoss(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	l.w.start(l.pc, l.w.nc, 0, l.onLoss)
+	l.w.init(l.pc, l.w.nc, l.onLoss)
+	l.w.begin()
 	for range 3 {
 		if _, err := admin.ExecContext(pgCtx(t, 5*time.Second), "SELECT pg_notify($1, 'x')", channel); err != nil {
 			t.Fatal(err)
