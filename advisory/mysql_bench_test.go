@@ -3,9 +3,11 @@ package advisory_test
 import (
 	"context"
 	"database/sql"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/lockkit/lockkit/advisory"
 	"github.com/lockkit/lockkit/integration"
 )
@@ -111,4 +113,86 @@ func BenchmarkMySQLTryReleaseRatio(b *testing.B) {
 	b.ReportMetric(float64(lockkitTime.Nanoseconds())/float64(b.N), "lockkit-ns/op")
 	b.ReportMetric(float64(rawTime.Nanoseconds())/float64(b.N), "raw-ns/op")
 	b.ReportMetric(float64(lockkitTime)/float64(rawTime), "ratio")
+}
+
+// BenchmarkMySQLAcquireRelease is an uncontended waiting Acquire plus
+// Release, without and with interpolateParams=true in the DSN.
+func BenchmarkMySQLAcquireRelease(b *testing.B) {
+	for _, interpolate := range []bool{false, true} {
+		b.Run(map[bool]string{false: "prepared", true: "interpolated"}[interpolate], func(b *testing.B) {
+			db := mysqlBenchDB(b, interpolate)
+			m, err := advisory.NewMySQL(db, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			name := integration.Name(b)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				lk, err := m.Acquire(ctx, name)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := lk.Release(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkMySQLNames100 is TryAcquireNames and AcquireNames of 100 names
+// plus Release, with interpolateParams=true in the DSN.
+func BenchmarkMySQLNames100(b *testing.B) {
+	db := mysqlBenchDB(b, true)
+	m, err := advisory.NewMySQL(db, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	names := make([]string, 100)
+	for i := range names {
+		names[i] = integration.Name(b) + "-" + strconv.Itoa(i)
+	}
+	ctx := context.Background()
+	for _, wait := range []bool{false, true} {
+		b.Run(map[bool]string{false: "try", true: "wait"}[wait], func(b *testing.B) {
+			for b.Loop() {
+				acquire := m.TryAcquireNames
+				if wait {
+					acquire = m.AcquireNames
+				}
+				lk, err := acquire(ctx, names, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := lk.Release(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// mysqlBenchDB opens the test database, with interpolateParams=true in its
+// DSN if asked.
+func mysqlBenchDB(b *testing.B, interpolate bool) *sql.DB {
+	b.Helper()
+	if !interpolate {
+		return integration.MySQL(b)
+	}
+	cfg, err := mysql.ParseDSN(integration.MySQLDSN(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.InterpolateParams = true
+	db := sql.OpenDB(must(mysql.NewConnector(cfg)))
+	b.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
