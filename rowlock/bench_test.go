@@ -6,6 +6,8 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -177,6 +179,76 @@ func BenchmarkHandoff(b *testing.B) {
 					b.ReportMetric(0, "ns/op")
 				})
 			}
+		})
+	}
+}
+
+// BenchmarkContended has 16 goroutines take and release one name in a
+// loop through one Locker, as the bench harness's contended scenario does.
+// Reports acquisitions per second, statements per acquisition (acquire
+// statements and holder reads, counted by the test hook, plus the
+// release), the median and 90th percentile handoff (from a release to the
+// next acquisition) and the spread (most acquisitions of a worker over
+// fewest).
+func BenchmarkContended(b *testing.B) {
+	for _, d := range dialects {
+		b.Run(string(d), func(b *testing.B) {
+			e := setup(b, d)
+			e.db.SetMaxOpenConns(20)
+			l := e.locker(b, &rowlock.Config{TTL: 30 * time.Second})
+			var stmts atomic.Int64
+			rowlock.SetTestHook(l, func(string) func() { stmts.Add(1); return func() {} })
+			name := "bench." + randHex(6)
+			ctx := context.Background()
+			const workers = 16
+			var (
+				mu       sync.Mutex
+				released time.Time
+				handoffs []time.Duration
+				left     atomic.Int64
+				counts   [workers]int
+				wg       sync.WaitGroup
+			)
+			left.Store(int64(b.N))
+			b.ResetTimer()
+			start := time.Now()
+			for w := range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for left.Add(-1) >= 0 {
+						lk, err := l.Acquire(ctx, name)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						mu.Lock()
+						if !released.IsZero() {
+							handoffs = append(handoffs, time.Since(released))
+						}
+						counts[w]++
+						released = time.Now()
+						mu.Unlock()
+						if err := lk.Release(ctx); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			slices.Sort(handoffs)
+			lo, hi := slices.Min(counts[:]), slices.Max(counts[:])
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "acq/s")
+			b.ReportMetric(float64(stmts.Load()+int64(b.N))/float64(b.N), "stmts/acq")
+			if len(handoffs) > 0 {
+				b.ReportMetric(float64(handoffs[len(handoffs)/2].Microseconds()), "handoff-p50-µs")
+				b.ReportMetric(float64(handoffs[len(handoffs)*9/10].Microseconds()), "handoff-p90-µs")
+			}
+			b.ReportMetric(float64(hi)/float64(max(lo, 1)), "spread")
+			b.ReportMetric(0, "ns/op")
 		})
 	}
 }

@@ -49,16 +49,29 @@
 //
 // # Waiting
 //
+// The waiters of one name in one Locker form a FIFO queue, and only its
+// head attempts and waits on the database; the others wait in-process
+// for their turn, which passes to the next waiter when the head
+// acquires, fails or its context ends. So a release costs one attempt
+// per Locker, not one per waiter, and a Locker's waiters get a name in
+// the order they asked for it. Across Lockers and processes there is no
+// order: each Locker's head competes with the others.
+//
 // On PostgreSQL with pgx's stdlib driver, Release and ForceRelease send
-// pg_notify in the same statement, and waiters sleep until a notification
-// for their name arrives or the holder's lease runs out. Each Locker keeps
-// one LISTEN connection from the pool open while anyone waits (and two
-// seconds after), shared by all its waiters. On MySQL, and on PostgreSQL
-// through other drivers, waiters poll: exponential backoff from 2ms with
-// jitter (each pause uniform in [d/2, d]) up to Config.MaxPoll (100ms by
-// default), and never past the holder's expiry. A polling waiter notices a
-// release within MaxPoll plus one round trip; waiters in the releasing
-// process are woken at once. The context bounds every wait.
+// pg_notify in the same statement, and the heads sleep until a
+// notification for their name arrives or the holder's lease runs out.
+// Each Locker keeps one LISTEN connection from the pool open while anyone
+// waits (and two seconds after). On MySQL, and on PostgreSQL through
+// other drivers, the heads poll: exponential backoff from 2ms with jitter
+// (each pause uniform in [d/2, d]) up to Config.MaxPoll (100ms by
+// default), and never past the holder's expiry. A polling head notices a
+// release elsewhere within MaxPoll plus one round trip; a release through
+// the same Locker wakes its head at once. The context bounds every wait,
+// in the queue too.
+//
+// On PostgreSQL a failed attempt is one round trip: the acquire statement
+// also returns the holder's row. On MySQL it is two (the acquire
+// statement, then a read of the holder).
 //
 // # Transactions
 //

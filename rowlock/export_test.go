@@ -13,3 +13,19 @@ func quote(d Dialect, table string) string {
 	}
 	return "`" + table + "`"
 }
+
+// SetTestHook makes l call f before each acquire statement ("acquire") and
+// holder read ("holder") of an acquisition attempt, and the function f
+// returns after it. Set it before l is used.
+func SetTestHook(l *Locker, f func(op string) (done func())) { l.testHook = f }
+
+// QueueLen returns how many of l's waiters are queued on name, the head
+// included.
+func QueueLen(l *Locker, name string) int {
+	l.wake.mu.Lock()
+	defer l.wake.mu.Unlock()
+	if q := l.wake.m[name]; q != nil {
+		return len(q.waiters)
+	}
+	return 0
+}

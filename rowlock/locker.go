@@ -41,6 +41,11 @@ type Locker struct {
 	stmts  map[string]*sql.Stmt // MySQL: prepared once, one round trip a call
 	closed bool
 
+	// testHook, when set (by tests, before any use), is called before
+	// each acquire statement ("acquire") and holder read ("holder") of
+	// an acquisition attempt; the function it returns, after it.
+	testHook func(op string) (done func())
+
 	// now reads the client's clock. Leases never depend on it: it only
 	// dates Lock.Expires and times the local end of a lease, through its
 	// monotonic reading.
@@ -241,7 +246,9 @@ func asLock(lk *Lock, err error) (lockkit.Lock, error) {
 }
 
 // AcquireLease takes a lease on name with per-call options; a nil o makes
-// one attempt with the Locker's settings. It waits when o.Wait is set.
+// one attempt with the Locker's settings. It waits when o.Wait is set:
+// this Locker's waiters on a name queue in FIFO order and only the first
+// attempts, as the package documentation on waiting describes.
 //
 // An attempt is one statement that inserts the row or takes over an
 // expired lease, drawing a new fencing token. When the lease is live
@@ -263,59 +270,83 @@ func (l *Locker) AcquireLease(ctx context.Context, name string, o *Options) (*Lo
 	if err := ctx.Err(); err != nil {
 		return nil, &lockkit.HeldError{Name: name, Cause: err}
 	}
+	if ls.wait {
+		return l.wait(ctx, name, ls)
+	}
 	lk, holder, err := l.attempt(ctx, name, ls)
 	if err != nil || lk != nil {
 		return lk, err
 	}
-	if !ls.wait {
-		return nil, &lockkit.HeldError{Name: name, Holder: holder.public()}
-	}
-	return l.wait(ctx, name, ls, holder)
+	return nil, &lockkit.HeldError{Name: name, Holder: holder.public()}
 }
 
 // attempt makes one acquisition attempt. When the lock is held it returns
 // the holder (nil when it could not be read), with a nil lock and error.
+// On PostgreSQL a failed attempt is one round trip: the acquire statement
+// returns the holder's row itself. On MySQL the holder is read by a second
+// statement.
 func (l *Locker) attempt(ctx context.Context, name string, ls *lease) (*Lock, *heldInfo, error) {
 	for range 3 {
 		sent := l.now()
-		token, err := l.acquireStmt(ctx, name, ls)
+		token, h, err := l.acquireStmt(ctx, name, ls)
 		if err != nil {
 			return nil, nil, l.opError(ctx, name, "acquire", err)
 		}
 		if token != 0 {
 			return newLock(l, name, ls.owner, token, ls.ttl, sent.Add(ls.ttl), ls.renew), nil, nil
 		}
-		h, err := l.holder(ctx, name)
-		if err != nil {
-			return nil, nil, l.opError(ctx, name, "read holder of", err)
+		if l.s.dialect != Postgres {
+			done := l.hook("holder")
+			h, err = l.holder(ctx, name)
+			done()
+			if err != nil {
+				return nil, nil, l.opError(ctx, name, "read holder of", err)
+			}
 		}
 		if h != nil && h.remaining > 0 {
 			return nil, h, nil
 		}
-		// Released or expired between the two statements: try again.
+		// Released or expired between the two statements (or, on
+		// PostgreSQL, the row was inserted after the statement's
+		// snapshot): try again.
 	}
 	return nil, nil, nil
 }
 
 // acquireStmt runs the acquire statement and returns the new token, or 0
-// when the lease is live elsewhere.
-func (l *Locker) acquireStmt(ctx context.Context, name string, ls *lease) (int64, error) {
+// when the lease is live elsewhere. On PostgreSQL it also returns the
+// holder then (nil when the row could not be read).
+func (l *Locker) acquireStmt(ctx context.Context, name string, ls *lease) (int64, *heldInfo, error) {
+	defer l.hook("acquire")()
 	ttl := ls.ttl.Microseconds()
 	if l.s.dialect == Postgres {
 		var token int64
-		err := l.queryRow(ctx, l.q.acquire, name, ls.owner, ttl, l.s.host, l.s.pid, ls.data).Scan(&token)
-		if errors.Is(err, sql.ErrNoRows) {
-			return 0, nil
+		h, err := scanHolder(l.queryRow(ctx, l.q.acquireHolder, name, ls.owner, ttl, l.s.host, l.s.pid, ls.data), &token)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return 0, nil, nil
+		case err != nil:
+			return 0, nil, err
+		case token != 0:
+			return token, nil, nil
 		}
-		return token, err
+		return 0, h, nil
 	}
 	res, err := l.exec(ctx, l.q.acquire,
 		name, ls.owner, ttl, l.s.host, l.s.pid, ls.data,
 		ls.owner, l.s.host, l.s.pid, ls.data, ttl)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	return res.LastInsertId()
+	token, err := res.LastInsertId()
+	return token, nil, err
+}
+
+func (l *Locker) hook(op string) (done func()) {
+	if l.testHook != nil {
+		return l.testHook(op)
+	}
+	return func() {}
 }
 
 // heldInfo is the holder as read from the table, with the time left on the

@@ -14,6 +14,13 @@ type statements struct {
 	// PostgreSQL returns the token (no row: held). MySQL reports the
 	// token as LastInsertId (0: held).
 	acquire string
+	// acquireHolder (PostgreSQL only) is acquire that also reads the
+	// holder when the lease is live elsewhere, so that a failed attempt
+	// costs one round trip. Args: as acquire. One row: the new token
+	// (0: held), then the holder's columns as holder (zero values when
+	// acquired). No row: the row changed under the statement (a row
+	// inserted by another transaction after the statement's snapshot).
+	acquireHolder string
 	// holder reads the row of a name. Args: name. Columns: owner, token,
 	// acquired µs since the epoch, expires µs, host, pid, data, µs until
 	// expiry (negative when expired).
@@ -48,15 +55,26 @@ type statements struct {
 func newStatements(d Dialect, qtable string) *statements {
 	r := strings.NewReplacer("{t}", qtable)
 	if d == Postgres {
-		return &statements{
-			acquire: r.Replace(`INSERT INTO {t} AS t (name, owner, acquired_at, expires_at, host, pid, data)
+		acquire := r.Replace(`INSERT INTO {t} AS t (name, owner, acquired_at, expires_at, host, pid, data)
 VALUES ($1, $2, clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond', $4, $5, $6)
 ON CONFLICT (name) DO UPDATE SET
   owner = EXCLUDED.owner, token = DEFAULT,
   acquired_at = clock_timestamp(), expires_at = clock_timestamp() + $3::bigint * interval '1 microsecond',
   host = EXCLUDED.host, pid = EXCLUDED.pid, data = EXCLUDED.data
 WHERE t.expires_at <= clock_timestamp()
-RETURNING token`),
+RETURNING token`)
+		return &statements{
+			acquire: acquire,
+			// The holder is read only when the insert returned nothing
+			// (a one-time filter: no scan after a success). ON CONFLICT
+			// has locked the live row; FOR SHARE makes the read return
+			// that row's latest version rather than the statement's
+			// snapshot, which may predate a takeover.
+			acquireHolder: `WITH a AS (` + acquire + `)
+SELECT token, '', 0::bigint, 0::bigint, 0::bigint, '', 0, '', 0::bigint FROM a
+UNION ALL
+SELECT 0, h.* FROM (` + r.Replace(pgHolderCols+` FROM {t} WHERE name = $1 FOR SHARE`) + `) h
+WHERE NOT EXISTS (SELECT 1 FROM a)`,
 			holder: r.Replace(pgHolderCols + ` FROM {t} WHERE name = $1`),
 			release: r.Replace(`WITH r AS (
   UPDATE {t} SET expires_at = clock_timestamp()

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,31 +28,69 @@ const listenerLinger = 2 * time.Second
 // notification listener after it failed; waiters poll meanwhile.
 const listenerRetry = 250 * time.Millisecond
 
-// wait is Acquire's loop after a first failed attempt. It registers for
-// wake-ups first, then attempts again, so that a release between the two
-// is never missed.
-func (l *Locker) wait(ctx context.Context, name string, ls *lease, holder *heldInfo) (*Lock, error) {
-	wake := l.wake.add(name)
-	defer l.wake.remove(name, wake)
+// wait is Acquire with Wait set. The waiters of one name in this Locker
+// queue in FIFO order and only the head of the queue attempts and waits on
+// the database; the others wait for their turn in-process, so that a
+// release makes one statement per Locker, not one per waiter. The head
+// passes the turn on when it acquires, fails or gives up.
+func (l *Locker) wait(ctx context.Context, name string, ls *lease) (*Lock, error) {
+	q, w := l.wake.join(name)
+	defer l.wake.leave(name, q, w)
+	select {
+	case <-w.turn:
+	case <-ctx.Done():
+		return nil, &lockkit.HeldError{Name: name, Holder: l.wake.lastHolder(q).public(), Cause: ctx.Err()}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, &lockkit.HeldError{Name: name, Holder: l.wake.lastHolder(q).public(), Cause: err}
+	}
+	return l.head(ctx, name, ls, q)
+}
+
+// head is the wait of the head of name's queue. A release of name in this
+// process or a notification for it (q.wake) makes it attempt again at once;
+// wake-ups that came before an attempt began are discarded, since the
+// attempt sees their effect.
+func (l *Locker) head(ctx context.Context, name string, ls *lease, q *waitQueue) (*Lock, error) {
+	// Was the listener up before the first attempt? Then a release after
+	// that attempt is announced on q.wake; otherwise the attempt is
+	// repeated once LISTEN is active.
+	var listening bool
 	if l.notify != nil {
 		l.notify.hold()
 		defer l.notify.unhold()
+		listening = l.notify.active()
 	}
+	drain(q.wake)
+	lk, holder, err := l.attempt(ctx, name, ls)
+	if err != nil || lk != nil {
+		return lk, err
+	}
+	l.wake.setHolder(q, holder)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	poll := minPoll
+	first := true
 	for {
 		notified := l.notify != nil && l.notify.ensure(ctx)
 		if err := ctx.Err(); err != nil {
 			return nil, &lockkit.HeldError{Name: name, Holder: holder.public(), Cause: err}
 		}
-		lk, h, err := l.attempt(ctx, name, ls)
-		if err != nil || lk != nil {
-			return lk, err
+		// q.wake covers this process's releases since join, and
+		// notifications since LISTEN: the first attempt is repeated
+		// only when LISTEN came after it.
+		if !first || (notified && !listening) {
+			drain(q.wake)
+			lk, h, err := l.attempt(ctx, name, ls)
+			if err != nil || lk != nil {
+				return lk, err
+			}
+			if h != nil {
+				holder = h
+				l.wake.setHolder(q, h)
+			}
 		}
-		if h != nil {
-			holder = h
-		}
+		first = false
 
 		var d time.Duration
 		if notified {
@@ -64,8 +103,8 @@ func (l *Locker) wait(ctx context.Context, name string, ls *lease, holder *heldI
 			d = poll/2 + rand.N(poll/2+1)
 			poll = min(2*poll, l.s.maxPoll)
 		}
-		if h != nil {
-			d = min(d, h.remaining+time.Millisecond)
+		if holder != nil {
+			d = min(d, holder.remaining+time.Millisecond)
 		} else {
 			// The row changed under the attempts: look again soon.
 			d = min(d, 10*time.Millisecond)
@@ -74,50 +113,101 @@ func (l *Locker) wait(ctx context.Context, name string, ls *lease, holder *heldI
 		select {
 		case <-ctx.Done():
 			return nil, &lockkit.HeldError{Name: name, Holder: holder.public(), Cause: ctx.Err()}
-		case <-wake:
+		case <-q.wake:
 		case <-timer.C:
 		}
 	}
 }
 
-// wakers lets waiters in this process sleep until a release of their name,
-// announced by this process's releases and, on PostgreSQL, by
-// notifications from every process.
+func drain(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+	}
+}
+
+// wakers holds, per name, the queue of this Locker's waiters and the
+// wake-up of its head: releases of the name in this process and, on
+// PostgreSQL, notifications from every process.
 type wakers struct {
 	mu sync.Mutex
-	m  map[string]map[chan struct{}]struct{}
+	m  map[string]*waitQueue
 }
 
-func newWakers() *wakers { return &wakers{m: map[string]map[chan struct{}]struct{}{}} }
+// waitQueue is the FIFO queue of one name's waiters; it exists while the
+// name has waiters.
+type waitQueue struct {
+	waiters []*queued // waiters[0] is the head
+	// wake holds one pending wake-up for the head. It outlives a head, so
+	// a release while the turn passes is not lost.
+	wake chan struct{}
+	// holder is the holder the last failed attempt saw, for the errors
+	// of waiters whose context ends in the queue.
+	holder *heldInfo
+}
 
-func (w *wakers) add(name string) chan struct{} {
-	ch := make(chan struct{}, 1)
+// queued is one waiter; turn is closed when it becomes the head.
+type queued struct{ turn chan struct{} }
+
+func newWakers() *wakers { return &wakers{m: map[string]*waitQueue{}} }
+
+// join appends a waiter to name's queue.
+func (w *wakers) join(name string) (*waitQueue, *queued) {
+	me := &queued{turn: make(chan struct{})}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	set := w.m[name]
-	if set == nil {
-		set = map[chan struct{}]struct{}{}
-		w.m[name] = set
+	q := w.m[name]
+	if q == nil {
+		q = &waitQueue{wake: make(chan struct{}, 1)}
+		w.m[name] = q
 	}
-	set[ch] = struct{}{}
-	return ch
+	q.waiters = append(q.waiters, me)
+	if len(q.waiters) == 1 {
+		close(me.turn)
+	}
+	return q, me
 }
 
-func (w *wakers) remove(name string, ch chan struct{}) {
+// leave removes a waiter from name's queue. When it was the head, the
+// next waiter becomes the head.
+func (w *wakers) leave(name string, q *waitQueue, me *queued) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	delete(w.m[name], ch)
-	if len(w.m[name]) == 0 {
+	i := slices.Index(q.waiters, me)
+	if i < 0 {
+		return
+	}
+	q.waiters = slices.Delete(q.waiters, i, i+1)
+	switch {
+	case len(q.waiters) == 0:
 		delete(w.m, name)
+	case i == 0:
+		close(q.waiters[0].turn)
 	}
 }
 
+func (w *wakers) setHolder(q *waitQueue, h *heldInfo) {
+	if h == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	q.holder = h
+}
+
+func (w *wakers) lastHolder(q *waitQueue) *heldInfo {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return q.holder
+}
+
+// broadcast wakes the head of name's queue, if any.
 func (w *wakers) broadcast(name string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for ch := range w.m[name] {
+	if q := w.m[name]; q != nil {
 		select {
-		case ch <- struct{}{}:
+		case q.wake <- struct{}{}:
 		default:
 		}
 	}
@@ -126,12 +216,10 @@ func (w *wakers) broadcast(name string) {
 func (w *wakers) broadcastAll() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, set := range w.m {
-		for ch := range set {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
+	for _, q := range w.m {
+		select {
+		case q.wake <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -220,6 +308,27 @@ func (n *notifier) close() {
 	}
 	// Also waits for a run that stopIfIdle is stopping.
 	n.runs.Wait()
+}
+
+// active reports whether a listener has executed LISTEN and still runs.
+func (n *notifier) active() bool {
+	n.mu.Lock()
+	r := n.run
+	n.mu.Unlock()
+	if r == nil {
+		return false
+	}
+	select {
+	case <-r.done:
+		return false
+	default:
+	}
+	select {
+	case <-r.ready:
+		return true
+	default:
+		return false
+	}
 }
 
 // ensure makes sure a listener is running and has executed LISTEN, and
