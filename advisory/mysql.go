@@ -194,8 +194,9 @@ func (m *MySQL) TryAcquire(ctx context.Context, name string) (lockkit.Lock, erro
 }
 
 // AcquireNames waits until every one of names is held by one lock, or ctx
-// ends. The names are taken on one connection in the sorted order of their
-// GET_LOCK names, so two callers that do so cannot deadlock each other;
+// ends. The names are taken on one connection by one statement, in the
+// sorted order of their GET_LOCK names, so two callers that do so cannot
+// deadlock each other;
 // when the server still detects a deadlock (with locks taken in another
 // order elsewhere) the error matches lockkit.ErrDeadlock and nothing is
 // left held. opts may be nil; a Shared mode fails with an error matching
@@ -206,8 +207,8 @@ func (m *MySQL) AcquireNames(ctx context.Context, names []string, opts *Options)
 }
 
 // TryAcquireNames is [MySQL.AcquireNames] with GET_LOCK(name, 0) for every
-// name: when one of them is held elsewhere it returns a *lockkit.HeldError
-// for that name and gives back those it took.
+// name, in one statement: when one of them is held elsewhere it returns a
+// *lockkit.HeldError for the first such name and gives back those it took.
 func (m *MySQL) TryAcquireNames(ctx context.Context, names []string, opts *Options) (*MySQLLock, error) {
 	return m.acquire(ctx, names, opts, false, false)
 }
@@ -309,6 +310,16 @@ func (m *MySQL) acquire(ctx context.Context, names []string, opts *Options, wait
 var errRetryBadConn = errors.New("advisory: stale pooled connection")
 
 // attempt runs one acquire on one pinned connection.
+//
+// Every name is taken by one statement, GET_LOCK after GET_LOCK in the
+// select list, which MySQL and MariaDB evaluate left to right: the sorted
+// order holds within the statement, and a waiting statement waits for each
+// name while holding those before it, as one statement per name would. The
+// statement also reads CONNECTION_ID(). A try is that one statement. A wait
+// needs the connection id before it blocks (to KILL the session if the wait
+// is abandoned): it comes from the locker's cache of the pool's
+// connections, filled by every lock statement; a connection not seen
+// before first runs SELECT CONNECTION_ID(), once.
 func (m *MySQL) attempt(ctx context.Context, ts []mysqlTarget, wait bool) (*MySQLLock, error) {
 	conn, err := m.db.Conn(ctx)
 	if err != nil {
@@ -317,51 +328,69 @@ func (m *MySQL) attempt(ctx context.Context, ts []mysqlTarget, wait bool) (*MySQ
 		}
 		return nil, fmt.Errorf("advisory: acquire %q: %w", ts[0].name, err)
 	}
-	var connID int64
-	for i, t := range ts {
-		var got sql.NullInt64
-		if i == 0 {
-			// The connection id comes with the first GET_LOCK, for free:
-			// the holder check, ConnID, and the KILL of an abandoned wait
-			// need it.
-			err = conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0), CONNECTION_ID()", t.server).Scan(&got, &connID)
-			if errors.Is(err, driver.ErrBadConn) && ctx.Err() == nil {
-				sqlconn.Discard(conn)
-				return nil, errRetryBadConn
+	dc := driverConn(conn)
+	connID, known := m.ids.get(dc)
+	first := true // no statement sent yet
+	if wait && !known {
+		// Once per connection of the pool.
+		err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&connID)
+		if errors.Is(err, driver.ErrBadConn) && ctx.Err() == nil {
+			sqlconn.Discard(conn)
+			return nil, errRetryBadConn
+		}
+		if err != nil {
+			sqlconn.Discard(conn)
+			if cerr := ctx.Err(); cerr != nil {
+				return nil, notAcquiredCtx(ts[0].name, nil, cerr)
 			}
-		} else {
-			err = conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", t.server).Scan(&got)
+			return nil, fmt.Errorf("advisory: acquire %q: CONNECTION_ID(): %w", ts[0].name, err)
 		}
-		if err == nil && got.Valid && got.Int64 == 0 && wait {
-			got, err = m.wait(ctx, conn, connID, t)
+		first = false
+		m.ids.put(dc, connID)
+	}
+	if !wait {
+		got, id, err := getLocks(ctx, conn, ts, 0)
+		if errors.Is(err, driver.ErrBadConn) && ctx.Err() == nil {
+			sqlconn.Discard(conn)
+			return nil, errRetryBadConn
 		}
+		if err != nil {
+			// Names the statement took before it failed end with the
+			// session.
+			sqlconn.Discard(conn)
+			return nil, m.acquireError(ctx, ts, err)
+		}
+		connID = id
+		m.ids.put(dc, id)
+		i, err := firstDenied(ts, got)
+		if err != nil {
+			sqlconn.Discard(conn)
+			return nil, err
+		}
+		if i >= 0 {
+			// Not all free: give back what the statement took, and say
+			// who holds the first name it did not get.
+			if !m.giveBack(conn, granted(ts, got)) {
+				return nil, m.notAcquired(ctx, ts[i], nil, false)
+			}
+			return nil, m.held(ctx, conn, ts[i], false)
+		}
+	}
+	if wait {
+		i, err := m.wait(ctx, conn, connID, ts)
 		switch {
+		case errors.Is(err, errConnDiscarded):
+			return nil, m.acquireError(ctx, ts, err)
+		case errors.Is(err, driver.ErrBadConn) && first && ctx.Err() == nil:
+			sqlconn.Discard(conn)
+			return nil, errRetryBadConn
 		case err != nil:
 			sqlconn.Discard(conn)
-			return nil, m.acquireError(ctx, t, err)
-		case !got.Valid:
-			sqlconn.Discard(conn)
-			return nil, fmt.Errorf("advisory: GET_LOCK(%q) returned NULL (an error, or the session's query was killed)", t.server)
-		case got.Int64 == 1:
-			continue
-		case got.Int64 != 0:
-			sqlconn.Discard(conn)
-			return nil, fmt.Errorf("advisory: GET_LOCK(%q) returned %d, want 1 or 0", t.server, got.Int64)
+			return nil, m.acquireError(ctx, ts, err)
+		case i >= 0:
+			// Timed out by ctx's deadline, and given back what it took.
+			return nil, m.held(ctx, conn, ts[i], true)
 		}
-		// Held elsewhere: give back what this attempt took, and say who
-		// holds it.
-		if !m.giveBack(conn, ts[:i]) {
-			return nil, m.notAcquired(ctx, t, nil, wait)
-		}
-		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.probeTimeout)
-		holder, herr := holderOf(hctx, conn, t.server)
-		cancel()
-		if herr != nil {
-			sqlconn.Discard(conn)
-		} else {
-			_ = conn.Close()
-		}
-		return nil, m.notAcquired(ctx, t, holder, wait)
 	}
 	if cerr := ctx.Err(); cerr != nil {
 		// The context ended while the last statement ran, and the driver
@@ -374,6 +403,21 @@ func (m *MySQL) attempt(ctx context.Context, ts []mysqlTarget, wait bool) (*MySQ
 	return m.newLock(conn, connID, ts), nil
 }
 
+// held is the error of an attempt that found t held elsewhere and holds
+// nothing: it asks who holds t and returns conn to the pool (or discards
+// it if the question failed).
+func (m *MySQL) held(ctx context.Context, conn *sql.Conn, t mysqlTarget, wait bool) error {
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.probeTimeout)
+	holder, herr := holderOf(hctx, conn, t.server)
+	cancel()
+	if herr != nil {
+		sqlconn.Discard(conn)
+	} else {
+		_ = conn.Close()
+	}
+	return m.notAcquired(ctx, t, holder, wait)
+}
+
 // notAcquired is the error of an attempt that found t held elsewhere.
 func (m *MySQL) notAcquired(ctx context.Context, t mysqlTarget, holder *lockkit.Holder, wait bool) error {
 	if !wait {
@@ -384,10 +428,110 @@ func (m *MySQL) notAcquired(ctx context.Context, t mysqlTarget, holder *lockkit.
 	return notAcquiredCtx(t.name, holder, cmp.Or(ctx.Err(), context.DeadlineExceeded))
 }
 
-// wait blocks in GET_LOCK until t is granted or ctx ends. It returns 1, 0
-// (timed out by ctx's deadline, connection still clean), NULL, or an
-// error; after an error the connection may be dead and must be discarded.
-func (m *MySQL) wait(ctx context.Context, conn *sql.Conn, connID int64, t mysqlTarget) (sql.NullInt64, error) {
+// getLockQuery returns the statement that takes n names and reads the
+// connection id. A try (wait false) passes 0 as every timeout. A wait
+// passes the first name's timeout in seconds, and every later name's as
+// the same timeout in microseconds less the time the statement has waited
+// so far (by the server's clock: NOW(6) is the statement's start,
+// SYSDATE(6) the moment the call is evaluated), never below 0, so that
+// the statement as a whole ends at the caller's deadline.
+func getLockQuery(n int, wait bool) string {
+	switch {
+	case n == 1 && !wait:
+		return "SELECT GET_LOCK(?, 0), CONNECTION_ID()"
+	case n == 1:
+		return "SELECT GET_LOCK(?, ?), CONNECTION_ID()"
+	}
+	var q strings.Builder
+	q.WriteString("SELECT ")
+	for i := range n {
+		switch {
+		case !wait:
+			q.WriteString("GET_LOCK(?, 0), ")
+		case i == 0:
+			q.WriteString("GET_LOCK(?, ?), ")
+		default:
+			q.WriteString("GET_LOCK(?, GREATEST(0, ? - TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6))) / 1e6), ")
+		}
+	}
+	q.WriteString("CONNECTION_ID()")
+	return q.String()
+}
+
+// getLocks runs one GET_LOCK statement over ts (see getLockQuery) on conn
+// under qctx; timeout 0 is a try. It returns each name's answer and the
+// connection id.
+func getLocks(qctx context.Context, conn *sql.Conn, ts []mysqlTarget, timeout time.Duration) ([]sql.NullInt64, int64, error) {
+	wait := timeout > 0
+	args := make([]any, 0, 2*len(ts))
+	for i, t := range ts {
+		args = append(args, t.server)
+		switch {
+		case !wait:
+		case i == 0:
+			args = append(args, mysqlSeconds(timeout))
+		default:
+			args = append(args, int64((timeout+time.Microsecond-1)/time.Microsecond))
+		}
+	}
+	got := make([]sql.NullInt64, len(ts))
+	dest := make([]any, len(ts)+1)
+	for i := range got {
+		dest[i] = &got[i]
+	}
+	var id int64
+	dest[len(ts)] = &id
+	if err := conn.QueryRowContext(qctx, getLockQuery(len(ts), wait), args...).Scan(dest...); err != nil {
+		return nil, 0, err
+	}
+	return got, id, nil
+}
+
+// firstDenied returns the index of the first name a GET_LOCK statement did
+// not grant (0), or -1 when it granted all. An answer that is neither 1 nor
+// 0 (NULL: an error, or the session's query was killed) is an error, after
+// which the connection must be discarded.
+func firstDenied(ts []mysqlTarget, got []sql.NullInt64) (int, error) {
+	denied := -1
+	for i, g := range got {
+		switch {
+		case !g.Valid:
+			return -1, fmt.Errorf("advisory: GET_LOCK(%q) returned NULL (an error, or the session's query was killed)", ts[i].server)
+		case g.Int64 == 0:
+			if denied < 0 {
+				denied = i
+			}
+		case g.Int64 != 1:
+			return -1, fmt.Errorf("advisory: GET_LOCK(%q) returned %d, want 1 or 0", ts[i].server, g.Int64)
+		}
+	}
+	return denied, nil
+}
+
+// granted returns the targets a GET_LOCK statement granted.
+func granted(ts []mysqlTarget, got []sql.NullInt64) []mysqlTarget {
+	var out []mysqlTarget
+	for i, g := range got {
+		if g.Valid && g.Int64 == 1 {
+			out = append(out, ts[i])
+		}
+	}
+	return out
+}
+
+// errConnDiscarded marks an error after which the connection was
+// discarded already (and, for an interrupted wait, its session killed).
+var errConnDiscarded = errors.New("connection discarded")
+
+// wait blocks in one GET_LOCK statement over ts until every name is
+// granted or ctx ends. It returns -1 when all were granted; the index of
+// the first name not granted when ctx's deadline passed (the names the
+// statement took were given back and the connection is clean); or an
+// error. After errConnDiscarded the connection was discarded and the
+// session killed; after another error the caller must discard the
+// connection (a deadlock error, 3058 or 1213, leaves the names taken
+// before it held, and closing the session ends them).
+func (m *MySQL) wait(ctx context.Context, conn *sql.Conn, connID int64, ts []mysqlTarget) (int, error) {
 	base := context.WithoutCancel(ctx)
 	for retry := false; ; retry = true {
 		var (
@@ -399,7 +543,7 @@ func (m *MySQL) wait(ctx context.Context, conn *sql.Conn, connID int64, t mysqlT
 		if hasDeadline {
 			timeout = time.Until(deadline)
 			if timeout <= 0 {
-				return sql.NullInt64{Valid: true, Int64: 0}, nil
+				return 0, nil
 			}
 			if retry {
 				// The server answered 0 before the deadline: it rounds
@@ -420,8 +564,7 @@ func (m *MySQL) wait(ctx context.Context, conn *sql.Conn, connID int64, t mysqlT
 				cancel()
 			}
 		})
-		var got sql.NullInt64
-		err := conn.QueryRowContext(qctx, "SELECT GET_LOCK(?, ?)", t.server, mysqlSeconds(timeout)).Scan(&got)
+		got, id, err := getLocks(qctx, conn, ts, timeout)
 		stop()
 		interrupted := qctx.Err() != nil
 		cancel()
@@ -432,15 +575,27 @@ func (m *MySQL) wait(ctx context.Context, conn *sql.Conn, connID int64, t mysqlT
 			// after giving the connection's pool slot back for the KILL.
 			sqlconn.Discard(conn)
 			m.kill(connID)
-			return sql.NullInt64{}, cmp.Or(err, ctx.Err(), context.Canceled)
+			return -1, fmt.Errorf("wait interrupted (%w): %w", errConnDiscarded, cmp.Or(err, ctx.Err(), context.Canceled))
 		}
 		if err != nil {
-			return got, err
+			return -1, err
 		}
-		if got.Valid && got.Int64 == 0 && ctx.Err() == nil && (!hasDeadline || time.Until(deadline) > 0) {
+		if id != connID {
+			// Never expected: the cache gave another session's id. The
+			// caller discards the connection, which ends the session.
+			return -1, fmt.Errorf("CONNECTION_ID() = %d, expected %d", id, connID)
+		}
+		i, err := firstDenied(ts, got)
+		if err != nil || i < 0 {
+			return -1, err
+		}
+		if !m.giveBack(conn, granted(ts, got)) {
+			return -1, fmt.Errorf("giving back the names a timed-out wait took was not confirmed (%w)", errConnDiscarded)
+		}
+		if ctx.Err() == nil && (!hasDeadline || time.Until(deadline) > 0) {
 			continue
 		}
-		return got, nil
+		return i, nil
 	}
 }
 
@@ -483,21 +638,26 @@ func (m *MySQL) kill(connID int64) {
 	}
 }
 
-// acquireError maps an error of GET_LOCK.
-func (m *MySQL) acquireError(ctx context.Context, t mysqlTarget, err error) error {
+// acquireError maps an error of a GET_LOCK statement over ts.
+func (m *MySQL) acquireError(ctx context.Context, ts []mysqlTarget, err error) error {
+	what := fmt.Sprintf("GET_LOCK(%q)", ts[0].server)
+	if len(ts) > 1 {
+		what = fmt.Sprintf("GET_LOCK of %d names (%q ... %q)", len(ts), ts[0].server, ts[len(ts)-1].server)
+	}
 	var me *mysql.MySQLError
 	if errors.As(err, &me) && (me.Number == mysqlErUserLockDeadlock || me.Number == mysqlErLockDeadlock) {
-		return fmt.Errorf("advisory: GET_LOCK(%q): %w: %w", t.server, lockkit.ErrDeadlock, err)
+		return fmt.Errorf("advisory: %s: %w: %w", what, lockkit.ErrDeadlock, err)
 	}
 	if cerr := ctx.Err(); cerr != nil {
-		return notAcquiredCtx(t.name, nil, cerr)
+		return notAcquiredCtx(ts[0].name, nil, cerr)
 	}
-	return fmt.Errorf("advisory: GET_LOCK(%q): %w", t.server, err)
+	return fmt.Errorf("advisory: %s: %w", what, err)
 }
 
-// giveBack releases the names taken so far by a failed acquire and returns
-// conn to the pool. When a release is not confirmed it discards conn
-// instead and reports false.
+// giveBack releases the names a failed acquire took, in one statement, and
+// reports whether every release was confirmed. When one is not (an error,
+// or an answer other than 1) it discards conn, which ends the session and
+// whatever it holds, and reports false.
 func (m *MySQL) giveBack(conn *sql.Conn, taken []mysqlTarget) bool {
 	if len(taken) == 0 {
 		return true

@@ -38,11 +38,46 @@ import (
 // makes the driver close the connection; the server would not notice that
 // until the wait ended, and would grant the lock to the dead session, so
 // lockkit also KILLs the waiting session (from another connection of the
-// pool) and waits until it has ended, within 5s, before Acquire returns. TryAcquire is GET_LOCK(name,
-// 0). Several names are taken one statement each, in the sorted order of
-// their GET_LOCK names, on one connection; on failure those taken are given
-// back. A server-detected deadlock (with another session taking names in
-// another order) gives an error matching lockkit.ErrDeadlock.
+// pool) and waits until it has ended, within 5s, before Acquire returns.
+// The KILL needs the session's connection id before the wait blocks: the
+// locker keeps the id of each of the pool's connections it has used (every
+// lock statement reads CONNECTION_ID() along), so a wait is one statement;
+// on a connection it has not used yet, a SELECT CONNECTION_ID() comes
+// first, once. TryAcquire is GET_LOCK(name, 0).
+//
+// Several names are taken by one statement on one connection, a GET_LOCK
+// per name in the select list, in the sorted order of their GET_LOCK
+// names: the server evaluates the list left to right, so a waiting
+// statement holds the names before the one it waits for, and none after,
+// exactly as one statement per name would, and two lockers taking
+// overlapping sets cannot deadlock each other. Each name's timeout is what
+// is left of the deadline when the server reaches it, computed by the
+// server: the first name's timeout less the time since the statement
+// began, TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6)), never below 0; so
+// the statement ends at the deadline. When a name is not granted (a try
+// that finds it held, a wait that reaches its deadline) the names the
+// statement took are given back by one more statement, and every
+// RELEASE_LOCK must answer 1, or the connection is destroyed. A
+// server-detected deadlock (with another session taking names in another
+// order) fails the statement with the names before it still held; the
+// connection is destroyed, which frees them, and the error matches
+// lockkit.ErrDeadlock. A cancelled multi-name wait is killed like a single
+// one, which frees everything it held.
+//
+// Round trips and the DSN. With the driver's defaults, every statement
+// that has arguments is prepared on the server first: two round trips (a
+// prepare, an execute) per statement, so an uncontended try and release
+// take four. Add interpolateParams=true to the DSN and the driver sends
+// each statement at once with its arguments inlined: two round trips for a
+// try and a release, whatever the number of names (measured here on
+// MariaDB 10.11: 174µs instead of 372µs, 2.15× faster, and 100 names in
+// about half the time). It is safe for lockkit's statements: the
+// arguments are names and numbers, and the driver still escapes every
+// string value (honouring NO_BACKSLASH_ESCAPES); it refuses the setting
+// with the collations of the multi-byte character sets where escaping is
+// unsafe (big5, cp932, gbk, sjis), and lockkit requires utf8mb4 anyway. The setting
+// belongs to the *sql.DB, so it applies to the application's own queries
+// on it too; a *sql.DB of its own for the locker keeps it apart.
 //
 // Lost locks. While a lock is held, a probe runs on its connection every
 // ProbeInterval (default 500ms): SELECT IS_USED_LOCK(name) <=> CONNECTION_ID()
@@ -105,4 +140,5 @@ type MySQL struct {
 	probeInterval  time.Duration
 	probeTimeout   time.Duration
 	releaseTimeout time.Duration
+	ids            mysqlConnIDs
 }

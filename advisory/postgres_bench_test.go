@@ -18,17 +18,29 @@ import (
 
 // writeCounter counts the client's writes to the server: pgx sends each
 // statement (or pipelined batch) in one write and then waits for the
-// answer, so writes are round trips.
-type writeCounter struct{ n atomic.Int64 }
+// answer, so writes are round trips. It also counts exchanges (rt): a
+// read that follows writes on the same connection. They are the round
+// trips of a protocol that sends some messages without an answer (MySQL's
+// COM_STMT_CLOSE).
+type writeCounter struct{ n, rt atomic.Int64 }
 
 type countingConn struct {
 	net.Conn
-	c *writeCounter
+	c     *writeCounter
+	wrote *atomic.Bool // a write since the last read
 }
 
 func (c countingConn) Write(b []byte) (int, error) {
 	c.c.n.Add(1)
+	c.wrote.Store(true)
 	return c.Conn.Write(b)
+}
+
+func (c countingConn) Read(b []byte) (int, error) {
+	if c.wrote.Swap(false) {
+		c.c.rt.Add(1)
+	}
+	return c.Conn.Read(b)
 }
 
 func (w *writeCounter) dial(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -37,7 +49,7 @@ func (w *writeCounter) dial(ctx context.Context, network, addr string) (net.Conn
 	if err != nil {
 		return nil, err
 	}
-	return countingConn{c, w}, nil
+	return countingConn{c, w, new(atomic.Bool)}, nil
 }
 
 // countedSQL opens a database/sql pool over pgx whose writes are counted.

@@ -1,0 +1,367 @@
+package advisory
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/integration"
+)
+
+// countedMySQL opens a one-connection pool on the MySQL test database
+// whose round trips are counted, with interpolateParams as asked.
+func countedMySQL(t *testing.T, interpolate bool) (*sql.DB, *writeCounter) {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(integration.MySQLDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &writeCounter{}
+	cfg.DialFunc = w.dial
+	cfg.InterpolateParams = interpolate
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(conn)
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	t.Cleanup(func() { _ = db.Close() })
+	return db, w
+}
+
+func newCountedMySQL(t *testing.T, interpolate bool) (*MySQL, *sql.DB, *writeCounter) {
+	t.Helper()
+	db, w := countedMySQL(t, interpolate)
+	m, err := NewMySQL(db, &MySQLConfig{ProbeInterval: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, db, w
+}
+
+func mctx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func mustReleaseM(t *testing.T, l lockkit.Lock) {
+	t.Helper()
+	if err := l.Release(mctx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// heldNames returns those of servers (GET_LOCK names) that some session
+// holds.
+func heldNames(t *testing.T, db *sql.DB, servers []string) []string {
+	t.Helper()
+	var held []string
+	for _, s := range servers {
+		var id sql.NullInt64
+		if err := db.QueryRowContext(mctx(t, 10*time.Second), "SELECT IS_USED_LOCK(?)", s).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		if id.Valid {
+			held = append(held, fmt.Sprintf("%s by %d", s, id.Int64))
+		}
+	}
+	return held
+}
+
+func hundredNames(t *testing.T) []string {
+	base := integration.Name(t)
+	names := make([]string, 100)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%03d", base, i)
+	}
+	return names
+}
+
+// Statements per operation, counted on the wire: a statement is one round
+// trip with interpolateParams=true, two without (prepare, execute). Every
+// name of an acquire is taken by one statement; a waiting acquire on a
+// connection whose id is cached is one statement; a conflict costs the
+// try, the give-back and the holder query, and leaves nothing held.
+func TestMySQLRoundTrips(t *testing.T) {
+	for _, interpolate := range []bool{true, false} {
+		perStmt := int64(2)
+		if interpolate {
+			perStmt = 1
+		}
+		t.Run(fmt.Sprintf("interpolateParams=%v", interpolate), func(t *testing.T) {
+			m, db, w := newCountedMySQL(t, interpolate)
+			other, _, _ := newCountedMySQL(t, true)
+			admin := integration.MySQL(t)
+			names := hundredNames(t)
+			servers := make([]string, len(names))
+			for i, n := range names {
+				servers[i] = mustName(m.LockName(n))
+			}
+			// count runs op and returns the statements it took.
+			count := func(what string, op func()) int64 {
+				t.Helper()
+				before := w.rt.Load()
+				op()
+				n := w.rt.Load() - before
+				if n%perStmt != 0 {
+					t.Errorf("%s: %d round trips, not a multiple of %d", what, n, perStmt)
+				}
+				return n / perStmt
+			}
+			var l lockkit.Lock
+			var err error
+			// A try learns (and caches) the connection's id for free.
+			if n := count("try+release", func() {
+				if l, err = m.TryAcquire(mctx(t, 10*time.Second), names[0]); err != nil {
+					t.Fatal(err)
+				}
+				mustReleaseM(t, l)
+			}); n != 2 {
+				t.Errorf("TryAcquire+Release took %d statements, want 2", n)
+			}
+			if n := count("acquire+release", func() {
+				if l, err = m.Acquire(mctx(t, 10*time.Second), names[0]); err != nil {
+					t.Fatal(err)
+				}
+				mustReleaseM(t, l)
+			}); n != 2 {
+				t.Errorf("Acquire+Release took %d statements, want 2", n)
+			}
+			if n := count("try 100", func() {
+				if l, err = m.TryAcquireNames(mctx(t, 10*time.Second), names, nil); err != nil {
+					t.Fatal(err)
+				}
+				mustReleaseM(t, l)
+			}); n != 2 {
+				t.Errorf("TryAcquireNames of 100 names + Release took %d statements, want 2", n)
+			}
+			if n := count("acquire 100", func() {
+				if l, err = m.AcquireNames(mctx(t, 10*time.Second), names, nil); err != nil {
+					t.Fatal(err)
+				}
+				mustReleaseM(t, l)
+			}); n != 2 {
+				t.Errorf("AcquireNames of 100 names + Release took %d statements, want 2", n)
+			}
+
+			// A conflict on the 51st name: the names before and after it
+			// are taken by the statement and given back.
+			ol, err := other.TryAcquire(mctx(t, 10*time.Second), names[50])
+			if err != nil {
+				t.Fatal(err)
+			}
+			holderID := ol.(*MySQLLock).ConnID()
+			checkConflict := func(what string, err error, wait bool) {
+				t.Helper()
+				var he *lockkit.HeldError
+				if !errors.As(err, &he) || he.Name != names[50] || he.Holder == nil || int64(he.Holder.PID) != holderID {
+					t.Errorf("%s over a held name = %v, want a HeldError for %q held by %d", what, err, names[50], holderID)
+				}
+				if wait != errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("%s: %v; DeadlineExceeded should be %v", what, err, wait)
+				}
+				if held := heldNames(t, admin, servers); len(held) != 1 || !strings.HasPrefix(held[0], servers[50]+" ") {
+					t.Errorf("%s left held: %v, want only %q", what, held, servers[50])
+				}
+				if s := db.Stats(); s.InUse != 0 || s.OpenConnections != 1 {
+					t.Errorf("%s: pool has %d in use, %d open; want its connection back, clean", what, s.InUse, s.OpenConnections)
+				}
+			}
+			if n := count("try 100, conflict", func() {
+				_, err = m.TryAcquireNames(mctx(t, 10*time.Second), names, nil)
+				checkConflict("TryAcquireNames", err, false)
+			}); n != 3 {
+				t.Errorf("TryAcquireNames of 100 names with a conflict took %d statements, want 3 (try, give back, holder)", n)
+			}
+			if n := count("acquire 100, timeout", func() {
+				_, err = m.AcquireNames(mctx(t, 200*time.Millisecond), names, nil)
+				checkConflict("AcquireNames", err, true)
+			}); n != 3 {
+				t.Errorf("AcquireNames of 100 names timed out took %d statements, want 3 (wait, give back, holder)", n)
+			}
+
+			// Contended, a wait is one statement: it is granted when the
+			// holder releases.
+			res := make(chan error, 1)
+			before := w.rt.Load()
+			go func() {
+				l, err := m.Acquire(mctx(t, 30*time.Second), names[50])
+				if err == nil {
+					res <- nil
+					mustReleaseM(t, l)
+					return
+				}
+				res <- err
+			}()
+			time.Sleep(100 * time.Millisecond)
+			if d := w.rt.Load() - before; d != perStmt {
+				t.Errorf("a waiting Acquire sent %d round trips before the grant, want %d (one statement)", d, perStmt)
+			}
+			mustReleaseM(t, ol)
+			if err := <-res; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// A wait over several names takes them left to right in sorted order
+// within its one statement: while it waits for the second, it holds the
+// first and not the third. Cancelled, it leaves nothing held and no late
+// grant: its session is killed before Acquire returns.
+func TestMySQLWaitOrderAndCancel(t *testing.T) {
+	m, db, _ := newCountedMySQL(t, true)
+	other, _, _ := newCountedMySQL(t, true)
+	odb := integration.MySQL(t)
+	base := integration.Name(t)
+	a, b, c := base+".a", base+".b", base+".c"
+	sa, sb, sc := mustName(m.LockName(a)), mustName(m.LockName(b)), mustName(m.LockName(c))
+	// Learn the connection's id, so the wait below is the one statement.
+	l, err := m.TryAcquire(mctx(t, 10*time.Second), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiterID := l.(*MySQLLock).ConnID()
+	mustReleaseM(t, l)
+	if n := m.ids.len(); n != 1 {
+		t.Fatalf("%d cached connection ids, want 1", n)
+	}
+	ol, err := other.TryAcquire(mctx(t, 10*time.Second), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res := make(chan error, 1)
+	go func() {
+		l, err := m.AcquireNames(ctx, []string{c, b, a}, nil)
+		if err == nil {
+			_ = l.Release(context.Background())
+			err = errors.New("acquired")
+		}
+		res <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var state sql.NullString
+		_ = odb.QueryRowContext(mctx(t, 5*time.Second), "SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = ?", waiterID).Scan(&state)
+		if state.String == "User lock" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the waiter never waited in GET_LOCK")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	held := heldNames(t, odb, []string{sa, sb, sc})
+	want := []string{fmt.Sprintf("%s by %d", sa, waiterID), fmt.Sprintf("%s by %d", sb, ol.(*MySQLLock).ConnID())}
+	if strings.Join(held, "|") != strings.Join(want, "|") {
+		t.Errorf("while waiting for %q: held %v, want %v (the first name taken, the third not yet)", b, held, want)
+	}
+	cancel()
+	select {
+	case err := <-res:
+		if !errors.Is(err, lockkit.ErrNotAcquired) || !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled AcquireNames = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("cancelled AcquireNames did not return")
+	}
+	var n int
+	if err := odb.QueryRowContext(mctx(t, 5*time.Second), "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?", waiterID).Scan(&n); err != nil || n != 0 {
+		t.Errorf("the cancelled waiter's session: %d rows in the processlist (%v), want it killed", n, err)
+	}
+	mustReleaseM(t, ol)
+	if held := heldNames(t, odb, []string{sa, sb, sc}); len(held) != 0 {
+		t.Errorf("after the cancelled wait and the release: held %v (a late grant?)", held)
+	}
+	if s := db.Stats(); s.InUse != 0 {
+		t.Errorf("%d connections in use", s.InUse)
+	}
+}
+
+// The id cache stays small when the pool's connections come and go: a
+// sweep drops the ids not used since the previous sweep.
+func TestMySQLConnIDsSweep(t *testing.T) {
+	var c mysqlConnIDs
+	live := new(int)
+	c.put(live, 7)
+	for i := range 1000 {
+		c.put(new(int), int64(i+100))
+		if id, ok := c.get(live); !ok || id != 7 {
+			t.Fatalf("after %d others, the live connection's id = %d, %v", i, id, ok)
+		}
+	}
+	if n := c.len(); n > 2*mysqlConnIDsMin+1 {
+		t.Errorf("%d ids cached after 1000 connections came and went, want at most %d", n, 2*mysqlConnIDsMin+1)
+	}
+	if _, ok := c.get(nil); ok {
+		t.Error("a nil driver connection has an id")
+	}
+}
+
+func mustName(s string, err error) string {
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// A wait over several names ends at the deadline as a whole, not at a
+// deadline per name: with two names held elsewhere, the second gets only
+// what is left of the time, and the connection stays clean.
+func TestMySQLMultiWaitEndsAtDeadline(t *testing.T) {
+	m, db, _ := newCountedMySQL(t, true)
+	other, _, _ := newCountedMySQL(t, true)
+	admin := integration.MySQL(t)
+	names := hundredNames(t)[:20]
+	servers := make([]string, len(names))
+	for i, n := range names {
+		servers[i] = mustName(m.LockName(n))
+	}
+	l, err := m.TryAcquire(mctx(t, 10*time.Second), names[0]) // learn the id
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := l.(*MySQLLock).ConnID()
+	mustReleaseM(t, l)
+	ol, err := other.TryAcquireNames(mctx(t, 10*time.Second), []string{names[5], names[15]}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wait = 400 * time.Millisecond
+	start := time.Now()
+	_, err = m.AcquireNames(mctx(t, wait), names, nil)
+	took := time.Since(start)
+	var he *lockkit.HeldError
+	if !errors.As(err, &he) || he.Name != names[5] || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("AcquireNames = %v, want a HeldError for %q and DeadlineExceeded", err, names[5])
+	}
+	t.Logf("the wait returned after %v", took.Round(time.Millisecond))
+	if took < wait-50*time.Millisecond || took > wait+wait/2 {
+		t.Errorf("the wait returned after %v, want about %v", took, wait)
+	}
+	if held := heldNames(t, admin, servers); len(held) != 2 {
+		t.Errorf("held after the timed-out wait: %v, want only the other locker's two", held)
+	}
+	l, err = m.TryAcquire(mctx(t, 10*time.Second), names[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.(*MySQLLock).ConnID(); got != id {
+		t.Errorf("after the timed-out wait the pool's connection is %d, want the same %d", got, id)
+	}
+	mustReleaseM(t, l)
+	mustReleaseM(t, ol)
+	if s := db.Stats(); s.InUse != 0 {
+		t.Errorf("%d connections in use", s.InUse)
+	}
+}
