@@ -154,11 +154,12 @@ func TestQueueOneAtATime(t *testing.T) {
 		acq, hold, most = c.get()
 		t.Logf("in all: %d acquire statements, %d holder reads, at most %d in flight", acq, hold, most)
 		// On PostgreSQL nobody polls: a handoff is the next head's
-		// attempt while the lock is held (maybe) and its attempt after
-		// the release, each one statement; waking every waiter on each
-		// release would cost several per waiter.
-		if after := acq + hold - before; e.dialect == rowlock.Postgres && after > 3*waiters {
-			t.Errorf("%d statements for %d handoffs, want at most %d", after, waiters, 3*waiters)
+		// attempt when it gets the turn, maybe one more on the release's
+		// NOTIFY arriving after the local wake-up, and the attempt that
+		// acquires, each one statement; waking every waiter on each
+		// release costs several per waiter (88 here before the queue).
+		if after := acq + hold - before; e.dialect == rowlock.Postgres && after > 4*waiters {
+			t.Errorf("%d statements for %d handoffs, want at most %d", after, waiters, 4*waiters)
 		}
 		if most != 1 {
 			t.Errorf("%d attempt statements were in flight at once, want 1", most)

@@ -83,7 +83,7 @@ func (l *Locker) head(ctx context.Context, name string, ls *lease, q *waitQueue)
 			drain(q.wake)
 			lk, h, err := l.attempt(ctx, name, ls)
 			if err != nil || lk != nil {
-				return lk, err
+				return lk, withHolder(err, holder)
 			}
 			if h != nil {
 				holder = h
@@ -117,6 +117,16 @@ func (l *Locker) head(ctx context.Context, name string, ls *lease, q *waitQueue)
 		case <-timer.C:
 		}
 	}
+}
+
+// withHolder adds the holder last seen to the error of an attempt that
+// ctx ended.
+func withHolder(err error, h *heldInfo) error {
+	var he *lockkit.HeldError
+	if errors.As(err, &he) && he.Holder == nil {
+		he.Holder = h.public()
+	}
+	return err
 }
 
 func drain(ch chan struct{}) {
