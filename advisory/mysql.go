@@ -552,18 +552,26 @@ func (m *MySQL) wait(ctx context.Context, conn *sql.Conn, connID int64, ts []mys
 				timeout = max(timeout, time.Second)
 			}
 			qctx, cancel = context.WithDeadline(base, deadline.Add(mysqlWaitGrace))
-		} else {
+		} else if ctx.Done() != nil {
 			qctx, cancel = context.WithCancel(base)
+		} else {
+			// ctx can never end (context.Background): nothing to
+			// interrupt, and a context without Done spares database/sql
+			// and the driver their per-query cancellation watchers.
+			qctx, cancel = base, func() {}
 		}
 		// The driver closes the connection when qctx ends: when ctx is
 		// cancelled, or mysqlWaitGrace after ctx's deadline. At the
 		// deadline itself the server's own timeout answers first and the
 		// connection stays clean.
-		stop := context.AfterFunc(ctx, func() {
-			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				cancel()
-			}
-		})
+		stop := func() bool { return false }
+		if ctx.Done() != nil {
+			stop = context.AfterFunc(ctx, func() {
+				if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					cancel()
+				}
+			})
+		}
 		got, id, err := getLocks(qctx, conn, ts, timeout)
 		stop()
 		interrupted := qctx.Err() != nil
