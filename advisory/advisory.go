@@ -1,33 +1,21 @@
 package advisory
 
-import "strconv"
+import "github.com/lockkit/lockkit"
 
-// Mode says whether an advisory lock is exclusive or shared.
+// Mode says whether an advisory lock is exclusive or shared: [lockkit.Mode].
 //
 // Any number of sessions may hold a key in Shared mode at once; an
 // Exclusive holder excludes every other holder, shared or exclusive.
-type Mode int
+type Mode = lockkit.Mode
 
 const (
 	// Exclusive excludes every other holder of the key. It is the default.
-	Exclusive Mode = iota
+	Exclusive = lockkit.Exclusive
 	// Shared admits other Shared holders and excludes Exclusive ones.
 	// Backends without shared locks (MySQL GET_LOCK) return an error
 	// matching lockkit.ErrUnsupported.
-	Shared
+	Shared = lockkit.Shared
 )
-
-// String returns "exclusive" or "shared".
-func (m Mode) String() string {
-	switch m {
-	case Exclusive:
-		return "exclusive"
-	case Shared:
-		return "shared"
-	default:
-		return "Mode(" + strconv.Itoa(int(m)) + ")"
-	}
-}
 
 // Options tune one acquire. A nil *Options means the defaults: an
 // Exclusive lock.
