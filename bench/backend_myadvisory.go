@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/go-sql-driver/mysql"
@@ -14,14 +15,57 @@ import (
 )
 
 // The statements lockkit's advisory package sends on MySQL
-// (advisory/mysql.go: attempt, wait, releaseAll).
+// (advisory/mysql.go: getLockQuery, attempt, wait, releaseAll): every name
+// of an acquire in one statement that also reads the connection id, a try
+// with timeout 0, a wait (without a deadline) with a year's timeout and no
+// try before it; the connection id a wait needs beforehand comes from a
+// cache per pool connection, filled by SELECT CONNECTION_ID() the first time
+// a connection waits.
 const (
-	myTrySQL     = "SELECT GET_LOCK(?, 0), CONNECTION_ID()" // the first (or only) name
-	myTryNextSQL = "SELECT GET_LOCK(?, 0)"                  // every further name
-	myWaitSQL    = "SELECT GET_LOCK(?, ?)"                  // the wait, after a try found it held
+	myTrySQL     = "SELECT GET_LOCK(?, 0), CONNECTION_ID()" // one name
+	myWaitSQL    = "SELECT GET_LOCK(?, ?), CONNECTION_ID()" // one name, waiting
+	myConnIDSQL  = "SELECT CONNECTION_ID()"                 // once per connection, before its first wait
 	myReleaseSQL = "SELECT RELEASE_LOCK(?)"
 	myForever    = 365 * 24 * 3600 // lockkit's wait timeout without a deadline: a year
 )
+
+// myTryNamesSQL is lockkit's try of n names: one statement.
+func myTryNamesSQL(n int) string {
+	if n == 1 {
+		return myTrySQL
+	}
+	return "SELECT " + strings.Repeat("GET_LOCK(?, 0), ", n) + "CONNECTION_ID()"
+}
+
+// myConnIDs caches the connection id of each driver connection, as
+// lockkit's advisory.MySQL does, so that a wait is one statement.
+type myConnIDs struct {
+	mu  sync.Mutex
+	ids map[any]int64
+}
+
+// id returns conn's connection id, reading it with myConnIDSQL the first
+// time conn's driver connection is seen.
+func (c *myConnIDs) id(ctx context.Context, conn *sql.Conn) (int64, error) {
+	var dc any
+	_ = conn.Raw(func(d any) error { dc = d; return nil })
+	c.mu.Lock()
+	id, ok := c.ids[dc]
+	c.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	if err := conn.QueryRowContext(ctx, myConnIDSQL).Scan(&id); err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	if c.ids == nil {
+		c.ids = map[any]int64{}
+	}
+	c.ids[dc] = id
+	c.mu.Unlock()
+	return id, nil
+}
 
 var myNetSeq atomic.Int64
 
@@ -183,7 +227,7 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 	}
 	floorV := &variant{
 		name: "floor", role: roleFloor, net: flNet,
-		note: "go-sql-driver on a pinned *sql.Conn: " + myTrySQL + ", " + myReleaseSQL + "; contended: " + myWaitSQL + " with a year's timeout (the server's blocking wait); several names: " + myTryNextSQL + " per further name, one RELEASE_LOCK statement for all, as lockkit",
+		note: "go-sql-driver on a pinned *sql.Conn: " + myTrySQL + ", " + myReleaseSQL + "; contended: " + myWaitSQL + " with a year's timeout (the server's blocking wait; the connection id is read once per connection before its first wait, as lockkit caches it); several names: SELECT GET_LOCK(?, 0), …, CONNECTION_ID() in one statement, one RELEASE_LOCK statement for all, as lockkit",
 		try: func(ctx context.Context, k int) (releaseFunc, error) {
 			return myFloorNames(ctx, flDB, []string{server(k)})
 		},
@@ -193,10 +237,11 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 				return nil, nil, err
 			}
 			warmDB(ctx, db, n)
+			ids := &myConnIDs{}
 			ws := make([]worker, n)
 			for i := range ws {
 				ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) {
-					return myFloorWait(ctx, db, server(k))
+					return myFloorWait(ctx, db, ids, server(k))
 				})
 			}
 			return ws, func() { db.Close() }, nil
@@ -204,19 +249,8 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 		multi: floorMulti,
 		hold:  floorMulti,
 	}
-	oneV := &variant{
-		name: "floor, one statement", role: roleFloor, net: flNet,
-		note: "go-sql-driver, one connection: SELECT GET_LOCK(?, 0), GET_LOCK(?, 0), … for all names in one statement, one RELEASE_LOCK statement",
-		multi: func(ctx context.Context, ks []int) (releaseFunc, error) {
-			srv := make([]string, len(ks))
-			for i, k := range ks {
-				srv[i] = server(k)
-			}
-			return myFloorOneStatement(ctx, flDB, srv)
-		},
-	}
 	return &backendSetup{
-		variants: []*variant{lockkitV, floorV, ipV, oneV},
+		variants: []*variant{lockkitV, floorV, ipV},
 		notes: []string{
 			"no peer: the issue lists none for MySQL GET_LOCK",
 			"the DSN has no interpolateParams, so go-sql-driver prepares every statement with arguments: 2 round trips each (prepare, execute; the close is not answered), for lockkit and the floor alike",
@@ -226,25 +260,30 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 }
 
 // myFloorNames takes names on one pinned connection with lockkit's
-// statements.
+// statement: every name and the connection id in one statement.
 func myFloorNames(ctx context.Context, db *sql.DB, names []string) (releaseFunc, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for i, n := range names {
-		var got sql.NullInt64
-		if i == 0 {
-			var id int64
-			err = conn.QueryRowContext(ctx, myTrySQL, n).Scan(&got, &id)
-		} else {
-			err = conn.QueryRowContext(ctx, myTryNextSQL, n).Scan(&got)
+	got := make([]sql.NullInt64, len(names))
+	dest := make([]any, len(names)+1)
+	args := make([]any, len(names))
+	for i := range names {
+		dest[i], args[i] = &got[i], names[i]
+	}
+	var id int64
+	dest[len(names)] = &id
+	err = conn.QueryRowContext(ctx, myTryNamesSQL(len(names)), args...).Scan(dest...)
+	for _, g := range got {
+		if err == nil && g.Int64 != 1 {
+			err = fmt.Errorf("GET_LOCK returned %v", g)
 		}
-		if err != nil || got.Int64 != 1 {
-			conn.Raw(func(any) error { return errBadConn })
-			conn.Close()
-			return nil, fmt.Errorf("GET_LOCK: %v %v", got, err)
-		}
+	}
+	if err != nil {
+		conn.Raw(func(any) error { return errBadConn })
+		conn.Close()
+		return nil, err
 	}
 	return myFloorRelease(conn, names), nil
 }
@@ -277,46 +316,30 @@ func myFloorRelease(conn *sql.Conn, names []string) releaseFunc {
 	}
 }
 
-// myFloorWait waits for a name with the server's blocking GET_LOCK. The
-// wait is not cancelled at the end of the contended window: it drains.
-func myFloorWait(ctx context.Context, db *sql.DB, name string) (releaseFunc, error) {
+// myFloorWait waits for a name with the server's blocking GET_LOCK, in
+// lockkit's one statement (the connection id read once per connection
+// beforehand, as lockkit's cache does). The wait is not cancelled at the
+// end of the contended window: it drains.
+func myFloorWait(ctx context.Context, db *sql.DB, ids *myConnIDs, name string) (releaseFunc, error) {
 	ctx = context.WithoutCancel(ctx)
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var got sql.NullInt64
-	if err := conn.QueryRowContext(ctx, myWaitSQL, name, myForever).Scan(&got); err != nil || got.Int64 != 1 {
+	want, err := ids.id(ctx, conn)
+	if err != nil {
 		conn.Raw(func(any) error { return errBadConn })
 		conn.Close()
-		return nil, fmt.Errorf("GET_LOCK: %v %v", got, err)
+		return nil, err
+	}
+	var (
+		got sql.NullInt64
+		id  int64
+	)
+	if err := conn.QueryRowContext(ctx, myWaitSQL, name, float64(myForever)).Scan(&got, &id); err != nil || got.Int64 != 1 || id != want {
+		conn.Raw(func(any) error { return errBadConn })
+		conn.Close()
+		return nil, fmt.Errorf("GET_LOCK: %v %v (connection %d, expected %d)", got, err, id, want)
 	}
 	return myFloorRelease(conn, []string{name}), nil
-}
-
-// myFloorOneStatement takes every name with one statement.
-func myFloorOneStatement(ctx context.Context, db *sql.DB, names []string) (releaseFunc, error) {
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	q := "SELECT " + strings.TrimSuffix(strings.Repeat("GET_LOCK(?, 0), ", len(names)), ", ")
-	got := make([]sql.NullInt64, len(names))
-	dest := make([]any, len(names))
-	args := make([]any, len(names))
-	for i := range names {
-		dest[i], args[i] = &got[i], names[i]
-	}
-	err = conn.QueryRowContext(ctx, q, args...).Scan(dest...)
-	for _, g := range got {
-		if err == nil && g.Int64 != 1 {
-			err = fmt.Errorf("GET_LOCK returned %v", g)
-		}
-	}
-	if err != nil {
-		conn.Raw(func(any) error { return errBadConn })
-		conn.Close()
-		return nil, err
-	}
-	return myFloorRelease(conn, names), nil
 }

@@ -58,7 +58,7 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('ZREM', KEYS[3], head)
     local i = string.find(head, '|', 1, true)
     redis.call('SET', KEYS[1], string.sub(head, 1, i) .. nextFence() .. string.sub(head, i + 1), 'PX', ARGV[3])
-    redis.call('PUBLISH', ARGV[2], 'granted')
+    redis.call('PUBLISH', ARGV[2], 'granted ' .. redis.sha1hex(string.sub(head, 1, i)) .. ' ' .. ARGV[3])
     return 1
   end
 end

@@ -22,10 +22,13 @@ import (
 	"github.com/lockkit/lockkit/rowlock"
 )
 
-// lockkit's rowlock statements (rowlock/sql.go: acquire, release), with
-// {t} for the table. The floor sends exactly these.
+// lockkit's rowlock statements (rowlock/sql.go: acquire, acquireHolder,
+// holder, release), with {t} for the table. The floor sends exactly these:
+// on PostgreSQL the acquire that also returns the holder when the lease is
+// live elsewhere (one round trip per attempt); on MySQL the acquire, and
+// after a failed one the holder read.
 const (
-	rlPGAcquire = `INSERT INTO {t} AS t (name, owner, acquired_at, expires_at, host, pid, data)
+	rlPGAcquireBase = `INSERT INTO {t} AS t (name, owner, acquired_at, expires_at, host, pid, data)
 VALUES ($1, $2, clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond', $4, $5, $6)
 ON CONFLICT (name) DO UPDATE SET
   owner = EXCLUDED.owner, token = DEFAULT,
@@ -33,29 +36,22 @@ ON CONFLICT (name) DO UPDATE SET
   host = EXCLUDED.host, pid = EXCLUDED.pid, data = EXCLUDED.data
 WHERE t.expires_at <= clock_timestamp()
 RETURNING token`
+	rlPGHolderCols = `SELECT owner, token,
+  (extract(epoch FROM acquired_at) * 1000000)::bigint, (extract(epoch FROM expires_at) * 1000000)::bigint,
+  host, pid, data, (extract(epoch FROM expires_at - clock_timestamp()) * 1000000)::bigint`
+	// rlPGAcquire is rowlock's acquireHolder: one row, the new token (0:
+	// held) and the holder's columns; no row: the row changed under the
+	// statement (try again).
+	rlPGAcquire = `WITH a AS (` + rlPGAcquireBase + `)
+SELECT token, '', 0::bigint, 0::bigint, 0::bigint, '', 0, '', 0::bigint FROM a
+UNION ALL
+SELECT 0, h.* FROM (` + rlPGHolderCols + ` FROM {t} WHERE name = $1 FOR SHARE) h
+WHERE NOT EXISTS (SELECT 1 FROM a)`
 	rlPGRelease = `WITH r AS (
   UPDATE {t} SET expires_at = clock_timestamp()
   WHERE name = $1 AND owner = $2 AND token = $3 AND expires_at > clock_timestamp()
   RETURNING name)
 SELECT count(pg_notify($4, name)) FROM r`
-
-	// A diagnostic alternative to rlPGAcquire: the takeover is an UPDATE
-	// whose WHERE fails without locking the row, and a new row an INSERT
-	// ... ON CONFLICT DO NOTHING, which takes no lock on a conflict either.
-	// A failed attempt then writes no WAL and does not queue on the row
-	// lock ahead of the holder's release.
-	rlPGAcquireNoLock = `WITH u AS (
-  UPDATE {t} SET owner = $2, token = DEFAULT, acquired_at = clock_timestamp(),
-    expires_at = clock_timestamp() + $3::bigint * interval '1 microsecond', host = $4, pid = $5, data = $6
-  WHERE name = $1 AND expires_at <= clock_timestamp()
-  RETURNING token),
-i AS (
-  INSERT INTO {t} (name, owner, acquired_at, expires_at, host, pid, data)
-  SELECT $1, $2, clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond', $4, $5, $6
-  WHERE NOT EXISTS (SELECT 1 FROM u)
-  ON CONFLICT (name) DO NOTHING
-  RETURNING token)
-SELECT token FROM u UNION ALL SELECT token FROM i`
 
 	rlMyExpired = `expires_at <= UTC_TIMESTAMP(6)`
 	rlMyNow     = `TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6))`
@@ -70,6 +66,9 @@ ON DUPLICATE KEY UPDATE
   data = IF(` + rlMyExpired + `, ?, data),
   expires_at = IF(` + rlMyExpired + `, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, expires_at)`
 	rlMyRelease = `UPDATE {t} SET expires_at = UTC_TIMESTAMP(6) WHERE name = ? AND owner = ? AND token = ? AND expires_at > UTC_TIMESTAMP(6)`
+	rlMyHolder  = `SELECT owner, token,
+  TIMESTAMPDIFF(MICROSECOND, '1970-01-01', acquired_at), TIMESTAMPDIFF(MICROSECOND, '1970-01-01', expires_at),
+  host, pid, data, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at) FROM {t} WHERE name = ?`
 )
 
 // rlTTL is the lease of every lock-table variant: rowlock's default.
@@ -259,11 +258,11 @@ func setupRowlock(ctx context.Context, e *env, rc rowlockCfg) (*backendSetup, er
 	}
 	closers = append(closers, func() { flDB.Close() })
 	host, _ := os.Hostname()
-	newFloorSQL := func(db *sql.DB, pgAcquire string) (*rowFloor, error) {
+	newFloor := func(db *sql.DB) (*rowFloor, error) {
 		f := &rowFloor{pg: pg, db: db, owner: "bench-floor-" + e.runID, host: host, pid: os.Getpid(),
 			channel: "lockkit." + table, wake: newGeneration()}
 		if pg {
-			f.acquire = strings.ReplaceAll(pgAcquire, "{t}", rc.quote(table))
+			f.acquire = strings.ReplaceAll(rlPGAcquire, "{t}", rc.quote(table))
 			f.release = strings.ReplaceAll(rlPGRelease, "{t}", rc.quote(table))
 			return f, nil
 		}
@@ -271,23 +270,59 @@ func setupRowlock(ctx context.Context, e *env, rc rowlockCfg) (*backendSetup, er
 		if f.acqStmt, err = db.PrepareContext(ctx, strings.ReplaceAll(rlMyAcquire, "{t}", rc.quote(table))); err != nil {
 			return nil, err
 		}
+		if f.holdStmt, err = db.PrepareContext(ctx, strings.ReplaceAll(rlMyHolder, "{t}", rc.quote(table))); err != nil {
+			return nil, err
+		}
 		if f.relStmt, err = db.PrepareContext(ctx, strings.ReplaceAll(rlMyRelease, "{t}", rc.quote(table))); err != nil {
 			return nil, err
 		}
 		return f, nil
 	}
-	newFloor := func(db *sql.DB) (*rowFloor, error) { return newFloorSQL(db, rlPGAcquire) }
 	fl, err := newFloor(flDB)
 	if err != nil {
 		return fail(err)
 	}
-	floorWait := "waiters LISTEN on one connection and try again on each NOTIFY (no holder read, no lease timer)"
+	floorWait := "one waiter at a time per process waits on the server (the others queue in-process, FIFO, as rowlock's do): it LISTENs on one connection and tries again on each NOTIFY (no lease timer)"
+	everyWait := "waiters LISTEN on one connection and try again on each NOTIFY"
 	if !pg {
-		floorWait = "waiters poll with lockkit's backoff (2 ms doubling to 100 ms, jitter) and are woken by a release in this process"
+		floorWait = "one waiter at a time per process waits on the server (the others queue in-process, FIFO, as rowlock's do): it polls with lockkit's backoff (2 ms doubling to 100 ms, jitter) and is woken by a release in this process"
+		everyWait = "waiters poll with lockkit's backoff (2 ms doubling to 100 ms, jitter) and are woken by a release in this process"
+	}
+	// everyWaiter: every contended worker tries on the server on each
+	// wake-up (rowlock's design before 56bd722).
+	everyWaiter := func(ctx context.Context, k, n int) ([]worker, func(), error) {
+		db, err := rc.open(rc.dsn, flNet, n+4)
+		if err != nil {
+			return nil, nil, err
+		}
+		warmDB(ctx, db, n)
+		f, err := newFloor(db)
+		if err != nil {
+			db.Close()
+			return nil, nil, err
+		}
+		stop := func() { db.Close() }
+		if pg {
+			unlisten, err := f.listen(ctx, e.pgDSN, flNet)
+			if err != nil {
+				db.Close()
+				return nil, nil, err
+			}
+			stop = func() { unlisten(); db.Close() }
+		}
+		ws := make([]worker, n)
+		for i := range ws {
+			ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) { return f.wait(ctx, name(k)) })
+		}
+		return ws, stop, nil
+	}
+	holderHow := "the acquire statement returns the holder when held"
+	if !pg {
+		holderHow = "prepared, as rowlock does; a failed acquire is followed by the holder read"
 	}
 	floorV := &variant{
 		name: "floor", role: roleFloor, net: flNet,
-		note: "database/sql (the driver lockkit takes) running rowlock's acquire and release statements (prepared on MySQL, as rowlock does); contended: " + floorWait,
+		note: "database/sql (the driver lockkit takes) running rowlock's acquire and release statements (" + holderHow + "); contended: " + floorWait,
 		try: func(ctx context.Context, k int) (releaseFunc, error) {
 			rel, err := fl.try(ctx, name(k))
 			if err == nil && rel == nil {
@@ -296,72 +331,18 @@ func setupRowlock(ctx context.Context, e *env, rc rowlockCfg) (*backendSetup, er
 			return rel, err
 		},
 		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
-			db, err := rc.open(rc.dsn, flNet, n+4)
+			ws, stop, err := everyWaiter(ctx, k, n)
 			if err != nil {
 				return nil, nil, err
 			}
-			warmDB(ctx, db, n)
-			f, err := newFloor(db)
-			if err != nil {
-				db.Close()
-				return nil, nil, err
-			}
-			stop := func() { db.Close() }
-			if pg {
-				unlisten, err := f.listen(ctx, e.pgDSN, flNet)
-				if err != nil {
-					db.Close()
-					return nil, nil, err
-				}
-				stop = func() { unlisten(); db.Close() }
-			}
-			ws := make([]worker, n)
-			for i := range ws {
-				ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) { return f.wait(ctx, name(k)) })
-			}
-			return ws, stop, nil
+			return singleFile(ws), stop, nil
 		},
 	}
-	variants = append(variants, floorV, singleFileVariant(floorV))
-	if pg {
-		noLock, err := newFloorSQL(flDB, rlPGAcquireNoLock)
-		if err != nil {
-			return fail(err)
-		}
-		variants = append(variants, &variant{
-			name: "floor, takeover without a row lock (diagnostic)", role: roleFloor, net: flNet, diagnostic: true,
-			note: "the floor with one statement changed: the acquire is UPDATE ... WHERE expired, else INSERT ... ON CONFLICT DO NOTHING (one statement, a CTE), so a failed attempt locks no row and writes no WAL",
-			try: func(ctx context.Context, k int) (releaseFunc, error) {
-				rel, err := noLock.try(ctx, name(k))
-				if err == nil && rel == nil {
-					err = errors.New("held")
-				}
-				return rel, err
-			},
-			contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
-				db, err := rc.open(rc.dsn, flNet, n+4)
-				if err != nil {
-					return nil, nil, err
-				}
-				warmDB(ctx, db, n)
-				f, err := newFloorSQL(db, rlPGAcquireNoLock)
-				if err != nil {
-					db.Close()
-					return nil, nil, err
-				}
-				unlisten, err := f.listen(ctx, e.pgDSN, flNet)
-				if err != nil {
-					db.Close()
-					return nil, nil, err
-				}
-				ws := make([]worker, n)
-				for i := range ws {
-					ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) { return f.wait(ctx, name(k)) })
-				}
-				return ws, func() { unlisten(); db.Close() }, nil
-			},
-		})
-	}
+	variants = append(variants, floorV, &variant{
+		name: "floor, every waiter on the server (diagnostic)", role: roleFloor, net: flNet, diagnostic: true,
+		note:      "the floor's statements with rowlock's wait design before 56bd722: " + everyWait + ", so a release wakes every waiter",
+		contended: everyWaiter,
+	})
 
 	// Peer: goose's table locker, one per lock id (each holds an
 	// in-process mutex from Lock to Unlock).
@@ -446,6 +427,7 @@ type rowFloor struct {
 	db               *sql.DB
 	acquire, release string    // PostgreSQL
 	acqStmt, relStmt *sql.Stmt // MySQL
+	holdStmt         *sql.Stmt // MySQL: the holder read after a failed acquire
 	owner, host      string
 	pid              int
 	channel          string
@@ -456,10 +438,17 @@ type rowFloor struct {
 func (f *rowFloor) try(ctx context.Context, name string) (releaseFunc, error) {
 	ttl := rlTTL.Microseconds()
 	var token int64
+	// The holder's columns, scanned as rowlock scans them.
+	var (
+		owner, host, data              string
+		htoken, since, expires, remain int64
+		pid                            int64
+	)
+	holder := []any{&owner, &htoken, &since, &expires, &host, &pid, &data, &remain}
 	if f.pg {
-		err := f.db.QueryRowContext(ctx, f.acquire, name, f.owner, ttl, f.host, f.pid, "").Scan(&token)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, nil
+		err := f.db.QueryRowContext(ctx, f.acquire, name, f.owner, ttl, f.host, f.pid, "").Scan(append([]any{&token}, holder...)...)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && token == 0) {
+			return nil, nil // held (the holder came with the answer), or changed under the statement
 		}
 		if err != nil {
 			return nil, err
@@ -469,7 +458,14 @@ func (f *rowFloor) try(ctx context.Context, name string) (releaseFunc, error) {
 		if err != nil {
 			return nil, err
 		}
-		if token, err = res.LastInsertId(); err != nil || token == 0 {
+		if token, err = res.LastInsertId(); err != nil {
+			return nil, err
+		}
+		if token == 0 {
+			err := f.holdStmt.QueryRowContext(ctx, name).Scan(holder...)
+			if errors.Is(err, sql.ErrNoRows) {
+				err = nil
+			}
 			return nil, err
 		}
 	}
