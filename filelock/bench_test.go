@@ -4,9 +4,12 @@ package filelock
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -188,4 +191,137 @@ func BenchmarkHandoff(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkContended: 16 goroutines take and release one name through one
+// Locker, as the bench harness's contended scenario does ("lockkit"), and
+// the same with each goroutine making the raw system calls with a blocking
+// flock(LOCK_EX), the kernel's own wait ("floor"). Reports acquisitions per
+// second, the spread of acquisitions per worker (max/min), the share of
+// acquisitions taken by the worker that released last ("rewin-%"), and the
+// median time from a release to the next holder's acquire returning when
+// that holder is another worker.
+func BenchmarkContended(b *testing.B) {
+	const workers = 16
+	for _, variant := range []string{"lockkit", "floor"} {
+		b.Run(variant, func(b *testing.B) {
+			dir := b.TempDir()
+			l := newLocker(b, dir, &Config{Owner: "root", App: "filelock.test"})
+			raw := newRawFloor(b, dir)
+			const name = "contended"
+			// As the bench harness: a cancellable context for the
+			// wait, a timeout for each release.
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var (
+				mu       sync.Mutex
+				last     = -1
+				released time.Time
+				handoffs []time.Duration
+				rewins   int
+				counts   [workers]int
+				left     atomic.Int64
+				wg       sync.WaitGroup
+			)
+			acquire := func() (func() error, error) {
+				if variant == "floor" {
+					return raw.blocking(name+".lock", name)
+				}
+				lk, err := l.Acquire(ctx, name)
+				if err != nil {
+					return nil, err
+				}
+				return func() error {
+					rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer rcancel()
+					return lk.Release(rctx)
+				}, nil
+			}
+			left.Store(int64(b.N))
+			b.ResetTimer()
+			start := time.Now()
+			for w := range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for left.Add(-1) >= 0 {
+						release, err := acquire()
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						mu.Lock()
+						if last == w {
+							rewins++
+						} else if last >= 0 {
+							handoffs = append(handoffs, time.Since(released))
+						}
+						last = w
+						counts[w]++
+						released = time.Now()
+						mu.Unlock()
+						if err := release(); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			slices.Sort(handoffs)
+			lo, hi := slices.Min(counts[:]), slices.Max(counts[:])
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "acq/s")
+			b.ReportMetric(float64(hi)/float64(max(lo, 1)), "spread")
+			b.ReportMetric(100*float64(rewins)/float64(b.N), "rewin-%")
+			if len(handoffs) > 0 {
+				b.ReportMetric(float64(handoffs[len(handoffs)/2].Nanoseconds())/1e3, "handoff-p50-µs")
+			}
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// blocking is the raw system calls of an Acquire with the kernel's blocking
+// flock as the wait; it returns the release.
+func (r *rawFloor) blocking(file, name string) (func() error, error) {
+	fd, err := unix.Openat(r.dirfd, file, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	var st, st2 unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := flock(fd, unix.LOCK_EX); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := unix.Fstatat(r.dirfd, file, &st2, unix.AT_SYMLINK_NOFOLLOW); err != nil || st2.Ino != st.Ino {
+		unix.Close(fd)
+		return nil, fmt.Errorf("lock file replaced: %v", err)
+	}
+	var buf [512]byte
+	rec := append(buf[:0], r.prefix...)
+	rec = time.Now().UTC().AppendFormat(rec, time.RFC3339Nano)
+	rec = append(rec, `","name":"`...)
+	rec = append(rec, name...)
+	rec = append(rec, "\"}\n"...)
+	if _, err := unix.Pwrite(fd, rec, 0); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return func() error {
+		err := unix.Fstatat(r.dirfd, file, &st2, unix.AT_SYMLINK_NOFOLLOW)
+		if err == nil {
+			_, err = unix.Pwrite(fd, []byte{' '}, 0)
+		}
+		_ = unix.Flock(fd, unix.LOCK_UN)
+		if cerr := unix.Close(fd); err == nil {
+			err = cerr
+		}
+		return err
+	}, nil
 }

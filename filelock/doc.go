@@ -75,8 +75,17 @@
 // here, a release is taken over in about 0.05–0.1ms. Where inotify is not
 // available (other systems, or fs.inotify.max_user_instances reached), or
 // a holder unlocks without closing, a released lock is taken up to one
-// polling interval later. Waiting is not fair: a newcomer may win over a
-// waiter that has waited long.
+// polling interval later.
+//
+// Within one Locker, the acquires of a name take turns, first come first
+// served: only the first of them opens the lock file and waits on it, the
+// others queue in the process, and a Release hands the turn straight to the
+// next one, which then takes the flock itself (on a descriptor of its own).
+// A holder that releases and at once acquires again goes behind the
+// acquires already queued; shared acquires share a turn, but do not pass a
+// queued exclusive one. Across Lockers and processes, waiting is not fair:
+// a newcomer may win over a waiter that has waited long. Turns only order
+// attempts; the flock still decides who holds the lock.
 //
 // # Loss
 //

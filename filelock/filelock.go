@@ -101,7 +101,9 @@ type Config struct {
 // Locker takes flock(2) locks on files in one directory. It implements
 // lockkit.Locker. It is safe for concurrent use; each lock it hands out has
 // an open file description of its own, so two handles exclude each other
-// even inside one process.
+// even inside one process. Its acquires of one name take turns in FIFO
+// order (see [Locker.AcquireMode]), so goroutines that share a Locker share
+// a contended lock fairly.
 //
 // A Locker keeps a descriptor of its directory open, and opens lock files
 // relative to it: renaming or replacing the directory path after New does
@@ -116,6 +118,9 @@ type Locker struct {
 	refs   int // 1 while open, plus one per lock and per acquire in flight
 	closed bool
 	idle   []*notifier // for reuse by waiters
+
+	turnMu sync.Mutex
+	turns  map[string]*nameTurns // by lock file; see turn.go
 }
 
 var _ lockkit.Locker = (*Locker)(nil)
@@ -317,9 +322,19 @@ func (l *Locker) TryAcquire(ctx context.Context, name string) (lockkit.Lock, err
 // doubling with jitter up to Config.PollMax. On Linux it also watches the
 // lock file with inotify and retries as soon as anyone closes it, which is
 // when a holder releases or dies; without that wake-up a released lock is
-// taken up to one interval later. Under contention a waiter that just
-// started may win over one that has waited long: waiting is not fair. When ctx ends first the error is a *lockkit.HeldError
-// matching both lockkit.ErrNotAcquired and ctx.Err(), and nothing is held.
+// taken up to one interval later.
+//
+// The acquires of a name in one Locker take turns in the order they came:
+// while one of them holds the lock or waits on it, the others queue in the
+// process, without touching the lock file, and each Release hands the turn
+// to the next (see the package documentation). Shared acquires share a
+// turn, behind any exclusive one queued before them. Between Lockers and
+// processes, a waiter that just started may win over one that has waited
+// long: that waiting is not fair.
+//
+// When ctx ends first the error is a *lockkit.HeldError matching both
+// lockkit.ErrNotAcquired and ctx.Err(), and nothing is held (a turn handed
+// to an acquire as its ctx ends is handed on).
 func (l *Locker) AcquireMode(ctx context.Context, name string, mode Mode) (*Lock, error) {
 	return l.acquire(ctx, name, mode, true)
 }
@@ -328,6 +343,13 @@ func (l *Locker) AcquireMode(ctx context.Context, name string, mode Mode) (*Lock
 // returns at once. When the lock is held elsewhere in a conflicting mode the
 // error is a *lockkit.HeldError naming the holder, as far as the lock file
 // tells (see [Locker.Inspect]).
+//
+// It does not jump the queue of this Locker's acquires of the name (see
+// [Locker.AcquireMode]): while one of them holds the name's turn in a
+// conflicting mode, or any is queued for it, TryAcquireMode fails at once
+// with a HeldError without trying the flock. That includes the moment
+// between a Release and the next queued acquire's flock, when the lock file
+// is briefly unlocked.
 func (l *Locker) TryAcquireMode(ctx context.Context, name string, mode Mode) (*Lock, error) {
 	return l.acquire(ctx, name, mode, false)
 }
@@ -402,7 +424,7 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 	}
 
 	var (
-		f        lockFile
+		f        = lockFile{fd: -1}
 		backoff  = l.cfg.PollMin
 		timer    *time.Timer
 		n        *notifier
@@ -419,15 +441,30 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 			f.fd = -1
 		}
 	}
+
+	// Take this Locker's turn for the name first (see turn.go): behind
+	// the acquires of the name already queued here, and never while a
+	// Lock of this Locker holds it in a conflicting mode.
+	if w, ok := l.takeTurn(file, mode, wait); !ok {
+		if w == nil {
+			l.unref()
+			return nil, &lockkit.HeldError{Name: name, Holder: l.peekHolder(file)}
+		}
+		if err := l.waitTurn(ctx, file, w); err != nil {
+			l.unref()
+			return nil, &lockkit.HeldError{Name: name, Holder: l.peekHolder(file), Cause: err}
+		}
+	}
+
 	fail := func(err error) (*Lock, error) {
 		closeFile()
 		if timer != nil {
 			timer.Stop()
 		}
+		l.passTurn(file, mode)
 		l.unref()
 		return nil, err
 	}
-	f.fd = -1
 	for {
 		if f.fd < 0 {
 			var err error
@@ -506,7 +543,7 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 		n = nil
 	}
 
-	lk := &Lock{locker: l, fd: f.fd, file: file, mode: mode, writable: f.writable, dev: uint64(f.st.Dev), ino: uint64(f.st.Ino)}
+	lk := &Lock{locker: l, fd: f.fd, file: file, mode: mode, writable: f.writable, dev: uint64(f.st.Dev), ino: uint64(f.st.Ino), turn: true}
 	if f.writable {
 		var err error
 		switch mode {
@@ -605,6 +642,22 @@ func (l *Locker) writeRecord(fd int, name string) error {
 func clearRecord(fd int) error {
 	_, err := pwriteFull(fd, []byte{' '})
 	return err
+}
+
+// peekHolder reads the holder record of file without creating or locking
+// it: for a conflict found without looking at the file (another acquire of
+// this Locker has the name's turn). nil when there is none it can read.
+func (l *Locker) peekHolder(file string) *lockkit.Holder {
+	fd, err := openatRetry(l.dirfd, file, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil
+	}
+	return readHolder(fd)
 }
 
 // readHolder reads the holder record from an open lock file; nil when there

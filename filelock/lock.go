@@ -31,8 +31,9 @@ type Lock struct {
 	writable bool
 	dev, ino uint64
 
-	mu     sync.Mutex // guards fd against a concurrent Check during Release
+	mu     sync.Mutex // guards fd and turn against a concurrent Check during Release
 	fd     int        // -1 once closed
+	turn   bool       // the lock still holds its Locker's turn for the name (see turn.go)
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	closed bool
@@ -56,7 +57,8 @@ func (lk *Lock) start(name string) {
 }
 
 // Check reports whether the lock file at the lock's path is still the file
-// this lock holds. When it is not, the lock is marked lost (Done closes) and
+// this lock holds. When it is not, the lock is marked lost (Done closes),
+// the next acquire of the name queued in its Locker gets its turn, and
 // Check returns the loss error, which matches lockkit.ErrLost. After
 // Release, Check returns Err.
 func (lk *Lock) Check() error {
@@ -65,10 +67,21 @@ func (lk *Lock) Check() error {
 	if lk.closed {
 		return lk.Err()
 	}
-	if err := lk.check(); err != nil {
-		lk.MarkLost(err)
+	if err := lk.check(); err != nil && lk.MarkLost(err) {
+		// A lost lock no longer holds anyone of this Locker back: the
+		// next acquire of the name takes the path's file (the flock
+		// still decides, should the old file be the path's file).
+		lk.passTurn()
 	}
 	return lk.Err()
+}
+
+// passTurn hands the lock's turn on, once. lk.mu is held.
+func (lk *Lock) passTurn() {
+	if lk.turn {
+		lk.turn = false
+		lk.locker.passTurn(lk.file, lk.mode)
+	}
 }
 
 // check compares the path's file with the locked one. lk.mu is held, and
@@ -104,7 +117,7 @@ func (lk *Lock) watch(iv time.Duration) {
 }
 
 // unlock is the lockstate.UnlockFunc: check the path, clear the holder
-// record, unlock, close the descriptor.
+// record, unlock, hand the turn on, close the descriptor.
 func (lk *Lock) unlock(_ context.Context, lost bool) error {
 	if lk.stop != nil {
 		close(lk.stop)
@@ -128,6 +141,9 @@ func (lk *Lock) unlock(_ context.Context, lost bool) error {
 	// notifier), and must find the lock already gone. The close alone
 	// would drop the lock too, a moment after the waiter's event.
 	_ = flock(lk.fd, unix.LOCK_UN)
+	// The next acquire of this Locker (if one is queued) can take the
+	// lock now; it need not wait for the close.
+	lk.passTurn()
 	if cerr := unix.Close(lk.fd); cerr != nil && err == nil && !lost {
 		// close(2) on a local file does not fail in practice; if it
 		// did, the kernel still released the descriptor.
