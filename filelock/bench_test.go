@@ -238,12 +238,12 @@ func BenchmarkContended(b *testing.B) {
 				}, nil
 			}
 			left.Store(int64(b.N))
-			b.ResetTimer()
-			start := time.Now()
+			gate := make(chan struct{})
 			for w := range workers {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
+					<-gate
 					for left.Add(-1) >= 0 {
 						release, err := acquire()
 						if err != nil {
@@ -267,6 +267,9 @@ func BenchmarkContended(b *testing.B) {
 					}
 				}()
 			}
+			b.ResetTimer()
+			start := time.Now()
+			close(gate)
 			wg.Wait()
 			elapsed := time.Since(start)
 			b.StopTimer()

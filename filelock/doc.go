@@ -83,7 +83,9 @@
 // next one, which then takes the flock itself (on a descriptor of its own).
 // A holder that releases and at once acquires again goes behind the
 // acquires already queued; shared acquires share a turn, but do not pass a
-// queued exclusive one. Across Lockers and processes, waiting is not fair:
+// queued exclusive one. The next in line watches for its turn for up to
+// 50µs, yielding the processor, before it sleeps: a quick succession of
+// holders passes the lock without waking sleeping goroutines. Across Lockers and processes, waiting is not fair:
 // a newcomer may win over a waiter that has waited long. Turns only order
 // attempts; the flock still decides who holds the lock.
 //

@@ -380,3 +380,55 @@ func openOn(t *testing.T, path string) int {
 	}
 	return n
 }
+
+// TestTurnBusy: goroutines sharing a Locker take and release one name as
+// fast as they can — turns passed to a head that watches for them and to
+// one that sleeps — and never hold it two at once; every acquire gets its
+// lock, and nothing is left held or queued.
+func TestTurnBusy(t *testing.T) {
+	for _, spin := range []time.Duration{turnSpin, 0} {
+		t.Run("spin="+spin.String(), func(t *testing.T) {
+			defer func(old time.Duration) { turnSpin = old }(turnSpin)
+			turnSpin = spin
+			l := newLocker(t, t.TempDir(), nil)
+			const workers, rounds = 6, 100
+			ctx := ctxT(t, 30*time.Second)
+			var (
+				inside, overlap, total int
+				mu                     sync.Mutex
+				wg                     sync.WaitGroup
+			)
+			for range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range rounds {
+						lk, err := l.Acquire(ctx, "busy")
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						mu.Lock()
+						if inside++; inside > 1 {
+							overlap++
+						}
+						total++
+						mu.Unlock()
+						mu.Lock()
+						inside--
+						mu.Unlock()
+						if err := lk.Release(ctx); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if overlap != 0 || total != workers*rounds {
+				t.Errorf("%d overlaps, %d acquisitions; want 0 and %d", overlap, total, workers*rounds)
+			}
+			wantNoTurns(t, l)
+		})
+	}
+}
