@@ -111,14 +111,28 @@
 //
 // # Waiting
 //
-// [Locker.Lock] tries once. When the lock is held it subscribes to the
-// name's release channel (the subscription is confirmed by a PING on the
-// pub/sub connection before going on, so no release is missed), and from
-// then on each attempt also registers the call in the name's wait queue.
-// It waits for a release message that wakes it (see below), for the
-// holder's lease to run out (an expired key publishes nothing, so a timer
-// is set to the PTTL the conflict reported), or for its context; and it
-// renews its registration every TTL/3.
+// A Locker's [Locker.Lock] calls on one name queue in-process, in the
+// order they were made, and only the head of that local queue waits on the
+// server; the others wait for their turn without a round trip. A call that
+// finds no other call of its Locker waiting on the name tries once (one
+// round trip when the lock is free); one that finds others waiting queues
+// behind them without trying. The head subscribes to the name's release
+// channel (the subscription is confirmed by a PING on the pub/sub
+// connection before going on, so no release is missed; it is kept for the
+// next head), and each of its attempts takes the lock if it is free or was
+// handed to it, or else registers it in the name's wait queue in Redis. It
+// waits for a release message that wakes it (see below), for the holder's
+// lease to run out (an expired key publishes nothing, so a timer is set to
+// the PTTL the conflict reported), or for its context; and it renews its
+// registration every TTL/3. When the head acquires, fails or gives up, the
+// turn passes to the next call in the local queue, which registers in
+// Redis at once. So a Locker has at most one waiter per name in the Redis
+// queue: the Redis queue orders processes (Lockers), each Locker's local
+// queue orders its own calls, and a Locker whose waiter just got the lock
+// queues its next waiter behind those other processes had already queued.
+// Under contention an acquisition costs about two round trips (the
+// release that hands the lock on and the claim), plus the next waiter's
+// registration when the lock passes between processes.
 //
 // Releases hand the lock over in order. A release that finds waiters
 // registered does not delete the key: it sets it to the value of the
@@ -135,9 +149,9 @@
 // passes it on in the same round trip. A waiter whose process died stays
 // registered until its registration lapses (TTL after its last renewal);
 // a lock handed to it in that time is free again when the short lease
-// ends, and the other waiters of a Locker are woken then if no later grant
-// was published on that name meanwhile. When a holder's lease ends without a release, the lock is free for
-// whoever tries first.
+// ends, and the waiting head of every Locker is woken then if no later
+// grant was published on that name meanwhile. When a holder's lease ends
+// without a release, the lock is free for whoever tries first.
 //
 // The queue lives in two sorted sets beside the lock key,
 // "<prefix>{N}:queue" (places in line) and "<prefix>{N}:alive"

@@ -18,7 +18,9 @@ import (
 // its waiters, and unsubscribed when its last waiter leaves; when no waiter
 // is left the connection is closed and its reader goroutine ends. A Locker
 // with nobody waiting therefore holds no pub/sub connection and runs no
-// goroutine.
+// goroutine. Since only the head of a Locker's local queue for a name
+// waits on the server (see turns), a channel has one waiter per Locker:
+// the queue's, handed from head to head with setID.
 //
 // A release that hands the lock to a waiter publishes that waiter's id (see
 // releaseSrc), and the hub wakes only the waiter with that id, if it is
@@ -204,6 +206,22 @@ func closeOnce(c chan struct{}) {
 	default:
 		close(c)
 	}
+}
+
+// setID makes a release's grant to id wake w, and no longer one to w's
+// previous id: a name's subscription passes from one head of a Locker's
+// local queue to the next (see turns), each with its own id.
+func (w *waiter) setID(id string) {
+	h := w.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if cs := w.s.chans[w.ch]; cs != nil {
+		if cs.byID[w.id] == w {
+			delete(cs.byID, w.id)
+		}
+		cs.byID[id] = w
+	}
+	w.id = id
 }
 
 // close unregisters the waiter: the last waiter on a channel unsubscribes

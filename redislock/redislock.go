@@ -35,10 +35,15 @@ type Locker struct {
 	hub      hub
 	batch    batcher
 	noSetGet atomic.Bool // the server rejected SET NX GET: use the script
+	turns    turns       // per name, the Lock calls waiting in-process
 
-	// waitHook, when set by a test, runs each time an Acquire is about to
-	// block waiting for a release.
+	// waitHook, when set by a test, runs each time the head of a name's
+	// local queue is about to block waiting for a release, after a wait
+	// script that did not get the lock.
 	waitHook func(name string)
+	// queueHook, when set by a test, runs each time a Lock call is about
+	// to wait in-process behind another of the Locker's waiters.
+	queueHook func(name string)
 }
 
 var (
@@ -155,15 +160,22 @@ func (l *Locker) TryLock(ctx context.Context, name string) (*Lock, error) {
 
 // Lock waits until the named lock is held, or ctx ends.
 //
-// It tries once; when the lock is held it subscribes to the name's release
-// channel and joins the name's wait queue, then waits for a release that
-// hands it the lock (a release hands the lock to the longest waiter and
-// wakes that waiter alone), for the holder's lease to run out (an expired
-// key publishes nothing) or a grant to another waiter to run out
-// unclaimed, or for ctx. All of a Locker's waiters share one pub/sub
-// connection. When ctx ends first the error is a
-// *lockkit.HeldError matching both lockkit.ErrNotAcquired and ctx.Err(),
-// and the call has left the queue. See the package documentation, Waiting.
+// The Lock calls of one Locker on one name queue in-process in FIFO order,
+// and only the head of that queue waits on the server: a call that finds
+// no other call of this Locker waiting on the name tries once (one round
+// trip when the lock is free) and, when the lock is held, becomes the
+// head; a call that finds others waiting queues behind them without
+// trying. The head subscribes to the name's release channel and joins the
+// name's wait queue in Redis, then waits for a release that hands it the
+// lock (a release hands the lock to the longest waiter in Redis and wakes
+// that waiter alone), for the holder's lease to run out (an expired key
+// publishes nothing) or a grant to another waiter to run out unclaimed,
+// or for ctx. When the head acquires, fails or gives up, the next call in
+// the local queue becomes the head and joins the Redis queue at once. All
+// of a Locker's waiters share one pub/sub connection. When ctx ends first
+// the error is a *lockkit.HeldError matching both lockkit.ErrNotAcquired
+// and ctx.Err(), and the call has left both queues. See the package
+// documentation, Waiting.
 func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
@@ -171,31 +183,63 @@ func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, notAcquired(name, err)
 	}
-	lk, held, pttl, err := l.try(ctx, name, false)
-	if err != nil || held == nil {
-		return lk, err
-	}
-	key := l.Key(name)
-	// From here on the attempts register this call in the name's wait
-	// queue, always under one secret, so that a release can hand the lock
-	// to it (see releaseSrc) and wake it alone.
-	wt := l.newWaiter()
-	w, err := l.hub.subscribe(ctx, l.channel(key), waiterID(wt.secret))
-	if err != nil {
-		if ctx.Err() != nil {
-			held.Cause = ctx.Err()
-			return nil, held
-		}
-		return nil, fmt.Errorf("redislock: subscribe to releases of %q: %w", name, err)
-	}
-	defer w.close()
-
-	for {
-		lk, h, p, err := l.tryWaiting(ctx, name, key, wt)
+	var held *lockkit.HeldError
+	if !l.turns.busy(name) {
+		lk, h, _, err := l.try(ctx, name, false)
 		if err != nil || h == nil {
 			return lk, err
 		}
-		held, pttl = h, p
+		held = h
+	}
+	q, me := l.turns.join(name)
+	defer l.turns.leave(name, q, me)
+	if !me.isHead() {
+		if l.queueHook != nil {
+			l.queueHook(name)
+		}
+		select {
+		case <-me.ch:
+		case <-ctx.Done():
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, l.turns.heldError(q, name, held, err)
+	}
+	return l.head(ctx, name, q, held)
+}
+
+// head is the wait of the head of name's local queue. Its attempts
+// register it in the name's wait queue in Redis, always under one secret,
+// so that a release can hand the lock to it (see releaseSrc) and wake it
+// alone. seen is the conflict of the caller's own first try, if it made
+// one.
+func (l *Locker) head(ctx context.Context, name string, q *turnQueue, seen *lockkit.HeldError) (*Lock, error) {
+	key := l.Key(name)
+	wt := l.newWaiter()
+	id := waiterID(wt.secret)
+	w := l.turns.subscription(q)
+	if w == nil {
+		var err error
+		w, err = l.hub.subscribe(ctx, l.channel(key), id)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, l.turns.heldError(q, name, seen, ctx.Err())
+			}
+			return nil, fmt.Errorf("redislock: subscribe to releases of %q: %w", name, err)
+		}
+		l.turns.setSubscription(q, w)
+	} else {
+		w.setID(id)
+	}
+	// Wake-ups meant for an earlier head, or from before this attempt,
+	// are seen by the attempt itself.
+	drain(w.wake)
+	for {
+		lk, held, pttl, err := l.tryWaiting(ctx, name, key, wt)
+		if err != nil || held == nil {
+			return lk, err
+		}
+		l.turns.setHolder(q, held.Holder)
 		timer := time.NewTimer(min(l.recheck(pttl), l.set.ttl/3))
 		if l.waitHook != nil {
 			l.waitHook(name)

@@ -15,7 +15,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// waitingHook returns a hook that reports each time a waiter blocks.
+// waitingHook returns a hook that reports each time a waiter blocks: the
+// head of a name's local queue on the server, or another waiter in the
+// local queue.
 func waitingHook(l *Locker) <-chan string {
 	c := make(chan string, 100)
 	l.waitHook = func(name string) {
@@ -24,6 +26,7 @@ func waitingHook(l *Locker) <-chan string {
 		default:
 		}
 	}
+	l.queueHook = l.waitHook
 	return c
 }
 
