@@ -32,7 +32,7 @@ func setupFiles(ctx context.Context, e *env) (*backendSetup, error) {
 
 	lockkitV := &variant{
 		name: "lockkit", role: roleLockkit, countFDs: true,
-		note: "filelock.New(dir, nil): TryAcquire/Acquire + Release; Acquire retries on an inotify event (a close of the lock file) and otherwise polls (500µs doubling to 50ms, jitter)",
+		note: "filelock.New(dir, nil): TryAcquire/Acquire + Release; one Locker for the 16 workers, whose acquires of a name take turns FIFO in-process (a Release hands the turn to the next, which then takes the flock; the next in line watches for its turn for up to 50µs before sleeping); a turn's flock attempt that finds the lock held retries on an inotify event (a close of the lock file) and otherwise polls (500µs doubling to 50ms, jitter); TryAcquire fails at once while this Locker holds or queues for the name",
 		try: func(ctx context.Context, k int) (releaseFunc, error) {
 			l, err := lk.TryAcquire(ctx, name(k))
 			if err != nil {
@@ -91,7 +91,7 @@ func setupFiles(ctx context.Context, e *env) (*backendSetup, error) {
 		},
 	}
 	return &backendSetup{
-		variants: []*variant{lockkitV, floorV, gofrsV},
+		variants: []*variant{lockkitV, floorV, gofrsV, singleFileVariant(floorV)},
 		notes:    []string{"lock files in a fresh directory under " + os.TempDir() + "; no network, so no round trips"},
 		cleanup: func() {
 			lk.Close()

@@ -22,8 +22,11 @@ import (
 // release, redislock/scripts.go releaseSrc): an uncontended acquire is one
 // SET key value PX ttl NX GET; a release is the release script, which hands
 // the lock to the longest waiter of the name's queue or else deletes the key
-// and publishes the release. The floor sends exactly these. (lockkit's
-// fencing path and its queued waiters use further scripts; see the notes.)
+// and publishes the release. A waiting acquire tries SET NX GET once when
+// no other call of its Locker waits for the name; otherwise, or when held,
+// it queues in-process (FIFO) and only the head of that queue waits on the
+// server, with the wait script (redisWaitSrc) and the release channel. The
+// floor sends exactly these. (lockkit's fencing path uses a further script.)
 const redisReleaseSrc = `local fenceKey = KEYS[4]
 
 local function nextFence()
@@ -69,6 +72,52 @@ return 1
 
 var redisRelease = redis.NewScript(redisReleaseSrc)
 
+// redisWaitSrc is lockkit's wait script (redislock/scripts.go waitSrc), run
+// by the one waiter per Locker and name that waits on the server: it takes
+// the lock if the key is free or was granted to this waiter by a release,
+// and otherwise registers the waiter in the name's Redis queue.
+const redisWaitSrc = `local fenceKey = KEYS[4]
+
+local function nextFence()
+  if not fenceKey then return '0' end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local n = (tonumber(redis.call('GET', fenceKey)) or 0) + 1
+  if n < now then n = now end
+  local f = string.format('%d', n)
+  redis.call('SET', fenceKey, f)
+  return f
+end
+
+local member = ARGV[1] .. ARGV[3]
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then
+  redis.call('ZREM', KEYS[2], member)
+  redis.call('ZREM', KEYS[3], member)
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {1, string.sub(v, #ARGV[1] + 1)}
+end
+if v then
+  local t = redis.call('TIME')
+  local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  redis.call('ZADD', KEYS[2], 'NX', us, member)
+  redis.call('ZADD', KEYS[3], math.floor(us / 1000) + tonumber(ARGV[4]), member)
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+  local i = string.find(v, '|', 1, true)
+  local info = ''
+  if i then info = string.sub(v, i + 1) end
+  return {0, info, redis.call('PTTL', KEYS[1])}
+end
+redis.call('ZREM', KEYS[2], member)
+redis.call('ZREM', KEYS[3], member)
+local info = nextFence() .. ARGV[3]
+redis.call('SET', KEYS[1], ARGV[1] .. info, 'NX', 'PX', ARGV[2])
+return {1, info}
+`
+
+var redisWait = redis.NewScript(redisWaitSrc)
+
 // newRedis opens a go-redis client whose connections are counted by c.
 func newRedis(url string, c *netCounter) (*redis.Client, error) {
 	opts, err := redis.ParseURL(url)
@@ -108,7 +157,7 @@ func setupRedis(ctx context.Context, e *env) (*backendSetup, error) {
 	}
 	lockkitV := &variant{
 		name: "lockkit", role: roleLockkit, net: lkNet,
-		note: "redislock.New(client, nil): 30 s lease renewed every 10 s, no fencing; TryAcquire/Acquire (pub/sub wake-up) + Release",
+		note: "redislock.New(client, nil): 30 s lease renewed every 10 s, no fencing; TryAcquire/Acquire + Release; Acquire: one waiter per Locker and name runs the wait script (registered in the name's Redis queue, woken by its grant on pub/sub), the others queue in-process (FIFO); one Locker for the 16 workers",
 		try:  lockkitTry(lk, name),
 		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
 			ws := make([]worker, n)
@@ -130,7 +179,7 @@ func setupRedis(ctx context.Context, e *env) (*backendSetup, error) {
 	fl := &redisFloor{c: flc, ttlMs: ttl.Milliseconds(), meta: string(meta)}
 	floorV := &variant{
 		name: "floor", role: roleFloor, net: flNet,
-		note: "go-redis sending lockkit's commands: SET NX PX GET, and the release script (EVALSHA); contended: no wait queue — a waiter retries SET NX GET (+ PTTL) whenever a release is published on one shared subscription, or the lease runs out",
+		note: "go-redis sending lockkit's commands: SET NX PX GET, and the release script (EVALSHA); contended: as redislock since ca67dd4 — SET NX GET once when no other worker of the process waits, then an in-process FIFO queue whose head runs the wait script (EVALSHA: registers in the Redis queue, or claims the lock a release granted it) and sleeps until a message on the release channel or the holder's lease runs out; a head that gives up leaves the queue with the release script",
 		try: func(ctx context.Context, k int) (releaseFunc, error) {
 			rel, _, err := fl.try(ctx, lk.Key(name(k)), false)
 			if err == nil && rel == nil {
@@ -138,6 +187,23 @@ func setupRedis(ctx context.Context, e *env) (*backendSetup, error) {
 			}
 			return rel, err
 		},
+		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
+			key := lk.Key(name(k))
+			w, err := fl.subscribe(ctx, key+":released")
+			if err != nil {
+				return nil, nil, err
+			}
+			q := &redisTurns{turn: make(chan struct{}, 1)}
+			ws := make([]worker, n)
+			for i := range ws {
+				ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) { return fl.lockQueued(ctx, w, q, key) })
+			}
+			return ws, w.close, nil
+		},
+	}
+	retryV := &variant{
+		name: "floor, every waiter retries SET NX GET (diagnostic)", role: roleFloor, net: flNet, diagnostic: true,
+		note: "the floor's SET NX GET and release script without any wait queue (redislock's design before bafa79e, near bsm/redislock's): each waiter retries SET NX GET (+ PTTL) whenever a release is published on one shared subscription, or the lease runs out",
 		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
 			key := lk.Key(name(k))
 			w, err := fl.subscribe(ctx, key+":released")
@@ -221,8 +287,11 @@ func setupRedis(ctx context.Context, e *env) (*backendSetup, error) {
 			return ws, func() {}, nil
 		},
 	}
+	retryQueued := singleFileVariant(retryV)
+	retryQueued.name = "floor retrying SET NX GET, one waiter at a time per process (diagnostic)"
+	retryQueued.note = "the retrying floor's workers behind a local queue: one of them retries on the server, the rest wait in-process for their turn (the previous report's diagnostic)"
 	return &backendSetup{
-		variants: []*variant{lockkitV, floorV, bsmV, redsyncV, singleFileVariant(floorV)},
+		variants: []*variant{lockkitV, floorV, bsmV, redsyncV, retryV, retryQueued},
 		notes:    []string{"one go-redis client (default pool) per variant; no multi-key path in any of them"},
 		cleanup:  cleanup,
 	}, nil
@@ -253,14 +322,96 @@ func (f *redisFloor) try(ctx context.Context, key string, wantTTL bool) (release
 		}
 		return nil, pttl, nil
 	}
+	return f.releaser(key, secret), 0, nil
+}
+
+// releaser runs lockkit's release script for the lock with secret (grant
+// lease 2 s: min(TTL, maxGrant), as redislock).
+func (f *redisFloor) releaser(key, secret string) releaseFunc {
 	return func(ctx context.Context) error {
-		keys := []string{key, key + ":queue", key + ":alive"}
-		n, err := redisRelease.Run(ctx, f.c, keys, secret, key+":released", 2000, "").Int64()
+		n, err := f.release(ctx, key, secret, "")
 		if err == nil && n != 1 {
 			err = errors.New("release: not the owner")
 		}
 		return err
-	}, 0, nil
+	}
+}
+
+func (f *redisFloor) release(ctx context.Context, key, secret, member string) (int64, error) {
+	keys := []string{key, key + ":queue", key + ":alive"}
+	return redisRelease.Run(ctx, f.c, keys, secret, key+":released", 2000, member).Int64()
+}
+
+// redisTurns is the in-process queue of one name's waiting workers: turn
+// holds the head; blocked senders on a channel are served in FIFO order.
+type redisTurns struct {
+	turn    chan struct{}
+	mu      sync.Mutex
+	waiting int
+}
+
+// lockQueued is redislock's Lock: one SET NX GET when no worker of this
+// process waits for the name; then a place in the local queue, and as its
+// head, the wait script until the lock is this worker's.
+func (f *redisFloor) lockQueued(ctx context.Context, w *redisWake, q *redisTurns, key string) (releaseFunc, error) {
+	q.mu.Lock()
+	busy := q.waiting > 0
+	q.waiting++
+	q.mu.Unlock()
+	defer func() {
+		q.mu.Lock()
+		q.waiting--
+		q.mu.Unlock()
+	}()
+	if !busy {
+		rel, _, err := f.try(ctx, key, false)
+		if err != nil || rel != nil {
+			return rel, err
+		}
+	}
+	select {
+	case q.turn <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-q.turn }()
+	secret := rand.Text() + "|"
+	rest := "|" + strconv.FormatInt(time.Now().UnixMilli(), 10) + "|" + f.meta
+	keys := []string{key, key + ":queue", key + ":alive"}
+	for {
+		gen := w.current()
+		res, err := redisWait.Run(ctx, f.c, keys, secret, f.ttlMs, rest, f.ttlMs).Slice()
+		if err != nil {
+			f.abandon(ctx, key, secret, secret+rest)
+			return nil, err
+		}
+		if ok, _ := res[0].(int64); ok == 1 {
+			return f.releaser(key, secret), nil
+		}
+		var pttl int64
+		if len(res) > 2 {
+			pttl, _ = res[2].(int64)
+		}
+		t := time.NewTimer(min(time.Duration(max(pttl, 0))*time.Millisecond+time.Millisecond, 10*time.Second)) // redislock: min(recheck, TTL/3)
+		select {
+		case <-gen:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			f.abandon(ctx, key, secret, secret+rest)
+			return nil, ctx.Err()
+		}
+		t.Stop()
+	}
+}
+
+// abandon leaves the Redis queue, and passes the lock on should a release
+// have granted it to this waiter meanwhile: the release script with the
+// waiter's member, as redislock's abandon.
+func (f *redisFloor) abandon(ctx context.Context, key, secret, member string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	_, _ = f.release(rctx, key, secret, member)
 }
 
 // wait tries until the lock is free, sleeping between tries until a
