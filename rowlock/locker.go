@@ -256,9 +256,11 @@ func asLock(lk *Lock, err error) (lockkit.Lock, error) {
 // data, host, pid, since, expiry and token; a wait that ends by ctx
 // returns one that also matches ctx's error.
 //
-// If the connection fails after the statement was sent, the lease may have
-// been taken without this process learning its token. Nobody can use such
-// a lease; it ends when its TTL runs out.
+// If ctx ends while the acquire statement runs, the call returns at once
+// and a lease the statement takes after all is given back as soon as it
+// answers. If the connection fails after the statement was sent, the lease
+// may have been taken without this process learning its token. Nobody can
+// use such a lease; it ends when its TTL runs out.
 func (l *Locker) AcquireLease(ctx context.Context, name string, o *Options) (*Lock, error) {
 	ls, err := l.lease(name, o)
 	if err != nil {
@@ -288,7 +290,7 @@ func (l *Locker) AcquireLease(ctx context.Context, name string, o *Options) (*Lo
 func (l *Locker) attempt(ctx context.Context, name string, ls *lease) (*Lock, *heldInfo, error) {
 	for range 3 {
 		sent := l.now()
-		token, h, err := l.acquireStmt(ctx, name, ls)
+		token, h, err := l.acquireDetached(ctx, name, ls)
 		if err != nil {
 			return nil, nil, l.opError(ctx, name, "acquire", err)
 		}
@@ -311,6 +313,45 @@ func (l *Locker) attempt(ctx context.Context, name string, ls *lease) (*Lock, *h
 		// snapshot): try again.
 	}
 	return nil, nil, nil
+}
+
+// acquireDetached runs the acquire statement so that ctx ending cannot
+// leave its outcome unknown. The statement runs on a context of its own,
+// bounded by lockkit.ReleaseTimeout; when ctx ends first the call returns
+// ctx's error at once, and a lease the statement took after all is given
+// back (by owner and token) as soon as its token is known. Cancelling the
+// statement itself would leave a lease that it may have taken, with a token
+// nobody knows, held until its TTL runs out.
+func (l *Locker) acquireDetached(ctx context.Context, name string, ls *lease) (int64, *heldInfo, error) {
+	if ctx.Done() == nil {
+		return l.acquireStmt(ctx, name, ls)
+	}
+	type result struct {
+		token int64
+		h     *heldInfo
+		err   error
+	}
+	done := make(chan result, 1)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lockkit.ReleaseTimeout)
+	go func() {
+		defer cancel()
+		token, h, err := l.acquireStmt(sctx, name, ls)
+		done <- result{token, h, err}
+	}()
+	select {
+	case r := <-done:
+		return r.token, r.h, r.err
+	case <-ctx.Done():
+	}
+	go func() {
+		r := <-done
+		if r.err == nil && r.token != 0 {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lockkit.ReleaseTimeout)
+			defer cancel()
+			_, _ = l.endLease(rctx, l.q.release, name, ls.owner, r.token)
+		}
+	}()
+	return 0, nil, ctx.Err()
 }
 
 // acquireStmt runs the acquire statement and returns the new token, or 0

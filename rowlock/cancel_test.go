@@ -1,0 +1,78 @@
+package rowlock_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/rowlock"
+)
+
+// TestCancelDuringAcquireLeavesNothingHeld cancels TryAcquire at random
+// moments around its statement, many times: whatever the moment, the lock
+// is free afterwards (or the call returned it), never held by a lease nobody
+// knows the token of until its TTL (a minute here) runs out.
+func TestCancelDuringAcquireLeavesNothingHeld(t *testing.T) {
+	both(t, func(t *testing.T, e *env) {
+		a := e.locker(t, &rowlock.Config{TTL: time.Minute})
+		b := e.locker(t, &rowlock.Config{TTL: time.Minute})
+		name := e.name(t)
+		// Calibrate: how long a warm try + release takes here (the
+		// fastest of five).
+		took := time.Hour
+		for range 5 {
+			start := time.Now()
+			lk := mustTry(t, a, name, nil)
+			if err := lk.Release(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			took = min(took, time.Since(start))
+		}
+
+		cancelled := 0
+		for i := range 60 {
+			ctx, cancel := context.WithCancel(context.Background())
+			delay := time.Duration(rand.Int64N(int64(took) + 1))
+			timer := time.AfterFunc(delay, cancel)
+			lk, err := a.TryAcquire(ctx, name)
+			timer.Stop()
+			cancel()
+			switch {
+			case err == nil:
+				if err := lk.Release(context.Background()); err != nil {
+					t.Fatalf("round %d: release: %v", i, err)
+				}
+			case errors.Is(err, lockkit.ErrNotAcquired) && errors.Is(err, context.Canceled):
+				cancelled++
+			default:
+				t.Fatalf("round %d: TryAcquire = %v", i, err)
+			}
+			// The lock must be free: at once, or as soon as a lease the
+			// cancelled statement took after all has been given back.
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				lb, err := b.TryAcquire(ctxT(t, 5*time.Second), name)
+				if err == nil {
+					if err := lb.Release(context.Background()); err != nil {
+						t.Fatal(err)
+					}
+					break
+				}
+				if !errors.Is(err, lockkit.ErrNotAcquired) {
+					t.Fatal(err)
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("round %d (cancel after %v): the lock is still held 5s after a cancelled TryAcquire: %v", i, delay, err)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		t.Logf("%d of 60 attempts cancelled (attempt takes %v)", cancelled, took)
+		if cancelled == 0 {
+			t.Error("no attempt was cancelled: the test did not test anything")
+		}
+	})
+}
