@@ -76,3 +76,57 @@ func TestCancelDuringAcquireLeavesNothingHeld(t *testing.T) {
 		}
 	})
 }
+
+// TestCloseGivesBackAbandonedLeases: Close right after a cancelled
+// TryAcquire waits until a lease its statement took after all is given
+// back, so the lock is free the moment Close returns, even if the caller
+// closes the *sql.DB next.
+func TestCloseGivesBackAbandonedLeases(t *testing.T) {
+	both(t, func(t *testing.T, e *env) {
+		b := e.locker(t, &rowlock.Config{TTL: time.Minute})
+		name := e.name(t)
+		warm := e.locker(t, &rowlock.Config{TTL: time.Minute})
+		took := time.Hour
+		for range 5 {
+			start := time.Now()
+			lk := mustTry(t, warm, name, nil)
+			if err := lk.Release(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			took = min(took, time.Since(start))
+		}
+		cancelled := 0
+		for i := range 40 {
+			a, err := rowlock.New(e.db, &rowlock.Config{Dialect: e.dialect, TTL: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			delay := time.Duration(rand.Int64N(int64(took) + 1))
+			timer := time.AfterFunc(delay, cancel)
+			lk, err := a.TryAcquire(ctx, name)
+			timer.Stop()
+			cancel()
+			if err == nil {
+				if err := lk.Release(context.Background()); err != nil {
+					t.Fatalf("round %d: release: %v", i, err)
+				}
+			} else if errors.Is(err, context.Canceled) {
+				cancelled++
+			}
+			if err := a.Close(); err != nil {
+				t.Fatal(err)
+			}
+			lb, err := b.TryAcquire(ctxT(t, 5*time.Second), name)
+			if err != nil {
+				t.Fatalf("round %d (cancel after %v): right after Close: %v", i, delay, err)
+			}
+			if err := lb.Release(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if cancelled == 0 {
+			t.Error("no attempt was cancelled: the test did not test anything")
+		}
+	})
+}

@@ -41,6 +41,11 @@ type Locker struct {
 	stmts  map[string]*sql.Stmt // MySQL: prepared once, one round trip a call
 	closed bool
 
+	// abandoned counts acquire statements whose caller's context ended
+	// before they answered, until a lease they took is given back. Added
+	// to under mu while not closed; Close waits for it.
+	abandoned sync.WaitGroup
+
 	// testHook, when set (by tests, before any use), is called before
 	// each acquire statement ("acquire") and holder read ("holder") of
 	// an acquisition attempt; the function it returns, after it.
@@ -82,6 +87,12 @@ func New(db *sql.DB, cfg *Config) (*Locker, error) {
 // *sql.DB. Locks still held keep working (their renewals run without
 // prepared statements). Acquire, TryAcquire and AcquireLease fail after
 // Close.
+//
+// Close first waits for acquires that their context abandoned while their
+// statement ran to give back any lease that statement took, so that closing
+// the *sql.DB right after Close leaves nothing held. Each of those is
+// bounded by lockkit.ReleaseTimeout for the statement and again for the
+// give-back; normally they take a round trip.
 func (l *Locker) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -92,6 +103,7 @@ func (l *Locker) Close() error {
 	stmts := l.stmts
 	l.stmts = nil
 	l.mu.Unlock()
+	l.abandoned.Wait()
 	if l.notify != nil {
 		l.notify.close()
 	}
@@ -319,7 +331,8 @@ func (l *Locker) attempt(ctx context.Context, name string, ls *lease) (*Lock, *h
 // leave its outcome unknown. The statement runs on a context of its own,
 // bounded by lockkit.ReleaseTimeout; when ctx ends first the call returns
 // ctx's error at once, and a lease the statement took after all is given
-// back (by owner and token) as soon as its token is known. Cancelling the
+// back (by owner and token) as soon as its token is known; Close waits for
+// that. Cancelling the
 // statement itself would leave a lease that it may have taken, with a token
 // nobody knows, held until its TTL runs out.
 func (l *Locker) acquireDetached(ctx context.Context, name string, ls *lease) (int64, *heldInfo, error) {
@@ -331,6 +344,13 @@ func (l *Locker) acquireDetached(ctx context.Context, name string, ls *lease) (i
 		h     *heldInfo
 		err   error
 	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return 0, nil, errClosed
+	}
+	l.abandoned.Add(1)
+	l.mu.Unlock()
 	done := make(chan result, 1)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lockkit.ReleaseTimeout)
 	go func() {
@@ -340,10 +360,12 @@ func (l *Locker) acquireDetached(ctx context.Context, name string, ls *lease) (i
 	}()
 	select {
 	case r := <-done:
+		l.abandoned.Done()
 		return r.token, r.h, r.err
 	case <-ctx.Done():
 	}
 	go func() {
+		defer l.abandoned.Done()
 		r := <-done
 		if r.err == nil && r.token != 0 {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lockkit.ReleaseTimeout)
