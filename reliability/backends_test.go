@@ -70,8 +70,10 @@ func (s spec) String() string {
 //   - PostgreSQL: at once (a watcher blocks in a read on the session); the
 //     advisory package documents 1 s.
 //   - MySQL: one probe interval plus one probe timeout.
-//   - Redis: one renew interval (the next renewal finds the key gone), plus
-//     go-redis's reconnect.
+//   - Redis and the lock table: one renew interval (the next renewal finds
+//     the lease gone) plus a round trip; when that round trip stalls (a
+//     loaded CI machine has stalled one past a second), the lease's local
+//     end, one TTL after the last confirmed renewal, still bounds it.
 //   - files: one CheckInterval.
 func (s spec) lossBound() time.Duration {
 	switch s.Kind {
@@ -80,7 +82,7 @@ func (s spec) lossBound() time.Duration {
 	case kindMySQL:
 		return s.probe() + s.probeTimeout()
 	case kindRedis, kindRowPG, kindRowMySQL:
-		return s.renew() + time.Second
+		return max(s.renew()+time.Second, s.ttl()+500*time.Millisecond)
 	case kindFile:
 		return s.Check + 500*time.Millisecond
 	}
