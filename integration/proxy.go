@@ -335,9 +335,11 @@ func (p *Proxy) downstream(pp *proxyPair) {
 	}
 }
 
-// drop closes a pair that ended by itself (either side closed) in order.
+// drop closes a pair that ended by itself (either side closed) in order,
+// or, when a fault fired on it, with the reset the fault promises: the
+// copier that notices the fault first may get here before the cut.
 func (p *Proxy) drop(pp *proxyPair) {
-	pp.close(false)
+	pp.close(pp.doomed.Load())
 	p.mu.Lock()
 	delete(p.pairs, pp)
 	p.mu.Unlock()
