@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/turns"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -35,7 +36,7 @@ type Locker struct {
 	hub      hub
 	batch    batcher
 	noSetGet atomic.Bool // the server rejected SET NX GET: use the script
-	turns    turns       // per name, the Lock calls waiting in-process
+	turns    turnSet     // per name, the Lock calls waiting in-process
 
 	// waitHook, when set by a test, runs each time the head of a name's
 	// local queue is about to block waiting for a release, after a wait
@@ -62,6 +63,7 @@ func New(client Client, cfg *Config) (*Locker, error) {
 		return nil, err
 	}
 	l := &Locker{c: client, set: s, hub: hub{c: client}}
+	l.turns.New = func() *turnState { return &turnState{} }
 	l.batch.l = l
 	return l, nil
 }
@@ -184,21 +186,21 @@ func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
 		return nil, notAcquired(name, err)
 	}
 	var held *lockkit.HeldError
-	if !l.turns.busy(name) {
+	if !l.turns.Busy(name) {
 		lk, h, _, err := l.try(ctx, name, false)
 		if err != nil || h == nil {
 			return lk, err
 		}
 		held = h
 	}
-	q, me := l.turns.join(name)
+	q, me := l.turns.Join(name)
 	defer l.turns.leave(name, q, me)
-	if !me.isHead() {
+	if !me.HasTurn() {
 		if l.queueHook != nil {
 			l.queueHook(name)
 		}
 		select {
-		case <-me.ch:
+		case <-me.Turn():
 		case <-ctx.Done():
 		}
 	}
@@ -233,7 +235,7 @@ func (l *Locker) head(ctx context.Context, name string, q *turnQueue, seen *lock
 	}
 	// Wake-ups meant for an earlier head, or from before this attempt,
 	// are seen by the attempt itself.
-	drain(w.wake)
+	turns.Drain(w.wake)
 	for {
 		lk, held, pttl, err := l.tryWaiting(ctx, name, key, wt)
 		if err != nil || held == nil {

@@ -150,11 +150,9 @@ func TestLocalQueueOneOnTheServer(t *testing.T) {
 		t.Errorf("the hub still has a session after every waiter returned")
 	}
 	b.hub.mu.Unlock()
-	b.turns.mu.Lock()
-	if len(b.turns.m) != 0 {
-		t.Errorf("%d local queues left after every waiter returned", len(b.turns.m))
+	if n := b.turns.Queues(); n != 0 {
+		t.Errorf("%d local queues left after every waiter returned", n)
 	}
-	b.turns.mu.Unlock()
 }
 
 // The local queue does not let one process's waiters starve another's:

@@ -21,11 +21,4 @@ func SetTestHook(l *Locker, f func(op string) (done func())) { l.testHook = f }
 
 // QueueLen returns how many of l's waiters are queued on name, the head
 // included.
-func QueueLen(l *Locker, name string) int {
-	l.wake.mu.Lock()
-	defer l.wake.mu.Unlock()
-	if q := l.wake.m[name]; q != nil {
-		return len(q.waiters)
-	}
-	return 0
-}
+func QueueLen(l *Locker, name string) int { return l.wake.Len(name) }

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/sqlconn"
+	"github.com/lockkit/lockkit/internal/turns"
 )
 
 // maxNotifiedWait caps a waiter's sleep while notifications flow: a safety
@@ -34,10 +34,10 @@ const listenerRetry = 250 * time.Millisecond
 // release makes one statement per Locker, not one per waiter. The head
 // passes the turn on when it acquires, fails or gives up.
 func (l *Locker) wait(ctx context.Context, name string, ls *lease) (*Lock, error) {
-	q, w := l.wake.join(name)
-	defer l.wake.leave(name, q, w)
+	q, w := l.wake.Join(name)
+	defer l.wake.Leave(name, q, w)
 	select {
-	case <-w.turn:
+	case <-w.Turn():
 	case <-ctx.Done():
 		return nil, &lockkit.HeldError{Name: name, Holder: l.wake.lastHolder(q).public(), Cause: ctx.Err()}
 	}
@@ -48,12 +48,12 @@ func (l *Locker) wait(ctx context.Context, name string, ls *lease) (*Lock, error
 }
 
 // head is the wait of the head of name's queue. A release of name in this
-// process or a notification for it (q.wake) makes it attempt again at once;
+// process or a notification for it (the queue's wake) makes it attempt again at once;
 // wake-ups that came before an attempt began are discarded, since the
 // attempt sees their effect.
-func (l *Locker) head(ctx context.Context, name string, ls *lease, q *waitQueue) (*Lock, error) {
+func (l *Locker) head(ctx context.Context, name string, ls *lease, q *turns.Queue[*waitState]) (*Lock, error) {
 	// Was the listener up before the first attempt? Then a release after
-	// that attempt is announced on q.wake; otherwise the attempt is
+	// that attempt is announced on the queue's wake; otherwise the attempt is
 	// repeated once LISTEN is active.
 	var listening bool
 	if l.notify != nil {
@@ -61,7 +61,7 @@ func (l *Locker) head(ctx context.Context, name string, ls *lease, q *waitQueue)
 		defer l.notify.unhold()
 		listening = l.notify.active()
 	}
-	drain(q.wake)
+	turns.Drain(q.State.wake)
 	lk, holder, err := l.attempt(ctx, name, ls)
 	if err != nil || lk != nil {
 		return lk, err
@@ -76,11 +76,11 @@ func (l *Locker) head(ctx context.Context, name string, ls *lease, q *waitQueue)
 		if err := ctx.Err(); err != nil {
 			return nil, &lockkit.HeldError{Name: name, Holder: holder.public(), Cause: err}
 		}
-		// q.wake covers this process's releases since join, and
+		// The queue's wake covers this process's releases since join, and
 		// notifications since LISTEN: the first attempt is repeated
 		// only when LISTEN came after it.
 		if !first || (notified && !listening) {
-			drain(q.wake)
+			turns.Drain(q.State.wake)
 			lk, h, err := l.attempt(ctx, name, ls)
 			if err != nil || lk != nil {
 				return lk, withHolder(err, holder)
@@ -113,7 +113,7 @@ func (l *Locker) head(ctx context.Context, name string, ls *lease, q *waitQueue)
 		select {
 		case <-ctx.Done():
 			return nil, &lockkit.HeldError{Name: name, Holder: holder.public(), Cause: ctx.Err()}
-		case <-q.wake:
+		case <-q.State.wake:
 		case <-timer.C:
 		}
 	}
@@ -129,108 +129,58 @@ func withHolder(err error, h *heldInfo) error {
 	return err
 }
 
-func drain(ch chan struct{}) {
-	select {
-	case <-ch:
-	default:
-	}
-}
-
-// wakers holds, per name, the queue of this Locker's waiters and the
-// wake-up of its head: releases of the name in this process and, on
-// PostgreSQL, notifications from every process.
+// wakers holds, per name, the queue of this Locker's waiters (only the
+// holder of the turn attempts and waits on the database) and the wake-up
+// of that waiter: releases of the name in this process and, on PostgreSQL,
+// notifications from every process.
 type wakers struct {
-	mu sync.Mutex
-	m  map[string]*waitQueue
+	turns.Set[*waitState]
 }
 
-// waitQueue is the FIFO queue of one name's waiters; it exists while the
-// name has waiters.
-type waitQueue struct {
-	waiters []*queued // waiters[0] is the head
-	// wake holds one pending wake-up for the head. It outlives a head, so
-	// a release while the turn passes is not lost.
+// waitState is the state of one name's queue.
+type waitState struct {
+	// wake holds one pending wake-up for the holder of the turn. It
+	// outlives a holder, so a release while the turn passes is not lost.
+	// Set once, read without the lock.
 	wake chan struct{}
 	// holder is the holder the last failed attempt saw, for the errors
 	// of waiters whose context ends in the queue.
 	holder *heldInfo
 }
 
-// queued is one waiter; turn is closed when it becomes the head.
-type queued struct{ turn chan struct{} }
-
-func newWakers() *wakers { return &wakers{m: map[string]*waitQueue{}} }
-
-// join appends a waiter to name's queue.
-func (w *wakers) join(name string) (*waitQueue, *queued) {
-	me := &queued{turn: make(chan struct{})}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	q := w.m[name]
-	if q == nil {
-		q = &waitQueue{wake: make(chan struct{}, 1)}
-		w.m[name] = q
-	}
-	q.waiters = append(q.waiters, me)
-	if len(q.waiters) == 1 {
-		close(me.turn)
-	}
-	return q, me
+func newWakers() *wakers {
+	return &wakers{turns.Set[*waitState]{New: func() *waitState {
+		return &waitState{wake: make(chan struct{}, 1)}
+	}}}
 }
 
-// leave removes a waiter from name's queue. When it was the head, the
-// next waiter becomes the head.
-func (w *wakers) leave(name string, q *waitQueue, me *queued) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	i := slices.Index(q.waiters, me)
-	if i < 0 {
-		return
-	}
-	q.waiters = slices.Delete(q.waiters, i, i+1)
-	switch {
-	case len(q.waiters) == 0:
-		delete(w.m, name)
-	case i == 0:
-		close(q.waiters[0].turn)
+func (w *wakers) setHolder(q *turns.Queue[*waitState], h *heldInfo) {
+	if h != nil {
+		w.Do(func() { q.State.holder = h })
 	}
 }
 
-func (w *wakers) setHolder(q *waitQueue, h *heldInfo) {
-	if h == nil {
-		return
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	q.holder = h
+func (w *wakers) lastHolder(q *turns.Queue[*waitState]) (h *heldInfo) {
+	w.Do(func() { h = q.State.holder })
+	return h
 }
 
-func (w *wakers) lastHolder(q *waitQueue) *heldInfo {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return q.holder
-}
-
-// broadcast wakes the head of name's queue, if any.
+// broadcast wakes the waiter holding the turn of name, if any.
 func (w *wakers) broadcast(name string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if q := w.m[name]; q != nil {
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
+	if st, ok := w.Lookup(name); ok {
+		signal(st.wake)
 	}
 }
 
+// broadcastAll wakes the waiter holding the turn of every name.
 func (w *wakers) broadcastAll() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, q := range w.m {
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
+	w.Range(func(st *waitState) { signal(st.wake) })
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 }
 
