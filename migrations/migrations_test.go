@@ -40,8 +40,26 @@ func randHex(n int) string {
 // drops a table another test uses.
 func isolated(t *testing.T, dialect migrations.Dialect) (open func() *sql.DB) {
 	t.Helper()
+	driver, dsn := isolatedDSN(t, dialect)
+	return func() *sql.DB { return openDB(t, driver, dsn) }
+}
+
+// openDB opens a *sql.DB closed when the test ends.
+func openDB(t *testing.T, driver, dsn string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// isolatedDSN creates the test's private schema or database and returns
+// the database/sql driver name and DSN that reach it.
+func isolatedDSN(t *testing.T, dialect migrations.Dialect) (driver, dsn string) {
+	t.Helper()
 	name := "lkt_mig_" + randHex(6)
-	var driver, dsn string
 	switch dialect {
 	case migrations.Postgres:
 		admin := integration.Postgres(t)
@@ -76,14 +94,7 @@ func isolated(t *testing.T, dialect migrations.Dialect) (open func() *sql.DB) {
 		cfg.DBName = name
 		driver, dsn = "mysql", cfg.FormatDSN()
 	}
-	return func() *sql.DB {
-		db, err := sql.Open(driver, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = db.Close() })
-		return db
-	}
+	return driver, dsn
 }
 
 var dialects = []migrations.Dialect{migrations.Postgres, migrations.MySQL}
