@@ -39,7 +39,6 @@ func (l *Locker) wait(ctx context.Context, name string, ls *lease) (*Lock, error
 	select {
 	case <-w.Turn():
 	case <-ctx.Done():
-		return nil, &lockkit.HeldError{Name: name, Holder: l.wake.lastHolder(q).public(), Cause: ctx.Err()}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, &lockkit.HeldError{Name: name, Holder: l.wake.lastHolder(q).public(), Cause: err}
