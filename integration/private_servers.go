@@ -183,7 +183,9 @@ func LaunchMariaDB(opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	data := filepath.Join(dir, "data")
-	sizing := []string{"--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M"}
+	// A tmpdir of its own: servers bootstrapped at the same time in a
+	// shared /tmp have collided on their temporary tables there.
+	sizing := []string{"--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M", "--tmpdir=" + dir}
 	installArgs := append([]string{"--no-defaults", "--datadir=" + data,
 		"--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve"}, sizing...)
 	if cred != nil {
