@@ -22,3 +22,9 @@ func SetTestHook(l *Locker, f func(op string) (done func())) { l.testHook = f }
 // QueueLen returns how many of l's waiters are queued on name, the head
 // included.
 func QueueLen(l *Locker, name string) int { return l.wake.Len(name) }
+
+// ForceStatement returns the force-release statement of a dialect, so that
+// a test can run it inside a transaction of its own.
+func ForceStatement(d Dialect, table string) string {
+	return newStatements(d, quote(d, table)).force
+}

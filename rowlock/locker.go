@@ -563,7 +563,10 @@ func (l *Locker) endLease(ctx context.Context, query, name string, args ...any) 
 }
 
 // CleanupExpired deletes the rows whose lease ended more than olderThan ago
-// and returns how many it deleted. Live leases are never touched.
+// and returns how many it deleted. Live leases are never touched. On
+// MySQL a released or force-released lease counts as ended when it was
+// acquired (see the release statement for why), so its row may go sooner
+// than olderThan after the release.
 //
 // Fencing tokens stay strictly increasing per name across a deleted row: on
 // PostgreSQL they come from a sequence; on MySQL a new row's token is the

@@ -105,7 +105,10 @@ VALUES ($1, '', 'epoch', 'epoch') ON CONFLICT (name) DO NOTHING`),
 	// reports the new token to the client in the OK packet (0 when the
 	// lease is live), so the outcome needs no read back and does not
 	// depend on the clientFoundRows setting.
-	const expired = `expires_at <= UTC_TIMESTAMP(6)`
+	const (
+		expired = `expires_at <= UTC_TIMESTAMP(6)`
+		myEnded = `LEAST(acquired_at, UTC_TIMESTAMP(6))`
+	)
 	return &statements{
 		acquire: r.Replace(`INSERT INTO {t} (name, owner, token, acquired_at, expires_at, host, pid, data)
 VALUES (?, ?, LAST_INSERT_ID(` + myNowMicros + `), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, ?, ?, ?)
@@ -117,15 +120,23 @@ ON DUPLICATE KEY UPDATE
   pid = IF(` + expired + `, ?, pid),
   data = IF(` + expired + `, ?, data),
   expires_at = IF(` + expired + `, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, expires_at)`),
-		holder:  r.Replace(myHolderCols + ` FROM {t} WHERE name = ?`),
-		release: r.Replace(`UPDATE {t} SET expires_at = UTC_TIMESTAMP(6) WHERE name = ? AND owner = ? AND token = ? AND expires_at > UTC_TIMESTAMP(6)`),
+		holder: r.Replace(myHolderCols + ` FROM {t} WHERE name = ?`),
+		// A MySQL statement reads UTC_TIMESTAMP() once, when it starts,
+		// so a statement that waited for the row lock compares
+		// expires_at with a time from before it waited. Ending a lease
+		// at "now" would let a renewal queued behind the release (or a
+		// force-release) find it live and extend it again. An ended
+		// lease therefore gets expires_at = acquired_at: no statement
+		// on that lease can have started earlier, and a takeover queued
+		// behind the release sees it ended at once.
+		release: r.Replace(`UPDATE {t} SET expires_at = ` + myEnded + ` WHERE name = ? AND owner = ? AND token = ? AND expires_at > UTC_TIMESTAMP(6)`),
 		renew: r.Replace(`UPDATE {t} SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND
 WHERE name = ? AND owner = ? AND token = ? AND expires_at > UTC_TIMESTAMP(6)`),
 		resume: r.Replace(`SELECT TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at) FROM {t}
 WHERE name = ? AND owner = ? AND token = ? AND expires_at > UTC_TIMESTAMP(6)`),
 		list: r.Replace(`SELECT name, ` + strings.TrimPrefix(myHolderCols, "SELECT ") + ` FROM {t}
 WHERE expires_at > UTC_TIMESTAMP(6) ORDER BY name`),
-		force:   r.Replace(`UPDATE {t} SET expires_at = UTC_TIMESTAMP(6) WHERE name = ? AND expires_at > UTC_TIMESTAMP(6)`),
+		force:   r.Replace(`UPDATE {t} SET expires_at = ` + myEnded + ` WHERE name = ? AND expires_at > UTC_TIMESTAMP(6)`),
 		cleanup: r.Replace(`DELETE FROM {t} WHERE expires_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND`),
 		// The no-op update keeps an existing row as it is; the token of a
 		// new row follows the clock like a takeover's.
