@@ -16,7 +16,8 @@ type MigrateTarget struct {
 }
 
 // Describe reports whether k is the advisory key of a known tool, and which:
-// goose's fixed id ([GooseLockID]), or golang-migrate's lock for one of the
+// goose's fixed id ([GooseLockID], or [GooseLegacyLockID] of goose before
+// v3.26.0), or golang-migrate's lock for one of the
 // given targets. For each target both spellings of the database name that
 // migrate uses are tried: "test" (WithInstance, CURRENT_DATABASE()) and
 // "/test" (opened through a URL). detail says what the lock guards, for
@@ -30,8 +31,11 @@ func Describe(k Key, migrate ...MigrateTarget) (tool, detail string, ok bool) {
 	if k.IsPair() {
 		return "", "", false
 	}
-	if k.Int64() == GooseLockID {
+	switch k.Int64() {
+	case GooseLockID:
 		return ToolGoose, "goose migration lock", true
+	case GooseLegacyLockID:
+		return ToolGoose, "goose migration lock (goose before v3.26.0)", true
 	}
 	for _, t := range migrate {
 		schema, table := t.Schema, t.Table

@@ -90,13 +90,13 @@ func ExampleDescribe() {
 }
 
 func Example_otherTools() {
-	fmt.Println(keyhash.Goose())                                   // goose
+	fmt.Println(keyhash.Goose())                                   // goose v3.26.0 and later
 	fmt.Println(keyhash.WithAdvisoryLock("deploy", 0))             // Rails with_advisory_lock, PostgreSQL
 	fmt.Println(keyhash.WithAdvisoryLockMySQL("myapp_", "deploy")) // with_advisory_lock, MySQL GET_LOCK
 	fmt.Println(keyhash.DjangoPGLocksV1("deploy"))                 // django-pglocks 1.x
 	fmt.Println(keyhash.Symfony("deploy"))                         // Symfony Lock PostgreSqlStore
 	// Output:
-	// 5887940537704921958
+	// 4097083626
 	// (305871098,0)
 	// myapp_deploy
 	// -1841612550

@@ -3,17 +3,25 @@ package keyhash
 import "hash/crc32"
 
 // GooseLockID is the advisory lock id goose takes while migrating on
-// PostgreSQL: lock.DefaultLockID in github.com/pressly/goose/v3, file
-// lock/session_locker_options.go, documented there as
-// crc64.Checksum([]byte("goose"), crc64.MakeTable(crc64.ECMA)). goose's
-// PostgreSQL session locker (lock/postgres.go) polls
-// pg_try_advisory_lock($1) with it, unless the application chose another id
-// with lock.WithLockID.
-const GooseLockID int64 = 5887940537704921958
+// PostgreSQL, from v3.26.0 on: lock.DefaultLockID in
+// github.com/pressly/goose/v3, file lock/session_locker_options.go, which
+// is crc32.Checksum([]byte("goose"), crc32.MakeTable(crc32.IEEE)). goose's
+// PostgreSQL session locker (lock/postgres.go) polls pg_try_advisory_lock($1)
+// with it, unless the application chose another id with lock.WithLockID.
+const GooseLockID int64 = 4097083626
 
-// Goose returns the bigint key goose locks while migrating on PostgreSQL,
-// [GooseLockID].
+// GooseLegacyLockID is the id goose v3.16.0 through v3.25.0 took instead of
+// [GooseLockID]: crc64.Checksum([]byte("goose"), crc64.MakeTable(crc64.ECMA)).
+// A goose of those versions and a newer one do not exclude each other.
+const GooseLegacyLockID int64 = 5887940537704921958
+
+// Goose returns the bigint key goose v3.26.0 and later lock while
+// migrating on PostgreSQL, [GooseLockID].
 func Goose() Key { return Int64(GooseLockID) }
+
+// GooseLegacy returns the key goose v3.16.0 through v3.25.0 locked,
+// [GooseLegacyLockID].
+func GooseLegacy() Key { return Int64(GooseLegacyLockID) }
 
 // WithAdvisoryLock returns the two-int key the Rails gem with_advisory_lock
 // locks on PostgreSQL for lock_name name, reproducing lock_keys_for in

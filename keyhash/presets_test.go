@@ -56,18 +56,32 @@ func TestReferenceCRCs(t *testing.T) {
 	}
 }
 
-// Source: github.com/pressly/goose (v3), lock/session_locker_options.go:
+// Source: github.com/pressly/goose/v3, lock/session_locker_options.go.
+// From v3.26.0 (checked in v3.26.0 and v3.30.0):
 //
-//	// It is a crc64 hash of the string "goose".
+//	// crc32.Checksum([]byte("goose"), crc32.MakeTable(crc32.IEEE))
+//	DefaultLockID int64 = 4097083626
+//
+// From v3.16.0 through v3.25.0:
+//
 //	// crc64.Checksum([]byte("goose"), crc64.MakeTable(crc64.ECMA))
 //	DefaultLockID int64 = 5887940537704921958
+//
+// advisory's TestToolLockInterop takes the lock through goose's own
+// locker.
 func TestGoose(t *testing.T) {
-	const goose = 5887940537704921958 // the constant as written in goose's source
-	if got := int64(refCRC64ECMA([]byte("goose"))); got != goose {
-		t.Fatalf("reference crc64(goose) = %d, want %d", got, goose)
+	const goose, legacy = 4097083626, 5887940537704921958 // the constants as written in goose's source
+	if got := int64(refCRC32([]byte("goose"))); got != goose {
+		t.Fatalf("reference crc32(goose) = %d, want %d", got, goose)
+	}
+	if got := int64(refCRC64ECMA([]byte("goose"))); got != legacy {
+		t.Fatalf("reference crc64(goose) = %d, want %d", got, legacy)
 	}
 	if keyhash.GooseLockID != goose || keyhash.Goose() != keyhash.Int64(goose) {
 		t.Fatalf("Goose() = %v, want %d", keyhash.Goose(), int64(goose))
+	}
+	if keyhash.GooseLegacyLockID != legacy || keyhash.GooseLegacy() != keyhash.Int64(legacy) {
+		t.Fatalf("GooseLegacy() = %v, want %d", keyhash.GooseLegacy(), int64(legacy))
 	}
 }
 
@@ -253,7 +267,8 @@ func TestDescribe(t *testing.T) {
 		k          keyhash.Key
 		tool, want string
 	}{
-		{keyhash.Int64(5887940537704921958), keyhash.ToolGoose, "goose migration lock"},
+		{keyhash.Int64(4097083626), keyhash.ToolGoose, "goose migration lock"},
+		{keyhash.Int64(5887940537704921958), keyhash.ToolGoose, "goose migration lock (goose before v3.26.0)"},
 		{keyhash.Int64(2151868736), keyhash.ToolMigrate, `migrations of database "test", table "public"."schema_migrations"`},
 		{keyhash.Int64(912609358), keyhash.ToolMigrate, `migrations of database "/test", table "public"."schema_migrations"`},
 	} {
