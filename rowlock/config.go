@@ -2,6 +2,7 @@ package rowlock
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"fmt"
@@ -71,6 +72,9 @@ type Config struct {
 	// underscores; at most 63 characters) in the connection's current
 	// schema or database. Default [DefaultTable]. A table of another name
 	// must have the same columns; copy the migration files to make one.
+	// On PostgreSQL, releases notify the channel "lockkit.<table>" (for a
+	// table name over 55 bytes, its first bytes and a hash of the name,
+	// 63 bytes in all).
 	Table string
 
 	// Owner identifies this Locker's holders in the table and in
@@ -165,7 +169,7 @@ func newSettings(db *sql.DB, cfg *Config) (*settings, error) {
 	switch s.dialect {
 	case Postgres:
 		s.qtable = `"` + s.table + `"`
-		s.channel = "lockkit." + s.table
+		s.channel = notifyChannel(s.table)
 	case MySQL:
 		s.qtable = "`" + s.table + "`"
 	default:
@@ -298,4 +302,19 @@ func truncateChars(s string, n int) string {
 func RecordName(table string, id any) string {
 	t := strings.NewReplacer("%", "%25", ":", "%3A").Replace(table)
 	return t + ":" + fmt.Sprint(id)
+}
+
+// notifyChannel returns the PostgreSQL notification channel of a lock
+// table: "lockkit." + table, shortened with a hash of the table name when
+// that would exceed PostgreSQL's 63-byte identifier limit (pg_notify
+// refuses a longer channel, and LISTEN would truncate it).
+func notifyChannel(table string) string {
+	const maxIdent = 63
+	c := "lockkit." + table
+	if len(c) <= maxIdent {
+		return c
+	}
+	sum := sha256.Sum256([]byte(table))
+	h := hex.EncodeToString(sum[:8])
+	return c[:maxIdent-1-len(h)] + "." + h
 }

@@ -2,6 +2,7 @@ package rowlock_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +13,11 @@ import (
 // who wants a table of their own would (from the migration files).
 func (e *env) copyTable(t *testing.T) string {
 	t.Helper()
-	table := "locks_" + randHex(4)
+	return e.copyTableAs(t, "locks_"+randHex(4))
+}
+
+func (e *env) copyTableAs(t *testing.T, table string) string {
+	t.Helper()
 	q := "CREATE TABLE " + table + " (LIKE lockkit_locks INCLUDING ALL)"
 	if e.dialect == rowlock.MySQL {
 		q = "CREATE TABLE " + table + " LIKE lockkit_locks"
@@ -43,6 +48,51 @@ func TestCustomTable(t *testing.T) {
 		}
 		if err := b.Release(ctx); err != nil {
 			t.Error(err)
+		}
+	})
+}
+
+// TestLongTableName: a table name of the longest length allowed (63
+// characters) works, including the PostgreSQL notification a release sends,
+// whose channel must stay within PostgreSQL's identifier limit.
+func TestLongTableName(t *testing.T) {
+	both(t, func(t *testing.T, e *env) {
+		table := e.copyTableAs(t, "locks_"+randHex(4)+strings.Repeat("t", 63-6-8))
+		// The waiter polls at most every 10 s, so a prompt wake-up comes
+		// from the release's notification (PostgreSQL) or fails the
+		// bound (MySQL, which polls: its bound is the poll).
+		holder := e.locker(t, &rowlock.Config{Table: table, TTL: time.Minute})
+		maxPoll := 10 * time.Second
+		if e.dialect == rowlock.MySQL {
+			maxPoll = 100 * time.Millisecond
+		}
+		waiter := e.locker(t, &rowlock.Config{Table: table, TTL: time.Minute, MaxPoll: maxPoll})
+		name := e.name(t)
+		held := mustTry(t, holder, name, nil)
+		got := make(chan error, 1)
+		go func() {
+			lk, err := waiter.Acquire(ctxT(t, 30*time.Second), name)
+			if err == nil {
+				err = lk.Release(context.Background())
+			}
+			got <- err
+		}()
+		time.Sleep(300 * time.Millisecond) // the waiter is waiting (and listening)
+		released := time.Now()
+		if err := held.Release(ctxT(t, 10*time.Second)); err != nil {
+			t.Fatalf("Release with a %d-character table: %v", len(table), err)
+		}
+		select {
+		case err := <-got:
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("waiter acquired %v after the release", time.Since(released).Round(time.Millisecond))
+		case <-time.After(2 * time.Second):
+			t.Fatal("waiter not woken within 2 s of the release")
+		}
+		if ended, err := holder.ForceRelease(ctxT(t, 10*time.Second), name); err != nil || ended {
+			t.Errorf("ForceRelease of a free name = %v, %v; want false, nil", ended, err)
 		}
 	})
 }
