@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,6 +39,9 @@ type Locker struct {
 	noSetGet atomic.Bool // the server rejected SET NX GET: use the script
 	turns    turnSet     // per name, the Lock calls waiting in-process
 
+	closed    atomic.Bool
+	abandoned sync.WaitGroup // give-backs of abandoned attempts still running
+
 	// waitHook, when set by a test, runs each time the head of a name's
 	// local queue is about to block waiting for a release, after a wait
 	// script that did not get the lock.
@@ -66,6 +70,21 @@ func New(client Client, cfg *Config) (*Locker, error) {
 	l.turns.New = func() *turnState { return &turnState{} }
 	l.batch.l = l
 	return l, nil
+}
+
+// errClosed is returned by TryLock and Lock after Close.
+var errClosed = errors.New("redislock: Locker is closed")
+
+// Close makes later TryLock and Lock calls fail, and waits for the
+// give-backs of attempts that their context abandoned while a lock
+// statement was in flight (each bounded by 2 s; normally a round trip),
+// so that closing the client, or exiting, right after Close leaves no
+// lease behind until its TTL. Locks already held are not released: release
+// them first. Close is idempotent and always returns nil.
+func (l *Locker) Close() error {
+	l.closed.Store(true)
+	l.abandoned.Wait()
+	return nil
 }
 
 // TTL returns the lease length locks are taken with.
@@ -147,6 +166,9 @@ func (l *Locker) TryLock(ctx context.Context, name string) (*Lock, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
+	if l.closed.Load() {
+		return nil, errClosed
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, notAcquired(name, err)
 	}
@@ -181,6 +203,9 @@ func (l *Locker) TryLock(ctx context.Context, name string) (*Lock, error) {
 func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
+	}
+	if l.closed.Load() {
+		return nil, errClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, notAcquired(name, err)
@@ -456,10 +481,13 @@ func isSyntaxError(err error) bool {
 //
 // A caller whose ctx has ended waits for it at most abandonGrace, so that
 // a stalled server cannot hold an Acquire past its deadline: the release
-// goes on in the background, still bounded by abandonTimeout.
+// goes on in the background, still bounded by abandonTimeout; Close waits
+// for it.
 func (l *Locker) abandon(ctx context.Context, key, secret, member string) {
 	done := make(chan struct{})
+	l.abandoned.Add(1)
 	go func() {
+		defer l.abandoned.Done()
 		defer close(done)
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
 		defer cancel()

@@ -211,6 +211,9 @@ func (s spec) open() (*backend, error) {
 
 // Close closes what open opened.
 func (b *backend) Close() {
+	if b.rd != nil {
+		_ = b.rd.Close()
+	}
 	if b.rl != nil {
 		_ = b.rl.Close()
 	}

@@ -17,6 +17,7 @@ type redisBackend struct {
 	e       *env
 	c       *redis.Client
 	display string
+	rl      *redislock.Locker // made by locker; closed by close
 }
 
 func openRedis(ctx context.Context, e *env, b *backendURL) (backend, error) {
@@ -41,12 +42,25 @@ func openRedis(ctx context.Context, e *env, b *backendURL) (backend, error) {
 	return &redisBackend{e: e, c: c, display: b.display}, nil
 }
 
-func (r *redisBackend) close() error { return r.c.Close() }
+// close closes the Locker first: it waits for the give-back of a lease
+// that an acquire abandoned by --wait or a signal may still take, which
+// the process would otherwise leave held until its TTL.
+func (r *redisBackend) close() error {
+	if r.rl != nil {
+		_ = r.rl.Close()
+	}
+	return r.c.Close()
+}
 
 // locker returns a Redis locker with fencing tokens (LOCKKIT_TOKEN) and an
 // automatically renewed lease of --ttl (redislock.DefaultTTL without it).
 func (r *redisBackend) locker(opts lockOptions) (lockkit.Locker, error) {
-	return redislock.New(r.c, &redislock.Config{TTL: opts.ttl, Fencing: true, Owner: opts.owner})
+	l, err := redislock.New(r.c, &redislock.Config{TTL: opts.ttl, Fencing: true, Owner: opts.owner})
+	if err != nil {
+		return nil, err
+	}
+	r.rl = l
+	return l, nil
 }
 
 // quietRedis silences go-redis's process-wide logger once: it prints to

@@ -36,6 +36,7 @@ type sqlBackend struct {
 	db      *sql.DB
 	dbName  string // the database the URL names
 	display string
+	table   *rowlock.Locker // made by locker with --table; closed by close
 }
 
 func openPostgres(ctx context.Context, e *env, b *backendURL) (backend, error) {
@@ -134,7 +135,15 @@ func finishSQL(ctx context.Context, e *env, b *backendURL, kind string, db *sql.
 	return &sqlBackend{e: e, kind: kind, db: db, dbName: dbName, display: b.display}, nil
 }
 
-func (s *sqlBackend) close() error { return s.db.Close() }
+// close closes the lock-table Locker first: it waits for the give-back of
+// a lease that an acquire abandoned by --wait or a signal may still take,
+// which the process would otherwise leave held until its TTL.
+func (s *sqlBackend) close() error {
+	if s.table != nil {
+		_ = s.table.Close()
+	}
+	return s.db.Close()
+}
 
 func (s *sqlBackend) locker(opts lockOptions) (lockkit.Locker, error) {
 	if opts.table {
@@ -143,6 +152,7 @@ func (s *sqlBackend) locker(opts lockOptions) (lockkit.Locker, error) {
 		if err != nil {
 			return nil, err
 		}
+		s.table = l
 		return tableLocker{l}, nil
 	}
 	switch s.kind {
