@@ -277,6 +277,10 @@ func secretCases(t *testing.T) []struct {
 		{args: []string{"status", "-b", "redis://user:S3CRETrd2@127.0.0.1:1/0"}, secret: "S3CRETrd2"},
 		{args: []string{"status", "-b", "redis://:S3CRETrd3@" + rdAddr + "/0"}, secret: "S3CRETrd3"},
 		{args: []string{"status"}, env: []string{cli.EnvBackend + "=postgres://u:S3CRETenv@127.0.0.1:1/db"}, secret: "S3CRETenv"},
+		// Without "//" a URL is opaque to net/url: no user, no password.
+		{args: []string{"status", "-b", "mysql:alice:S3CRETop1@db.internal/app"}, secret: "S3CRETop1"},
+		{args: []string{"run", "-b", "postgres:alice:S3CRETop2@127.0.0.1:1/db", "n", "--", "true"}, secret: "S3CRETop2"},
+		{args: []string{"status", "-b", "redis::S3CRETop3@127.0.0.1:1/0"}, secret: "S3CRETop3"},
 	}
 }
 

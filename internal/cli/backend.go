@@ -85,6 +85,11 @@ func parseBackendURL(raw string, sc *scrubber) (*backendURL, error) {
 		// (a password mistaken for a port): say what is wrong without it.
 		return nil, fmt.Errorf("cannot parse the %s URL; its form is %s (percent-encode special characters in the password)", scheme, urlForm(scheme))
 	}
+	if u.Opaque != "" && !strings.EqualFold(u.Scheme, "file") {
+		// "mysql:user:pass@host/db" parses with no user or password, all
+		// of it opaque, which redactURL cannot redact: refuse it unquoted.
+		return nil, fmt.Errorf("the %s URL must start with %s://; its form is %s", scheme, scheme, urlForm(scheme))
+	}
 	for _, s := range urlSecrets(u) {
 		sc.add(s)
 	}
