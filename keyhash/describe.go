@@ -16,8 +16,8 @@ type MigrateTarget struct {
 }
 
 // Describe reports whether k is the advisory key of a known tool, and which:
-// goose's fixed id ([GooseLockID], or [GooseLegacyLockID] of goose before
-// v3.26.0), or golang-migrate's lock for one of the
+// goose's fixed id ([GooseLockID], or [GooseLegacyLockID] of goose v3.16.0
+// through v3.25.0), or golang-migrate's lock for one of the
 // given targets. For each target both spellings of the database name that
 // migrate uses are tried: "test" (WithInstance, CURRENT_DATABASE()) and
 // "/test" (opened through a URL). detail says what the lock guards, for

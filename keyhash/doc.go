@@ -52,7 +52,7 @@
 //
 //   - golang-migrate: [MigrateLockID], [MigratePostgresLockID] (database,
 //     schema, migrations table), [MigrateMySQLLockName];
-//   - goose: [Goose] ([GooseLockID]); [GooseLegacy] for goose before v3.26.0;
+//   - goose: [Goose] ([GooseLockID]); [GooseLegacy] for goose v3.16.0–v3.25.0;
 //   - Rails with_advisory_lock: [WithAdvisoryLock] (PostgreSQL pair key) and
 //     [WithAdvisoryLockMySQL] (GET_LOCK name);
 //   - django-pglocks: [DjangoPGLocks] (2.x, equal to [Name]),

@@ -43,7 +43,8 @@
 // [Locker.ForceRelease] — or when the lease runs out locally before a
 // renewal was confirmed.
 //
-// Release keeps the row and ends the lease (its expiry becomes now), so a
+// Release keeps the row and ends the lease (its expiry becomes now; on
+// MySQL its acquisition time, see [Locker.CleanupExpired]), so a
 // name's fencing token only grows. [Locker.CleanupExpired] deletes rows
 // whose lease ended long ago; see it for what keeps tokens increasing then.
 //
@@ -101,9 +102,11 @@
 // round trip. The PostgreSQL listener holds one connection while anyone
 // waits. A Locker never closes or reconfigures the *sql.DB.
 //
-// An acquire whose connection fails, or whose context ends, after the
-// statement was sent may still have taken the lease on the server without
-// this process learning its token. Nobody holds such a lease; it keeps the
-// name from others until its TTL runs out. Keep TTLs as short as the
-// renewal interval allows where that matters.
+// An acquire whose context ends while its statement runs returns at once;
+// the statement runs on, and a lease it takes is given back as soon as it
+// answers ([Locker.Close] waits for that). An acquire whose connection
+// fails after the statement was sent may still have taken the lease on the
+// server without this process learning its token. Nobody holds such a
+// lease; it keeps the name from others until its TTL runs out. Keep TTLs
+// as short as the renewal interval allows where that matters.
 package rowlock

@@ -67,9 +67,10 @@ func Example_editLockAcrossRequests() {
 		log.Fatal(err)
 	}
 	// The write carries the fencing token: a stale editor whose lease was
-	// taken over in between cannot overwrite a newer one.
+	// taken over in between cannot overwrite a newer one; the same holder
+	// may write more than once (<=).
 	_, err = db.ExecContext(ctx,
-		`UPDATE products SET title = $1, lock_token = $2 WHERE id = $3 AND lock_token < $2`,
+		`UPDATE products SET title = $1, lock_token = $2 WHERE id = $3 AND lock_token <= $2`,
 		"New title", lease.Token(), 42)
 	_ = err // (no products table in this example)
 	if err := lease.Release(ctx); err != nil {
