@@ -294,10 +294,12 @@ const (
 // or rolls back.
 //
 // When ctx ends during the wait, pgx closes tx's connection (tx is then
-// unusable and must be rolled back, which database/sql does); the server
-// stops waiting when it next writes to the closed socket, so a grant that
-// raced with the cancellation ends with that server session at once. Use
-// [WithTxLock] where the wait itself should be cancelled on the server.
+// unusable and must be rolled back, which database/sql does). The server
+// notices the closed socket only when it next writes to it (unless
+// client_connection_check_interval is set), so the orphaned session stays
+// in the lock's queue until it is granted, and then ends at once, freeing
+// the lock; meanwhile it delays those queued behind it. Use [WithTxLock]
+// where the wait itself should be cancelled on the server.
 func LockTx(ctx context.Context, tx *sql.Tx, keys ...keyhash.Key) error {
 	return lockTx(ctx, tx, Exclusive, keys)
 }
