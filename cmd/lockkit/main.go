@@ -20,7 +20,7 @@ import (
 
 func main() {
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	p := &cli.Program{
 		Stdin:   os.Stdin,
 		Stdout:  os.Stdout,

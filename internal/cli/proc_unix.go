@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -38,6 +39,7 @@ type child struct {
 func startChild(cmd *exec.Cmd, stdin io.Reader) (*child, error) {
 	c := &child{cmd: cmd, exited: make(chan struct{}), stopped: make(chan struct{}, 1), tty: -1, pgrp: syscall.Getpgrp()}
 	attr := &syscall.SysProcAttr{Setpgid: true}
+	setDeathSignal(attr)
 	if f, ok := stdin.(*os.File); ok {
 		fd := int(f.Fd())
 		if term.IsTerminal(fd) {
@@ -77,6 +79,19 @@ func (c *child) terminate() {
 
 // kill sends SIGKILL to the process group.
 func (c *child) kill() { _ = syscall.Kill(-c.pgid, syscall.SIGKILL) }
+
+// groupAlive reports whether a process is left in the command's process
+// group. Call it after wait has reaped the command: until then the
+// command itself counts. The group's id cannot be reused while the group
+// has members, so the answer is about the command's group.
+func (c *child) groupAlive() bool { return groupHasLiveMembers(c.pgid) }
+
+// signalGroupAlive reports whether kill(-pgid, 0) finds the group. An
+// exited member that nobody has reaped yet (a zombie) still counts.
+func signalGroupAlive(pgid int) bool {
+	err := syscall.Kill(-pgid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
 
 // wait reaps the command, gives the terminal back to lockkit's process
 // group if the command had it, and returns the command's state.

@@ -239,6 +239,10 @@ func (e *env) release(ctx context.Context, lock lockkit.Lock, verbose bool) erro
 	return err
 }
 
+// groupPoll is how often lockkit run checks whether processes the command
+// left in its process group have exited.
+const groupPoll = 50 * time.Millisecond
+
 // runLocked runs argv while lock is held and returns lockkit run's exit
 // status.
 func (e *env) runLocked(ctx context.Context, lock lockkit.Lock, where string, argv []string, f runFlags) int {
@@ -257,10 +261,18 @@ func (e *env) runLocked(ctx context.Context, lock lockkit.Lock, where string, ar
 		return e.startFailed(argv[0], err)
 	}
 
+	// The lock is held until the command has exited and so has every
+	// process it left in its process group (a `job &` in a script still
+	// works under the lock, as it would under flock(1), whose lock such a
+	// process inherits). Processes that leave the group (setsid, daemons)
+	// are not waited for.
 	var (
 		lostErr error
 		grace   <-chan time.Time
 		done    = lock.Done()
+		exited  = ch.exited
+		poll    <-chan time.Time // while the leader is gone and others are left
+		state   *os.ProcessState
 	)
 wait:
 	for {
@@ -287,16 +299,24 @@ wait:
 		case <-ch.stopped:
 			// Ctrl-Z while the command has the terminal.
 			ch.suspend()
-		case <-ch.exited:
-			break wait
+		case <-exited:
+			exited = nil
+			state = ch.wait()
+			if !ch.groupAlive() {
+				break wait
+			}
+			if f.verbose {
+				e.errorf("%s exited; waiting for the processes it left in its process group", argv[0])
+			}
+			ticker := time.NewTicker(groupPoll)
+			defer ticker.Stop()
+			poll = ticker.C
+		case <-poll:
+			if !ch.groupAlive() {
+				break wait
+			}
 		}
 	}
-	if lostErr != nil {
-		// The command is gone; nothing of its process group may run on
-		// without the lock.
-		ch.kill()
-	}
-	state := ch.wait()
 	relErr := e.release(ctx, lock, f.verbose)
 	if lostErr != nil {
 		return ExitLost

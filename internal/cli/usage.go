@@ -41,11 +41,18 @@ const runUsage = `Usage: lockkit run [flags] NAME -- COMMAND [ARG...]
 Acquire the lock NAME, run COMMAND while holding it, and release the lock
 once COMMAND has exited. By default lockkit waits until the lock is free.
 
-SIGINT, SIGTERM and SIGHUP sent to lockkit are forwarded to COMMAND's
-process group; the lock is released only after COMMAND has exited. If the
-lock is lost while COMMAND runs (the database session ends, the lease
-cannot be renewed), lockkit sends SIGTERM to COMMAND's process group, then
-SIGKILL after --kill-grace, and exits 70 saying what was lost and why.
+COMMAND runs in a process group of its own. The lock is released only
+after COMMAND and every process it left in that group (a 'job &' in a
+script) have exited, as flock(1) holds its lock while a background job
+keeps its file open; a process that leaves the group (setsid, a daemon)
+is not waited for. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to lockkit
+are forwarded to the group. If lockkit itself is killed, the kernel kills
+COMMAND (Linux), since the lock is gone with lockkit.
+
+If the lock is lost while COMMAND runs (the database session ends, the
+lease cannot be renewed), lockkit sends SIGTERM to the process group, then
+SIGKILL after --kill-grace to whatever is left, and exits 70 saying what
+was lost and why.
 
 Flags:
   -b, --backend URL           where the lock lives (default: $LOCKKIT_BACKEND,
@@ -77,7 +84,9 @@ Exit status:
   128+N COMMAND was killed by signal N
   75    the lock was not acquired: held, with --no-wait, or --wait elapsed
         (see --conflict-exit-code)
-  70    the lock was lost while COMMAND ran, and COMMAND was stopped
+  70    the lock was lost while COMMAND ran, and COMMAND was stopped; also
+        when the loss is found only as COMMAND exits (releasing finds the
+        lock gone), since COMMAND may have run without it
   69    the backend could not be reached, or it failed
   64    usage error
   126   COMMAND could not be executed

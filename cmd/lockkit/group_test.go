@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lockkit/lockkit/integration"
+)
+
+// TestFileGroupHoldsLock: a command that leaves a process running in its
+// process group (`job &`) and exits keeps the lock held until that process
+// has exited too, as flock(1) does: a second run with --no-wait is refused
+// meanwhile, and the first exits with the command's status once the group
+// is empty.
+func TestFileGroupHoldsLock(t *testing.T) {
+	t.Parallel()
+	bc := fileCase(t)
+	name := integration.Name(t)
+	done := filepath.Join(t.TempDir(), "done")
+	// The background job outlives the command by about a second.
+	script := fmt.Sprintf(`(sleep 1; echo done > %s) >/dev/null 2>&1 & echo ready; exit 3`, done)
+	p := start(t, bc.env, true, "run", "-b", bc.url, name, "--", "sh", "-c", script)
+	p.waitLine("ready")
+	time.Sleep(200 * time.Millisecond) // the command has exited; its job runs
+	code, _, errOut := lockkit(t, bc.env, "run", "-b", bc.url, "-n", name, "--", "true")
+	wantExit(t, "second run while the job runs", code, 75, errOut)
+	wantExit(t, "first run", p.wait(), 3, p.stderr())
+	if b, err := os.ReadFile(done); err != nil || string(b) != "done\n" {
+		t.Fatalf("lockkit exited before the job finished: %q, %v", b, err)
+	}
+	code, _, errOut = lockkit(t, bc.env, "run", "-b", bc.url, "-n", name, "--", "true")
+	wantExit(t, "run after the job", code, 0, errOut)
+}
+
+// TestFileLostLockGraceForGroup: when the lock is lost, a process of the
+// command's group that handles SIGTERM gets --kill-grace to finish, even
+// after the command itself has exited.
+func TestFileLostLockGraceForGroup(t *testing.T) {
+	t.Parallel()
+	bc := fileCase(t)
+	dir := strings.TrimPrefix(bc.url, "file://")
+	name := integration.Name(t)
+	tmp := t.TempDir()
+	pidFile, marker := filepath.Join(tmp, "pid"), filepath.Join(tmp, "marker")
+	// The command dies of SIGTERM at once; its job takes 500 ms to wind up.
+	job := fmt.Sprintf(`trap 'sleep 0.5; echo cleaned > %s; exit 0' TERM; echo $$ > %s; while :; do sleep 0.05; done`, marker, pidFile)
+	script := fmt.Sprintf(`sh -c %q & sleep 0.2; echo ready; wait`, job)
+	p := start(t, bc.env, true, "run", "-b", bc.url, "--kill-grace", "5s", name, "--", "sh", "-c", script)
+	p.waitLine("ready")
+	jobPid := readPid(t, pidFile)
+	if err := os.Remove(filepath.Join(dir, name+".lock")); err != nil {
+		t.Fatal(err)
+	}
+	wantExit(t, "lost lock", p.wait(), 70, p.stderr())
+	if b, err := os.ReadFile(marker); err != nil || string(b) != "cleaned\n" {
+		t.Errorf("the job was killed within its grace period: %q, %v\n%s", b, err, p.stderr())
+	}
+	if strings.Contains(p.stderr(), "SIGKILL to its process group") {
+		t.Errorf("SIGKILL sent although the group ended within --kill-grace:\n%s", p.stderr())
+	}
+	waitGone(t, jobPid, "the job")
+}
+
+// TestFileLockkitKilled: when lockkit itself is killed with SIGKILL, its
+// lock goes with it, so the kernel kills the command too (Linux: the
+// parent-death signal) rather than let it run on unlocked.
+func TestFileLockkitKilled(t *testing.T) {
+	t.Parallel()
+	bc := fileCase(t)
+	name := integration.Name(t)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	p := start(t, bc.env, true, "run", "-b", bc.url, name, "--", "sh", "-c", fmt.Sprintf(`echo $$ > %s; echo ready; exec sleep 1000 >/dev/null 2>&1`, pidFile))
+	p.waitLine("ready")
+	cmdPid := readPid(t, pidFile)
+	t.Cleanup(func() { _ = syscall.Kill(cmdPid, syscall.SIGKILL) }) // should it outlive the test
+	if err := syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.wait()
+	waitGone(t, cmdPid, "the command of a killed lockkit")
+	code, _, errOut := lockkit(t, bc.env, "run", "-b", bc.url, "-n", name, "--", "true")
+	wantExit(t, "run after lockkit was killed", code, 0, errOut)
+}
