@@ -188,6 +188,31 @@ func TestPasswordFromEnvironment(t *testing.T) {
 	}
 }
 
+// TestStdoutKeepsData: a lock name that contains the password's text is
+// printed as it is on stdout (data), while stderr still never shows the
+// password.
+func TestStdoutKeepsData(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(integration.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "word" // trust authentication accepts any password
+	u.User = url.UserPassword(u.User.Username(), secret)
+	env := append(baseEnv(t), "LOCKKIT_BACKEND="+u.String())
+	name := "lkt-" + secret + "-" + randSuffix()
+	code, out, errOut := lockkit(t, env, "status", "--json", name)
+	wantExit(t, "status of a free name", code, 1, errOut)
+	if !strings.Contains(out, `"name": "`+name+`"`) {
+		t.Errorf("status --json altered the name %q:\n%s", name, out)
+	}
+	code, _, errOut = lockkit(t, env, "run", "-v", name, "--", "true")
+	wantExit(t, "run", code, 0, errOut)
+	if strings.Contains(errOut, ":"+secret+"@") {
+		t.Errorf("stderr shows the password:\n%s", errOut)
+	}
+}
+
 // lossCase stops a lock from outside, the way a real fault does.
 type lossCase struct {
 	bc    backendCase

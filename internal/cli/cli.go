@@ -79,7 +79,10 @@ type Program struct {
 // scrubbed from lockkit's own messages.
 type env struct {
 	p      *Program
-	stdout io.Writer // lockkit's own output, scrubbed
+	// stdout carries data (lock names, holders, versions) as the server
+	// gave it, and backend URLs only in their redacted form; scrubbing it
+	// would corrupt any datum that contains the password's text.
+	stdout io.Writer // lockkit's own output
 	stderr io.Writer // lockkit's own messages, scrubbed
 	scrub  *scrubber
 
@@ -92,7 +95,7 @@ func (p *Program) Main(ctx context.Context, args []string) int {
 	sc := &scrubber{}
 	e := &env{
 		p:      p,
-		stdout: sc.writer(orDiscard(p.Stdout)),
+		stdout: orDiscard(p.Stdout),
 		stderr: sc.writer(orDiscard(p.Stderr)),
 		scrub:  sc,
 	}
