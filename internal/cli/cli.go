@@ -78,7 +78,7 @@ type Program struct {
 // env is one command's view of the Program: the streams with secrets
 // scrubbed from lockkit's own messages.
 type env struct {
-	p      *Program
+	p *Program
 	// stdout carries data (lock names, holders, versions) as the server
 	// gave it, and backend URLs only in their redacted form; scrubbing it
 	// would corrupt any datum that contains the password's text.
