@@ -86,3 +86,52 @@ func TestFileLockkitKilled(t *testing.T) {
 	code, _, errOut := lockkit(t, bc.env, "run", "-b", bc.url, "-n", name, "--", "true")
 	wantExit(t, "run after lockkit was killed", code, 0, errOut)
 }
+
+// TestFileContractExtras: the points of the run contract that the
+// per-backend tests do not cover, end to end on the file backend.
+func TestFileContractExtras(t *testing.T) {
+	t.Parallel()
+	bc := fileCase(t)
+	name := integration.Name(t)
+
+	// -s: shared holders coexist; an exclusive run is refused meanwhile.
+	p := start(t, bc.env, true, "run", "-b", bc.url, "-s", name, "--", "sh", "-c", "echo ready; sleep 1")
+	p.waitLine("ready")
+	code, _, errOut := lockkit(t, bc.env, "run", "-b", bc.url, "-s", "-n", name, "--", "true")
+	wantExit(t, "second shared run", code, 0, errOut)
+	code, _, errOut = lockkit(t, bc.env, "run", "-b", bc.url, "-n", name, "--", "true")
+	wantExit(t, "exclusive run beside a shared one", code, 75, errOut)
+	wantExit(t, "first shared run", p.wait(), 0, p.stderr())
+
+	// -s with --table is a usage error, before any connection is made.
+	code, _, errOut = lockkit(t, bc.env, "run", "-b", "postgres://u@"+closedPort(t)+"/db", "--table", "-s", name, "--", "true")
+	wantExit(t, "--shared --table", code, 64, errOut)
+
+	// -b wins over LOCKKIT_BACKEND.
+	other := "file://" + t.TempDir()
+	p = start(t, bc.env, true, "run", "-b", bc.url, name, "--", "sh", "-c", "echo ready; sleep 1")
+	p.waitLine("ready")
+	envOther := append(append([]string{}, bc.env...), "LOCKKIT_BACKEND="+other)
+	code, _, errOut = lockkit(t, envOther, "run", "-b", bc.url, "-n", name, "--", "true")
+	wantExit(t, "-b over LOCKKIT_BACKEND", code, 75, errOut)
+	code, _, errOut = lockkit(t, envOther, "run", "-n", name, "--", "true")
+	wantExit(t, "LOCKKIT_BACKEND alone", code, 0, errOut)
+	wantExit(t, "holder", p.wait(), 0, p.stderr())
+
+	// 126: COMMAND exists but cannot be executed; 127: it does not exist.
+	noExec := filepath.Join(t.TempDir(), "script")
+	if err := os.WriteFile(noExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = lockkit(t, bc.env, "run", "-b", bc.url, name, "--", noExec)
+	wantExit(t, "command not executable", code, 126, errOut)
+	code, _, errOut = lockkit(t, bc.env, "run", "-b", bc.url, name, "--", "lockkit-no-such-command")
+	wantExit(t, "command not found", code, 127, errOut)
+
+	// help: the run contract on stdout, exit 0.
+	code, out, errOut := lockkit(t, bc.env, "help", "run")
+	wantExit(t, "help run", code, 0, errOut)
+	if !strings.HasPrefix(out, "Usage: lockkit run") || !strings.Contains(out, "--kill-grace") {
+		t.Errorf("help run printed:\n%s", out)
+	}
+}

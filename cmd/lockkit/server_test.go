@@ -120,11 +120,27 @@ func TestPostgresSignalForwarding(t *testing.T) { t.Parallel(); signalForwarding
 func TestMySQLSignalForwarding(t *testing.T)    { t.Parallel(); signalForwarding(t, mysqlCase(t)) }
 func TestRedisSignalForwarding(t *testing.T)    { t.Parallel(); signalForwarding(t, redisCase(t)) }
 
+func TestPostgresTableSignalForwarding(t *testing.T) {
+	t.Parallel()
+	signalForwarding(t, withTable(pgTableCase(t)))
+}
+
+func TestMySQLTableSignalForwarding(t *testing.T) {
+	t.Parallel()
+	signalForwarding(t, withTable(mysqlTableCase(t)))
+}
+
 func TestPostgresParallelCounter(t *testing.T) { t.Parallel(); parallelCounter(t, pgCase(t)) }
+func TestMySQLParallelCounter(t *testing.T)    { t.Parallel(); parallelCounter(t, mysqlCase(t)) }
 func TestRedisParallelCounter(t *testing.T)    { t.Parallel(); parallelCounter(t, redisCase(t)) }
 func TestPostgresTableParallelCounter(t *testing.T) {
 	t.Parallel()
 	parallelCounter(t, withTable(pgTableCase(t)))
+}
+
+func TestMySQLTableParallelCounter(t *testing.T) {
+	t.Parallel()
+	parallelCounter(t, withTable(mysqlTableCase(t)))
 }
 
 // TestUnreachableBackend: a server that does not answer is exit 69, and
@@ -309,6 +325,23 @@ func TestPostgresTableLostLock(t *testing.T) {
 	schema := u.Query().Get("search_path")
 	lostLock(t, lossCase{bc: bc, extra: []string{"--table", "--ttl", "900ms"}, cause: "lease expired, was taken over or was force-released", kill: func(t *testing.T, name string) {
 		res, err := db.Exec("DELETE FROM "+schema+".lockkit_locks WHERE name = $1", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			t.Fatalf("deleted %d rows", n)
+		}
+	}})
+}
+
+func TestMySQLTableLostLock(t *testing.T) {
+	t.Parallel()
+	bc := mysqlTableCase(t)
+	db := integration.MySQL(t)
+	u, _ := url.Parse(bc.url)
+	database := strings.TrimPrefix(u.Path, "/")
+	lostLock(t, lossCase{bc: bc, extra: []string{"--table", "--ttl", "900ms"}, cause: "lease expired, was taken over or was force-released", kill: func(t *testing.T, name string) {
+		res, err := db.Exec("DELETE FROM `"+database+"`.lockkit_locks WHERE name = ?", name)
 		if err != nil {
 			t.Fatal(err)
 		}
