@@ -22,55 +22,6 @@ import (
 	"github.com/lockkit/lockkit/rowlock"
 )
 
-// lockkit's rowlock statements (rowlock/sql.go: acquire, acquireHolder,
-// holder, release), with {t} for the table. The floor sends exactly these:
-// on PostgreSQL the acquire that also returns the holder when the lease is
-// live elsewhere (one round trip per attempt); on MySQL the acquire, and
-// after a failed one the holder read.
-const (
-	rlPGAcquireBase = `INSERT INTO {t} AS t (name, owner, acquired_at, expires_at, host, pid, data)
-VALUES ($1, $2, clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond', $4, $5, $6)
-ON CONFLICT (name) DO UPDATE SET
-  owner = EXCLUDED.owner, token = DEFAULT,
-  acquired_at = clock_timestamp(), expires_at = clock_timestamp() + $3::bigint * interval '1 microsecond',
-  host = EXCLUDED.host, pid = EXCLUDED.pid, data = EXCLUDED.data
-WHERE t.expires_at <= clock_timestamp()
-RETURNING token`
-	rlPGHolderCols = `SELECT owner, token,
-  (extract(epoch FROM acquired_at) * 1000000)::bigint, (extract(epoch FROM expires_at) * 1000000)::bigint,
-  host, pid, data, (extract(epoch FROM expires_at - clock_timestamp()) * 1000000)::bigint`
-	// rlPGAcquire is rowlock's acquireHolder: one row, the new token (0:
-	// held) and the holder's columns; no row: the row changed under the
-	// statement (try again).
-	rlPGAcquire = `WITH a AS (` + rlPGAcquireBase + `)
-SELECT token, '', 0::bigint, 0::bigint, 0::bigint, '', 0, '', 0::bigint FROM a
-UNION ALL
-SELECT 0, h.* FROM (` + rlPGHolderCols + ` FROM {t} WHERE name = $1 FOR SHARE) h
-WHERE NOT EXISTS (SELECT 1 FROM a)`
-	rlPGRelease = `WITH r AS (
-  UPDATE {t} SET expires_at = clock_timestamp()
-  WHERE name = $1 AND owner = $2 AND token = $3 AND expires_at > clock_timestamp()
-  RETURNING name)
-SELECT count(pg_notify($4, name)) FROM r`
-
-	rlMyExpired = `expires_at <= UTC_TIMESTAMP(6)`
-	rlMyNow     = `TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6))`
-	rlMyAcquire = `INSERT INTO {t} (name, owner, token, acquired_at, expires_at, host, pid, data)
-VALUES (?, ?, LAST_INSERT_ID(` + rlMyNow + `), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, ?, ?, ?)
-ON DUPLICATE KEY UPDATE
-  token = IF(` + rlMyExpired + `, LAST_INSERT_ID(GREATEST(token + 1, ` + rlMyNow + `)), token + LAST_INSERT_ID(0)),
-  owner = IF(` + rlMyExpired + `, ?, owner),
-  acquired_at = IF(` + rlMyExpired + `, UTC_TIMESTAMP(6), acquired_at),
-  host = IF(` + rlMyExpired + `, ?, host),
-  pid = IF(` + rlMyExpired + `, ?, pid),
-  data = IF(` + rlMyExpired + `, ?, data),
-  expires_at = IF(` + rlMyExpired + `, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, expires_at)`
-	rlMyRelease = `UPDATE {t} SET expires_at = UTC_TIMESTAMP(6) WHERE name = ? AND owner = ? AND token = ? AND expires_at > UTC_TIMESTAMP(6)`
-	rlMyHolder  = `SELECT owner, token,
-  TIMESTAMPDIFF(MICROSECOND, '1970-01-01', acquired_at), TIMESTAMPDIFF(MICROSECOND, '1970-01-01', expires_at),
-  host, pid, data, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at) FROM {t} WHERE name = ?`
-)
-
 // rlTTL is the lease of every lock-table variant: rowlock's default.
 const rlTTL = rowlock.DefaultTTL
 
@@ -258,22 +209,33 @@ func setupRowlock(ctx context.Context, e *env, rc rowlockCfg) (*backendSetup, er
 	}
 	closers = append(closers, func() { flDB.Close() })
 	host, _ := os.Hostname()
+	// The floor sends rowlock's own statements (rowlock.Statements): on
+	// PostgreSQL the acquire that also returns the holder when the lease
+	// is live elsewhere (one round trip per attempt); on MySQL the
+	// acquire, and after a failed one the holder read.
+	dialect := rowlock.MySQL
+	if pg {
+		dialect = rowlock.Postgres
+	}
+	q, err := rowlock.Statements(dialect, table)
+	if err != nil {
+		return fail(err)
+	}
 	newFloor := func(db *sql.DB) (*rowFloor, error) {
 		f := &rowFloor{pg: pg, db: db, owner: "bench-floor-" + e.runID, host: host, pid: os.Getpid(),
-			channel: "lockkit." + table, wake: newGeneration()}
+			channel: q.Channel, wake: newGeneration()}
 		if pg {
-			f.acquire = strings.ReplaceAll(rlPGAcquire, "{t}", rc.quote(table))
-			f.release = strings.ReplaceAll(rlPGRelease, "{t}", rc.quote(table))
+			f.acquire, f.release = q.Acquire, q.Release
 			return f, nil
 		}
 		var err error
-		if f.acqStmt, err = db.PrepareContext(ctx, strings.ReplaceAll(rlMyAcquire, "{t}", rc.quote(table))); err != nil {
+		if f.acqStmt, err = db.PrepareContext(ctx, q.Acquire); err != nil {
 			return nil, err
 		}
-		if f.holdStmt, err = db.PrepareContext(ctx, strings.ReplaceAll(rlMyHolder, "{t}", rc.quote(table))); err != nil {
+		if f.holdStmt, err = db.PrepareContext(ctx, q.Holder); err != nil {
 			return nil, err
 		}
-		if f.relStmt, err = db.PrepareContext(ctx, strings.ReplaceAll(rlMyRelease, "{t}", rc.quote(table))); err != nil {
+		if f.relStmt, err = db.PrepareContext(ctx, q.Release); err != nil {
 			return nil, err
 		}
 		return f, nil
@@ -445,6 +407,14 @@ func (f *rowFloor) try(ctx context.Context, name string) (releaseFunc, error) {
 		pid                            int64
 	)
 	holder := []any{&owner, &htoken, &since, &expires, &host, &pid, &data, &remain}
+	// The statement runs to its end even when ctx ends, as rowlock's
+	// does: the harness ends every contended slice by cancelling its
+	// workers, and a statement cancelled in flight may still take the
+	// lease, with a token nobody learns, blocking the name for the TTL and
+	// so every later slice. A lease taken after ctx ended is given back.
+	actx := ctx
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	if f.pg {
 		err := f.db.QueryRowContext(ctx, f.acquire, name, f.owner, ttl, f.host, f.pid, "").Scan(append([]any{&token}, holder...)...)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && token == 0) {
@@ -469,7 +439,7 @@ func (f *rowFloor) try(ctx context.Context, name string) (releaseFunc, error) {
 			return nil, err
 		}
 	}
-	return func(ctx context.Context) error {
+	release := func(ctx context.Context) error {
 		var n int64
 		if f.pg {
 			if err := f.db.QueryRowContext(ctx, f.release, name, f.owner, token, f.channel).Scan(&n); err != nil {
@@ -489,7 +459,12 @@ func (f *rowFloor) try(ctx context.Context, name string) (releaseFunc, error) {
 		}
 		f.wake.broadcast()
 		return nil
-	}, nil
+	}
+	if err := actx.Err(); err != nil {
+		_ = release(ctx)
+		return nil, err
+	}
+	return release, nil
 }
 
 // wait tries until acquired: woken by NOTIFY (PostgreSQL, after listen) or

@@ -254,6 +254,12 @@ type contendedResult struct {
 	Acquisitions int     `json:"acquisitions"`
 	Throughput   float64 `json:"throughput_per_s"`
 	PerWorker    []int   `json:"per_worker"`
+	// PerSlice is the acquisitions of each slice. A slice with none
+	// (EmptySlices) means the lock stayed held across it (a lease
+	// leaked by a cancelled attempt, for one), so the throughput is not a
+	// measure of handoffs.
+	PerSlice     []int   `json:"per_slice"`
+	EmptySlices  int     `json:"empty_slices"`
 	Spread       float64 `json:"spread"`  // max/min acquisitions per worker; 0 when some worker starved
 	Starved      int     `json:"starved"` // workers with no acquisition
 	HandoffP50Ns int64   `json:"handoff_median_ns"`
@@ -424,6 +430,14 @@ func contendedSlice(ctx context.Context, v *variant, k, n int, window time.Durat
 		<-fired
 	}
 	r.WindowNs += int64(window)
+	sliceTotal := 0
+	for _, c := range counts {
+		sliceTotal += c
+	}
+	r.PerSlice = append(r.PerSlice, sliceTotal)
+	if sliceTotal == 0 {
+		r.EmptySlices++
+	}
 	for i := range n {
 		r.PerWorker[i] += counts[i]
 		r.handoffs = append(r.handoffs, handoffs[i]...)

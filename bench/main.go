@@ -13,6 +13,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -22,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -231,6 +233,9 @@ func failures(rep *report) []string {
 		}
 		for _, r := range br.Contended {
 			check("contended", r.Variant, r.Role, r.Skipped, r.Errors)
+			if r.Role == roleLockkit && r.EmptySlices > 0 {
+				out = append(out, fmt.Sprintf("%s: contended: %s: %d of %d slices had no acquisition", br.Backend, r.Variant, r.EmptySlices, len(r.PerSlice)))
+			}
 		}
 		for _, r := range br.Memory {
 			check("memory", r.Variant, r.Role, r.Skipped, 0)
@@ -268,6 +273,7 @@ func measure(ctx context.Context, c *config, stderr io.Writer) (*report, error) 
 	}
 	rep := &report{
 		Command:   commandLine(),
+		Commit:    gitCommit(ctx),
 		Started:   time.Now().UTC(),
 		Quick:     c.quick,
 		Machine:   describeMachine(ctx, e),
@@ -342,4 +348,19 @@ func describeMachine(ctx context.Context, e *env) machine {
 	}
 	m.Servers = serverVersions(ctx, e)
 	return m
+}
+
+// gitCommit returns the checkout's HEAD, with "+dirty" when it has
+// uncommitted changes, so that a result names the code it measured; ""
+// outside a git checkout.
+func gitCommit(ctx context.Context) string {
+	out, err := exec.CommandContext(ctx, "git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	c := strings.TrimSpace(string(out))
+	if st, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+		c += "+dirty"
+	}
+	return c
 }

@@ -12,6 +12,7 @@ import (
 // report is one run: what results.json holds.
 type report struct {
 	Command   string           `json:"command"`
+	Commit    string           `json:"commit,omitempty"` // git HEAD of the checkout, "+dirty" with uncommitted changes
 	Started   time.Time        `json:"started"`
 	Seconds   float64          `json:"seconds"`
 	Quick     bool             `json:"quick"`
@@ -133,6 +134,9 @@ func renderTables(rep *report) string {
 		mode = "quick"
 	}
 	fmt.Fprintf(&b, "# lockkit benchmark (%s run, %.0fs)\n\n", mode, rep.Seconds)
+	if rep.Commit != "" {
+		fmt.Fprintf(&b, "Code: lockkit at %s, started %s.\n", rep.Commit, rep.Started.Format(time.RFC3339))
+	}
 	fmt.Fprintf(&b, "Machine: %d CPUs (%s), %s/%s, %s; load average at start %s.\n",
 		rep.Machine.CPUs, rep.Machine.CPU, rep.Machine.GOOS, rep.Machine.GOARCH, rep.Machine.GoVersion, rep.Machine.LoadAvg)
 	for _, k := range []string{"postgres", "mysql", "redis"} {
@@ -226,6 +230,12 @@ func renderTables(rep *report) string {
 			if c.Starved > 0 {
 				spread = fmt.Sprintf("∞ (%d of %d starved)", c.Starved, c.Workers)
 			}
+			tput := fmt.Sprintf("%.0f", c.Throughput)
+			if c.EmptySlices > 0 {
+				// The lock stayed held through whole slices: not a
+				// measure of handoffs.
+				tput += fmt.Sprintf(" (invalid: %d of %d slices had no acquisition)", c.EmptySlices, len(c.PerSlice))
+			}
 			rt := "0 (no network)"
 			if c.RoundTrips >= 0 {
 				rt = fmt.Sprintf("%.1f", c.RoundTrips)
@@ -235,8 +245,8 @@ func renderTables(rep *report) string {
 				errs += ": " + truncate(c.LastError, 60)
 			}
 			other := fmt.Sprintf("%.1f%%, %s, %s", 100*c.OtherShare, fmtDur(c.OtherP50Ns), fmtDur(c.OtherP99Ns))
-			fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n",
-				br.Backend, c.Variant, c.Throughput, spread, fmtDur(c.HandoffP50Ns), fmtDur(c.HandoffP99Ns), other, rt, errs)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+				br.Backend, c.Variant, tput, spread, fmtDur(c.HandoffP50Ns), fmtDur(c.HandoffP99Ns), other, rt, errs)
 		}
 	}
 	b.WriteString("\n")

@@ -69,15 +69,25 @@ func median(ds []time.Duration) time.Duration {
 // rowlock's own statements, straight through database/sql.
 func rawLocker(b *testing.B, e *env) func(name string) {
 	ctx := context.Background()
-	acquire, release := rowlock.Statements(e.dialect, rowlock.DefaultTable)
+	q, err := rowlock.Statements(e.dialect, rowlock.DefaultTable)
+	if err != nil {
+		b.Fatal(err)
+	}
+	acquire, release := q.Acquire, q.Release
 	owner, host, pid, data, ttl := "raw-owner", "host", 1, "", int64(30_000_000)
 	if e.dialect == rowlock.Postgres {
 		return func(name string) {
 			var token, n int64
-			if err := e.db.QueryRowContext(ctx, acquire, name, owner, ttl, host, pid, data).Scan(&token); err != nil {
+			var hOwner, hHost, hData string
+			var hToken, hAcq, hExp, hPid, hLeft int64
+			if err := e.db.QueryRowContext(ctx, acquire, name, owner, ttl, host, pid, data).Scan(
+				&token, &hOwner, &hToken, &hAcq, &hExp, &hHost, &hPid, &hData, &hLeft); err != nil {
 				b.Fatal(err)
 			}
-			if err := e.db.QueryRowContext(ctx, release, name, owner, token, "lockkit.lockkit_locks").Scan(&n); err != nil || n != 1 {
+			if token == 0 {
+				b.Fatal("not acquired")
+			}
+			if err := e.db.QueryRowContext(ctx, release, name, owner, token, q.Channel).Scan(&n); err != nil || n != 1 {
 				b.Fatal(n, err)
 			}
 		}
@@ -283,7 +293,11 @@ func BenchmarkMySQLAcquireStrategies(b *testing.B) {
 		b.Cleanup(func() { _ = st.Close() })
 		return st
 	}
-	acquire, release := rowlock.Statements(rowlock.MySQL, rowlock.DefaultTable)
+	q, err := rowlock.Statements(rowlock.MySQL, rowlock.DefaultTable)
+	if err != nil {
+		b.Fatal(err)
+	}
+	acquire, release := q.Acquire, q.Release
 	rel := prep(release)
 	const owner, host, pid, data, ttl = "bench", "host", 1, "", int64(30_000_000)
 	releaseToken := func(name string, token int64) {

@@ -102,7 +102,11 @@ func TestTakeoverQueuedBehindRelease(t *testing.T) {
 
 		// The holder's own release statement, run in the blocking
 		// transaction.
-		_, release := rowlock.Statements(e.dialect, "lockkit_locks")
+		q, err := rowlock.Statements(e.dialect, "lockkit_locks")
+		if err != nil {
+			t.Fatal(err)
+		}
+		release := q.Release
 		args := []any{n, rl.Owner(), rl.Token()}
 		if e.dialect == rowlock.Postgres {
 			args = append(args, "lockkit_test_nobody")
