@@ -117,4 +117,3 @@ func holderOf(h *lockkit.HeldError) any {
 	}
 	return h.Holder
 }
-
