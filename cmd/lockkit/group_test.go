@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,5 +134,38 @@ func TestFileContractExtras(t *testing.T) {
 	wantExit(t, "help run", code, 0, errOut)
 	if !strings.HasPrefix(out, "Usage: lockkit run") || !strings.Contains(out, "--kill-grace") {
 		t.Errorf("help run printed:\n%s", out)
+	}
+}
+
+// TestWaitBoundsConnect: --wait also bounds connecting, so a server that
+// accepts connections but never answers ends lockkit after about --wait
+// (exit 69), not after the 15 s connect timeout.
+func TestWaitBoundsConnect(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() }) // accepted, never answered
+		}
+	}()
+	for _, u := range []string{"postgres://u@" + ln.Addr().String() + "/db", "mysql://u@" + ln.Addr().String() + "/db", "redis://" + ln.Addr().String() + "/0"} {
+		start := time.Now()
+		code, _, errOut := lockkit(t, baseEnv(t), "run", "-b", u, "-w", "1s", integration.Name(t), "--", "true")
+		took := time.Since(start)
+		wantExit(t, u, code, 69, errOut)
+		if took > 5*time.Second {
+			t.Errorf("%s with --wait 1s against a silent server took %v", u, took.Round(time.Millisecond))
+		}
+		if !strings.Contains(errOut, "--wait 1s") {
+			t.Errorf("%s: stderr does not say the wait ran out:\n%s", u, errOut)
+		}
 	}
 }

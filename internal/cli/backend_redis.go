@@ -28,6 +28,9 @@ func openRedis(ctx context.Context, e *env, b *backendURL) (backend, error) {
 	e.scrub.add(opts.Password)
 	quietRedis.Do(func() { redis.SetLogger(discardLogger{}) })
 	opts.DialTimeout = pingTimeout
+	// Contexts bound every network wait, as redislock asks: without it
+	// go-redis waits out its ReadTimeout whatever the deadline.
+	opts.ContextTimeoutEnabled = true
 	opts.DialerRetries = 1
 	c := redis.NewClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, pingTimeout)

@@ -102,7 +102,16 @@ func (e *env) run(ctx context.Context, args []string) int {
 	}
 
 	sigCtx, stopSignals := e.interruptible(ctx)
-	be, err := e.openBackend(sigCtx, b)
+	openCtx := sigCtx
+	if f.waitGiven && f.wait > 0 {
+		// --wait also bounds connecting: a server that accepts but never
+		// answers must not hold lockkit for the whole connect timeout.
+		var cancel context.CancelFunc
+		openCtx, cancel = context.WithTimeoutCause(sigCtx, max(f.wait, time.Second),
+			fmt.Errorf("no answer within --wait %s", f.wait))
+		defer cancel()
+	}
+	be, err := e.openBackend(openCtx, b)
 	if err != nil {
 		if sig := stopSignals(); sig != nil {
 			return signalExit(sig)

@@ -59,7 +59,9 @@ Flags:
                               else a file lock in a per-user directory)
   -n, --no-wait               fail at once if the lock is held
   -w, --wait DURATION         wait at most DURATION, e.g. 30s, 5m or 10
-                              (seconds); the default is to wait until acquired
+                              (seconds); the default is to wait until acquired.
+                              Connecting to the backend is bounded by it too
+                              (at least 1s)
   -s, --shared                take a shared lock: any number of shared holders
                               exclude the exclusive ones (postgres advisory
                               locks and file locks only; elsewhere exit 64)
