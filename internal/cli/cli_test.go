@@ -108,6 +108,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad exit code", []string{"run", "--conflict-exit-code", "300", "x", "--", "true"}, "not an exit status"},
 		{"no-wait and wait", []string{"run", "-n", "-w", "1s", "x", "--", "true"}, "exclude each other"},
 		{"zero ttl", []string{"run", "-b", "redis://127.0.0.1:1/0", "--ttl", "0", "x", "--", "true"}, "--ttl must be positive"},
+		{"tiny ttl", []string{"run", "-b", "redis://127.0.0.1:1/0", "--ttl", "5ms", "x", "--", "true"}, "--ttl must be at least 100ms"},
 		{"empty name", []string{"run", "-b", url, "", "--", "true"}, "empty lock name"},
 		{"unknown scheme", []string{"run", "-b", "etcd://h:2379", "x", "--", "true"}, `unknown backend scheme "etcd"`},
 		{"not a URL", []string{"run", "-b", "/var/lock", "x", "--", "true"}, "a backend is a URL"},

@@ -66,6 +66,8 @@ func (e *env) parseRun(args []string) (f runFlags, name string, argv []string, c
 		return f, "", nil, e.usageErr(runUsage, "--no-wait and --wait exclude each other"), true
 	case f.ttl == 0 && fsHas(fs, "ttl"):
 		return f, "", nil, e.usageErr(runUsage, "--ttl must be positive"), true
+	case f.ttl > 0 && f.ttl < minTTL:
+		return f, "", nil, e.usageErr(runUsage, fmt.Sprintf("--ttl must be at least %s: the lease is renewed every third of it, over the network", minTTL)), true
 	}
 	if f.waitGiven && f.wait == 0 {
 		f.noWait = true // --wait 0: one attempt, as flock -w 0
@@ -247,6 +249,10 @@ func (e *env) release(ctx context.Context, lock lockkit.Lock, verbose bool) erro
 	}
 	return err
 }
+
+// minTTL is the shortest --ttl: a lease renewed every third of it must
+// survive a round trip or two.
+const minTTL = 100 * time.Millisecond
 
 // groupPoll is how often lockkit run checks whether processes the command
 // left in its process group have exited.

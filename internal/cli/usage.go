@@ -127,7 +127,8 @@ What each backend can show:
                 keys of known schemes (lockkit names given as NAME,
                 golang-migrate, goose) are named
   mysql://      user locks from performance_schema.metadata_locks where
-                it is enabled; else only the given NAMEs (IS_USED_LOCK)
+                it is enabled; else only the given NAMEs (IS_USED_LOCK);
+                the server records no "since" for a user lock
   redis://      lockkit's lock keys, with their lease expiry and token
   --table       the lock table's rows: owner, since, expires and token
 
@@ -135,7 +136,9 @@ Flags:
   -b, --backend URL  where the locks live (default: $LOCKKIT_BACKEND, else
                      the per-user file lock directory)
       --table        list the lock table instead of advisory locks
-      --json         print one JSON array of locks instead of a table
+      --json         print one JSON array of locks instead of a table; its
+                     "pid" is the database session on postgres:// and
+                     mysql://, the holder's process id elsewhere
   -h, --help         show this help
 
 Exit status:
