@@ -636,3 +636,20 @@ func TestMySQLStatusListing(t *testing.T) {
 		})
 	}
 }
+
+// TestPostgresStatusNamesRunLocks: `lockkit status` without NAMEs names the
+// advisory locks that `lockkit run` holds, from the session's
+// application_name ("lockkit run NAME") checked against the key.
+func TestPostgresStatusNamesRunLocks(t *testing.T) {
+	t.Parallel()
+	bc := pgCase(t)
+	name := integration.Name(t)
+	p := start(t, bc.env, true, "run", "-b", bc.url, name, "--", "sh", "-c", "echo ready; sleep 1")
+	p.waitLine("ready")
+	code, out, errOut := lockkit(t, bc.env, "status", "-b", bc.url, "--json")
+	wantExit(t, "status", code, 0, errOut)
+	if !strings.Contains(out, `"name": "`+name+`"`) {
+		t.Errorf("status does not name the lock %q that lockkit run holds:\n%s", name, out)
+	}
+	wantExit(t, "run", p.wait(), 0, p.stderr())
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
@@ -25,8 +26,20 @@ func init() {
 }
 
 // applicationName is what lockkit's PostgreSQL sessions show in
-// pg_stat_activity, unless the URL sets application_name.
-const applicationName = "lockkit"
+// pg_stat_activity, unless the URL sets application_name: "lockkit", or
+// "lockkit run NAME" for run, cut to PostgreSQL's 63 bytes at a character
+// boundary.
+func (e *env) applicationName() string {
+	if e.appName == "" {
+		return "lockkit"
+	}
+	s := e.appName
+	for len(s) > 63 {
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return s
+}
 
 // sqlBackend is PostgreSQL or MySQL through database/sql: advisory locks,
 // or the lock table with --table.
@@ -45,7 +58,7 @@ func openPostgres(ctx context.Context, e *env, b *backendURL) (backend, error) {
 		return nil, usagef("%s: %v", b.display, err)
 	}
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
-		cfg.RuntimeParams["application_name"] = applicationName
+		cfg.RuntimeParams["application_name"] = e.applicationName()
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = pingTimeout

@@ -87,6 +87,11 @@ type env struct {
 	scrub  *scrubber
 
 	verbose bool // -v: say more on stderr
+
+	// appName is what lockkit's PostgreSQL sessions show as
+	// application_name: "lockkit run NAME" for run, so that pg_stat_activity
+	// and lockkit status name the lock a session holds.
+	appName string
 }
 
 // Main runs lockkit with args (without the program name) and returns the

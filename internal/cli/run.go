@@ -94,6 +94,7 @@ func (e *env) run(ctx context.Context, args []string) int {
 		return code
 	}
 	e.verbose = f.verbose
+	e.appName = "lockkit run " + name
 	b, err := e.resolveBackend(f.backend, f.backendGiven)
 	if err != nil {
 		return e.fail(err, f.conflictCode)

@@ -130,6 +130,8 @@ func (s *sqlBackend) listPostgres(ctx context.Context, names []string) ([]heldLo
 		switch n, ok := byKey[k]; {
 		case ok:
 			h.Name = n
+		case runName(app, k) != "":
+			h.Name = runName(app, k)
 		default:
 			if tool, detail, ok := keyhash.Describe(k, targets...); ok {
 				h.Scheme = tool
@@ -257,4 +259,17 @@ func (s *sqlBackend) listMySQL(ctx context.Context, names []string) ([]heldLock,
 		return out, err
 	}
 	return nil, errNoMySQLListing
+}
+
+// runName returns the lock name of a `lockkit run` session whose
+// application_name is "lockkit run NAME" when key is that name's key; "".
+func runName(app string, k keyhash.Key) string {
+	name, ok := strings.CutPrefix(app, "lockkit run ")
+	if !ok || name == "" {
+		return ""
+	}
+	if keyhash.ValidateName(name) == nil && keyhash.Name(name) == k {
+		return name
+	}
+	return ""
 }
