@@ -141,8 +141,8 @@ func (s *Server) Start() error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid:    true, // keep the terminal's signals (^C) to the test binary
 		Credential: s.cred,
-		Pdeathsig:  syscall.SIGKILL, // never outlive the test binary
 	}
+	setParentDeathSignal(cmd.SysProcAttr) // never outlive the test binary
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("integration: start %s: %w", s.kind, err)
 	}
@@ -449,7 +449,8 @@ func runAs(name string) (*syscall.Credential, error) {
 // run runs a setup command as cred and returns its output on failure.
 func run(cred *syscall.Credential, name string, args ...string) error {
 	cmd := exec.Command(name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	setParentDeathSignal(cmd.SysProcAttr)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("integration: %s: %w\n%s", filepath.Base(name), err, out)

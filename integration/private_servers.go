@@ -7,11 +7,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
 )
 
 // StartPostgres starts a private PostgreSQL server for t and removes it
@@ -109,36 +107,6 @@ func postgresBinDir() (string, error) {
 		}
 	}
 	return "", fmt.Errorf("integration: no PostgreSQL binaries (initdb) in PATH or /usr/lib/postgresql/*/bin")
-}
-
-// removeSysVSegment removes the shared memory segment named in a
-// postmaster.pid file, if no process is attached to it any more.
-func removeSysVSegment(pidFile string) {
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		return
-	}
-	lines := strings.Split(string(b), "\n")
-	if len(lines) < 7 {
-		return
-	}
-	f := strings.Fields(lines[6]) // "key shmid"
-	if len(f) != 2 {
-		return
-	}
-	key, err1 := strconv.ParseInt(f[0], 10, 64)
-	id, err2 := strconv.Atoi(f[1])
-	if err1 != nil || err2 != nil {
-		return
-	}
-	var desc unix.SysvShmDesc
-	if _, err := unix.SysvShmCtl(id, unix.IPC_STAT, &desc); err != nil {
-		return
-	}
-	if int64(desc.Perm.Key) != key || desc.Nattch != 0 {
-		return
-	}
-	_, _ = unix.SysvShmCtl(id, unix.IPC_RMID, nil)
 }
 
 // StartMariaDB starts a private MariaDB server for t and removes it when t

@@ -221,7 +221,8 @@ func startChild(t testing.TB, mode string, s spec, name string, o *childOptions)
 	cmd.Env = append(os.Environ(), envChild+"="+mode, envSpecVar+"="+s.String(), envName+"="+name,
 		envArgs+"="+string(args))
 	cmd.Env = append(cmd.Env, o.env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.cred, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.cred}
+	setParentDeathSignal(cmd.SysProcAttr) // a helper never outlives the test binary
 	c := &child{t: t, cmd: cmd, events: make(chan event, 1024), stderr: &syncBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = c.stderr
 	stdout, err := cmd.StdoutPipe()

@@ -83,7 +83,8 @@ ignore_startup_parameters = extra_float_digits
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, cfg)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	setParentDeathSignal(cmd.SysProcAttr)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,7 @@
+//go:build linux
+
+package reliability
+
+import "syscall"
+
+func setParentDeathSignal(a *syscall.SysProcAttr) { a.Pdeathsig = syscall.SIGKILL }
