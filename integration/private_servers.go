@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
-
 )
 
 // StartPostgres starts a private PostgreSQL server for t and removes it

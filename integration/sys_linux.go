@@ -44,4 +44,3 @@ func removeSysVSegment(pidFile string) {
 	}
 	_, _ = unix.SysvShmCtl(id, unix.IPC_RMID, nil)
 }
-
