@@ -21,11 +21,11 @@ func TestClose(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.TryLock(ctxT(t, 5*time.Second), "other"); !errors.Is(err, errClosed) {
-		t.Errorf("TryLock after Close = %v, want %v", err, errClosed)
+	if _, err := l.TryLock(ctxT(t, 5*time.Second), "other"); !errors.Is(err, ErrClosed) {
+		t.Errorf("TryLock after Close = %v, want %v", err, ErrClosed)
 	}
-	if _, err := l.Lock(ctxT(t, 5*time.Second), "other"); !errors.Is(err, errClosed) {
-		t.Errorf("Lock after Close = %v, want %v", err, errClosed)
+	if _, err := l.Lock(ctxT(t, 5*time.Second), "other"); !errors.Is(err, ErrClosed) {
+		t.Errorf("Lock after Close = %v, want %v", err, ErrClosed)
 	}
 	if keys := countKeys(t, c, prefix+"other"); len(keys) != 0 {
 		t.Errorf("keys after calls on a closed Locker: %v", keys)

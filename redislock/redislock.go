@@ -39,6 +39,7 @@ type Locker struct {
 	noSetGet atomic.Bool // the server rejected SET NX GET: use the script
 	turns    turnSet     // per name, the Lock calls waiting in-process
 
+	closeMu   sync.Mutex // orders abandoned.Add before Close's Wait
 	closed    atomic.Bool
 	abandoned sync.WaitGroup // give-backs of abandoned attempts still running
 
@@ -72,17 +73,19 @@ func New(client Client, cfg *Config) (*Locker, error) {
 	return l, nil
 }
 
-// errClosed is returned by TryLock and Lock after Close.
-var errClosed = errors.New("redislock: Locker is closed")
+// ErrClosed is returned by TryLock and Lock after Close.
+var ErrClosed = errors.New("redislock: Locker is closed")
 
-// Close makes later TryLock and Lock calls fail, and waits for the
-// give-backs of attempts that their context abandoned while a lock
-// statement was in flight (each bounded by 2 s; normally a round trip),
-// so that closing the client, or exiting, right after Close leaves no
-// lease behind until its TTL. Locks already held are not released: release
+// Close makes later TryLock and Lock calls fail with [ErrClosed], and
+// waits for the give-backs of attempts that their context abandoned while
+// a lock statement was in flight (each bounded by 2 s; normally a round
+// trip), so that closing the client, or exiting, right after Close leaves
+// no lease behind until its TTL. Locks already held are not released: release
 // them first. Close is idempotent and always returns nil.
 func (l *Locker) Close() error {
+	l.closeMu.Lock()
 	l.closed.Store(true)
+	l.closeMu.Unlock()
 	l.abandoned.Wait()
 	return nil
 }
@@ -167,7 +170,7 @@ func (l *Locker) TryLock(ctx context.Context, name string) (*Lock, error) {
 		return nil, err
 	}
 	if l.closed.Load() {
-		return nil, errClosed
+		return nil, ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, notAcquired(name, err)
@@ -205,7 +208,7 @@ func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
 		return nil, err
 	}
 	if l.closed.Load() {
-		return nil, errClosed
+		return nil, ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, notAcquired(name, err)
@@ -485,7 +488,17 @@ func isSyntaxError(err error) bool {
 // for it.
 func (l *Locker) abandon(ctx context.Context, key, secret, member string) {
 	done := make(chan struct{})
+	l.closeMu.Lock()
+	if l.closed.Load() {
+		// Close is waiting or done: give back here, where it cannot miss it.
+		l.closeMu.Unlock()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
+		defer cancel()
+		_, _ = l.release(rctx, key, secret, member)
+		return
+	}
 	l.abandoned.Add(1)
+	l.closeMu.Unlock()
 	go func() {
 		defer l.abandoned.Done()
 		defer close(done)

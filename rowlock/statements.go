@@ -8,6 +8,11 @@ import "github.com/lockkit/lockkit"
 // benchmark that runs them through the raw driver. Placeholders are $n on
 // PostgreSQL and ? on MySQL; every value is bound; durations are integer
 // microseconds. Each field says its arguments and result.
+//
+// The statements belong to the lockkit version that returns them and may
+// change between versions (a release statement did, to fix a race), so a
+// service that sends them itself must take them from the same version as
+// the Lockers it shares leases with.
 type SQL struct {
 	// Acquire inserts the lease or takes over an expired one, in one
 	// statement.

@@ -93,7 +93,16 @@ func TestTableAbandonedAcquireGivenBack(t *testing.T) {
 	if _, err := tx.ExecContext(ctx, "UPDATE lockkit_locks SET expires_at = clock_timestamp() WHERE name = $1", name); err != nil {
 		t.Fatal(err)
 	}
+	q, err := rowlock.Statements(rowlock.Postgres, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		// Wake lockkit's waiter (it also polls, but slowly) so that its
+		// next attempt comes now, while the row is locked.
+		if _, err := db.ExecContext(ctx, "SELECT pg_notify($1, $2)", q.Channel, name); err != nil {
+			t.Fatal(err)
+		}
 		var n int
 		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid))", blocker).Scan(&n); err != nil {
 			t.Fatal(err)

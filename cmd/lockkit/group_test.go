@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,14 +23,18 @@ func TestFileGroupHoldsLock(t *testing.T) {
 	t.Parallel()
 	bc := fileCase(t)
 	name := integration.Name(t)
-	done := filepath.Join(t.TempDir(), "done")
-	// The background job outlives the command by about a second.
-	script := fmt.Sprintf(`(sleep 1; echo done > %s) >/dev/null 2>&1 & echo ready; exit 3`, done)
+	tmp := t.TempDir()
+	gate, done := filepath.Join(tmp, "gate"), filepath.Join(tmp, "done")
+	// The background job runs until the test creates the gate file.
+	script := fmt.Sprintf(`(while [ ! -e %s ]; do sleep 0.02; done; echo done > %s) >/dev/null 2>&1 & echo ready; exit 3`, gate, done)
 	p := start(t, bc.env, true, "run", "-b", bc.url, name, "--", "sh", "-c", script)
 	p.waitLine("ready")
-	time.Sleep(200 * time.Millisecond) // the command has exited; its job runs
+	time.Sleep(100 * time.Millisecond) // the command exits; its job runs on
 	code, _, errOut := lockkit(t, bc.env, "run", "-b", bc.url, "-n", name, "--", "true")
 	wantExit(t, "second run while the job runs", code, 75, errOut)
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	wantExit(t, "first run", p.wait(), 3, p.stderr())
 	if b, err := os.ReadFile(done); err != nil || string(b) != "done\n" {
 		t.Fatalf("lockkit exited before the job finished: %q, %v", b, err)
@@ -50,10 +55,11 @@ func TestFileLostLockGraceForGroup(t *testing.T) {
 	pidFile, marker := filepath.Join(tmp, "pid"), filepath.Join(tmp, "marker")
 	// The command dies of SIGTERM at once; its job takes 500 ms to wind up.
 	job := fmt.Sprintf(`trap 'sleep 0.5; echo cleaned > %s; exit 0' TERM; echo $$ > %s; while :; do sleep 0.05; done`, marker, pidFile)
-	script := fmt.Sprintf(`sh -c %q & sleep 0.2; echo ready; wait`, job)
+	script := fmt.Sprintf(`sh -c %q & while [ ! -s %s ]; do sleep 0.02; done; echo ready; wait`, job, pidFile)
 	p := start(t, bc.env, true, "run", "-b", bc.url, "--kill-grace", "5s", name, "--", "sh", "-c", script)
 	p.waitLine("ready")
 	jobPid := readPid(t, pidFile)
+	t.Cleanup(func() { _ = syscall.Kill(jobPid, syscall.SIGKILL) }) // should it outlive a failed test
 	if err := os.Remove(filepath.Join(dir, name+".lock")); err != nil {
 		t.Fatal(err)
 	}
@@ -95,14 +101,27 @@ func TestFileContractExtras(t *testing.T) {
 	bc := fileCase(t)
 	name := integration.Name(t)
 
+	gate := filepath.Join(t.TempDir(), "gate")
+	holdUntilGate := fmt.Sprintf(`echo ready; while [ ! -e %s ]; do sleep 0.02; done`, gate)
+	openGate := func() {
+		t.Helper()
+		if err := os.WriteFile(gate, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	// -s: shared holders coexist; an exclusive run is refused meanwhile.
-	p := start(t, bc.env, true, "run", "-b", bc.url, "-s", name, "--", "sh", "-c", "echo ready; sleep 1")
+	p := start(t, bc.env, true, "run", "-b", bc.url, "-s", name, "--", "sh", "-c", holdUntilGate)
 	p.waitLine("ready")
 	code, _, errOut := lockkit(t, bc.env, "run", "-b", bc.url, "-s", "-n", name, "--", "true")
 	wantExit(t, "second shared run", code, 0, errOut)
 	code, _, errOut = lockkit(t, bc.env, "run", "-b", bc.url, "-n", name, "--", "true")
 	wantExit(t, "exclusive run beside a shared one", code, 75, errOut)
+	openGate()
 	wantExit(t, "first shared run", p.wait(), 0, p.stderr())
+	if err := os.Remove(gate); err != nil {
+		t.Fatal(err)
+	}
 
 	// -s with --table is a usage error, before any connection is made.
 	code, _, errOut = lockkit(t, bc.env, "run", "-b", "postgres://u@"+closedPort(t)+"/db", "--table", "-s", name, "--", "true")
@@ -110,13 +129,14 @@ func TestFileContractExtras(t *testing.T) {
 
 	// -b wins over LOCKKIT_BACKEND.
 	other := "file://" + t.TempDir()
-	p = start(t, bc.env, true, "run", "-b", bc.url, name, "--", "sh", "-c", "echo ready; sleep 1")
+	p = start(t, bc.env, true, "run", "-b", bc.url, name, "--", "sh", "-c", holdUntilGate)
 	p.waitLine("ready")
 	envOther := append(append([]string{}, bc.env...), "LOCKKIT_BACKEND="+other)
 	code, _, errOut = lockkit(t, envOther, "run", "-b", bc.url, "-n", name, "--", "true")
 	wantExit(t, "-b over LOCKKIT_BACKEND", code, 75, errOut)
 	code, _, errOut = lockkit(t, envOther, "run", "-n", name, "--", "true")
 	wantExit(t, "LOCKKIT_BACKEND alone", code, 0, errOut)
+	openGate()
 	wantExit(t, "holder", p.wait(), 0, p.stderr())
 
 	// 126: COMMAND exists but cannot be executed; 127: it does not exist.
@@ -146,14 +166,25 @@ func TestWaitBoundsConnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	var conns []net.Conn // accepted, never answered
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			t.Cleanup(func() { c.Close() }) // accepted, never answered
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
 		}
 	}()
 	for _, u := range []string{"postgres://u@" + ln.Addr().String() + "/db", "mysql://u@" + ln.Addr().String() + "/db", "redis://" + ln.Addr().String() + "/0"} {
@@ -168,4 +199,25 @@ func TestWaitBoundsConnect(t *testing.T) {
 			t.Errorf("%s: stderr does not say the wait ran out:\n%s", u, errOut)
 		}
 	}
+}
+
+// TestFileSignalAfterCommandExited: a SIGTERM that lockkit gets while it
+// waits for a job the command left behind goes to the job, and lockkit
+// exits 128+15 rather than the command's 0.
+func TestFileSignalAfterCommandExited(t *testing.T) {
+	t.Parallel()
+	bc := fileCase(t)
+	name := integration.Name(t)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	script := fmt.Sprintf(`sh -c 'echo $$ > %s; while :; do sleep 0.05; done' >/dev/null 2>&1 & while [ ! -s %s ]; do sleep 0.02; done; echo ready`, pidFile, pidFile)
+	p := start(t, bc.env, true, "run", "-b", bc.url, name, "--", "sh", "-c", script)
+	p.waitLine("ready")
+	jobPid := readPid(t, pidFile)
+	t.Cleanup(func() { _ = syscall.Kill(jobPid, syscall.SIGKILL) })
+	time.Sleep(100 * time.Millisecond) // the command exits; lockkit waits for the job
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	wantExit(t, "lockkit terminated while the job ran", p.wait(), 128+int(syscall.SIGTERM), p.stderr())
+	waitGone(t, jobPid, "the job")
 }

@@ -644,9 +644,14 @@ func TestPostgresStatusNamesRunLocks(t *testing.T) {
 	t.Parallel()
 	bc := pgCase(t)
 	name := integration.Name(t)
-	p := start(t, bc.env, true, "run", "-b", bc.url, name, "--", "sh", "-c", "echo ready; sleep 1")
+	gate := filepath.Join(t.TempDir(), "gate")
+	p := start(t, bc.env, true, "run", "-b", bc.url, name, "--", "sh", "-c",
+		fmt.Sprintf(`echo ready; while [ ! -e %s ]; do sleep 0.02; done`, gate))
 	p.waitLine("ready")
 	code, out, errOut := lockkit(t, bc.env, "status", "-b", bc.url, "--json")
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	wantExit(t, "status", code, 0, errOut)
 	if !strings.Contains(out, `"name": "`+name+`"`) {
 		t.Errorf("status does not name the lock %q that lockkit run holds:\n%s", name, out)

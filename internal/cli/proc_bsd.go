@@ -5,11 +5,12 @@ package cli
 import "syscall"
 
 // groupHasLiveMembers reports whether the process group pgid has members;
-// here an exited member not yet reaped by its parent counts too.
-func groupHasLiveMembers(pgid int) bool { return signalGroupAlive(pgid) }
+// here an exited member not yet reaped by its parent counts too. (watch
+// has reaped the command itself.)
+func groupHasLiveMembers(pgid int, _ *int) bool { return signalGroupAlive(pgid) }
 
-// setDeathSignal does nothing: only Linux can signal a child when its
-// parent dies, so here a command outlives a lockkit that was killed.
+// setDeathSignal does nothing: lockkit sets a parent-death signal on Linux
+// only, so here a command outlives a lockkit that was killed.
 func setDeathSignal(*syscall.SysProcAttr) {}
 
 // watch waits for the command to exit. Without waitid's WNOWAIT this

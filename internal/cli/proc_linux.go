@@ -17,45 +17,71 @@ import (
 func setDeathSignal(attr *syscall.SysProcAttr) { attr.Pdeathsig = syscall.SIGKILL }
 
 // groupHasLiveMembers reports whether a process that has not exited is in
-// the process group pgid. kill(-pgid, 0) alone would also count an exited
-// member that its new parent (init, after the command exited) has not
-// reaped yet, which some container inits do late or never; so the members
-// are read from /proc, and zombies skipped. Without /proc it falls back to
-// kill.
-func groupHasLiveMembers(pgid int) bool {
+// the process group pgid. kill(-pgid, 0) alone also counts exited members
+// nobody has reaped yet (the command itself until wait, orphans that init
+// reaps late or never in some containers), so the members are read from
+// /proc and zombies skipped. When /proc cannot show the group (another PID
+// namespace, hidepid) the kill answer stands. *last caches a live member,
+// checked first, so that a long-running job costs one read per poll.
+func groupHasLiveMembers(pgid int, last *int) bool {
 	if !signalGroupAlive(pgid) {
 		return false
+	}
+	if *last > 0 {
+		if st, g, ok := procStat(*last); ok && g == pgid && st != "Z" && st != "X" {
+			return true
+		}
+		*last = 0
+	}
+	if self, err := os.Readlink("/proc/self"); err != nil || self != strconv.Itoa(os.Getpid()) {
+		return true // /proc is not this PID namespace's
 	}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return true
 	}
+	seen := false
 	for _, ent := range entries {
-		if _, err := strconv.Atoi(ent.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + ent.Name() + "/stat")
+		pid, err := strconv.Atoi(ent.Name())
 		if err != nil {
-			continue // exited meanwhile
-		}
-		// "pid (comm) state ppid pgrp ...": comm may hold spaces and
-		// parentheses, so the fields are counted after the last ')'.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
 			continue
 		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 3 {
+		st, g, ok := procStat(pid)
+		if !ok || g != pgid {
 			continue
 		}
-		if f[0] == "Z" || f[0] == "X" {
-			continue
-		}
-		if g, err := strconv.Atoi(f[2]); err == nil && g == pgid {
+		seen = true
+		if st != "Z" && st != "X" {
+			*last = pid
 			return true
 		}
 	}
-	return false
+	// Only zombies: the group is done. None at all, although kill found
+	// the group: /proc hides its members; assume they run.
+	return !seen
+}
+
+// procStat returns the state and process group of pid from /proc.
+func procStat(pid int) (state string, pgrp int, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", 0, false // exited meanwhile
+	}
+	// "pid (comm) state ppid pgrp ...": comm may hold spaces and
+	// parentheses, so the fields are counted after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return "", 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 3 {
+		return "", 0, false
+	}
+	g, err := strconv.Atoi(f[2])
+	if err != nil {
+		return "", 0, false
+	}
+	return f[0], g, true
 }
 
 // Linux si_code values of a SIGCHLD-style wait result.

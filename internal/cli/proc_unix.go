@@ -30,6 +30,8 @@ type child struct {
 	pgrp int // lockkit's own process group
 
 	state *os.ProcessState // set by wait
+
+	lastMember int // a group member groupAlive last found alive
 }
 
 // startChild starts cmd as the leader of a new process group, so that the
@@ -80,11 +82,17 @@ func (c *child) terminate() {
 // kill sends SIGKILL to the process group.
 func (c *child) kill() { _ = syscall.Kill(-c.pgid, syscall.SIGKILL) }
 
-// groupAlive reports whether a process is left in the command's process
-// group. Call it after wait has reaped the command: until then the
-// command itself counts. The group's id cannot be reused while the group
-// has members, so the answer is about the command's group.
-func (c *child) groupAlive() bool { return groupHasLiveMembers(c.pgid) }
+// exitedLeader is called when the command has exited, before wait: the
+// terminal goes back to lockkit's group (the command no longer reads it).
+func (c *child) exitedLeader() {
+	if c.tty >= 0 {
+		c.takeTerminal()
+	}
+}
+
+// groupAlive reports whether a process that has not exited is left in the
+// command's process group, the command itself included.
+func (c *child) groupAlive() bool { return groupHasLiveMembers(c.pgid, &c.lastMember) }
 
 // signalGroupAlive reports whether kill(-pgid, 0) finds the group. An
 // exited member that nobody has reaped yet (a zombie) still counts.

@@ -288,7 +288,7 @@ func (e *env) runLocked(ctx context.Context, lock lockkit.Lock, where string, ar
 		done    = lock.Done()
 		exited  = ch.exited
 		poll    <-chan time.Time // while the leader is gone and others are left
-		state   *os.ProcessState
+		late    os.Signal        // a signal forwarded after the command exited
 	)
 wait:
 	for {
@@ -298,6 +298,9 @@ wait:
 				e.errorf("forwarding %v to %s", sig, argv[0])
 			}
 			ch.signal(sig)
+			if exited == nil {
+				late = sig
+			}
 		case <-done:
 			done = nil
 			lostErr = lock.Err()
@@ -316,8 +319,11 @@ wait:
 			// Ctrl-Z while the command has the terminal.
 			ch.suspend()
 		case <-exited:
+			// The command is not reaped until its group is empty: an
+			// unreaped leader keeps the group's id from being reused, so
+			// signals to the group cannot reach another.
 			exited = nil
-			state = ch.wait()
+			ch.exitedLeader()
 			if !ch.groupAlive() {
 				break wait
 			}
@@ -333,11 +339,16 @@ wait:
 			}
 		}
 	}
+	state := ch.wait()
 	relErr := e.release(ctx, lock, f.verbose)
 	if lostErr != nil {
 		return ExitLost
 	}
 	status := exitStatus(state)
+	if late != nil {
+		// lockkit was told to stop while the command's group finished.
+		status = signalExit(late)
+	}
 	if relErr != nil {
 		if errors.Is(relErr, lockkit.ErrLost) {
 			e.errorf("lost lock %q on %s while %s ran (it exited with status %d): %v", lock.Name(), where, argv[0], status, causeOf(relErr))
