@@ -74,22 +74,29 @@ func TestFileLostLockGraceForGroup(t *testing.T) {
 }
 
 // TestFileLockkitKilled: when lockkit itself is killed with SIGKILL, its
-// lock goes with it, so the kernel kills the command too (Linux: the
-// parent-death signal) rather than let it run on unlocked.
+// lock goes with it, so its guard kills the command's whole process group
+// (and the kernel kills the command: the parent-death signal), rather
+// than let the command or its background jobs run on unlocked.
 func TestFileLockkitKilled(t *testing.T) {
 	t.Parallel()
 	bc := fileCase(t)
 	name := integration.Name(t)
-	pidFile := filepath.Join(t.TempDir(), "pid")
-	p := start(t, bc.env, true, "run", "-b", bc.url, name, "--", "sh", "-c", fmt.Sprintf(`echo $$ > %s; echo ready; exec sleep 1000 >/dev/null 2>&1`, pidFile))
+	tmp := t.TempDir()
+	cmdPidFile, jobPidFile := filepath.Join(tmp, "cmd"), filepath.Join(tmp, "job")
+	script := fmt.Sprintf(`sh -c 'echo $$ > %[2]s; exec sleep 1000' >/dev/null 2>&1 & while [ ! -s %[2]s ]; do sleep 0.02; done; echo $$ > %[1]s; echo ready; exec sleep 1000 >/dev/null 2>&1`, cmdPidFile, jobPidFile)
+	p := start(t, bc.env, true, "run", "-b", bc.url, name, "--", "sh", "-c", script)
 	p.waitLine("ready")
-	cmdPid := readPid(t, pidFile)
-	t.Cleanup(func() { _ = syscall.Kill(cmdPid, syscall.SIGKILL) }) // should it outlive the test
+	cmdPid, jobPid := readPid(t, cmdPidFile), readPid(t, jobPidFile)
+	t.Cleanup(func() { // should they outlive the test
+		_ = syscall.Kill(cmdPid, syscall.SIGKILL)
+		_ = syscall.Kill(jobPid, syscall.SIGKILL)
+	})
 	if err := syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	p.wait()
 	waitGone(t, cmdPid, "the command of a killed lockkit")
+	waitGone(t, jobPid, "the background job of a killed lockkit's command")
 	code, _, errOut := lockkit(t, bc.env, "run", "-b", bc.url, "-n", name, "--", "true")
 	wantExit(t, "run after lockkit was killed", code, 0, errOut)
 }

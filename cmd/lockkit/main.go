@@ -19,6 +19,10 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == cli.GuardArg {
+		os.Exit(cli.Guard(os.Args[2]))
+	}
+	self, _ := os.Executable()
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	p := &cli.Program{
@@ -27,6 +31,7 @@ func main() {
 		Stderr:  os.Stderr,
 		Env:     os.Environ(),
 		Signals: sigs,
+		Self:    self,
 	}
 	os.Exit(p.Main(context.Background(), os.Args[1:]))
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit/integration"
+	"github.com/lockkit/lockkit/internal/cli"
 	"go.uber.org/goleak"
 )
 
@@ -127,6 +128,18 @@ func start(t *testing.T, env []string, pipeOut bool, args ...string) *proc {
 		close(p.done)
 	}()
 	return p
+}
+
+// commandPids lists the children of lockkit pid other than its guard.
+func commandPids(pid int) []int {
+	var out []int
+	for _, c := range childPids(pid) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c))
+		if !strings.Contains(string(b), cli.GuardArg) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // childPids lists the children of pid, from /proc.

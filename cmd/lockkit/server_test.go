@@ -249,9 +249,9 @@ func lostLock(t *testing.T, lc lossCase) {
 	args := append(append([]string{"run", "-b", lc.bc.url, "--kill-grace", "2s"}, lc.extra...), name, "--", "sh", "-c", script)
 	p := start(t, lc.bc.env, true, args...)
 	p.waitLine("ready")
-	child := childPids(p.cmd.Process.Pid)
+	child := commandPids(p.cmd.Process.Pid)
 	if len(child) != 1 {
-		t.Fatalf("lockkit has children %v, want one", child)
+		t.Fatalf("lockkit has command children %v, want one", child)
 	}
 	grandchild := readPid(t, pidFile)
 	lc.kill(t, name)

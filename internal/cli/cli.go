@@ -69,6 +69,11 @@ type Program struct {
 	// signal.Notify; nil means no signals arrive.
 	Signals <-chan os.Signal
 
+	// Self is the lockkit executable. When set, lockkit run starts it as
+	// the guard of the command's process group ([Guard]), which kills the
+	// group should lockkit die while holding the lock. Empty: no guard.
+	Self string
+
 	// IsTerminal reports whether w is a terminal; it decides whether a live
 	// status line is shown while waiting for a lock. Nil checks whether w
 	// is an *os.File on a terminal.

@@ -276,6 +276,12 @@ func (e *env) runLocked(ctx context.Context, lock lockkit.Lock, where string, ar
 		e.release(ctx, lock, f.verbose)
 		return e.startFailed(argv[0], err)
 	}
+	var g *guard
+	if e.p.Self != "" {
+		if g, err = startGuard(e.p.Self, ch.pgid); err != nil && f.verbose {
+			e.errorf("no guard for %s's process group: %v", argv[0], err)
+		}
+	}
 
 	// The lock is held until the command has exited and so has every
 	// process it left in its process group (a `job &` in a script still
@@ -339,6 +345,7 @@ wait:
 			}
 		}
 	}
+	g.stand()
 	state := ch.wait()
 	relErr := e.release(ctx, lock, f.verbose)
 	if lostErr != nil {

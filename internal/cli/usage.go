@@ -48,9 +48,9 @@ keeps its file open; a process that leaves the group (setsid, a daemon)
 is not waited for, and a member stopped with SIGSTOP keeps the lock until
 it is continued and exits. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to
 lockkit are forwarded to the group; one that arrives after COMMAND exited
-makes lockkit exit 128+N. If lockkit itself is killed, the kernel kills
-COMMAND (Linux; not a setuid COMMAND such as sudo), since the lock is gone
-with lockkit; processes COMMAND left in the background are not killed then.
+makes lockkit exit 128+N. If lockkit itself is killed, the lock is gone
+with it, so a small guard process that lockkit starts beside COMMAND sends
+SIGKILL to COMMAND's process group.
 
 If the lock is lost while COMMAND runs (the database session ends, the
 lease cannot be renewed), lockkit sends SIGTERM to the process group, then
