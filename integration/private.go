@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/lockkit/lockkit/internal/procstat"
 )
 
 // Server is a throwaway database server that a test starts itself from the
@@ -276,43 +277,20 @@ func (s *Server) signalTree(sig syscall.Signal) {
 // processAlive reports whether pid is a process that is not a zombie (a
 // zombie waits for a reaper that may never come in a container).
 func processAlive(pid int) bool {
-	state, _, ok := procStat(pid)
-	return ok && state != "Z" && state != "X"
-}
-
-// procStat returns the state and parent of pid from /proc/PID/stat.
-func procStat(pid int) (state string, ppid int, ok bool) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return "", 0, false
-	}
-	// pid (comm) state ppid ...; comm may hold spaces and ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return "", 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return "", 0, false
-	}
-	ppid, _ = strconv.Atoi(f[1])
-	return f[0], ppid, true
+	st, ok := procstat.Read(pid)
+	return ok && st.Alive()
 }
 
 // descendants lists every live process below root, children first.
 func descendants(root int) []int {
-	entries, err := os.ReadDir("/proc")
+	pids, err := procstat.PIDs()
 	if err != nil {
 		return nil
 	}
 	children := map[int][]int{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if state, ppid, ok := procStat(pid); ok && state != "Z" && state != "X" {
-			children[ppid] = append(children[ppid], pid)
+	for _, pid := range pids {
+		if st, ok := procstat.Read(pid); ok && st.Alive() {
+			children[st.PPID] = append(children[st.PPID], pid)
 		}
 	}
 	var out []int

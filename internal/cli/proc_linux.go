@@ -1,14 +1,12 @@
 package cli
 
 import (
-	"bytes"
 	"errors"
-	"os"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lockkit/lockkit/internal/procstat"
 )
 
 // setDeathSignal makes the kernel SIGKILL the command when lockkit dies
@@ -28,30 +26,26 @@ func groupHasLiveMembers(pgid int, last *int) bool {
 		return false
 	}
 	if *last > 0 {
-		if st, g, ok := procStat(*last); ok && g == pgid && st != "Z" && st != "X" {
+		if st, ok := procstat.Read(*last); ok && st.PGrp == pgid && st.Alive() {
 			return true
 		}
 		*last = 0
 	}
-	if self, err := os.Readlink("/proc/self"); err != nil || self != strconv.Itoa(os.Getpid()) {
-		return true // /proc is not this PID namespace's
+	if !procstat.OwnNamespace() {
+		return true
 	}
-	entries, err := os.ReadDir("/proc")
+	pids, err := procstat.PIDs()
 	if err != nil {
 		return true
 	}
 	seen := false
-	for _, ent := range entries {
-		pid, err := strconv.Atoi(ent.Name())
-		if err != nil {
-			continue
-		}
-		st, g, ok := procStat(pid)
-		if !ok || g != pgid {
+	for _, pid := range pids {
+		st, ok := procstat.Read(pid)
+		if !ok || st.PGrp != pgid {
 			continue
 		}
 		seen = true
-		if st != "Z" && st != "X" {
+		if st.Alive() {
 			*last = pid
 			return true
 		}
@@ -59,29 +53,6 @@ func groupHasLiveMembers(pgid int, last *int) bool {
 	// Only zombies: the group is done. None at all, although kill found
 	// the group: /proc hides its members; assume they run.
 	return !seen
-}
-
-// procStat returns the state and process group of pid from /proc.
-func procStat(pid int) (state string, pgrp int, ok bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return "", 0, false // exited meanwhile
-	}
-	// "pid (comm) state ppid pgrp ...": comm may hold spaces and
-	// parentheses, so the fields are counted after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return "", 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 3 {
-		return "", 0, false
-	}
-	g, err := strconv.Atoi(f[2])
-	if err != nil {
-		return "", 0, false
-	}
-	return f[0], g, true
 }
 
 // Linux si_code values of a SIGCHLD-style wait result.
