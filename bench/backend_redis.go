@@ -19,104 +19,19 @@ import (
 )
 
 // What lockkit's redislock sends (redislock/redislock.go trySetGet and
-// release, redislock/scripts.go releaseSrc): an uncontended acquire is one
-// SET key value PX ttl NX GET; a release is the release script, which hands
-// the lock to the longest waiter of the name's queue or else deletes the key
-// and publishes the release. A waiting acquire tries SET NX GET once when
-// no other call of its Locker waits for the name; otherwise, or when held,
-// it queues in-process (FIFO) and only the head of that queue waits on the
-// server, with the wait script (redisWaitSrc) and the release channel. The
-// floor sends exactly these. (lockkit's fencing path uses a further script.)
-const redisReleaseSrc = `local fenceKey = KEYS[4]
-
-local function nextFence()
-  if not fenceKey then return '0' end
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local n = (tonumber(redis.call('GET', fenceKey)) or 0) + 1
-  if n < now then n = now end
-  local f = string.format('%d', n)
-  redis.call('SET', fenceKey, f)
-  return f
-end
-
-if ARGV[4] ~= '' then
-  redis.call('ZREM', KEYS[2], ARGV[4])
-  redis.call('ZREM', KEYS[3], ARGV[4])
-end
-local v = redis.call('GET', KEYS[1])
-if not (v and string.sub(v, 1, #ARGV[1]) == ARGV[1]) then
-  return 0
-end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
-    redis.call('ZREM', KEYS[2], m)
-    redis.call('ZREM', KEYS[3], m)
-  end
-  local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
-  if head then
-    redis.call('ZREM', KEYS[2], head)
-    redis.call('ZREM', KEYS[3], head)
-    local i = string.find(head, '|', 1, true)
-    redis.call('SET', KEYS[1], string.sub(head, 1, i) .. nextFence() .. string.sub(head, i + 1), 'PX', ARGV[3])
-    redis.call('PUBLISH', ARGV[2], 'granted ' .. redis.sha1hex(string.sub(head, 1, i)) .. ' ' .. ARGV[3])
-    return 1
-  end
-end
-redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[2], 'released')
-return 1
-`
-
-var redisRelease = redis.NewScript(redisReleaseSrc)
-
-// redisWaitSrc is lockkit's wait script (redislock/scripts.go waitSrc), run
-// by the one waiter per Locker and name that waits on the server: it takes
-// the lock if the key is free or was granted to this waiter by a release,
-// and otherwise registers the waiter in the name's Redis queue.
-const redisWaitSrc = `local fenceKey = KEYS[4]
-
-local function nextFence()
-  if not fenceKey then return '0' end
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local n = (tonumber(redis.call('GET', fenceKey)) or 0) + 1
-  if n < now then n = now end
-  local f = string.format('%d', n)
-  redis.call('SET', fenceKey, f)
-  return f
-end
-
-local member = ARGV[1] .. ARGV[3]
-local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then
-  redis.call('ZREM', KEYS[2], member)
-  redis.call('ZREM', KEYS[3], member)
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {1, string.sub(v, #ARGV[1] + 1)}
-end
-if v then
-  local t = redis.call('TIME')
-  local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  redis.call('ZADD', KEYS[2], 'NX', us, member)
-  redis.call('ZADD', KEYS[3], math.floor(us / 1000) + tonumber(ARGV[4]), member)
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-  redis.call('PEXPIRE', KEYS[3], ARGV[4])
-  local i = string.find(v, '|', 1, true)
-  local info = ''
-  if i then info = string.sub(v, i + 1) end
-  return {0, info, redis.call('PTTL', KEYS[1])}
-end
-redis.call('ZREM', KEYS[2], member)
-redis.call('ZREM', KEYS[3], member)
-local info = nextFence() .. ARGV[3]
-redis.call('SET', KEYS[1], ARGV[1] .. info, 'NX', 'PX', ARGV[2])
-return {1, info}
-`
-
-var redisWait = redis.NewScript(redisWaitSrc)
+// release): an uncontended acquire is one SET key value PX ttl NX GET; a
+// release is the release script, which hands the lock to the longest
+// waiter of the name's queue or else deletes the key and publishes the
+// release. A waiting acquire tries SET NX GET once when no other call of
+// its Locker waits for the name; otherwise, or when held, it queues
+// in-process (FIFO) and only the head of that queue waits on the server,
+// with the wait script and the release channel. The floor sends the same
+// commands and redislock's own scripts (redislock.Scripts), so they cannot
+// drift. (lockkit's fencing path uses a further script.)
+var (
+	redisRelease = redis.NewScript(redislock.Scripts().Release)
+	redisWait    = redis.NewScript(redislock.Scripts().Wait)
+)
 
 // newRedis opens a go-redis client whose connections are counted by c.
 func newRedis(url string, c *netCounter) (*redis.Client, error) {

@@ -192,3 +192,46 @@ var (
 	renewScript   = redis.NewScript(renewSrc)
 	ttlScript     = redis.NewScript(ttlSrc)
 )
+
+// Lua is the source of the scripts a Locker runs, for an audit, for a
+// service in another language that takes and releases the same locks, and
+// for a benchmark that runs them through the raw client. Each field says
+// its keys, arguments and reply. A name's keys are [Locker.Key] and, next
+// to it, "<key>:queue" and "<key>:alive" (the wait queue),
+// "<key>:fence" (the fencing counter) and the release channel
+// "<key>:released". A key's value is "<secret>|<fence>|<since-ms>|<holder
+// JSON>", where the secret is the holder's alone. The scripts and this
+// format belong to the lockkit version that returns them and may change
+// between versions.
+type Lua struct {
+	// Acquire takes the lock if the key is free. KEYS[1] the lock key;
+	// KEYS[2], only with fencing, the fence counter key. ARGV[1]
+	// "<secret>|"; ARGV[2] lease in ms; ARGV[3] "|<since-ms>|<holder
+	// JSON>". Reply {1, "<fence>|<since-ms>|<json>"} when acquired, or
+	// {0, "<fence>|<since-ms>|<json>", pttl-ms} when held by someone else.
+	Acquire string
+	// Wait is a waiter's attempt: it takes the lock if free or granted to
+	// this waiter, else registers the waiter in the queue. KEYS[1] the
+	// lock key; KEYS[2] the queue; KEYS[3] the registrations; KEYS[4],
+	// only with fencing, the fence counter. ARGV[1] "<secret>|"; ARGV[2]
+	// lease in ms; ARGV[3] "|<since-ms>|<json>"; ARGV[4] how long a
+	// registration lasts, in ms. Replies as Acquire.
+	Wait string
+	// Release gives the lock up if the key holds the caller's secret,
+	// handing it to the longest registered waiter ("granted <sha1 of its
+	// secret> <grant-ms>" on the channel) or deleting it ("released").
+	// KEYS as Wait. ARGV[1] "<secret>|"; ARGV[2] the release channel;
+	// ARGV[3] a grant's lease in ms; ARGV[4] a waiter's queue member to
+	// drop first, or "". Reply 1 released, 0 the key no longer held the
+	// secret.
+	Release string
+	// Renew resets the lease if the key holds the caller's secret.
+	// KEYS[1] the lock key. ARGV[1] "<secret>|"; ARGV[2] lease in ms.
+	// Reply 1 renewed, 0 lost.
+	Renew string
+}
+
+// Scripts returns the Lua a Locker runs.
+func Scripts() Lua {
+	return Lua{Acquire: acquireSrc, Wait: waitSrc, Release: releaseSrc, Renew: renewSrc}
+}
