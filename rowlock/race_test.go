@@ -29,15 +29,7 @@ func TestRenewQueuedBehindForceRelease(t *testing.T) {
 		defer lk.Release(context.Background())
 
 		// Hold the row lock, so the renewal below queues behind it.
-		tx, err := e.db.BeginTx(ctxT(t, 10*time.Second), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback()
-		if _, err := tx.Exec("SELECT name FROM lockkit_locks WHERE name = "+e.ph(1)+" FOR UPDATE", n); err != nil {
-			t.Fatal(err)
-		}
-		blocker := sessionID(t, e, tx)
+		tx, blocker := lockRow(t, e, n)
 		renewed := make(chan error, 1)
 		go func() { renewed <- lk.(*rowlock.Lock).Renew(ctxT(t, 10*time.Second)) }()
 		waitBlockedBy(t, e, blocker, "UPDATE")
@@ -80,15 +72,7 @@ func TestTakeoverQueuedBehindRelease(t *testing.T) {
 		rl := lk.(*rowlock.Lock)
 		defer rl.Release(context.Background())
 
-		tx, err := e.db.BeginTx(ctxT(t, 10*time.Second), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback()
-		if _, err := tx.Exec("SELECT name FROM lockkit_locks WHERE name = "+e.ph(1)+" FOR UPDATE", n); err != nil {
-			t.Fatal(err)
-		}
-		blocker := sessionID(t, e, tx)
+		tx, blocker := lockRow(t, e, n)
 		type result struct {
 			l   lockkit.Lock
 			err error
@@ -130,9 +114,19 @@ func TestTakeoverQueuedBehindRelease(t *testing.T) {
 	})
 }
 
-// sessionID returns the server's id for the session of tx.
-func sessionID(t *testing.T, e *env, tx *sql.Tx) int64 {
+// lockRow begins a transaction that locks name's row (FOR UPDATE), rolled
+// back when the test ends unless committed, and returns it with the
+// server's id for its session.
+func lockRow(t *testing.T, e *env, name string) (*sql.Tx, int64) {
 	t.Helper()
+	tx, err := e.db.BeginTx(ctxT(t, 10*time.Second), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback() })
+	if _, err := tx.Exec("SELECT name FROM lockkit_locks WHERE name = "+e.ph(1)+" FOR UPDATE", name); err != nil {
+		t.Fatal(err)
+	}
 	q := "SELECT pg_backend_pid()"
 	if e.dialect == rowlock.MySQL {
 		q = "SELECT CONNECTION_ID()"
@@ -141,7 +135,7 @@ func sessionID(t *testing.T, e *env, tx *sql.Tx) int64 {
 	if err := tx.QueryRow(q).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
-	return id
+	return tx, id
 }
 
 // waitBlockedBy waits until a statement that holds verb runs on the
