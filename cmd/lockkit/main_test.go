@@ -379,7 +379,7 @@ func signalForwarding(t *testing.T, bc backendCase) {
 		sig  syscall.Signal
 		trap string
 		want int
-	}{{syscall.SIGTERM, "TERM", 42}, {syscall.SIGINT, "INT", 43}, {syscall.SIGHUP, "HUP", 44}} {
+	}{{syscall.SIGTERM, "TERM", 42}, {syscall.SIGINT, "INT", 43}, {syscall.SIGHUP, "HUP", 44}, {syscall.SIGQUIT, "QUIT", 45}} {
 		t.Run(c.trap, func(t *testing.T) {
 			name := integration.Name(t)
 			log := filepath.Join(t.TempDir(), "log")
