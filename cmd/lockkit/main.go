@@ -19,8 +19,8 @@ import (
 )
 
 func main() {
-	if len(os.Args) == 3 && os.Args[1] == cli.GuardArg {
-		os.Exit(cli.Guard(os.Args[2]))
+	if len(os.Args) == 2 && os.Args[1] == cli.GuardArg {
+		os.Exit(cli.Guard())
 	}
 	self, _ := os.Executable()
 	sigs := make(chan os.Signal, 16)

@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit/integration"
-	"github.com/lockkit/lockkit/internal/cli"
 	"go.uber.org/goleak"
 )
 
@@ -130,12 +129,14 @@ func start(t *testing.T, env []string, pipeOut bool, args ...string) *proc {
 	return p
 }
 
-// commandPids lists the children of lockkit pid other than its guard.
+// commandPids lists the children of lockkit pid other than its guard: the
+// guard runs lockkit's own executable (also while it is between fork and
+// exec, when its cmdline is still lockkit's).
 func commandPids(pid int) []int {
+	self, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	var out []int
 	for _, c := range childPids(pid) {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c))
-		if !strings.Contains(string(b), cli.GuardArg) {
+		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", c)); exe != self {
 			out = append(out, c)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -19,24 +20,24 @@ const GuardArg = "__lockkit-guard"
 // guardOK is what lockkit run writes to its guard when it ends normally.
 const guardOK = "ok\n"
 
-// Guard is the guard process that lockkit run starts beside the command,
-// in a process group of its own: it reads its stdin, a pipe whose write end
-// only lockkit run holds, to the end. When lockkit run ends normally it
-// first writes guardOK; when lockkit dies instead (SIGKILL, a crash), the
-// pipe closes without it, and the guard sends SIGKILL to the command's
-// process group pgid, since the lock went with lockkit. It returns the exit
+// Guard is the guard process that lockkit run starts before the command,
+// in a process group of its own. It reads its stdin, a pipe whose write end
+// only lockkit run holds, to the end: first the command's process group id
+// and a newline, once the command has started, then guardOK when lockkit
+// run ends normally. When lockkit dies instead (SIGKILL, a crash), the pipe
+// closes without guardOK, and the guard sends SIGKILL to the command's
+// process group, since the lock went with lockkit. It returns the exit
 // status.
-func Guard(pgid string) int {
+func Guard() int {
 	// Terminal and session signals are for lockkit and the command.
 	signal.Ignore(syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU)
-	id, err := strconv.Atoi(pgid)
-	if err != nil || id <= 1 {
-		return ExitUsage
-	}
 	b, _ := io.ReadAll(os.Stdin)
-	if string(b) != guardOK {
-		_ = syscall.Kill(-id, syscall.SIGKILL)
+	line, rest, _ := strings.Cut(string(b), "\n")
+	pgid, err := strconv.Atoi(line)
+	if err != nil || pgid <= 1 || rest == guardOK {
+		return ExitOK // no command started, or lockkit ended normally
 	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	return ExitOK
 }
 
@@ -46,14 +47,14 @@ type guard struct {
 	w   *os.File
 }
 
-// startGuard starts self as the guard of process group pgid, or returns
-// nil (with the reason) when it cannot: lockkit then runs without one.
-func startGuard(self string, pgid int) (*guard, error) {
+// startGuard starts self as a guard, before the command, so that it is in
+// place the moment the command runs.
+func startGuard(self string) (*guard, error) {
 	r, w, err := os.Pipe() // close-on-exec: only the guard gets r
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, GuardArg, strconv.Itoa(pgid))
+	cmd := exec.Command(self, GuardArg)
 	cmd.Stdin = r
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // out of the terminal's signals
 	if err := cmd.Start(); err != nil {
@@ -65,9 +66,17 @@ func startGuard(self string, pgid int) (*guard, error) {
 	return &guard{cmd: cmd, w: w}, nil
 }
 
+// watch tells the guard the command's process group.
+func (g *guard) watch(pgid int) {
+	if g != nil {
+		_, _ = io.WriteString(g.w, strconv.Itoa(pgid)+"\n")
+	}
+}
+
 // stand tells the guard that lockkit ends normally and waits for it to
 // exit. Call it while the command is still unreaped, so that its process
-// group id cannot have been reused.
+// group id cannot have been reused. It also ends a guard whose command
+// never started.
 func (g *guard) stand() {
 	if g == nil {
 		return

@@ -271,17 +271,20 @@ func (e *env) runLocked(ctx context.Context, lock lockkit.Lock, where string, ar
 		e.release(ctx, lock, f.verbose)
 		return e.startFailed(argv[0], cmd.Err)
 	}
-	ch, err := startChild(cmd, e.p.Stdin)
-	if err != nil {
-		e.release(ctx, lock, f.verbose)
-		return e.startFailed(argv[0], err)
-	}
 	var g *guard
 	if e.p.Self != "" {
-		if g, err = startGuard(e.p.Self, ch.pgid); err != nil && f.verbose {
+		var err error
+		if g, err = startGuard(e.p.Self); err != nil && f.verbose {
 			e.errorf("no guard for %s's process group: %v", argv[0], err)
 		}
 	}
+	ch, err := startChild(cmd, e.p.Stdin)
+	if err != nil {
+		g.stand()
+		e.release(ctx, lock, f.verbose)
+		return e.startFailed(argv[0], err)
+	}
+	g.watch(ch.pgid)
 
 	// The lock is held until the command has exited and so has every
 	// process it left in its process group (a `job &` in a script still
