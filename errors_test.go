@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/invalid"
 )
 
 func TestHeldErrorMatchesSentinelAndCause(t *testing.T) {
@@ -39,7 +40,7 @@ func TestLostErrorMatchesSentinelAndCause(t *testing.T) {
 }
 
 func TestInvalidf(t *testing.T) {
-	err := lockkit.Invalidf("name is empty")
+	err := invalid.Errorf("name is empty")
 	if !errors.Is(err, lockkit.ErrInvalid) {
 		t.Error("Invalidf does not match ErrInvalid")
 	}

@@ -88,6 +88,38 @@ type Lock interface {
 	Release(ctx context.Context) error
 }
 
+// Lister is implemented by Lockers that can report which locks are held on
+// their backend, by any process. lockkit status is built on it, so that the
+// backend alone knows how its locks are stored.
+type Lister interface {
+	// List reports locks. Without names it returns the locks held now,
+	// ordered by name. With names it returns an entry for each name, in
+	// the order given, with Held false for a name that is free; a name
+	// held in shared mode by several holders has an entry per holder.
+	List(ctx context.Context, names ...string) ([]LockInfo, error)
+}
+
+// LockInfo describes one lock as a [Lister] found it.
+type LockInfo struct {
+	// Name is the lock's name. Where the backend cannot recover the name
+	// (an advisory key taken by another program) it is a description,
+	// such as "key 42" or "goose: public".
+	Name string
+	// Held reports whether the lock is held.
+	Held bool
+	// Mode is the mode the holder took the lock in.
+	Mode Mode
+	// Key is where the backend keeps the lock, where that differs from
+	// the name: the advisory key, the Redis key, the lock file's path.
+	Key string
+	// Tool names the program the lock belongs to, where the backend
+	// recognised another tool's lock, such as "golang-migrate".
+	Tool string
+	// Holder is who holds the lock, as far as the backend knows; zero when
+	// the lock is free.
+	Holder Holder
+}
+
 // Sentinel errors. Backends return typed errors carrying detail that match
 // these with errors.Is.
 var (
@@ -117,19 +149,6 @@ var (
 	// Acquire several locks in one call (which sorts them) to avoid it.
 	ErrDeadlock = errors.New("lockkit: deadlock detected")
 )
-
-// Invalidf returns an error matching ErrInvalid with a formatted message.
-// Backends use it for bad input.
-func Invalidf(format string, args ...any) error {
-	return &invalidError{msg: fmt.Sprintf(format, args...)}
-}
-
-type invalidError struct{ msg string }
-
-func (e *invalidError) Error() string { return "lockkit: invalid argument: " + e.msg }
-func (e *invalidError) Is(target error) bool {
-	return target == ErrInvalid
-}
 
 // Holder describes who holds a lock, as far as the backend knows. Fields the
 // backend does not know are zero.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/invalid"
 	"github.com/lockkit/lockkit/internal/sqlconn"
 	"github.com/lockkit/lockkit/keyhash"
 )
@@ -112,24 +113,24 @@ var _ lockkit.Locker = (*MySQL)(nil)
 // configuration gets an error matching lockkit.ErrInvalid before any I/O.
 func NewMySQL(db *sql.DB, cfg *MySQLConfig) (*MySQL, error) {
 	if db == nil {
-		return nil, lockkit.Invalidf("advisory: NewMySQL: nil *sql.DB")
+		return nil, invalid.Errorf("advisory: NewMySQL: nil *sql.DB")
 	}
 	var c MySQLConfig
 	if cfg != nil {
 		c = *cfg
 	}
 	if c.NoNamespace && c.Namespace != "" {
-		return nil, lockkit.Invalidf("advisory: MySQLConfig: Namespace %q and NoNamespace both set", c.Namespace)
+		return nil, invalid.Errorf("advisory: MySQLConfig: Namespace %q and NoNamespace both set", c.Namespace)
 	}
 	if err := validateMySQLNamespace(c.Namespace); err != nil {
 		return nil, err
 	}
 	if c.ProbeInterval < 0 || c.ProbeTimeout < 0 || c.ReleaseTimeout < 0 {
-		return nil, lockkit.Invalidf("advisory: MySQLConfig: negative duration (ProbeInterval %v, ProbeTimeout %v, ReleaseTimeout %v)",
+		return nil, invalid.Errorf("advisory: MySQLConfig: negative duration (ProbeInterval %v, ProbeTimeout %v, ReleaseTimeout %v)",
 			c.ProbeInterval, c.ProbeTimeout, c.ReleaseTimeout)
 	}
 	if c.ProbeInterval != 0 && c.ProbeInterval < minMySQLProbeInterval {
-		return nil, lockkit.Invalidf("advisory: MySQLConfig: ProbeInterval %v is below the least, %v", c.ProbeInterval, minMySQLProbeInterval)
+		return nil, invalid.Errorf("advisory: MySQLConfig: ProbeInterval %v is below the least, %v", c.ProbeInterval, minMySQLProbeInterval)
 	}
 	m := &MySQL{
 		db:             db,
@@ -146,7 +147,7 @@ func NewMySQL(db *sql.DB, cfg *MySQLConfig) (*MySQL, error) {
 			return nil, fmt.Errorf("advisory: NewMySQL: reading the database name for the lock namespace: %w", err)
 		}
 		if !dbName.Valid || dbName.String == "" {
-			return nil, lockkit.Invalidf("advisory: NewMySQL: the connection has no database selected; name one in the DSN or set MySQLConfig.Namespace or NoNamespace")
+			return nil, invalid.Errorf("advisory: NewMySQL: the connection has no database selected; name one in the DSN or set MySQLConfig.Namespace or NoNamespace")
 		}
 		if err := validateMySQLNamespace(dbName.String); err != nil {
 			return nil, fmt.Errorf("advisory: NewMySQL: database name %q cannot be the lock namespace; set MySQLConfig.Namespace: %w", dbName.String, err)
@@ -256,10 +257,10 @@ func (m *MySQL) prepare(names []string, opts *Options, keys bool) ([]mysqlTarget
 	case Shared:
 		return nil, fmt.Errorf("advisory: MySQL and MariaDB user locks (GET_LOCK) have no shared mode: %w", lockkit.ErrUnsupported)
 	default:
-		return nil, lockkit.Invalidf("advisory: unknown lock mode %v", mode)
+		return nil, invalid.Errorf("advisory: unknown lock mode %v", mode)
 	}
 	if len(names) == 0 {
-		return nil, lockkit.Invalidf("advisory: no lock names given")
+		return nil, invalid.Errorf("advisory: no lock names given")
 	}
 	ts := make([]mysqlTarget, len(names))
 	for i, n := range names {
@@ -274,7 +275,7 @@ func (m *MySQL) prepare(names []string, opts *Options, keys bool) ([]mysqlTarget
 	slices.SortFunc(ts, func(a, b mysqlTarget) int { return strings.Compare(a.server, b.server) })
 	for i := 1; i < len(ts); i++ {
 		if ts[i].server == ts[i-1].server {
-			return nil, lockkit.Invalidf("advisory: %q and %q are the same lock %q; the server would stack it", ts[i-1].name, ts[i].name, ts[i].server)
+			return nil, invalid.Errorf("advisory: %q and %q are the same lock %q; the server would stack it", ts[i-1].name, ts[i].name, ts[i].server)
 		}
 	}
 	return ts, nil

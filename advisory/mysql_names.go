@@ -6,7 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/invalid"
 	"github.com/lockkit/lockkit/keyhash"
 )
 
@@ -125,7 +125,7 @@ func validateMySQLNamespace(ns string) error {
 		return err
 	}
 	if strings.ContainsAny(ns, mysqlNameSep+mysqlKeySep) {
-		return lockkit.Invalidf("advisory: MySQL namespace %q contains %q or %q, which separate it from names and keys", ns, mysqlNameSep, mysqlKeySep)
+		return invalid.Errorf("advisory: MySQL namespace %q contains %q or %q, which separate it from names and keys", ns, mysqlNameSep, mysqlKeySep)
 	}
 	return nil
 }

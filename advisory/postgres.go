@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/invalid"
 	"github.com/lockkit/lockkit/internal/lockstate"
 	"github.com/lockkit/lockkit/keyhash"
 )
@@ -64,10 +65,10 @@ var _ lockkit.Locker = (*Postgres)(nil)
 // driver, or an invalid config give an error matching lockkit.ErrInvalid.
 func NewPostgres(db *sql.DB, cfg *PostgresConfig) (*Postgres, error) {
 	if db == nil {
-		return nil, lockkit.Invalidf("advisory: NewPostgres: nil *sql.DB")
+		return nil, invalid.Errorf("advisory: NewPostgres: nil *sql.DB")
 	}
 	if _, ok := db.Driver().(*stdlib.Driver); !ok {
-		return nil, lockkit.Invalidf("advisory: NewPostgres: driver %T is not pgx's database/sql driver (github.com/jackc/pgx/v5/stdlib)", db.Driver())
+		return nil, invalid.Errorf("advisory: NewPostgres: driver %T is not pgx's database/sql driver (github.com/jackc/pgx/v5/stdlib)", db.Driver())
 	}
 	return newPostgres(sqlSource{db}, cfg)
 }
@@ -76,7 +77,7 @@ func NewPostgres(db *sql.DB, cfg *PostgresConfig) (*Postgres, error) {
 // invalid config give an error matching lockkit.ErrInvalid.
 func NewPostgresPool(pool *pgxpool.Pool, cfg *PostgresConfig) (*Postgres, error) {
 	if pool == nil {
-		return nil, lockkit.Invalidf("advisory: NewPostgresPool: nil *pgxpool.Pool")
+		return nil, invalid.Errorf("advisory: NewPostgresPool: nil *pgxpool.Pool")
 	}
 	return newPostgres(poolSource{pool}, cfg)
 }
@@ -89,7 +90,7 @@ func newPostgres(src pgSource, cfg *PostgresConfig) (*Postgres, error) {
 		return nil, err
 	}
 	if cfg.ReleaseTimeout < 0 {
-		return nil, lockkit.Invalidf("advisory: negative ReleaseTimeout %v", cfg.ReleaseTimeout)
+		return nil, invalid.Errorf("advisory: negative ReleaseTimeout %v", cfg.ReleaseTimeout)
 	}
 	return &Postgres{
 		src:            src,
@@ -150,7 +151,7 @@ func (p *Postgres) AcquireKey(ctx context.Context, key keyhash.Key, opts *Option
 func (p *Postgres) acquireKey(ctx context.Context, key keyhash.Key, opts *Options, try bool) (*Lock, error) {
 	m := opts.mode()
 	if m != Exclusive && m != Shared {
-		return nil, lockkit.Invalidf("advisory: unknown lock mode %v", m)
+		return nil, invalid.Errorf("advisory: unknown lock mode %v", m)
 	}
 	return p.acquire(ctx, key.String(), []keyhash.Key{key}, m, try)
 }
@@ -189,11 +190,11 @@ func (p *Postgres) TryAcquireKeys(ctx context.Context, keys []keyhash.Key, opts 
 // checkKeys validates the arguments of a key acquire, before any I/O.
 func checkKeys(keys []keyhash.Key, opts *Options) ([]keyhash.Key, Mode, error) {
 	if len(keys) == 0 {
-		return nil, 0, lockkit.Invalidf("advisory: no keys to lock")
+		return nil, 0, invalid.Errorf("advisory: no keys to lock")
 	}
 	m := opts.mode()
 	if m != Exclusive && m != Shared {
-		return nil, 0, lockkit.Invalidf("advisory: unknown lock mode %v", m)
+		return nil, 0, invalid.Errorf("advisory: unknown lock mode %v", m)
 	}
 	return sortKeys(keys), m, nil
 }
@@ -255,7 +256,7 @@ func (p *Postgres) acquire(ctx context.Context, name string, keys []keyhash.Key,
 	case err != nil:
 		pc.discard()
 		if errors.Is(err, errNotPgx) {
-			return nil, lockkit.Invalidf("%v", err)
+			return nil, invalid.Errorf("%v", err)
 		}
 		return nil, fmt.Errorf("advisory: lock %q: %w", name, err)
 	case a.interrupted || a.stErr != nil:

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/invalid"
 	"github.com/lockkit/lockkit/internal/sqlconn"
 	"github.com/lockkit/lockkit/keyhash"
 )
@@ -72,13 +73,13 @@ func WithTryTxLock(ctx context.Context, db *sql.DB, keys []keyhash.Key, opts *Tx
 
 func withTxLock(ctx context.Context, db *sql.DB, keys []keyhash.Key, opts *TxOptions, try bool, fn func(ctx context.Context, tx *sql.Tx) error) (err error) {
 	if db == nil {
-		return lockkit.Invalidf("advisory: WithTxLock: nil *sql.DB")
+		return invalid.Errorf("advisory: WithTxLock: nil *sql.DB")
 	}
 	if fn == nil {
-		return lockkit.Invalidf("advisory: WithTxLock: nil fn")
+		return invalid.Errorf("advisory: WithTxLock: nil fn")
 	}
 	if opts != nil && opts.LockTimeout < 0 {
-		return lockkit.Invalidf("advisory: WithTxLock: negative LockTimeout %v", opts.LockTimeout)
+		return invalid.Errorf("advisory: WithTxLock: negative LockTimeout %v", opts.LockTimeout)
 	}
 	sorted, mode, err := checkKeys(keys, &Options{Mode: opts.mode()})
 	if err != nil {
@@ -144,7 +145,7 @@ func withTxLock(ctx context.Context, db *sql.DB, keys []keyhash.Key, opts *TxOpt
 	if rawErr != nil {
 		_ = tx.Rollback()
 		if errors.Is(rawErr, errNotPgx) {
-			return lockkit.Invalidf("%v", rawErr)
+			return invalid.Errorf("%v", rawErr)
 		}
 		return fmt.Errorf("advisory: lock %q: %w", name, rawErr)
 	}
@@ -311,7 +312,7 @@ func LockTxShared(ctx context.Context, tx *sql.Tx, keys ...keyhash.Key) error {
 
 func lockTx(ctx context.Context, tx *sql.Tx, mode Mode, keys []keyhash.Key) error {
 	if tx == nil {
-		return lockkit.Invalidf("advisory: LockTx: nil *sql.Tx")
+		return invalid.Errorf("advisory: LockTx: nil *sql.Tx")
 	}
 	sorted, _, err := checkKeys(keys, &Options{Mode: mode})
 	if err != nil {
@@ -367,7 +368,7 @@ const trySavepoint = "lockkit_try_lock"
 
 func tryLockTx(ctx context.Context, tx *sql.Tx, mode Mode, keys []keyhash.Key) (bool, error) {
 	if tx == nil {
-		return false, lockkit.Invalidf("advisory: TryLockTx: nil *sql.Tx")
+		return false, invalid.Errorf("advisory: TryLockTx: nil *sql.Tx")
 	}
 	sorted, _, err := checkKeys(keys, &Options{Mode: mode})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/invalid"
 	"github.com/lockkit/lockkit/keyhash"
 )
 
@@ -39,13 +40,13 @@ func WithTryPgxTxLock(ctx context.Context, pool *pgxpool.Pool, keys []keyhash.Ke
 
 func withPgxTxLock(ctx context.Context, pool *pgxpool.Pool, keys []keyhash.Key, opts *TxOptions, try bool, fn func(ctx context.Context, tx pgx.Tx) error) (err error) {
 	if pool == nil {
-		return lockkit.Invalidf("advisory: WithPgxTxLock: nil *pgxpool.Pool")
+		return invalid.Errorf("advisory: WithPgxTxLock: nil *pgxpool.Pool")
 	}
 	if fn == nil {
-		return lockkit.Invalidf("advisory: WithPgxTxLock: nil fn")
+		return invalid.Errorf("advisory: WithPgxTxLock: nil fn")
 	}
 	if opts != nil && opts.LockTimeout < 0 {
-		return lockkit.Invalidf("advisory: WithPgxTxLock: negative LockTimeout %v", opts.LockTimeout)
+		return invalid.Errorf("advisory: WithPgxTxLock: negative LockTimeout %v", opts.LockTimeout)
 	}
 	sorted, mode, err := checkKeys(keys, &Options{Mode: opts.mode()})
 	if err != nil {
@@ -165,7 +166,7 @@ func pgxTxOptions(o *sql.TxOptions) (pgx.TxOptions, error) {
 	case sql.LevelSerializable:
 		p.IsoLevel = pgx.Serializable
 	default:
-		return p, lockkit.Invalidf("advisory: unsupported isolation level %v", o.Isolation)
+		return p, invalid.Errorf("advisory: unsupported isolation level %v", o.Isolation)
 	}
 	if o.ReadOnly {
 		p.AccessMode = pgx.ReadOnly

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/invalid"
 	"golang.org/x/sys/unix"
 )
 
@@ -140,10 +141,10 @@ func New(dir string, cfg *Config) (*Locker, error) {
 		c = *cfg
 	}
 	if dir == "" {
-		return nil, lockkit.Invalidf("filelock: empty lock directory")
+		return nil, invalid.Errorf("filelock: empty lock directory")
 	}
 	if strings.IndexByte(dir, 0) >= 0 {
-		return nil, lockkit.Invalidf("filelock: lock directory %q contains a NUL byte", dir)
+		return nil, invalid.Errorf("filelock: lock directory %q contains a NUL byte", dir)
 	}
 	c.FileMode = cmp.Or(c.FileMode, DefaultFileMode)
 	c.DirMode = cmp.Or(c.DirMode, DefaultDirMode)
@@ -151,19 +152,19 @@ func New(dir string, cfg *Config) (*Locker, error) {
 	c.PollMax = cmp.Or(c.PollMax, DefaultPollMax)
 	switch {
 	case c.FileMode&^os.ModePerm != 0:
-		return nil, lockkit.Invalidf("filelock: FileMode %v has bits other than permissions", c.FileMode)
+		return nil, invalid.Errorf("filelock: FileMode %v has bits other than permissions", c.FileMode)
 	case c.FileMode&0o400 == 0:
-		return nil, lockkit.Invalidf("filelock: FileMode %v does not let the owner read", c.FileMode)
+		return nil, invalid.Errorf("filelock: FileMode %v does not let the owner read", c.FileMode)
 	case c.DirMode&^os.ModePerm != 0:
-		return nil, lockkit.Invalidf("filelock: DirMode %v has bits other than permissions", c.DirMode)
+		return nil, invalid.Errorf("filelock: DirMode %v has bits other than permissions", c.DirMode)
 	case c.DirMode&0o700 != 0o700:
-		return nil, lockkit.Invalidf("filelock: DirMode %v does not give the owner rwx", c.DirMode)
+		return nil, invalid.Errorf("filelock: DirMode %v does not give the owner rwx", c.DirMode)
 	case c.PollMin < 0 || c.PollMax < c.PollMin:
-		return nil, lockkit.Invalidf("filelock: need 0 < PollMin <= PollMax, have %v and %v", c.PollMin, c.PollMax)
+		return nil, invalid.Errorf("filelock: need 0 < PollMin <= PollMax, have %v and %v", c.PollMin, c.PollMax)
 	case len(c.Owner)+len(c.App)+len(c.Data) > maxRecordMeta:
-		return nil, lockkit.Invalidf("filelock: Owner, App and Data are %d bytes together, more than %d", len(c.Owner)+len(c.App)+len(c.Data), maxRecordMeta)
+		return nil, invalid.Errorf("filelock: Owner, App and Data are %d bytes together, more than %d", len(c.Owner)+len(c.App)+len(c.Data), maxRecordMeta)
 	case c.CheckInterval < 0:
-		return nil, lockkit.Invalidf("filelock: negative CheckInterval %v", c.CheckInterval)
+		return nil, invalid.Errorf("filelock: negative CheckInterval %v", c.CheckInterval)
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -409,7 +410,7 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 		return nil, err
 	}
 	if mode != Exclusive && mode != Shared {
-		return nil, lockkit.Invalidf("filelock: unknown lock mode %d", int(mode))
+		return nil, invalid.Errorf("filelock: unknown lock mode %d", int(mode))
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, notAcquired(name, err)

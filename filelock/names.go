@@ -4,7 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 
-	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/invalid"
 )
 
 // Limits on lock names.
@@ -59,10 +59,10 @@ func FileName(name string) (string, error) {
 
 func checkName(name string) error {
 	if name == "" {
-		return lockkit.Invalidf("filelock: empty lock name")
+		return invalid.Errorf("filelock: empty lock name")
 	}
 	if len(name) > MaxNameLen {
-		return lockkit.Invalidf("filelock: lock name is %d bytes, longer than %d", len(name), MaxNameLen)
+		return invalid.Errorf("filelock: lock name is %d bytes, longer than %d", len(name), MaxNameLen)
 	}
 	return nil
 }

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/invalid"
 )
 
 // MaxNameLen is the longest lock name, and the longest namespace, in bytes,
@@ -96,7 +96,7 @@ func NamespacedName(namespace, name string) Key {
 // Every backend calls it before any I/O.
 func ValidateName(name string) error {
 	if name == "" {
-		return lockkit.Invalidf("keyhash: empty lock name")
+		return invalid.Errorf("keyhash: empty lock name")
 	}
 	return validate("lock name", name)
 }
@@ -112,13 +112,13 @@ func ValidateNamespace(namespace string) error {
 
 func validate(what, s string) error {
 	if len(s) > MaxNameLen {
-		return lockkit.Invalidf("keyhash: %s is %d bytes long, more than %d", what, len(s), MaxNameLen)
+		return invalid.Errorf("keyhash: %s is %d bytes long, more than %d", what, len(s), MaxNameLen)
 	}
 	if !utf8.ValidString(s) {
-		return lockkit.Invalidf("keyhash: %s %q is not valid UTF-8", what, s)
+		return invalid.Errorf("keyhash: %s %q is not valid UTF-8", what, s)
 	}
 	if strings.IndexByte(s, 0) >= 0 {
-		return lockkit.Invalidf("keyhash: %s %q contains a NUL byte", what, s)
+		return invalid.Errorf("keyhash: %s %q contains a NUL byte", what, s)
 	}
 	return nil
 }

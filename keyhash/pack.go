@@ -3,7 +3,7 @@ package keyhash
 import (
 	"math"
 
-	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/invalid"
 )
 
 // DefaultBase is the base [Record] and the zero [Packer] use:
@@ -33,7 +33,7 @@ func (p Packer) base() (int64, error) {
 	case p.Base == 0:
 		return DefaultBase, nil
 	case p.Base <= 1:
-		return 0, lockkit.Invalidf("keyhash: packer base %d must be greater than 1 (or 0 for the default %d)", p.Base, DefaultBase)
+		return 0, invalid.Errorf("keyhash: packer base %d must be greater than 1 (or 0 for the default %d)", p.Base, DefaultBase)
 	}
 	return p.Base, nil
 }
@@ -47,14 +47,14 @@ func (p Packer) Pack(table, record int64) (Key, error) {
 		return Key{}, err
 	}
 	if table < 0 || record < 0 {
-		return Key{}, lockkit.Invalidf("keyhash: negative id (table %d, record %d)", table, record)
+		return Key{}, invalid.Errorf("keyhash: negative id (table %d, record %d)", table, record)
 	}
 	if record >= base {
-		return Key{}, lockkit.Invalidf("keyhash: record id %d is not below the packing base %d; it would collide with table %d", record, base, table+record/base)
+		return Key{}, invalid.Errorf("keyhash: record id %d is not below the packing base %d; it would collide with table %d", record, base, table+record/base)
 	}
 	// table*base + record <= MaxInt64  <=>  table <= (MaxInt64-record)/base.
 	if table > (math.MaxInt64-record)/base {
-		return Key{}, lockkit.Invalidf("keyhash: table id %d * base %d + record %d overflows int64", table, base, record)
+		return Key{}, invalid.Errorf("keyhash: table id %d * base %d + record %d overflows int64", table, base, record)
 	}
 	return Int64(table*base + record), nil
 }
@@ -68,10 +68,10 @@ func (p Packer) Unpack(k Key) (table, record int64, err error) {
 		return 0, 0, err
 	}
 	if k.IsPair() {
-		return 0, 0, lockkit.Invalidf("keyhash: %s is a pair key, not a packed bigint key", k)
+		return 0, 0, invalid.Errorf("keyhash: %s is a pair key, not a packed bigint key", k)
 	}
 	if k.Int64() < 0 {
-		return 0, 0, lockkit.Invalidf("keyhash: %s is negative, not a packed key", k)
+		return 0, 0, invalid.Errorf("keyhash: %s is negative, not a packed key", k)
 	}
 	return k.Int64() / base, k.Int64() % base, nil
 }
@@ -90,7 +90,7 @@ func Unpack(k Key) (table, record int64, err error) { return Packer{}.Unpack(k) 
 // collide); otherwise the error matches [lockkit.ErrInvalid].
 func PairRecord(table, record int64) (Key, error) {
 	if table < math.MinInt32 || table > math.MaxInt32 || record < math.MinInt32 || record > math.MaxInt32 {
-		return Key{}, lockkit.Invalidf("keyhash: pair (%d, %d) does not fit in two int32 values", table, record)
+		return Key{}, invalid.Errorf("keyhash: pair (%d, %d) does not fit in two int32 values", table, record)
 	}
 	return Pair(int32(table), int32(record)), nil
 }

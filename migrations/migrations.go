@@ -17,7 +17,7 @@ import (
 	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 
-	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/invalid"
 	"github.com/lockkit/lockkit/internal/sqlconn"
 )
 
@@ -56,7 +56,7 @@ func FS(dialect Dialect) (fs.FS, error) {
 	case Postgres, MySQL:
 		return fs.Sub(files, string(dialect))
 	}
-	return nil, lockkit.Invalidf("migrations: unknown dialect %q (want %q or %q)", dialect, Postgres, MySQL)
+	return nil, invalid.Errorf("migrations: unknown dialect %q (want %q or %q)", dialect, Postgres, MySQL)
 }
 
 // Config tunes [Up], [Down] and [Version]. A nil *Config means the
@@ -74,7 +74,7 @@ func (c *Config) table() (string, error) {
 		return DefaultMigrationsTable, nil
 	}
 	if !identRE.MatchString(c.MigrationsTable) {
-		return "", lockkit.Invalidf("migrations: MigrationsTable %q is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 characters)", c.MigrationsTable)
+		return "", invalid.Errorf("migrations: MigrationsTable %q is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 characters)", c.MigrationsTable)
 	}
 	return c.MigrationsTable, nil
 }
@@ -120,7 +120,7 @@ func Version(ctx context.Context, db *sql.DB, dialect Dialect, cfg *Config) (ver
 
 func run(ctx context.Context, db *sql.DB, dialect Dialect, cfg *Config, fn func(*migrate.Migrate) error) error {
 	if db == nil {
-		return lockkit.Invalidf("migrations: nil *sql.DB")
+		return invalid.Errorf("migrations: nil *sql.DB")
 	}
 	src, err := FS(dialect)
 	if err != nil {

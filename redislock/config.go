@@ -6,7 +6,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/invalid"
 )
 
 // Defaults and limits.
@@ -98,26 +98,26 @@ func (c *Config) settings() (settings, error) {
 		fencing: cfg.Fencing,
 	}
 	if len(s.prefix) > MaxPrefixLen {
-		return s, lockkit.Invalidf("redislock: prefix is %d bytes, more than %d", len(s.prefix), MaxPrefixLen)
+		return s, invalid.Errorf("redislock: prefix is %d bytes, more than %d", len(s.prefix), MaxPrefixLen)
 	}
 	if s.ttl < time.Millisecond {
-		return s, lockkit.Invalidf("redislock: TTL %v is not at least 1ms", s.ttl)
+		return s, invalid.Errorf("redislock: TTL %v is not at least 1ms", s.ttl)
 	}
 	s.ttlMs = int64((s.ttl + time.Millisecond - 1) / time.Millisecond)
 	s.ttl = time.Duration(s.ttlMs) * time.Millisecond
 	if !cfg.NoAutoRenew {
 		s.renewEvery = cmp.Or(cfg.RenewInterval, s.ttl/3)
 		if s.renewEvery <= 0 || s.renewEvery > s.ttl/2 {
-			return s, lockkit.Invalidf("redislock: RenewInterval %v must be positive and at most half the TTL %v", cfg.RenewInterval, s.ttl)
+			return s, invalid.Errorf("redislock: RenewInterval %v must be positive and at most half the TTL %v", cfg.RenewInterval, s.ttl)
 		}
 	}
 	if len(cfg.Owner) > MaxHolderLen || len(cfg.Data) > MaxHolderLen {
-		return s, lockkit.Invalidf("redislock: Owner and Data must be at most %d bytes", MaxHolderLen)
+		return s, invalid.Errorf("redislock: Owner and Data must be at most %d bytes", MaxHolderLen)
 	}
 	host, _ := os.Hostname()
 	meta, err := json.Marshal(holderJSON{Owner: cfg.Owner, Host: host, PID: os.Getpid(), Data: cfg.Data})
 	if err != nil {
-		return s, lockkit.Invalidf("redislock: holder metadata: %v", err)
+		return s, invalid.Errorf("redislock: holder metadata: %v", err)
 	}
 	s.meta = string(meta)
 	return s, nil

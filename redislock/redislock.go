@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/invalid"
 	"github.com/lockkit/lockkit/internal/turns"
 	"github.com/redis/go-redis/v9"
 )
@@ -61,7 +62,7 @@ var (
 // settings return an error matching lockkit.ErrInvalid; New does no I/O.
 func New(client Client, cfg *Config) (*Locker, error) {
 	if client == nil {
-		return nil, lockkit.Invalidf("redislock: nil client")
+		return nil, invalid.Errorf("redislock: nil client")
 	}
 	s, err := cfg.settings()
 	if err != nil {
@@ -132,10 +133,10 @@ func (l *Locker) release(ctx context.Context, key, secret, member string) (int64
 
 func checkName(name string) error {
 	if name == "" {
-		return lockkit.Invalidf("redislock: empty lock name")
+		return invalid.Errorf("redislock: empty lock name")
 	}
 	if len(name) > MaxNameLen {
-		return lockkit.Invalidf("redislock: lock name is %d bytes, more than %d", len(name), MaxNameLen)
+		return invalid.Errorf("redislock: lock name is %d bytes, more than %d", len(name), MaxNameLen)
 	}
 	return nil
 }

@@ -15,8 +15,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/stdlib"
-
-	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/invalid"
 )
 
 // Dialect names the SQL dialect of the database behind the *sql.DB.
@@ -138,7 +137,7 @@ func detectDialect(db *sql.DB) Dialect {
 
 func newSettings(db *sql.DB, cfg *Config) (*settings, error) {
 	if db == nil {
-		return nil, lockkit.Invalidf("rowlock: nil *sql.DB")
+		return nil, invalid.Errorf("rowlock: nil *sql.DB")
 	}
 	if cfg == nil {
 		cfg = &Config{}
@@ -157,14 +156,14 @@ func newSettings(db *sql.DB, cfg *Config) (*settings, error) {
 	if s.dialect == "" {
 		s.dialect = detectDialect(db)
 		if s.dialect == "" {
-			return nil, lockkit.Invalidf("rowlock: cannot detect the dialect of driver %T; set Config.Dialect", db.Driver())
+			return nil, invalid.Errorf("rowlock: cannot detect the dialect of driver %T; set Config.Dialect", db.Driver())
 		}
 	}
 	if s.table == "" {
 		s.table = DefaultTable
 	}
 	if !identRE.MatchString(s.table) {
-		return nil, lockkit.Invalidf("rowlock: table %q is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 characters)", s.table)
+		return nil, invalid.Errorf("rowlock: table %q is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 characters)", s.table)
 	}
 	switch s.dialect {
 	case Postgres:
@@ -173,7 +172,7 @@ func newSettings(db *sql.DB, cfg *Config) (*settings, error) {
 	case MySQL:
 		s.qtable = "`" + s.table + "`"
 	default:
-		return nil, lockkit.Invalidf("rowlock: unknown dialect %q (want %q or %q)", s.dialect, Postgres, MySQL)
+		return nil, invalid.Errorf("rowlock: unknown dialect %q (want %q or %q)", s.dialect, Postgres, MySQL)
 	}
 	if s.host == "" {
 		h, _ := os.Hostname()
@@ -194,10 +193,10 @@ func newSettings(db *sql.DB, cfg *Config) (*settings, error) {
 		s.maxPoll = DefaultMaxPoll
 	}
 	if s.maxPoll < minPoll {
-		return nil, lockkit.Invalidf("rowlock: MaxPoll %v is below %v", s.maxPoll, minPoll)
+		return nil, invalid.Errorf("rowlock: MaxPoll %v is below %v", s.maxPoll, minPoll)
 	}
 	if s.pid < 0 {
-		return nil, lockkit.Invalidf("rowlock: negative PID %d", s.pid)
+		return nil, invalid.Errorf("rowlock: negative PID %d", s.pid)
 	}
 	if err := checkText("owner", s.owner, MaxOwnerChars, false); err != nil {
 		return nil, err
@@ -228,17 +227,17 @@ func renewInterval(ttl, renew time.Duration) (time.Duration, error) {
 	case renew < 0:
 		return NoRenew, nil
 	case renew > ttl/2:
-		return 0, lockkit.Invalidf("rowlock: renew interval %v is not well under the lease TTL %v (at most TTL/2)", renew, ttl)
+		return 0, invalid.Errorf("rowlock: renew interval %v is not well under the lease TTL %v (at most TTL/2)", renew, ttl)
 	}
 	return renew, nil
 }
 
 func checkTTL(ttl time.Duration) error {
 	if ttl <= 0 {
-		return lockkit.Invalidf("rowlock: lease TTL %v is not positive", ttl)
+		return invalid.Errorf("rowlock: lease TTL %v is not positive", ttl)
 	}
 	if ttl < MinTTL || ttl > MaxTTL {
-		return lockkit.Invalidf("rowlock: lease TTL %v is outside [%v, %v]", ttl, MinTTL, MaxTTL)
+		return invalid.Errorf("rowlock: lease TTL %v is outside [%v, %v]", ttl, MinTTL, MaxTTL)
 	}
 	return nil
 }
@@ -246,13 +245,13 @@ func checkTTL(ttl time.Duration) error {
 func checkName(name string) error {
 	switch {
 	case name == "":
-		return lockkit.Invalidf("rowlock: empty lock name")
+		return invalid.Errorf("rowlock: empty lock name")
 	case len(name) > MaxNameBytes:
-		return lockkit.Invalidf("rowlock: lock name is %d bytes long, longer than %d", len(name), MaxNameBytes)
+		return invalid.Errorf("rowlock: lock name is %d bytes long, longer than %d", len(name), MaxNameBytes)
 	case !utf8.ValidString(name):
-		return lockkit.Invalidf("rowlock: lock name %q is not valid UTF-8", name)
+		return invalid.Errorf("rowlock: lock name %q is not valid UTF-8", name)
 	case strings.IndexByte(name, 0) >= 0:
-		return lockkit.Invalidf("rowlock: lock name %q contains a NUL byte", name)
+		return invalid.Errorf("rowlock: lock name %q contains a NUL byte", name)
 	}
 	return nil
 }
@@ -262,13 +261,13 @@ func checkName(name string) error {
 func checkText(what, v string, max int, emptyOK bool) error {
 	switch {
 	case v == "" && !emptyOK:
-		return lockkit.Invalidf("rowlock: empty %s", what)
+		return invalid.Errorf("rowlock: empty %s", what)
 	case !utf8.ValidString(v):
-		return lockkit.Invalidf("rowlock: %s %q is not valid UTF-8", what, v)
+		return invalid.Errorf("rowlock: %s %q is not valid UTF-8", what, v)
 	case strings.IndexByte(v, 0) >= 0:
-		return lockkit.Invalidf("rowlock: %s %q contains a NUL byte", what, v)
+		return invalid.Errorf("rowlock: %s %q contains a NUL byte", what, v)
 	case utf8.RuneCountInString(v) > max:
-		return lockkit.Invalidf("rowlock: %s is %d characters long, longer than %d", what, utf8.RuneCountInString(v), max)
+		return invalid.Errorf("rowlock: %s is %d characters long, longer than %d", what, utf8.RuneCountInString(v), max)
 	}
 	return nil
 }
@@ -276,11 +275,11 @@ func checkText(what, v string, max int, emptyOK bool) error {
 func checkData(v string) error {
 	switch {
 	case len(v) > MaxDataBytes:
-		return lockkit.Invalidf("rowlock: holder data is %d bytes long, longer than %d", len(v), MaxDataBytes)
+		return invalid.Errorf("rowlock: holder data is %d bytes long, longer than %d", len(v), MaxDataBytes)
 	case !utf8.ValidString(v):
-		return lockkit.Invalidf("rowlock: holder data is not valid UTF-8")
+		return invalid.Errorf("rowlock: holder data is not valid UTF-8")
 	case strings.IndexByte(v, 0) >= 0:
-		return lockkit.Invalidf("rowlock: holder data contains a NUL byte")
+		return invalid.Errorf("rowlock: holder data contains a NUL byte")
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/invalid"
 )
 
 // errLeaseGone is the cause of a loss found by the database: the lease
@@ -479,7 +480,7 @@ func (l *Locker) Resume(ctx context.Context, name, owner string, token int64) (*
 		return nil, err
 	}
 	if token <= 0 {
-		return nil, lockkit.Invalidf("rowlock: fencing token %d is not positive", token)
+		return nil, invalid.Errorf("rowlock: fencing token %d is not positive", token)
 	}
 	sent := l.now()
 	var remain int64
@@ -576,7 +577,7 @@ func (l *Locker) endLease(ctx context.Context, query, name string, args ...any) 
 // recommended on MySQL.
 func (l *Locker) CleanupExpired(ctx context.Context, olderThan time.Duration) (int64, error) {
 	if olderThan < 0 {
-		return 0, lockkit.Invalidf("rowlock: negative cleanup age %v", olderThan)
+		return 0, invalid.Errorf("rowlock: negative cleanup age %v", olderThan)
 	}
 	res, err := l.db.ExecContext(ctx, l.q.cleanup, olderThan.Microseconds())
 	if err != nil {

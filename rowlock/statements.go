@@ -1,6 +1,6 @@
 package rowlock
 
-import "github.com/lockkit/lockkit"
+import "github.com/lockkit/lockkit/internal/invalid"
 
 // SQL is the text of the statements a [Locker] sends to take, renew and
 // end leases, for one dialect and table: for an audit, for a service in
@@ -51,7 +51,7 @@ func Statements(d Dialect, table string) (*SQL, error) {
 		table = DefaultTable
 	}
 	if !identRE.MatchString(table) {
-		return nil, lockkit.Invalidf("rowlock: table %q is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 characters)", table)
+		return nil, invalid.Errorf("rowlock: table %q is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 characters)", table)
 	}
 	switch d {
 	case Postgres:
@@ -61,5 +61,5 @@ func Statements(d Dialect, table string) (*SQL, error) {
 		q := newStatements(d, "`"+table+"`")
 		return &SQL{Acquire: q.acquire, Holder: q.holder, Renew: q.renew, Release: q.release}, nil
 	}
-	return nil, lockkit.Invalidf("rowlock: unknown dialect %q (want %q or %q)", d, Postgres, MySQL)
+	return nil, invalid.Errorf("rowlock: unknown dialect %q (want %q or %q)", d, Postgres, MySQL)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/invalid"
 )
 
 // LockTx locks name inside the caller's transaction, waiting while another
@@ -46,7 +47,7 @@ func (l *Locker) TryLockTx(ctx context.Context, tx *sql.Tx, name string) error {
 
 func (l *Locker) lockTx(ctx context.Context, tx *sql.Tx, name string, nowait bool) error {
 	if tx == nil {
-		return lockkit.Invalidf("rowlock: nil *sql.Tx")
+		return invalid.Errorf("rowlock: nil *sql.Tx")
 	}
 	if err := checkName(name); err != nil {
 		return err
