@@ -1,6 +1,9 @@
 package advisory
 
-import "github.com/lockkit/lockkit"
+import (
+	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/invalid"
+)
 
 // Mode says whether an advisory lock is exclusive or shared: [lockkit.Mode].
 //
@@ -12,8 +15,6 @@ const (
 	// Exclusive excludes every other holder of the key. It is the default.
 	Exclusive = lockkit.Exclusive
 	// Shared admits other Shared holders and excludes Exclusive ones.
-	// Backends without shared locks (MySQL GET_LOCK) return an error
-	// matching lockkit.ErrUnsupported.
 	Shared = lockkit.Shared
 )
 
@@ -30,4 +31,14 @@ func (o *Options) mode() Mode {
 		return Exclusive
 	}
 	return o.Mode
+}
+
+// check returns o's mode, or an error matching lockkit.ErrInvalid for a
+// mode that is neither Exclusive nor Shared.
+func (o *Options) check() (Mode, error) {
+	m := o.mode()
+	if m != Exclusive && m != Shared {
+		return 0, invalid.Errorf("advisory: unknown lock mode %v", m)
+	}
+	return m, nil
 }

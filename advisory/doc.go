@@ -1,12 +1,12 @@
-// Package advisory provides locks that live in the database session or
-// transaction: PostgreSQL advisory locks (pg_advisory_lock and friends,
-// [Postgres], [WithTxLock]) and MySQL/MariaDB user locks (GET_LOCK,
-// [MySQL]).
+// Package advisory provides PostgreSQL advisory locks, which live in the
+// database session or transaction (pg_advisory_lock and friends, [Locker],
+// [WithTxLock]). It imports pgx and no other driver; MySQL and MariaDB user
+// locks (GET_LOCK) are in package mysqllock.
 //
 // # Scopes
 //
-// A session-scoped lock ([Postgres.Acquire], [Postgres.AcquireKey],
-// [Postgres.AcquireKeys]) is held by one server session until it is
+// A session-scoped lock ([Locker.Lock], [Locker.LockKey],
+// [Locker.LockKeys]) is held by one server session until it is
 // released or the session ends. lockkit pins one pool connection per held
 // [Lock] and gives it back to the pool only after the server confirmed the
 // unlock. Use it for critical sections that span several transactions, or
@@ -32,12 +32,12 @@
 // and a pair of int4 ([keyhash.Key]). A name is hashed to a bigint with
 // [keyhash.NamespacedName] (the first 8 bytes of SHA-256; any language and
 // PostgreSQL itself can compute it, see [keyhash.NameKeySQL]) under the
-// [PostgresConfig.Namespace]. For records, use [keyhash.Record] (table ×
+// [Config.Namespace]. For records, use [keyhash.Record] (table ×
 // 1,000,000 + id, refusing ids that would collide) or [keyhash.PairRecord].
 //
 // Several keys are taken by one statement, in one round trip, sorted with
 // [keyhash.Compare], so two callers locking overlapping sets cannot deadlock
-// each other. A key listed twice is taken once. [Postgres.TryAcquireKeys] is
+// each other. A key listed twice is taken once. [Locker.TryLockKeys] is
 // all or nothing: if any key is held elsewhere, the same statement unlocks
 // the keys it got.
 //
@@ -55,12 +55,12 @@
 // on all work. Transaction-scoped locks use the transaction's own
 // connection and pin nothing extra.
 //
-// [NewPostgres] takes a *sql.DB that uses pgx's database/sql driver
-// (github.com/jackc/pgx/v5/stdlib); [NewPostgresPool] takes a
+// [New] takes a *sql.DB that uses pgx's database/sql driver
+// (github.com/jackc/pgx/v5/stdlib); [NewPool] takes a
 // *pgxpool.Pool. Both run the same code on the pinned session's *pgx.Conn.
 // A connection whose state is in any doubt — an acquire interrupted by its
 // context, an unlock that failed, returned false or was not confirmed within
-// [PostgresConfig.ReleaseTimeout] — is destroyed rather than pooled: closing
+// [Config.ReleaseTimeout] — is destroyed rather than pooled: closing
 // the session ends every lock it held.
 //
 // Round trips: a try or a blocking acquire is one, a release one, whatever
@@ -90,7 +90,7 @@
 // and Err wraps [lockkit.ErrLost] with the cause, and the connection is
 // destroyed. No polling is involved. The watch starts 1 ms after the grant,
 // so short critical sections cost no extra goroutine; one timer per
-// [Postgres] starts the watches of all its locks granted in that
+// [Locker] starts the watches of all its locks granted in that
 // millisecond (a timer armed per lock would cost each lock a cross-thread
 // wake-up of the Go runtime's netpoller).
 //
@@ -109,7 +109,7 @@
 // token.
 //
 // Unlock runs detached from the caller's context's cancellation and is
-// bounded by [PostgresConfig.ReleaseTimeout] (when it expires the session
+// bounded by [Config.ReleaseTimeout] (when it expires the session
 // is closed, which ends the lock too), so a cancelled caller still gives
 // the lock back and Release returns within the bound; its result is checked, and pg_advisory_unlock
 // returning false ends in an error matching [lockkit.ErrLost].
@@ -132,7 +132,7 @@
 //   - Deadlock between transactions (40P01): matches [lockkit.ErrDeadlock].
 //     PostgreSQL detects deadlocks between sessions; one goroutine holding
 //     one lockkit session lock while waiting for another is invisible to
-//     it, so take related keys in one [Postgres.AcquireKeys] call.
+//     it, so take related keys in one [Locker.LockKeys] call.
 //   - Out of shared memory (53200): matches [ErrOutOfLockMemory]. Advisory
 //     locks share the lock table of max_locks_per_transaction ×
 //     (max_connections + max_prepared_transactions) entries with all other

@@ -111,7 +111,7 @@ func TestToolLockInterop(t *testing.T) {
 			if err := tool.lock(pgCtx(t, 10*time.Second)); err != nil {
 				t.Fatalf("%s lock: %v", name, err)
 			}
-			l, err := p.TryAcquireKey(pgCtx(t, 10*time.Second), tool.key, nil)
+			l, err := p.TryLockKey(pgCtx(t, 10*time.Second), tool.key, nil)
 			if err == nil {
 				_ = l.Release(context.Background())
 				t.Fatalf("lockkit acquired %v while %s holds its lock", tool.key, name)
@@ -127,7 +127,7 @@ func TestToolLockInterop(t *testing.T) {
 				t.Fatalf("%s unlock: %v", name, err)
 			}
 
-			l, err = p.TryAcquireKey(pgCtx(t, 10*time.Second), tool.key, nil)
+			l, err = p.TryLockKey(pgCtx(t, 10*time.Second), tool.key, nil)
 			if err != nil {
 				t.Fatalf("TryAcquireKey after %s unlocked: %v", name, err)
 			}

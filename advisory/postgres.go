@@ -19,20 +19,20 @@ import (
 )
 
 // DefaultReleaseTimeout bounds a release's unlock statement when
-// PostgresConfig.ReleaseTimeout is zero.
+// Config.ReleaseTimeout is zero.
 const DefaultReleaseTimeout = 5 * time.Second
 
 // holderTimeout bounds the pg_locks query behind a conflict error's Holder.
 const holderTimeout = 2 * time.Second
 
-// PostgresConfig configures a [Postgres] locker. A nil *PostgresConfig
+// Config configures a [Locker] locker. A nil *Config
 // means the defaults.
-type PostgresConfig struct {
+type Config struct {
 	// Namespace is mixed into the key of every lock name
 	// ([keyhash.NamespacedName]), so that applications sharing a database
 	// keep their names apart. Empty means no namespace: the key of a name
-	// is then [keyhash.Name]. It does not apply to AcquireKey and
-	// AcquireKeys, which take keys as they are.
+	// is then [keyhash.Name]. It does not apply to LockKey and
+	// LockKeys, which take keys as they are.
 	Namespace string
 
 	// ReleaseTimeout bounds the unlock statement of a release. The unlock
@@ -44,47 +44,47 @@ type PostgresConfig struct {
 	ReleaseTimeout time.Duration
 }
 
-// Postgres takes PostgreSQL advisory locks in session scope: each held
+// Locker takes PostgreSQL advisory locks in session scope: each held
 // [Lock] pins one connection (one server session) of the pool until it is
 // released. It implements [lockkit.Locker] for named locks, and adds
 // shared locks, raw keys and several keys at once.
 //
-// A Postgres is safe for concurrent use. It does not own the pool: closing
+// A Locker is safe for concurrent use. It does not own the pool: closing
 // the pool is the caller's business, after every lock was released.
-type Postgres struct {
+type Locker struct {
 	src            pgSource
 	ns             string
 	releaseTimeout time.Duration
 	starter        watchStarter
 }
 
-var _ lockkit.Locker = (*Postgres)(nil)
+var _ lockkit.Locker = (*Locker)(nil)
 
-// NewPostgres returns a locker over db, a database/sql pool that uses pgx's
+// New returns a locker over db, a database/sql pool that uses pgx's
 // stdlib driver (sql.Open("pgx", dsn), or stdlib.OpenDB). A nil db, another
 // driver, or an invalid config give an error matching lockkit.ErrInvalid.
-func NewPostgres(db *sql.DB, cfg *PostgresConfig) (*Postgres, error) {
+func New(db *sql.DB, cfg *Config) (*Locker, error) {
 	if db == nil {
-		return nil, invalid.Errorf("advisory: NewPostgres: nil *sql.DB")
+		return nil, invalid.Errorf("advisory: New: nil *sql.DB")
 	}
 	if _, ok := db.Driver().(*stdlib.Driver); !ok {
-		return nil, invalid.Errorf("advisory: NewPostgres: driver %T is not pgx's database/sql driver (github.com/jackc/pgx/v5/stdlib)", db.Driver())
+		return nil, invalid.Errorf("advisory: New: driver %T is not pgx's database/sql driver (github.com/jackc/pgx/v5/stdlib)", db.Driver())
 	}
-	return newPostgres(sqlSource{db}, cfg)
+	return newLocker(sqlSource{db}, cfg)
 }
 
-// NewPostgresPool returns a locker over a native pgx pool. A nil pool or an
+// NewPool returns a locker over a native pgx pool. A nil pool or an
 // invalid config give an error matching lockkit.ErrInvalid.
-func NewPostgresPool(pool *pgxpool.Pool, cfg *PostgresConfig) (*Postgres, error) {
+func NewPool(pool *pgxpool.Pool, cfg *Config) (*Locker, error) {
 	if pool == nil {
-		return nil, invalid.Errorf("advisory: NewPostgresPool: nil *pgxpool.Pool")
+		return nil, invalid.Errorf("advisory: NewPool: nil *pgxpool.Pool")
 	}
-	return newPostgres(poolSource{pool}, cfg)
+	return newLocker(poolSource{pool}, cfg)
 }
 
-func newPostgres(src pgSource, cfg *PostgresConfig) (*Postgres, error) {
+func newLocker(src pgSource, cfg *Config) (*Locker, error) {
 	if cfg == nil {
-		cfg = &PostgresConfig{}
+		cfg = &Config{}
 	}
 	if err := keyhash.ValidateNamespace(cfg.Namespace); err != nil {
 		return nil, err
@@ -92,7 +92,7 @@ func newPostgres(src pgSource, cfg *PostgresConfig) (*Postgres, error) {
 	if cfg.ReleaseTimeout < 0 {
 		return nil, invalid.Errorf("advisory: negative ReleaseTimeout %v", cfg.ReleaseTimeout)
 	}
-	return &Postgres{
+	return &Locker{
 		src:            src,
 		ns:             cfg.Namespace,
 		releaseTimeout: cmp.Or(cfg.ReleaseTimeout, DefaultReleaseTimeout),
@@ -102,7 +102,7 @@ func newPostgres(src pgSource, cfg *PostgresConfig) (*Postgres, error) {
 // Key returns the advisory key of a lock name:
 // keyhash.NamespacedName(namespace, name). An invalid name gives an error
 // matching lockkit.ErrInvalid.
-func (p *Postgres) Key(name string) (keyhash.Key, error) {
+func (p *Locker) Key(name string) (keyhash.Key, error) {
 	if err := keyhash.ValidateName(name); err != nil {
 		return keyhash.Key{}, err
 	}
@@ -110,63 +110,80 @@ func (p *Postgres) Key(name string) (keyhash.Key, error) {
 }
 
 // Acquire waits until the named lock is held in exclusive mode, or ctx
-// ends. The wait happens in the server (pg_advisory_lock); when ctx ends
-// the server is told to stop waiting (a cancel request) and the session is
-// closed, so a grant that raced with the cancellation is dropped with it.
-// The returned lockkit.Lock is a *Lock.
-func (p *Postgres) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
-	k, err := p.Key(name)
-	if err != nil {
-		return nil, err
-	}
-	l, err := p.acquire(ctx, name, []keyhash.Key{k}, Exclusive, false)
+// ends; it is [Locker.Lock] with nil options, for the [lockkit.Locker]
+// interface.
+func (p *Locker) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	l, err := p.Lock(ctx, name, nil)
 	if err != nil {
 		return nil, err
 	}
 	return l, nil
 }
 
-// TryAcquire makes one attempt (pg_try_advisory_lock) at the named lock in
-// exclusive mode. When it is held elsewhere the error is a
-// *lockkit.HeldError naming the holder. The returned lockkit.Lock is a
-// *Lock.
-func (p *Postgres) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
-	k, err := p.Key(name)
-	if err != nil {
-		return nil, err
-	}
-	l, err := p.acquire(ctx, name, []keyhash.Key{k}, Exclusive, true)
+// TryAcquire makes one attempt at the named lock in exclusive mode; it is
+// [Locker.TryLock] with nil options, for the [lockkit.Locker] interface.
+func (p *Locker) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	l, err := p.TryLock(ctx, name, nil)
 	if err != nil {
 		return nil, err
 	}
 	return l, nil
 }
 
-// AcquireKey waits until key is held, or ctx ends, like Acquire. The lock's
-// name is the key's String().
-func (p *Postgres) AcquireKey(ctx context.Context, key keyhash.Key, opts *Options) (*Lock, error) {
-	return p.acquireKey(ctx, key, opts, false)
+// Lock waits until the named lock is held, or ctx ends. The wait happens
+// in the server (pg_advisory_lock); when ctx ends the server is told to
+// stop waiting (a cancel request) and the session is closed, so a grant
+// that raced with the cancellation is dropped with it, and the error is a
+// *lockkit.HeldError matching lockkit.ErrNotAcquired and ctx.Err(). opts
+// may be nil: an exclusive lock.
+func (p *Locker) Lock(ctx context.Context, name string, opts *Options) (*Lock, error) {
+	return p.lockName(ctx, name, opts, false)
 }
 
-func (p *Postgres) acquireKey(ctx context.Context, key keyhash.Key, opts *Options, try bool) (*Lock, error) {
-	m := opts.mode()
-	if m != Exclusive && m != Shared {
-		return nil, invalid.Errorf("advisory: unknown lock mode %v", m)
+// TryLock makes one attempt (pg_try_advisory_lock) at the named lock.
+// When it is held elsewhere the error is a *lockkit.HeldError naming the
+// holder. opts may be nil: an exclusive lock.
+func (p *Locker) TryLock(ctx context.Context, name string, opts *Options) (*Lock, error) {
+	return p.lockName(ctx, name, opts, true)
+}
+
+func (p *Locker) lockName(ctx context.Context, name string, opts *Options, try bool) (*Lock, error) {
+	k, err := p.Key(name)
+	if err != nil {
+		return nil, err
+	}
+	m, err := opts.check()
+	if err != nil {
+		return nil, err
+	}
+	return p.acquire(ctx, name, []keyhash.Key{k}, m, try)
+}
+
+// LockKey waits until key is held, or ctx ends, like [Locker.Lock]. The
+// lock's name is the key's String().
+func (p *Locker) LockKey(ctx context.Context, key keyhash.Key, opts *Options) (*Lock, error) {
+	return p.lockKey(ctx, key, opts, false)
+}
+
+// TryLockKey makes one attempt at key, like [Locker.TryLock].
+func (p *Locker) TryLockKey(ctx context.Context, key keyhash.Key, opts *Options) (*Lock, error) {
+	return p.lockKey(ctx, key, opts, true)
+}
+
+func (p *Locker) lockKey(ctx context.Context, key keyhash.Key, opts *Options, try bool) (*Lock, error) {
+	m, err := opts.check()
+	if err != nil {
+		return nil, err
 	}
 	return p.acquire(ctx, key.String(), []keyhash.Key{key}, m, try)
 }
 
-// TryAcquireKey makes one attempt at key, like TryAcquire.
-func (p *Postgres) TryAcquireKey(ctx context.Context, key keyhash.Key, opts *Options) (*Lock, error) {
-	return p.acquireKey(ctx, key, opts, true)
-}
-
-// AcquireKeys waits until every key is held by one session, or ctx ends.
+// LockKeys waits until every key is held by one session, or ctx ends.
 // The keys are sorted (keyhash.Compare) and taken in that order by one
 // statement in one round trip, so two callers locking overlapping sets
 // cannot deadlock each other. A key listed twice is taken once. The lock
 // is released as a whole. Its name is the sorted keys joined by "+".
-func (p *Postgres) AcquireKeys(ctx context.Context, keys []keyhash.Key, opts *Options) (*Lock, error) {
+func (p *Locker) LockKeys(ctx context.Context, keys []keyhash.Key, opts *Options) (*Lock, error) {
 	sorted, mode, err := checkKeys(keys, opts)
 	if err != nil {
 		return nil, err
@@ -174,12 +191,12 @@ func (p *Postgres) AcquireKeys(ctx context.Context, keys []keyhash.Key, opts *Op
 	return p.acquire(ctx, keysName(sorted), sorted, mode, false)
 }
 
-// TryAcquireKeys makes one attempt at every key, all or nothing, in one
+// TryLockKeys makes one attempt at every key, all or nothing, in one
 // statement and one round trip: if any key is held elsewhere, the keys that
 // were granted are unlocked by the same statement and the error is a
 // *lockkit.HeldError naming the holder of the first key that was not
 // granted.
-func (p *Postgres) TryAcquireKeys(ctx context.Context, keys []keyhash.Key, opts *Options) (*Lock, error) {
+func (p *Locker) TryLockKeys(ctx context.Context, keys []keyhash.Key, opts *Options) (*Lock, error) {
 	sorted, mode, err := checkKeys(keys, opts)
 	if err != nil {
 		return nil, err
@@ -192,9 +209,9 @@ func checkKeys(keys []keyhash.Key, opts *Options) ([]keyhash.Key, Mode, error) {
 	if len(keys) == 0 {
 		return nil, 0, invalid.Errorf("advisory: no keys to lock")
 	}
-	m := opts.mode()
-	if m != Exclusive && m != Shared {
-		return nil, 0, invalid.Errorf("advisory: unknown lock mode %v", m)
+	m, err := opts.check()
+	if err != nil {
+		return nil, 0, err
 	}
 	return sortKeys(keys), m, nil
 }
@@ -209,7 +226,7 @@ func checkKeys(keys []keyhash.Key, opts *Options) ([]keyhash.Key, Mode, error) {
 // closes, Err wraps lockkit.ErrLost with the cause, and the connection is
 // destroyed. Release is still required, to free the handle.
 type Lock struct {
-	*lockstate.Handle
+	state *lockstate.Handle
 
 	keys    []keyhash.Key
 	mode    Mode
@@ -228,6 +245,25 @@ type Lock struct {
 
 var _ lockkit.Lock = (*Lock)(nil)
 
+// Name returns the name the lock was acquired under; for keys, their
+// String form.
+func (l *Lock) Name() string { return l.state.Name() }
+
+// Token returns 0: advisory locks have no fencing token.
+func (l *Lock) Token() int64 { return 0 }
+
+// Done is closed when the lock is released or lost.
+func (l *Lock) Done() <-chan struct{} { return l.state.Done() }
+
+// Err is nil while the lock is held; then lockkit.ErrReleased, or an error
+// wrapping lockkit.ErrLost with the cause.
+func (l *Lock) Err() error { return l.state.Err() }
+
+// Release unlocks every key of the lock on its session and checks that the
+// server confirmed each; see [lockkit.Lock.Release]. A release the server
+// did not confirm closes the session and reports the lock lost.
+func (l *Lock) Release(ctx context.Context) error { return l.state.Release(ctx) }
+
 // Keys returns the lock's keys, sorted.
 func (l *Lock) Keys() []keyhash.Key { return append([]keyhash.Key(nil), l.keys...) }
 
@@ -239,7 +275,7 @@ func (l *Lock) Mode() Mode { return l.mode }
 func (l *Lock) PID() int { return l.pid }
 
 // acquire runs one lock statement on a freshly pinned session.
-func (p *Postgres) acquire(ctx context.Context, name string, keys []keyhash.Key, mode Mode, try bool) (*Lock, error) {
+func (p *Locker) acquire(ctx context.Context, name string, keys []keyhash.Key, mode Mode, try bool) (*Lock, error) {
 	if ctx.Err() != nil {
 		return nil, notStarted(ctx, name)
 	}
@@ -274,7 +310,7 @@ func (p *Postgres) acquire(ctx context.Context, name string, keys []keyhash.Key,
 		return nil, &lockkit.HeldError{Name: name, Holder: a.holder}
 	}
 	l := &Lock{keys: keys, mode: mode, pid: a.pid, pc: pc, timeout: p.releaseTimeout}
-	l.Handle = lockstate.New(name, 0, l.unlock)
+	l.state = lockstate.New(name, 0, l.unlock)
 	l.w.init(pc, a.nc, l.onLoss)
 	p.starter.add(&l.w, watchDelay)
 	return l, nil
@@ -282,7 +318,7 @@ func (p *Postgres) acquire(ctx context.Context, name string, keys []keyhash.Key,
 
 // onLoss is called by the watcher when the session died.
 func (l *Lock) onLoss(cause error) {
-	l.Handle.MarkLost(cause)
+	l.state.MarkLost(cause)
 	l.pc.discard()
 }
 
@@ -477,7 +513,7 @@ func (l *Lock) unlock(_ context.Context, lost bool) error {
 		return lossErr // the watcher already discarded the session
 	}
 	if lost {
-		// Marked lost from outside (Handle.MarkLost): the session's state
+		// Marked lost from outside (state.MarkLost): the session's state
 		// is not known to be clean.
 		l.pc.discard()
 		return nil

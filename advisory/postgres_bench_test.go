@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,51 +14,15 @@ import (
 	"github.com/lockkit/lockkit/keyhash"
 )
 
-// writeCounter counts the client's writes to the server: pgx sends each
-// statement (or pipelined batch) in one write and then waits for the
-// answer, so writes are round trips. It also counts exchanges (rt): a
-// read that follows writes on the same connection. They are the round
-// trips of a protocol that sends some messages without an answer (MySQL's
-// COM_STMT_CLOSE).
-type writeCounter struct{ n, rt atomic.Int64 }
-
-type countingConn struct {
-	net.Conn
-	c     *writeCounter
-	wrote *atomic.Bool // a write since the last read
-}
-
-func (c countingConn) Write(b []byte) (int, error) {
-	c.c.n.Add(1)
-	c.wrote.Store(true)
-	return c.Conn.Write(b)
-}
-
-func (c countingConn) Read(b []byte) (int, error) {
-	if c.wrote.Swap(false) {
-		c.c.rt.Add(1)
-	}
-	return c.Conn.Read(b)
-}
-
-func (w *writeCounter) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	return countingConn{c, w, new(atomic.Bool)}, nil
-}
-
 // countedSQL opens a database/sql pool over pgx whose writes are counted.
-func countedSQL(tb testing.TB, n int) (*sql.DB, *writeCounter) {
+func countedSQL(tb testing.TB, n int) (*sql.DB, *integration.RoundTrips) {
 	tb.Helper()
 	cfg, err := pgx.ParseConfig(integration.PostgresDSN(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	w := &writeCounter{}
-	cfg.DialFunc = w.dial
+	w := &integration.RoundTrips{}
+	cfg.DialFunc = w.Dial
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(n)
 	tb.Cleanup(func() { _ = db.Close() })
@@ -68,14 +30,14 @@ func countedSQL(tb testing.TB, n int) (*sql.DB, *writeCounter) {
 }
 
 // countedPool opens a pgxpool whose writes are counted.
-func countedPool(tb testing.TB) (*pgxpool.Pool, *writeCounter) {
+func countedPool(tb testing.TB) (*pgxpool.Pool, *integration.RoundTrips) {
 	tb.Helper()
 	cfg, err := pgxpool.ParseConfig(integration.PostgresDSN(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	w := &writeCounter{}
-	cfg.ConnConfig.DialFunc = w.dial
+	w := &integration.RoundTrips{}
+	cfg.ConnConfig.DialFunc = w.Dial
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -91,11 +53,11 @@ func TestPostgresRoundTrips(t *testing.T) {
 	t.Parallel()
 	db, wdb := countedSQL(t, 1)
 	pool, wpool := countedPool(t)
-	ps, err := NewPostgres(db, nil)
+	ps, err := New(db, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pp, err := NewPostgresPool(pool, nil)
+	pp, err := NewPool(pool, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,24 +67,24 @@ func TestPostgresRoundTrips(t *testing.T) {
 	// count runs op a few times (warming the statement cache first) and
 	// returns the fewest writes one run took: database/sql pings a reused
 	// connection now and then, which is not the operation's.
-	count := func(w *writeCounter, op func()) int64 {
+	count := func(w *integration.RoundTrips, op func()) int64 {
 		op()
 		best := int64(1 << 62)
 		for range 3 {
-			before := w.n.Load()
+			before := w.Writes()
 			op()
-			best = min(best, w.n.Load()-before)
+			best = min(best, w.Writes()-before)
 		}
 		return best
 	}
 	for _, c := range []struct {
 		name string
-		w    *writeCounter
-		p    *Postgres
+		w    *integration.RoundTrips
+		p    *Locker
 	}{{"sql", wdb, ps}, {"pgxpool", wpool, pp}} {
 		var l *Lock
 		if n := count(c.w, func() {
-			if l, err = c.p.TryAcquireKey(ctx, key, nil); err != nil {
+			if l, err = c.p.TryLockKey(ctx, key, nil); err != nil {
 				t.Fatal(err)
 			}
 			mustRelease(t, l)
@@ -130,7 +92,7 @@ func TestPostgresRoundTrips(t *testing.T) {
 			t.Errorf("%s: try+release took %d round trips, want 2", c.name, n)
 		}
 		if n := count(c.w, func() {
-			if l, err = c.p.AcquireKeys(ctx, hundred, nil); err != nil {
+			if l, err = c.p.LockKeys(ctx, hundred, nil); err != nil {
 				t.Fatal(err)
 			}
 			mustRelease(t, l)
@@ -138,7 +100,7 @@ func TestPostgresRoundTrips(t *testing.T) {
 			t.Errorf("%s: lock+unlock of 100 keys took %d round trips, want 2", c.name, n)
 		}
 		if n := count(c.w, func() {
-			if l, err = c.p.TryAcquireKeys(ctx, hundred, nil); err != nil {
+			if l, err = c.p.TryLockKeys(ctx, hundred, nil); err != nil {
 				t.Fatal(err)
 			}
 			mustRelease(t, l)
@@ -170,16 +132,16 @@ func TestPostgresRoundTrips(t *testing.T) {
 func BenchmarkPostgresTryRelease(b *testing.B) {
 	key := keyhash.Name(integration.Name(b))
 	ctx := context.Background()
-	run := func(b *testing.B, p *Postgres, w *writeCounter) {
-		l, err := p.TryAcquireKey(ctx, key, nil) // warm the pool and cache
+	run := func(b *testing.B, p *Locker, w *integration.RoundTrips) {
+		l, err := p.TryLockKey(ctx, key, nil) // warm the pool and cache
 		if err != nil {
 			b.Fatal(err)
 		}
 		_ = l.Release(ctx)
-		before := w.n.Load()
+		before := w.Writes()
 		b.ResetTimer()
 		for b.Loop() {
-			l, err := p.TryAcquireKey(ctx, key, nil)
+			l, err := p.TryLockKey(ctx, key, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -187,11 +149,11 @@ func BenchmarkPostgresTryRelease(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		b.ReportMetric(float64(w.n.Load()-before)/float64(b.N), "roundtrips/op")
+		b.ReportMetric(float64(w.Writes()-before)/float64(b.N), "roundtrips/op")
 	}
 	b.Run("pgxpool", func(b *testing.B) {
 		pool, w := countedPool(b)
-		p, err := NewPostgresPool(pool, nil)
+		p, err := NewPool(pool, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -199,7 +161,7 @@ func BenchmarkPostgresTryRelease(b *testing.B) {
 	})
 	b.Run("sql", func(b *testing.B) {
 		db, w := countedSQL(b, 4)
-		p, err := NewPostgres(db, nil)
+		p, err := New(db, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -216,15 +178,15 @@ func BenchmarkRawPgxTryRelease(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	w := &writeCounter{}
-	cfg.DialFunc = w.dial
+	w := &integration.RoundTrips{}
+	cfg.DialFunc = w.Dial
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer conn.Close(ctx)
 	var ok bool
-	before := w.n.Load()
+	before := w.Writes()
 	for b.Loop() {
 		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1::bigint)", key).Scan(&ok); err != nil || !ok {
 			b.Fatal(err, ok)
@@ -233,7 +195,7 @@ func BenchmarkRawPgxTryRelease(b *testing.B) {
 			b.Fatal(err, ok)
 		}
 	}
-	b.ReportMetric(float64(w.n.Load()-before)/float64(b.N), "roundtrips/op")
+	b.ReportMetric(float64(w.Writes()-before)/float64(b.N), "roundtrips/op")
 }
 
 // BenchmarkRawSQLTryRelease is the database/sql floor: the same two
@@ -248,7 +210,7 @@ func BenchmarkRawSQLTryRelease(b *testing.B) {
 	}
 	defer conn.Close()
 	var ok bool
-	before := w.n.Load()
+	before := w.Writes()
 	for b.Loop() {
 		if err := conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1::bigint)", key).Scan(&ok); err != nil || !ok {
 			b.Fatal(err, ok)
@@ -257,7 +219,7 @@ func BenchmarkRawSQLTryRelease(b *testing.B) {
 			b.Fatal(err, ok)
 		}
 	}
-	b.ReportMetric(float64(w.n.Load()-before)/float64(b.N), "roundtrips/op")
+	b.ReportMetric(float64(w.Writes()-before)/float64(b.N), "roundtrips/op")
 }
 
 // BenchmarkPostgresTryReleaseRatio interleaves the lockkit operation and
@@ -267,8 +229,8 @@ func BenchmarkRawSQLTryRelease(b *testing.B) {
 func BenchmarkPostgresTryReleaseRatio(b *testing.B) {
 	ctx := context.Background()
 	key := keyhash.Name(integration.Name(b))
-	ratio := func(b *testing.B, p *Postgres, raw func() error) {
-		l, err := p.TryAcquireKey(ctx, key, nil)
+	ratio := func(b *testing.B, p *Locker, raw func() error) {
+		l, err := p.TryLockKey(ctx, key, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -280,7 +242,7 @@ func BenchmarkPostgresTryReleaseRatio(b *testing.B) {
 		b.ResetTimer()
 		for b.Loop() {
 			t0 := time.Now()
-			l, err := p.TryAcquireKey(ctx, key, nil)
+			l, err := p.TryLockKey(ctx, key, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -301,7 +263,7 @@ func BenchmarkPostgresTryReleaseRatio(b *testing.B) {
 	k := key.Int64()
 	b.Run("pgxpool-vs-pgx", func(b *testing.B) {
 		pool := integration.PgxPool(b)
-		p, err := NewPostgresPool(pool, nil)
+		p, err := NewPool(pool, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -324,7 +286,7 @@ func BenchmarkPostgresTryReleaseRatio(b *testing.B) {
 	b.Run("sql-vs-sql", func(b *testing.B) {
 		db := integration.Postgres(b)
 		db.SetMaxOpenConns(4)
-		p, err := NewPostgres(db, nil)
+		p, err := New(db, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

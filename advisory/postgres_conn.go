@@ -242,7 +242,7 @@ func (w *watcher) begin() {
 	go w.run()
 }
 
-// watchStarter starts the watchers of one Postgres locker's locks
+// watchStarter starts the watchers of one Locker's locks
 // watchDelay after their grant, from one timer for all of them: a grant
 // appends its watcher to a list, and the timer is armed only when the list
 // goes from empty to non-empty. A lock released before its watch started

@@ -18,14 +18,14 @@ import (
 // A per-record edit lock: only one operator edits invoice 4121 at a time.
 // The lock is a session lock on its own pinned connection; the conflict
 // error names who holds it.
-func ExamplePostgres_TryAcquireKey() {
+func ExampleLocker_TryLockKey() {
 	ctx := context.Background()
 	db, err := sql.Open("pgx", "postgres://postgres@127.0.0.1:5432/test?application_name=billing")
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer db.Close()
-	locker, err := advisory.NewPostgres(db, nil)
+	locker, err := advisory.New(db, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func ExamplePostgres_TryAcquireKey() {
 	if err != nil {
 		log.Fatal(err) // a record id that would collide when packed
 	}
-	lock, err := locker.TryAcquireKey(ctx, key, nil)
+	lock, err := locker.TryLockKey(ctx, key, nil)
 	var held *lockkit.HeldError
 	if errors.As(err, &held) {
 		fmt.Println("invoice 4121 is being edited by", held.Holder)
@@ -82,14 +82,14 @@ func ExampleWithTxLock() {
 
 // A named job that runs on one host at a time, through lockkit.Do, on a
 // pgxpool of its own (each held lock pins one connection).
-func ExampleNewPostgresPool() {
+func ExampleNewPool() {
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, "postgres://postgres@127.0.0.1:5432/test?pool_max_conns=4")
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer pool.Close()
-	locker, err := advisory.NewPostgresPool(pool, &advisory.PostgresConfig{Namespace: "billing"})
+	locker, err := advisory.NewPool(pool, &advisory.Config{Namespace: "billing"})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func ExampleNewPostgresPool() {
 }
 
 // Several keys in one statement and one round trip, all or nothing.
-func ExamplePostgres_AcquireKeys() {
+func ExampleLocker_LockKeys() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	db, err := sql.Open("pgx", "postgres://postgres@127.0.0.1:5432/test")
@@ -111,13 +111,13 @@ func ExamplePostgres_AcquireKeys() {
 		log.Fatal(err)
 	}
 	defer db.Close()
-	locker, err := advisory.NewPostgres(db, nil)
+	locker, err := advisory.New(db, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
 	a, _ := locker.Key("inventory/sku-1")
 	b, _ := locker.Key("inventory/sku-2")
-	lock, err := locker.AcquireKeys(ctx, []keyhash.Key{a, b}, &advisory.Options{Mode: advisory.Shared})
+	lock, err := locker.LockKeys(ctx, []keyhash.Key{a, b}, &advisory.Options{Mode: advisory.Shared})
 	if err != nil {
 		log.Fatal(err) // a timeout matches lockkit.ErrNotAcquired and context.DeadlineExceeded
 	}

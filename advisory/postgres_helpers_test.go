@@ -32,11 +32,11 @@ func pgAdmin(t testing.TB) *sql.DB {
 }
 
 // newPG returns a locker over a fresh database/sql pool of size n.
-func newPG(t testing.TB, n int, cfg *PostgresConfig) (*Postgres, *sql.DB) {
+func newPG(t testing.TB, n int, cfg *Config) (*Locker, *sql.DB) {
 	t.Helper()
 	db := integration.Postgres(t)
 	db.SetMaxOpenConns(n)
-	p, err := NewPostgres(db, cfg)
+	p, err := New(db, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,9 +44,9 @@ func newPG(t testing.TB, n int, cfg *PostgresConfig) (*Postgres, *sql.DB) {
 }
 
 // newPGPool returns a locker over a fresh pgxpool.
-func newPGPool(t testing.TB, cfg *PostgresConfig) *Postgres {
+func newPGPool(t testing.TB, cfg *Config) *Locker {
 	t.Helper()
-	p, err := NewPostgresPool(integration.PgxPool(t), cfg)
+	p, err := NewPool(integration.PgxPool(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func newPGPool(t testing.TB, cfg *PostgresConfig) *Postgres {
 }
 
 // newPGPoolN returns a locker over a fresh pgxpool of at most n connections.
-func newPGPoolN(t testing.TB, n int32, cfg *PostgresConfig) *Postgres {
+func newPGPoolN(t testing.TB, n int32, cfg *Config) *Locker {
 	t.Helper()
 	pc, err := pgxpool.ParseConfig(integration.PostgresDSN(t))
 	if err != nil {
@@ -66,7 +66,7 @@ func newPGPoolN(t testing.TB, n int32, cfg *PostgresConfig) *Postgres {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	p, err := NewPostgresPool(pool, cfg)
+	p, err := NewPool(pool, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func TestPostgresPinnedCycles(t *testing.T) {
 	for _, flavour := range []string{"sql", "pgxpool"} {
 		t.Run(flavour, func(t *testing.T) {
 			var (
-				p  *Postgres
+				p  *Locker
 				db *sql.DB
 			)
 			if flavour == "sql" {
@@ -36,7 +36,7 @@ func TestPostgresPinnedCycles(t *testing.T) {
 			} else {
 				pool := integration.PgxPool(t)
 				var err error
-				if p, err = NewPostgresPool(pool, nil); err != nil {
+				if p, err = NewPool(pool, nil); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -65,8 +65,8 @@ func TestPostgresPinnedCycles(t *testing.T) {
 							err error
 						)
 						if i%2 == 0 {
-							l, err = p.AcquireKey(ctx, keys[ki], nil)
-						} else if l, err = p.TryAcquireKey(ctx, keys[ki], nil); errors.Is(err, lockkit.ErrNotAcquired) {
+							l, err = p.LockKey(ctx, keys[ki], nil)
+						} else if l, err = p.TryLockKey(ctx, keys[ki], nil); errors.Is(err, lockkit.ErrNotAcquired) {
 							continue
 						}
 						if err != nil {
@@ -115,7 +115,7 @@ func TestPostgresUnlockOnSameSession(t *testing.T) {
 	// another session would be likely to show.
 	var held []*Lock
 	for i := range 3 {
-		l, err := p.TryAcquireKey(pgCtx(t, 10*time.Second), testKeys(t, 4)[i+1], nil)
+		l, err := p.TryLockKey(pgCtx(t, 10*time.Second), testKeys(t, 4)[i+1], nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +125,7 @@ func TestPostgresUnlockOnSameSession(t *testing.T) {
 		mustRelease(t, l)
 	}
 	for i := range 40 {
-		l, err := p.AcquireKey(pgCtx(t, 10*time.Second), key, nil)
+		l, err := p.LockKey(pgCtx(t, 10*time.Second), key, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,7 +153,7 @@ func TestPostgresFailedUnlockDiscards(t *testing.T) {
 	admin := pgAdmin(t)
 	for _, flavour := range []string{"sql", "pgxpool"} {
 		t.Run(flavour, func(t *testing.T) {
-			var p *Postgres
+			var p *Locker
 			var db *sql.DB
 			if flavour == "sql" {
 				p, db = newPG(t, 2, nil)
@@ -161,7 +161,7 @@ func TestPostgresFailedUnlockDiscards(t *testing.T) {
 				p = newPGPool(t, nil)
 			}
 			key := testKeys(t, 1)[0]
-			l, err := p.AcquireKey(pgCtx(t, 10*time.Second), key, nil)
+			l, err := p.LockKey(pgCtx(t, 10*time.Second), key, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -214,7 +214,7 @@ func TestPostgresUnlockFalseReported(t *testing.T) {
 	t.Parallel()
 	p, db := newPG(t, 2, nil)
 	key := testKeys(t, 1)[0]
-	l, err := p.AcquireKey(pgCtx(t, 10*time.Second), key, nil)
+	l, err := p.LockKey(pgCtx(t, 10*time.Second), key, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,11 +265,11 @@ func TestPostgresStacking(t *testing.T) {
 	})
 
 	t.Run("two handles, two sessions", func(t *testing.T) {
-		a, err := p.AcquireKey(pgCtx(t, 10*time.Second), key, &Options{Mode: Shared})
+		a, err := p.LockKey(pgCtx(t, 10*time.Second), key, &Options{Mode: Shared})
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := p.AcquireKey(pgCtx(t, 10*time.Second), key, &Options{Mode: Shared})
+		b, err := p.LockKey(pgCtx(t, 10*time.Second), key, &Options{Mode: Shared})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -280,11 +280,11 @@ func TestPostgresStacking(t *testing.T) {
 		if len(rows) != 2 || rows[0].pid == rows[1].pid {
 			t.Fatalf("pg_locks = %+v, want two sessions each holding the key once", rows)
 		}
-		if _, err := p.TryAcquireKey(pgCtx(t, 10*time.Second), key, nil); !errors.Is(err, lockkit.ErrNotAcquired) {
+		if _, err := p.TryLockKey(pgCtx(t, 10*time.Second), key, nil); !errors.Is(err, lockkit.ErrNotAcquired) {
 			t.Fatalf("exclusive try while two shared holders = %v", err)
 		}
 		mustRelease(t, a)
-		if _, err := p.TryAcquireKey(pgCtx(t, 10*time.Second), key, nil); !errors.Is(err, lockkit.ErrNotAcquired) {
+		if _, err := p.TryLockKey(pgCtx(t, 10*time.Second), key, nil); !errors.Is(err, lockkit.ErrNotAcquired) {
 			t.Fatalf("exclusive try while one shared holder remains = %v", err)
 		}
 		mustRelease(t, b)
@@ -292,9 +292,9 @@ func TestPostgresStacking(t *testing.T) {
 
 	t.Run("key listed twice is taken once", func(t *testing.T) {
 		for _, try := range []bool{false, true} {
-			acq := p.AcquireKeys
+			acq := p.LockKeys
 			if try {
-				acq = p.TryAcquireKeys
+				acq = p.TryLockKeys
 			}
 			l, err := acq(pgCtx(t, 10*time.Second), []keyhash.Key{key, key, key}, nil)
 			if err != nil {
@@ -326,13 +326,13 @@ func TestPostgresTerminatedHolder(t *testing.T) {
 	key := testKeys(t, 1)[0]
 	var lat []time.Duration
 	for range 5 {
-		l, err := p.AcquireKey(pgCtx(t, 10*time.Second), key, nil)
+		l, err := p.LockKey(pgCtx(t, 10*time.Second), key, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		got := make(chan *Lock, 1)
 		go func() {
-			w, err := p.AcquireKey(pgCtx(t, 20*time.Second), key, nil)
+			w, err := p.LockKey(pgCtx(t, 20*time.Second), key, nil)
 			if err != nil {
 				t.Error(err)
 			}
@@ -387,7 +387,7 @@ func TestPostgresNotificationIsNotLoss(t *testing.T) {
 	admin := pgAdmin(t)
 	p := newPGPool(t, nil)
 	key := testKeys(t, 1)[0]
-	l, err := p.AcquireKey(pgCtx(t, 10*time.Second), key, nil)
+	l, err := p.LockKey(pgCtx(t, 10*time.Second), key, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,14 +424,14 @@ func TestPostgresCancelledWaitNotLeaked(t *testing.T) {
 	admin := pgAdmin(t)
 	p, db := newPG(t, 4, nil)
 	key := testKeys(t, 1)[0]
-	holder, err := p.AcquireKey(pgCtx(t, 10*time.Second), key, nil)
+	holder, err := p.LockKey(pgCtx(t, 10*time.Second), key, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		l, err := p.AcquireKey(ctx, key, nil)
+		l, err := p.LockKey(ctx, key, nil)
 		if err == nil {
 			_ = l.Release(context.Background())
 		}
@@ -466,14 +466,14 @@ func TestPostgresCancelledWaitNotLeaked(t *testing.T) {
 	// Races: cancel the waiter at the moment the holder releases, many
 	// times. Whoever wins, nothing stays held.
 	for i := range 30 {
-		h, err := p.AcquireKey(pgCtx(t, 10*time.Second), key, nil)
+		h, err := p.LockKey(pgCtx(t, 10*time.Second), key, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		res := make(chan *Lock, 1)
 		go func() {
-			l, _ := p.AcquireKey(ctx, key, nil)
+			l, _ := p.LockKey(ctx, key, nil)
 			res <- l
 		}()
 		waitInPgLocks(t, admin, key)
@@ -500,11 +500,11 @@ func TestPostgresPoolExhaustion(t *testing.T) {
 	t.Parallel()
 	p, db := newPG(t, 2, nil)
 	keys := testKeys(t, 3)
-	a, err := p.AcquireKey(pgCtx(t, 10*time.Second), keys[0], nil)
+	a, err := p.LockKey(pgCtx(t, 10*time.Second), keys[0], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := p.AcquireKey(pgCtx(t, 10*time.Second), keys[1], nil)
+	b, err := p.LockKey(pgCtx(t, 10*time.Second), keys[1], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -515,7 +515,7 @@ func TestPostgresPoolExhaustion(t *testing.T) {
 	}
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel2()
-	_, err = p.AcquireKey(ctx2, keys[2], nil)
+	_, err = p.LockKey(ctx2, keys[2], nil)
 	if !errors.Is(err, lockkit.ErrNotAcquired) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("acquire on an exhausted pool = %v, want ErrNotAcquired and DeadlineExceeded", err)
 	}
@@ -543,7 +543,7 @@ func TestPostgresKeySpaces(t *testing.T) {
 	for _, k := range keys {
 		// Each key is free although a key with the same 64 bits in the
 		// other space is held.
-		l, err := p.TryAcquireKey(pgCtx(t, 10*time.Second), k, nil)
+		l, err := p.TryLockKey(pgCtx(t, 10*time.Second), k, nil)
 		if err != nil {
 			t.Fatalf("TryAcquireKey(%v) = %v", k, err)
 		}
@@ -566,14 +566,14 @@ func TestPostgresKeySpaces(t *testing.T) {
 	}
 	// The mapping, checked against the server's own view of one session
 	// holding all four in one statement.
-	l, err := p.TryAcquireKeys(pgCtx(t, 10*time.Second), keys, nil)
+	l, err := p.TryLockKeys(pgCtx(t, 10*time.Second), keys, nil)
 	if !errors.Is(err, lockkit.ErrNotAcquired) {
 		t.Fatalf("TryAcquireKeys over held keys = %v, %v", l, err)
 	}
 	for _, l := range held {
 		mustRelease(t, l)
 	}
-	l, err = p.TryAcquireKeys(pgCtx(t, 10*time.Second), keys, nil)
+	l, err = p.TryLockKeys(pgCtx(t, 10*time.Second), keys, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -623,11 +623,11 @@ func TestPostgresSeveralKeys(t *testing.T) {
 	// Unsorted on purpose.
 	input := []keyhash.Key{all[6], all[2], all[0], all[5], all[4], all[3], all[1]}
 
-	blocker, err := p.TryAcquireKey(pgCtx(t, 10*time.Second), all[5], nil)
+	blocker, err := p.TryLockKey(pgCtx(t, 10*time.Second), all[5], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = p.TryAcquireKeys(pgCtx(t, 10*time.Second), input, nil)
+	_, err = p.TryLockKeys(pgCtx(t, 10*time.Second), input, nil)
 	he := wantHeld(t, err, "TryAcquireKeys with one key held elsewhere")
 	if he.Holder == nil || he.Holder.PID != blocker.PID() {
 		t.Errorf("Holder = %v, want pid %d", he.Holder, blocker.PID())
@@ -641,7 +641,7 @@ func TestPostgresSeveralKeys(t *testing.T) {
 	// A blocking acquire of all keys waits for the blocker.
 	got := make(chan *Lock, 1)
 	go func() {
-		l, err := p.AcquireKeys(pgCtx(t, 20*time.Second), input, nil)
+		l, err := p.LockKeys(pgCtx(t, 20*time.Second), input, nil)
 		if err != nil {
 			t.Error(err)
 		}
@@ -667,15 +667,15 @@ func TestPostgresSeveralKeys(t *testing.T) {
 	waitNoLocks(t, admin, all...)
 
 	// Shared, several keys.
-	s1, err := p.TryAcquireKeys(pgCtx(t, 10*time.Second), input, &Options{Mode: Shared})
+	s1, err := p.TryLockKeys(pgCtx(t, 10*time.Second), input, &Options{Mode: Shared})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2, err := p.TryAcquireKeys(pgCtx(t, 10*time.Second), input, &Options{Mode: Shared})
+	s2, err := p.TryLockKeys(pgCtx(t, 10*time.Second), input, &Options{Mode: Shared})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.TryAcquireKeys(pgCtx(t, 10*time.Second), all[:1], nil); !errors.Is(err, lockkit.ErrNotAcquired) {
+	if _, err := p.TryLockKeys(pgCtx(t, 10*time.Second), all[:1], nil); !errors.Is(err, lockkit.ErrNotAcquired) {
 		t.Errorf("exclusive try over shared holders = %v", err)
 	}
 	mustRelease(t, s1)
@@ -697,7 +697,7 @@ func TestPostgresHolderInfo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer holderDB.Close()
-	hp, err := NewPostgres(holderDB, nil)
+	hp, err := New(holderDB, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -732,19 +732,19 @@ func TestPostgresHolderInfo(t *testing.T) {
 // Bad input: a clear error matching ErrInvalid before any I/O.
 func TestPostgresBadInput(t *testing.T) {
 	t.Parallel()
-	if _, err := NewPostgres(nil, nil); !errors.Is(err, lockkit.ErrInvalid) {
-		t.Errorf("NewPostgres(nil) = %v", err)
+	if _, err := New(nil, nil); !errors.Is(err, lockkit.ErrInvalid) {
+		t.Errorf("New(nil) = %v", err)
 	}
-	if _, err := NewPostgresPool(nil, nil); !errors.Is(err, lockkit.ErrInvalid) {
-		t.Errorf("NewPostgresPool(nil) = %v", err)
+	if _, err := NewPool(nil, nil); !errors.Is(err, lockkit.ErrInvalid) {
+		t.Errorf("NewPool(nil) = %v", err)
 	}
 	mysqlDB, err := sql.Open("mysql", "root@tcp(127.0.0.1:1)/none")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer mysqlDB.Close()
-	if _, err := NewPostgres(mysqlDB, nil); !errors.Is(err, lockkit.ErrInvalid) {
-		t.Errorf("NewPostgres(mysql db) = %v", err)
+	if _, err := New(mysqlDB, nil); !errors.Is(err, lockkit.ErrInvalid) {
+		t.Errorf("New(mysql db) = %v", err)
 	}
 	// A pool that cannot connect: bad input must fail before any I/O, so
 	// the dead address is never dialled.
@@ -753,13 +753,13 @@ func TestPostgresBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dead.Close()
-	if _, err := NewPostgres(dead, &PostgresConfig{Namespace: "a\x00b"}); !errors.Is(err, lockkit.ErrInvalid) {
+	if _, err := New(dead, &Config{Namespace: "a\x00b"}); !errors.Is(err, lockkit.ErrInvalid) {
 		t.Errorf("namespace with NUL = %v", err)
 	}
-	if _, err := NewPostgres(dead, &PostgresConfig{ReleaseTimeout: -1}); !errors.Is(err, lockkit.ErrInvalid) {
+	if _, err := New(dead, &Config{ReleaseTimeout: -1}); !errors.Is(err, lockkit.ErrInvalid) {
 		t.Errorf("negative ReleaseTimeout = %v", err)
 	}
-	p, err := NewPostgres(dead, nil)
+	p, err := New(dead, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -769,9 +769,9 @@ func TestPostgresBadInput(t *testing.T) {
 		"TryAcquire empty":    second(p.TryAcquire(ctx, "")),
 		"TryAcquire bad utf8": second(p.TryAcquire(ctx, "\xff")),
 		"long name":           second(p.Acquire(ctx, strings.Repeat("x", keyhash.MaxNameLen+1))),
-		"no keys":             second(p.AcquireKeys(ctx, nil, nil)),
-		"no keys try":         second(p.TryAcquireKeys(ctx, []keyhash.Key{}, nil)),
-		"bad mode":            second(p.AcquireKey(ctx, keyhash.Int64(1), &Options{Mode: 9})),
+		"no keys":             second(p.LockKeys(ctx, nil, nil)),
+		"no keys try":         second(p.TryLockKeys(ctx, []keyhash.Key{}, nil)),
+		"bad mode":            second(p.LockKey(ctx, keyhash.Int64(1), &Options{Mode: 9})),
 	} {
 		if !errors.Is(err, lockkit.ErrInvalid) {
 			t.Errorf("%s = %v, want ErrInvalid", what, err)
@@ -785,7 +785,7 @@ func TestPostgresBadInput(t *testing.T) {
 	cancel()
 	for what, err := range map[string]error{
 		"Acquire":        second(p.Acquire(cctx, "x")),
-		"TryAcquireKeys": second(p.TryAcquireKeys(cctx, []keyhash.Key{keyhash.Int64(1)}, nil)),
+		"TryAcquireKeys": second(p.TryLockKeys(cctx, []keyhash.Key{keyhash.Int64(1)}, nil)),
 	} {
 		if !errors.Is(err, lockkit.ErrNotAcquired) || !errors.Is(err, context.Canceled) {
 			t.Errorf("%s with a cancelled ctx = %v", what, err)
@@ -804,7 +804,7 @@ func TestPostgresReleaseStates(t *testing.T) {
 	admin := pgAdmin(t)
 	p, db := newPG(t, 2, nil)
 	key := testKeys(t, 1)[0]
-	l, err := p.AcquireKey(pgCtx(t, 10*time.Second), key, nil)
+	l, err := p.LockKey(pgCtx(t, 10*time.Second), key, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -825,11 +825,11 @@ func TestPostgresReleaseStates(t *testing.T) {
 		t.Errorf("pool after a clean release: %d open, %d in use; want the session back in the pool", s.OpenConnections, s.InUse)
 	}
 	// Marked lost from outside: Release discards the session.
-	l, err = p.AcquireKey(pgCtx(t, 10*time.Second), key, nil)
+	l, err = p.LockKey(pgCtx(t, 10*time.Second), key, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.MarkLost(errors.New("test"))
+	l.state.MarkLost(errors.New("test"))
 	if err := l.Release(context.Background()); !errors.Is(err, lockkit.ErrLost) {
 		t.Errorf("Release of a lost lock = %v, want ErrLost", err)
 	}

@@ -63,7 +63,7 @@ func TestPostgresPrivateServer(t *testing.T) {
 	// it at once, and the pool works again after the restart.
 	t.Run("Restart", func(t *testing.T) {
 		db := open(t, srv.DSN())
-		p, err := NewPostgres(db, nil)
+		p, err := New(db, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +72,7 @@ func TestPostgresPrivateServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(pgxp.Close)
-		pool, err := NewPostgresPool(pgxp, nil)
+		pool, err := NewPool(pgxp, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,7 +122,7 @@ func TestPostgresPrivateServer(t *testing.T) {
 	// sockets, and the holder hears of it at once too.
 	t.Run("Crash", func(t *testing.T) {
 		db := open(t, srv.DSN())
-		p, err := NewPostgres(db, nil)
+		p, err := New(db, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,13 +154,13 @@ func TestPostgresPrivateServer(t *testing.T) {
 	t.Run("CutDuringAcquireAndRelease", func(t *testing.T) {
 		proxy := integration.NewProxy(t, srv.Addr())
 		viaProxy := open(t, strings.Replace(srv.DSN(), srv.Addr(), proxy.Addr(), 1))
-		p, err := NewPostgres(viaProxy, nil)
+		p, err := New(viaProxy, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		key := keyhash.Int64(424242)
 		fired := proxy.ResetAfterStatement("pg_try_advisory_lock")
-		l, err := p.TryAcquireKey(pgCtx(t, 10*time.Second), key, nil)
+		l, err := p.TryLockKey(pgCtx(t, 10*time.Second), key, nil)
 		if err == nil {
 			_ = l.Release(context.Background())
 			t.Fatal("acquire succeeded through a connection cut after the statement")
@@ -179,7 +179,7 @@ func TestPostgresPrivateServer(t *testing.T) {
 		fired = proxy.ResetAfterStatement("pg_advisory_lock")
 		res := make(chan error, 1)
 		go func() {
-			l, err := p.AcquireKey(pgCtx(t, 20*time.Second), key, nil)
+			l, err := p.LockKey(pgCtx(t, 20*time.Second), key, nil)
 			if err == nil {
 				_ = l.Release(context.Background())
 			}
@@ -194,7 +194,7 @@ func TestPostgresPrivateServer(t *testing.T) {
 
 		// Cut during the unlock: the release is not confirmed, so the
 		// lock is reported lost, and the server session ends.
-		l, err = p.TryAcquireKey(pgCtx(t, 10*time.Second), key, nil)
+		l, err = p.TryLockKey(pgCtx(t, 10*time.Second), key, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -207,7 +207,7 @@ func TestPostgresPrivateServer(t *testing.T) {
 		waitNoLocks(t, admin, key)
 
 		// Cut while held: the watcher's read fails at once.
-		l, err = p.TryAcquireKey(pgCtx(t, 10*time.Second), key, nil)
+		l, err = p.TryLockKey(pgCtx(t, 10*time.Second), key, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,12 +233,12 @@ func TestPostgresPrivateServer(t *testing.T) {
 	// lock is free.
 	t.Run("UnconfirmedRelease", func(t *testing.T) {
 		db := open(t, srv.DSN())
-		p, err := NewPostgres(db, &PostgresConfig{ReleaseTimeout: 200 * time.Millisecond})
+		p, err := New(db, &Config{ReleaseTimeout: 200 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
 		key := keyhash.Int64(777)
-		l, err := p.AcquireKey(pgCtx(t, 10*time.Second), key, nil)
+		l, err := p.LockKey(pgCtx(t, 10*time.Second), key, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -282,11 +282,11 @@ func TestPostgresPrivateServer(t *testing.T) {
 		}
 		t.Logf("transaction scope: %v", err)
 		tableFreed(t)
-		p, err := NewPostgres(db, nil)
+		p, err := New(db, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = p.AcquireKeys(pgCtx(t, 20*time.Second), many, nil)
+		_, err = p.LockKeys(pgCtx(t, 20*time.Second), many, nil)
 		if !errors.Is(err, ErrOutOfLockMemory) {
 			t.Fatalf("AcquireKeys on 5000 keys = %v, want ErrOutOfLockMemory", err)
 		}
@@ -294,14 +294,14 @@ func TestPostgresPrivateServer(t *testing.T) {
 		// the session was closed; its backend exits a moment later, and
 		// until then even a new connection can fail with 53200.
 		tableFreed(t)
-		_, err = p.TryAcquireKeys(pgCtx(t, 20*time.Second), many, nil)
+		_, err = p.TryLockKeys(pgCtx(t, 20*time.Second), many, nil)
 		if !errors.Is(err, ErrOutOfLockMemory) {
 			t.Fatalf("TryAcquireKeys on 5000 keys = %v, want ErrOutOfLockMemory", err)
 		}
 		// Nothing was left taking up the table: no session holds any of
 		// the keys and the server grants locks again.
 		tableFreed(t)
-		l, err := p.AcquireKeys(pgCtx(t, 10*time.Second), many[:50], nil)
+		l, err := p.LockKeys(pgCtx(t, 10*time.Second), many[:50], nil)
 		if err != nil {
 			t.Fatal(err)
 		}

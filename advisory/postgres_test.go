@@ -55,6 +55,6 @@ func TestPostgresConformanceSQL(t *testing.T) {
 
 func TestPostgresConformancePool(t *testing.T) {
 	pgConformance(t, "conformance-ns", func(t *testing.T) lockkit.Locker {
-		return newPGPool(t, &PostgresConfig{Namespace: "conformance-ns"})
+		return newPGPool(t, &Config{Namespace: "conformance-ns"})
 	})
 }

@@ -136,7 +136,7 @@ func TestWithTxLockWaitAndTry(t *testing.T) {
 	db := integration.Postgres(t)
 	keys := testKeys(t, 2)
 	p := newPGPool(t, nil)
-	holder, err := p.AcquireKey(pgCtx(t, 10*time.Second), keys[1], nil)
+	holder, err := p.LockKey(pgCtx(t, 10*time.Second), keys[1], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestPostgresServerTimeoutAndDeadlock(t *testing.T) {
 	db := integration.Postgres(t)
 	keys := testKeys(t, 2)
 	p := newPGPool(t, nil)
-	holder, err := p.AcquireKey(pgCtx(t, 10*time.Second), keys[0], nil)
+	holder, err := p.LockKey(pgCtx(t, 10*time.Second), keys[0], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,11 +272,11 @@ func TestPostgresServerTimeoutAndDeadlock(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer tdb.Close()
-		tp, err := NewPostgres(tdb, nil)
+		tp, err := New(tdb, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = tp.AcquireKey(pgCtx(t, 10*time.Second), keys[0], nil)
+		_, err = tp.LockKey(pgCtx(t, 10*time.Second), keys[0], nil)
 		if !errors.Is(err, ErrLockTimeout) || !errors.Is(err, lockkit.ErrNotAcquired) {
 			t.Fatalf("AcquireKey on a session with lock_timeout = %v, want ErrLockTimeout", err)
 		}
@@ -497,11 +497,11 @@ func TestWithPgxTxLock(t *testing.T) {
 	nop := func(context.Context, pgx.Tx) error { return nil }
 	best := int64(1 << 62)
 	for range 3 {
-		before := w.n.Load()
+		before := w.Writes()
 		if err := WithPgxTxLock(ctx, pool, keys, &TxOptions{LockTimeout: time.Second}, nop); err != nil {
 			t.Fatal(err)
 		}
-		best = min(best, w.n.Load()-before)
+		best = min(best, w.Writes()-before)
 	}
 	if best != 2 {
 		t.Errorf("WithPgxTxLock took %d round trips, want 2", best)

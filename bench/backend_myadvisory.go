@@ -10,11 +10,10 @@ import (
 	"sync/atomic"
 
 	"github.com/go-sql-driver/mysql"
-
-	"github.com/lockkit/lockkit/advisory"
+	"github.com/lockkit/lockkit/mysqllock"
 )
 
-// The statements lockkit's advisory package sends on MySQL
+// The statements lockkit's mysqllock package sends on MySQL
 // (advisory/mysql.go: getLockQuery, attempt, wait, releaseAll): every name
 // of an acquire in one statement that also reads the connection id, a try
 // with timeout 0, a wait (without a deadline) with a year's timeout and no
@@ -38,7 +37,7 @@ func myTryNamesSQL(n int) string {
 }
 
 // myConnIDs caches the connection id of each driver connection, as
-// lockkit's advisory.MySQL does, so that a wait is one statement.
+// lockkit's mysqllock.Locker does, so that a wait is one statement.
 type myConnIDs struct {
 	mu  sync.Mutex
 	ids map[any]int64
@@ -113,12 +112,12 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 		return fail(err)
 	}
 	closers = append(closers, func() { lkDB.Close() })
-	lk, err := advisory.NewMySQL(lkDB, nil)
+	lk, err := mysqllock.New(lkDB, nil)
 	if err != nil {
 		return fail(err)
 	}
 	server := func(k int) string {
-		s, err := lk.LockName(name(k))
+		s, err := lk.UserLockName(name(k))
 		if err != nil {
 			panic(err)
 		}
@@ -132,7 +131,7 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 		return out
 	}
 	lockkitNames := func(ctx context.Context, ks []int) (releaseFunc, error) {
-		l, err := lk.TryAcquireNames(ctx, names(ks), nil)
+		l, err := lk.TryLockNames(ctx, names(ks))
 		if err != nil {
 			return nil, err
 		}
@@ -140,7 +139,7 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 	}
 	lockkitV := &variant{
 		name: "lockkit", role: roleLockkit, net: lkNet,
-		note: "advisory.NewMySQL(db, nil) (namespace: the database name): TryAcquire/Acquire + Release; TryAcquireNames for several names",
+		note: "mysqllock.New(db, nil) (namespace: the database name): TryAcquire/Acquire + Release; TryLockNames for several names",
 		try:  lockkitTry(lk, name),
 		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
 			db, err := newMySQLDB(e.myDSN, lkNet, n+4)
@@ -148,7 +147,7 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 				return nil, nil, err
 			}
 			warmDB(ctx, db, n)
-			l, err := advisory.NewMySQL(db, nil)
+			l, err := mysqllock.New(db, nil)
 			if err != nil {
 				db.Close()
 				return nil, nil, err
@@ -177,7 +176,7 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 		return fail(err)
 	}
 	closers = append(closers, func() { ipDB.Close() })
-	ip, err := advisory.NewMySQL(ipDB, nil)
+	ip, err := mysqllock.New(ipDB, nil)
 	if err != nil {
 		return fail(err)
 	}
@@ -191,7 +190,7 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 				return nil, nil, err
 			}
 			warmDB(ctx, db, n)
-			l, err := advisory.NewMySQL(db, nil)
+			l, err := mysqllock.New(db, nil)
 			if err != nil {
 				db.Close()
 				return nil, nil, err
@@ -203,7 +202,7 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 			return ws, func() { db.Close() }, nil
 		},
 		multi: func(ctx context.Context, ks []int) (releaseFunc, error) {
-			l, err := ip.TryAcquireNames(ctx, names(ks), nil)
+			l, err := ip.TryLockNames(ctx, names(ks))
 			if err != nil {
 				return nil, err
 			}

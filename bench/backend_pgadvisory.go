@@ -88,7 +88,7 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 		return fail(err)
 	}
 	closers = append(closers, lkPool.Close)
-	lk, err := advisory.NewPostgresPool(lkPool, nil)
+	lk, err := advisory.NewPool(lkPool, nil)
 	if err != nil {
 		return fail(err)
 	}
@@ -108,7 +108,7 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 	}
 	lockkitV := &variant{
 		name: "lockkit", role: roleLockkit, net: lkNet,
-		note: "advisory.NewPostgresPool(pgxpool): TryAcquire(name)/Acquire(name) + Release; TryAcquireKeys for several keys",
+		note: "advisory.NewPool(pgxpool): TryAcquire(name)/Acquire(name) + Release; TryLockKeys for several keys",
 		try:  lockkitTry(lk, name),
 		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
 			pool, err := newPgxPool(ctx, e.pgDSN, lkNet, int32(n+2))
@@ -116,7 +116,7 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 				return nil, nil, err
 			}
 			warmPgx(ctx, pool, n)
-			l, err := advisory.NewPostgresPool(pool, nil)
+			l, err := advisory.NewPool(pool, nil)
 			if err != nil {
 				pool.Close()
 				return nil, nil, err
@@ -128,14 +128,14 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 			return ws, pool.Close, nil
 		},
 		multi: func(ctx context.Context, ks []int) (releaseFunc, error) {
-			l, err := lk.TryAcquireKeys(ctx, keysOf(ks), nil)
+			l, err := lk.TryLockKeys(ctx, keysOf(ks), nil)
 			if err != nil {
 				return nil, err
 			}
 			return l.Release, nil
 		},
 		hold: func(ctx context.Context, ks []int) (releaseFunc, error) {
-			l, err := lk.TryAcquireKeys(ctx, keysOf(ks), nil)
+			l, err := lk.TryLockKeys(ctx, keysOf(ks), nil)
 			if err != nil {
 				return nil, err
 			}

@@ -21,6 +21,7 @@ import (
 	"github.com/lockkit/lockkit/integration"
 	"github.com/lockkit/lockkit/internal/lockstate"
 	"github.com/lockkit/lockkit/migrations"
+	"github.com/lockkit/lockkit/mysqllock"
 	"github.com/lockkit/lockkit/redislock"
 	"github.com/lockkit/lockkit/rowlock"
 	"github.com/redis/go-redis/v9"
@@ -28,8 +29,8 @@ import (
 
 // The backend kinds the matrix and the torture test run against.
 const (
-	kindPostgres = "postgres" // advisory.Postgres (session advisory locks)
-	kindMySQL    = "mysql"    // advisory.MySQL (GET_LOCK)
+	kindPostgres = "postgres" // advisory.Locker (session advisory locks)
+	kindMySQL    = "mysql"    // mysqllock.Locker (GET_LOCK)
 	kindRedis    = "redis"    // redislock
 	kindFile     = "file"     // filelock
 	kindRowPG    = "rowlock-postgres"
@@ -93,14 +94,14 @@ func (s spec) probe() time.Duration {
 	if s.Probe > 0 {
 		return s.Probe
 	}
-	return advisory.DefaultMySQLProbeInterval
+	return mysqllock.DefaultProbeInterval
 }
 
 func (s spec) probeTimeout() time.Duration {
 	if s.ProbeTO > 0 {
 		return s.ProbeTO
 	}
-	return advisory.DefaultMySQLProbeTimeout
+	return mysqllock.DefaultProbeTimeout
 }
 
 func (s spec) ttl() time.Duration {
@@ -137,8 +138,8 @@ type backend struct {
 	spec   spec
 	locker lockkit.Locker
 
-	pg *advisory.Postgres
-	my *advisory.MySQL
+	pg *advisory.Locker
+	my *mysqllock.Locker
 	rd *redislock.Locker
 	fl *filelock.Locker
 	rl *rowlock.Locker
@@ -159,7 +160,7 @@ func (s spec) open() (*backend, error) {
 		if s.MaxConns > 0 {
 			b.db.SetMaxOpenConns(s.MaxConns)
 		}
-		b.pg, err = advisory.NewPostgres(b.db, nil)
+		b.pg, err = advisory.New(b.db, nil)
 		b.locker = b.pg
 	case kindMySQL:
 		if b.db, err = sql.Open("mysql", s.DSN); err != nil {
@@ -168,7 +169,7 @@ func (s spec) open() (*backend, error) {
 		if s.MaxConns > 0 {
 			b.db.SetMaxOpenConns(s.MaxConns)
 		}
-		b.my, err = advisory.NewMySQL(b.db, &advisory.MySQLConfig{ProbeInterval: s.Probe, ProbeTimeout: s.ProbeTO})
+		b.my, err = mysqllock.New(b.db, &mysqllock.Config{ProbeInterval: s.Probe, ProbeTimeout: s.ProbeTO})
 		b.locker = b.my
 	case kindRedis:
 		opts, perr := redis.ParseURL(s.DSN)
@@ -246,7 +247,7 @@ func session(l lockkit.Lock) string {
 	switch l := l.(type) {
 	case *advisory.Lock:
 		return strconv.Itoa(l.PID())
-	case *advisory.MySQLLock:
+	case *mysqllock.Lock:
 		return strconv.FormatInt(l.ConnID(), 10)
 	case *redislock.Lock:
 		return l.Key()
@@ -327,7 +328,7 @@ func (b *backend) heldOnServer(ctx context.Context, name string) (bool, error) {
 			int64(uint32(hi)), int64(uint32(lo))).Scan(&n)
 		return n > 0, err
 	case kindMySQL:
-		ln, err := b.my.LockName(name)
+		ln, err := b.my.UserLockName(name)
 		if err != nil {
 			return false, err
 		}
@@ -372,13 +373,13 @@ func (b *backend) ownedBy(ctx context.Context, name string, l lockkit.Lock) (boo
 			int64(uint32(hi)), int64(uint32(lo)), l.(*advisory.Lock).PID()).Scan(&n)
 		return n == 1, err
 	case kindMySQL:
-		ln, err := b.my.LockName(name)
+		ln, err := b.my.UserLockName(name)
 		if err != nil {
 			return false, err
 		}
 		var holder sql.NullInt64
 		err = b.db.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", ln).Scan(&holder)
-		return holder.Valid && holder.Int64 == l.(*advisory.MySQLLock).ConnID(), err
+		return holder.Valid && holder.Int64 == l.(*mysqllock.Lock).ConnID(), err
 	case kindRedis:
 		_, err := l.(*redislock.Lock).TTL(ctx)
 		if errors.Is(err, lockkit.ErrLost) {

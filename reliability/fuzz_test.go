@@ -1,21 +1,17 @@
 package reliability
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf8"
 
 	"github.com/lockkit/lockkit"
-	"github.com/lockkit/lockkit/advisory"
 	"github.com/lockkit/lockkit/filelock"
-	"github.com/lockkit/lockkit/internal/cli"
+	"github.com/lockkit/lockkit/mysqllock"
 	"github.com/lockkit/lockkit/rowlock"
 )
 
@@ -84,8 +80,8 @@ func FuzzMySQLLockName(f *testing.F) {
 	f.Add("", "x'); DROP TABLE t; --", "x'); DROP TABLE t; -")
 	f.Add("db", strings.Repeat("🔒", 50), strings.Repeat("🔒", 49))
 	f.Fuzz(func(t *testing.T, ns, a, b string) {
-		ra, errA := advisory.MySQLLockName(ns, a)
-		rb, errB := advisory.MySQLLockName(ns, b)
+		ra, errA := mysqllock.UserLockName(ns, a)
+		rb, errB := mysqllock.UserLockName(ns, b)
 		for _, c := range []struct {
 			in, out string
 			err     error
@@ -96,11 +92,11 @@ func FuzzMySQLLockName(f *testing.F) {
 				}
 				continue
 			}
-			if n := utf8.RuneCountInString(c.out); n > advisory.MySQLMaxNameChars || len(c.out) > advisory.MySQLMaxNameBytes ||
+			if n := utf8.RuneCountInString(c.out); n > mysqllock.MaxNameChars || len(c.out) > mysqllock.MaxNameBytes ||
 				!utf8.ValidString(c.out) || strings.ContainsRune(c.out, 0) || c.out == "" {
 				t.Fatalf("MySQLLockName(%q, %q) = %q (%d chars, %d bytes): does not fit", ns, c.in, c.out, n, len(c.out))
 			}
-			if again, _ := advisory.MySQLLockName(ns, c.in); again != c.out {
+			if again, _ := mysqllock.UserLockName(ns, c.in); again != c.out {
 				t.Fatalf("MySQLLockName(%q, %q) not deterministic", ns, c.in)
 			}
 		}
@@ -123,47 +119,6 @@ func FuzzRecordName(f *testing.F) {
 		}
 		if a, b := rowlock.RecordName(t1, id1), rowlock.RecordName(t2, id2); a == b {
 			t.Fatalf("(%q, %q) and (%q, %q) both name %q", t1, id1, t2, id2, a)
-		}
-	})
-}
-
-// FuzzCLIBackendURL: whatever the user, password and database in a backend
-// URL, lockkit's output never carries the password — not when the URL is
-// malformed, not in the drivers' connection errors. The host is always a
-// refused local port, so no input reaches the network.
-func FuzzCLIBackendURL(f *testing.F) {
-	f.Add("postgres", "u", "S3CRET", "db")
-	f.Add("mysql", "root", "p@ss:w/rd S3CRET", "test")
-	f.Add("redis", "", "S3CRET%zz", "0")
-	f.Add("postgresql", "u:x", "S3CRET'\"", "d b")
-	f.Add("redis", "default", "S3CRET\n", "")
-	f.Fuzz(func(t *testing.T, scheme, user, password, db string) {
-		switch scheme {
-		case "postgres", "postgresql", "mysql", "redis":
-		default:
-			return
-		}
-		// A password the output could contain for another reason (the
-		// user name, a fixed word) proves nothing.
-		if len(password) < 6 || strings.ContainsAny(password, "\x00") || strings.Contains(user, password) ||
-			strings.Contains(db, password) || strings.Contains("lockkit: cannot reach the database connection refused 127.0.0.1", password) {
-			return
-		}
-		u := url.URL{Scheme: scheme, User: url.UserPassword(user, password), Host: "127.0.0.1:1", Path: "/" + db}
-		raw := u.String()
-		for _, args := range [][]string{{"status", "-b", raw}, {"run", "--no-wait", "-b", raw, "n", "--", "true"}} {
-			var out bytes.Buffer
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			code := (&cli.Program{Stdout: &out, Stderr: &out, Env: []string{"HOME=" + t.TempDir()}}).Main(ctx, args)
-			cancel()
-			if code == 0 {
-				t.Fatalf("lockkit %q succeeded against a refused port", args)
-			}
-			for _, form := range []string{password, url.QueryEscape(password), url.PathEscape(password)} {
-				if len(form) >= 6 && strings.Contains(out.String(), form) {
-					t.Fatalf("lockkit %q printed the password (%q):\n%s", args, form, out.String())
-				}
-			}
 		}
 	})
 }

@@ -18,7 +18,6 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/filelock"
-	"github.com/lockkit/lockkit/internal/cli"
 )
 
 // hostileNames try to break out of a bound value: quotes, comments,
@@ -276,7 +275,7 @@ func secretCases(t *testing.T) []struct {
 		{args: []string{"status", "-b", "redis://:S3CRETrd1@127.0.0.1:1/0"}, secret: "S3CRETrd1"},
 		{args: []string{"status", "-b", "redis://user:S3CRETrd2@127.0.0.1:1/0"}, secret: "S3CRETrd2"},
 		{args: []string{"status", "-b", "redis://:S3CRETrd3@" + rdAddr + "/0"}, secret: "S3CRETrd3"},
-		{args: []string{"status"}, env: []string{cli.EnvBackend + "=postgres://u:S3CRETenv@127.0.0.1:1/db"}, secret: "S3CRETenv"},
+		{args: []string{"status"}, env: []string{"LOCKKIT_BACKEND=postgres://u:S3CRETenv@127.0.0.1:1/db"}, secret: "S3CRETenv"},
 		// Without "//" a URL is opaque to net/url: no user, no password.
 		{args: []string{"status", "-b", "mysql:alice:S3CRETop1@db.internal/app"}, secret: "S3CRETop1"},
 		{args: []string{"run", "-b", "postgres:alice:S3CRETop2@127.0.0.1:1/db", "n", "--", "true"}, secret: "S3CRETop2"},
@@ -302,27 +301,11 @@ func hostPort(t *testing.T, kind string) string {
 	return u.Host
 }
 
-// TestHostilePasswordsNeverPrinted runs lockkit — in-process, and as the
-// built binary — with passwords in backend URLs, and checks that no
+// TestHostilePasswordsNeverPrinted runs the lockkit binary with passwords in backend URLs, and checks that no
 // output, error or status line carries them.
 func TestHostilePasswordsNeverPrinted(t *testing.T) {
 	t.Parallel()
 	cases := secretCases(t)
-	for _, c := range cases {
-		var stdout, stderr bytes.Buffer
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		prog := &cli.Program{Stdout: &stdout, Stderr: &stderr, Env: append([]string{"HOME=" + t.TempDir()}, c.env...)}
-		code := prog.Main(ctx, c.args)
-		cancel()
-		out := stdout.String() + stderr.String()
-		if strings.Contains(out, c.secret) {
-			t.Errorf("lockkit %q printed its password:\n%s", c.args, out)
-		}
-		if out == "" {
-			t.Errorf("lockkit %q printed nothing (exit %d): the check would be empty", c.args, code)
-		}
-	}
-
 	bin := filepath.Join(t.TempDir(), "lockkit")
 	build := exec.Command("go", "build", "-o", bin, "github.com/lockkit/lockkit/cmd/lockkit")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -334,6 +317,9 @@ func TestHostilePasswordsNeverPrinted(t *testing.T) {
 		out, _ := cmd.CombinedOutput()
 		if bytes.Contains(out, []byte(c.secret)) {
 			t.Errorf("the lockkit binary, %q, printed its password:\n%s", c.args, out)
+		}
+		if len(out) == 0 {
+			t.Errorf("lockkit %q printed nothing: the check would be empty", c.args)
 		}
 	}
 }

@@ -156,11 +156,11 @@ func TestPitfall07_PgBouncerTransactionMode(t *testing.T) {
 	n := name(t)
 
 	t.Run("session lock: two holders", func(t *testing.T) {
-		a, err := advisory.NewPostgres(open("single"), nil)
+		a, err := advisory.New(open("single"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := advisory.NewPostgres(open("single"), nil)
+		b, err := advisory.New(open("single"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

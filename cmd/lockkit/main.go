@@ -15,7 +15,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/lockkit/lockkit/internal/cli"
+	"github.com/lockkit/lockkit/cmd/lockkit/internal/cli"
 )
 
 func main() {

@@ -20,9 +20,9 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	"github.com/lockkit/lockkit/advisory"
 	"github.com/lockkit/lockkit/integration"
 	"github.com/lockkit/lockkit/keyhash"
+	"github.com/lockkit/lockkit/mysqllock"
 )
 
 // pgCase is PostgreSQL advisory locks on the test server.
@@ -292,7 +292,7 @@ func TestMySQLLostLock(t *testing.T) {
 	t.Parallel()
 	db := integration.MySQL(t)
 	lostLock(t, lossCase{bc: mysqlCase(t), cause: "probing the lock's connection", kill: func(t *testing.T, name string) {
-		lockName, err := advisory.MySQLLockName("test", name)
+		lockName, err := mysqllock.UserLockName("test", name)
 		if err != nil {
 			t.Fatal(err)
 		}

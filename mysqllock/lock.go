@@ -1,4 +1,4 @@
-package advisory
+package mysqllock
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"github.com/lockkit/lockkit/internal/sqlconn"
 )
 
-// MySQLLock is a held MySQL or MariaDB user lock: one or more GET_LOCK
+// Lock is a held MySQL or MariaDB user lock: one or more GET_LOCK
 // names held by one pinned connection. It implements [lockkit.Lock]; its
 // methods are safe for concurrent use.
 //
@@ -24,8 +24,8 @@ import (
 // ProbeInterval that the server still grants every name to this session;
 // when it does not (the session was killed, the server restarted, the
 // connection broke), Done closes and Err wraps lockkit.ErrLost.
-type MySQLLock struct {
-	*lockstate.Handle
+type Lock struct {
+	state *lockstate.Handle
 
 	conn    *sql.Conn
 	connID  int64
@@ -33,23 +33,41 @@ type MySQLLock struct {
 	probeQ  string // the probe statement; built by the first probe, under mu
 	probeA  []any  // its arguments
 
-	m *MySQL
+	m *Locker
 
 	mu      sync.Mutex  // held by a probe; serialises probing with Release
 	stopped bool        // no more probes
 	timer   *time.Timer // fires the next probe
 }
 
-var _ lockkit.Lock = (*MySQLLock)(nil)
+var _ lockkit.Lock = (*Lock)(nil)
+
+// Name returns the name the lock was acquired under.
+func (l *Lock) Name() string { return l.state.Name() }
+
+// Token returns 0: GET_LOCK has no fencing token.
+func (l *Lock) Token() int64 { return 0 }
+
+// Done is closed when the lock is released or lost.
+func (l *Lock) Done() <-chan struct{} { return l.state.Done() }
+
+// Err is nil while the lock is held; then lockkit.ErrReleased, or an error
+// wrapping lockkit.ErrLost with the cause.
+func (l *Lock) Err() error { return l.state.Err() }
+
+// Release gives the lock back with RELEASE_LOCK, which must answer 1 for
+// every name; see [lockkit.Lock.Release]. A release the server did not
+// confirm destroys the connection and reports the lock lost.
+func (l *Lock) Release(ctx context.Context) error { return l.state.Release(ctx) }
 
 // ConnID is the server's connection id (CONNECTION_ID()) of the session
 // that holds the lock: what IS_USED_LOCK returns for its names, and what
 // KILL takes.
-func (l *MySQLLock) ConnID() int64 { return l.connID }
+func (l *Lock) ConnID() int64 { return l.connID }
 
 // Names returns the names the lock holds, as the caller gave them (for
 // keys, their String form), in the order they were taken.
-func (l *MySQLLock) Names() []string {
+func (l *Lock) Names() []string {
 	out := make([]string, len(l.targets))
 	for i, t := range l.targets {
 		out[i] = t.name
@@ -57,9 +75,9 @@ func (l *MySQLLock) Names() []string {
 	return out
 }
 
-// LockNames returns the GET_LOCK names the lock holds on the server, in
-// the order they were taken: sorted.
-func (l *MySQLLock) LockNames() []string {
+// UserLockNames returns the GET_LOCK names the lock holds on the server,
+// in the order they were taken: sorted.
+func (l *Lock) UserLockNames() []string {
 	out := make([]string, len(l.targets))
 	for i, t := range l.targets {
 		out[i] = t.server
@@ -67,8 +85,8 @@ func (l *MySQLLock) LockNames() []string {
 	return out
 }
 
-func (m *MySQL) newLock(conn *sql.Conn, connID int64, ts []mysqlTarget) *MySQLLock {
-	l := &MySQLLock{
+func (m *Locker) newLock(conn *sql.Conn, connID int64, ts []mysqlTarget) *Lock {
+	l := &Lock{
 		conn:    conn,
 		connID:  connID,
 		targets: ts,
@@ -82,7 +100,7 @@ func (m *MySQL) newLock(conn *sql.Conn, connID int64, ts []mysqlTarget) *MySQLLo
 		}
 		name = strings.Join(names, ",")
 	}
-	l.Handle = lockstate.New(name, 0, l.unlock)
+	l.state = lockstate.New(name, 0, l.unlock)
 	l.mu.Lock()
 	l.timer = time.AfterFunc(m.probeInterval, l.tick)
 	l.mu.Unlock()
@@ -94,7 +112,7 @@ func (m *MySQL) newLock(conn *sql.Conn, connID int64, ts []mysqlTarget) *MySQLLo
 // probing) never runs RELEASE_LOCK while a probe is in flight, and a probe
 // never sees its own lock's release. A timer, rather than a goroutine per
 // lock, keeps an uncontended acquire and release free of scheduling work.
-func (l *MySQLLock) tick() {
+func (l *Lock) tick() {
 	if cause := l.tickLocked(); errors.Is(cause, errNoAnswer) {
 		// The connection stopped answering, and the server may not know:
 		// its session would keep the lock until the server noticed
@@ -105,7 +123,7 @@ func (l *MySQLLock) tick() {
 }
 
 // tickLocked probes under mu, and returns the cause of a loss it found.
-func (l *MySQLLock) tickLocked() error {
+func (l *Lock) tickLocked() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.stopped {
@@ -117,7 +135,7 @@ func (l *MySQLLock) tickLocked() error {
 		return nil
 	}
 	l.stopped = true
-	if l.MarkLost(err) {
+	if l.state.MarkLost(err) {
 		// Whatever the session still holds (if it is alive at all) must
 		// not go back to the pool.
 		sqlconn.Discard(l.conn)
@@ -135,7 +153,7 @@ var errNotGranted = errors.New("the server no longer grants the lock to this ses
 
 // probe checks that the server still grants every name to the lock's
 // session.
-func (l *MySQLLock) probe() error {
+func (l *Lock) probe() error {
 	if l.probeQ == "" {
 		// Built at the first probe, off the acquire path.
 		var q strings.Builder
@@ -156,10 +174,10 @@ func (l *MySQLLock) probe() error {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w within %v: %w", errNoAnswer, l.m.probeTimeout, err)
 		}
-		return fmt.Errorf("advisory: probing the lock's connection %d: %w", l.connID, err)
+		return fmt.Errorf("mysqllock: probing the lock's connection %d: %w", l.connID, err)
 	}
 	if !ok.Valid || !ok.Bool {
-		return fmt.Errorf("advisory: connection %d: %w", l.connID, errNotGranted)
+		return fmt.Errorf("mysqllock: connection %d: %w", l.connID, errNotGranted)
 	}
 	return nil
 }
@@ -167,7 +185,7 @@ func (l *MySQLLock) probe() error {
 // unlock is the handle's UnlockFunc: it stops the watcher, then releases
 // every name and requires 1 from each. A release that is not confirmed
 // destroys the connection, which ends the session and every lock it holds.
-func (l *MySQLLock) unlock(ctx context.Context, lost bool) error {
+func (l *Lock) unlock(ctx context.Context, lost bool) error {
 	l.stopWatch()
 	if lost {
 		sqlconn.Discard(l.conn)
@@ -186,7 +204,7 @@ func (l *MySQLLock) unlock(ctx context.Context, lost bool) error {
 			// gone, and would keep the lock until it noticed.
 			l.m.kill(l.connID)
 		}
-		return fmt.Errorf("advisory: release on connection %d: %w", l.connID, err)
+		return fmt.Errorf("mysqllock: release on connection %d: %w", l.connID, err)
 	}
 	// Confirmed: the connection goes back to the pool holding nothing.
 	_ = l.conn.Close()
@@ -194,7 +212,7 @@ func (l *MySQLLock) unlock(ctx context.Context, lost bool) error {
 }
 
 // stopWatch ends the probing, waiting for a probe in flight.
-func (l *MySQLLock) stopWatch() {
+func (l *Lock) stopWatch() {
 	l.mu.Lock()
 	l.stopped = true
 	l.timer.Stop()

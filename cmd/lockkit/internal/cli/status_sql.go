@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/lockkit/lockkit/advisory"
 	"github.com/lockkit/lockkit/keyhash"
 	"github.com/lockkit/lockkit/migrations"
+	"github.com/lockkit/lockkit/mysqllock"
 	"github.com/lockkit/lockkit/rowlock"
 )
 
@@ -214,7 +214,7 @@ func (s *sqlBackend) listMySQL(ctx context.Context, names []string) ([]heldLock,
 	if len(names) > 0 {
 		out := make([]heldLock, 0, len(names))
 		for _, n := range names {
-			lockName, err := advisory.MySQLLockName(s.dbName, n)
+			lockName, err := mysqllock.UserLockName(s.dbName, n)
 			if err != nil {
 				return nil, err
 			}

@@ -1,4 +1,4 @@
-package advisory_test
+package mysqllock_test
 
 import (
 	"database/sql"
@@ -10,8 +10,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/lockkit/lockkit"
-	"github.com/lockkit/lockkit/advisory"
 	"github.com/lockkit/lockkit/integration"
+	"github.com/lockkit/lockkit/mysqllock"
 )
 
 // partitionProxy forwards TCP connections to the MySQL server and can cut
@@ -139,7 +139,7 @@ func TestMySQLPartitionedHolder(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	const interval, timeout = 100 * time.Millisecond, 500 * time.Millisecond
-	m, err := advisory.NewMySQL(db, &advisory.MySQLConfig{ProbeInterval: interval, ProbeTimeout: timeout})
+	m, err := mysqllock.New(db, &mysqllock.Config{ProbeInterval: interval, ProbeTimeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestMySQLPartitionedHolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	server := lockName(t, m, name)
-	id := lk.(*advisory.MySQLLock).ConnID()
+	id := lk.(*mysqllock.Lock).ConnID()
 
 	proxy.cutAll()
 	start := time.Now()

@@ -1,4 +1,4 @@
-package advisory
+package mysqllock
 
 import (
 	"database/sql"
@@ -39,22 +39,22 @@ func FuzzMySQLLockName(f *testing.F) {
 	f.Add("shop", strings.Repeat("😀", 47))
 	f.Add("a", "é"+strings.Repeat("b", 70))
 	f.Fuzz(func(t *testing.T, ns, name string) {
-		got, err := MySQLLockName(ns, name)
+		got, err := UserLockName(ns, name)
 		if err != nil {
 			return
 		}
-		if !utf8.ValidString(got) || utf8.RuneCountInString(got) > MySQLMaxNameChars || len(got) > MySQLMaxNameBytes {
-			t.Fatalf("MySQLLockName(%q, %q) = %q: not a valid GET_LOCK name", ns, name, got)
+		if !utf8.ValidString(got) || utf8.RuneCountInString(got) > MaxNameChars || len(got) > MaxNameBytes {
+			t.Fatalf("UserLockName(%q, %q) = %q: not a valid GET_LOCK name", ns, name, got)
 		}
 		full := name
 		if ns != "" {
 			full = ns + "." + name
 		}
-		fits := utf8.RuneCountInString(full) <= MySQLMaxNameChars && len(full) <= MySQLMaxNameBytes
+		fits := utf8.RuneCountInString(full) <= MaxNameChars && len(full) <= MaxNameBytes
 		if fits != (got == full) {
-			t.Fatalf("MySQLLockName(%q, %q) = %q; fits %v", ns, name, got, fits)
+			t.Fatalf("UserLockName(%q, %q) = %q; fits %v", ns, name, got, fits)
 		}
-		if !fits && (utf8.RuneCountInString(got) != MySQLMaxNameChars || !strings.HasPrefix(full, got[:strings.LastIndexByte(got, '~')])) {
+		if !fits && (utf8.RuneCountInString(got) != MaxNameChars || !strings.HasPrefix(full, got[:strings.LastIndexByte(got, '~')])) {
 			t.Fatalf("hashed name %q is not the 31-character prefix of %q, '~' and 32 hex digits", got, full)
 		}
 	})

@@ -1,4 +1,4 @@
-package advisory
+package mysqllock
 
 import (
 	"cmp"
@@ -19,23 +19,23 @@ import (
 	"github.com/lockkit/lockkit/keyhash"
 )
 
-// Defaults of [MySQLConfig].
+// Defaults of [Config].
 const (
-	// DefaultMySQLProbeInterval is how often a held MySQL lock checks, on
+	// DefaultProbeInterval is how often a held MySQL lock checks, on
 	// its own connection, that the server still grants it.
-	DefaultMySQLProbeInterval = 500 * time.Millisecond
+	DefaultProbeInterval = 500 * time.Millisecond
 
-	// DefaultMySQLProbeTimeout bounds one such check.
-	DefaultMySQLProbeTimeout = 2 * time.Second
+	// DefaultProbeTimeout bounds one such check.
+	DefaultProbeTimeout = 2 * time.Second
 
-	// DefaultMySQLReleaseTimeout bounds RELEASE_LOCK when Release is
+	// DefaultReleaseTimeout bounds RELEASE_LOCK when Release is
 	// called with a context that can be cancelled (see
-	// MySQLConfig.ReleaseTimeout).
-	DefaultMySQLReleaseTimeout = 10 * time.Second
+	// Config.ReleaseTimeout).
+	DefaultReleaseTimeout = 10 * time.Second
 
-	// minMySQLProbeInterval keeps a misconfigured interval from flooding
+	// minProbeInterval keeps a misconfigured interval from flooding
 	// the server.
-	minMySQLProbeInterval = 10 * time.Millisecond
+	minProbeInterval = 10 * time.Millisecond
 
 	// mysqlForever is the GET_LOCK timeout of a wait without a deadline:
 	// one year. MySQL reads a negative timeout as "forever", but MariaDB
@@ -65,13 +65,13 @@ const (
 	mysqlErNoSuchThread     = 1094 // KILL of a session that has ended
 )
 
-// MySQLConfig configures a [MySQL] locker. The zero value (or a nil
-// *MySQLConfig) is ready to use.
-type MySQLConfig struct {
+// Config configures a [Locker] locker. The zero value (or a nil
+// *Config) is ready to use.
+type Config struct {
 	// Namespace is put in front of every lock name ("namespace.name") and
 	// every key ("namespace#key"), because the server's user-lock namespace
 	// is shared by every database on it. Empty means the name of the
-	// connection's current database, read once by [NewMySQL] with SELECT
+	// connection's current database, read once by [New] with SELECT
 	// DATABASE(). It must not contain "." or "#".
 	Namespace string
 
@@ -85,11 +85,11 @@ type MySQLConfig struct {
 	// ProbeInterval is how often a held lock checks, on its own
 	// connection, that the server still grants it (see "Lost locks" in
 	// the MySQL documentation of this package). Zero means
-	// [DefaultMySQLProbeInterval]; the least is 10ms.
+	// [DefaultProbeInterval]; the least is 10ms.
 	ProbeInterval time.Duration
 
 	// ProbeTimeout bounds one check; a check that does not answer in time
-	// counts as a lost lock. Zero means [DefaultMySQLProbeTimeout].
+	// counts as a lost lock. Zero means [DefaultProbeTimeout].
 	ProbeTimeout time.Duration
 
 	// ReleaseTimeout bounds RELEASE_LOCK when Release is given a context
@@ -99,58 +99,70 @@ type MySQLConfig struct {
 	// can never be cancelled (context.Background) is used as it is, which
 	// spares database/sql and the driver their per-query cancellation
 	// watchers; the DSN's readTimeout then bounds the release. Zero means
-	// [DefaultMySQLReleaseTimeout].
+	// [DefaultReleaseTimeout].
 	ReleaseTimeout time.Duration
 }
 
-var _ lockkit.Locker = (*MySQL)(nil)
+// Locker acquires MySQL and MariaDB user locks (GET_LOCK) on one *sql.DB.
+// It implements [lockkit.Locker]; see the package documentation for names,
+// connections, waiting and loss detection. It is safe for concurrent use.
+type Locker struct {
+	db             *sql.DB
+	namespace      string
+	probeInterval  time.Duration
+	probeTimeout   time.Duration
+	releaseTimeout time.Duration
+	ids            mysqlConnIDs
+}
 
-// NewMySQL returns a locker on db, which must be a go-sql-driver/mysql
+var _ lockkit.Locker = (*Locker)(nil)
+
+// New returns a locker on db, which must be a go-sql-driver/mysql
 // database with a utf8mb4 connection character set (the driver's default).
 // A nil cfg means the defaults. Unless cfg sets Namespace or NoNamespace,
-// NewMySQL reads the current database's name (SELECT DATABASE()) as the
+// New reads the current database's name (SELECT DATABASE()) as the
 // namespace, and fails if the connection has none selected. Bad
 // configuration gets an error matching lockkit.ErrInvalid before any I/O.
-func NewMySQL(db *sql.DB, cfg *MySQLConfig) (*MySQL, error) {
+func New(db *sql.DB, cfg *Config) (*Locker, error) {
 	if db == nil {
-		return nil, invalid.Errorf("advisory: NewMySQL: nil *sql.DB")
+		return nil, invalid.Errorf("mysqllock: New: nil *sql.DB")
 	}
-	var c MySQLConfig
+	var c Config
 	if cfg != nil {
 		c = *cfg
 	}
 	if c.NoNamespace && c.Namespace != "" {
-		return nil, invalid.Errorf("advisory: MySQLConfig: Namespace %q and NoNamespace both set", c.Namespace)
+		return nil, invalid.Errorf("mysqllock: Config: Namespace %q and NoNamespace both set", c.Namespace)
 	}
-	if err := validateMySQLNamespace(c.Namespace); err != nil {
+	if err := validateNamespace(c.Namespace); err != nil {
 		return nil, err
 	}
 	if c.ProbeInterval < 0 || c.ProbeTimeout < 0 || c.ReleaseTimeout < 0 {
-		return nil, invalid.Errorf("advisory: MySQLConfig: negative duration (ProbeInterval %v, ProbeTimeout %v, ReleaseTimeout %v)",
+		return nil, invalid.Errorf("mysqllock: Config: negative duration (ProbeInterval %v, ProbeTimeout %v, ReleaseTimeout %v)",
 			c.ProbeInterval, c.ProbeTimeout, c.ReleaseTimeout)
 	}
-	if c.ProbeInterval != 0 && c.ProbeInterval < minMySQLProbeInterval {
-		return nil, invalid.Errorf("advisory: MySQLConfig: ProbeInterval %v is below the least, %v", c.ProbeInterval, minMySQLProbeInterval)
+	if c.ProbeInterval != 0 && c.ProbeInterval < minProbeInterval {
+		return nil, invalid.Errorf("mysqllock: Config: ProbeInterval %v is below the least, %v", c.ProbeInterval, minProbeInterval)
 	}
-	m := &MySQL{
+	m := &Locker{
 		db:             db,
 		namespace:      c.Namespace,
-		probeInterval:  cmp.Or(c.ProbeInterval, DefaultMySQLProbeInterval),
-		probeTimeout:   cmp.Or(c.ProbeTimeout, DefaultMySQLProbeTimeout),
-		releaseTimeout: cmp.Or(c.ReleaseTimeout, DefaultMySQLReleaseTimeout),
+		probeInterval:  cmp.Or(c.ProbeInterval, DefaultProbeInterval),
+		probeTimeout:   cmp.Or(c.ProbeTimeout, DefaultProbeTimeout),
+		releaseTimeout: cmp.Or(c.ReleaseTimeout, DefaultReleaseTimeout),
 	}
 	if c.Namespace == "" && !c.NoNamespace {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		var dbName sql.NullString
 		if err := db.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&dbName); err != nil {
-			return nil, fmt.Errorf("advisory: NewMySQL: reading the database name for the lock namespace: %w", err)
+			return nil, fmt.Errorf("mysqllock: New: reading the database name for the lock namespace: %w", err)
 		}
 		if !dbName.Valid || dbName.String == "" {
-			return nil, invalid.Errorf("advisory: NewMySQL: the connection has no database selected; name one in the DSN or set MySQLConfig.Namespace or NoNamespace")
+			return nil, invalid.Errorf("mysqllock: New: the connection has no database selected; name one in the DSN or set Config.Namespace or NoNamespace")
 		}
-		if err := validateMySQLNamespace(dbName.String); err != nil {
-			return nil, fmt.Errorf("advisory: NewMySQL: database name %q cannot be the lock namespace; set MySQLConfig.Namespace: %w", dbName.String, err)
+		if err := validateNamespace(dbName.String); err != nil {
+			return nil, fmt.Errorf("mysqllock: New: database name %q cannot be the lock namespace; set Config.Namespace: %w", dbName.String, err)
 		}
 		m.namespace = dbName.String
 	}
@@ -159,89 +171,103 @@ func NewMySQL(db *sql.DB, cfg *MySQLConfig) (*MySQL, error) {
 
 // Namespace returns the namespace the locker puts in front of names; ""
 // with NoNamespace.
-func (m *MySQL) Namespace() string { return m.namespace }
+func (m *Locker) Namespace() string { return m.namespace }
 
-// LockName returns the GET_LOCK name the locker uses for name: see
-// [MySQLLockName]. It is what IS_USED_LOCK, IS_FREE_LOCK and other tools
+// UserLockName returns the GET_LOCK name the locker uses for name: see
+// [UserLockName]. It is what IS_USED_LOCK, IS_FREE_LOCK and other tools
 // must be given to see the same lock.
-func (m *MySQL) LockName(name string) (string, error) { return MySQLLockName(m.namespace, name) }
+func (m *Locker) UserLockName(name string) (string, error) { return UserLockName(m.namespace, name) }
 
-// KeyName returns the GET_LOCK name the locker uses for key: see
-// [MySQLKeyName].
-func (m *MySQL) KeyName(k keyhash.Key) (string, error) { return MySQLKeyName(m.namespace, k) }
+// KeyUserLockName returns the GET_LOCK name the locker uses for key: see
+// [KeyUserLockName].
+func (m *Locker) KeyUserLockName(k keyhash.Key) (string, error) {
+	return KeyUserLockName(m.namespace, k)
+}
 
-// Acquire waits until the named lock is held or ctx ends. The wait is the
+// Acquire waits until the named lock is held or ctx ends; it is
+// [Locker.Lock] for the [lockkit.Locker] interface.
+func (m *Locker) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	lk, err := m.acquire(ctx, []string{name}, true, false)
+	if err != nil {
+		return nil, err
+	}
+	return lk, nil
+}
+
+// TryAcquire makes one attempt; it is [Locker.TryLock] for the
+// [lockkit.Locker] interface.
+func (m *Locker) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	lk, err := m.acquire(ctx, []string{name}, false, false)
+	if err != nil {
+		return nil, err
+	}
+	return lk, nil
+}
+
+// Lock waits until the named lock is held or ctx ends. The wait is the
 // server's: one GET_LOCK whose timeout is ctx's deadline. When ctx ends
-// first the error matches lockkit.ErrNotAcquired and ctx.Err(), and
-// nothing is left held: a wait cancelled in flight has its connection
-// closed and its server session killed, so a late grant cannot outlive it.
-func (m *MySQL) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
-	lk, err := m.acquire(ctx, []string{name}, nil, true, false)
-	if err != nil {
-		return nil, err
-	}
-	return lk, nil
+// first the error is a *lockkit.HeldError matching lockkit.ErrNotAcquired
+// and ctx.Err(), and nothing is left held: a wait cancelled in flight has
+// its connection closed and its server session killed, so a late grant
+// cannot outlive it.
+func (m *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
+	return m.acquire(ctx, []string{name}, true, false)
 }
 
-// TryAcquire makes one attempt, GET_LOCK(name, 0). When the lock is held
+// TryLock makes one attempt, GET_LOCK(name, 0). When the lock is held
 // elsewhere the error is a *lockkit.HeldError naming the holder's
-// connection id, user, host and since when (see [MySQL]).
-func (m *MySQL) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
-	lk, err := m.acquire(ctx, []string{name}, nil, false, false)
-	if err != nil {
-		return nil, err
-	}
-	return lk, nil
+// connection id, user, host and since when (see the package
+// documentation, Holder info).
+func (m *Locker) TryLock(ctx context.Context, name string) (*Lock, error) {
+	return m.acquire(ctx, []string{name}, false, false)
 }
 
-// AcquireNames waits until every one of names is held by one lock, or ctx
+// LockNames waits until every one of names is held by one lock, or ctx
 // ends. The names are taken on one connection by one statement, in the
 // sorted order of their GET_LOCK names, so two callers that do so cannot
-// deadlock each other;
-// when the server still detects a deadlock (with locks taken in another
-// order elsewhere) the error matches lockkit.ErrDeadlock and nothing is
-// left held. opts may be nil; a Shared mode fails with an error matching
-// lockkit.ErrUnsupported. Duplicate names are refused, because the server
-// would stack them.
-func (m *MySQL) AcquireNames(ctx context.Context, names []string, opts *Options) (*MySQLLock, error) {
-	return m.acquire(ctx, names, opts, true, false)
+// deadlock each other; when the server still detects a deadlock (with
+// locks taken in another order elsewhere) the error matches
+// lockkit.ErrDeadlock and nothing is left held. Duplicate names are
+// refused, because the server would stack them.
+func (m *Locker) LockNames(ctx context.Context, names []string) (*Lock, error) {
+	return m.acquire(ctx, names, true, false)
 }
 
-// TryAcquireNames is [MySQL.AcquireNames] with GET_LOCK(name, 0) for every
+// TryLockNames is [Locker.LockNames] with GET_LOCK(name, 0) for every
 // name, in one statement: when one of them is held elsewhere it returns a
 // *lockkit.HeldError for the first such name and gives back those it took.
-func (m *MySQL) TryAcquireNames(ctx context.Context, names []string, opts *Options) (*MySQLLock, error) {
-	return m.acquire(ctx, names, opts, false, false)
+func (m *Locker) TryLockNames(ctx context.Context, names []string) (*Lock, error) {
+	return m.acquire(ctx, names, false, false)
 }
 
-// AcquireKey waits until the keyhash key k is held, or ctx ends. The key is
-// rendered into a GET_LOCK name by [MySQLKeyName]; the lock's Name is
-// k.String(). opts may be nil; Shared fails with lockkit.ErrUnsupported.
-func (m *MySQL) AcquireKey(ctx context.Context, k keyhash.Key, opts *Options) (*MySQLLock, error) {
-	return m.acquireKeys(ctx, []keyhash.Key{k}, opts, true)
+// LockKey waits until the keyhash key k is held, or ctx ends. The key is
+// rendered into a GET_LOCK name by [KeyUserLockName]; the lock's Name is
+// k.String().
+func (m *Locker) LockKey(ctx context.Context, k keyhash.Key) (*Lock, error) {
+	return m.acquireKeys(ctx, []keyhash.Key{k}, true)
 }
 
-// TryAcquireKey is [MySQL.AcquireKey] with a single attempt.
-func (m *MySQL) TryAcquireKey(ctx context.Context, k keyhash.Key, opts *Options) (*MySQLLock, error) {
-	return m.acquireKeys(ctx, []keyhash.Key{k}, opts, false)
+// TryLockKey is [Locker.LockKey] with a single attempt.
+func (m *Locker) TryLockKey(ctx context.Context, k keyhash.Key) (*Lock, error) {
+	return m.acquireKeys(ctx, []keyhash.Key{k}, false)
 }
 
-// AcquireKeys takes several keys at once, like [MySQL.AcquireNames].
-func (m *MySQL) AcquireKeys(ctx context.Context, keys []keyhash.Key, opts *Options) (*MySQLLock, error) {
-	return m.acquireKeys(ctx, keys, opts, true)
+// LockKeys takes several keys at once, like [Locker.LockNames].
+func (m *Locker) LockKeys(ctx context.Context, keys []keyhash.Key) (*Lock, error) {
+	return m.acquireKeys(ctx, keys, true)
 }
 
-// TryAcquireKeys is [MySQL.AcquireKeys] with a single attempt per key.
-func (m *MySQL) TryAcquireKeys(ctx context.Context, keys []keyhash.Key, opts *Options) (*MySQLLock, error) {
-	return m.acquireKeys(ctx, keys, opts, false)
+// TryLockKeys is [Locker.LockKeys] with a single attempt per key.
+func (m *Locker) TryLockKeys(ctx context.Context, keys []keyhash.Key) (*Lock, error) {
+	return m.acquireKeys(ctx, keys, false)
 }
 
-func (m *MySQL) acquireKeys(ctx context.Context, keys []keyhash.Key, opts *Options, wait bool) (*MySQLLock, error) {
+func (m *Locker) acquireKeys(ctx context.Context, keys []keyhash.Key, wait bool) (*Lock, error) {
 	names := make([]string, len(keys))
 	for i, k := range keys {
 		names[i] = k.String()
 	}
-	return m.acquire(ctx, names, opts, wait, true)
+	return m.acquire(ctx, names, wait, true)
 }
 
 // mysqlTarget is one name of an acquire: the caller's and the server's.
@@ -251,31 +277,24 @@ type mysqlTarget struct {
 }
 
 // prepare validates everything an acquire needs, before any I/O.
-func (m *MySQL) prepare(names []string, opts *Options, keys bool) ([]mysqlTarget, error) {
-	switch mode := opts.mode(); mode {
-	case Exclusive:
-	case Shared:
-		return nil, fmt.Errorf("advisory: MySQL and MariaDB user locks (GET_LOCK) have no shared mode: %w", lockkit.ErrUnsupported)
-	default:
-		return nil, invalid.Errorf("advisory: unknown lock mode %v", mode)
-	}
+func (m *Locker) prepare(names []string, keys bool) ([]mysqlTarget, error) {
 	if len(names) == 0 {
-		return nil, invalid.Errorf("advisory: no lock names given")
+		return nil, invalid.Errorf("mysqllock: no lock names given")
 	}
 	ts := make([]mysqlTarget, len(names))
 	for i, n := range names {
 		sep := mysqlNameSep
 		if keys {
 			sep = mysqlKeySep
-		} else if err := validateMySQLName(n); err != nil {
+		} else if err := validateName(n); err != nil {
 			return nil, err
 		}
-		ts[i] = mysqlTarget{name: n, server: renderMySQLName(m.namespace, sep, n)}
+		ts[i] = mysqlTarget{name: n, server: renderName(m.namespace, sep, n)}
 	}
 	slices.SortFunc(ts, func(a, b mysqlTarget) int { return strings.Compare(a.server, b.server) })
 	for i := 1; i < len(ts); i++ {
 		if ts[i].server == ts[i-1].server {
-			return nil, invalid.Errorf("advisory: %q and %q are the same lock %q; the server would stack it", ts[i-1].name, ts[i].name, ts[i].server)
+			return nil, invalid.Errorf("mysqllock: %q and %q are the same lock %q; the server would stack it", ts[i-1].name, ts[i].name, ts[i].server)
 		}
 	}
 	return ts, nil
@@ -286,13 +305,13 @@ func notAcquiredCtx(name string, holder *lockkit.Holder, cause error) error {
 	return &lockkit.HeldError{Name: name, Holder: holder, Cause: cause}
 }
 
-func (m *MySQL) acquire(ctx context.Context, names []string, opts *Options, wait, keys bool) (*MySQLLock, error) {
-	ts, err := m.prepare(names, opts, keys)
+func (m *Locker) acquire(ctx context.Context, names []string, wait, keys bool) (*Lock, error) {
+	ts, err := m.prepare(names, keys)
 	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("advisory: acquire %q: %w: %w", ts[0].name, lockkit.ErrNotAcquired, err)
+		return nil, fmt.Errorf("mysqllock: acquire %q: %w: %w", ts[0].name, lockkit.ErrNotAcquired, err)
 	}
 	for attempt := 0; ; attempt++ {
 		lk, err := m.attempt(ctx, ts, wait)
@@ -300,7 +319,7 @@ func (m *MySQL) acquire(ctx context.Context, names []string, opts *Options, wait
 			continue
 		}
 		if errors.Is(err, errRetryBadConn) {
-			err = fmt.Errorf("advisory: acquire %q: %w", ts[0].name, driver.ErrBadConn)
+			err = fmt.Errorf("mysqllock: acquire %q: %w", ts[0].name, driver.ErrBadConn)
 		}
 		return lk, err
 	}
@@ -308,7 +327,7 @@ func (m *MySQL) acquire(ctx context.Context, names []string, opts *Options, wait
 
 // errRetryBadConn says the first statement of an attempt failed with
 // driver.ErrBadConn, before anything was sent: the attempt may start over.
-var errRetryBadConn = errors.New("advisory: stale pooled connection")
+var errRetryBadConn = errors.New("mysqllock: stale pooled connection")
 
 // attempt runs one acquire on one pinned connection.
 //
@@ -321,13 +340,13 @@ var errRetryBadConn = errors.New("advisory: stale pooled connection")
 // is abandoned): it comes from the locker's cache of the pool's
 // connections, filled by every lock statement; a connection not seen
 // before first runs SELECT CONNECTION_ID(), once.
-func (m *MySQL) attempt(ctx context.Context, ts []mysqlTarget, wait bool) (*MySQLLock, error) {
+func (m *Locker) attempt(ctx context.Context, ts []mysqlTarget, wait bool) (*Lock, error) {
 	conn, err := m.db.Conn(ctx)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
-			return nil, fmt.Errorf("advisory: acquire %q: waiting for a connection: %w: %w", ts[0].name, lockkit.ErrNotAcquired, cerr)
+			return nil, fmt.Errorf("mysqllock: acquire %q: waiting for a connection: %w: %w", ts[0].name, lockkit.ErrNotAcquired, cerr)
 		}
-		return nil, fmt.Errorf("advisory: acquire %q: %w", ts[0].name, err)
+		return nil, fmt.Errorf("mysqllock: acquire %q: %w", ts[0].name, err)
 	}
 	dc := driverConn(conn)
 	connID, known := m.ids.get(dc)
@@ -344,7 +363,7 @@ func (m *MySQL) attempt(ctx context.Context, ts []mysqlTarget, wait bool) (*MySQ
 			if cerr := ctx.Err(); cerr != nil {
 				return nil, notAcquiredCtx(ts[0].name, nil, cerr)
 			}
-			return nil, fmt.Errorf("advisory: acquire %q: CONNECTION_ID(): %w", ts[0].name, err)
+			return nil, fmt.Errorf("mysqllock: acquire %q: CONNECTION_ID(): %w", ts[0].name, err)
 		}
 		first = false
 		m.ids.put(dc, connID)
@@ -407,7 +426,7 @@ func (m *MySQL) attempt(ctx context.Context, ts []mysqlTarget, wait bool) (*MySQ
 // held is the error of an attempt that found t held elsewhere and holds
 // nothing: it asks who holds t and returns conn to the pool (or discards
 // it if the question failed).
-func (m *MySQL) held(ctx context.Context, conn *sql.Conn, t mysqlTarget, wait bool) error {
+func (m *Locker) held(ctx context.Context, conn *sql.Conn, t mysqlTarget, wait bool) error {
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.probeTimeout)
 	holder, herr := holderOf(hctx, conn, t.server)
 	cancel()
@@ -420,7 +439,7 @@ func (m *MySQL) held(ctx context.Context, conn *sql.Conn, t mysqlTarget, wait bo
 }
 
 // notAcquired is the error of an attempt that found t held elsewhere.
-func (m *MySQL) notAcquired(ctx context.Context, t mysqlTarget, holder *lockkit.Holder, wait bool) error {
+func (m *Locker) notAcquired(ctx context.Context, t mysqlTarget, holder *lockkit.Holder, wait bool) error {
 	if !wait {
 		return &lockkit.HeldError{Name: t.name, Holder: holder}
 	}
@@ -497,13 +516,13 @@ func firstDenied(ts []mysqlTarget, got []sql.NullInt64) (int, error) {
 	for i, g := range got {
 		switch {
 		case !g.Valid:
-			return -1, fmt.Errorf("advisory: GET_LOCK(%q) returned NULL (an error, or the session's query was killed)", ts[i].server)
+			return -1, fmt.Errorf("mysqllock: GET_LOCK(%q) returned NULL (an error, or the session's query was killed)", ts[i].server)
 		case g.Int64 == 0:
 			if denied < 0 {
 				denied = i
 			}
 		case g.Int64 != 1:
-			return -1, fmt.Errorf("advisory: GET_LOCK(%q) returned %d, want 1 or 0", ts[i].server, g.Int64)
+			return -1, fmt.Errorf("mysqllock: GET_LOCK(%q) returned %d, want 1 or 0", ts[i].server, g.Int64)
 		}
 	}
 	return denied, nil
@@ -532,7 +551,7 @@ var errConnDiscarded = errors.New("connection discarded")
 // session killed; after another error the caller must discard the
 // connection (a deadlock error, 3058 or 1213, leaves the names taken
 // before it held, and closing the session ends them).
-func (m *MySQL) wait(ctx context.Context, conn *sql.Conn, connID int64, ts []mysqlTarget) (int, error) {
+func (m *Locker) wait(ctx context.Context, conn *sql.Conn, connID int64, ts []mysqlTarget) (int, error) {
 	base := context.WithoutCancel(ctx)
 	for retry := false; ; retry = true {
 		var (
@@ -620,7 +639,7 @@ func mysqlSeconds(d time.Duration) float64 {
 // processlist: KILL only flags a session, which then ends on its own, and
 // until it has, a lock released elsewhere could still be granted to it. A
 // session that has ended already is not an error.
-func (m *MySQL) kill(connID int64) {
+func (m *Locker) kill(connID int64) {
 	if connID == 0 {
 		return
 	}
@@ -648,26 +667,26 @@ func (m *MySQL) kill(connID int64) {
 }
 
 // acquireError maps an error of a GET_LOCK statement over ts.
-func (m *MySQL) acquireError(ctx context.Context, ts []mysqlTarget, err error) error {
+func (m *Locker) acquireError(ctx context.Context, ts []mysqlTarget, err error) error {
 	what := fmt.Sprintf("GET_LOCK(%q)", ts[0].server)
 	if len(ts) > 1 {
 		what = fmt.Sprintf("GET_LOCK of %d names (%q ... %q)", len(ts), ts[0].server, ts[len(ts)-1].server)
 	}
 	var me *mysql.MySQLError
 	if errors.As(err, &me) && (me.Number == mysqlErUserLockDeadlock || me.Number == mysqlErLockDeadlock) {
-		return fmt.Errorf("advisory: %s: %w: %w", what, lockkit.ErrDeadlock, err)
+		return fmt.Errorf("mysqllock: %s: %w: %w", what, lockkit.ErrDeadlock, err)
 	}
 	if cerr := ctx.Err(); cerr != nil {
 		return notAcquiredCtx(ts[0].name, nil, cerr)
 	}
-	return fmt.Errorf("advisory: %s: %w", what, err)
+	return fmt.Errorf("mysqllock: %s: %w", what, err)
 }
 
 // giveBack releases the names a failed acquire took, in one statement, and
 // reports whether every release was confirmed. When one is not (an error,
 // or an answer other than 1) it discards conn, which ends the session and
 // whatever it holds, and reports false.
-func (m *MySQL) giveBack(conn *sql.Conn, taken []mysqlTarget) bool {
+func (m *Locker) giveBack(conn *sql.Conn, taken []mysqlTarget) bool {
 	if len(taken) == 0 {
 		return true
 	}

@@ -1,4 +1,4 @@
-package advisory
+package mysqllock
 
 import (
 	"crypto/sha256"
@@ -13,17 +13,17 @@ import (
 // Limits of MySQL and MariaDB user-lock names, and of the names lockkit
 // renders for them.
 const (
-	// MySQLMaxNameChars is the longest GET_LOCK name, in characters, that
+	// MaxNameChars is the longest GET_LOCK name, in characters, that
 	// lockkit sends: MySQL 5.7 and later refuse longer names (error 3057,
 	// ER_USER_LOCK_WRONG_NAME). MariaDB 10.11 accepts up to 192 bytes, but
 	// lockkit caps names at this portable limit on both servers.
-	MySQLMaxNameChars = 64
+	MaxNameChars = 64
 
-	// MySQLMaxNameBytes is the longest GET_LOCK name, in bytes of UTF-8,
+	// MaxNameBytes is the longest GET_LOCK name, in bytes of UTF-8,
 	// that lockkit sends: MariaDB 10.11 refuses longer names (error 1059,
 	// "Identifier name is too long"), so 64 four-byte characters would not
 	// fit there.
-	MySQLMaxNameBytes = 192
+	MaxNameBytes = 192
 
 	// mysqlHashPrefixChars is how many characters of an over-long name are
 	// kept readable in front of its hash.
@@ -41,14 +41,14 @@ const (
 	mysqlKeySep  = "#"
 )
 
-// MySQLLockName returns the GET_LOCK name lockkit uses for name within
+// UserLockName returns the GET_LOCK name lockkit uses for name within
 // namespace. It is the whole naming scheme of the MySQL backend:
 //
 //  1. With a namespace the full name is namespace + "." + name; with an
 //     empty namespace it is name alone.
 //
-//  2. If the full name has at most [MySQLMaxNameChars] (64) characters and
-//     at most [MySQLMaxNameBytes] (192) bytes, it is used unchanged, so
+//  2. If the full name has at most [MaxNameChars] (64) characters and
+//     at most [MaxNameBytes] (192) bytes, it is used unchanged, so
 //     that other tools (or a mysql shell) can take the same lock by its
 //     plain name.
 //
@@ -71,35 +71,35 @@ const (
 // NUL byte — MariaDB would read "a\x00b" as "a" — and at most
 // keyhash.MaxNameLen bytes), and the namespace empty or valid and free of
 // "." and "#"; otherwise the error matches lockkit.ErrInvalid.
-func MySQLLockName(namespace, name string) (string, error) {
-	if err := validateMySQLNamespace(namespace); err != nil {
+func UserLockName(namespace, name string) (string, error) {
+	if err := validateNamespace(namespace); err != nil {
 		return "", err
 	}
-	if err := validateMySQLName(name); err != nil {
+	if err := validateName(name); err != nil {
 		return "", err
 	}
-	return renderMySQLName(namespace, mysqlNameSep, name), nil
+	return renderName(namespace, mysqlNameSep, name), nil
 }
 
-// MySQLKeyName returns the GET_LOCK name lockkit uses for the advisory key k
+// KeyUserLockName returns the GET_LOCK name lockkit uses for the advisory key k
 // within namespace: namespace + "#" + k.String() (for example "test#42" or
 // "test#(1,2)"), or "#" + k.String() with an empty namespace. Keys and names
 // use different separators, so a key never shares a lock with a name of the
 // same namespace. Unlike on PostgreSQL, keyhash.Name("x") is not the lock of
 // the name "x" here: it is the key's number, rendered.
-func MySQLKeyName(namespace string, k keyhash.Key) (string, error) {
-	if err := validateMySQLNamespace(namespace); err != nil {
+func KeyUserLockName(namespace string, k keyhash.Key) (string, error) {
+	if err := validateNamespace(namespace); err != nil {
 		return "", err
 	}
-	return renderMySQLName(namespace, mysqlKeySep, k.String()), nil
+	return renderName(namespace, mysqlKeySep, k.String()), nil
 }
 
-func renderMySQLName(namespace, sep, name string) string {
+func renderName(namespace, sep, name string) string {
 	full := name
 	if namespace != "" {
 		full = namespace + sep + name
 	}
-	if len(full) <= MySQLMaxNameBytes && utf8.RuneCountInString(full) <= MySQLMaxNameChars {
+	if len(full) <= MaxNameBytes && utf8.RuneCountInString(full) <= MaxNameChars {
 		return full
 	}
 	sum := sha256.Sum256([]byte(full))
@@ -115,17 +115,17 @@ func renderMySQLName(namespace, sep, name string) string {
 	return prefix + "~" + hex.EncodeToString(sum[:])[:mysqlHashHexDigits]
 }
 
-// validateMySQLName checks a lock name before any I/O, by the rule every
+// validateName checks a lock name before any I/O, by the rule every
 // backend shares (keyhash.ValidateName).
-func validateMySQLName(name string) error { return keyhash.ValidateName(name) }
+func validateName(name string) error { return keyhash.ValidateName(name) }
 
-// validateMySQLNamespace checks a namespace; the empty one means none.
-func validateMySQLNamespace(ns string) error {
+// validateNamespace checks a namespace; the empty one means none.
+func validateNamespace(ns string) error {
 	if err := keyhash.ValidateNamespace(ns); err != nil {
 		return err
 	}
 	if strings.ContainsAny(ns, mysqlNameSep+mysqlKeySep) {
-		return invalid.Errorf("advisory: MySQL namespace %q contains %q or %q, which separate it from names and keys", ns, mysqlNameSep, mysqlKeySep)
+		return invalid.Errorf("mysqllock: MySQL namespace %q contains %q or %q, which separate it from names and keys", ns, mysqlNameSep, mysqlKeySep)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package advisory_test
+package mysqllock_test
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	"github.com/lockkit/lockkit/advisory"
 	"github.com/lockkit/lockkit/integration"
+	"github.com/lockkit/lockkit/mysqllock"
 )
 
 // BenchmarkMySQLTryRelease is an uncontended TryAcquire plus Release
@@ -17,7 +17,7 @@ import (
 // start the loss probe, stop it, RELEASE_LOCK, return the connection.
 func BenchmarkMySQLTryRelease(b *testing.B) {
 	db := integration.MySQL(b)
-	m, err := advisory.NewMySQL(db, nil)
+	m, err := mysqllock.New(db, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -40,11 +40,11 @@ func BenchmarkMySQLTryRelease(b *testing.B) {
 // through go-sql-driver/mysql on one *sql.Conn, results checked.
 func BenchmarkMySQLRawTryRelease(b *testing.B) {
 	db := integration.MySQL(b)
-	m, err := advisory.NewMySQL(db, nil)
+	m, err := mysqllock.New(db, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	name, err := m.LockName(integration.Name(b))
+	name, err := m.UserLockName(integration.Name(b))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -73,12 +73,12 @@ func BenchmarkMySQLRawTryRelease(b *testing.B) {
 // with other work, which two separate benchmarks do not.
 func BenchmarkMySQLTryReleaseRatio(b *testing.B) {
 	db := integration.MySQL(b)
-	m, err := advisory.NewMySQL(db, nil)
+	m, err := mysqllock.New(db, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	name := integration.Name(b)
-	rawName, err := m.LockName(integration.Name(b))
+	rawName, err := m.UserLockName(integration.Name(b))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func BenchmarkMySQLAcquireRelease(b *testing.B) {
 	for _, interpolate := range []bool{false, true} {
 		b.Run(map[bool]string{false: "prepared", true: "interpolated"}[interpolate], func(b *testing.B) {
 			db := mysqlBenchDB(b, interpolate)
-			m, err := advisory.NewMySQL(db, nil)
+			m, err := mysqllock.New(db, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -141,11 +141,11 @@ func BenchmarkMySQLAcquireRelease(b *testing.B) {
 	}
 }
 
-// BenchmarkMySQLNames100 is TryAcquireNames and AcquireNames of 100 names
+// BenchmarkMySQLNames100 is TryLockNames and LockNames of 100 names
 // plus Release, with interpolateParams=true in the DSN.
 func BenchmarkMySQLNames100(b *testing.B) {
 	db := mysqlBenchDB(b, true)
-	m, err := advisory.NewMySQL(db, nil)
+	m, err := mysqllock.New(db, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -157,11 +157,11 @@ func BenchmarkMySQLNames100(b *testing.B) {
 	for _, wait := range []bool{false, true} {
 		b.Run(map[bool]string{false: "try", true: "wait"}[wait], func(b *testing.B) {
 			for b.Loop() {
-				acquire := m.TryAcquireNames
+				acquire := m.TryLockNames
 				if wait {
-					acquire = m.AcquireNames
+					acquire = m.LockNames
 				}
-				lk, err := acquire(ctx, names, nil)
+				lk, err := acquire(ctx, names)
 				if err != nil {
 					b.Fatal(err)
 				}

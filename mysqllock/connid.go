@@ -1,4 +1,4 @@
-package advisory
+package mysqllock
 
 import (
 	"database/sql"

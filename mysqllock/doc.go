@@ -1,24 +1,18 @@
-package advisory
-
-import (
-	"database/sql"
-	"time"
-)
-
-// MySQL acquires MySQL and MariaDB user locks (GET_LOCK) through
-// go-sql-driver/mysql. It implements [lockkit.Locker]; [MySQL.AcquireNames]
-// takes several names at once and [MySQL.AcquireKey] takes the keyhash keys
-// the PostgreSQL locker takes. [NewMySQL] makes one. A MySQL is safe for
-// concurrent use; it never closes or reconfigures the *sql.DB.
+// Package mysqllock provides MySQL and MariaDB user locks (GET_LOCK) through
+// go-sql-driver/mysql, and imports no other driver. A [Locker] implements
+// [lockkit.Locker]; [Locker.LockNames] takes several names at once and
+// [Locker.LockKey] takes the keyhash keys the PostgreSQL advisory locker
+// takes. [New] makes one. A Locker is safe for concurrent use; it never
+// closes or reconfigures the *sql.DB.
 //
 // Names. The server has one user-lock namespace for all its databases, so
 // every name gets a namespace: by default the current database's name, as
 // in "test.nightly-report"; keys render as "test#42" and "test#(1,2)". A
 // name longer than 64 characters (or 192 bytes) is hashed to 64 characters:
-// its first 31, "~", and 32 hex digits of its SHA-256 ([MySQLLockName] has
-// the exact rule and the SQL that computes it). [MySQL.LockName] tells the
+// its first 31, "~", and 32 hex digits of its SHA-256 ([UserLockName] has
+// the exact rule and the SQL that computes it). [Locker.UserLockName] tells the
 // GET_LOCK name to look for in IS_USED_LOCK or to share with another tool;
-// MySQLConfig.NoNamespace drops the namespace for that. Names must be valid
+// Config.NoNamespace drops the namespace for that. Names must be valid
 // UTF-8 and the connection's character set utf8mb4 (the driver's default),
 // so that the server sees the same characters lockkit hashed.
 //
@@ -69,9 +63,8 @@ import (
 // prepare, an execute) per statement, so an uncontended try and release
 // take four. Add interpolateParams=true to the DSN and the driver sends
 // each statement at once with its arguments inlined: two round trips for a
-// try and a release, whatever the number of names (measured here on
-// MariaDB 10.11: 174µs instead of 372µs, 2.15× faster, and 100 names in
-// about half the time). It is safe for lockkit's statements: the
+// try and a release, whatever the number of names (RELIABILITY.md has the measured
+// latencies). It is safe for lockkit's statements: the
 // arguments are names and numbers, and the driver still escapes every
 // string value (honouring NO_BACKSLASH_ESCAPES); it refuses the setting
 // with the collations of the multi-byte character sets where escaping is
@@ -84,11 +77,9 @@ import (
 // for every name. When it fails or answers false — the session was killed,
 // the server restarted, the connection broke — Done closes, Err wraps
 // lockkit.ErrLost with the cause, and the connection is destroyed. Done thus
-// closes within ProbeInterval plus one round trip of a KILL (measured here:
-// 14–465ms over eight KILLs at the default interval, 101–103ms at 100ms),
-// and within ProbeInterval plus ProbeTimeout (default 2s) when the
-// connection stops answering (measured here through a proxy that cuts it
-// like a network partition: 602ms at 100ms + 500ms). A server that cannot
+// closes within ProbeInterval plus one round trip of a KILL, and within
+// ProbeInterval plus ProbeTimeout (default 2s) when the connection stops
+// answering (RELIABILITY.md has the measured bounds). A server that cannot
 // see a connection die would keep its locks until wait_timeout (8 hours by
 // default), so when a probe or a release gets no answer in time, lockkit
 // also KILLs the session through another connection of the pool. Each held
@@ -110,22 +101,22 @@ import (
 // ignores transactions.
 //
 // MySQL 8 and MariaDB differ. The MariaDB column was measured here on
-// MariaDB 10.11, and mysql_test.go pins each row; the MySQL column is what
+// MariaDB 10.11, and mysqllock_test.go pins each row; the MySQL column is what
 // MySQL 8.0/8.4 documents or its source shows, not tested here:
 //
-//	behaviour                        MariaDB 10.11 (tested)           MySQL 8 (untested)
-//	longest name                     192 bytes (error 1059)           64 characters (error 3057)
-//	empty name                       GET_LOCK returns NULL            error 3057
-//	names differing only in case     two locks (its KB says one)      one lock (lower-cased)
-//	negative timeout                 NULL and warning 1411            waits forever
-//	fractional timeout               honoured to the microsecond      may round to whole seconds
-//	user-lock deadlock               error 1213; the victim is the    error 3058
-//	                                 session that closed the cycle    (ER_USER_LOCK_DEADLOCK)
-//	KILL QUERY on a waiter           GET_LOCK returns NULL            GET_LOCK returns NULL
-//	RELEASE_LOCK by another session  0; the lock stays held           0; the lock stays held
-//	waiter whose client went away    keeps waiting, is granted the    aborts the wait (the MDL
-//	                                 lock, frees it when it notices   checks the connection)
-//	information_schema.PROCESSLIST   present                          present, deprecated
+// 	behaviour                        MariaDB 10.11 (tested)           MySQL 8 (untested)
+// 	longest name                     192 bytes (error 1059)           64 characters (error 3057)
+// 	empty name                       GET_LOCK returns NULL            error 3057
+// 	names differing only in case     two locks (its KB says one)      one lock (lower-cased)
+// 	negative timeout                 NULL and warning 1411            waits forever
+// 	fractional timeout               honoured to the microsecond      may round to whole seconds
+// 	user-lock deadlock               error 1213; the victim is the    error 3058
+// 	                                 session that closed the cycle    (ER_USER_LOCK_DEADLOCK)
+// 	KILL QUERY on a waiter           GET_LOCK returns NULL            GET_LOCK returns NULL
+// 	RELEASE_LOCK by another session  0; the lock stays held           0; the lock stays held
+// 	waiter whose client went away    keeps waiting, is granted the    aborts the wait (the MDL
+// 	                                 lock, frees it when it notices   checks the connection)
+// 	information_schema.PROCESSLIST   present                          present, deprecated
 //
 // lockkit makes these differences invisible where it can: it caps names at
 // 64 characters and 192 bytes on both, refuses empty names before any I/O,
@@ -134,11 +125,4 @@ import (
 // (it never spins, and a wait then ends at most about a second after its
 // deadline), maps both deadlock errors to lockkit.ErrDeadlock, and kills an
 // abandoned waiter. Case is the server's: use one spelling for a name.
-type MySQL struct {
-	db             *sql.DB
-	namespace      string
-	probeInterval  time.Duration
-	probeTimeout   time.Duration
-	releaseTimeout time.Duration
-	ids            mysqlConnIDs
-}
+package mysqllock

@@ -1,4 +1,4 @@
-package advisory
+package mysqllock
 
 import (
 	"context"
@@ -16,14 +16,14 @@ import (
 
 // countedMySQL opens a one-connection pool on the MySQL test database
 // whose round trips are counted, with interpolateParams as asked.
-func countedMySQL(t *testing.T, interpolate bool) (*sql.DB, *writeCounter) {
+func countedMySQL(t *testing.T, interpolate bool) (*sql.DB, *integration.RoundTrips) {
 	t.Helper()
 	cfg, err := mysql.ParseDSN(integration.MySQLDSN(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &writeCounter{}
-	cfg.DialFunc = w.dial
+	w := &integration.RoundTrips{}
+	cfg.DialFunc = w.Dial
 	cfg.InterpolateParams = interpolate
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
@@ -36,10 +36,10 @@ func countedMySQL(t *testing.T, interpolate bool) (*sql.DB, *writeCounter) {
 	return db, w
 }
 
-func newCountedMySQL(t *testing.T, interpolate bool) (*MySQL, *sql.DB, *writeCounter) {
+func newCountedMySQL(t *testing.T, interpolate bool) (*Locker, *sql.DB, *integration.RoundTrips) {
 	t.Helper()
 	db, w := countedMySQL(t, interpolate)
-	m, err := NewMySQL(db, &MySQLConfig{ProbeInterval: time.Minute})
+	m, err := New(db, &Config{ProbeInterval: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,14 +103,14 @@ func TestMySQLRoundTrips(t *testing.T) {
 			names := hundredNames(t)
 			servers := make([]string, len(names))
 			for i, n := range names {
-				servers[i] = mustName(m.LockName(n))
+				servers[i] = mustName(m.UserLockName(n))
 			}
 			// count runs op and returns the statements it took.
 			count := func(what string, op func()) int64 {
 				t.Helper()
-				before := w.rt.Load()
+				before := w.Exchanges()
 				op()
-				n := w.rt.Load() - before
+				n := w.Exchanges() - before
 				if n%perStmt != 0 {
 					t.Errorf("%s: %d round trips, not a multiple of %d", what, n, perStmt)
 				}
@@ -136,20 +136,20 @@ func TestMySQLRoundTrips(t *testing.T) {
 				t.Errorf("Acquire+Release took %d statements, want 2", n)
 			}
 			if n := count("try 100", func() {
-				if l, err = m.TryAcquireNames(mctx(t, 10*time.Second), names, nil); err != nil {
+				if l, err = m.TryLockNames(mctx(t, 10*time.Second), names); err != nil {
 					t.Fatal(err)
 				}
 				mustReleaseM(t, l)
 			}); n != 2 {
-				t.Errorf("TryAcquireNames of 100 names + Release took %d statements, want 2", n)
+				t.Errorf("TryLockNames of 100 names + Release took %d statements, want 2", n)
 			}
 			if n := count("acquire 100", func() {
-				if l, err = m.AcquireNames(mctx(t, 10*time.Second), names, nil); err != nil {
+				if l, err = m.LockNames(mctx(t, 10*time.Second), names); err != nil {
 					t.Fatal(err)
 				}
 				mustReleaseM(t, l)
 			}); n != 2 {
-				t.Errorf("AcquireNames of 100 names + Release took %d statements, want 2", n)
+				t.Errorf("LockNames of 100 names + Release took %d statements, want 2", n)
 			}
 
 			// A conflict on the 51st name: the names before and after it
@@ -158,7 +158,7 @@ func TestMySQLRoundTrips(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			holderID := ol.(*MySQLLock).ConnID()
+			holderID := ol.(*Lock).ConnID()
 			checkConflict := func(what string, err error, wait bool) {
 				t.Helper()
 				var he *lockkit.HeldError
@@ -176,22 +176,22 @@ func TestMySQLRoundTrips(t *testing.T) {
 				}
 			}
 			if n := count("try 100, conflict", func() {
-				_, err = m.TryAcquireNames(mctx(t, 10*time.Second), names, nil)
-				checkConflict("TryAcquireNames", err, false)
+				_, err = m.TryLockNames(mctx(t, 10*time.Second), names)
+				checkConflict("TryLockNames", err, false)
 			}); n != 3 {
-				t.Errorf("TryAcquireNames of 100 names with a conflict took %d statements, want 3 (try, give back, holder)", n)
+				t.Errorf("TryLockNames of 100 names with a conflict took %d statements, want 3 (try, give back, holder)", n)
 			}
 			if n := count("acquire 100, timeout", func() {
-				_, err = m.AcquireNames(mctx(t, 200*time.Millisecond), names, nil)
-				checkConflict("AcquireNames", err, true)
+				_, err = m.LockNames(mctx(t, 200*time.Millisecond), names)
+				checkConflict("LockNames", err, true)
 			}); n != 3 {
-				t.Errorf("AcquireNames of 100 names timed out took %d statements, want 3 (wait, give back, holder)", n)
+				t.Errorf("LockNames of 100 names timed out took %d statements, want 3 (wait, give back, holder)", n)
 			}
 
 			// Contended, a wait is one statement: it is granted when the
 			// holder releases.
 			res := make(chan error, 1)
-			before := w.rt.Load()
+			before := w.Exchanges()
 			go func() {
 				l, err := m.Acquire(mctx(t, 30*time.Second), names[50])
 				if err == nil {
@@ -202,7 +202,7 @@ func TestMySQLRoundTrips(t *testing.T) {
 				res <- err
 			}()
 			time.Sleep(100 * time.Millisecond)
-			if d := w.rt.Load() - before; d != perStmt {
+			if d := w.Exchanges() - before; d != perStmt {
 				t.Errorf("a waiting Acquire sent %d round trips before the grant, want %d (one statement)", d, perStmt)
 			}
 			mustReleaseM(t, ol)
@@ -223,13 +223,13 @@ func TestMySQLWaitOrderAndCancel(t *testing.T) {
 	odb := integration.MySQL(t)
 	base := integration.Name(t)
 	a, b, c := base+".a", base+".b", base+".c"
-	sa, sb, sc := mustName(m.LockName(a)), mustName(m.LockName(b)), mustName(m.LockName(c))
+	sa, sb, sc := mustName(m.UserLockName(a)), mustName(m.UserLockName(b)), mustName(m.UserLockName(c))
 	// Learn the connection's id, so the wait below is the one statement.
 	l, err := m.TryAcquire(mctx(t, 10*time.Second), a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waiterID := l.(*MySQLLock).ConnID()
+	waiterID := l.(*Lock).ConnID()
 	mustReleaseM(t, l)
 	if n := m.ids.len(); n != 1 {
 		t.Fatalf("%d cached connection ids, want 1", n)
@@ -242,7 +242,7 @@ func TestMySQLWaitOrderAndCancel(t *testing.T) {
 	defer cancel()
 	res := make(chan error, 1)
 	go func() {
-		l, err := m.AcquireNames(ctx, []string{c, b, a}, nil)
+		l, err := m.LockNames(ctx, []string{c, b, a})
 		if err == nil {
 			_ = l.Release(context.Background())
 			err = errors.New("acquired")
@@ -262,7 +262,7 @@ func TestMySQLWaitOrderAndCancel(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	held := heldNames(t, odb, []string{sa, sb, sc})
-	want := []string{fmt.Sprintf("%s by %d", sa, waiterID), fmt.Sprintf("%s by %d", sb, ol.(*MySQLLock).ConnID())}
+	want := []string{fmt.Sprintf("%s by %d", sa, waiterID), fmt.Sprintf("%s by %d", sb, ol.(*Lock).ConnID())}
 	if strings.Join(held, "|") != strings.Join(want, "|") {
 		t.Errorf("while waiting for %q: held %v, want %v (the first name taken, the third not yet)", b, held, want)
 	}
@@ -270,10 +270,10 @@ func TestMySQLWaitOrderAndCancel(t *testing.T) {
 	select {
 	case err := <-res:
 		if !errors.Is(err, lockkit.ErrNotAcquired) || !errors.Is(err, context.Canceled) {
-			t.Errorf("cancelled AcquireNames = %v", err)
+			t.Errorf("cancelled LockNames = %v", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("cancelled AcquireNames did not return")
+		t.Fatal("cancelled LockNames did not return")
 	}
 	var n int
 	if err := odb.QueryRowContext(mctx(t, 5*time.Second), "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?", waiterID).Scan(&n); err != nil || n != 0 {
@@ -325,25 +325,25 @@ func TestMySQLMultiWaitEndsAtDeadline(t *testing.T) {
 	names := hundredNames(t)[:20]
 	servers := make([]string, len(names))
 	for i, n := range names {
-		servers[i] = mustName(m.LockName(n))
+		servers[i] = mustName(m.UserLockName(n))
 	}
 	l, err := m.TryAcquire(mctx(t, 10*time.Second), names[0]) // learn the id
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := l.(*MySQLLock).ConnID()
+	id := l.(*Lock).ConnID()
 	mustReleaseM(t, l)
-	ol, err := other.TryAcquireNames(mctx(t, 10*time.Second), []string{names[5], names[15]}, nil)
+	ol, err := other.TryLockNames(mctx(t, 10*time.Second), []string{names[5], names[15]})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const wait = 400 * time.Millisecond
 	start := time.Now()
-	_, err = m.AcquireNames(mctx(t, wait), names, nil)
+	_, err = m.LockNames(mctx(t, wait), names)
 	took := time.Since(start)
 	var he *lockkit.HeldError
 	if !errors.As(err, &he) || he.Name != names[5] || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("AcquireNames = %v, want a HeldError for %q and DeadlineExceeded", err, names[5])
+		t.Errorf("LockNames = %v, want a HeldError for %q and DeadlineExceeded", err, names[5])
 	}
 	t.Logf("the wait returned after %v", took.Round(time.Millisecond))
 	if took < wait-50*time.Millisecond || took > wait+wait/2 {
@@ -356,7 +356,7 @@ func TestMySQLMultiWaitEndsAtDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := l.(*MySQLLock).ConnID(); got != id {
+	if got := l.(*Lock).ConnID(); got != id {
 		t.Errorf("after the timed-out wait the pool's connection is %d, want the same %d", got, id)
 	}
 	mustReleaseM(t, l)

@@ -1,4 +1,4 @@
-package advisory_test
+package mysqllock_test
 
 import (
 	"context"
@@ -11,9 +11,9 @@ import (
 	migratemysql "github.com/golang-migrate/migrate/v4/database/mysql"
 
 	"github.com/lockkit/lockkit"
-	"github.com/lockkit/lockkit/advisory"
 	"github.com/lockkit/lockkit/integration"
 	"github.com/lockkit/lockkit/keyhash"
+	"github.com/lockkit/lockkit/mysqllock"
 )
 
 // TestMigrateMySQLLockInterop: golang-migrate's mysql driver holds its
@@ -39,7 +39,7 @@ func TestMigrateMySQLLockInterop(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = drv.Close() })
 	name := keyhash.MigrateMySQLLockName(dbName, table)
-	m, _ := newMySQL(t, &advisory.MySQLConfig{NoNamespace: true, ProbeInterval: testProbeInterval})
+	m, _ := newMySQL(t, &mysqllock.Config{NoNamespace: true, ProbeInterval: testProbeInterval})
 
 	if err := drv.Lock(); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package advisory_test
+package mysqllock_test
 
 import (
 	"context"
@@ -12,19 +12,19 @@ import (
 	_ "github.com/go-sql-driver/mysql" // database/sql driver "mysql"
 
 	"github.com/lockkit/lockkit"
-	"github.com/lockkit/lockkit/advisory"
 	"github.com/lockkit/lockkit/keyhash"
+	"github.com/lockkit/lockkit/mysqllock"
 )
 
 // Run a job on at most one host at a time, on the MySQL or MariaDB the
 // application already uses.
-func ExampleMySQL() {
+func ExampleLocker() {
 	db, err := sql.Open("mysql", "app@tcp(db.internal:3306)/shop")
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer db.Close()
-	locker, err := advisory.NewMySQL(db, nil) // names are namespaced "shop."
+	locker, err := mysqllock.New(db, nil) // names are namespaced "shop."
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -43,20 +43,20 @@ func ExampleMySQL() {
 
 // One editor per record: try to lock the row, and tell the user who holds
 // it when someone does.
-func ExampleMySQL_TryAcquireKey() {
+func ExampleLocker_TryLockKey() {
 	db, err := sql.Open("mysql", "app@tcp(db.internal:3306)/shop")
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer db.Close()
-	locker, err := advisory.NewMySQL(db, nil)
+	locker, err := mysqllock.New(db, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
 
 	ctx := context.Background()
 	const ordersTable, orderID = 7, 4121
-	lock, err := locker.TryAcquireKey(ctx, keyhash.Pair(ordersTable, orderID), nil)
+	lock, err := locker.TryLockKey(ctx, keyhash.Pair(ordersTable, orderID))
 	var held *lockkit.HeldError
 	switch {
 	case errors.As(err, &held):
@@ -71,10 +71,10 @@ func ExampleMySQL_TryAcquireKey() {
 
 // The GET_LOCK names lockkit uses: namespaced, and hashed to 64
 // characters when longer.
-func ExampleMySQLLockName() {
-	short, _ := advisory.MySQLLockName("shop", "nightly-report")
-	long, _ := advisory.MySQLLockName("shop", "export/"+strings.Repeat("customer-", 10))
-	key, _ := advisory.MySQLKeyName("shop", keyhash.Pair(7, 4121))
+func ExampleUserLockName() {
+	short, _ := mysqllock.UserLockName("shop", "nightly-report")
+	long, _ := mysqllock.UserLockName("shop", "export/"+strings.Repeat("customer-", 10))
+	key, _ := mysqllock.KeyUserLockName("shop", keyhash.Pair(7, 4121))
 	fmt.Println(short)
 	fmt.Println(long, len(long))
 	fmt.Println(key)

@@ -1,4 +1,4 @@
-package advisory_test
+package mysqllock_test
 
 import (
 	"context"
@@ -15,10 +15,10 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/lockkit/lockkit"
-	"github.com/lockkit/lockkit/advisory"
 	"github.com/lockkit/lockkit/integration"
 	"github.com/lockkit/lockkit/keyhash"
 	"github.com/lockkit/lockkit/locktest"
+	"github.com/lockkit/lockkit/mysqllock"
 )
 
 // testProbeInterval is the probe interval the MySQL tests run with; the
@@ -26,19 +26,19 @@ import (
 const testProbeInterval = 100 * time.Millisecond
 
 func mysqlLossBound(interval time.Duration) time.Duration {
-	return interval + advisory.DefaultMySQLProbeTimeout
+	return interval + mysqllock.DefaultProbeTimeout
 }
 
 // newMySQL opens a *sql.DB of its own (one "process") and a locker on it.
-func newMySQL(t *testing.T, cfg *advisory.MySQLConfig) (*advisory.MySQL, *sql.DB) {
+func newMySQL(t *testing.T, cfg *mysqllock.Config) (*mysqllock.Locker, *sql.DB) {
 	t.Helper()
 	db := integration.MySQL(t)
 	if cfg == nil {
-		cfg = &advisory.MySQLConfig{ProbeInterval: testProbeInterval}
+		cfg = &mysqllock.Config{ProbeInterval: testProbeInterval}
 	}
-	m, err := advisory.NewMySQL(db, cfg)
+	m, err := mysqllock.New(db, cfg)
 	if err != nil {
-		t.Fatalf("NewMySQL: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() { checkNoConnsInUse(t, db) })
 	return m, db
@@ -69,9 +69,9 @@ func usedBy(t *testing.T, db *sql.DB, server string) sql.NullInt64 {
 	return id
 }
 
-func lockName(t *testing.T, m *advisory.MySQL, name string) string {
+func lockName(t *testing.T, m *mysqllock.Locker, name string) string {
 	t.Helper()
-	s, err := m.LockName(name)
+	s, err := m.UserLockName(name)
 	if err != nil {
 		t.Fatalf("LockName(%q): %v", name, err)
 	}
@@ -131,14 +131,14 @@ func singleConnID(t *testing.T, db *sql.DB) int64 {
 
 func TestMySQLConformance(t *testing.T) {
 	admin := integration.MySQL(t)
-	var namer *advisory.MySQL
+	var namer *mysqllock.Locker
 	locktest.Run(t, locktest.Config{
 		NewLocker: func(t *testing.T) lockkit.Locker {
 			m, _ := newMySQL(t, nil)
 			return m
 		},
 		KillHolder: func(t *testing.T, l lockkit.Lock) {
-			killConn(t, admin, l.(*advisory.MySQLLock).ConnID())
+			killConn(t, admin, l.(*mysqllock.Lock).ConnID())
 		},
 		LossBound: mysqlLossBound(testProbeInterval),
 		Leftovers: func(t *testing.T, names []string) int {
@@ -199,15 +199,15 @@ func TestMySQLLockNames(t *testing.T) {
 			} else if server != full {
 				t.Fatalf("LockName = %q, want it unchanged: %q", server, full)
 			}
-			if n := utf8.RuneCountInString(server); n > advisory.MySQLMaxNameChars || len(server) > advisory.MySQLMaxNameBytes {
+			if n := utf8.RuneCountInString(server); n > mysqllock.MaxNameChars || len(server) > mysqllock.MaxNameBytes {
 				t.Fatalf("LockName has %d characters, %d bytes", n, len(server))
 			}
 			lk, err := m.TryAcquire(ctxT(t, 10*time.Second), tc.name)
 			if err != nil {
 				t.Fatalf("TryAcquire: %v", err)
 			}
-			if got := usedBy(t, db, server); got.Int64 != lk.(*advisory.MySQLLock).ConnID() {
-				t.Errorf("IS_USED_LOCK(%q) = %v, want the holder's connection %d", server, got, lk.(*advisory.MySQLLock).ConnID())
+			if got := usedBy(t, db, server); got.Int64 != lk.(*mysqllock.Lock).ConnID() {
+				t.Errorf("IS_USED_LOCK(%q) = %v, want the holder's connection %d", server, got, lk.(*mysqllock.Lock).ConnID())
 			}
 			if lk2, err := other.TryAcquire(ctxT(t, 10*time.Second), tc.name); !errors.Is(err, lockkit.ErrNotAcquired) {
 				t.Errorf("second TryAcquire = %v, %v; want ErrNotAcquired", lk2, err)
@@ -244,15 +244,15 @@ func TestMySQLLockNames(t *testing.T) {
 func TestMySQLNamespaces(t *testing.T) {
 	db := integration.MySQL(t)
 	name := integration.Name(t)
-	plain, err := advisory.NewMySQL(db, &advisory.MySQLConfig{NoNamespace: true})
+	plain, err := mysqllock.New(db, &mysqllock.Config{NoNamespace: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, err := advisory.NewMySQL(db, &advisory.MySQLConfig{Namespace: "app1"})
+	app, err := mysqllock.New(db, &mysqllock.Config{Namespace: "app1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	def, err := advisory.NewMySQL(db, nil)
+	def, err := mysqllock.New(db, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func TestMySQLNamespaces(t *testing.T) {
 	if _, err := plain.TryAcquire(ctxT(t, 10*time.Second), name); !errors.Is(err, lockkit.ErrNotAcquired) {
 		t.Errorf("NoNamespace TryAcquire of a name another tool holds = %v, want ErrNotAcquired", err)
 	}
-	for _, l := range []*advisory.MySQL{app, def} {
+	for _, l := range []*mysqllock.Locker{app, def} {
 		lk, err := l.TryAcquire(ctxT(t, 10*time.Second), name)
 		if err != nil {
 			t.Fatalf("namespace %q: %v", l.Namespace(), err)
@@ -335,9 +335,9 @@ func TestMySQLBadInputBeforeIO(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	m, err := advisory.NewMySQL(db, &advisory.MySQLConfig{Namespace: "app"})
+	m, err := mysqllock.New(db, &mysqllock.Config{Namespace: "app"})
 	if err != nil {
-		t.Fatalf("NewMySQL with a Namespace must not do I/O: %v", err)
+		t.Fatalf("New with a Namespace must not do I/O: %v", err)
 	}
 	ctx := ctxT(t, 10*time.Second)
 	invalid := map[string]func() error{
@@ -346,61 +346,37 @@ func TestMySQLBadInputBeforeIO(t *testing.T) {
 		"bad UTF-8":        func() error { _, err := m.TryAcquire(ctx, "a\xffb"); return err },
 		"NUL byte":         func() error { _, err := m.TryAcquire(ctx, "a\x00b"); return err },
 		"too long":         func() error { _, err := m.TryAcquire(ctx, strings.Repeat("x", 1025)); return err },
-		"no names":         func() error { _, err := m.TryAcquireNames(ctx, nil, nil); return err },
-		"an empty name":    func() error { _, err := m.AcquireNames(ctx, []string{"a", ""}, nil); return err },
-		"duplicate names":  func() error { _, err := m.AcquireNames(ctx, []string{"a", "b", "a"}, nil); return err },
+		"no names":         func() error { _, err := m.TryLockNames(ctx, nil); return err },
+		"an empty name":    func() error { _, err := m.LockNames(ctx, []string{"a", ""}); return err },
+		"duplicate names":  func() error { _, err := m.LockNames(ctx, []string{"a", "b", "a"}); return err },
 		"duplicate keys": func() error {
-			_, err := m.AcquireKeys(ctx, []keyhash.Key{keyhash.Int64(1), keyhash.Int64(1)}, nil)
+			_, err := m.LockKeys(ctx, []keyhash.Key{keyhash.Int64(1), keyhash.Int64(1)})
 			return err
 		},
-		"unknown mode":     func() error { _, err := m.TryAcquireNames(ctx, []string{"a"}, &advisory.Options{Mode: 7}); return err },
-		"nil DB":           func() error { _, err := advisory.NewMySQL(nil, nil); return err },
-		"namespace with .": func() error { _, err := advisory.NewMySQL(db, &advisory.MySQLConfig{Namespace: "a.b"}); return err },
-		"namespace with #": func() error { _, err := advisory.NewMySQL(db, &advisory.MySQLConfig{Namespace: "a#b"}); return err },
+		"nil DB":           func() error { _, err := mysqllock.New(nil, nil); return err },
+		"namespace with .": func() error { _, err := mysqllock.New(db, &mysqllock.Config{Namespace: "a.b"}); return err },
+		"namespace with #": func() error { _, err := mysqllock.New(db, &mysqllock.Config{Namespace: "a#b"}); return err },
 		"namespace and none": func() error {
-			_, err := advisory.NewMySQL(db, &advisory.MySQLConfig{Namespace: "a", NoNamespace: true})
+			_, err := mysqllock.New(db, &mysqllock.Config{Namespace: "a", NoNamespace: true})
 			return err
 		},
 		"negative interval": func() error {
-			_, err := advisory.NewMySQL(db, &advisory.MySQLConfig{Namespace: "a", ProbeInterval: -1})
+			_, err := mysqllock.New(db, &mysqllock.Config{Namespace: "a", ProbeInterval: -1})
 			return err
 		},
 		"tiny interval": func() error {
-			_, err := advisory.NewMySQL(db, &advisory.MySQLConfig{Namespace: "a", ProbeInterval: time.Millisecond})
+			_, err := mysqllock.New(db, &mysqllock.Config{Namespace: "a", ProbeInterval: time.Millisecond})
 			return err
 		},
 		"negative release to": func() error {
-			_, err := advisory.NewMySQL(db, &advisory.MySQLConfig{Namespace: "a", ReleaseTimeout: -1})
+			_, err := mysqllock.New(db, &mysqllock.Config{Namespace: "a", ReleaseTimeout: -1})
 			return err
 		},
-		"LockName empty": func() error { _, err := m.LockName(""); return err },
+		"LockName empty": func() error { _, err := m.UserLockName(""); return err },
 	}
 	for what, fn := range invalid {
 		if err := fn(); !errors.Is(err, lockkit.ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", what, err)
-		}
-	}
-	unsupported := map[string]func() error{
-		"names shared": func() error {
-			_, err := m.AcquireNames(ctx, []string{"a"}, &advisory.Options{Mode: advisory.Shared})
-			return err
-		},
-		"try names shared": func() error {
-			_, err := m.TryAcquireNames(ctx, []string{"a"}, &advisory.Options{Mode: advisory.Shared})
-			return err
-		},
-		"key shared": func() error {
-			_, err := m.AcquireKey(ctx, keyhash.Int64(1), &advisory.Options{Mode: advisory.Shared})
-			return err
-		},
-		"try key shared": func() error {
-			_, err := m.TryAcquireKey(ctx, keyhash.Pair(1, 2), &advisory.Options{Mode: advisory.Shared})
-			return err
-		},
-	}
-	for what, fn := range unsupported {
-		if err := fn(); !errors.Is(err, lockkit.ErrUnsupported) || errors.Is(err, lockkit.ErrNotAcquired) {
-			t.Errorf("%s: %v, want ErrUnsupported", what, err)
 		}
 	}
 	cancelled, cancel := context.WithCancel(context.Background())
@@ -411,10 +387,10 @@ func TestMySQLBadInputBeforeIO(t *testing.T) {
 	if s := db.Stats(); s.OpenConnections != 0 || s.WaitCount != 0 {
 		t.Errorf("bad input did I/O: %+v", s)
 	}
-	// Without Namespace, NewMySQL reads the database name: that is I/O,
+	// Without Namespace, New reads the database name: that is I/O,
 	// and here it fails with the connection error, not ErrInvalid.
-	if _, err := advisory.NewMySQL(db, nil); err == nil || errors.Is(err, lockkit.ErrInvalid) {
-		t.Errorf("NewMySQL reading the namespace from a dead server = %v", err)
+	if _, err := mysqllock.New(db, nil); err == nil || errors.Is(err, lockkit.ErrInvalid) {
+		t.Errorf("New reading the namespace from a dead server = %v", err)
 	}
 }
 
@@ -431,11 +407,11 @@ func TestMySQLNoDatabaseSelected(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := advisory.NewMySQL(db, nil); !errors.Is(err, lockkit.ErrInvalid) {
-		t.Errorf("NewMySQL without a database = %v, want ErrInvalid asking for a Namespace", err)
+	if _, err := mysqllock.New(db, nil); !errors.Is(err, lockkit.ErrInvalid) {
+		t.Errorf("New without a database = %v, want ErrInvalid asking for a Namespace", err)
 	}
-	if _, err := advisory.NewMySQL(db, &advisory.MySQLConfig{Namespace: "jobs"}); err != nil {
-		t.Errorf("NewMySQL without a database but with a Namespace: %v", err)
+	if _, err := mysqllock.New(db, &mysqllock.Config{Namespace: "jobs"}); err != nil {
+		t.Errorf("New without a database but with a Namespace: %v", err)
 	}
 }
 
@@ -458,8 +434,8 @@ func TestMySQLHolderOnConflict(t *testing.T) {
 		t.Fatalf("TryAcquire while held = %v, want a *HeldError with a holder", err)
 	}
 	h := he.Holder
-	if int64(h.PID) != lk.(*advisory.MySQLLock).ConnID() {
-		t.Errorf("Holder.PID = %d, want the holder's connection %d", h.PID, lk.(*advisory.MySQLLock).ConnID())
+	if int64(h.PID) != lk.(*mysqllock.Lock).ConnID() {
+		t.Errorf("Holder.PID = %d, want the holder's connection %d", h.PID, lk.(*mysqllock.Lock).ConnID())
 	}
 	if h.Owner != "root" || !strings.HasPrefix(h.Host, "localhost") && !strings.HasPrefix(h.Host, "127.0.0.1") {
 		t.Errorf("Holder = %+v, want user root on the loopback", h)
@@ -472,7 +448,7 @@ func TestMySQLHolderOnConflict(t *testing.T) {
 	}
 	// A timed-out wait names the holder too.
 	_, err = other.Acquire(ctxT(t, 200*time.Millisecond), name)
-	if !errors.As(err, &he) || he.Holder == nil || int64(he.Holder.PID) != lk.(*advisory.MySQLLock).ConnID() || !errors.Is(err, context.DeadlineExceeded) {
+	if !errors.As(err, &he) || he.Holder == nil || int64(he.Holder.PID) != lk.(*mysqllock.Lock).ConnID() || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("timed-out Acquire = %v, want DeadlineExceeded with the holder", err)
 	}
 }
@@ -494,8 +470,8 @@ func TestMySQLNoStacking(t *testing.T) {
 		if !errors.As(err, &he) {
 			t.Fatalf("second TryAcquire on the same locker = %v, want a *HeldError", err)
 		}
-		if he.Holder == nil || int64(he.Holder.PID) != lk.(*advisory.MySQLLock).ConnID() {
-			t.Errorf("holder %v, want the first handle's session %d", he.Holder, lk.(*advisory.MySQLLock).ConnID())
+		if he.Holder == nil || int64(he.Holder.PID) != lk.(*mysqllock.Lock).ConnID() {
+			t.Errorf("holder %v, want the first handle's session %d", he.Holder, lk.(*mysqllock.Lock).ConnID())
 		}
 	}
 	if _, err := m.Acquire(ctxT(t, 150*time.Millisecond), name); !errors.Is(err, lockkit.ErrNotAcquired) {
@@ -524,8 +500,8 @@ func TestMySQLReleaseFromAnotherConnection(t *testing.T) {
 	if !got.Valid || got.Int64 != 0 {
 		t.Errorf("RELEASE_LOCK from another session = %v, want 0", got)
 	}
-	if u := usedBy(t, db, server); u.Int64 != lk.(*advisory.MySQLLock).ConnID() {
-		t.Errorf("after a foreign RELEASE_LOCK, IS_USED_LOCK = %v, want still %d", u, lk.(*advisory.MySQLLock).ConnID())
+	if u := usedBy(t, db, server); u.Int64 != lk.(*mysqllock.Lock).ConnID() {
+		t.Errorf("after a foreign RELEASE_LOCK, IS_USED_LOCK = %v, want still %d", u, lk.(*mysqllock.Lock).ConnID())
 	}
 	time.Sleep(3 * testProbeInterval)
 	if err := lk.Err(); err != nil {
@@ -544,7 +520,7 @@ func TestMySQLKilledHolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := lk.(*advisory.MySQLLock).ConnID()
+	id := lk.(*mysqllock.Lock).ConnID()
 	start := time.Now()
 	killConn(t, db, id)
 	select {
@@ -571,7 +547,7 @@ func TestMySQLKilledHolder(t *testing.T) {
 	if err != nil {
 		t.Fatalf("TryAcquire on the locker whose connection was killed: %v", err)
 	}
-	if lk3.(*advisory.MySQLLock).ConnID() == id {
+	if lk3.(*mysqllock.Lock).ConnID() == id {
 		t.Error("the killed connection was reused")
 	}
 	if err := lk3.Release(ctxT(t, 10*time.Second)); err != nil {
@@ -582,21 +558,21 @@ func TestMySQLKilledHolder(t *testing.T) {
 // TestMySQLLossLatency measures how soon Done closes after KILL at the
 // default probe interval; it asserts only the documented bound.
 func TestMySQLLossLatency(t *testing.T) {
-	m, db := newMySQL(t, &advisory.MySQLConfig{})
+	m, db := newMySQL(t, &mysqllock.Config{})
 	lk, err := m.TryAcquire(ctxT(t, 10*time.Second), integration.Name(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer lk.Release(context.Background())
 	// Kill at a random point of the probe cycle.
-	time.Sleep(time.Duration(time.Now().UnixNano() % int64(advisory.DefaultMySQLProbeInterval)))
+	time.Sleep(time.Duration(time.Now().UnixNano() % int64(mysqllock.DefaultProbeInterval)))
 	start := time.Now()
-	killConn(t, db, lk.(*advisory.MySQLLock).ConnID())
+	killConn(t, db, lk.(*mysqllock.Lock).ConnID())
 	select {
 	case <-lk.Done():
-		t.Logf("default probe interval %v: loss detected %v after KILL", advisory.DefaultMySQLProbeInterval, time.Since(start).Round(time.Millisecond))
-	case <-time.After(mysqlLossBound(advisory.DefaultMySQLProbeInterval)):
-		t.Fatalf("Done not closed within the documented %v", mysqlLossBound(advisory.DefaultMySQLProbeInterval))
+		t.Logf("default probe interval %v: loss detected %v after KILL", mysqllock.DefaultProbeInterval, time.Since(start).Round(time.Millisecond))
+	case <-time.After(mysqlLossBound(mysqllock.DefaultProbeInterval)):
+		t.Fatalf("Done not closed within the documented %v", mysqlLossBound(mysqllock.DefaultProbeInterval))
 	}
 }
 
@@ -731,7 +707,7 @@ func TestMySQLWaitTimeoutKeepsConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := lk2.(*advisory.MySQLLock).ConnID(); got != waiterID {
+	if got := lk2.(*mysqllock.Lock).ConnID(); got != waiterID {
 		t.Errorf("after a timed-out wait the pool's connection is %d, want the same %d", got, waiterID)
 	}
 	if err := lk2.Release(ctxT(t, 10*time.Second)); err != nil {
@@ -744,14 +720,14 @@ func TestMySQLSeveralNames(t *testing.T) {
 	other, _ := newMySQL(t, nil)
 	base := integration.Name(t)
 	names := []string{base + ".c", base + ".a", base + ".b"}
-	lk, err := m.TryAcquireNames(ctxT(t, 10*time.Second), names, nil)
+	lk, err := m.TryLockNames(ctxT(t, 10*time.Second), names)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, want := lk.Names(), []string{base + ".a", base + ".b", base + ".c"}; strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("Names() = %v, want sorted %v", got, want)
 	}
-	for _, s := range lk.LockNames() {
+	for _, s := range lk.UserLockNames() {
 		if u := usedBy(t, db, s); u.Int64 != lk.ConnID() {
 			t.Errorf("IS_USED_LOCK(%q) = %v, want %d", s, u, lk.ConnID())
 		}
@@ -759,10 +735,10 @@ func TestMySQLSeveralNames(t *testing.T) {
 	// A try over an overlapping set fails on the held name and gives back
 	// the free one it took first.
 	free := base + ".0"
-	_, err = other.TryAcquireNames(ctxT(t, 10*time.Second), []string{base + ".b", free}, nil)
+	_, err = other.TryLockNames(ctxT(t, 10*time.Second), []string{base + ".b", free})
 	var he *lockkit.HeldError
 	if !errors.As(err, &he) || he.Name != base+".b" || he.Holder == nil || int64(he.Holder.PID) != lk.ConnID() {
-		t.Errorf("TryAcquireNames over a held name = %v", err)
+		t.Errorf("TryLockNames over a held name = %v", err)
 	}
 	if u := usedBy(t, db, lockName(t, m, free)); u.Valid {
 		t.Errorf("the free name is left held by %d after a failed try", u.Int64)
@@ -770,7 +746,7 @@ func TestMySQLSeveralNames(t *testing.T) {
 	if err := lk.Release(ctxT(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range lk.LockNames() {
+	for _, s := range lk.UserLockNames() {
 		if u := usedBy(t, db, s); u.Valid {
 			t.Errorf("IS_USED_LOCK(%q) = %d after release", s, u.Int64)
 		}
@@ -786,7 +762,7 @@ func TestMySQLSortedNamesDoNotDeadlock(t *testing.T) {
 	x, y := base+".A", base+".B"
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
-	for i, l := range []*advisory.MySQL{a, b} {
+	for i, l := range []*mysqllock.Locker{a, b} {
 		order := []string{x, y}
 		if i == 1 {
 			order = []string{y, x}
@@ -795,7 +771,7 @@ func TestMySQLSortedNamesDoNotDeadlock(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 20 {
-				lk, err := l.AcquireNames(ctxT(t, 20*time.Second), order, nil)
+				lk, err := l.LockNames(ctxT(t, 20*time.Second), order)
 				if err != nil {
 					errs <- err
 					return
@@ -819,7 +795,7 @@ func TestMySQLSortedNamesDoNotDeadlock(t *testing.T) {
 // session that closed the cycle) as the victim; the error matches
 // ErrDeadlock and A is given back, so the other session gets it.
 func TestMySQLDeadlock(t *testing.T) {
-	m, db := newMySQL(t, &advisory.MySQLConfig{NoNamespace: true, ProbeInterval: testProbeInterval})
+	m, db := newMySQL(t, &mysqllock.Config{NoNamespace: true, ProbeInterval: testProbeInterval})
 	base := integration.Name(t)
 	a, gate, b := base+".1", base+".2", base+".3"
 	raw := func() *sql.Conn {
@@ -845,7 +821,7 @@ func TestMySQLDeadlock(t *testing.T) {
 	res := make(chan error, 1)
 	go func() {
 		// Sorted: A, gate, B. Takes A, waits at the gate.
-		lk, err := m.AcquireNames(ctxT(t, 30*time.Second), []string{b, a, gate}, nil)
+		lk, err := m.LockNames(ctxT(t, 30*time.Second), []string{b, a, gate})
 		if err == nil {
 			_ = lk.Release(context.Background())
 			err = errors.New("acquired")
@@ -873,7 +849,7 @@ func TestMySQLDeadlock(t *testing.T) {
 	select {
 	case err := <-res:
 		if !errors.Is(err, lockkit.ErrDeadlock) || errors.Is(err, lockkit.ErrNotAcquired) {
-			t.Errorf("AcquireNames in a deadlock = %v, want ErrDeadlock", err)
+			t.Errorf("LockNames in a deadlock = %v, want ErrDeadlock", err)
 		}
 	case <-time.After(25 * time.Second):
 		t.Fatal("no deadlock error")
@@ -890,21 +866,21 @@ func TestMySQLDeadlock(t *testing.T) {
 }
 
 func TestMySQLKeys(t *testing.T) {
-	m, db := newMySQL(t, &advisory.MySQLConfig{Namespace: "lkt_" + strconv.FormatInt(time.Now().UnixNano(), 36), ProbeInterval: testProbeInterval})
-	other, err := advisory.NewMySQL(integration.MySQL(t), &advisory.MySQLConfig{Namespace: m.Namespace()})
+	m, db := newMySQL(t, &mysqllock.Config{Namespace: "lkt_" + strconv.FormatInt(time.Now().UnixNano(), 36), ProbeInterval: testProbeInterval})
+	other, err := mysqllock.New(integration.MySQL(t), &mysqllock.Config{Namespace: m.Namespace()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	big, pair := keyhash.Int64(-42), keyhash.Pair(7, -8)
-	lk, err := m.TryAcquireKey(ctxT(t, 10*time.Second), big, nil)
+	lk, err := m.TryLockKey(ctxT(t, 10*time.Second), big)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s, _ := m.KeyName(big); s != m.Namespace()+"#-42" || lk.LockNames()[0] != s || lk.Name() != "-42" {
-		t.Errorf("key name %q, lock names %v, Name %q", s, lk.LockNames(), lk.Name())
+	if s, _ := m.KeyUserLockName(big); s != m.Namespace()+"#-42" || lk.UserLockNames()[0] != s || lk.Name() != "-42" {
+		t.Errorf("key name %q, lock names %v, Name %q", s, lk.UserLockNames(), lk.Name())
 	}
-	if _, err := other.TryAcquireKey(ctxT(t, 10*time.Second), big, nil); !errors.Is(err, lockkit.ErrNotAcquired) {
-		t.Errorf("second TryAcquireKey = %v, want ErrNotAcquired", err)
+	if _, err := other.TryLockKey(ctxT(t, 10*time.Second), big); !errors.Is(err, lockkit.ErrNotAcquired) {
+		t.Errorf("second TryLockKey = %v, want ErrNotAcquired", err)
 	}
 	// The name "-42" is not the key -42.
 	ln, err := other.TryAcquire(ctxT(t, 10*time.Second), "-42")
@@ -914,19 +890,19 @@ func TestMySQLKeys(t *testing.T) {
 	if err := ln.Release(ctxT(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	lp, err := other.AcquireKey(ctxT(t, 10*time.Second), pair, nil)
+	lp, err := other.LockKey(ctxT(t, 10*time.Second), pair)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := lp.LockNames()[0]; s != m.Namespace()+"#(7,-8)" || usedBy(t, db, s).Int64 != lp.ConnID() {
+	if s := lp.UserLockNames()[0]; s != m.Namespace()+"#(7,-8)" || usedBy(t, db, s).Int64 != lp.ConnID() {
 		t.Errorf("pair lock name %q", s)
 	}
-	for _, l := range []*advisory.MySQLLock{lk, lp} {
+	for _, l := range []*mysqllock.Lock{lk, lp} {
 		if err := l.Release(ctxT(t, 10*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	both, err := m.AcquireKeys(ctxT(t, 10*time.Second), []keyhash.Key{pair, big}, nil)
+	both, err := m.LockKeys(ctxT(t, 10*time.Second), []keyhash.Key{pair, big})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -945,7 +921,7 @@ func TestMySQLStalePooledConnection(t *testing.T) {
 	if err != nil {
 		t.Fatalf("TryAcquire after the idle connection was killed: %v", err)
 	}
-	if lk.(*advisory.MySQLLock).ConnID() == id {
+	if lk.(*mysqllock.Lock).ConnID() == id {
 		t.Error("the killed connection was used")
 	}
 	if err := lk.Release(ctxT(t, 10*time.Second)); err != nil {
@@ -1000,7 +976,7 @@ func TestMySQLReleaseWithCancelledContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if lk2.(*advisory.MySQLLock).ConnID() != id {
+	if lk2.(*mysqllock.Lock).ConnID() != id {
 		t.Error("the connection was not returned to the pool")
 	}
 	if err := lk2.Release(ctxT(t, 10*time.Second)); err != nil {
@@ -1039,7 +1015,7 @@ func TestMySQLSessionsBackToBaseline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	m, err := advisory.NewMySQL(db, &advisory.MySQLConfig{ProbeInterval: testProbeInterval})
+	m, err := mysqllock.New(db, &mysqllock.Config{ProbeInterval: testProbeInterval})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1062,7 +1038,7 @@ func TestMySQLSessionsBackToBaseline(t *testing.T) {
 	if err := lk.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := m.AcquireNames(ctx, []string{base + ".2", base + ".3"}, nil)
+	ln, err := m.LockNames(ctx, []string{base + ".2", base + ".3"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1077,7 +1053,7 @@ func TestMySQLSessionsBackToBaseline(t *testing.T) {
 	}
 	_, err = m.TryAcquire(ctx, base+".held")
 	var he *lockkit.HeldError
-	if !errors.As(err, &he) || he.Holder == nil || int64(he.Holder.PID) != held.(*advisory.MySQLLock).ConnID() || he.Holder.Owner != "" {
+	if !errors.As(err, &he) || he.Holder == nil || int64(he.Holder.PID) != held.(*mysqllock.Lock).ConnID() || he.Holder.Owner != "" {
 		t.Errorf("conflict with another user's lock, without PROCESS = %v (holder %+v), want its connection id only", err, he)
 	}
 	if _, err := m.Acquire(ctxT(t, 200*time.Millisecond), base+".held"); !errors.Is(err, context.DeadlineExceeded) {
@@ -1096,7 +1072,7 @@ func TestMySQLSessionsBackToBaseline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	killConn(t, admin, lk.(*advisory.MySQLLock).ConnID())
+	killConn(t, admin, lk.(*mysqllock.Lock).ConnID())
 	<-lk.Done()
 	if err := lk.Release(ctx); !errors.Is(err, lockkit.ErrLost) {
 		t.Errorf("Release of the killed lock = %v", err)

@@ -15,8 +15,8 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/advisory"
-	"github.com/lockkit/lockkit/keyhash"
 	"github.com/lockkit/lockkit/migrations"
+	"github.com/lockkit/lockkit/mysqllock"
 	"github.com/lockkit/lockkit/rowlock"
 )
 
@@ -170,7 +170,7 @@ func (s *sqlBackend) locker(opts lockOptions) (lockkit.Locker, error) {
 	}
 	switch s.kind {
 	case kindPostgres:
-		p, err := advisory.NewPostgres(s.db, nil)
+		p, err := advisory.New(s.db, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -179,7 +179,7 @@ func (s *sqlBackend) locker(opts lockOptions) (lockkit.Locker, error) {
 		}
 		return p, nil
 	default:
-		m, err := advisory.NewMySQL(s.db, nil)
+		m, err := mysqllock.New(s.db, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -215,38 +215,24 @@ func tableHint(err error) error {
 }
 
 // sharedPostgres takes PostgreSQL advisory locks on names in shared mode.
-// The key of a name is the one advisory.Postgres.Acquire uses, so shared
+// The key of a name is the one an exclusive lock on it takes, so shared
 // and exclusive holders of a name exclude each other.
-type sharedPostgres struct{ p *advisory.Postgres }
+type sharedPostgres struct{ p *advisory.Locker }
+
+var sharedMode = &advisory.Options{Mode: advisory.Shared}
 
 func (s sharedPostgres) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
-	return s.acquire(ctx, name, s.p.AcquireKey)
+	lk, err := s.p.Lock(ctx, name, sharedMode)
+	if err != nil {
+		return nil, err
+	}
+	return lk, nil
 }
 
 func (s sharedPostgres) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
-	return s.acquire(ctx, name, s.p.TryAcquireKey)
-}
-
-func (s sharedPostgres) acquire(ctx context.Context, name string, fn func(context.Context, keyhash.Key, *advisory.Options) (*advisory.Lock, error)) (lockkit.Lock, error) {
-	k, err := s.p.Key(name)
+	lk, err := s.p.TryLock(ctx, name, sharedMode)
 	if err != nil {
 		return nil, err
 	}
-	lk, err := fn(ctx, k, &advisory.Options{Mode: advisory.Shared})
-	if err != nil {
-		var he *lockkit.HeldError
-		if errors.As(err, &he) {
-			he.Name = name // the key's number means nothing to the user
-		}
-		return nil, err
-	}
-	return namedLock{lk, name}, nil
+	return lk, nil
 }
-
-// namedLock is a lock reported under the name the user gave.
-type namedLock struct {
-	lockkit.Lock
-	name string
-}
-
-func (n namedLock) Name() string { return n.name }
