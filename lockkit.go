@@ -196,9 +196,10 @@ func (h *Holder) String() string {
 	return b.String()
 }
 
-// HeldError reports that a lock was not acquired because it is held
-// elsewhere. It matches ErrNotAcquired, and also the context error when a
-// wait ended by its context.
+// HeldError reports that a lock was not acquired: it is held elsewhere, or
+// the acquire's context ended first. It matches ErrNotAcquired, and also the
+// context error when the context ended. Every backend returns this type for
+// both, so a caller can rely on errors.As as well as errors.Is.
 type HeldError struct {
 	Name   string  // the lock's name
 	Holder *Holder // who holds it; nil when the backend could not tell

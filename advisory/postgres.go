@@ -282,7 +282,7 @@ func (p *Locker) acquire(ctx context.Context, name string, keys []keyhash.Key, m
 	pc, err := p.src.pin(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("advisory: lock %q: waiting for a connection: %w: %w", name, lockkit.ErrNotAcquired, ctx.Err())
+			return nil, noConnection(ctx, name)
 		}
 		return nil, fmt.Errorf("advisory: lock %q: pin a connection: %w", name, err)
 	}

@@ -66,5 +66,11 @@ func classify(ctx context.Context, name string, holder *lockkit.Holder, err erro
 // notStarted is the error of an acquire that did not start because ctx had
 // ended: it matches lockkit.ErrNotAcquired and ctx.Err().
 func notStarted(ctx context.Context, name string) error {
-	return fmt.Errorf("advisory: lock %q: %w: %w", name, lockkit.ErrNotAcquired, ctx.Err())
+	return &lockkit.HeldError{Name: name, Cause: ctx.Err()}
+}
+
+// noConnection is the error of an acquire whose context ended while it
+// waited for a pool connection.
+func noConnection(ctx context.Context, name string) error {
+	return &lockkit.HeldError{Name: name, Cause: fmt.Errorf("waiting for a connection: %w", ctx.Err())}
 }

@@ -101,7 +101,7 @@ func withTxLock(ctx context.Context, db *sql.DB, keys []keyhash.Key, opts *TxOpt
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("advisory: lock %q: waiting for a connection: %w: %w", name, lockkit.ErrNotAcquired, ctx.Err())
+			return noConnection(ctx, name)
 		}
 		return fmt.Errorf("advisory: lock %q: %w", name, err)
 	}
@@ -109,7 +109,7 @@ func withTxLock(ctx context.Context, db *sql.DB, keys []keyhash.Key, opts *TxOpt
 	if err != nil {
 		sqlconn.Discard(conn)
 		if ctx.Err() != nil {
-			return fmt.Errorf("advisory: lock %q: begin: %w: %w", name, lockkit.ErrNotAcquired, ctx.Err())
+			return &lockkit.HeldError{Name: name, Cause: fmt.Errorf("begin: %w", ctx.Err())}
 		}
 		return fmt.Errorf("advisory: lock %q: begin: %w", name, err)
 	}

@@ -68,7 +68,7 @@ func withPgxTxLock(ctx context.Context, pool *pgxpool.Pool, keys []keyhash.Key, 
 	pc, err := pool.Acquire(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("advisory: lock %q: waiting for a connection: %w: %w", name, lockkit.ErrNotAcquired, ctx.Err())
+			return noConnection(ctx, name)
 		}
 		return fmt.Errorf("advisory: lock %q: %w", name, err)
 	}

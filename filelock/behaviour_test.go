@@ -18,9 +18,9 @@ import (
 
 func mustTry(t *testing.T, l *Locker, name string, mode Mode) *Lock {
 	t.Helper()
-	lk, err := l.TryAcquireMode(ctxT(t, 5*time.Second), name, mode)
+	lk, err := l.TryLock(ctxT(t, 5*time.Second), name, &Options{Mode: mode})
 	if err != nil {
-		t.Fatalf("TryAcquireMode(%q, %v) = %v", name, mode, err)
+		t.Fatalf("TryLock(%q, %v) = %v", name, mode, err)
 	}
 	return lk
 }
@@ -34,13 +34,13 @@ func mustRelease(t *testing.T, lk lockkit.Lock) {
 
 func wantHeld(t *testing.T, l *Locker, name string, mode Mode) {
 	t.Helper()
-	lk, err := l.TryAcquireMode(ctxT(t, 5*time.Second), name, mode)
+	lk, err := l.TryLock(ctxT(t, 5*time.Second), name, &Options{Mode: mode})
 	if err == nil {
 		_ = lk.Release(context.Background())
-		t.Fatalf("TryAcquireMode(%q, %v) succeeded, want it held elsewhere", name, mode)
+		t.Fatalf("TryLock(%q, %v) succeeded, want it held elsewhere", name, mode)
 	}
 	if !errors.Is(err, lockkit.ErrNotAcquired) {
-		t.Fatalf("TryAcquireMode(%q, %v) = %v, want ErrNotAcquired", name, mode, err)
+		t.Fatalf("TryLock(%q, %v) = %v, want ErrNotAcquired", name, mode, err)
 	}
 }
 
@@ -178,8 +178,8 @@ func TestHostileNamesStayInside(t *testing.T) {
 			}
 		}
 	}
-	if _, err := l.TryAcquireMode(ctxT(t, time.Second), "m", Mode(7)); !errors.Is(err, lockkit.ErrInvalid) {
-		t.Errorf("TryAcquireMode(Mode(7)) = %v, want ErrInvalid", err)
+	if _, err := l.TryLock(ctxT(t, time.Second), "m", &Options{Mode: Mode(7)}); !errors.Is(err, lockkit.ErrInvalid) {
+		t.Errorf("TryLock(Mode(7)) = %v, want ErrInvalid", err)
 	}
 }
 
@@ -360,7 +360,7 @@ func TestSharedMode(t *testing.T) {
 	// A shared waiter gets in once the exclusive holder leaves.
 	got := make(chan error, 1)
 	go func() {
-		lk, err := a.AcquireMode(ctxT(t, 5*time.Second), "rw", Shared)
+		lk, err := a.Lock(ctxT(t, 5*time.Second), "rw", &Options{Mode: Shared})
 		if err == nil {
 			err = lk.Release(context.Background())
 		}

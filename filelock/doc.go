@@ -11,8 +11,8 @@
 //		return backup(ctx)
 //	})
 //
-// [Locker] implements lockkit.Locker (exclusive locks); [Locker.AcquireMode]
-// and [Locker.TryAcquireMode] also take [Shared] locks, which coexist with
+// [Locker] implements lockkit.Locker (exclusive locks); [Locker.Lock]
+// and [Locker.TryLock] also take [Shared] locks, which coexist with
 // each other and exclude [Exclusive] ones.
 //
 // # Names and files

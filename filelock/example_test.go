@@ -60,20 +60,20 @@ func ExampleLocker_TryAcquire() {
 }
 
 // Readers share a lock; a writer excludes them.
-func ExampleLocker_AcquireMode() {
+func ExampleLocker_Lock() {
 	dir, _ := os.MkdirTemp("", "lockkit-example")
 	defer os.RemoveAll(dir)
 	l, _ := filelock.New(dir, nil)
 	defer l.Close()
 	ctx := context.Background()
 
-	r1, _ := l.AcquireMode(ctx, "catalog", filelock.Shared)
-	r2, _ := l.AcquireMode(ctx, "catalog", filelock.Shared)
-	_, err := l.TryAcquireMode(ctx, "catalog", filelock.Exclusive)
+	r1, _ := l.Lock(ctx, "catalog", &filelock.Options{Mode: filelock.Shared})
+	r2, _ := l.Lock(ctx, "catalog", &filelock.Options{Mode: filelock.Shared})
+	_, err := l.TryLock(ctx, "catalog", &filelock.Options{Mode: filelock.Exclusive})
 	fmt.Println("writer while two readers hold:", errors.Is(err, lockkit.ErrNotAcquired))
 	_ = r1.Release(ctx)
 	_ = r2.Release(ctx)
-	w, err := l.TryAcquireMode(ctx, "catalog", filelock.Exclusive)
+	w, err := l.TryLock(ctx, "catalog", &filelock.Options{Mode: filelock.Exclusive})
 	fmt.Println("writer after the readers left:", err)
 	_ = w.Release(ctx)
 	// Output:

@@ -103,7 +103,7 @@ type Config struct {
 // lockkit.Locker. It is safe for concurrent use; each lock it hands out has
 // an open file description of its own, so two handles exclude each other
 // even inside one process. Its acquires of one name take turns in FIFO
-// order (see [Locker.AcquireMode]), so goroutines that share a Locker share
+// order (see [Locker.Lock]), so goroutines that share a Locker share
 // a contended lock fairly.
 //
 // A Locker keeps a descriptor of its directory open, and opens lock files
@@ -295,7 +295,8 @@ func (l *Locker) unrefLocked() error {
 }
 
 // Acquire takes the named lock in exclusive mode, waiting until it is free
-// or ctx ends. See [Locker.AcquireMode].
+// or ctx ends; it is [Locker.Lock] with nil options, for the
+// [lockkit.Locker] interface.
 func (l *Locker) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
 	lk, err := l.acquire(ctx, name, Exclusive, true)
 	if err != nil {
@@ -304,8 +305,8 @@ func (l *Locker) Acquire(ctx context.Context, name string) (lockkit.Lock, error)
 	return lk, nil
 }
 
-// TryAcquire makes one attempt at the named lock in exclusive mode. See
-// [Locker.TryAcquireMode].
+// TryAcquire makes one attempt at the named lock in exclusive mode; it is
+// [Locker.TryLock] with nil options, for the [lockkit.Locker] interface.
 func (l *Locker) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
 	lk, err := l.acquire(ctx, name, Exclusive, false)
 	if err != nil {
@@ -314,8 +315,22 @@ func (l *Locker) TryAcquire(ctx context.Context, name string) (lockkit.Lock, err
 	return lk, nil
 }
 
-// AcquireMode takes the named lock in the given mode, waiting until it is
-// free or ctx ends.
+// Options tune one acquire. A nil *Options means the defaults: an
+// exclusive lock.
+type Options struct {
+	// Mode is Exclusive (the zero value) or Shared.
+	Mode Mode
+}
+
+func (o *Options) mode() Mode {
+	if o == nil {
+		return Exclusive
+	}
+	return o.Mode
+}
+
+// Lock takes the named lock, waiting until it is free or ctx ends. opts
+// may be nil: an exclusive lock.
 //
 // flock(2) has a blocking wait, but a thread blocked in it cannot be
 // interrupted safely from Go, so Acquire polls instead: it tries without
@@ -336,23 +351,23 @@ func (l *Locker) TryAcquire(ctx context.Context, name string) (lockkit.Lock, err
 // When ctx ends first the error is a *lockkit.HeldError matching both
 // lockkit.ErrNotAcquired and ctx.Err(), and nothing is held (a turn handed
 // to an acquire as its ctx ends is handed on).
-func (l *Locker) AcquireMode(ctx context.Context, name string, mode Mode) (*Lock, error) {
-	return l.acquire(ctx, name, mode, true)
+func (l *Locker) Lock(ctx context.Context, name string, opts *Options) (*Lock, error) {
+	return l.acquire(ctx, name, opts.mode(), true)
 }
 
-// TryAcquireMode makes one attempt at the named lock in the given mode and
-// returns at once. When the lock is held elsewhere in a conflicting mode the
+// TryLock makes one attempt at the named lock and returns at once. opts
+// may be nil: an exclusive lock. When the lock is held elsewhere in a conflicting mode the
 // error is a *lockkit.HeldError naming the holder, as far as the lock file
 // tells (see [Locker.Inspect]).
 //
 // It does not jump the queue of this Locker's acquires of the name (see
-// [Locker.AcquireMode]): while one of them holds the name's turn in a
-// conflicting mode, or any is queued for it, TryAcquireMode fails at once
+// [Locker.Lock]): while one of them holds the name's turn in a
+// conflicting mode, or any is queued for it, TryLock fails at once
 // with a HeldError without trying the flock. That includes the moment
 // between a Release and the next queued acquire's flock, when the lock file
 // is briefly unlocked.
-func (l *Locker) TryAcquireMode(ctx context.Context, name string, mode Mode) (*Lock, error) {
-	return l.acquire(ctx, name, mode, false)
+func (l *Locker) TryLock(ctx context.Context, name string, opts *Options) (*Lock, error) {
+	return l.acquire(ctx, name, opts.mode(), false)
 }
 
 // notifyEnabled turns the wake-up of waiters on; benchmarks turn it off to
@@ -401,8 +416,9 @@ func (l *Locker) putNotifier(n *notifier) {
 	}
 }
 
+// notAcquired is the error of an acquire that ended by its context.
 func notAcquired(name string, err error) error {
-	return fmt.Errorf("%w: %q: %w", lockkit.ErrNotAcquired, name, err)
+	return &lockkit.HeldError{Name: name, Cause: err}
 }
 
 func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool) (*Lock, error) {

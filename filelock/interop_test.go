@@ -68,7 +68,7 @@ func TestFlockInterop(t *testing.T) {
 		}
 		t.Fatalf("TryAcquire while flock(1) holds = %v, want ErrNotAcquired", err)
 	}
-	if _, err := l.TryAcquireMode(ctxT(t, time.Second), "shared-job", Shared); !errors.Is(err, lockkit.ErrNotAcquired) {
+	if _, err := l.TryLock(ctxT(t, time.Second), "shared-job", &Options{Mode: Shared}); !errors.Is(err, lockkit.ErrNotAcquired) {
 		t.Errorf("shared TryAcquire while flock(1) holds exclusively = %v, want ErrNotAcquired", err)
 	}
 	got, err = l.Acquire(ctxT(t, 10*time.Second), "shared-job")

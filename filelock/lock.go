@@ -24,7 +24,7 @@ import (
 // and the periodic check of Config.CheckInterval report that as a loss
 // (matching lockkit.ErrLost, with cause [ErrFileRemoved]).
 type Lock struct {
-	*lockstate.Handle
+	state    *lockstate.Handle
 	locker   *Locker
 	file     string
 	mode     Mode
@@ -41,6 +41,23 @@ type Lock struct {
 
 var _ lockkit.Lock = (*Lock)(nil)
 
+// Name returns the name the lock was acquired under.
+func (lk *Lock) Name() string { return lk.state.Name() }
+
+// Token returns 0: file locks have no fencing token.
+func (lk *Lock) Token() int64 { return 0 }
+
+// Done is closed when the lock is released or lost.
+func (lk *Lock) Done() <-chan struct{} { return lk.state.Done() }
+
+// Err is nil while the lock is held; then lockkit.ErrReleased, or an error
+// wrapping lockkit.ErrLost with the cause.
+func (lk *Lock) Err() error { return lk.state.Err() }
+
+// Release closes the lock file's descriptor, which ends the flock; see
+// [lockkit.Lock.Release].
+func (lk *Lock) Release(ctx context.Context) error { return lk.state.Release(ctx) }
+
 // Mode returns the mode the lock is held in.
 func (lk *Lock) Mode() Mode { return lk.mode }
 
@@ -48,7 +65,7 @@ func (lk *Lock) Mode() Mode { return lk.mode }
 func (lk *Lock) Path() string { return filepath.Join(lk.locker.dir, lk.file) }
 
 func (lk *Lock) start(name string) {
-	lk.Handle = lockstate.New(name, 0, lk.unlock)
+	lk.state = lockstate.New(name, 0, lk.unlock)
 	if iv := lk.locker.cfg.CheckInterval; iv > 0 {
 		lk.stop = make(chan struct{})
 		lk.wg.Add(1)
@@ -67,7 +84,7 @@ func (lk *Lock) Check() error {
 	if lk.closed {
 		return lk.Err()
 	}
-	if err := lk.check(); err != nil && lk.MarkLost(err) {
+	if err := lk.check(); err != nil && lk.state.MarkLost(err) {
 		// A lost lock no longer holds anyone of this Locker back: the
 		// next acquire of the name takes the path's file (the flock
 		// still decides, should the old file be the path's file).

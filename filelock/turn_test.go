@@ -253,13 +253,13 @@ func TestTurnShared(t *testing.T) {
 		exErr <- err
 	}()
 	waitQueued(t, l, name, 1)
-	if lk, err := l.TryAcquireMode(ctxT(t, time.Second), name, Shared); err == nil {
+	if lk, err := l.TryLock(ctxT(t, time.Second), name, &Options{Mode: Shared}); err == nil {
 		lk.Release(context.Background())
 		t.Error("shared TryAcquire jumped a queued exclusive acquire")
 	}
 	shGot := make(chan error, 1)
 	go func() {
-		lk, err := l.AcquireMode(ctxT(t, 10*time.Second), name, Shared)
+		lk, err := l.Lock(ctxT(t, 10*time.Second), name, &Options{Mode: Shared})
 		if err == nil {
 			err = lk.Release(context.Background())
 		}

@@ -345,9 +345,7 @@ func (s *suite) cancelWaiter(t *testing.T) {
 	cancel()
 	select {
 	case err := <-res:
-		if !errors.Is(err, lockkit.ErrNotAcquired) || !errors.Is(err, context.Canceled) {
-			t.Errorf("cancelled Acquire = %v, want ErrNotAcquired and context.Canceled", err)
-		}
+		wantCtxEnded(t, err, name, context.Canceled, "cancelled Acquire")
 	case <-time.After(5 * time.Second):
 		t.Fatal("Acquire did not return within 5s of its context being cancelled")
 	}
@@ -366,9 +364,7 @@ func (s *suite) waitTimeout(t *testing.T) {
 	start := time.Now()
 	lk, err := b.Acquire(ctx, name)
 	wantNotAcquired(t, err, lk, "Acquire with a timeout")
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("timed-out Acquire = %v, want it to match context.DeadlineExceeded", err)
-	}
+	wantCtxEnded(t, err, name, context.DeadlineExceeded, "timed-out Acquire")
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Acquire with a 200ms timeout returned after %v", d)
 	}
@@ -420,11 +416,26 @@ func (s *suite) cancelledContext(t *testing.T) {
 			t.Errorf("%s with a cancelled context succeeded", what)
 			continue
 		}
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("%s with a cancelled context = %v, want it to match context.Canceled", what, err)
-		}
+		wantCtxEnded(t, err, name, context.Canceled, what+" with a cancelled context")
 	}
 	mustRelease(t, mustTry(t, s.cfg.NewLocker(t), name))
+}
+
+// wantCtxEnded checks the one shape of an acquire that its context ended:
+// a *lockkit.HeldError for name that matches ErrNotAcquired and cause.
+func wantCtxEnded(t *testing.T, err error, name string, cause error, what string) {
+	t.Helper()
+	var he *lockkit.HeldError
+	switch {
+	case err == nil:
+		t.Errorf("%s succeeded", what)
+	case !errors.As(err, &he):
+		t.Errorf("%s = %v (%T), want a *lockkit.HeldError", what, err, err)
+	case he.Name != name:
+		t.Errorf("%s: HeldError.Name = %q, want %q", what, he.Name, name)
+	case !errors.Is(err, lockkit.ErrNotAcquired) || !errors.Is(err, cause):
+		t.Errorf("%s = %v, want it to match ErrNotAcquired and %v", what, err, cause)
+	}
 }
 
 func (s *suite) emptyName(t *testing.T) {

@@ -104,19 +104,19 @@
 // MariaDB 10.11, and mysqllock_test.go pins each row; the MySQL column is what
 // MySQL 8.0/8.4 documents or its source shows, not tested here:
 //
-// 	behaviour                        MariaDB 10.11 (tested)           MySQL 8 (untested)
-// 	longest name                     192 bytes (error 1059)           64 characters (error 3057)
-// 	empty name                       GET_LOCK returns NULL            error 3057
-// 	names differing only in case     two locks (its KB says one)      one lock (lower-cased)
-// 	negative timeout                 NULL and warning 1411            waits forever
-// 	fractional timeout               honoured to the microsecond      may round to whole seconds
-// 	user-lock deadlock               error 1213; the victim is the    error 3058
-// 	                                 session that closed the cycle    (ER_USER_LOCK_DEADLOCK)
-// 	KILL QUERY on a waiter           GET_LOCK returns NULL            GET_LOCK returns NULL
-// 	RELEASE_LOCK by another session  0; the lock stays held           0; the lock stays held
-// 	waiter whose client went away    keeps waiting, is granted the    aborts the wait (the MDL
-// 	                                 lock, frees it when it notices   checks the connection)
-// 	information_schema.PROCESSLIST   present                          present, deprecated
+//	behaviour                        MariaDB 10.11 (tested)           MySQL 8 (untested)
+//	longest name                     192 bytes (error 1059)           64 characters (error 3057)
+//	empty name                       GET_LOCK returns NULL            error 3057
+//	names differing only in case     two locks (its KB says one)      one lock (lower-cased)
+//	negative timeout                 NULL and warning 1411            waits forever
+//	fractional timeout               honoured to the microsecond      may round to whole seconds
+//	user-lock deadlock               error 1213; the victim is the    error 3058
+//	                                 session that closed the cycle    (ER_USER_LOCK_DEADLOCK)
+//	KILL QUERY on a waiter           GET_LOCK returns NULL            GET_LOCK returns NULL
+//	RELEASE_LOCK by another session  0; the lock stays held           0; the lock stays held
+//	waiter whose client went away    keeps waiting, is granted the    aborts the wait (the MDL
+//	                                 lock, frees it when it notices   checks the connection)
+//	information_schema.PROCESSLIST   present                          present, deprecated
 //
 // lockkit makes these differences invisible where it can: it caps names at
 // 64 characters and 192 bytes on both, refuses empty names before any I/O,

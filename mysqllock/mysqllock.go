@@ -311,7 +311,7 @@ func (m *Locker) acquire(ctx context.Context, names []string, wait, keys bool) (
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("mysqllock: acquire %q: %w: %w", ts[0].name, lockkit.ErrNotAcquired, err)
+		return nil, notAcquiredCtx(ts[0].name, nil, err)
 	}
 	for attempt := 0; ; attempt++ {
 		lk, err := m.attempt(ctx, ts, wait)
@@ -344,7 +344,7 @@ func (m *Locker) attempt(ctx context.Context, ts []mysqlTarget, wait bool) (*Loc
 	conn, err := m.db.Conn(ctx)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
-			return nil, fmt.Errorf("mysqllock: acquire %q: waiting for a connection: %w: %w", ts[0].name, lockkit.ErrNotAcquired, cerr)
+			return nil, notAcquiredCtx(ts[0].name, nil, fmt.Errorf("waiting for a connection: %w", cerr))
 		}
 		return nil, fmt.Errorf("mysqllock: acquire %q: %w", ts[0].name, err)
 	}

@@ -37,7 +37,7 @@ var (
 // so the lock is reported lost no later than the lease can have ended.
 // Release stops the renewal and waits for one in flight.
 type Lock struct {
-	*lockstate.Handle
+	state  *lockstate.Handle
 	l      *Locker
 	key    string
 	secret string // "<secret>|"
@@ -53,7 +53,7 @@ type Lock struct {
 
 func newLock(l *Locker, name, key, secret string, token int64, start time.Time) *Lock {
 	lk := &Lock{l: l, key: key, secret: secret, deadline: start.Add(l.set.ttl)}
-	lk.Handle = lockstate.New(name, token, lk.unlock)
+	lk.state = lockstate.New(name, token, lk.unlock)
 	lk.mu.Lock()
 	lk.expiry = time.AfterFunc(time.Until(lk.deadline), lk.expire)
 	if l.set.renewEvery > 0 {
@@ -62,6 +62,25 @@ func newLock(l *Locker, name, key, secret string, token int64, start time.Time) 
 	lk.mu.Unlock()
 	return lk
 }
+
+// Name returns the name the lock was acquired under.
+func (lk *Lock) Name() string { return lk.state.Name() }
+
+// Token returns the lock's fencing token (0 when the Locker's Config
+// turns fencing off): strictly increasing per name across holders.
+func (lk *Lock) Token() int64 { return lk.state.Token() }
+
+// Done is closed when the lock is released or lost.
+func (lk *Lock) Done() <-chan struct{} { return lk.state.Done() }
+
+// Err is nil while the lock is held; then lockkit.ErrReleased, or an error
+// wrapping lockkit.ErrLost with the cause.
+func (lk *Lock) Err() error { return lk.state.Err() }
+
+// Release deletes the key if it still holds this lock (a compare-and-delete)
+// and stops the renewal; see [lockkit.Lock.Release]. A key that no longer
+// holds this lock reports the lock lost.
+func (lk *Lock) Release(ctx context.Context) error { return lk.state.Release(ctx) }
 
 // Key returns the Redis key that holds the lock.
 func (lk *Lock) Key() string { return lk.key }
@@ -92,7 +111,7 @@ func (lk *Lock) renewed(start time.Time, n int64, err error) error {
 		return fmt.Errorf("redislock: renew %q: %w", lk.Name(), err)
 	}
 	if n != 1 {
-		lk.MarkLost(ErrNotOwner)
+		lk.state.MarkLost(ErrNotOwner)
 		return lk.Err()
 	}
 	lk.mu.Lock()
@@ -117,7 +136,7 @@ func (lk *Lock) TTL(ctx context.Context) (time.Duration, error) {
 	}
 	switch {
 	case ms == -3:
-		lk.MarkLost(ErrNotOwner)
+		lk.state.MarkLost(ErrNotOwner)
 		return 0, lk.Err()
 	case ms < 0:
 		return 0, fmt.Errorf("redislock: TTL of %q: the key has no expiry (PTTL %d)", lk.Name(), ms)
@@ -143,14 +162,14 @@ func (lk *Lock) expire() {
 	}
 	cause := lk.lastErr
 	lk.mu.Unlock()
-	lk.MarkLost(joinCause(ErrLeaseExpired, cause))
+	lk.state.MarkLost(joinCause(ErrLeaseExpired, cause))
 }
 
 // tick runs on the renewal timer: it queues the lock for the Locker's next
 // batch of renewals (see batcher).
 func (lk *Lock) tick() {
 	lk.mu.Lock()
-	if lk.stopped || !lk.Held() {
+	if lk.stopped || !lk.state.Held() {
 		lk.mu.Unlock()
 		return
 	}
@@ -168,7 +187,7 @@ func (lk *Lock) autoRenewed(err error) {
 		close(lk.inflight)
 		lk.inflight = nil
 	}
-	if lk.stopped || !lk.Held() {
+	if lk.stopped || !lk.state.Held() {
 		return
 	}
 	next := lk.l.set.renewEvery

@@ -352,7 +352,7 @@ func (l *Locker) recheck(pttl time.Duration) time.Duration {
 // notAcquired is the error of an attempt that ended by ctx before the
 // holder was known.
 func notAcquired(name string, cause error) error {
-	return fmt.Errorf("redislock: %q: %w: %w", name, lockkit.ErrNotAcquired, cause)
+	return &lockkit.HeldError{Name: name, Cause: cause}
 }
 
 // try makes one acquire attempt. It returns the lock, or the conflict with

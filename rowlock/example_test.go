@@ -40,7 +40,7 @@ func Example_editLockAcrossRequests() {
 	name := rowlock.RecordName("products", 42)
 
 	// Request 1: GET /products/42/edit by alice.
-	lease, err := locks.AcquireLease(ctx, name, &rowlock.Options{Owner: "user:alice", Data: "Alice"})
+	lease, err := locks.TryLock(ctx, name, &rowlock.Options{Owner: "user:alice", Data: "Alice"})
 	var held *lockkit.HeldError
 	switch {
 	case errors.As(err, &held):
@@ -53,7 +53,7 @@ func Example_editLockAcrossRequests() {
 	owner, token := lease.Owner(), lease.Token()
 
 	// Meanwhile, bob opens the same record.
-	_, err = locks.AcquireLease(ctx, name, &rowlock.Options{Owner: "user:bob", Data: "Bob"})
+	_, err = locks.TryLock(ctx, name, &rowlock.Options{Owner: "user:bob", Data: "Bob"})
 	if errors.As(err, &held) {
 		fmt.Printf("bob sees: being edited by %s\n", held.Holder.Data)
 	}

@@ -115,8 +115,8 @@ func TestBadInputBeforeIO(t *testing.T) {
 				"renew above TTL/2":   {TTL: time.Second, RenewInterval: 501 * time.Millisecond},
 				"oversized data":      {Data: strings.Repeat("d", rowlock.MaxDataBytes+1)},
 			} {
-				_, err := l.AcquireLease(ctx, "x", o)
-				wantInvalid(t, "AcquireLease with "+what, err)
+				_, err := l.TryLock(ctx, "x", o)
+				wantInvalid(t, "TryLock with "+what, err)
 			}
 			_, err = l.Resume(ctx, "x", "", 1)
 			wantInvalid(t, "Resume with an empty owner", err)
@@ -143,7 +143,7 @@ func TestLongOwnerRejected(t *testing.T) {
 		l := e.locker(t, nil)
 		ctx := ctxT(t, 10*time.Second)
 		name := e.name(t)
-		_, err := l.AcquireLease(ctx, name, &rowlock.Options{Owner: strings.Repeat("o", 300)})
+		_, err := l.TryLock(ctx, name, &rowlock.Options{Owner: strings.Repeat("o", 300)})
 		wantInvalid(t, "300-character owner", err)
 		if n := e.rows(t, name); n != 0 {
 			t.Errorf("%d rows after the rejected acquire", n)

@@ -27,7 +27,7 @@ const releaseTimeout = 5 * time.Second
 //
 // A Lock's methods are safe for concurrent use.
 type Lock struct {
-	*lockstate.Handle
+	state *lockstate.Handle
 	l     *Locker
 	owner string
 	ttl   time.Duration
@@ -49,10 +49,29 @@ type Lock struct {
 
 var _ lockkit.Lock = (*Lock)(nil)
 
+// Name returns the name the lease was taken on.
+func (k *Lock) Name() string { return k.state.Name() }
+
+// Token returns the lease's fencing token: strictly increasing per name
+// across holders, also across deleted rows.
+func (k *Lock) Token() int64 { return k.state.Token() }
+
+// Done is closed when the lease is released or lost.
+func (k *Lock) Done() <-chan struct{} { return k.state.Done() }
+
+// Err is nil while the lease is held; then lockkit.ErrReleased, or an
+// error wrapping lockkit.ErrLost with the cause.
+func (k *Lock) Err() error { return k.state.Err() }
+
+// Release ends the lease, matching owner and token, and checks that a row
+// was ended; see [lockkit.Lock.Release]. A lease found gone reports the
+// lock lost.
+func (k *Lock) Release(ctx context.Context) error { return k.state.Release(ctx) }
+
 func newLock(l *Locker, name, owner string, token int64, ttl time.Duration, expires time.Time, renew time.Duration) *Lock {
 	k := &Lock{l: l, owner: owner, ttl: ttl, expires: expires}
-	k.Handle = lockstate.New(name, token, k.unlock)
-	k.expiry = time.AfterFunc(time.Until(expires), func() { k.MarkLost(errLeaseExpired) })
+	k.state = lockstate.New(name, token, k.unlock)
+	k.expiry = time.AfterFunc(time.Until(expires), func() { k.state.MarkLost(errLeaseExpired) })
 	if renew > 0 {
 		k.renewEvery = renew
 		k.renewMu.Lock()
@@ -95,7 +114,7 @@ func (k *Lock) Renew(ctx context.Context) error {
 	}
 	err := k.renew(ctx)
 	if errors.Is(err, errLeaseGone) {
-		k.MarkLost(err)
+		k.state.MarkLost(err)
 		return k.Err()
 	}
 	if err != nil {
@@ -136,7 +155,7 @@ func (k *Lock) renewTick() {
 	k.renewing.Add(1)
 	k.renewMu.Unlock()
 	defer k.renewing.Done()
-	if !k.Held() {
+	if !k.state.Held() {
 		return
 	}
 	// A renewal confirmed after the lease ran out is of no use, and one
@@ -148,7 +167,7 @@ func (k *Lock) renewTick() {
 	switch {
 	case err == nil:
 	case errors.Is(err, errLeaseGone):
-		k.MarkLost(err)
+		k.state.MarkLost(err)
 		return
 	case ctx.Err() != nil:
 		return
@@ -158,7 +177,7 @@ func (k *Lock) renewTick() {
 		next = max(k.renewEvery/4, time.Millisecond)
 	}
 	k.renewMu.Lock()
-	if !k.renewStopped && k.Held() {
+	if !k.renewStopped && k.state.Held() {
 		k.renewTimer.Reset(next)
 	}
 	k.renewMu.Unlock()

@@ -86,7 +86,7 @@ func New(db *sql.DB, cfg *Config) (*Locker, error) {
 // Close stops the Locker's notification listener and closes its prepared
 // statements. It does not release held locks, and never closes the
 // *sql.DB. Locks still held keep working (their renewals run without
-// prepared statements). Acquire, TryAcquire and AcquireLease fail after
+// prepared statements). Acquire, TryAcquire, Lock and TryLock fail after
 // Close.
 //
 // Close first waits for acquires that their context abandoned while their
@@ -179,16 +179,12 @@ type Options struct {
 	// TTL/3 when TTL is overridden and the Locker renews); NoRenew turns
 	// renewal off; at most TTL/2.
 	RenewInterval time.Duration
-	// Wait for the lock like Acquire; false makes one attempt like
-	// TryAcquire.
-	Wait bool
 }
 
 // lease is a validated Options.
 type lease struct {
 	owner, data string
 	ttl, renew  time.Duration
-	wait        bool
 }
 
 func (l *Locker) lease(name string, o *Options) (*lease, error) {
@@ -199,7 +195,6 @@ func (l *Locker) lease(name string, o *Options) (*lease, error) {
 	if o == nil {
 		return ls, nil
 	}
-	ls.wait = o.Wait
 	if o.Owner != "" {
 		if err := checkText("owner", o.Owner, MaxOwnerChars, false); err != nil {
 			return nil, err
@@ -237,18 +232,16 @@ func (l *Locker) lease(name string, o *Options) (*lease, error) {
 	return ls, nil
 }
 
-// Acquire waits until the named lock is held or ctx ends, and returns a
-// lease that renews itself in the background (unless the Config turns
-// renewal off). The returned lockkit.Lock is a *Lock.
+// Acquire waits until the named lock is held or ctx ends; it is
+// [Locker.Lock] with nil options, for the [lockkit.Locker] interface.
 func (l *Locker) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
-	return asLock(l.AcquireLease(ctx, name, &Options{Wait: true}))
+	return asLock(l.acquire(ctx, name, nil, true))
 }
 
-// TryAcquire makes one attempt. When the lock is held elsewhere the error
-// is a *lockkit.HeldError naming the holder. The returned lockkit.Lock is
-// a *Lock.
+// TryAcquire makes one attempt; it is [Locker.TryLock] with nil options,
+// for the [lockkit.Locker] interface.
 func (l *Locker) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
-	return asLock(l.AcquireLease(ctx, name, nil))
+	return asLock(l.acquire(ctx, name, nil, false))
 }
 
 func asLock(lk *Lock, err error) (lockkit.Lock, error) {
@@ -258,10 +251,11 @@ func asLock(lk *Lock, err error) (lockkit.Lock, error) {
 	return lk, nil
 }
 
-// AcquireLease takes a lease on name with per-call options; a nil o makes
-// one attempt with the Locker's settings. It waits when o.Wait is set:
-// this Locker's waiters on a name queue in FIFO order and only the first
-// attempts, as the package documentation on waiting describes.
+// Lock waits until it holds a lease on name, or ctx ends. o overrides the
+// Locker's settings for this lease; nil means none. This Locker's waiters
+// on a name queue in FIFO order and only the first attempts, as the
+// package documentation on waiting describes. The lease renews itself in
+// the background unless renewal is off.
 //
 // An attempt is one statement that inserts the row or takes over an
 // expired lease, drawing a new fencing token. When the lease is live
@@ -274,7 +268,18 @@ func asLock(lk *Lock, err error) (lockkit.Lock, error) {
 // answers. If the connection fails after the statement was sent, the lease
 // may have been taken without this process learning its token. Nobody can
 // use such a lease; it ends when its TTL runs out.
-func (l *Locker) AcquireLease(ctx context.Context, name string, o *Options) (*Lock, error) {
+func (l *Locker) Lock(ctx context.Context, name string, o *Options) (*Lock, error) {
+	return l.acquire(ctx, name, o, true)
+}
+
+// TryLock makes one attempt at a lease on name, like [Locker.Lock]. When
+// the lease is live elsewhere the error is a *lockkit.HeldError naming the
+// holder.
+func (l *Locker) TryLock(ctx context.Context, name string, o *Options) (*Lock, error) {
+	return l.acquire(ctx, name, o, false)
+}
+
+func (l *Locker) acquire(ctx context.Context, name string, o *Options, wait bool) (*Lock, error) {
 	ls, err := l.lease(name, o)
 	if err != nil {
 		return nil, err
@@ -285,7 +290,7 @@ func (l *Locker) AcquireLease(ctx context.Context, name string, o *Options) (*Lo
 	if err := ctx.Err(); err != nil {
 		return nil, &lockkit.HeldError{Name: name, Cause: err}
 	}
-	if ls.wait {
+	if wait {
 		return l.wait(ctx, name, ls)
 	}
 	lk, holder, err := l.attempt(ctx, name, ls)

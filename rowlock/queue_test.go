@@ -236,7 +236,7 @@ func TestQueueCancelled(t *testing.T) {
 		start := func(ctx context.Context) chan result {
 			ch := make(chan result, 1)
 			go func() {
-				lk, err := l.AcquireLease(ctx, name, &rowlock.Options{Wait: true})
+				lk, err := l.Lock(ctx, name, nil)
 				ch <- result{lk, err}
 			}()
 			return ch

@@ -46,9 +46,9 @@ func conformance(t *testing.T, e *env) {
 
 func mustTry(t *testing.T, l *rowlock.Locker, name string, o *rowlock.Options) *rowlock.Lock {
 	t.Helper()
-	lk, err := l.AcquireLease(ctxT(t, 10*time.Second), name, o)
+	lk, err := l.TryLock(ctxT(t, 10*time.Second), name, o)
 	if err != nil {
-		t.Fatalf("AcquireLease(%q) = %v", name, err)
+		t.Fatalf("TryLock(%q) = %v", name, err)
 	}
 	return lk
 }

@@ -45,7 +45,7 @@ type modeLocker struct {
 }
 
 func (m modeLocker) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
-	lk, err := m.l.AcquireMode(ctx, name, m.mode)
+	lk, err := m.l.Lock(ctx, name, &filelock.Options{Mode: m.mode})
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +53,7 @@ func (m modeLocker) Acquire(ctx context.Context, name string) (lockkit.Lock, err
 }
 
 func (m modeLocker) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
-	lk, err := m.l.TryAcquireMode(ctx, name, m.mode)
+	lk, err := m.l.TryLock(ctx, name, &filelock.Options{Mode: m.mode})
 	if err != nil {
 		return nil, err
 	}

@@ -348,7 +348,7 @@ func TestRunSharedFileLocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	shared, err := l.TryAcquireMode(context.Background(), "readers", filelock.Shared)
+	shared, err := l.TryLock(context.Background(), "readers", &filelock.Options{Mode: filelock.Shared})
 	if err != nil {
 		t.Fatal(err)
 	}
