@@ -1,24 +1,49 @@
 // Package lockkit defines the contracts every lockkit backend meets: a
 // [Locker] that acquires named locks, the [Lock] handle it returns, the errors
-// a caller can branch on, and the [Do] helper that runs a function under a
-// lock.
+// a caller can branch on, the optional [Lister], and the [Do] and [TryDo]
+// helpers that run a function under a lock.
 //
 // The backends live in their own packages, each depending on this package and
 // on its own driver only:
 //
-//   - advisory: PostgreSQL advisory locks and MySQL/MariaDB GET_LOCK
+//   - filelock: flock(2) on a file in a lock directory; no server
+//   - advisory: PostgreSQL advisory locks, session and transaction scope
+//   - mysqllock: MySQL/MariaDB user locks (GET_LOCK)
 //   - rowlock: a lock table with leases, fencing tokens and holder info
 //   - redislock: Redis SET NX PX with owner-checked release
-//   - filelock: flock(2) on a file in a lock directory
+//   - memlock: in memory, for unit tests of code written against Locker
 //
 // # Choosing a backend
 //
-// Use an advisory lock when the lock should live exactly as long as a database
-// session or transaction; use the lock table when it must outlive a
-// connection (an edit lock held across HTTP requests, a job lease another
-// host may take over) or when the holder must be shown to people; use Redis
-// for fast leases where Redis already runs; use a file lock for processes on
-// one host.
+// Use a file lock for processes on one host; an advisory lock when the lock
+// should live exactly as long as a database session or transaction; the lock
+// table when it must outlive a connection (an edit lock held across HTTP
+// requests, a job lease another host may take over) or when the holder must
+// be shown to people; Redis for fast leases where Redis already runs.
+//
+// # One shape for every backend
+//
+// Every backend package has the same shape:
+//
+//   - New makes a Locker from the backend's client and a *Config, where a
+//     nil *Config means the defaults (memlock.New takes neither). Bad
+//     configuration is an error matching [ErrInvalid], returned before any
+//     I/O.
+//   - Locker.Acquire and Locker.TryAcquire implement [Locker] and return a
+//     [Lock].
+//   - Locker.Lock and Locker.TryLock are the same acquires returning the
+//     backend's own *Lock, with its extras (a lease's expiry and renewal,
+//     a mode, keys). Where the backend has per-call settings (a shared mode,
+//     a lease's owner and TTL) they take a trailing *Options, nil for the
+//     defaults. Multi-key backends add LockKeys and TryLockKeys.
+//   - A Lock's methods are those of [Lock] plus the backend's extras, and
+//     nothing else: no state of a handle can be changed from outside.
+//   - Lockers that can see every holder on their server implement [Lister].
+//
+// Errors have one shape everywhere: a lock held elsewhere, and a wait that
+// its context ended, are a [*HeldError] matching [ErrNotAcquired] (and, for
+// the context, ctx.Err()); a lock that was held and no longer is reports a
+// [*LostError] matching [ErrLost]. The locktest package checks all of it.
 //
 // # The rules every backend keeps
 //
