@@ -193,17 +193,15 @@ func checkOptions(b *backendURL, opts lockOptions) error {
 
 // openBackend connects to b and checks that it answers.
 func (e *env) openBackend(ctx context.Context, b *backendURL) (backend, error) {
-	opener, ok := openers[b.kind]
-	if !ok {
-		return nil, fmt.Errorf("the %s backend is not built into this lockkit", b.kind)
+	switch b.kind {
+	case kindFile:
+		return openFile(ctx, e, b)
+	case kindPostgres:
+		return openPostgres(ctx, e, b)
+	case kindMySQL:
+		return openMySQL(ctx, e, b)
+	case kindRedis:
+		return openRedis(ctx, e, b)
 	}
-	be, err := opener(ctx, e, b)
-	if err != nil {
-		return nil, err
-	}
-	return be, nil
+	return nil, fmt.Errorf("the %s backend is not built into this lockkit", b.kind)
 }
-
-// openers maps a backend kind to the function that opens it. Each backend
-// file registers itself.
-var openers = map[string]func(ctx context.Context, e *env, b *backendURL) (backend, error){}

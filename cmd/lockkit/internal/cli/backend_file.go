@@ -13,8 +13,6 @@ import (
 // counts as a lost lock.
 const fileCheckInterval = time.Second
 
-func init() { openers[kindFile] = openFile }
-
 func defaultFileDir() (string, error) { return filelock.DefaultDir() }
 
 type fileBackend struct {

@@ -10,8 +10,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-func init() { openers[kindRedis] = openRedis }
-
 // redisBackend is a Redis server.
 type redisBackend struct {
 	e       *env

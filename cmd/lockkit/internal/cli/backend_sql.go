@@ -20,11 +20,6 @@ import (
 	"github.com/lockkit/lockkit/rowlock"
 )
 
-func init() {
-	openers[kindPostgres] = openPostgres
-	openers[kindMySQL] = openMySQL
-}
-
 // applicationName is what lockkit's PostgreSQL sessions show in
 // pg_stat_activity, unless the URL sets application_name: "lockkit", or
 // "lockkit run NAME" for run, cut to PostgreSQL's 63 bytes at a character
