@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit"
-	"github.com/lockkit/lockkit/internal/invalid"
 )
 
 func TestHeldErrorMatchesSentinelAndCause(t *testing.T) {
@@ -36,16 +35,6 @@ func TestLostErrorMatchesSentinelAndCause(t *testing.T) {
 	}
 	if errors.Is(err, lockkit.ErrNotAcquired) {
 		t.Error("LostError matches ErrNotAcquired")
-	}
-}
-
-func TestInvalidf(t *testing.T) {
-	err := invalid.Errorf("name is empty")
-	if !errors.Is(err, lockkit.ErrInvalid) {
-		t.Error("Invalidf does not match ErrInvalid")
-	}
-	if err.Error() != "lockkit: invalid argument: name is empty" {
-		t.Errorf("Error() = %q", err.Error())
 	}
 }
 

@@ -125,7 +125,7 @@ func TestPostgresRoundTrips(t *testing.T) {
 	}
 }
 
-// BenchmarkPostgresTryRelease is an uncontended TryAcquireKey + Release
+// BenchmarkPostgresTryRelease is an uncontended TryLockKey + Release
 // through lockkit: pin a pool connection, pg_try_advisory_lock, start the
 // loss watcher; stop it, pg_advisory_unlock, unpin. Compare with
 // BenchmarkRawPgxTryRelease, the floor.

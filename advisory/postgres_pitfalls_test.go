@@ -545,7 +545,7 @@ func TestPostgresKeySpaces(t *testing.T) {
 		// other space is held.
 		l, err := p.TryLockKey(pgCtx(t, 10*time.Second), k, nil)
 		if err != nil {
-			t.Fatalf("TryAcquireKey(%v) = %v", k, err)
+			t.Fatalf("TryLockKey(%v) = %v", k, err)
 		}
 		held = append(held, l)
 	}
@@ -568,7 +568,7 @@ func TestPostgresKeySpaces(t *testing.T) {
 	// holding all four in one statement.
 	l, err := p.TryLockKeys(pgCtx(t, 10*time.Second), keys, nil)
 	if !errors.Is(err, lockkit.ErrNotAcquired) {
-		t.Fatalf("TryAcquireKeys over held keys = %v, %v", l, err)
+		t.Fatalf("TryLockKeys over held keys = %v, %v", l, err)
 	}
 	for _, l := range held {
 		mustRelease(t, l)
@@ -628,7 +628,7 @@ func TestPostgresSeveralKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = p.TryLockKeys(pgCtx(t, 10*time.Second), input, nil)
-	he := wantHeld(t, err, "TryAcquireKeys with one key held elsewhere")
+	he := wantHeld(t, err, "TryLockKeys with one key held elsewhere")
 	if he.Holder == nil || he.Holder.PID != blocker.PID() {
 		t.Errorf("Holder = %v, want pid %d", he.Holder, blocker.PID())
 	}
@@ -785,7 +785,7 @@ func TestPostgresBadInput(t *testing.T) {
 	cancel()
 	for what, err := range map[string]error{
 		"Acquire":        second(p.Acquire(cctx, "x")),
-		"TryAcquireKeys": second(p.TryLockKeys(cctx, []keyhash.Key{keyhash.Int64(1)}, nil)),
+		"TryLockKeys": second(p.TryLockKeys(cctx, []keyhash.Key{keyhash.Int64(1)}, nil)),
 	} {
 		if !errors.Is(err, lockkit.ErrNotAcquired) || !errors.Is(err, context.Canceled) {
 			t.Errorf("%s with a cancelled ctx = %v", what, err)

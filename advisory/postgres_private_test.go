@@ -288,7 +288,7 @@ func TestPostgresPrivateServer(t *testing.T) {
 		}
 		_, err = p.LockKeys(pgCtx(t, 20*time.Second), many, nil)
 		if !errors.Is(err, ErrOutOfLockMemory) {
-			t.Fatalf("AcquireKeys on 5000 keys = %v, want ErrOutOfLockMemory", err)
+			t.Fatalf("LockKeys on 5000 keys = %v, want ErrOutOfLockMemory", err)
 		}
 		// A failed session-level statement keeps the keys it got, so
 		// the session was closed; its backend exits a moment later, and
@@ -296,7 +296,7 @@ func TestPostgresPrivateServer(t *testing.T) {
 		tableFreed(t)
 		_, err = p.TryLockKeys(pgCtx(t, 20*time.Second), many, nil)
 		if !errors.Is(err, ErrOutOfLockMemory) {
-			t.Fatalf("TryAcquireKeys on 5000 keys = %v, want ErrOutOfLockMemory", err)
+			t.Fatalf("TryLockKeys on 5000 keys = %v, want ErrOutOfLockMemory", err)
 		}
 		// Nothing was left taking up the table: no session holds any of
 		// the keys and the server grants locks again.

@@ -278,7 +278,7 @@ func TestPostgresServerTimeoutAndDeadlock(t *testing.T) {
 		}
 		_, err = tp.LockKey(pgCtx(t, 10*time.Second), keys[0], nil)
 		if !errors.Is(err, ErrLockTimeout) || !errors.Is(err, lockkit.ErrNotAcquired) {
-			t.Fatalf("AcquireKey on a session with lock_timeout = %v, want ErrLockTimeout", err)
+			t.Fatalf("LockKey on a session with lock_timeout = %v, want ErrLockTimeout", err)
 		}
 		if he := wantHeld(t, err, "session lock_timeout"); he.Holder == nil || he.Holder.PID != holder.PID() {
 			t.Errorf("Holder = %v", he.Holder)
@@ -287,7 +287,7 @@ func TestPostgresServerTimeoutAndDeadlock(t *testing.T) {
 
 	t.Run("deadlock", func(t *testing.T) {
 		// Two transactions take the two keys in opposite orders, one
-		// LockTx call each (the unsafe pattern AcquireKeys avoids).
+		// LockTx call each (the unsafe pattern LockKeys avoids).
 		k1, k2 := testKeys(t, 2)[0], testKeys(t, 2)[1]
 		ctx := pgCtx(t, 20*time.Second)
 		tx1, err := db.BeginTx(ctx, nil)
