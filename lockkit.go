@@ -166,8 +166,8 @@ var (
 	// any I/O.
 	ErrInvalid = errors.New("lockkit: invalid argument")
 
-	// ErrUnsupported means the backend cannot do what was asked, such as a
-	// shared lock on MySQL.
+	// ErrUnsupported means the backend cannot do what was asked of it, and
+	// says why.
 	ErrUnsupported = errors.New("lockkit: not supported by this backend")
 
 	// ErrDeadlock means the server chose this acquire as a deadlock victim.

@@ -4,8 +4,7 @@ import "strconv"
 
 // Mode says whether a lock excludes every other holder or admits other
 // shared holders. Backends with shared locks (PostgreSQL advisory locks,
-// file locks) take it; the others refuse Shared with an error matching
-// ErrUnsupported.
+// file locks) take it in their Options; the others have no shared mode.
 type Mode int
 
 const (

@@ -96,7 +96,7 @@
 // lock. Without the PROCESS privilege only the connection id of another
 // user's session is known.
 //
-// Not offered: shared locks (an error matching lockkit.ErrUnsupported),
+// Not offered: shared locks (GET_LOCK has no shared mode),
 // fencing tokens (Token is 0), and transaction-scoped locks: GET_LOCK
 // ignores transactions.
 //
