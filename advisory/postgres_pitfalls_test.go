@@ -784,7 +784,7 @@ func TestPostgresBadInput(t *testing.T) {
 	cctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	for what, err := range map[string]error{
-		"Acquire":        second(p.Acquire(cctx, "x")),
+		"Acquire":     second(p.Acquire(cctx, "x")),
 		"TryLockKeys": second(p.TryLockKeys(cctx, []keyhash.Key{keyhash.Int64(1)}, nil)),
 	} {
 		if !errors.Is(err, lockkit.ErrNotAcquired) || !errors.Is(err, context.Canceled) {
