@@ -11,7 +11,6 @@ import (
 
 	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
 	"github.com/jackc/pgx/v5"
-	gooselock "github.com/pressly/goose/v3/lock"
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/keyhash"
@@ -30,12 +29,14 @@ type toolLock struct {
 	unlock  func(ctx context.Context) error
 }
 
-// TestToolLockInterop: golang-migrate (its pgx/v5 driver's Lock) and goose
-// (its lock.NewPostgresSessionLocker) each hold their migration lock
-// through their own API. lockkit's TryAcquireKey with the matching
-// keyhash preset then fails with a conflict that names the tool's
+// TestToolLockInterop: golang-migrate (its pgx/v5 driver's Lock) holds its
+// migration lock through its own API. lockkit's TryLockKey with the
+// matching keyhash preset then fails with a conflict that names the tool's
 // session; once the tool unlocks, lockkit acquires; while lockkit holds
 // the key, the tool is kept out; after lockkit releases, the tool locks.
+//
+// goose's session locker gets the same test in the interop module
+// (interop/goose_test.go), which keeps goose out of lockkit's go.mod.
 func TestToolLockInterop(t *testing.T) {
 	admin := pgAdmin(t)
 	var dbName, schema string
@@ -71,39 +72,8 @@ func TestToolLockInterop(t *testing.T) {
 				},
 			}
 		},
-		"goose": func(t *testing.T) toolLock {
-			_, db := newPG(t, 1, nil)
-			conn, err := db.Conn(pgCtx(t, 10*time.Second))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = conn.Close() })
-			var pid int
-			if err := conn.QueryRowContext(pgCtx(t, 10*time.Second), "SELECT pg_backend_pid()").Scan(&pid); err != nil {
-				t.Fatal(err)
-			}
-			// Retry every second, twice, rather than goose's 5 s for 5 min.
-			gl, err := gooselock.NewPostgresSessionLocker(gooselock.WithLockTimeout(1, 2))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return toolLock{
-				key:    keyhash.Goose(),
-				pid:    func() int { return pid },
-				lock:   func(ctx context.Context) error { return gl.SessionLock(ctx, conn) },
-				unlock: func(ctx context.Context) error { return gl.SessionUnlock(ctx, conn) },
-				blocked: func(t *testing.T) func() error {
-					if err := gl.SessionLock(pgCtx(t, 1500*time.Millisecond), conn); err == nil {
-						t.Fatal("goose took its lock while lockkit holds the key")
-					}
-					return func() error { return gl.SessionLock(pgCtx(t, 10*time.Second), conn) }
-				},
-			}
-		},
 	}
-	// Sequential: goose's key is one per database, shared by every test
-	// that might take it.
-	for _, name := range []string{"golang-migrate", "goose"} {
+	for _, name := range []string{"golang-migrate"} {
 		t.Run(name, func(t *testing.T) {
 			tool := tools[name](t)
 			p, _ := newPG(t, 2, nil)
