@@ -221,3 +221,24 @@ func keysName(keys []keyhash.Key) string {
 
 // maxNamedKeys is how many keys a lock name lists in full.
 const maxNamedKeys = 8
+
+// listSQL lists the advisory locks granted in the current database, to any
+// session, with the holding session, for List: the lock tag (see lockTag),
+// the mode, then the session's pid, user, application name, client host
+// (its name where log_hostname resolves it, else its address) and
+// state_change. state_change is when the session last finished a statement:
+// for a session that only holds its lock, as lockkit's do, the moment the
+// lock was granted. It is NULL for a session that cannot be seen (another
+// user's, without pg_read_all_stats).
+const listSQL = `SELECT l.classid::bigint, l.objid::bigint, l.objsubid::int2, l.mode,
+ a.pid, coalesce(a.usename::text, ''), coalesce(a.application_name, ''),
+ coalesce(a.client_hostname, host(a.client_addr), ''), a.state_change
+FROM pg_locks l
+JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted
+ AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+ORDER BY l.classid, l.objid, l.objsubid, a.pid`
+
+// listTargetsSQL reads where golang-migrate would keep its table when run
+// on this session's database, for List to recognise its lock.
+const listTargetsSQL = `SELECT current_database(), coalesce(current_schema(), 'public')`
