@@ -53,13 +53,14 @@ func ExampleLocker_Lose() {
 	go func() { errc <- reindex(context.Background(), l, started) }()
 
 	<-started
-	fmt.Println("had a holder:", l.Lose("reindex", errors.New("lease taken over")))
-	err := <-errc
+	had := l.Lose("reindex", errors.New("lease taken over"))
+	err := <-errc // after reindex printed why it stopped
+	fmt.Println("had a holder:", had)
 	fmt.Println("lost:", errors.Is(err, lockkit.ErrLost))
 	fmt.Println("still held:", l.Held("reindex"))
 	// Output:
-	// had a holder: true
 	// stopped: lockkit: lock lost: "reindex": lease taken over
+	// had a holder: true
 	// lost: true
 	// still held: false
 }
