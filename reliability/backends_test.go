@@ -298,18 +298,14 @@ func (b *backend) killSession(ctx context.Context, sess string) error {
 	return errors.ErrUnsupported
 }
 
-// lease returns the live lease on name in the lock table, if any.
-func (b *backend) lease(ctx context.Context, name string) (*rowlock.Held, error) {
-	all, err := b.rl.List(ctx)
-	if err != nil {
+// lease returns the holder of the live lease on name in the lock table,
+// if any.
+func (b *backend) lease(ctx context.Context, name string) (*lockkit.Holder, error) {
+	got, err := b.rl.List(ctx, name)
+	if err != nil || !got[0].Held {
 		return nil, err
 	}
-	for i := range all {
-		if all[i].Name == name {
-			return &all[i], nil
-		}
-	}
-	return nil, nil
+	return &got[0].Holder, nil
 }
 
 // heldOnServer reports whether the server shows name as held by anyone:

@@ -499,35 +499,6 @@ func (l *Locker) Resume(ctx context.Context, name, owner string, token int64) (*
 	return newLock(l, name, owner, token, l.s.ttl, sent.Add(time.Duration(remain)*time.Microsecond), NoRenew), nil
 }
 
-// Held is one live lease, as List reports it.
-type Held struct {
-	Name string
-	lockkit.Holder
-}
-
-// List returns every live lease in the table, ordered by name, with the
-// times read from the database.
-func (l *Locker) List(ctx context.Context) ([]Held, error) {
-	rows, err := l.db.QueryContext(ctx, l.q.list)
-	if err != nil {
-		return nil, fmt.Errorf("rowlock: list: %w", err)
-	}
-	defer rows.Close()
-	var out []Held
-	for rows.Next() {
-		var name string
-		h, err := scanHolder(rows, &name)
-		if err != nil {
-			return nil, fmt.Errorf("rowlock: list: %w", err)
-		}
-		out = append(out, Held{Name: name, Holder: h.Holder})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("rowlock: list: %w", err)
-	}
-	return out, nil
-}
-
 // ForceRelease ends the live lease on name, whoever holds it: an
 // administrator's action. It reports whether a live lease was ended. The
 // holder finds out at its next renewal (its Done channel closes and Err

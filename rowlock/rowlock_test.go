@@ -369,7 +369,7 @@ func TestListForceCleanup(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		seen := map[string]rowlock.Held{}
+		seen := map[string]lockkit.LockInfo{}
 		for _, h := range list {
 			seen[h.Name] = h
 		}
@@ -378,7 +378,7 @@ func TestListForceCleanup(t *testing.T) {
 			if !ok {
 				t.Fatalf("List lacks %q: %+v", lk.Name(), list)
 			}
-			if h.Token != lk.Token() || h.Owner != a.Owner() || h.Data != "job" {
+			if !h.Held || h.Holder.Token != lk.Token() || h.Holder.Owner != a.Owner() || h.Holder.Data != "job" {
 				t.Errorf("List entry %+v", h)
 			}
 		}

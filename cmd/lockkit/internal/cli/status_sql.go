@@ -37,10 +37,11 @@ func (s *sqlBackend) listTable(ctx context.Context, names []string) ([]heldLock,
 	}
 	var all []heldLock
 	for _, h := range held {
+		hd := h.Holder
 		all = append(all, heldLock{
 			Name: h.Name, Held: true, Mode: "exclusive",
-			Owner: h.Owner, Host: h.Host, PID: h.PID, App: h.App, Data: h.Data,
-			Since: timePtr(h.Since), Expires: timePtr(h.Expires), Token: h.Token,
+			Owner: hd.Owner, Host: hd.Host, PID: hd.PID, App: hd.App, Data: hd.Data,
+			Since: timePtr(hd.Since), Expires: timePtr(hd.Expires), Token: hd.Token,
 		})
 	}
 	return selectNames(all, names), nil
