@@ -67,7 +67,7 @@ func TestReferenceCRCs(t *testing.T) {
 //	// crc64.Checksum([]byte("goose"), crc64.MakeTable(crc64.ECMA))
 //	DefaultLockID int64 = 5887940537704921958
 //
-// advisory's TestToolLockInterop takes the lock through goose's own
+// interop's TestGooseLockInterop takes the lock through goose's own
 // locker.
 func TestGoose(t *testing.T) {
 	const goose, legacy = 4097083626, 5887940537704921958 // the constants as written in goose's source
