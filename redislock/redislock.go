@@ -420,7 +420,7 @@ func (l *Locker) trySetGet(ctx context.Context, key, secret, rest string, withTT
 	case strings.HasPrefix(old, secret):
 		return true, old[len(secret):], 0, nil
 	}
-	_, info, _ = strings.Cut(old, "|") // drop the holder's secret
+	info, _ = valueInfo(old)
 	if withTTL {
 		if ms, err := l.c.Do(ctx, "pttl", key).Int64(); err == nil {
 			pttl = pttlDuration(ms)

@@ -1,6 +1,10 @@
 package redislock
 
-import "github.com/redis/go-redis/v9"
+import (
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // The Lua scripts. Each runs with EVALSHA first and falls back to EVAL (which
 // also caches the script again) when the server answers NOSCRIPT, as after a
@@ -11,6 +15,15 @@ import "github.com/redis/go-redis/v9"
 // is 26 random base32 characters that only the holder uses; ARGV[1] is
 // always "<secret>|", so a prefix compare is exact. since-ms is the
 // holder's clock at the acquire, in Unix milliseconds.
+
+// valueInfo returns what a lock key's value v says about its holder,
+// "<fence>|<since-ms>|<holder JSON>", without the holder's secret (the
+// scripts do the same in Lua); ok is false when v has no separator, which
+// no lockkit holder writes.
+func valueInfo(v string) (info string, ok bool) {
+	_, info, ok = strings.Cut(v, "|")
+	return info, ok
+}
 
 // nextFenceLua defines nextFence(), which takes the next fencing token from
 // the counter key named by the variable fenceKey ('0' when fenceKey is nil).
