@@ -95,14 +95,12 @@
 // wake-up of the Go runtime's netpoller).
 //
 // The documented bound: Done closes within one second of the server ending
-// the session. Measured on this project's machines (loopback, loaded
-// 2-core host): 0.3–13 ms after pg_terminate_backend (median 0.5–5 ms),
-// 2–11 ms after a fast shutdown, 13–61 ms after SIGKILL of the server, and
-// at once when the connection is cut. A terminated backend reports its end
-// a moment before it releases its locks, so a TryAcquire elsewhere right
-// after Done can still fail for that moment; a waiter blocked in Acquire
-// gets the lock as soon as it is released. A network that
-// silently drops packets sends no signal; the OS notices only through TCP
+// the session (RELIABILITY.md at the repository root has the measured
+// latencies). A terminated backend reports its end a moment before it
+// releases its locks, so a TryAcquire elsewhere right after Done can still
+// fail for that moment; a waiter blocked in Acquire gets the lock as soon
+// as it is released. A network that silently drops packets sends no
+// signal; the OS notices only through TCP
 // keepalives or tcp_user_timeout (pgx's connect config), so set them where
 // that matters. A lock can always be lost while its holder runs on: use
 // fencing (the rowlock package) where the guarded resource can check a

@@ -71,8 +71,8 @@
 // Config.PollMin (500µs) up to Config.PollMax (50ms), bounded by its
 // context. On Linux a waiter is also woken by inotify when the lock file is
 // closed anywhere — a holder releasing (lockkit unlocks, then closes) or a
-// holder process exiting or being killed — and retries at once; measured
-// here, a release is taken over in about 0.05–0.1ms. Where inotify is not
+// holder process exiting or being killed — and retries at once
+// (bench/RESULTS.md has the measured hand-over latency). Where inotify is not
 // available (other systems, or fs.inotify.max_user_instances reached), or
 // a holder unlocks without closing, a released lock is taken up to one
 // polling interval later.

@@ -63,8 +63,8 @@
 // prepare, an execute) per statement, so an uncontended try and release
 // take four. Add interpolateParams=true to the DSN and the driver sends
 // each statement at once with its arguments inlined: two round trips for a
-// try and a release, whatever the number of names (RELIABILITY.md has the measured
-// latencies). It is safe for lockkit's statements: the
+// try and a release, whatever the number of names (bench/RESULTS.md has
+// the measured latencies). It is safe for lockkit's statements: the
 // arguments are names and numbers, and the driver still escapes every
 // string value (honouring NO_BACKSLASH_ESCAPES); it refuses the setting
 // with the collations of the multi-byte character sets where escaping is
@@ -100,8 +100,8 @@
 // fencing tokens (Token is 0), and transaction-scoped locks: GET_LOCK
 // ignores transactions.
 //
-// MySQL 8 and MariaDB differ. The MariaDB column was measured here on
-// MariaDB 10.11, and mysqllock_test.go pins each row; the MySQL column is what
+// MySQL 8 and MariaDB differ. The MariaDB column is what MariaDB 10.11
+// does, and TestMySQLServerBehaviour pins each row; the MySQL column is what
 // MySQL 8.0/8.4 documents or its source shows, not tested here:
 //
 //	behaviour                        MariaDB 10.11 (tested)           MySQL 8 (untested)

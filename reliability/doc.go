@@ -16,8 +16,8 @@
 //   - hostile input (hostile_test.go, fuzz_test.go): names that try SQL
 //     injection, path traversal and symlinks, and passwords that must not
 //     reach output;
-//   - one test per item of PITFALLS.md that no other package covers, named
-//     TestPitfallNN_....
+//   - tests of the numbered failure modes in RELIABILITY.md that no other
+//     package covers, named TestPitfallNN_... after the item's number.
 //
 // Faults that stop, pause or restart a server use private servers the tests
 // start themselves (package integration); the shared servers named by the
