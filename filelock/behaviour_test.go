@@ -624,53 +624,6 @@ func TestNoDescriptorLeaks(t *testing.T) {
 
 func first[A, B any](a A, _ B) A { return a }
 
-func TestList(t *testing.T) {
-	dir := t.TempDir()
-	l := newLocker(t, dir, nil)
-	long := strings.Repeat("n", maxRecordName+1) + "/x"
-	held := []*Lock{
-		mustTry(t, l, "plain", Exclusive),
-		mustTry(t, l, "enc/oded ü", Exclusive),
-		mustTry(t, l, "readers", Shared),
-		mustTry(t, l, long, Exclusive),
-	}
-	mustRelease(t, mustTry(t, l, "free", Exclusive))
-	if err := os.Symlink("/etc/hostname", filepath.Join(dir, "sym.lock")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	got, err := l.List(ctxT(t, 5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	byPath := map[string]Status{}
-	for _, s := range got {
-		byPath[s.Path] = s
-	}
-	if len(got) != len(held) {
-		t.Errorf("List = %+v, want the %d held locks", got, len(held))
-	}
-	for _, lk := range held {
-		s, ok := byPath[lk.Path()]
-		switch {
-		case !ok || !s.Held:
-			t.Errorf("List misses held %q", lk.Name())
-		case lk.Name() == long && s.Name != "":
-			t.Errorf("List names an encoded lock whose record keeps a cut name: %q", s.Name)
-		case lk.Name() == "readers" && (s.Name != "readers" || s.Holder != nil):
-			t.Errorf("shared lock listed as %+v", s)
-		case lk.Name() != long && lk.Name() != "readers" && (s.Name != lk.Name() || s.Holder == nil || s.Holder.PID != os.Getpid()):
-			t.Errorf("List entry for %q = %+v", lk.Name(), s)
-		}
-		mustRelease(t, lk)
-	}
-	if got, err := l.List(ctxT(t, 5*time.Second)); err != nil || len(got) != 0 {
-		t.Errorf("List after every release = %+v, %v", got, err)
-	}
-}
-
 // TestWaiterFollowsReplacedFile: when a lock file is removed while a waiter
 // waits on it, the waiter (woken by inotify on Linux) moves to the path's
 // new file instead of queueing behind the old file's holder.
