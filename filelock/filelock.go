@@ -119,8 +119,7 @@ type Locker struct {
 	closed bool
 	idle   []*notifier // for reuse by waiters
 
-	turnMu sync.Mutex
-	turns  map[string]*nameTurns // by lock file; see turn.go
+	turns turnSet // by lock file; see turn.go
 }
 
 var _ lockkit.Locker = (*Locker)(nil)
@@ -203,6 +202,7 @@ func New(dir string, cfg *Config) (*Locker, error) {
 		cfg:    c,
 		prefix: recordPrefix(os.Getpid(), host, c.Owner, c.App, c.Data),
 		refs:   1,
+		turns:  turnSet{Spin: turnSpin},
 	}, nil
 }
 
@@ -461,15 +461,10 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 	// Take this Locker's turn for the name first (see turn.go): behind
 	// the acquires of the name already queued here, and never while a
 	// Lock of this Locker holds it in a conflicting mode.
-	if w, ok := l.takeTurn(file, mode, wait); !ok {
-		if w == nil {
-			l.unref()
-			return nil, &lockkit.HeldError{Name: name, Holder: l.peekHolder(file)}
-		}
-		if err := l.waitTurn(ctx, file, w); err != nil {
-			l.unref()
-			return nil, &lockkit.HeldError{Name: name, Holder: l.peekHolder(file), Cause: err}
-		}
+	t, ok, err := l.takeTurn(ctx, file, mode, wait)
+	if !ok {
+		l.unref()
+		return nil, &lockkit.HeldError{Name: name, Holder: l.peekHolder(file), Cause: err}
 	}
 
 	fail := func(err error) (*Lock, error) {
@@ -477,7 +472,7 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 		if timer != nil {
 			timer.Stop()
 		}
-		l.passTurn(file, mode)
+		l.passTurn(file, t)
 		l.unref()
 		return nil, err
 	}
@@ -559,7 +554,7 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 		n = nil
 	}
 
-	lk := &Lock{locker: l, fd: f.fd, file: file, mode: mode, writable: f.writable, dev: uint64(f.st.Dev), ino: uint64(f.st.Ino), turn: true}
+	lk := &Lock{locker: l, fd: f.fd, file: file, mode: mode, writable: f.writable, dev: uint64(f.st.Dev), ino: uint64(f.st.Ino), turn: t}
 	if f.writable {
 		var err error
 		switch mode {

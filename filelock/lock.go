@@ -33,7 +33,7 @@ type Lock struct {
 
 	mu     sync.Mutex // guards fd and turn against a concurrent Check during Release
 	fd     int        // -1 once closed
-	turn   bool       // the lock still holds its Locker's turn for the name (see turn.go)
+	turn   turn       // the lock's turn for the name in its Locker, until passed on (see turn.go)
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	closed bool
@@ -95,9 +95,9 @@ func (lk *Lock) Check() error {
 
 // passTurn hands the lock's turn on, once. lk.mu is held.
 func (lk *Lock) passTurn() {
-	if lk.turn {
-		lk.turn = false
-		lk.locker.passTurn(lk.file, lk.mode)
+	if lk.turn.w != nil {
+		lk.locker.passTurn(lk.file, lk.turn)
+		lk.turn = turn{}
 	}
 }
 

@@ -18,12 +18,7 @@ import (
 
 // queued returns how many acquires of name wait for their turn in l.
 func queued(l *Locker, name string) int {
-	l.turnMu.Lock()
-	defer l.turnMu.Unlock()
-	if q := l.turns[fileName(name)]; q != nil {
-		return len(q.waiters)
-	}
-	return 0
+	return l.turns.Waiting(fileName(name))
 }
 
 // waitQueued waits until n acquires of name are queued in l.
@@ -42,10 +37,8 @@ func waitQueued(t *testing.T, l *Locker, name string, n int) {
 // queued.
 func wantNoTurns(t *testing.T, l *Locker) {
 	t.Helper()
-	l.turnMu.Lock()
-	defer l.turnMu.Unlock()
-	for file, q := range l.turns {
-		t.Errorf("turn state left for %s: %+v", file, *q)
+	if n := l.turns.Queues(); n != 0 {
+		t.Errorf("turn state left for %d names", n)
 	}
 }
 
@@ -152,33 +145,48 @@ func TestTurnCancelledWaiter(t *testing.T) {
 }
 
 // TestTurnHandedToEndedWaiter: a waiter handed the turn just as its context
-// ends hands it on to the next one instead of keeping it.
+// ends hands it on to the next one instead of keeping it. The release and
+// the end of the first waiter's context come together, so either may win;
+// both ways, the next waiter gets the lock and nothing stays held.
 func TestTurnHandedToEndedWaiter(t *testing.T) {
 	l := newLocker(t, t.TempDir(), nil)
-	file := fileName("ended")
-	if _, ok := l.takeTurn(file, Exclusive, true); !ok {
-		t.Fatal("free turn not taken")
+	const name = "ended"
+	for range 50 {
+		held := mustTry(t, l, name, Exclusive)
+		ctxA, cancelA := context.WithCancel(context.Background())
+		errA := make(chan error, 1)
+		go func() {
+			lk, err := l.Acquire(ctxA, name)
+			if err == nil {
+				err = lk.Release(context.Background())
+			}
+			errA <- err
+		}()
+		waitQueued(t, l, name, 1)
+		gotB := make(chan error, 1)
+		go func() {
+			lk, err := l.Acquire(ctxT(t, 10*time.Second), name)
+			if err == nil {
+				err = lk.Release(context.Background())
+			}
+			gotB <- err
+		}()
+		waitQueued(t, l, name, 2)
+		cancelA()
+		mustRelease(t, held) // to the first waiter, whose ctx has ended
+		if err := <-errA; err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("first waiter: %v", err)
+		}
+		select {
+		case err := <-gotB:
+			if err != nil {
+				t.Fatalf("next waiter: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("turn not handed on to the next waiter")
+		}
+		wantNoTurns(t, l)
 	}
-	a, _ := l.takeTurn(file, Exclusive, true)
-	b, _ := l.takeTurn(file, Exclusive, true)
-	if a == nil || b == nil {
-		t.Fatal("acquires behind a held turn did not queue")
-	}
-	l.passTurn(file, Exclusive) // to a
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	// a's context has ended and its turn has come: either way, the turn
-	// must end up with b.
-	if err := l.waitTurn(ctx, file, a); err == nil {
-		l.passTurn(file, Exclusive) // a's acquire would run and release
-	}
-	select {
-	case <-b.ready:
-	default:
-		t.Fatal("turn not handed on to the next waiter")
-	}
-	l.passTurn(file, Exclusive)
-	wantNoTurns(t, l)
 }
 
 // TestTurnTryAcquire: TryAcquire does not jump the queue: while an
@@ -216,7 +224,8 @@ func TestTurnTryAcquire(t *testing.T) {
 	}
 
 	// A turn handed to an acquire that has not locked yet.
-	if _, ok := l.takeTurn(file, Exclusive, false); !ok {
+	turn, ok, _ := l.takeTurn(ctx, file, Exclusive, false)
+	if !ok {
 		t.Fatal("free turn not taken")
 	}
 	if lk, err := l.TryAcquire(ctx, name); err == nil || !errors.Is(err, lockkit.ErrNotAcquired) {
@@ -226,7 +235,7 @@ func TestTurnTryAcquire(t *testing.T) {
 		t.Errorf("TryAcquire while this Locker's turn is taken = %v, want ErrNotAcquired", err)
 	}
 	mustRelease(t, mustTry(t, newLocker(t, dir, nil), name, Exclusive))
-	l.passTurn(file, Exclusive)
+	l.passTurn(file, turn)
 	mustRelease(t, mustTry(t, l, name, Exclusive))
 	wantNoTurns(t, l)
 }
