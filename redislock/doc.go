@@ -12,7 +12,8 @@
 //
 // A [Locker] implements lockkit.Locker, so lockkit.Do and lockkit.TryDo work
 // with it; [Locker.Lock] and [Locker.TryLock] return the typed [*Lock] with
-// [Lock.Renew], [Lock.TTL] and [Lock.Key].
+// [Lock.Renew], [Lock.TTL] and [Lock.Key]. [Locker.List] reports the locks
+// held under the Locker's prefix.
 //
 // Set redis.Options.ContextTimeoutEnabled on the client: without it go-redis
 // ignores a context's deadline on socket reads (it waits out its
