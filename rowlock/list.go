@@ -35,7 +35,7 @@ func (l *Locker) List(ctx context.Context, names ...string) ([]lockkit.LockInfo,
 		out[i] = lockkit.LockInfo{Name: n}
 		h, err := l.holder(ctx, n)
 		if err != nil {
-			return nil, fmt.Errorf("rowlock: list %q: %w", n, err)
+			return nil, fmt.Errorf("rowlock: list: %w", err)
 		}
 		if h != nil && h.remaining > 0 {
 			out[i].Held, out[i].Holder = true, h.Holder
