@@ -250,7 +250,7 @@ func (w *watcher) begin() {
 //
 // Arming a timer per lock would cost every lock a cross-thread wake-up: a
 // timer earlier than the sleeping netpoller's deadline makes the runtime
-// wake another thread (wakeNetPoller), measured at +11-15 µs per
+// wake another thread (wakeNetPoller), which bench/RESULTS.md measures per
 // uncontended try+release. Here a burst of locks, or a loop of short
 // critical sections, arms the timer about once per watchDelay.
 //

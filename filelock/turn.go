@@ -13,9 +13,9 @@ import (
 // yielding the processor between looks, before it sleeps until it is woken
 // (turns.Set.Spin). A turn that comes within it passes without a goroutine
 // wake-up, and the new holder takes the lock on its own thread while the
-// releaser carries on: measured with BenchmarkContended, 16 goroutines on
-// one name take 72-83k locks/s with it and 58-60k/s without. It costs at
-// most this much processor time per acquire that has to queue. New reads it.
+// releaser carries on (bench/RESULTS.md has BenchmarkContended's figures
+// with and without it). It costs at most this much processor time per
+// acquire that has to queue. New reads it.
 var turnSpin = 50 * time.Microsecond
 
 // Turns order the acquires of one name within one Locker, first come first
