@@ -233,3 +233,28 @@ func TestListCluster(t *testing.T) {
 		t.Errorf("List(n4, n9) on a cluster = %+v, %v", got, err)
 	}
 }
+
+// TestValueHolder reads a stored value the way List does, and never keeps
+// its secret.
+func TestValueHolder(t *testing.T) {
+	v := `SECRETSECRET|1795639869381654|1764100269381|{"owner":"alice (lockkit)","host":"vm","pid":42,"data":"d"}`
+	info, ok := valueInfo(v)
+	if !ok {
+		t.Fatal("no separator found")
+	}
+	now := time.Now()
+	h := parseHolder(info, 1500*time.Millisecond, now)
+	if h.Token != 1795639869381654 || h.Owner != "alice (lockkit)" || h.Host != "vm" || h.PID != 42 || h.Data != "d" ||
+		h.Since.UnixMilli() != 1764100269381 || !h.Expires.Equal(now.Add(1500*time.Millisecond)) {
+		t.Errorf("%+v", h)
+	}
+	if s := fmt.Sprintf("%+v %s", h, info); strings.Contains(s, "SECRET") {
+		t.Errorf("the holder's secret leaks: %s", s)
+	}
+	if _, ok := valueInfo("no separator"); ok {
+		t.Error("a value without a separator parsed")
+	}
+	if h := parseHolder("garbage", -2, now); h.Token != 0 || !h.Since.IsZero() || !h.Expires.IsZero() {
+		t.Errorf("holder of a value in another format: %+v", h)
+	}
+}

@@ -150,6 +150,9 @@ type backend interface {
 	// lockkit.ErrUnsupported or a usageError when the backend cannot give
 	// that kind of lock.
 	locker(opts lockOptions) (lockkit.Locker, error)
+	// lister returns what lists the backend's locks: the lock table's
+	// with table, else the backend's own locks'.
+	lister(table bool) (lockkit.Lister, error)
 	// close frees the backend's connections.
 	close() error
 }

@@ -34,6 +34,8 @@ func (f *fileBackend) locker(opts lockOptions) (lockkit.Locker, error) {
 	return f.l, nil
 }
 
+func (f *fileBackend) lister(bool) (lockkit.Lister, error) { return f.l, nil }
+
 func (f *fileBackend) close() error { return f.l.Close() }
 
 // modeLocker takes file locks in one mode.

@@ -15,7 +15,7 @@ type redisBackend struct {
 	e       *env
 	c       *redis.Client
 	display string
-	rl      *redislock.Locker // made by locker; closed by close
+	rl      *redislock.Locker // made by locker or lister; closed by close
 }
 
 func openRedis(ctx context.Context, e *env, b *backendURL) (backend, error) {
@@ -57,6 +57,17 @@ func (r *redisBackend) close() error {
 // automatically renewed lease of --ttl (redislock.DefaultTTL without it).
 func (r *redisBackend) locker(opts lockOptions) (lockkit.Locker, error) {
 	l, err := redislock.New(r.c, &redislock.Config{TTL: opts.ttl, Fencing: true, Owner: opts.owner})
+	if err != nil {
+		return nil, err
+	}
+	r.rl = l
+	return l, nil
+}
+
+// lister returns a Locker of the default prefix, which lockkit run's
+// locks use.
+func (r *redisBackend) lister(table bool) (lockkit.Lister, error) {
+	l, err := redislock.New(r.c, nil)
 	if err != nil {
 		return nil, err
 	}

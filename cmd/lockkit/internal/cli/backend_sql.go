@@ -22,8 +22,9 @@ import (
 
 // applicationName is what lockkit's PostgreSQL sessions show in
 // pg_stat_activity, unless the URL sets application_name: "lockkit", or
-// "lockkit run NAME" for run, cut to PostgreSQL's 63 bytes at a character
-// boundary.
+// "lockkit run NAME" (advisory.RunAppPrefix + NAME, by which the advisory
+// backend's List names the lock) for run, cut to PostgreSQL's 63 bytes at
+// a character boundary.
 func (e *env) applicationName() string {
 	if e.appName == "" {
 		return "lockkit"
@@ -42,7 +43,6 @@ type sqlBackend struct {
 	e       *env
 	kind    string // kindPostgres or kindMySQL
 	db      *sql.DB
-	dbName  string // the database the URL names
 	display string
 	table   *rowlock.Locker // made by locker with --table; closed by close
 }
@@ -62,7 +62,7 @@ func openPostgres(ctx context.Context, e *env, b *backendURL) (backend, error) {
 	// it out of messages too.
 	e.scrub.add(cfg.Password)
 	db := stdlib.OpenDB(*cfg)
-	return finishSQL(ctx, e, b, kindPostgres, db, cfg.Database)
+	return finishSQL(ctx, e, b, kindPostgres, db)
 }
 
 func openMySQL(ctx context.Context, e *env, b *backendURL) (backend, error) {
@@ -75,7 +75,7 @@ func openMySQL(ctx context.Context, e *env, b *backendURL) (backend, error) {
 	if err != nil {
 		return nil, usagef("%s: %v", b.display, err)
 	}
-	return finishSQL(ctx, e, b, kindMySQL, sql.OpenDB(conn), cfg.DBName)
+	return finishSQL(ctx, e, b, kindMySQL, sql.OpenDB(conn))
 }
 
 // mysqlConfig converts mysql://USER:PASS@HOST:PORT/DB?PARAMS into the
@@ -126,7 +126,7 @@ func (l mysqlLogger) Print(v ...any) {
 	}
 }
 
-func finishSQL(ctx context.Context, e *env, b *backendURL, kind string, db *sql.DB, dbName string) (backend, error) {
+func finishSQL(ctx context.Context, e *env, b *backendURL, kind string, db *sql.DB) (backend, error) {
 	// A held session lock pins a connection; waiting for it may need a
 	// second one, status queries a third.
 	db.SetMaxOpenConns(4)
@@ -140,7 +140,7 @@ func finishSQL(ctx context.Context, e *env, b *backendURL, kind string, db *sql.
 		}
 		return nil, fmt.Errorf("cannot reach the database: %w", err)
 	}
-	return &sqlBackend{e: e, kind: kind, db: db, dbName: dbName, display: b.display}, nil
+	return &sqlBackend{e: e, kind: kind, db: db, display: b.display}, nil
 }
 
 // close closes the lock-table Locker first: it waits for the give-back of
@@ -180,6 +180,32 @@ func (s *sqlBackend) locker(opts lockOptions) (lockkit.Locker, error) {
 		}
 		return m, nil
 	}
+}
+
+// lister returns the lock table's Lister with table, else the advisory
+// lock backend's.
+func (s *sqlBackend) lister(table bool) (lockkit.Lister, error) {
+	if table {
+		l, err := rowlock.New(s.db, &rowlock.Config{})
+		if err != nil {
+			return nil, err
+		}
+		s.table = l
+		return tableLister{l}, nil
+	}
+	if s.kind == kindPostgres {
+		return advisory.New(s.db, nil)
+	}
+	return mysqllock.New(s.db, nil)
+}
+
+// tableLister is a rowlock.Locker's List whose lock-table errors say what
+// to do when the table is missing.
+type tableLister struct{ l *rowlock.Locker }
+
+func (t tableLister) List(ctx context.Context, names ...string) ([]lockkit.LockInfo, error) {
+	locks, err := t.l.List(ctx, names...)
+	return locks, tableHint(err)
 }
 
 // tableLocker is a rowlock.Locker whose lock-table errors say what to do

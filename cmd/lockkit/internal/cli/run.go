@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/advisory"
 )
 
 // runFlags are lockkit run's flags.
@@ -94,7 +95,7 @@ func (e *env) run(ctx context.Context, args []string) int {
 		return code
 	}
 	e.verbose = f.verbose
-	e.appName = "lockkit run " + name
+	e.appName = advisory.RunAppPrefix + name
 	b, err := e.resolveBackend(f.backend, f.backendGiven)
 	if err != nil {
 		return e.fail(err, f.conflictCode)

@@ -3,13 +3,18 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"io/fs"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/filelock"
 )
 
 // heldLock is one row of lockkit status: a lock and one of its holders.
@@ -28,13 +33,6 @@ type heldLock struct {
 	Expires *time.Time `json:"expires,omitempty"`
 	Token   int64      `json:"token,omitempty"`
 	File    string     `json:"file,omitempty"` // the lock file, for file locks
-}
-
-// lister is implemented by backends that can list their held locks.
-type lister interface {
-	// list returns the held locks, or, with names, one entry per name
-	// (Held false for a free one).
-	list(ctx context.Context, names []string, table bool) ([]heldLock, error)
 }
 
 // status is lockkit status.
@@ -93,28 +91,70 @@ func (e *env) status(ctx context.Context, args []string) int {
 	return ExitOK
 }
 
+// listLocks asks the backend's Lister about names (all held locks without
+// names) and formats its answer.
 func (e *env) listLocks(ctx context.Context, b *backendURL, names []string, table bool) ([]heldLock, error) {
 	if b.kind == kindFile {
-		// Listing must not create the lock directory.
-		return listFiles(ctx, b.dir, names)
+		if _, err := os.Stat(b.dir); errors.Is(err, fs.ErrNotExist) {
+			// No directory: nothing was ever locked there. Opening the
+			// backend would create it.
+			var out []heldLock
+			for _, n := range names {
+				if _, err := filelock.FileName(n); err != nil {
+					return nil, err
+				}
+				out = append(out, heldLock{Name: n})
+			}
+			return out, nil
+		}
 	}
 	be, err := e.openBackend(ctx, b)
 	if err != nil {
 		return nil, err
 	}
 	defer be.close()
-	ls, ok := be.(lister)
-	if !ok {
-		return nil, fmt.Errorf("the %s backend cannot list its locks", b.kind)
-	}
-	locks, err := ls.list(ctx, names, table)
+	ls, err := be.lister(table)
 	if err != nil {
 		return nil, err
 	}
-	if len(names) == 0 {
-		sort.SliceStable(locks, func(i, j int) bool { return locks[i].Name < locks[j].Name })
+	infos, err := ls.List(ctx, names...)
+	if err != nil {
+		if len(names) == 0 && errors.Is(err, lockkit.ErrUnsupported) {
+			// The server cannot list (MySQL without performance_schema):
+			// not a usage error, and named locks can still be checked.
+			return nil, errors.New(err.Error() + " (lockkit status NAME...)")
+		}
+		return nil, err
+	}
+	locks := make([]heldLock, len(infos))
+	for i, li := range infos {
+		locks[i] = heldOf(li, b.kind, table)
 	}
 	return locks, nil
+}
+
+// heldOf is the status row of a lock as the backend's List reported it.
+// Key is shown as the advisory "key" on PostgreSQL and as the "file" of a
+// file lock (also when free); file locks show no mode.
+func heldOf(li lockkit.LockInfo, kind string, table bool) heldLock {
+	h := heldLock{Name: li.Name, Held: li.Held}
+	if kind == kindFile {
+		h.File = li.Key
+	}
+	if !li.Held {
+		return h
+	}
+	if kind != kindFile {
+		h.Mode = li.Mode.String()
+	}
+	if kind == kindPostgres && !table {
+		h.Key = li.Key
+	}
+	hd := li.Holder
+	h.Scheme = li.Tool
+	h.Owner, h.Host, h.PID, h.App, h.Data, h.Token = hd.Owner, hd.Host, hd.PID, hd.App, hd.Data, hd.Token
+	h.Since, h.Expires = timePtr(hd.Since), timePtr(hd.Expires)
+	return h
 }
 
 // writeTable prints locks as an aligned table. leases adds the EXPIRES

@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/lockkit/lockkit"
 )
 
 func TestStatusFile(t *testing.T) {
@@ -103,25 +106,36 @@ func TestHolderColumn(t *testing.T) {
 	}
 }
 
-func TestParseRedisValue(t *testing.T) {
-	h := parseRedisValue(`SECRETSECRET|1795639869381654|1764100269381|{"owner":"alice (lockkit)","host":"vm","pid":42}`)
-	if h.Token != 1795639869381654 || h.Owner != "alice (lockkit)" || h.Host != "vm" || h.PID != 42 || h.Since == nil || h.Since.UnixMilli() != 1764100269381 {
-		t.Errorf("%+v", h)
+// TestHeldOf pins the status rows of each backend's LockInfo: the JSON
+// keys and which of them each backend shows.
+func TestHeldOf(t *testing.T) {
+	since := time.Date(2026, 1, 2, 10, 2, 11, 0, time.UTC)
+	expires := since.Add(30 * time.Second)
+	all := lockkit.LockInfo{Name: "n", Held: true, Mode: lockkit.Shared, Key: "K", Tool: "golang-migrate", Holder: lockkit.Holder{
+		Owner: "alice", Host: "web-3", PID: 42, App: "app", Since: since, Expires: expires, Token: 7, Data: "d",
+	}}
+	cases := []struct {
+		kind  string
+		table bool
+		info  lockkit.LockInfo
+		want  string
+	}{
+		{kindPostgres, false, all, `{"name":"n","held":true,"mode":"shared","key":"K","scheme":"golang-migrate","owner":"alice","host":"web-3","pid":42,"app":"app","data":"d","since":"2026-01-02T10:02:11Z","expires":"2026-01-02T10:02:41Z","token":7}`},
+		{kindPostgres, true, all, `{"name":"n","held":true,"mode":"shared","scheme":"golang-migrate","owner":"alice","host":"web-3","pid":42,"app":"app","data":"d","since":"2026-01-02T10:02:11Z","expires":"2026-01-02T10:02:41Z","token":7}`},
+		{kindRedis, false, all, `{"name":"n","held":true,"mode":"shared","scheme":"golang-migrate","owner":"alice","host":"web-3","pid":42,"app":"app","data":"d","since":"2026-01-02T10:02:11Z","expires":"2026-01-02T10:02:41Z","token":7}`},
+		{kindFile, false, all, `{"name":"n","held":true,"scheme":"golang-migrate","owner":"alice","host":"web-3","pid":42,"app":"app","data":"d","since":"2026-01-02T10:02:11Z","expires":"2026-01-02T10:02:41Z","token":7,"file":"K"}`},
+		{kindMySQL, false, lockkit.LockInfo{Name: "n", Held: true, Key: "test.n", Holder: lockkit.Holder{PID: 9, Owner: "root", Host: "localhost:5"}}, `{"name":"n","held":true,"mode":"exclusive","owner":"root","host":"localhost:5","pid":9}`},
+		{kindPostgres, false, lockkit.LockInfo{Name: "free", Key: "K"}, `{"name":"free","held":false}`},
+		{kindRedis, false, lockkit.LockInfo{Name: "free", Key: "K"}, `{"name":"free","held":false}`},
+		{kindFile, false, lockkit.LockInfo{Name: "free", Key: "/d/free.lock"}, `{"name":"free","held":false,"file":"/d/free.lock"}`},
 	}
-	b, _ := json.Marshal(h)
-	if strings.Contains(string(b), "SECRET") {
-		t.Errorf("the holder's secret leaks: %s", b)
-	}
-}
-
-func TestPgKey(t *testing.T) {
-	for _, k := range []int64{0, 1, -1, 1 << 40, -2972798273179799581} {
-		hi, lo := int64(uint32(uint64(k)>>32)), int64(uint32(k))
-		if got := pgKey(hi, lo, 1); got.Int64() != k || got.IsPair() {
-			t.Errorf("bigint %d: got %v", k, got)
+	for _, c := range cases {
+		b, err := json.Marshal(heldOf(c.info, c.kind, c.table))
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if got := pgKey(int64(uint32(0xffffffff)), 7, 2); !got.IsPair() || got.String() != "(-1,7)" {
-		t.Errorf("pair: got %v", got)
+		if string(b) != c.want {
+			t.Errorf("%s (table %v):\n got %s\nwant %s", c.kind, c.table, b, c.want)
+		}
 	}
 }
