@@ -39,7 +39,7 @@ var (
 	_ lockkit.Locker     = (*Locker)(nil)
 	_ lockkit.Lister     = (*Locker)(nil)
 	_ lockkit.DataLocker = (*Locker)(nil)
-	_ lockkit.Lock   = (*Lock)(nil)
+	_ lockkit.Lock       = (*Lock)(nil)
 )
 
 // New returns a new, empty lock space.
