@@ -1,0 +1,58 @@
+package rowlock_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/locktest"
+	"github.com/lockkit/lockkit/rowlock"
+)
+
+// TestElection runs the election suite on both dialects. Waiters on
+// PostgreSQL are woken by the release's notification; on MySQL they poll
+// within MaxPoll. ForceRelease is the fault: the deposed leader learns of it
+// at its next renewal, within RenewInterval.
+func TestElection(t *testing.T) {
+	for _, d := range dialects {
+		t.Run(string(d), func(t *testing.T) {
+			e := setup(t, d)
+			admin := e.locker(t, nil)
+			locktest.RunElection(t, locktest.ElectionConfig{
+				Config: locktest.Config{
+					NewLocker: func(t *testing.T) lockkit.Locker {
+						return lister(e.locker(t, &rowlock.Config{TTL: 3 * time.Second, RenewInterval: 100 * time.Millisecond}))
+					},
+					KillHolder: func(t *testing.T, l lockkit.Lock) {
+						ok, err := admin.ForceRelease(ctxT(t, 10*time.Second), l.Name())
+						if err != nil || !ok {
+							t.Fatalf("ForceRelease = %v, %v; want true", ok, err)
+						}
+					},
+					LossBound:   2 * time.Second,
+					Leftovers:   func(t *testing.T, names []string) int { return e.live(t, names) },
+					LeakOptions: leakOptions,
+				},
+				// A waiter is woken by the notification (PostgreSQL) or
+				// polls within MaxPoll (100ms, MySQL).
+				FailoverBound: time.Second,
+			})
+		})
+	}
+}
+
+// lister returns l as a lockkit.Lister: itself once rowlock implements it,
+// else with a List read by name.
+func lister(l *rowlock.Locker) lockkit.Locker {
+	if _, ok := any(l).(lockkit.Lister); ok {
+		return l
+	}
+	return listing{l}
+}
+
+type listing struct{ *rowlock.Locker }
+
+func (l listing) List(ctx context.Context, names ...string) ([]lockkit.LockInfo, error) {
+	return rowlock.ListNames(ctx, l.Locker, names...)
+}
