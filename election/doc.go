@@ -24,7 +24,11 @@
 // Locker whose locks carry no token (Token is 0: advisory, mysqllock and
 // filelock today, redislock without Config.Fencing) cannot give terms, and
 // [Elector.Campaign] refuses it with an error matching
-// lockkit.ErrUnsupported.
+// lockkit.ErrUnsupported. Terms are as strong as the backend's tokens: on
+// rowlock they come from a sequence (PostgreSQL) or from the database clock
+// when a row is made anew (MySQL, after CleanupExpired); on redislock from a
+// counter key with the server's clock as a floor, so that they keep
+// increasing if the counter is lost; see those packages.
 //
 // What a term does not guarantee is that only one process acts as leader at
 // any instant. No lock can: a leader paused past its lease (a GC pause, a

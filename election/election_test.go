@@ -233,12 +233,39 @@ func TestLeadRetriesFailedCampaigns(t *testing.T) {
 
 type flaky struct {
 	lockkit.Locker
-	fail func() error
+	fail  func() error
+	after func() // called after a successful acquire
 }
 
 func (f *flaky) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
 	if err := f.fail(); err != nil {
 		return nil, err
 	}
-	return f.Locker.Acquire(ctx, name)
+	lk, err := f.Locker.Acquire(ctx, name)
+	if err == nil && f.after != nil {
+		f.after()
+	}
+	return lk, err
+}
+
+// TestLeadWonAsCtxEnded: a campaign that wins just as ctx ends leaves
+// nothing held.
+func TestLeadWonAsCtxEnded(t *testing.T) {
+	m := memlock.New()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e, err := election.New(&flaky{Locker: m, fail: func() error { return nil }, after: cancel}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = election.Lead(ctx, e, "x", "", func(context.Context, int64) error {
+		t.Error("fn ran after ctx ended")
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Lead = %v, want context.Canceled", err)
+	}
+	if m.Held("x") {
+		t.Error("the leadership won as ctx ended is still held")
+	}
 }

@@ -34,6 +34,11 @@ func Lead(ctx context.Context, e *Elector, name, value string, fn func(ctx conte
 		l, err := e.Campaign(ctx, name, value)
 		switch {
 		case ctx.Err() != nil:
+			if err == nil { // won just as ctx ended
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lockkit.ReleaseTimeout)
+				_ = l.Resign(rctx)
+				cancel()
+			}
 			return ctx.Err()
 		case err != nil && permanent(err):
 			return err
