@@ -32,6 +32,18 @@ type ElectionConfig struct {
 	// PollInterval is the observers' Config.PollInterval. The default is
 	// 20ms.
 	PollInterval time.Duration
+
+	// NewCrashingLocker, if set, returns a Locker of its own (its own
+	// connections) and a crash function that stops it the way a process
+	// dies: no release, no more renewals, its connections gone. With it
+	// the suite times a failover after the leader crashes, which on a
+	// lease backend waits for the lease to run out.
+	NewCrashingLocker func(t *testing.T) (l lockkit.Locker, crash func())
+
+	// CrashFailoverBound is the documented bound on how soon a waiting
+	// candidate leads after the leader crashed. Required with
+	// NewCrashingLocker.
+	CrashFailoverBound time.Duration
 }
 
 // RunElection runs the leader election checks of package election on a
@@ -64,6 +76,7 @@ func RunElection(t *testing.T, cfg ElectionConfig) {
 		{"TermsIncrease", s.termsIncrease},
 		{"OneLeader", s.oneLeader},
 		{"Failover", s.failover},
+		{"FailoverAfterCrash", s.failoverAfterCrash},
 		{"DeposedLeaderFenced", s.deposedFenced},
 		{"LeadCancelledOnLoss", s.leadCancelledOnLoss},
 		{"Observe", s.observe},
@@ -389,6 +402,57 @@ func (s *electionSuite) failover(t *testing.T) {
 	}
 	wantLeader(t, a, lb) // the deposed leader's Resign left the new one alone
 	mustResign(t, lb)
+}
+
+// failoverAfterCrash crashes the leader while another candidate
+// campaigns, and times how soon that candidate leads.
+func (s *electionSuite) failoverAfterCrash(t *testing.T) {
+	if s.ecfg.NewCrashingLocker == nil {
+		t.Skip("locktest: no NewCrashingLocker hook; failover after a crash not checked")
+	}
+	l, crash := s.ecfg.NewCrashingLocker(t)
+	e, err := election.New(l, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &candidate{locker: l, e: e}
+	b := s.candidate(t, "b", nil)
+	name := s.name(t)
+	la := s.mustCampaign(t, a, name)
+	defer func() { _ = la.Resign(ctxT(t, 10*time.Second)) }()
+	type result struct {
+		l   *election.Leadership
+		err error
+		at  time.Time
+	}
+	res := make(chan result, 1)
+	go func() {
+		l, err := b.e.Campaign(ctxT(t, time.Minute), name, b.value)
+		res <- result{l, err, time.Now()}
+	}()
+	time.Sleep(100 * time.Millisecond) // let b wait
+	start := time.Now()
+	crash()
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Logf("the crash took %v", d.Round(time.Millisecond))
+	}
+	select {
+	case r := <-res:
+		if r.err != nil {
+			t.Fatalf("the waiting candidate's Campaign = %v", r.err)
+		}
+		d := r.at.Sub(start)
+		t.Logf("failover: the waiting candidate led %v after the leader crashed", d.Round(time.Millisecond))
+		if d > s.ecfg.CrashFailoverBound {
+			t.Errorf("failover after a crash took %v, above the documented bound %v", d, s.ecfg.CrashFailoverBound)
+		}
+		if r.l.Term() <= la.Term() {
+			t.Errorf("the new leader's term %d is not above the crashed leader's %d", r.l.Term(), la.Term())
+		}
+		mustResign(t, r.l)
+	case <-time.After(s.ecfg.CrashFailoverBound + 10*time.Second):
+		t.Fatalf("no new leader %v after the leader crashed (bound %v)", s.ecfg.CrashFailoverBound+10*time.Second, s.ecfg.CrashFailoverBound)
+	}
 }
 
 // fencedStore is a resource that fences writes by term: it refuses a term
