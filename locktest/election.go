@@ -75,6 +75,7 @@ func RunElection(t *testing.T, cfg ElectionConfig) {
 		{"CampaignCancelled", s.campaignCancelled},
 		{"TermsIncrease", s.termsIncrease},
 		{"OneLeader", s.oneLeader},
+		{"TermsUnderKills", s.termsUnderKills},
 		{"Failover", s.failover},
 		{"FailoverAfterCrash", s.failoverAfterCrash},
 		{"DeposedLeaderFenced", s.deposedFenced},
@@ -334,6 +335,65 @@ func (s *electionSuite) oneLeader(t *testing.T) {
 	}
 	if count < terms {
 		t.Errorf("%d leaderships, want %d", count, terms)
+	}
+}
+
+// termsUnderKills has candidates lead until their leadership is killed,
+// round after round, and checks that every leader takes office with a term
+// above every earlier one, even where the deposed leader has not noticed
+// its loss yet, and that each deposed leader's function is cancelled.
+func (s *electionSuite) termsUnderKills(t *testing.T) {
+	s.needKill(t)
+	cfg := &election.Config{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
+	cs := []*candidate{s.candidate(t, "a", cfg), s.candidate(t, "b", cfg)}
+	name := s.name(t)
+	const workers, rounds = 4, 5
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var (
+		mu      sync.Mutex
+		last    int64
+		stale   []string
+		entered = make(chan *election.Leadership, workers*rounds*2)
+		wg      sync.WaitGroup
+		errs    = make(chan error, workers)
+	)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := cs[w%len(cs)]
+			errs <- election.Lead(ctx, c.e, name, c.value, func(ctx context.Context, term int64) error {
+				mu.Lock()
+				if term <= last {
+					stale = append(stale, fmt.Sprintf("term %d took office after term %d", term, last))
+				}
+				last = max(last, term)
+				mu.Unlock()
+				entered <- election.LeadershipFrom(ctx)
+				<-ctx.Done() // in office until killed (or the end)
+				return nil
+			})
+		}()
+	}
+	for i := range rounds {
+		select {
+		case l := <-entered:
+			s.cfg.KillHolder(t, l.Lock())
+		case <-time.After(s.ecfg.FailoverBound + 10*time.Second):
+			t.Fatalf("round %d: no leader took office", i)
+		}
+	}
+	cancel()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Lead = %v, want context.Canceled", err)
+		}
+	}
+	for _, msg := range stale {
+		t.Error(msg)
 	}
 }
 
