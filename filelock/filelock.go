@@ -97,6 +97,15 @@ type Config struct {
 	// lock lost (Done closes, Err wraps [ErrFileRemoved]) when it does not.
 	// Release always checks. Zero means no periodic check.
 	CheckInterval time.Duration
+
+	// Fencing gives every exclusive lock a fencing token ([Lock.Token]),
+	// strictly increasing per name: the larger of the previous token kept
+	// in the lock file plus one, and the system clock in microseconds.
+	// It costs a read of the file's first 32 bytes per exclusive acquire.
+	// An exclusive acquire that may only read the lock file fails with an
+	// error matching lockkit.ErrUnsupported rather than hand out no token.
+	// See the package documentation, Fencing tokens.
+	Fencing bool
 }
 
 // Locker takes flock(2) locks on files in one directory. It implements
@@ -561,11 +570,18 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 	}
 
 	lk := &Lock{locker: l, fd: f.fd, file: file, mode: mode, writable: f.writable, dev: uint64(f.st.Dev), ino: uint64(f.st.Ino), turn: true}
+	var token int64
+	if l.cfg.Fencing && mode == Exclusive && !f.writable {
+		return fail(fmt.Errorf("filelock: Config.Fencing keeps the token in the lock file, and this process may only read %s: %w", filepath.Join(l.dir, file), lockkit.ErrUnsupported))
+	}
 	if f.writable {
 		var err error
 		switch mode {
 		case Exclusive:
-			err = l.writeRecord(f.fd, name)
+			if l.cfg.Fencing {
+				token = nextToken(lastToken(f.fd), time.Now())
+			}
+			err = l.writeRecord(f.fd, name, token)
 		case Shared:
 			// Shared holders write no record; clear one left by an
 			// exclusive holder that died without clearing it.
@@ -577,7 +593,7 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 			return fail(fmt.Errorf("filelock: write holder record to %s: %w", file, err))
 		}
 	}
-	lk.start(name)
+	lk.start(name, token)
 	return lk, nil
 }
 
@@ -642,15 +658,34 @@ func (l *Locker) sameFile(file string, st *unix.Stat_t) (bool, error) {
 	return now.Dev == st.Dev && now.Ino == st.Ino, nil
 }
 
-// writeRecord writes the holder record over the start of the file. The
-// file is never truncated (on most file systems a truncation costs ten times
-// the write): bytes an older, longer record left after it are ignored by
-// readers, which read the first JSON value only.
-func (l *Locker) writeRecord(fd int, name string) error {
+// writeRecord writes the holder record over the start of the file, with
+// the fencing token first when it is not 0. The file is never truncated (on
+// most file systems a truncation costs ten times the write): bytes an older,
+// longer record left after it are ignored by readers, which read the first
+// JSON value only.
+func (l *Locker) writeRecord(fd int, name string, token int64) error {
 	var buf [1024]byte
-	rec := appendRecord(buf[:0], l.prefix, time.Now(), name)
+	rec := buf[:0]
+	prefix := l.prefix
+	if token != 0 {
+		rec = append(rec, `{"token":`...)
+		rec = strconv.AppendInt(rec, token, 10)
+		rec = append(rec, ',')
+		prefix = prefix[1:] // without its '{'
+	}
+	rec = appendRecord(rec, prefix, time.Now(), name)
 	_, err := pwriteFull(fd, rec)
 	return err
+}
+
+// lastToken reads the fencing token kept in a lock file; see parseToken.
+func lastToken(fd int) int64 {
+	var buf [32]byte // '{', tokenKey and 19 digits fit
+	n, err := unix.Pread(fd, buf[:], 0)
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return parseToken(buf[:n])
 }
 
 // clearRecord marks the record in the file as cleared by overwriting its
