@@ -136,7 +136,7 @@ func (e *Elector) Campaign(ctx context.Context, name, value string) (*Leadership
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lockkit.ReleaseTimeout)
 		defer cancel()
 		relErr := lk.Release(rctx)
-		err := fmt.Errorf("election: %T gives its locks no fencing token (Token is 0), and a leader's term is its lock's token; use a backend with tokens (rowlock, redislock with Config.Fencing, memlock): %w", e.locker, lockkit.ErrUnsupported)
+		err := fmt.Errorf("election: %T gives its locks no fencing token (Token is 0), and a leader's term is its lock's token; use a backend with tokens (rowlock, redislock or filelock with Config.Fencing, memlock): %w", e.locker, lockkit.ErrUnsupported)
 		e.mu.Lock()
 		e.noTerms = err
 		e.mu.Unlock()
