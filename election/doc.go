@@ -53,7 +53,7 @@
 // read through [Elector.Leader] and [Elector.Observe]. The value travels as
 // the lock holder's Data ([lockkit.Holder]), so it needs a Locker that
 // stores holder data per acquire, a [lockkit.DataLocker] (memlock, rowlock,
-// redislock); with another Locker, campaign with an empty value. Reading the
+// redislock, filelock); with another Locker, campaign with an empty value. Reading the
 // leader needs a [lockkit.Lister]. A Locker without one still elects; only
 // Leader and Observe report lockkit.ErrUnsupported.
 //

@@ -123,6 +123,7 @@ type Locker struct {
 	dirfd  int
 	cfg    Config
 	prefix []byte // holder record up to "since"
+	host   string // the host in holder records
 
 	mu     sync.Mutex
 	refs   int // 1 while open, plus one per lock and per acquire in flight
@@ -212,6 +213,7 @@ func New(dir string, cfg *Config) (*Locker, error) {
 		dirfd:  dirfd,
 		cfg:    c,
 		prefix: recordPrefix(os.Getpid(), host, c.Owner, c.App, c.Data),
+		host:   host,
 		refs:   1,
 	}, nil
 }
@@ -307,7 +309,7 @@ func (l *Locker) unrefLocked() error {
 // or ctx ends; it is [Locker.Lock] with nil options, for the
 // [lockkit.Locker] interface.
 func (l *Locker) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
-	lk, err := l.acquire(ctx, name, Exclusive, true)
+	lk, err := l.acquire(ctx, name, Exclusive, true, l.prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -317,7 +319,7 @@ func (l *Locker) Acquire(ctx context.Context, name string) (lockkit.Lock, error)
 // TryAcquire makes one attempt at the named lock in exclusive mode; it is
 // [Locker.TryLock] with nil options, for the [lockkit.Locker] interface.
 func (l *Locker) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
-	lk, err := l.acquire(ctx, name, Exclusive, false)
+	lk, err := l.acquire(ctx, name, Exclusive, false, l.prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -361,7 +363,7 @@ func (o *Options) mode() Mode {
 // lockkit.ErrNotAcquired and ctx.Err(), and nothing is held (a turn handed
 // to an acquire as its ctx ends is handed on).
 func (l *Locker) Lock(ctx context.Context, name string, opts *Options) (*Lock, error) {
-	return l.acquire(ctx, name, opts.mode(), true)
+	return l.acquire(ctx, name, opts.mode(), true, l.prefix)
 }
 
 // TryLock makes one attempt at the named lock and returns at once. opts
@@ -376,7 +378,7 @@ func (l *Locker) Lock(ctx context.Context, name string, opts *Options) (*Lock, e
 // between a Release and the next queued acquire's flock, when the lock file
 // is briefly unlocked.
 func (l *Locker) TryLock(ctx context.Context, name string, opts *Options) (*Lock, error) {
-	return l.acquire(ctx, name, opts.mode(), false)
+	return l.acquire(ctx, name, opts.mode(), false, l.prefix)
 }
 
 // notifyEnabled turns the wake-up of waiters on; benchmarks turn it off to
@@ -430,7 +432,9 @@ func notAcquired(name string, err error) error {
 	return &lockkit.HeldError{Name: name, Cause: err}
 }
 
-func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool) (*Lock, error) {
+// acquire takes the lock; an exclusive holder writes its record with
+// prefix (see recordPrefix).
+func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool, prefix []byte) (*Lock, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
@@ -581,7 +585,7 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 			if l.cfg.Fencing {
 				token = nextToken(lastToken(f.fd), time.Now())
 			}
-			err = l.writeRecord(f.fd, name, token)
+			err = writeRecord(f.fd, prefix, name, token)
 		case Shared:
 			// Shared holders write no record; clear one left by an
 			// exclusive holder that died without clearing it.
@@ -663,10 +667,9 @@ func (l *Locker) sameFile(file string, st *unix.Stat_t) (bool, error) {
 // most file systems a truncation costs ten times the write): bytes an older,
 // longer record left after it are ignored by readers, which read the first
 // JSON value only.
-func (l *Locker) writeRecord(fd int, name string, token int64) error {
+func writeRecord(fd int, prefix []byte, name string, token int64) error {
 	var buf [1024]byte
 	rec := buf[:0]
-	prefix := l.prefix
 	if token != 0 {
 		rec = append(rec, `{"token":`...)
 		rec = strconv.AppendInt(rec, token, 10)
