@@ -93,8 +93,32 @@
 //
 // A flock lives as long as its open file description. Nothing outside the
 // holding process can take it away, and the kernel frees it the moment the
-// process exits or is killed, even by SIGKILL. [Lock.Token] is always 0:
-// flock has no fencing token.
+// process exits or is killed, even by SIGKILL. flock has no fencing token
+// of its own: [Lock.Token] is 0 unless Config.Fencing is set.
+//
+// # Fencing tokens
+//
+// With Config.Fencing, every exclusive lock gets a fencing token, strictly
+// increasing per name, so that a package such as election can use file
+// locks. The holder keeps it in its lock file, first in the holder record —
+//
+//	{"token":1767348131123456,"pid":4121,"host":"web-3",...}
+//
+// — and the next exclusive holder, while it holds the flock, reads it back
+// (the first 32 bytes of the file, whether the record was cleared or not)
+// and takes the larger of that token plus one and the system clock in
+// microseconds. The counter keeps tokens increasing when the clock is set
+// back; the clock keeps them increasing when the counter is lost: the file
+// removed (by [Locker.Clean], or by hand), or its record overwritten by a
+// holder without fencing (this package without Fencing, or the lockkit
+// CLI). Only both at once can repeat a token. Shared locks get no token
+// (0), and keep the counter. The cost is that read: about 1µs on an
+// exclusive acquire measured here (13.5µs → 14.4µs for a try and a
+// release). Nothing is synced to disk, so after a machine crash the counter
+// may be older than the last token handed out, and the clock, which has
+// moved on since, takes over. An exclusive acquire that may only read the
+// lock file (another user's file) fails with lockkit.ErrUnsupported rather
+// than hand out no token.
 //
 // # Platforms
 //

@@ -96,6 +96,15 @@ type Config struct {
 	// lock lost (Done closes, Err wraps [ErrFileRemoved]) when it does not.
 	// Release always checks. Zero means no periodic check.
 	CheckInterval time.Duration
+
+	// Fencing gives every exclusive lock a fencing token ([Lock.Token]),
+	// strictly increasing per name: the larger of the previous token kept
+	// in the lock file plus one, and the system clock in microseconds.
+	// It costs a read of the file's first 32 bytes per exclusive acquire.
+	// An exclusive acquire that may only read the lock file fails with an
+	// error matching lockkit.ErrUnsupported rather than hand out no token.
+	// See the package documentation, Fencing tokens.
+	Fencing bool
 }
 
 // Locker takes flock(2) locks on files in one directory. It implements
@@ -113,6 +122,7 @@ type Locker struct {
 	dirfd  int
 	cfg    Config
 	prefix []byte // holder record up to "since"
+	host   string // the host in holder records
 
 	mu     sync.Mutex
 	refs   int // 1 while open, plus one per lock and per acquire in flight
@@ -201,6 +211,7 @@ func New(dir string, cfg *Config) (*Locker, error) {
 		dirfd:  dirfd,
 		cfg:    c,
 		prefix: recordPrefix(os.Getpid(), host, c.Owner, c.App, c.Data),
+		host:   host,
 		refs:   1,
 		turns:  turnSet{Spin: turnSpin},
 	}, nil
@@ -297,7 +308,7 @@ func (l *Locker) unrefLocked() error {
 // or ctx ends; it is [Locker.Lock] with nil options, for the
 // [lockkit.Locker] interface.
 func (l *Locker) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
-	lk, err := l.acquire(ctx, name, Exclusive, true)
+	lk, err := l.acquire(ctx, name, Exclusive, true, l.prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -307,7 +318,7 @@ func (l *Locker) Acquire(ctx context.Context, name string) (lockkit.Lock, error)
 // TryAcquire makes one attempt at the named lock in exclusive mode; it is
 // [Locker.TryLock] with nil options, for the [lockkit.Locker] interface.
 func (l *Locker) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
-	lk, err := l.acquire(ctx, name, Exclusive, false)
+	lk, err := l.acquire(ctx, name, Exclusive, false, l.prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -351,7 +362,7 @@ func (o *Options) mode() Mode {
 // lockkit.ErrNotAcquired and ctx.Err(), and nothing is held (a turn handed
 // to an acquire as its ctx ends is handed on).
 func (l *Locker) Lock(ctx context.Context, name string, opts *Options) (*Lock, error) {
-	return l.acquire(ctx, name, opts.mode(), true)
+	return l.acquire(ctx, name, opts.mode(), true, l.prefix)
 }
 
 // TryLock makes one attempt at the named lock and returns at once. opts
@@ -366,7 +377,7 @@ func (l *Locker) Lock(ctx context.Context, name string, opts *Options) (*Lock, e
 // between a Release and the next queued acquire's flock, when the lock file
 // is briefly unlocked.
 func (l *Locker) TryLock(ctx context.Context, name string, opts *Options) (*Lock, error) {
-	return l.acquire(ctx, name, opts.mode(), false)
+	return l.acquire(ctx, name, opts.mode(), false, l.prefix)
 }
 
 // notifyEnabled turns the wake-up of waiters on; benchmarks turn it off to
@@ -420,7 +431,9 @@ func notAcquired(name string, err error) error {
 	return &lockkit.HeldError{Name: name, Cause: err}
 }
 
-func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool) (*Lock, error) {
+// acquire takes the lock; an exclusive holder writes its record with
+// prefix (see recordPrefix).
+func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool, prefix []byte) (*Lock, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
@@ -555,11 +568,18 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 	}
 
 	lk := &Lock{locker: l, fd: f.fd, file: file, mode: mode, writable: f.writable, dev: uint64(f.st.Dev), ino: uint64(f.st.Ino), turn: t}
+	var token int64
+	if l.cfg.Fencing && mode == Exclusive && !f.writable {
+		return fail(fmt.Errorf("filelock: Config.Fencing keeps the token in the lock file, and this process may only read %s: %w", filepath.Join(l.dir, file), lockkit.ErrUnsupported))
+	}
 	if f.writable {
 		var err error
 		switch mode {
 		case Exclusive:
-			err = l.writeRecord(f.fd, name)
+			if l.cfg.Fencing {
+				token = nextToken(lastToken(f.fd), time.Now())
+			}
+			err = writeRecord(f.fd, prefix, name, token)
 		case Shared:
 			// Shared holders write no record; clear one left by an
 			// exclusive holder that died without clearing it.
@@ -571,7 +591,7 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 			return fail(fmt.Errorf("filelock: write holder record to %s: %w", file, err))
 		}
 	}
-	lk.start(name)
+	lk.start(name, token)
 	return lk, nil
 }
 
@@ -636,15 +656,33 @@ func (l *Locker) sameFile(file string, st *unix.Stat_t) (bool, error) {
 	return now.Dev == st.Dev && now.Ino == st.Ino, nil
 }
 
-// writeRecord writes the holder record over the start of the file. The
-// file is never truncated (on most file systems a truncation costs ten times
-// the write): bytes an older, longer record left after it are ignored by
-// readers, which read the first JSON value only.
-func (l *Locker) writeRecord(fd int, name string) error {
+// writeRecord writes the holder record over the start of the file, with
+// the fencing token first when it is not 0. The file is never truncated (on
+// most file systems a truncation costs ten times the write): bytes an older,
+// longer record left after it are ignored by readers, which read the first
+// JSON value only.
+func writeRecord(fd int, prefix []byte, name string, token int64) error {
 	var buf [1024]byte
-	rec := appendRecord(buf[:0], l.prefix, time.Now(), name)
+	rec := buf[:0]
+	if token != 0 {
+		rec = append(rec, `{"token":`...)
+		rec = strconv.AppendInt(rec, token, 10)
+		rec = append(rec, ',')
+		prefix = prefix[1:] // without its '{'
+	}
+	rec = appendRecord(rec, prefix, time.Now(), name)
 	_, err := pwriteFull(fd, rec)
 	return err
+}
+
+// lastToken reads the fencing token kept in a lock file; see parseToken.
+func lastToken(fd int) int64 {
+	var buf [32]byte // '{', tokenKey and 19 digits fit
+	n, err := unix.Pread(fd, buf[:], 0)
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return parseToken(buf[:n])
 }
 
 // clearRecord marks the record in the file as cleared by overwriting its

@@ -25,6 +25,7 @@ const (
 //
 //	{"pid":4121,"host":"web-3","owner":"alice","app":"backup","since":"2026-01-02T10:02:11.123456789Z","name":"nightly"}
 type holderRecord struct {
+	Token int64     `json:"token,omitempty"` // first, with Config.Fencing
 	PID   int       `json:"pid"`
 	Host  string    `json:"host"`
 	Owner string    `json:"owner,omitempty"`
@@ -132,5 +133,41 @@ func parseHolder(content []byte) (*lockkit.Holder, string) {
 		App:   rec.App,
 		Since: rec.Since,
 		Data:  rec.Data,
+		Token: rec.Token,
 	}, rec.Name
+}
+
+// tokenKey starts the record of a holder with a fencing token, after its
+// '{' (or the ' ' that clears it).
+const tokenKey = `"token":`
+
+// parseToken reads the fencing token of the record at the start of a lock
+// file's content, cleared or not: the counter of Config.Fencing. It is 0
+// when there is none (a new file, or a record written without fencing).
+func parseToken(content []byte) int64 {
+	if len(content) < 1+len(tokenKey) || content[0] != '{' && content[0] != ' ' {
+		return 0
+	}
+	digits, ok := bytes.CutPrefix(content[1:], []byte(tokenKey))
+	if !ok {
+		return 0
+	}
+	end := bytes.IndexFunc(digits, func(r rune) bool { return r < '0' || r > '9' })
+	if end < 0 {
+		return 0 // cut short: not a record this package wrote
+	}
+	t, err := strconv.ParseInt(string(digits[:end]), 10, 64)
+	if err != nil || t < 0 {
+		return 0
+	}
+	return t
+}
+
+// nextToken is the token after last: one more, or the clock in
+// microseconds when that is larger, so that tokens keep increasing when the
+// counter was lost (the file removed, or overwritten by a holder without
+// fencing), as long as the clock is not set back. While the counter is
+// kept, a clock set back does not matter.
+func nextToken(last int64, now time.Time) int64 {
+	return max(last+1, now.UnixMicro())
 }

@@ -14,8 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Lock is a held file lock. It implements lockkit.Lock; Token is always 0,
-// as flock has no fencing token.
+// Lock is a held file lock. It implements lockkit.Lock; Token is 0 unless
+// the Locker has Config.Fencing, as flock has no fencing token of its own.
 //
 // The lock lives as long as its open file description: Release closes it,
 // and so does the kernel when the process exits or is killed, which frees
@@ -44,8 +44,9 @@ var _ lockkit.Lock = (*Lock)(nil)
 // Name returns the name the lock was acquired under.
 func (lk *Lock) Name() string { return lk.state.Name() }
 
-// Token returns 0: file locks have no fencing token.
-func (lk *Lock) Token() int64 { return 0 }
+// Token returns the lock's fencing token with Config.Fencing (exclusive
+// locks only), else 0.
+func (lk *Lock) Token() int64 { return lk.state.Token() }
 
 // Done is closed when the lock is released or lost.
 func (lk *Lock) Done() <-chan struct{} { return lk.state.Done() }
@@ -64,8 +65,8 @@ func (lk *Lock) Mode() Mode { return lk.mode }
 // Path returns the lock file's path.
 func (lk *Lock) Path() string { return filepath.Join(lk.locker.dir, lk.file) }
 
-func (lk *Lock) start(name string) {
-	lk.state = lockstate.New(name, 0, lk.unlock)
+func (lk *Lock) start(name string, token int64) {
+	lk.state = lockstate.New(name, token, lk.unlock)
 	if iv := lk.locker.cfg.CheckInterval; iv > 0 {
 		lk.stop = make(chan struct{})
 		lk.wg.Add(1)

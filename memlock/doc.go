@@ -29,7 +29,8 @@
 //   - Every lock has a fencing token, non-zero and strictly increasing per
 //     name across holders (one counter per Locker).
 //   - The holder of a lock is described as lockkit.Holder{Owner: "memlock",
-//     Since: when it was taken, Token: its token}.
+//     Since: when it was taken, Token: its token, Data: the data of
+//     [Locker.WithData], if any}.
 //   - Names are checked by the rules of keyhash.ValidateName (not empty, at
 //     most 1024 bytes, valid UTF-8, no NUL byte); a bad name is refused
 //     with an error matching lockkit.ErrInvalid before anything else.

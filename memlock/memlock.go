@@ -32,12 +32,14 @@ type entry struct {
 type waiter struct {
 	granted chan struct{} // closed when the lock is handed to the waiter
 	lk      *Lock         // the handed lock; set before granted closes
+	data    string        // the holder data the lock is to carry
 }
 
 var (
-	_ lockkit.Locker = (*Locker)(nil)
-	_ lockkit.Lister = (*Locker)(nil)
-	_ lockkit.Lock   = (*Lock)(nil)
+	_ lockkit.Locker     = (*Locker)(nil)
+	_ lockkit.Lister     = (*Locker)(nil)
+	_ lockkit.DataLocker = (*Locker)(nil)
+	_ lockkit.Lock       = (*Lock)(nil)
 )
 
 // New returns a new, empty lock space.
@@ -68,6 +70,10 @@ func (l *Locker) TryAcquire(ctx context.Context, name string) (lockkit.Lock, err
 // a *lockkit.HeldError whose Cause is ctx.Err() (and whose Holder is nil if
 // the name is free), and the lock is not taken.
 func (l *Locker) TryLock(ctx context.Context, name string) (*Lock, error) {
+	return l.tryLock(ctx, name, "")
+}
+
+func (l *Locker) tryLock(ctx context.Context, name, data string) (*Lock, error) {
 	if err := keyhash.ValidateName(name); err != nil {
 		return nil, err
 	}
@@ -80,7 +86,7 @@ func (l *Locker) TryLock(ctx context.Context, name string) (*Lock, error) {
 	if e != nil {
 		return nil, heldError(name, e, nil)
 	}
-	return l.grant(name, nil), nil
+	return l.grant(name, nil, data), nil
 }
 
 // Lock waits until the named lock is held, or ctx ends. Waiters of a name
@@ -90,6 +96,10 @@ func (l *Locker) TryLock(ctx context.Context, name string) (*Lock, error) {
 // left the queue. A call whose ctx ends just as the lock is handed to it
 // returns the lock.
 func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
+	return l.lock(ctx, name, "")
+}
+
+func (l *Locker) lock(ctx context.Context, name, data string) (*Lock, error) {
 	if err := keyhash.ValidateName(name); err != nil {
 		return nil, err
 	}
@@ -101,11 +111,11 @@ func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
 		return nil, he
 	}
 	if e == nil {
-		lk := l.grant(name, nil)
+		lk := l.grant(name, nil, data)
 		l.mu.Unlock()
 		return lk, nil
 	}
-	w := &waiter{granted: make(chan struct{})}
+	w := &waiter{granted: make(chan struct{}), data: data}
 	e.queue = append(e.queue, w)
 	l.mu.Unlock()
 
@@ -137,11 +147,11 @@ func heldError(name string, e *entry, cause error) *lockkit.HeldError {
 	return err
 }
 
-// grant makes a new holder of name, the first one or the given waiter.
-// l.mu is held, and the name is free.
-func (l *Locker) grant(name string, w *waiter) *Lock {
+// grant makes a new holder of name, the first one or the given waiter,
+// carrying data. l.mu is held, and the name is free.
+func (l *Locker) grant(name string, w *waiter, data string) *Lock {
 	l.last++
-	lk := &Lock{l: l, holder: lockkit.Holder{Owner: owner, Since: time.Now(), Token: l.last}}
+	lk := &Lock{l: l, holder: lockkit.Holder{Owner: owner, Since: time.Now(), Token: l.last, Data: data}}
 	lk.h = lockstate.New(name, l.last, lk.unlock)
 	if w != nil {
 		w.lk = lk
@@ -173,7 +183,7 @@ func (l *Locker) free(lk *Lock) {
 	}
 	w := e.queue[0]
 	e.queue = slices.Delete(e.queue, 0, 1)
-	l.grant(name, w)
+	l.grant(name, w, w.data)
 }
 
 // Lose makes the current holder of name lose its lock, the way a killed

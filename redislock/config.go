@@ -76,7 +76,8 @@ type settings struct {
 	ttlMs      int64
 	renewEvery time.Duration // 0: no automatic renewal
 	fencing    bool
-	meta       string // holder JSON
+	meta       string     // holder JSON
+	holder     holderJSON // meta, decoded
 }
 
 // holderJSON is the holder part of a lock key's value.
@@ -115,7 +116,8 @@ func (c *Config) settings() (settings, error) {
 		return s, invalid.Errorf("redislock: Owner and Data must be at most %d bytes", MaxHolderLen)
 	}
 	host, _ := os.Hostname()
-	meta, err := json.Marshal(holderJSON{Owner: cfg.Owner, Host: host, PID: os.Getpid(), Data: cfg.Data})
+	s.holder = holderJSON{Owner: cfg.Owner, Host: host, PID: os.Getpid(), Data: cfg.Data}
+	meta, err := json.Marshal(s.holder)
 	if err != nil {
 		return s, invalid.Errorf("redislock: holder metadata: %v", err)
 	}

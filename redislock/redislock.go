@@ -167,6 +167,11 @@ func (l *Locker) TryAcquire(ctx context.Context, name string) (lockkit.Lock, err
 // lease's end and its fencing token) and matching lockkit.ErrNotAcquired;
 // without fencing, the lease's end costs a second round trip.
 func (l *Locker) TryLock(ctx context.Context, name string) (*Lock, error) {
+	return l.tryLock(ctx, name, l.set.meta)
+}
+
+// tryLock is TryLock with the holder JSON meta.
+func (l *Locker) tryLock(ctx context.Context, name, meta string) (*Lock, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
@@ -176,7 +181,7 @@ func (l *Locker) TryLock(ctx context.Context, name string) (*Lock, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, notAcquired(name, err)
 	}
-	lk, held, _, err := l.try(ctx, name, true)
+	lk, held, _, err := l.try(ctx, name, meta, true)
 	if err != nil {
 		return nil, err
 	}
@@ -205,6 +210,11 @@ func (l *Locker) TryLock(ctx context.Context, name string) (*Lock, error) {
 // and ctx.Err(), and the call has left both queues. See the package
 // documentation, Waiting.
 func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
+	return l.lock(ctx, name, l.set.meta)
+}
+
+// lock is Lock with the holder JSON meta.
+func (l *Locker) lock(ctx context.Context, name, meta string) (*Lock, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
@@ -216,7 +226,7 @@ func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
 	}
 	var held *lockkit.HeldError
 	if !l.turns.Busy(name) {
-		lk, h, _, err := l.try(ctx, name, false)
+		lk, h, _, err := l.try(ctx, name, meta, false)
 		if err != nil || h == nil {
 			return lk, err
 		}
@@ -236,7 +246,7 @@ func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, l.turns.heldError(q, name, held, err)
 	}
-	return l.head(ctx, name, q, held)
+	return l.head(ctx, name, meta, q, held)
 }
 
 // head is the wait of the head of name's local queue. Its attempts
@@ -244,9 +254,9 @@ func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
 // so that a release can hand the lock to it (see releaseSrc) and wake it
 // alone. seen is the conflict of the caller's own first try, if it made
 // one.
-func (l *Locker) head(ctx context.Context, name string, q *turnQueue, seen *lockkit.HeldError) (*Lock, error) {
+func (l *Locker) head(ctx context.Context, name, meta string, q *turnQueue, seen *lockkit.HeldError) (*Lock, error) {
 	key := l.Key(name)
-	wt := l.newWaiter()
+	wt := newWaiter(meta)
 	id := waiterID(wt.secret)
 	w := l.turns.subscription(q)
 	if w == nil {
@@ -296,10 +306,12 @@ type queuedWaiter struct {
 	rest   string // "|<since-ms>|<json>"
 }
 
-func (l *Locker) newWaiter() queuedWaiter {
+func (l *Locker) newWaiter() queuedWaiter { return newWaiter(l.set.meta) }
+
+func newWaiter(meta string) queuedWaiter {
 	return queuedWaiter{
 		secret: rand.Text() + "|",
-		rest:   "|" + strconv.FormatInt(time.Now().UnixMilli(), 10) + "|" + l.set.meta,
+		rest:   "|" + strconv.FormatInt(time.Now().UnixMilli(), 10) + "|" + meta,
 	}
 }
 
@@ -363,11 +375,11 @@ func notAcquired(name string, cause error) error {
 // Without fencing the attempt is one SET NX GET, whose conflict reply
 // names the holder but not its lease; withTTL asks the lease in a second
 // round trip (TryLock reports it; Lock's waiting attempts get it anyway).
-func (l *Locker) try(ctx context.Context, name string, withTTL bool) (*Lock, *lockkit.HeldError, time.Duration, error) {
+func (l *Locker) try(ctx context.Context, name, meta string, withTTL bool) (*Lock, *lockkit.HeldError, time.Duration, error) {
 	key := l.Key(name)
 	secret := rand.Text() + "|"
 	start := time.Now()
-	rest := "|" + strconv.FormatInt(start.UnixMilli(), 10) + "|" + l.set.meta
+	rest := "|" + strconv.FormatInt(start.UnixMilli(), 10) + "|" + meta
 	var (
 		ok   bool
 		info string
