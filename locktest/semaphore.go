@@ -527,7 +527,7 @@ func (s *semSuite) atMostN(t *testing.T, w semaphore.Wait) {
 	go func() { wg.Wait(); close(done) }()
 	if kills > 0 {
 	killing:
-		for range kills {
+		for killed < kills {
 			select {
 			case <-done:
 				break killing
