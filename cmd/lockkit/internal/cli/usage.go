@@ -40,6 +40,7 @@ const runUsage = `Usage: lockkit run [flags] NAME -- COMMAND [ARG...]
 
 Acquire the lock NAME, run COMMAND while holding it, and release the lock
 once COMMAND has exited. By default lockkit waits until the lock is free.
+With --max N, up to N runs of NAME hold at once (see below).
 
 COMMAND runs in a process group of its own. The lock is released only
 after COMMAND and every process it left in that group (a 'job &' in a
@@ -72,6 +73,8 @@ Flags:
                               (postgres:// and mysql://; see lockkit migrate)
       --ttl DURATION          lease length for --table and redis://, renewed
                               automatically while COMMAND runs
+      --max N                 let up to N runs of NAME run at once, across
+                              hosts: NAME is a semaphore of N permits
       --conflict-exit-code N  exit status when the lock is not acquired
                               (default 75)
       --kill-grace DURATION   time between SIGTERM and SIGKILL when the lock
@@ -84,6 +87,24 @@ While waiting with stderr on a terminal, a status line shows the lock, its
 holder (where the backend knows it) and the time waited. Off a terminal
 lockkit is quiet unless -v is given. Passwords are never printed.
 
+At most N runs: --max N
+  With --max N, NAME is a semaphore of N permits, kept as N locks named
+  NAME#0 to NAME#N-1. lockkit takes whichever of them is free and runs
+  COMMAND under it, so at most N runs of NAME hold a permit at once, on
+  every host that uses the backend. All of the above applies to that lock:
+  waiting, --no-wait and --wait (all N held), signals, loss and the exit
+  statuses. COMMAND also sees LOCKKIT_SLOT, and LOCKKIT_TOKEN is the token
+  of the slot's lock: it increases per slot, not per NAME.
+  A waiting run takes a permit as soon as one frees up; on postgres:// and
+  mysql:// it waits on one slot and tries the others again at least once
+  a second. On redis:// runs get permits in about the order they started
+  waiting; elsewhere in no set order.
+  Give every run of NAME the same N. On file://, redis:// and --table a run
+  that meets a holder of another N is refused with exit 64 (the holders
+  record N); PostgreSQL and MySQL advisory locks cannot tell, and runs of
+  different N there admit more than the smaller N. A run with --max and
+  one without do not exclude each other: they hold different locks.
+
 Exit status:
   N     COMMAND's own exit status
   128+N COMMAND was killed by signal N
@@ -93,7 +114,7 @@ Exit status:
         when the loss is found only as COMMAND exits (releasing finds the
         lock gone), since COMMAND may have run without it
   69    the backend could not be reached, or it failed
-  64    usage error
+  64    usage error; also a --max N run that met a holder of another N
   126   COMMAND could not be executed
   127   COMMAND was not found
 
@@ -104,6 +125,8 @@ Environment:
   LOCKKIT_TOKEN    set for COMMAND when the backend gives a fencing token
                    (--table, redis://): it increases with every new holder,
                    so a resource can reject writes from an earlier holder
+                   (with --max, every new holder of the same slot)
+  LOCKKIT_SLOT     set for COMMAND with --max: its permit's slot, 0 to N-1
 
 Examples:
   Run the nightly job at most once at a time on this host:
@@ -115,6 +138,9 @@ Examples:
 
   Wait up to two minutes, with a renewed 30-second Redis lease:
     lockkit run -b redis://cache:6379/0 --ttl 30s -w 2m deploy -- make deploy
+
+  At most 3 exports at once across the fleet, each waiting its turn:
+    lockkit run -b redis://cache:6379/0 --max 3 export -- ./export.sh
 `
 
 const statusUsage = `Usage: lockkit status [flags] [NAME...]
