@@ -3,6 +3,7 @@ package main
 // End-to-end tests of lockkit run --max: at most N runs of a name at once.
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -260,4 +261,60 @@ func TestPostgresMaxLost(t *testing.T) {
 			t.Fatalf("pg_terminate_backend(%d): %v %v", pid, ok, err)
 		}
 	})
+}
+
+// TestStatusMax: lockkit status --max lists the holders of a semaphore's
+// permits and how many are free, on every backend.
+func TestStatusMax(t *testing.T) {
+	t.Parallel()
+	cases := []backendCase{fileCase(t), pgCase(t), mysqlCase(t), redisCase(t), withTable(pgTableCase(t))}
+	for _, bc := range cases {
+		t.Run(bc.name, func(t *testing.T) {
+			t.Parallel()
+			name, free := integration.Name(t), integration.Name(t)
+			sargs := []string{"status", "-b", bc.url, "--max", "3"}
+			if bc.table {
+				sargs = append(sargs, "--table")
+			}
+			for range 2 {
+				p := start(t, bc.env, true, withMax(bc, 3).run(name, "--", "sh", "-c", "echo ready; exec sleep 1000")...)
+				p.waitLine("ready")
+			}
+			code, out, errOut := lockkit(t, bc.env, append(sargs, "--json", name, free)...)
+			wantExit(t, "status --max NAME FREE", code, 1, errOut)
+			var st []struct {
+				Name    string           `json:"name"`
+				Permits int              `json:"permits"`
+				Free    int              `json:"free"`
+				Holders []map[string]any `json:"holders"`
+			}
+			if err := json.Unmarshal([]byte(out), &st); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			if len(st) != 2 || st[0].Name != name || st[0].Permits != 3 || st[0].Free != 1 || len(st[0].Holders) != 2 ||
+				st[1].Name != free || st[1].Free != 3 || len(st[1].Holders) != 0 {
+				t.Fatalf("status --max --json:\n%s", out)
+			}
+			for _, h := range st[0].Holders {
+				n, _ := h["name"].(string)
+				if base, _, ok := semaphore.ParseSlotName(n); !ok || base != name || h["held"] != true {
+					t.Errorf("holder %v", h)
+				}
+				// The lock table keeps the owner after "n=3".
+				if d, _ := h["data"].(string); (bc.name == "file" || bc.name == "redis" || bc.table) && !strings.HasPrefix(d, "n=3") {
+					t.Errorf("holder data %q, want n=3", d)
+				}
+			}
+			code, out, errOut = lockkit(t, bc.env, append(sargs, name)...)
+			wantExit(t, "status --max NAME", code, 0, errOut)
+			if !strings.HasPrefix(out, "NAME") || !strings.Contains(out, name+": 2 of 3 permits held, 1 free\n") {
+				t.Errorf("status --max table:\n%s", out)
+			}
+		})
+	}
+	bc := fileCase(t)
+	for _, args := range [][]string{{"--max", "2"}, {"--max", "0", "x"}} {
+		code, _, errOut := lockkit(t, bc.env, append([]string{"status", "-b", bc.url}, args...)...)
+		wantExit(t, "status "+strings.Join(args, " "), code, 64, errOut)
+	}
 }

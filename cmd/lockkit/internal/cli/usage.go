@@ -168,17 +168,23 @@ Flags:
       --json         print one JSON array of locks instead of a table; its
                      "pid" is the database session on postgres:// and
                      mysql://, the holder's process id elsewhere
+      --max N        the NAMEs are semaphores of N permits (lockkit run
+                     --max N): list the holders of their permits, and say
+                     how many are held and free; with --json, an array of
+                     {"name", "permits", "free", "holders": [locks]}
   -h, --help         show this help
 
 Exit status:
   0   the listing was printed (also when no lock is held)
-  1   NAMEs were given and at least one of them is not held
+  1   NAMEs were given and at least one of them is not held (with --max:
+      has no permit held)
   69  the backend could not be reached, or it failed
   64  usage error
 
 Examples:
   lockkit status
   lockkit status -b postgres://postgres@db/app nightly
+  lockkit status -b redis://cache:6379/0 --max 3 export
   lockkit status -b mysql://app:secret@db:3306/app --table --json
 `
 
