@@ -11,7 +11,7 @@ across hosts. With no backend given it uses a file lock in a per-user
 directory (~/.cache/lockkit/locks on Linux), which needs no server.
 
 Commands:
-  run       run a command while holding a lock
+  run       run a command while holding a lock (--max N: one of N permits)
   status    list held locks, with holder and since when
   migrate   create, drop or inspect the lock table used by --table
   version   print lockkit's version
