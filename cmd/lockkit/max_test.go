@@ -310,6 +310,24 @@ func TestStatusMax(t *testing.T) {
 			if !strings.HasPrefix(out, "NAME") || !strings.Contains(out, name+": 2 of 3 permits held, 1 free\n") {
 				t.Errorf("status --max table:\n%s", out)
 			}
+			// Without names, the listing names the slots (on PostgreSQL
+			// by the session's application_name); MySQL may not list.
+			if bc.name != "mysql" {
+				all := []string{"-b", bc.url}
+				if bc.table {
+					all = append(all, "--table")
+				}
+				_, locks := statusOf(t, bc.env, all...)
+				slots := 0
+				for _, l := range locks {
+					if n, _ := l["name"].(string); strings.HasPrefix(n, name+"#") {
+						slots++
+					}
+				}
+				if slots != 2 {
+					t.Errorf("status without names lists %d slots of %q, want 2: %v", slots, name, locks)
+				}
+			}
 		})
 	}
 	bc := fileCase(t)

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/advisory"
 	"github.com/lockkit/lockkit/filelock"
+	"github.com/lockkit/lockkit/keyhash"
 	"github.com/lockkit/lockkit/semaphore"
 )
 
@@ -141,9 +143,34 @@ func (e *env) listLocks(ctx context.Context, b *backendURL, names []string, tabl
 	}
 	locks := make([]heldLock, len(infos))
 	for i, li := range infos {
+		if len(names) == 0 {
+			li.Name = slotOfRun(ls, li)
+		}
 		locks[i] = heldOf(li, b.kind, table)
 	}
 	return locks, nil
+}
+
+// slotOfRun names the advisory key of a permit of lockkit run --max: the
+// session of `lockkit run --max N NAME` is named "lockkit run NAME"
+// (advisory.RunAppPrefix), by which the advisory Lister names NAME's own
+// key but not the keys of its slots, NAME#0 to NAME#N-1. Other locks keep
+// their names.
+func slotOfRun(ls lockkit.Lister, li lockkit.LockInfo) string {
+	keyer, ok := ls.(interface {
+		Key(name string) (keyhash.Key, error)
+	})
+	name, isRun := strings.CutPrefix(li.Holder.App, advisory.RunAppPrefix)
+	if !ok || !isRun || name == "" || li.Name != "key "+li.Key {
+		return li.Name
+	}
+	for i := range semaphore.MaxPermits {
+		slot := semaphore.SlotName(name, i)
+		if k, err := keyer.Key(slot); err == nil && k.String() == li.Key {
+			return slot
+		}
+	}
+	return li.Name
 }
 
 // heldOf is the status row of a lock as the backend's List reported it.

@@ -154,6 +154,7 @@ What each backend can show:
   postgres://   advisory locks from pg_locks with the holding session's
                 user, application, client address, pid and since when;
                 keys of known schemes (lockkit names given as NAME,
+                the lock of lockkit run NAME and its --max slots NAME#I,
                 golang-migrate, goose) are named
   mysql://      user locks from performance_schema.metadata_locks where
                 it is enabled; else only the given NAMEs (IS_USED_LOCK);
