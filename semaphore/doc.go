@@ -97,9 +97,10 @@
 // refused when the earlier holds a slot in its range: a caller with more
 // permits is refused whenever one with fewer holds any, and one with fewer
 // whenever one with more holds a slot it lists. What is missed: a caller
-// with more permits that took only slots above the smaller N + 1 while
-// nobody with the smaller N held one; callers with the smaller N are then
-// admitted beside it until it moves into their range or they into its.
+// with more permits whose slot is numbered above the smaller N (slot N + 1
+// or higher, which callers of the smaller N do not list), taken while
+// nobody with the smaller N held a permit; callers of the smaller N are
+// then admitted beside it until its next acquire, which is refused.
 // On filelock the listing takes each free slot's flock for an instant, so
 // a try elsewhere at that very instant may fail on that slot.
 //
