@@ -512,7 +512,7 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if utf8.RuneCountInString(user.ID) > MaxUserIDChars || utf8.RuneCountInString(user.Name) > MaxUserNameChars {
-		m.fail(w, id, fmt.Errorf("editlock: user id or name too long (at most %d and %d characters)", MaxUserIDChars, MaxUserNameChars))
+		m.fail(w, r, id, fmt.Errorf("editlock: user id or name too long (at most %d and %d characters)", MaxUserIDChars, MaxUserNameChars))
 		return
 	}
 	handle(w, r, user, id)
@@ -533,13 +533,18 @@ func (m *Manager) refuse(w http.ResponseWriter, status int, id, msg string) {
 }
 
 // fail answers 500 for an error the user cannot act on, and logs it; bad
-// input found by rowlock is a 400.
-func (m *Manager) fail(w http.ResponseWriter, id string, err error) {
+// input found by rowlock is a 400, and a request its client gave up is
+// only logged at debug level.
+func (m *Manager) fail(w http.ResponseWriter, r *http.Request, id string, err error) {
 	if errors.Is(err, lockkit.ErrInvalid) {
 		m.refuse(w, http.StatusBadRequest, id, "bad request")
 		return
 	}
-	m.log.Error("editlock: request failed", "kind", m.kind, "record", id, "err", err)
+	level := slog.LevelError
+	if r.Context().Err() != nil {
+		level = slog.LevelDebug // the client went away: a closed tab, a cut network
+	}
+	m.log.Log(r.Context(), level, "editlock: request failed", "kind", m.kind, "record", id, "err", err)
 	m.refuse(w, http.StatusInternalServerError, id, "internal error")
 }
 
@@ -555,7 +560,7 @@ func (m *Manager) editing(w http.ResponseWriter, r *http.Request, user User, id 
 	h, err := m.current(r.Context(), m.LockName(id))
 	switch {
 	case err != nil:
-		m.fail(w, id, err)
+		m.fail(w, r, id, err)
 		return
 	case h != nil && h.Token == token:
 		a.Holder = publicHolder(h, user)
@@ -582,7 +587,7 @@ func (m *Manager) held(w http.ResponseWriter, r *http.Request, user User, id str
 func (m *Manager) lost(w http.ResponseWriter, r *http.Request, user User, id string) {
 	h, err := m.current(r.Context(), m.LockName(id))
 	if err != nil {
-		m.fail(w, id, err)
+		m.fail(w, r, id, err)
 		return
 	}
 	a := &Answer{State: Lost, Record: id}
@@ -604,7 +609,7 @@ func (m *Manager) open(w http.ResponseWriter, r *http.Request, user User, id str
 	case errors.As(err, &held) && held.Cause == nil:
 		m.held(w, r, user, id, held.Holder)
 	case err != nil:
-		m.fail(w, id, err)
+		m.fail(w, r, id, err)
 	default:
 		m.editing(w, r, user, id, lease.Token())
 	}
@@ -627,7 +632,7 @@ func (m *Manager) heartbeatHandler(w http.ResponseWriter, r *http.Request, user 
 	case errors.Is(err, lockkit.ErrLost):
 		m.lost(w, r, user, id)
 	case err != nil:
-		m.fail(w, id, err)
+		m.fail(w, r, id, err)
 	default:
 		m.answer(w, http.StatusOK, &Answer{State: Editing, Record: id, Token: token})
 	}
@@ -650,7 +655,7 @@ func (m *Manager) release(w http.ResponseWriter, r *http.Request, user User, id 
 	case errors.Is(err, lockkit.ErrLost):
 		m.lost(w, r, user, id)
 	case err != nil:
-		m.fail(w, id, err)
+		m.fail(w, r, id, err)
 	default:
 		m.answer(w, http.StatusOK, &Answer{State: Released, Record: id})
 	}
@@ -679,13 +684,13 @@ func (m *Manager) takeover(w http.ResponseWriter, r *http.Request, user User, id
 		}
 		var held *lockkit.HeldError
 		if !errors.As(err, &held) || held.Cause != nil {
-			m.fail(w, id, err)
+			m.fail(w, r, id, err)
 			return
 		}
 		prev := held.Holder
 		if prev == nil {
 			if prev, err = m.current(ctx, name); err != nil {
-				m.fail(w, id, err)
+				m.fail(w, r, id, err)
 				return
 			}
 			if prev == nil {
@@ -705,7 +710,7 @@ func (m *Manager) takeover(w http.ResponseWriter, r *http.Request, user User, id
 		case errors.Is(err, lockkit.ErrLost):
 			continue // it ended meanwhile
 		case err != nil:
-			m.fail(w, id, err)
+			m.fail(w, r, id, err)
 			return
 		}
 		opts.Data = holderData{Name: user.Name, From: ph.Name, Reason: reason}.encode()
@@ -714,7 +719,7 @@ func (m *Manager) takeover(w http.ResponseWriter, r *http.Request, user User, id
 			continue // someone else was faster
 		}
 		if err != nil {
-			m.fail(w, id, err)
+			m.fail(w, r, id, err)
 			return
 		}
 		t := TakeOver{
@@ -732,7 +737,7 @@ func (m *Manager) takeover(w http.ResponseWriter, r *http.Request, user User, id
 	// Still contended after three rounds: report the holder now.
 	h, err := m.current(ctx, name)
 	if err != nil {
-		m.fail(w, id, err)
+		m.fail(w, r, id, err)
 		return
 	}
 	m.held(w, r, user, id, h)

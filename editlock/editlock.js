@@ -38,7 +38,7 @@
       "border:1px solid #c9d3df;background:#eef3f8;color:#1c2733;font:inherit}" +
       ":where(.editlock-banner[data-state=held]){border-color:#e0c36a;background:#fff6d6}" +
       ":where(.editlock-banner[data-state=lost]){border-color:#e09a9a;background:#fde8e8}" +
-      ":where(.editlock-banner) :where(input){margin:0 .4em 0 .8em}" +
+      ":where(.editlock-banner) :where(input){margin:.3em .4em 0 0;min-width:18em;font:inherit;padding:.2em .4em}" +
       ":where(.editlock-banner) :where(button){margin-left:.2em}";
     doc.head.appendChild(s);
   }
@@ -101,6 +101,7 @@
       msg.className = "editlock-message";
       msg.textContent = parts.join(" ");
       banner.appendChild(msg);
+      if (takeOver) { banner.appendChild(doc.createElement("br")); }
       if (takeOver) {
         var reason = doc.createElement("input");
         reason.type = "text";
@@ -198,7 +199,7 @@
           var parts = [who + (since ? " since " + since : "") + "."];
           if (h.took_over_from) { parts.push("(Took over from " + h.took_over_from + ".)"); }
           if (a.error) { parts.push(a.error + "."); }
-          if (!h.self) { parts.push("The form is read-only until they leave."); }
+          if (!h.self) { parts.push("The form stays read-only until " + (h.name || "they") + " leaves."); }
           show("held", parts, !!a.can_take_over && a.status !== 403);
           schedule(open, st.hb);
           break;
