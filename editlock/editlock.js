@@ -145,6 +145,14 @@
       st.timer = setTimeout(fn, ms);
     }
 
+    // stop ends beating and polling, and forgets the token.
+    function stop() {
+      clearTimeout(st.timer);
+      clearTimeout(st.expiry);
+      st.token = 0;
+      tokenInput.value = "";
+    }
+
     // The lease on the server ends one window after the last renewal
     // that reached it, so the page gives up one window after the last
     // confirmed request was sent: never later than the server.
@@ -153,9 +161,7 @@
       clearTimeout(st.expiry);
       st.expiry = setTimeout(function () {
         if (st.state !== "editing") { return; }
-        clearTimeout(st.timer);
-        st.token = 0;
-        tokenInput.value = "";
+        stop();
         show("lost", ["The server could not be reached, so your edit lock has ended.",
           "Your changes cannot be saved; reload the page to edit again."]);
       }, Math.max(0, sent + st.win - Date.now()));
@@ -188,9 +194,12 @@
           st.token = a.token;
           tokenInput.value = String(a.token);
           armExpiry(sent);
-          show("editing", h.took_over_from ?
-            ["You took over from " + h.took_over_from + ". You are editing this record."] :
-            ["You are editing this record."]);
+          if (a.holder) { // open and takeover name the holder; heartbeats do not
+            st.editing = h.took_over_from ?
+              "You took over from " + h.took_over_from + ". You are editing this record." :
+              "You are editing this record.";
+          }
+          show("editing", [st.editing || "You are editing this record."]);
           schedule(heartbeat, st.hb);
           break;
         case "held":
@@ -204,10 +213,7 @@
           schedule(open, st.hb);
           break;
         case "lost":
-          clearTimeout(st.expiry);
-          clearTimeout(st.timer);
-          st.token = 0;
-          tokenInput.value = "";
+          stop();
           var lost;
           if (a.holder && h.self) {
             lost = ["You took over this record in another window."];
@@ -225,10 +231,16 @@
           break;
         default:
           if (a.status === 401) {
+            stop();
             show("lost", ["You are not signed in."]);
             return;
           }
-          // A refused or failed request: try again at the next beat.
+          if (a.status >= 400 && a.status < 500) { // refused for good
+            stop();
+            show("lost", ["The edit lock was refused" + (a.error ? ": " + a.error : "") + "."]);
+            return;
+          }
+          // A failed request: try again at the next beat.
           retry();
       }
       form.dispatchEvent(new CustomEvent("editlock:state", { detail: a }));
