@@ -106,8 +106,11 @@ func TestTakeOver(t *testing.T) {
 	}
 	d := alice.waitState("lost", heartbeat+5*time.Second)
 	t.Logf("alice's page disabled its form %v after bob's take-over (heartbeat %v)", d, heartbeat)
-	if d > heartbeat+500*time.Millisecond {
-		t.Errorf("alice's page took %v to notice the take-over, more than one heartbeat (%v)", d, heartbeat)
+	// Her page beats every heartbeat, the next beat starting when the
+	// last one answered: under twice the interval, it was the first beat
+	// after the take-over that found it.
+	if d > heartbeat+900*time.Millisecond {
+		t.Errorf("alice's page took %v to notice the take-over: not at its first heartbeat (every %v)", d, heartbeat)
 	}
 	want = "Bob has taken over and is currently editing. Reason: \u201cAlice is out today\u201d. Your changes cannot be saved."
 	if got := alice.banner(); got != want {
@@ -218,7 +221,7 @@ func TestNetworkCut(t *testing.T) {
 
 	d := alice.waitState("lost", window+heartbeat+2*time.Second)
 	t.Logf("alice's page gave the lock up %v after the cut (window %v)", d, window)
-	if d > window+250*time.Millisecond {
+	if d > window+500*time.Millisecond {
 		t.Errorf("alice's page gave the lock up %v after the cut, beyond the window %v", d, window)
 	}
 	if got := alice.banner(); !strings.Contains(got, "could not be reached") || !alice.disabled() {
@@ -228,7 +231,7 @@ func TestNetworkCut(t *testing.T) {
 	bob.waitState("editing", window+heartbeat+2*time.Second)
 	got := time.Since(cut)
 	t.Logf("bob got the lock %v after alice's network was cut", got)
-	if got > window+heartbeat+500*time.Millisecond {
+	if got > window+heartbeat+time.Second {
 		t.Errorf("bob got the lock %v after the cut; the window is %v and he asks every %v", got, window, heartbeat)
 	}
 	bob.do(
