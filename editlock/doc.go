@@ -49,8 +49,8 @@
 //
 // # Endpoints
 //
-// Each takes form-encoded POST parameters (application/x-www-form-urlencoded
-// or multipart) and answers JSON, an [Answer]:
+// Each takes POST parameters as application/x-www-form-urlencoded (what
+// the script's fetch and sendBeacon send) and answers JSON, an [Answer]:
 //
 //	POST open       id            200 editing (token) | 409 held (holder, can_take_over)
 //	POST heartbeat  id, token     200 editing         | 409 lost (holder now, if any)
