@@ -25,13 +25,13 @@ type lease struct {
 
 func leaseOf(t *testing.T, m *editlock.Manager, id string) *lease {
 	t.Helper()
-	held, err := m.Locker().List(ctxT(t, 10*time.Second))
+	held, err := m.Locker().List(ctxT(t, 10*time.Second), m.LockName(id))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, h := range held {
-		if h.Name == m.LockName(id) {
-			return &lease{h.Owner, h.Token, h.Expires}
+		if h.Held {
+			return &lease{h.Holder.Owner, h.Holder.Token, h.Holder.Expires}
 		}
 	}
 	return nil
