@@ -99,18 +99,19 @@
 //
 // [Locker.Lock] puts its key and reads the oldest key under the name in one
 // transaction: when the oldest is its own, the lock is held. Otherwise it
-// watches the key created just before its own, and only that key. When it
-// is deleted, one transaction either takes the lock (if the call's key still
+// watches the key created just before its own, and no other waiter's (it
+// also watches its own key, to learn at once when that is deleted). When
+// the predecessor is deleted, one transaction either takes the lock (if the call's key still
 // exists and no older key is left: the key's value is rewritten with the
 // time it became the holder) or finds the next older key to watch. A release
 // wakes exactly one waiter, in whichever process it runs, so a crowd of
-// waiters costs one watch each and no thundering herd, and waiters are
+// waiters costs two watches each and no thundering herd, and waiters are
 // served first come, first served across every process: a holder that
 // releases and acquires again in a loop queues behind the others.
 //
 // A waiter rides out leader elections and unreachable members (the
 // transactions are retried with a backoff of up to 500 ms). A waiter whose
-// lease is lost while it waits (its key went with the lease) queues again,
+// key is deleted or whose lease is lost while it waits queues again,
 // last, under the Locker's new lease, rather than waiting on forever behind
 // a key that will never be its turn (etcd-io/etcd#19597). When the call's
 // context ends it deletes its key and returns a *lockkit.HeldError with the

@@ -33,6 +33,10 @@ type Locker struct {
 	granting chan struct{} // non-nil while a Grant is in flight; closed when it ends
 	closed   bool
 	orphans  map[string]int64 // keys to delete: give-backs not confirmed (0: any revision)
+
+	// watchHook, when set by a test, runs each time a waiter is about to
+	// watch its predecessor's key.
+	watchHook func(own, pred string)
 }
 
 var (
@@ -462,7 +466,10 @@ func (l *Locker) wait(ctx context.Context, s *session, name, pfx, key string, re
 		if len(pred) == 0 {
 			continue // the predecessor went between the compare and the read
 		}
-		switch err := l.waitDelete(ctx, s, string(pred[0].Key), resp.Header.Revision+1); {
+		if l.watchHook != nil {
+			l.watchHook(key, string(pred[0].Key))
+		}
+		switch err := l.waitDelete(ctx, s, key, string(pred[0].Key), resp.Header.Revision+1); {
 		case err == nil:
 		case errors.Is(err, errRequeue):
 			return nil, errRequeue
@@ -473,36 +480,47 @@ func (l *Locker) wait(ctx context.Context, s *session, name, pfx, key string, re
 	}
 }
 
-// waitDelete waits until key is deleted after revision from, the watch
-// breaks (the caller then looks again), the session ends (errRequeue), or
-// ctx ends (its error).
-func (l *Locker) waitDelete(ctx context.Context, s *session, key string, from int64) error {
+// waitDelete waits until pred is deleted after revision from (nil), the
+// watch breaks (nil: the caller looks again), the waiter's own key is
+// deleted or its session ends (errRequeue), or ctx ends (its error). The
+// own key is watched too, so that a waiter whose lease is revoked, or
+// whose key is deleted, queues again at once rather than at the next
+// keepalive.
+func (l *Locker) waitDelete(ctx context.Context, s *session, own, pred string, from int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	wch := l.c.Watch(wctx, key, clientv3.WithRev(from))
+	predCh := l.c.Watch(wctx, pred, clientv3.WithRev(from))
+	ownCh := l.c.Watch(wctx, own, clientv3.WithRev(from))
 	for {
+		var wr clientv3.WatchResponse
+		var ok, isOwn bool
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.done:
 			return errRequeue
-		case wr, ok := <-wch:
-			if !ok || wr.Err() != nil || wr.Canceled {
-				// Look again, but not in a busy loop while the
-				// member has no leader.
-				t := time.NewTimer(20 * time.Millisecond)
-				defer t.Stop()
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-t.C:
+		case wr, ok = <-predCh:
+		case wr, ok = <-ownCh:
+			isOwn = true
+		}
+		if !ok || wr.Err() != nil || wr.Canceled {
+			// Look again, but not in a busy loop while the member has
+			// no leader.
+			t := time.NewTimer(20 * time.Millisecond)
+			defer t.Stop()
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-t.C:
+			}
+			return nil
+		}
+		for _, ev := range wr.Events {
+			if ev.Type == clientv3.EventTypeDelete {
+				if isOwn {
+					return errRequeue
 				}
 				return nil
-			}
-			for _, ev := range wr.Events {
-				if ev.Type == clientv3.EventTypeDelete {
-					return nil
-				}
 			}
 		}
 	}
