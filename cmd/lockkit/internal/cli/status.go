@@ -83,7 +83,7 @@ func (e *env) status(ctx context.Context, args []string) int {
 			return ExitUnavailable
 		}
 	} else {
-		writeTable(e.stdout, locks, table || b.kind == kindRedis)
+		writeTable(e.stdout, locks, table || b.kind == kindRedis || b.kind == kindEtcd)
 	}
 	for _, l := range locks {
 		if !l.Held {
