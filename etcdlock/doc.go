@@ -72,7 +72,9 @@
 // clock: the moment the last renewal the server confirmed was sent, plus
 // the TTL. The server counts its TTL from when it received that renewal,
 // which is later, so the deadline never comes after the server's expiry
-// (barring a difference in clock rates). A failed renewal is retried every
+// (barring a difference in clock rates). An attempt that has no answer
+// within RenewInterval is given up and sent again (the client may route it
+// to another member), and a failed renewal is retried every
 // RenewInterval/4.
 //
 // A held lock is reported lost (Done closes, Err wraps lockkit.ErrLost):

@@ -182,6 +182,26 @@ func (l *Locker) deleteKey(ctx context.Context, key string, rev int64) (bool, er
 	return resp.Succeeded, nil
 }
 
+// deleteRetrying is deleteKey retried with a backoff while the cluster is
+// briefly unable to answer (a killed member, an election) and ctx lasts.
+// The compare on the create revision makes a retry safe: it can delete only
+// this lock's key. After an attempt whose outcome is unknown, a key found
+// gone counts as deleted, since the first attempt may have deleted it.
+func (l *Locker) deleteRetrying(ctx context.Context, key string, rev int64) (bool, error) {
+	var bo backoff
+	uncertain := false
+	for {
+		ok, err := l.deleteKey(ctx, key, rev)
+		if err == nil {
+			return ok || uncertain, nil
+		}
+		uncertain = true
+		if ctx.Err() != nil || !retryable(err) || !bo.sleep(ctx) {
+			return false, err
+		}
+	}
+}
+
 // giveBack deletes the key of an attempt that will not hold the lock (its
 // caller gave up, or the attempt's outcome is unknown), on a context of its
 // own bounded by releaseGrace. When that fails the key is an orphan,
@@ -189,7 +209,7 @@ func (l *Locker) deleteKey(ctx context.Context, key string, rev int64) (bool, er
 func (l *Locker) giveBack(ctx context.Context, key string, rev int64) {
 	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseGrace)
 	defer cancel()
-	if _, err := l.deleteKey(gctx, key, rev); err != nil {
+	if _, err := l.deleteRetrying(gctx, key, rev); err != nil {
 		l.addOrphan(key, rev)
 	}
 }

@@ -86,6 +86,7 @@ func contention(t *testing.T, c *integration.EtcdCluster, fault func()) {
 				rcancel()
 				if errors.Is(err, lockkit.ErrLost) {
 					lost.Add(1)
+					t.Logf("worker %d: %v", w, err)
 				} else if err != nil {
 					t.Errorf("worker %d: Release: %v", w, err)
 				}

@@ -73,9 +73,11 @@ func (lk *Lock) Err() error { return lk.state.Err() }
 // Release deletes the lock's key if it still has this lock's create
 // revision, so that neither a retried nor a late release can delete a
 // successor's key; see [lockkit.Lock.Release]. A key that no longer holds
-// this lock reports the lock lost ([ErrNotOwner]). A release the server did
-// not confirm is retried by the Locker after its next keepalive, and the
-// key goes with the lease at the latest.
+// this lock reports the lock lost ([ErrNotOwner]). While ctx lasts
+// (releaseGrace when it had already ended), a release that meets a killed
+// member or an election is retried; one the server still did not confirm
+// reports the lock lost, is retried by the Locker after its next
+// keepalive, and its key goes with the lease at the latest.
 func (lk *Lock) Release(ctx context.Context) error { return lk.state.Release(ctx) }
 
 // Key returns the etcd key that holds the lock.
@@ -188,7 +190,7 @@ func (lk *Lock) unlock(ctx context.Context, lost bool) error {
 	}
 	// Also for a lost lock: a loss declared on this host's clock may leave
 	// the key in place for a moment, and deleting it frees the name.
-	ok, err := lk.l.deleteKey(ctx, lk.key, lk.rev)
+	ok, err := lk.l.deleteRetrying(ctx, lk.key, lk.rev)
 	switch {
 	case err != nil:
 		lk.l.addOrphan(lk.key, lk.rev)

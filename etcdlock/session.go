@@ -112,8 +112,8 @@ func (s *session) err() error {
 // that renewal, so the deadline is never later than the server's expiry
 // (short of a difference in clock rates): when it passes without a
 // confirmed renewal, the session ends, no later than the server can have
-// let the lease and its keys go. A failed renewal is retried every
-// s.every/4.
+// let the lease and its keys go. An attempt is given up after s.every, and
+// a failed renewal is retried every s.every/4.
 func (s *session) keepalive(deadline time.Time) {
 	defer close(s.exited)
 	timer := time.NewTimer(s.every)
@@ -126,7 +126,10 @@ func (s *session) keepalive(deadline time.Time) {
 		case <-timer.C:
 		}
 		start := time.Now()
-		kctx, cancel := context.WithDeadline(s.ctx, deadline)
+		// One attempt lasts at most one interval: a keepalive stalled on
+		// a member that lost its leader is given up and sent again, which
+		// the client may route to another member.
+		kctx, cancel := context.WithDeadline(s.ctx, minTime(deadline, start.Add(s.every)))
 		resp, err := s.l.c.KeepAliveOnce(kctx, s.id)
 		cancel()
 		if s.ctx.Err() != nil {
@@ -151,4 +154,11 @@ func (s *session) keepalive(deadline time.Time) {
 			timer.Reset(min(max(s.every/4, 10*time.Millisecond), left))
 		}
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
