@@ -306,3 +306,27 @@ func TestConfig(t *testing.T) {
 		t.Errorf("TTL 1.5s = %v, %v; want rounded up to 2s", l.TTL(), err)
 	}
 }
+
+// IsOwner guards a transaction: it writes while the lock is held, and not
+// after the lock's key is gone, even through the stale handle.
+func TestIsOwner(t *testing.T) {
+	admin, mk := shared(t)
+	l := mk(Config{})
+	name := integration.Name(t)
+	lk := mustTry(t, l, name)
+	data := l.set.prefix + "data" // under the test's prefix (cleaned up), not a lock key
+	put := func() bool {
+		resp, err := admin.Txn(ctxT(t, 10*time.Second)).If(lk.IsOwner()).Then(clientv3.OpPut(data, "x")).Commit()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Succeeded
+	}
+	if !put() {
+		t.Fatal("a write guarded by IsOwner failed while the lock was held")
+	}
+	mustRelease(t, lk)
+	if put() {
+		t.Error("a write guarded by IsOwner succeeded after the release")
+	}
+}
