@@ -300,3 +300,30 @@ func TestFaultHolderPaused(t *testing.T) {
 	}
 	mustRelease(t, next)
 }
+
+// The member a client lists first is killed while the client holds a lock:
+// the client's keepalive and the lock's watch move to the other endpoints,
+// so the lock is not lost over several TTLs, another process still finds it
+// held, and the release goes through.
+func TestFaultClientEndpointKilled(t *testing.T) {
+	c := integration.StartEtcdCluster(t, 3)
+	const ttl = 2 * time.Second
+	eps := c.Endpoints()
+	l := newLocker(t, integration.EtcdClient(t, eps...), &Config{TTL: ttl, Owner: "a"})
+	other := newLocker(t, integration.EtcdClient(t, eps[1:]...), &Config{TTL: ttl})
+	name := integration.Name(t)
+	lk := mustTry(t, l, name)
+	if err := c.Members[0].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lk.Done():
+		t.Fatalf("lost after the client's first endpoint was killed: %v", lk.Err())
+	case <-time.After(3 * ttl):
+	}
+	if he := wantHeld(t, other, name); he.Holder == nil || he.Holder.Owner != "a" {
+		t.Errorf("holder = %v, want a", he.Holder)
+	}
+	mustRelease(t, lk)
+	mustRelease(t, mustTry(t, other, name))
+}
