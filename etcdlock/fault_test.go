@@ -301,18 +301,22 @@ func TestFaultHolderPaused(t *testing.T) {
 	mustRelease(t, next)
 }
 
-// The member a client lists first is killed while the client holds a lock:
-// the client's keepalive and the lock's watch move to the other endpoints,
-// so the lock is not lost over several TTLs, another process still finds it
-// held, and the release goes through.
+// The member a client took its lock through is killed while the client
+// holds the lock: the client knew only that member when it acquired (so
+// the lock's watch stream is on it), then learnt the others. The keepalive
+// and the watch move to the other endpoints, so the lock is not lost over
+// several TTLs, another process still finds it held, and the release goes
+// through.
 func TestFaultClientEndpointKilled(t *testing.T) {
 	c := integration.StartEtcdCluster(t, 3)
 	const ttl = 2 * time.Second
 	eps := c.Endpoints()
-	l := newLocker(t, integration.EtcdClient(t, eps...), &Config{TTL: ttl, Owner: "a"})
+	cli := integration.EtcdClient(t, eps[0])
+	l := newLocker(t, cli, &Config{TTL: ttl, Owner: "a"})
 	other := newLocker(t, integration.EtcdClient(t, eps[1:]...), &Config{TTL: ttl})
 	name := integration.Name(t)
 	lk := mustTry(t, l, name)
+	cli.SetEndpoints(eps...)
 	if err := c.Members[0].Kill(); err != nil {
 		t.Fatal(err)
 	}
