@@ -2,7 +2,7 @@
 // whose code lockkit does not otherwise need: goose's PostgreSQL session
 // locker, River's leader election (Go modules), and the real tools of
 // other ecosystems run as child processes: Rails migrations (Ruby,
-// Debian's ruby-activerecord and ruby-pg), node-pg-migrate, pg-boss and
+// Debian's ruby-activerecord, ruby-pg and ruby-mysql2), node-pg-migrate, pg-boss and
 // Knex (Node.js scripts in testdata/node, whose npm packages, pinned in
 // its package.json, the first test installs into a cache directory:
 // LOCKKIT_INTEROP_CACHE, else the user's cache directory).
