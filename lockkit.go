@@ -11,6 +11,7 @@
 //   - mysqllock: MySQL/MariaDB user locks (GET_LOCK)
 //   - rowlock: a lock table with leases, fencing tokens and holder info
 //   - redislock: Redis SET NX PX with owner-checked release
+//   - etcdlock: keys on an etcd cluster under a lease, replicated by raft
 //   - memlock: in memory, for unit tests of code written against Locker
 //
 // # Choosing a backend
@@ -19,7 +20,8 @@
 // should live exactly as long as a database session or transaction; the lock
 // table when it must outlive a connection (an edit lock held across HTTP
 // requests, a job lease another host may take over) or when the holder must
-// be shown to people; Redis for fast leases where Redis already runs.
+// be shown to people; Redis for fast leases where Redis already runs; etcd
+// when a lock must survive the loss of a server.
 //
 // # One shape for every backend
 //

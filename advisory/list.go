@@ -36,14 +36,27 @@ const RunAppPrefix = "lockkit run "
 //   - the key of one of names, under the Locker's namespace ([Locker.Key]);
 //   - the key of NAME, when the holding session's application_name is
 //     [RunAppPrefix] + NAME, as `lockkit run NAME` sets it;
-//   - golang-migrate's lock on this database (its default table or
-//     lockkit's own migrations table, in the session's current schema or
-//     in public) or goose's, with Tool saying which ([keyhash.Describe]);
+//   - another tool's lock, with Tool saying which ([keyhash.Describe]):
+//     golang-migrate's on this database (its default table or lockkit's
+//     own migrations table, in the session's current schema or in
+//     public), goose's, Prisma Migrate's, node-pg-migrate's, Rails' on
+//     this database, pg-boss's (schema "pgboss" or the current one) and
+//     Flyway's (default history table, current schema or public);
 //   - otherwise "key " + the key.
 //
-// Without names it returns every granted advisory lock, ordered by name;
-// with names, the entries of those names in the order given, one with Held
-// false for a name nobody holds. Key is the key's String(). Holder has the
+// Without names it returns every granted advisory lock, ordered by name,
+// followed by the held locks of the tools that lock a table row rather
+// than a key, in any schema whose table the session may read: Knex's
+// knex_migrations_lock, Liquibase's databasechangeloglock and River's
+// river_leader (see keyhash.KnexLockTable). Their Key is "table " + the
+// table, their Tool keyhash.ToolKnex, ToolLiquibase or ToolRiver, and
+// their Holder what the table or the server tells: the session of a Knex
+// migration's transaction, Liquibase's LOCKEDBY as Owner, River's leader
+// id as Owner with Expires.
+//
+// With names it returns the entries of those names in the order given,
+// one with Held false for a name nobody holds. An advisory lock's Key is
+// the key's String(). Holder has the
 // session's database user (Owner), application_name (App), client host
 // name or address (Host), backend pid (PID) and, as Since, when the session
 // last changed state: for a session that only holds its lock, as lockkit's
@@ -67,10 +80,11 @@ func (p *Locker) List(ctx context.Context, names ...string) ([]lockkit.LockInfo,
 	var (
 		rows    []listRow
 		targets []keyhash.MigrateTarget
+		tables  []lockkit.LockInfo
 	)
 	err = pc.with(func(c *pgx.Conn) error {
 		var err error
-		rows, targets, err = queryList(ctx, c, len(names) == 0)
+		rows, targets, tables, err = queryList(ctx, c, len(names) == 0)
 		return err
 	})
 	if err != nil {
@@ -87,6 +101,7 @@ func (p *Locker) List(ctx context.Context, names ...string) ([]lockkit.LockInfo,
 			out[i] = r.info
 			out[i].Name, out[i].Tool = p.nameOf(r, targets)
 		}
+		out = append(out, tables...)
 		slices.SortStableFunc(out, func(a, b lockkit.LockInfo) int { return strings.Compare(a.Name, b.Name) })
 		return out, nil
 	}
@@ -114,19 +129,34 @@ type listRow struct {
 	info lockkit.LockInfo // without Name and Tool
 }
 
-// queryList runs listSQL on c. With withTargets it first reads where
-// golang-migrate would keep its table on this session's database.
-func queryList(ctx context.Context, c *pgx.Conn, withTargets bool) (rows []listRow, targets []keyhash.MigrateTarget, err error) {
+// queryList runs listSQL on c. With withTargets (the unnamed listing) it
+// first reads where golang-migrate and the other tools Describe knows
+// would keep their tables on this session's database, and which of the
+// tables of the tools that lock a row exist; it then reads those rows.
+func queryList(ctx context.Context, c *pgx.Conn, withTargets bool) (rows []listRow, targets []keyhash.MigrateTarget, tables []lockkit.LockInfo, err error) {
 	if withTargets {
-		var db, schema string
-		if err := c.QueryRow(ctx, listTargetsSQL).Scan(&db, &schema); err != nil {
-			return nil, nil, err
+		var (
+			db, schema      string
+			oids            []int64
+			schemas, tnames []string
+		)
+		if err := c.QueryRow(ctx, toolTablesSQL).Scan(&db, &schema, &oids, &schemas, &tnames); err != nil {
+			return nil, nil, nil, err
 		}
 		targets = migrateTargets(db, schema)
+		found := make([]toolTable, 0, len(oids))
+		for i := range oids {
+			if i < len(schemas) && i < len(tnames) {
+				found = append(found, toolTable{oid: oids[i], schema: schemas[i], table: tnames[i]})
+			}
+		}
+		if tables, err = queryToolTables(ctx, c, found); err != nil {
+			return nil, nil, nil, err
+		}
 	}
 	rs, err := c.Query(ctx, listSQL)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer rs.Close()
 	for rs.Next() {
@@ -138,7 +168,7 @@ func queryList(ctx context.Context, c *pgx.Conn, withTargets bool) (rows []listR
 			since                *time.Time
 		)
 		if err := rs.Scan(&classid, &objid, &objsubid, &mode, &pid, &user, &app, &hst, &since); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		k, ok := keyFromTag(uint32(classid), uint32(objid), objsubid)
 		if !ok {
@@ -160,7 +190,7 @@ func queryList(ctx context.Context, c *pgx.Conn, withTargets bool) (rows []listR
 		}
 		rows = append(rows, r)
 	}
-	return rows, targets, rs.Err()
+	return rows, targets, tables, rs.Err()
 }
 
 // migrateTargets are the places golang-migrate may keep its table on

@@ -239,6 +239,5 @@ WHERE l.locktype = 'advisory' AND l.granted
  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 ORDER BY l.classid, l.objid, l.objsubid, a.pid`
 
-// listTargetsSQL reads where golang-migrate would keep its table when run
-// on this session's database, for List to recognise its lock.
-const listTargetsSQL = `SELECT current_database(), coalesce(current_schema(), 'public')`
+// List reads where golang-migrate and the other tools would keep their
+// tables on this session's database with toolTablesSQL (tooltables.go).

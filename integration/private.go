@@ -63,7 +63,7 @@ type Server struct {
 	closed  bool
 }
 
-// Kind is "postgres", "mariadb" or "redis".
+// Kind is "postgres", "mariadb", "redis" or "etcd".
 func (s *Server) Kind() string { return s.kind }
 
 // DSN returns the connection string: a pgx URL for PostgreSQL, a

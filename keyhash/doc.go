@@ -57,10 +57,23 @@
 //     [WithAdvisoryLockMySQL] (GET_LOCK name);
 //   - django-pglocks: [DjangoPGLocks] (2.x, equal to [Name]),
 //     [DjangoPGLocksV1] (1.x, CRC-32) and [DjangoPGLocksPair];
-//   - Symfony Lock's PostgreSqlStore: [Symfony].
+//   - Symfony Lock's PostgreSqlStore: [Symfony];
+//   - Rails (ActiveRecord) migrations: [Rails] (PostgreSQL),
+//     [RailsMySQLLockName] (GET_LOCK name);
+//   - Prisma Migrate: [Prisma] ([PrismaLockID]);
+//   - node-pg-migrate: [NodePGMigrate] ([NodePGMigrateLockID]);
+//   - pg-boss: [PgBoss] (database, schema, lock name);
+//   - Flyway: [Flyway] (PostgreSQL), [FlywayMySQLLockName].
 //
-// [Describe] recognises goose's key and golang-migrate's keys, so that a
-// status display can name the tool holding a lock.
+// Knex, Liquibase and River lock a table row instead of a key: their
+// tables are [KnexLockTable], [LiquibaseLockTable] and [RiverLeaderTable],
+// whose comment states how each locks. graphile-worker takes no lock: two
+// workers migrating at once collide on the primary key of its migrations
+// table, and the loser skips the migration the other ran.
+//
+// [Describe] recognises the keys of goose, golang-migrate, Rails, Prisma,
+// node-pg-migrate, pg-boss and Flyway, so that a status display can name
+// the tool holding a lock.
 //
 // # Which form to use
 //

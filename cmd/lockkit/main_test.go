@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+	goleak.VerifyTestMain(integration.EtcdCleanup(m), goleak.Cleanup(func(code int) {
 		os.RemoveAll(dir)
 		os.Exit(code)
 	}))
@@ -323,9 +323,9 @@ func exitCodes(t *testing.T, bc backendCase) {
 	if gotName != name {
 		t.Errorf("LOCKKIT_NAME: stdout %q", out)
 	}
-	// A fencing token where the backend gives one (Redis, the lock
-	// table), none elsewhere.
-	if tokens := bc.name == "redis" || bc.table; tokens {
+	// A fencing token where the backend gives one (Redis, etcd, the
+	// lock table), none elsewhere.
+	if tokens := bc.name == "redis" || bc.name == "etcd" || bc.table; tokens {
 		if n, err := strconv.ParseInt(token, 10, 64); err != nil || n <= 0 {
 			t.Errorf("LOCKKIT_TOKEN %q on %s", token, bc.name)
 		}

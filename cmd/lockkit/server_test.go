@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/lockkit/lockkit/integration"
 	"github.com/lockkit/lockkit/keyhash"
 	"github.com/lockkit/lockkit/mysqllock"
@@ -57,6 +59,18 @@ func mysqlCase(t *testing.T) backendCase {
 
 func redisCase(t *testing.T) backendCase {
 	return backendCase{name: "redis", url: integration.RedisURL(t), env: baseEnv(t)}
+}
+
+// etcdE2EPrefix is the key prefix of the etcd cases' URL.
+const etcdE2EPrefix = "lockkit-e2e"
+
+// etcdCase is the etcd test cluster, every endpoint in the URL.
+func etcdCase(t *testing.T) backendCase {
+	var hosts []string
+	for _, ep := range integration.EtcdEndpoints(t) {
+		hosts = append(hosts, strings.TrimPrefix(strings.TrimPrefix(ep, "http://"), "https://"))
+	}
+	return backendCase{name: "etcd", url: "etcd://" + strings.Join(hosts, ",") + "/" + etcdE2EPrefix, env: baseEnv(t)}
 }
 
 func randSuffix() string {
@@ -107,6 +121,7 @@ func mysqlTableCase(t *testing.T) backendCase {
 func TestPostgresExitCodes(t *testing.T)      { t.Parallel(); exitCodes(t, pgCase(t)) }
 func TestMySQLExitCodes(t *testing.T)         { t.Parallel(); exitCodes(t, mysqlCase(t)) }
 func TestRedisExitCodes(t *testing.T)         { t.Parallel(); exitCodes(t, redisCase(t)) }
+func TestEtcdExitCodes(t *testing.T)          { t.Parallel(); exitCodes(t, etcdCase(t)) }
 func TestPostgresTableExitCodes(t *testing.T) { t.Parallel(); exitCodes(t, withTable(pgTableCase(t))) }
 func TestMySQLTableExitCodes(t *testing.T)    { t.Parallel(); exitCodes(t, withTable(mysqlTableCase(t))) }
 
@@ -119,6 +134,7 @@ func withTable(bc backendCase) backendCase {
 func TestPostgresSignalForwarding(t *testing.T) { t.Parallel(); signalForwarding(t, pgCase(t)) }
 func TestMySQLSignalForwarding(t *testing.T)    { t.Parallel(); signalForwarding(t, mysqlCase(t)) }
 func TestRedisSignalForwarding(t *testing.T)    { t.Parallel(); signalForwarding(t, redisCase(t)) }
+func TestEtcdSignalForwarding(t *testing.T)     { t.Parallel(); signalForwarding(t, etcdCase(t)) }
 
 func TestPostgresTableSignalForwarding(t *testing.T) {
 	t.Parallel()
@@ -133,6 +149,7 @@ func TestMySQLTableSignalForwarding(t *testing.T) {
 func TestPostgresParallelCounter(t *testing.T) { t.Parallel(); parallelCounter(t, pgCase(t)) }
 func TestMySQLParallelCounter(t *testing.T)    { t.Parallel(); parallelCounter(t, mysqlCase(t)) }
 func TestRedisParallelCounter(t *testing.T)    { t.Parallel(); parallelCounter(t, redisCase(t)) }
+func TestEtcdParallelCounter(t *testing.T)     { t.Parallel(); parallelCounter(t, etcdCase(t)) }
 func TestPostgresTableParallelCounter(t *testing.T) {
 	t.Parallel()
 	parallelCounter(t, withTable(pgTableCase(t)))
@@ -155,9 +172,10 @@ func TestUnreachableBackend(t *testing.T) {
 		"postgresql://app:" + secret + "@" + addr + "/app?sslmode=disable",
 		"mysql://app:" + secret + "@" + addr + "/app",
 		"redis://:" + secret + "@" + addr + "/0",
+		"etcd://app:" + secret + "@" + addr + "/locks",
 	} {
 		for _, extra := range [][]string{nil, {"-v"}, {"--table"}} {
-			if strings.HasPrefix(u, "redis") && len(extra) > 0 && extra[0] == "--table" {
+			if (strings.HasPrefix(u, "redis") || strings.HasPrefix(u, "etcd")) && len(extra) > 0 && extra[0] == "--table" {
 				continue
 			}
 			args := append(append([]string{"run", "-b", u}, extra...), "x", "--", "true")
@@ -317,6 +335,17 @@ func TestRedisLostLock(t *testing.T) {
 	}})
 }
 
+func TestEtcdLostLock(t *testing.T) {
+	t.Parallel()
+	c := integration.Etcd(t)
+	lostLock(t, lossCase{bc: etcdCase(t), extra: []string{"--ttl", "2s"}, cause: "key was deleted", kill: func(t *testing.T, name string) {
+		resp, err := c.Delete(context.Background(), etcdE2EPrefix+"/"+url.PathEscape(name)+"/", clientv3.WithPrefix())
+		if err != nil || resp.Deleted != 1 {
+			t.Fatalf("delete the lock key: %v %v", resp, err)
+		}
+	}})
+}
+
 func TestPostgresTableLostLock(t *testing.T) {
 	t.Parallel()
 	bc := pgTableCase(t)
@@ -356,7 +385,7 @@ func TestMySQLTableLostLock(t *testing.T) {
 // gets increasing fencing tokens in LOCKKIT_TOKEN.
 func TestLeaseRenewedAndTokens(t *testing.T) {
 	t.Parallel()
-	for _, bc := range []backendCase{redisCase(t), withTable(pgTableCase(t)), withTable(mysqlTableCase(t))} {
+	for _, bc := range []backendCase{redisCase(t), etcdCase(t), withTable(pgTableCase(t)), withTable(mysqlTableCase(t))} {
 		t.Run(bc.name, func(t *testing.T) {
 			t.Parallel()
 			name := integration.Name(t)
@@ -433,7 +462,7 @@ func statusOf(t *testing.T, env []string, args ...string) (int, []map[string]any
 // free.
 func TestStatus(t *testing.T) {
 	t.Parallel()
-	cases := []backendCase{fileCase(t), pgCase(t), mysqlCase(t), redisCase(t), withTable(pgTableCase(t))}
+	cases := []backendCase{fileCase(t), pgCase(t), mysqlCase(t), redisCase(t), etcdCase(t), withTable(pgTableCase(t))}
 	for _, bc := range cases {
 		t.Run(bc.name, func(t *testing.T) {
 			t.Parallel()
@@ -459,7 +488,7 @@ func TestStatus(t *testing.T) {
 				t.Errorf("no holder pid: %v", held)
 			}
 			switch bc.name {
-			case "file", "redis", "postgres-table":
+			case "file", "redis", "etcd", "postgres-table":
 				// lockkit records its own pid.
 				if pid, _ := held["pid"].(float64); int(pid) != holder.cmd.Process.Pid {
 					t.Errorf("holder pid %v, want lockkit's %d", held["pid"], holder.cmd.Process.Pid)
@@ -468,7 +497,7 @@ func TestStatus(t *testing.T) {
 			if bc.name != "mysql" && held["since"] == nil {
 				t.Errorf("no since: %v", held)
 			}
-			if bc.name == "redis" || bc.table {
+			if bc.name == "redis" || bc.name == "etcd" || bc.table {
 				if held["expires"] == nil || held["token"] == nil {
 					t.Errorf("a lease without expiry or token: %v", held)
 				}

@@ -17,6 +17,7 @@ const (
 	kindPostgres = "postgres"
 	kindMySQL    = "mysql"
 	kindRedis    = "redis"
+	kindEtcd     = "etcd"
 )
 
 // backendURL is a parsed --backend URL.
@@ -77,7 +78,7 @@ func parseBackendURL(raw string, sc *scrubber) (*backendURL, error) {
 	}
 	scheme, _, ok := strings.Cut(raw, ":")
 	if !ok || strings.ContainsAny(scheme, "/@") {
-		return nil, errors.New("a backend is a URL: file:///DIR, postgres://..., mysql://..., redis://...")
+		return nil, errors.New("a backend is a URL: file:///DIR, postgres://..., mysql://..., redis://..., etcd://...")
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -116,8 +117,13 @@ func parseBackendURL(raw string, sc *scrubber) (*backendURL, error) {
 		}
 	case "redis", "rediss":
 		b.kind = kindRedis
+	case "etcd", "etcds":
+		b.kind = kindEtcd
+		if u.Host == "" {
+			return nil, fmt.Errorf("etcd URL %s names no endpoint: use %s", b.display, urlForm("etcd"))
+		}
 	default:
-		return nil, fmt.Errorf("unknown backend scheme %q: use file, postgres, postgresql, mysql, redis or rediss", u.Scheme)
+		return nil, fmt.Errorf("unknown backend scheme %q: use file, postgres, postgresql, mysql, redis, rediss, etcd or etcds", u.Scheme)
 	}
 	return b, nil
 }
@@ -132,6 +138,8 @@ func urlForm(scheme string) string {
 		return "mysql://USER[:PASSWORD]@HOST[:PORT]/DB[?PARAMS]"
 	case "redis", "rediss":
 		return "redis://[USER[:PASSWORD]@]HOST[:PORT][/DB]"
+	case "etcd", "etcds":
+		return "etcd://[USER[:PASSWORD]@]HOST[:PORT][,HOST[:PORT]...][/PREFIX]"
 	}
 	return "SCHEME://[USER[:PASSWORD]@]HOST[:PORT]/..."
 }
@@ -139,7 +147,7 @@ func urlForm(scheme string) string {
 // lockOptions say what kind of lock run wants.
 type lockOptions struct {
 	table  bool          // the lock table (rowlock) instead of advisory locks
-	ttl    time.Duration // lease for the lock table and Redis; 0: the backend's default
+	ttl    time.Duration // lease for the lock table, Redis and etcd; 0: the backend's default
 	shared bool          // a shared lock
 	owner  string        // holder info recorded where the backend keeps it
 }
@@ -170,13 +178,13 @@ func checkOptions(b *backendURL, opts lockOptions) error {
 			return usagef("--table needs a postgres:// or mysql:// backend, not %s", b.display)
 		}
 		if opts.ttl != 0 {
-			return usagef("--ttl needs --table or a redis:// backend; a file lock lasts while lockkit runs")
+			return usagef("--ttl needs --table or a redis:// or etcd:// backend; a file lock lasts while lockkit runs")
 		}
 	case kindPostgres, kindMySQL:
 		if opts.ttl != 0 && !opts.table {
 			return usagef("--ttl needs --table on %s: an advisory lock lasts as long as its session", b.kind)
 		}
-	case kindRedis:
+	case kindRedis, kindEtcd:
 		if opts.table {
 			return usagef("--table needs a postgres:// or mysql:// backend, not %s", b.display)
 		}
@@ -187,6 +195,8 @@ func checkOptions(b *backendURL, opts lockOptions) error {
 			return usagef("--shared: MySQL user locks (GET_LOCK) have no shared mode")
 		case b.kind == kindRedis:
 			return usagef("--shared: the Redis backend has no shared locks")
+		case b.kind == kindEtcd:
+			return usagef("--shared: the etcd backend has no shared locks")
 		case opts.table:
 			return usagef("--shared: the lock table has no shared locks")
 		}
@@ -205,6 +215,8 @@ func (e *env) openBackend(ctx context.Context, b *backendURL) (backend, error) {
 		return openMySQL(ctx, e, b)
 	case kindRedis:
 		return openRedis(ctx, e, b)
+	case kindEtcd:
+		return openEtcd(ctx, e, b)
 	}
 	return nil, fmt.Errorf("the %s backend is not built into this lockkit", b.kind)
 }

@@ -25,7 +25,8 @@
 //
 // Backends are URLs: file:///DIR, postgres:// or postgresql://, mysql://
 // (converted to a go-sql-driver configuration), redis:// or rediss://,
-// from --backend or the LOCKKIT_BACKEND environment variable; without
+// etcd:// or etcds:// (a comma-separated list of endpoints, the key prefix
+// as the path, and for etcds:// the cacert, cert and key parameters), from --backend or the LOCKKIT_BACKEND environment variable; without
 // either, a file lock in filelock.DefaultDir.
 //
 // # Exit status

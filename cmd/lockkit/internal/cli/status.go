@@ -96,7 +96,7 @@ func (e *env) status(ctx context.Context, args []string) int {
 			return ExitUnavailable
 		}
 	} else {
-		writeTable(e.stdout, locks, table || b.kind == kindRedis)
+		writeTable(e.stdout, locks, table || b.kind == kindRedis || b.kind == kindEtcd)
 	}
 	for _, l := range locks {
 		if !l.Held {
@@ -187,7 +187,7 @@ func heldOf(li lockkit.LockInfo, kind string, table bool) heldLock {
 	if kind != kindFile {
 		h.Mode = li.Mode.String()
 	}
-	if kind == kindPostgres && !table {
+	if (kind == kindPostgres && !table) || kind == kindEtcd {
 		h.Key = li.Key
 	}
 	hd := li.Holder

@@ -24,6 +24,7 @@ Backends (--backend URL, or the LOCKKIT_BACKEND environment variable):
   postgres://USER@HOST:PORT/DB?...     a PostgreSQL advisory lock
   mysql://USER:PASS@HOST:PORT/DB       a MySQL/MariaDB GET_LOCK lock
   redis://HOST:PORT/DB                 a Redis lease (rediss:// for TLS)
+  etcd://HOST:PORT,HOST:PORT/PREFIX    an etcd lease on a cluster (etcds:// for TLS)
 With --table, postgres:// and mysql:// use the lock table instead.
 
 Exit status: the command's own, or 75 when the lock was not acquired, 70
@@ -71,8 +72,9 @@ Flags:
                               locks and file locks only; elsewhere exit 64)
       --table                 use the lock table instead of an advisory lock
                               (postgres:// and mysql://; see lockkit migrate)
-      --ttl DURATION          lease length for --table and redis://, renewed
-                              automatically while COMMAND runs
+      --ttl DURATION          lease length for --table, redis:// and
+                              etcd://, renewed automatically while COMMAND
+                              runs
       --max N                 let up to N runs of NAME run at once, across
                               hosts: NAME is a semaphore of N permits
       --conflict-exit-code N  exit status when the lock is not acquired
@@ -123,8 +125,8 @@ Environment:
                    password out of the process list
   LOCKKIT_NAME     set for COMMAND: the lock's name
   LOCKKIT_TOKEN    set for COMMAND when the backend gives a fencing token
-                   (--table, redis://): it increases with every new holder,
-                   so a resource can reject writes from an earlier holder
+                   (--table, redis://, etcd://): it increases with every
+                   new holder, so a resource can reject writes from an earlier holder
                    (with --max, every new holder of the same slot)
   LOCKKIT_SLOT     set for COMMAND with --max: its permit's slot, 0 to N-1
 
@@ -160,6 +162,7 @@ What each backend can show:
                 it is enabled; else only the given NAMEs (IS_USED_LOCK);
                 the server records no "since" for a user lock
   redis://      lockkit's lock keys, with their lease expiry and token
+  etcd://       the holders under PREFIX, with their lease expiry and token
   --table       the lock table's rows: owner, since, expires and token
 
 Flags:

@@ -1,0 +1,333 @@
+package etcdlock
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/integration"
+)
+
+// faultTTL is the lease of the fault tests' Lockers: longer than a leader
+// election of the private clusters (about a second), so that no lock is
+// lost to a failover of a minority.
+const faultTTL = 5 * time.Second
+
+// contention runs workers on four Lockers (each on a client of its own with
+// every endpoint) that take one name in turn and check, under the lock,
+// that nobody else is inside and that the tokens grow; fault runs once the
+// contention has started. A lock held on another name across the whole run
+// must not be lost.
+func contention(t *testing.T, c *integration.EtcdCluster, fault func()) {
+	t.Helper()
+	name := integration.Name(t)
+	var lockers []*Locker
+	for range 4 {
+		lockers = append(lockers, newLocker(t, integration.EtcdClient(t, c.Endpoints()...), &Config{TTL: faultTTL, Prefix: "fault/"}))
+	}
+	longHeld := mustTry(t, lockers[0], name+".long")
+
+	var (
+		inside, overlaps, acquired, lost atomic.Int64
+		mu                               sync.Mutex
+		lastToken                        int64
+		backwards                        int
+		wg                               sync.WaitGroup
+		stop                             = make(chan struct{})
+		faulted                          atomic.Bool
+		afterFault                       atomic.Int64
+	)
+	for w := range 8 {
+		l := lockers[w%len(lockers)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				lk, err := l.Lock(ctx, name)
+				cancel()
+				if err != nil {
+					t.Errorf("worker %d: Lock: %v", w, err)
+					return
+				}
+				if inside.Add(1) != 1 {
+					overlaps.Add(1)
+				}
+				mu.Lock()
+				if lk.Token() <= lastToken {
+					backwards++
+				}
+				lastToken = lk.Token()
+				mu.Unlock()
+				time.Sleep(2 * time.Millisecond)
+				inside.Add(-1)
+				acquired.Add(1)
+				if faulted.Load() {
+					afterFault.Add(1)
+				}
+				rctx, rcancel := context.WithTimeout(context.Background(), 20*time.Second)
+				err = lk.Release(rctx)
+				rcancel()
+				if errors.Is(err, lockkit.ErrLost) {
+					lost.Add(1)
+					t.Logf("worker %d: %v", w, err)
+				} else if err != nil {
+					t.Errorf("worker %d: Release: %v", w, err)
+				}
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	before := acquired.Load()
+	faulted.Store(true)
+	fault()
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d acquisitions before the fault, %d after; %d lost", before, afterFault.Load(), lost.Load())
+	if n := overlaps.Load(); n != 0 {
+		t.Errorf("%d times two holders were inside at once", n)
+	}
+	if backwards != 0 {
+		t.Errorf("%d tokens were not above the previous holder's", backwards)
+	}
+	if n := lost.Load(); n != 0 {
+		t.Errorf("%d locks were lost to the fault of a minority", n)
+	}
+	if before == 0 || afterFault.Load() == 0 {
+		t.Errorf("no progress: %d acquisitions before the fault, %d after", before, afterFault.Load())
+	}
+	if err := longHeld.Err(); err != nil {
+		t.Errorf("the lock held across the fault: %v", err)
+	}
+	mustRelease(t, longHeld)
+}
+
+// The leader member is killed (SIGKILL) under contention, and started
+// again: the other two elect a leader and the locks go on.
+func TestFaultLeaderKilled(t *testing.T) {
+	c := integration.StartEtcdCluster(t, 3)
+	contention(t, c, func() {
+		leader := c.Leader(ctxT(t, 10*time.Second))
+		if leader < 0 {
+			t.Fatal("no leader")
+		}
+		m := c.Members[leader]
+		if err := m.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("killed the leader, member %d", leader)
+		time.Sleep(3 * time.Second)
+		if err := m.Start(); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// A follower is killed under contention, and started again.
+func TestFaultFollowerKilled(t *testing.T) {
+	c := integration.StartEtcdCluster(t, 3)
+	contention(t, c, func() {
+		leader := c.Leader(ctxT(t, 10*time.Second))
+		if leader < 0 {
+			t.Fatal("no leader")
+		}
+		f := (leader + 1) % len(c.Members)
+		m := c.Members[f]
+		if err := m.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("killed a follower, member %d", f)
+		time.Sleep(3 * time.Second)
+		if err := m.Start(); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// With the whole cluster paused (no quorum), no keepalive succeeds: the
+// lock is reported lost with ErrLeaseExpired no later than TTL after the
+// pause (the last renewal was before it), and not before TTL minus the
+// renewal interval (it cannot be declared before the lease may have run
+// out). After the cluster resumes, the name can be taken again.
+func TestFaultNoQuorumLeaseExpires(t *testing.T) {
+	c := integration.StartEtcdCluster(t, 3)
+	const ttl = 2 * time.Second
+	l := newLocker(t, integration.EtcdClient(t, c.Endpoints()...), &Config{TTL: ttl})
+	name := integration.Name(t)
+	lk := mustTry(t, l, name)
+	every := l.set.renewEvery
+	for _, m := range c.Members {
+		if err := m.Pause(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := waitDone(t, lk, 3*ttl)
+	for _, m := range c.Members {
+		if err := m.Resume(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("lost %v after the cluster paused: %v", d.Round(time.Millisecond), lk.Err())
+	if !errors.Is(lk.Err(), ErrLeaseExpired) {
+		t.Errorf("Err = %v, want ErrLeaseExpired", lk.Err())
+	}
+	if d > ttl+100*time.Millisecond || d < ttl-every-100*time.Millisecond {
+		t.Errorf("lost %v after the pause, want between TTL-RenewInterval (%v) and TTL (%v)", d, ttl-every, ttl)
+	}
+	if err := lk.Release(ctxT(t, 10*time.Second)); !errors.Is(err, lockkit.ErrLost) {
+		t.Errorf("Release = %v, want ErrLost", err)
+	}
+	if err := c.WaitHealthy(ctxT(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	mustRelease(t, mustLock(t, l, name))
+}
+
+// envHolder makes the test binary a lock holder for TestFaultHolderPaused.
+const envHolder = "LOCKKIT_ETCD_TEST_HOLDER"
+
+// TestHelperHolder is the child process of TestFaultHolderPaused: it takes
+// the lock, prints its token, and prints "lost" with the time since it
+// was started when the lock is lost.
+func TestHelperHolder(t *testing.T) {
+	spec := os.Getenv(envHolder)
+	if spec == "" {
+		t.Skip("runs as the child of TestFaultHolderPaused")
+	}
+	parts := strings.Split(spec, ";") // endpoints;name;ttl seconds
+	ttl, _ := strconv.Atoi(parts[2])
+	l := newLocker(t, integration.EtcdClient(t, strings.Split(parts[0], ",")...), &Config{TTL: time.Duration(ttl) * time.Second, Owner: "paused"})
+	lk := mustTry(t, l, parts[1])
+	fmt.Printf("token %d\n", lk.Token())
+	<-lk.Done()
+	fmt.Printf("lost %d %v\n", time.Now().UnixMilli(), lk.Err())
+	_ = lk.Release(context.Background())
+}
+
+// A holder process is paused with SIGSTOP past its lease: the server lets
+// the lease go, a waiter elsewhere gets the lock with a larger token, no
+// earlier than the lease can have ended; when the holder resumes it reports
+// the loss at once.
+func TestFaultHolderPaused(t *testing.T) {
+	endpoints := integration.EtcdEndpoints(t)
+	name := integration.Name(t)
+	const ttl = 2 * time.Second
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperHolder$", "-test.v")
+	cmd.Env = append(os.Environ(), envHolder+"="+strings.Join(endpoints, ",")+";"+name+";2")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	lines := make(chan string, 10)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var token int64
+	for token == 0 {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatal("the holder exited before taking the lock")
+			}
+			fmt.Sscanf(line, "token %d", &token)
+		case <-time.After(30 * time.Second):
+			t.Fatal("the holder took no lock within 30s")
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+
+	b := newLocker(t, integration.EtcdClient(t, endpoints...), &Config{Owner: "b"})
+	next := mustLock(t, b, name)
+	waited := time.Since(stopped)
+	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	var lostAt int64
+	for lostAt == 0 {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatal("the holder exited without reporting the loss")
+			}
+			if strings.HasPrefix(line, "lost ") {
+				fmt.Sscanf(line, "lost %d", &lostAt)
+				t.Logf("holder: %s", line)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the resumed holder did not report the loss within 10s")
+		}
+	}
+	late := time.UnixMilli(lostAt).Sub(resumed)
+	t.Logf("waiter acquired %v after the holder stopped; the holder reported the loss %v after it resumed", waited.Round(time.Millisecond), late.Round(time.Millisecond))
+	if next.Token() <= token {
+		t.Errorf("new holder's token %d not above the paused holder's %d", next.Token(), token)
+	}
+	if waited < ttl-ttl/3-100*time.Millisecond {
+		t.Errorf("the waiter acquired %v after the stop, before the paused holder's lease (%v, renewed every %v) can have ended", waited, ttl, ttl/3)
+	}
+	if late > time.Second {
+		t.Errorf("the resumed holder reported the loss %v after it resumed, want within 1s", late)
+	}
+	mustRelease(t, next)
+}
+
+// The member a client took its lock through is killed while the client
+// holds the lock: the client knew only that member when it acquired (so
+// the lock's watch stream is on it), then learnt the others. The keepalive
+// and the watch move to the other endpoints, so the lock is not lost over
+// several TTLs, another process still finds it held, and the release goes
+// through.
+func TestFaultClientEndpointKilled(t *testing.T) {
+	c := integration.StartEtcdCluster(t, 3)
+	const ttl = 2 * time.Second
+	eps := c.Endpoints()
+	cli := integration.EtcdClient(t, eps[0])
+	l := newLocker(t, cli, &Config{TTL: ttl, Owner: "a"})
+	other := newLocker(t, integration.EtcdClient(t, eps[1:]...), &Config{TTL: ttl})
+	name := integration.Name(t)
+	lk := mustTry(t, l, name)
+	cli.SetEndpoints(eps...)
+	if err := c.Members[0].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lk.Done():
+		t.Fatalf("lost after the client's first endpoint was killed: %v", lk.Err())
+	case <-time.After(3 * ttl):
+	}
+	if he := wantHeld(t, other, name); he.Holder == nil || he.Holder.Owner != "a" {
+		t.Errorf("holder = %v, want a", he.Holder)
+	}
+	mustRelease(t, lk)
+	mustRelease(t, mustTry(t, other, name))
+}

@@ -1,0 +1,112 @@
+package etcdlock
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
+
+	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/integration"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(integration.EtcdCleanup(m)) }
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// testPrefix returns a key prefix unique to this test, and deletes every key
+// under it when the test ends.
+func testPrefix(t testing.TB, admin *clientv3.Client) string {
+	t.Helper()
+	prefix := "lockkit-test/" + strings.ToLower(rand.Text()[:10]) + "/"
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = admin.Delete(ctx, prefix, clientv3.WithPrefix())
+	})
+	return prefix
+}
+
+// newLocker makes a Locker on c, closed when the test ends.
+func newLocker(t testing.TB, c *clientv3.Client, cfg *Config) *Locker {
+	t.Helper()
+	l, err := New(c, cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
+func mustTry(t testing.TB, l *Locker, name string) *Lock {
+	t.Helper()
+	lk, err := l.TryLock(ctxT(t, 10*time.Second), name)
+	if err != nil {
+		t.Fatalf("TryLock(%q) = %v, want held", name, err)
+	}
+	return lk
+}
+
+func mustLock(t testing.TB, l *Locker, name string) *Lock {
+	t.Helper()
+	lk, err := l.Lock(ctxT(t, 30*time.Second), name)
+	if err != nil {
+		t.Fatalf("Lock(%q) = %v, want held", name, err)
+	}
+	return lk
+}
+
+func mustRelease(t testing.TB, lk *Lock) {
+	t.Helper()
+	if err := lk.Release(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatalf("Release(%q) = %v", lk.Name(), err)
+	}
+}
+
+// wantHeld checks that a try on name fails with a *lockkit.HeldError, and
+// returns it.
+func wantHeld(t testing.TB, l *Locker, name string) *lockkit.HeldError {
+	t.Helper()
+	lk, err := l.TryLock(ctxT(t, 10*time.Second), name)
+	if err == nil {
+		_ = lk.Release(context.Background())
+		t.Fatalf("TryLock(%q) succeeded, want held elsewhere", name)
+	}
+	var he *lockkit.HeldError
+	if !errors.As(err, &he) {
+		t.Fatalf("TryLock(%q) = %v, want a *lockkit.HeldError", name, err)
+	}
+	return he
+}
+
+// waitDone waits up to d for the lock to end and returns how long it took.
+func waitDone(t testing.TB, lk *Lock, d time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	select {
+	case <-lk.Done():
+		return time.Since(start)
+	case <-time.After(d):
+		t.Fatalf("lock %q still held %v later", lk.Name(), d)
+		return 0
+	}
+}
+
+// countKeys returns the keys under prefix.
+func countKeys(t testing.TB, c *clientv3.Client, prefix string) int {
+	t.Helper()
+	resp, err := c.Get(ctxT(t, 10*time.Second), prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatalf("count %s: %v", prefix, err)
+	}
+	return int(resp.Count)
+}
