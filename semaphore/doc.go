@@ -2,7 +2,7 @@
 // most N holders of a name at a time, across processes and hosts, with one
 // API on every backend.
 //
-//	s, err := semaphore.New(locker, nil) // advisory, mysqllock, rowlock, redislock, filelock, memlock
+//	s, err := semaphore.New(locker, nil) // advisory, mysqllock, rowlock, redislock, etcdlock, filelock, memlock
 //	p, err := s.Acquire(ctx, "payments", 3)  // one of 3 permits
 //	defer p.Release(ctx)
 //	callPaymentAPI(ctx, p.Token())          // p.Done() closes if the permit is lost
@@ -15,7 +15,7 @@
 // lockkit.Lock itself. So a semaphore has every property of its backend's
 // locks: a holder that crashes frees its permit as its slot lock ends (at
 // once where the server ends the session or the kernel the flock; when
-// the lease runs out on rowlock and redislock), a permit reports its loss
+// the lease runs out on rowlock, redislock and etcdlock), a permit reports its loss
 // through Done and Err within the backend's loss bound, and
 // [Permit.Token] is the slot lock's fencing token (0 where the backend
 // has none): strictly increasing across the holders of one slot, not
@@ -44,7 +44,8 @@
 //     waiting ("about": the N waits of one caller are queued by N
 //     goroutines). It costs N backend waits per waiting caller: cheap on
 //     memlock, filelock, rowlock and redislock, whose Lockers send one
-//     waiter per lock name to the server and queue the others in-process;
+//     waiter per lock name to the server and queue the others in-process,
+//     and on etcdlock a key and a watch per wait;
 //     costly on advisory and mysqllock, where each wait holds a database
 //     session (size the pool for it) and each cancelled wait ends its
 //     session (advisory) or is KILLed (mysqllock). Use WaitOne there.
@@ -61,8 +62,8 @@
 // What "first come, first served where the backend can" means per backend,
 // for WaitAll:
 //
-//   - memlock, and redislock across processes: the lock is handed to the
-//     longest waiter, so the semaphore is about FIFO;
+//   - memlock, and redislock and etcdlock across processes: the lock goes
+//     to the longest waiter, so the semaphore is about FIFO;
 //   - advisory: PostgreSQL queues the waiters of a lock in order and
 //     grants them in turn, so it is about FIFO;
 //   - mysqllock: the server's order of GET_LOCK waiters, which lockkit
@@ -72,7 +73,7 @@
 //
 // On every backend a caller's first round of tries takes a slot that is
 // free: where a release hands the lock to a waiter (memlock, redislock,
-// advisory) a slot with waiters is never free, elsewhere a newcomer can
+// etcdlock, advisory) a slot with waiters is never free, elsewhere a newcomer can
 // win a freed slot before a waiter of another Locker does.
 //
 // When ctx ends before a permit is held, Acquire returns a
@@ -104,7 +105,7 @@
 // On filelock the listing takes each free slot's flock for an instant, so
 // a try elsewhere at that very instant may fail on that slot.
 //
-// Lockers without holder data (advisory, mysqllock) cannot tell: every
+// Lockers without holder data (advisory, mysqllock, etcdlock) cannot tell: every
 // caller of a semaphore must give it the same N there, and a disagreement
 // over-admits silently. Keep N in one place (a constant, a shared config).
 //

@@ -103,6 +103,7 @@ func TestFileMaxConcurrency(t *testing.T)     { t.Parallel(); maxConcurrency(t, 
 func TestPostgresMaxConcurrency(t *testing.T) { t.Parallel(); maxConcurrency(t, pgCase(t), 2) }
 func TestMySQLMaxConcurrency(t *testing.T)    { t.Parallel(); maxConcurrency(t, mysqlCase(t), 2) }
 func TestRedisMaxConcurrency(t *testing.T)    { t.Parallel(); maxConcurrency(t, redisCase(t), 3) }
+func TestEtcdMaxConcurrency(t *testing.T)     { t.Parallel(); maxConcurrency(t, etcdCase(t), 2) }
 func TestPostgresTableMaxConcurrency(t *testing.T) {
 	t.Parallel()
 	maxConcurrency(t, withTable(pgTableCase(t)), 2)
@@ -206,6 +207,7 @@ func TestPostgresTableMaxMismatch(t *testing.T) {
 	maxMismatch(t, withTable(pgTableCase(t)), true)
 }
 func TestPostgresMaxMismatchUndetected(t *testing.T) { t.Parallel(); maxMismatch(t, pgCase(t), false) }
+func TestEtcdMaxMismatchUndetected(t *testing.T)     { t.Parallel(); maxMismatch(t, etcdCase(t), false) }
 
 // maxLost takes a permit's lock away from outside while its command runs:
 // lockkit stops the command and exits 70 naming the slot.
@@ -267,7 +269,7 @@ func TestPostgresMaxLost(t *testing.T) {
 // permits and how many are free, on every backend.
 func TestStatusMax(t *testing.T) {
 	t.Parallel()
-	cases := []backendCase{fileCase(t), pgCase(t), mysqlCase(t), redisCase(t), withTable(pgTableCase(t))}
+	cases := []backendCase{fileCase(t), pgCase(t), mysqlCase(t), redisCase(t), withTable(pgTableCase(t)), etcdCase(t)}
 	for _, bc := range cases {
 		t.Run(bc.name, func(t *testing.T) {
 			t.Parallel()

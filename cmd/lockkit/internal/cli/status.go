@@ -331,7 +331,7 @@ func (e *env) statusPermits(ctx context.Context, stop func() os.Signal, b *backe
 			held = append(held, ps.Holders...)
 		}
 		if len(held) > 0 {
-			writeTable(e.stdout, held, table || b.kind == kindRedis)
+			writeTable(e.stdout, held, table || b.kind == kindRedis || b.kind == kindEtcd)
 		}
 		for _, ps := range out {
 			fmt.Fprintf(e.stdout, "%s: %d of %d permits held, %d free%s\n", ps.Name, n-ps.Free, n, ps.Free, otherMax(ps.Holders, n))

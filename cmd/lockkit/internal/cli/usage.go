@@ -99,12 +99,12 @@ At most N runs: --max N
   of the slot's lock: it increases per slot, not per NAME.
   A waiting run takes a permit as soon as one frees up; on postgres:// and
   mysql:// it waits on one slot and tries the others again at least once
-  a second. On redis:// runs get permits in about the order they started
-  waiting; elsewhere in no set order.
+  a second. On redis:// and etcd:// runs get permits in about the order
+  they started waiting; elsewhere in no set order.
   Give every run of NAME the same N. On file://, redis:// and --table a run
   that meets a holder of another N is refused with exit 64 (the holders
-  record N); PostgreSQL and MySQL advisory locks cannot tell, and runs of
-  different N there admit more than the smaller N. A run with --max and
+  record N); PostgreSQL and MySQL advisory locks and etcd:// cannot tell,
+  and runs of different N there admit more than the smaller N. A run with --max and
   one without do not exclude each other: they hold different locks.
 
 Exit status:
