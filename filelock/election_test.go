@@ -63,6 +63,17 @@ func (c *crashing) Acquire(ctx context.Context, name string) (lockkit.Lock, erro
 	return lk, nil
 }
 
+func (c *crashing) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	lk, err := c.TryLock(ctx, name, nil)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.locks = append(c.locks, lk)
+	c.mu.Unlock()
+	return lk, nil
+}
+
 func (c *crashing) crash() {
 	c.mu.Lock()
 	defer c.mu.Unlock()

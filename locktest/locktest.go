@@ -9,6 +9,9 @@
 //			NewLocker: func(t *testing.T) lockkit.Locker { return mybackend.New(...) },
 //		})
 //	}
+//
+// [RunElection] and [RunSemaphore] run the checks of packages election and
+// semaphore on a backend, with the same Config inside theirs.
 package locktest
 
 import (

@@ -291,6 +291,7 @@ type backendCase struct {
 	url   string
 	env   []string
 	table bool // lockkit run --table
+	max   int  // lockkit run --max, when not 0
 }
 
 // run returns the arguments of lockkit run on bc, followed by args.
@@ -298,6 +299,9 @@ func (bc backendCase) run(args ...string) []string {
 	a := []string{"run", "-b", bc.url}
 	if bc.table {
 		a = []string{"run", "--backend", bc.url, "--table"}
+	}
+	if bc.max != 0 {
+		a = append(a, "--max", strconv.Itoa(bc.max))
 	}
 	return append(a, args...)
 }

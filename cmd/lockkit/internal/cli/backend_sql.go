@@ -209,16 +209,40 @@ func (t tableLister) List(ctx context.Context, names ...string) ([]lockkit.LockI
 }
 
 // tableLocker is a rowlock.Locker whose lock-table errors say what to do
-// when the table is missing.
+// when the table is missing. It lists and records per-acquire data as the
+// rowlock.Locker does, for lockkit run --max.
 type tableLocker struct{ l *rowlock.Locker }
 
+var (
+	_ lockkit.DataLocker = tableLocker{}
+	_ lockkit.Lister     = tableLocker{}
+)
+
 func (t tableLocker) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
-	lk, err := t.l.Acquire(ctx, name)
-	return lk, tableHint(err)
+	return hinted{t.l}.Acquire(ctx, name)
 }
 
 func (t tableLocker) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
-	lk, err := t.l.TryAcquire(ctx, name)
+	return hinted{t.l}.TryAcquire(ctx, name)
+}
+
+func (t tableLocker) WithData(data string) lockkit.Locker { return hinted{t.l.WithData(data)} }
+
+func (t tableLocker) List(ctx context.Context, names ...string) ([]lockkit.LockInfo, error) {
+	return tableLister(t).List(ctx, names...)
+}
+
+// hinted is a Locker on the lock table whose errors say what to do when
+// the table is missing.
+type hinted struct{ l lockkit.Locker }
+
+func (h hinted) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	lk, err := h.l.Acquire(ctx, name)
+	return lk, tableHint(err)
+}
+
+func (h hinted) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	lk, err := h.l.TryAcquire(ctx, name)
 	return lk, tableHint(err)
 }
 

@@ -41,8 +41,12 @@ const (
 	// EnvName is set in the command's environment to the lock's name.
 	EnvName = "LOCKKIT_NAME"
 	// EnvToken is set in the command's environment to the lock's fencing
-	// token, when the backend gives one.
+	// token, when the backend gives one. With --max it is the token of
+	// the permit's slot, which increases per slot.
 	EnvToken = "LOCKKIT_TOKEN"
+	// EnvSlot is set in the command's environment with --max: the slot of
+	// the permit it runs under, 0 to N-1.
+	EnvSlot = "LOCKKIT_SLOT"
 )
 
 // Version is the lockkit version. The build may set it with
@@ -60,7 +64,7 @@ type Program struct {
 
 	// Env is the environment, as os.Environ returns it. lockkit reads
 	// LOCKKIT_BACKEND from it, and the command of lockkit run gets it with
-	// LOCKKIT_NAME and LOCKKIT_TOKEN added.
+	// LOCKKIT_NAME, LOCKKIT_TOKEN and (with --max) LOCKKIT_SLOT added.
 	Env []string
 
 	// Signals delivers the signals lockkit receives. lockkit run forwards

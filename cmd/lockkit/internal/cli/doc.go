@@ -13,9 +13,12 @@
 //     COMMAND in its own process group while holding it, forward SIGINT,
 //     SIGTERM and SIGHUP to that group, release once COMMAND has exited;
 //     on loss, SIGTERM the group, SIGKILL it after --kill-grace, exit 70.
-//   - lockkit status [--backend URL] [--table] [--json] [NAME...]: list
-//     held locks with holder and since when (exit 1 when a given NAME is
-//     free).
+//     With --max N, NAME is a semaphore of N permits (package semaphore)
+//     and the held lock is one permit's slot: at most N runs at once.
+//   - lockkit status [--backend URL] [--table] [--json] [--max N] [NAME...]:
+//     list held locks with holder and since when (exit 1 when a given NAME
+//     is free); with --max, the permit holders and free permits of the
+//     semaphores NAME.
 //   - lockkit migrate [--backend URL] up|down|version: the lock table's
 //     migrations.
 //   - lockkit version, lockkit help [COMMAND], lockkit COMMAND -h.

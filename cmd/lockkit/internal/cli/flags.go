@@ -87,6 +87,31 @@ func parseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// intValue is a flag.Value for an integer.
+type intValue struct {
+	p   *int
+	set *bool
+}
+
+func (v intValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strconv.Itoa(*v.p)
+}
+
+func (v intValue) Set(s string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not a whole number", s)
+	}
+	*v.p = n
+	if v.set != nil {
+		*v.set = true
+	}
+	return nil
+}
+
 // exitCodeValue is a flag.Value for an exit status, 0 to 255.
 type exitCodeValue struct{ p *int }
 

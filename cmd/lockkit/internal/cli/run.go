@@ -15,6 +15,7 @@ import (
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/advisory"
+	"github.com/lockkit/lockkit/semaphore"
 )
 
 // runFlags are lockkit run's flags.
@@ -30,6 +31,8 @@ type runFlags struct {
 	conflictCode int
 	killGrace    time.Duration
 	verbose      bool
+	max          int  // --max: the number of permits of NAME
+	maxGiven     bool // --max was given: NAME is a semaphore
 }
 
 // defaultKillGrace is the time between SIGTERM and SIGKILL when the lock
@@ -50,6 +53,7 @@ func (e *env) parseRun(args []string) (f runFlags, name string, argv []string, c
 	varFlag(fs, exitCodeValue{&f.conflictCode}, "conflict-exit-code")
 	varFlag(fs, durationValue{d: &f.killGrace}, "kill-grace")
 	boolVar(fs, &f.verbose, "v", "verbose")
+	varFlag(fs, intValue{&f.max, &f.maxGiven}, "max")
 
 	pos, code, done := e.parseInterspersed(fs, runUsage, args)
 	if done {
@@ -69,6 +73,12 @@ func (e *env) parseRun(args []string) (f runFlags, name string, argv []string, c
 		return f, "", nil, e.usageErr(runUsage, "--ttl must be positive"), true
 	case f.ttl > 0 && f.ttl < minTTL:
 		return f, "", nil, e.usageErr(runUsage, fmt.Sprintf("--ttl must be at least %s: the lease is renewed every third of it, over the network", minTTL)), true
+	case f.maxGiven && f.max < 1:
+		return f, "", nil, e.usageErr(runUsage, "--max must be at least 1"), true
+	case f.max > semaphore.MaxPermits:
+		return f, "", nil, e.usageErr(runUsage, "--max must be at most %d", semaphore.MaxPermits), true
+	case f.maxGiven && f.shared:
+		return f, "", nil, e.usageErr(runUsage, "--max and --shared exclude each other: a permit is an exclusive lock"), true
 	}
 	if f.waitGiven && f.wait == 0 {
 		f.noWait = true // --wait 0: one attempt, as flock -w 0
@@ -124,6 +134,9 @@ func (e *env) run(ctx context.Context, args []string) int {
 	}
 	defer be.close()
 	locker, err := be.locker(opts)
+	if err == nil && f.maxGiven {
+		locker, err = permits(b, opts, locker, f.max)
+	}
 	if err != nil {
 		stopSignals()
 		return e.fail(err, f.conflictCode)
@@ -137,6 +150,16 @@ func (e *env) run(ctx context.Context, args []string) int {
 		return signalExit(sig)
 	}
 	if err != nil {
+		var mm *semaphore.MismatchError
+		if errors.As(err, &mm) {
+			by := ""
+			if mm.Holder != nil {
+				by = " by " + holderString(mm.Holder)
+			}
+			e.errorf("--max %d: %q is run with --max %d elsewhere (its slot %d is held%s); give every run of %q the same --max",
+				mm.Permits, name, mm.Other, mm.Slot, by, name)
+			return ExitUsage
+		}
 		if isNotAcquired(err) {
 			if f.verbose || e.isTerminal(e.p.Stderr) {
 				e.errorf("%s", notAcquiredMessage(name, err, f))
@@ -146,9 +169,39 @@ func (e *env) run(ctx context.Context, args []string) int {
 		return e.fail(fmt.Errorf("%s: %w", b.display, err), f.conflictCode)
 	}
 	if f.verbose {
-		e.errorf("acquired %q on %s", name, b.display)
+		e.errorf("acquired %s on %s", lockLabel(lock), b.display)
 	}
 	return e.runLocked(ctx, lock, b.display, argv, f)
+}
+
+// permits returns the Locker of lockkit run --max: its acquires take a
+// permit of the semaphore of max permits named as they are told, on
+// locker.
+func permits(b *backendURL, opts lockOptions, locker lockkit.Locker, max int) (lockkit.Locker, error) {
+	cfg := &semaphore.Config{}
+	if (b.kind == kindPostgres || b.kind == kindMySQL) && !opts.table {
+		// A waiting advisory or GET_LOCK acquire holds a database
+		// session, and a cancelled one ends it: wait on one slot, not
+		// on all of them.
+		cfg.Wait = semaphore.WaitOne
+	}
+	if opts.table {
+		cfg.Data = opts.owner // the lock table keeps the owner as holder data
+	}
+	s, err := semaphore.New(locker, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return s.Locker(max), nil
+}
+
+// lockLabel names a held lock in messages: "NAME", or for a permit of
+// lockkit run --max, "NAME" slot I of --max N.
+func lockLabel(lock lockkit.Lock) string {
+	if p, ok := lock.(*semaphore.Permit); ok {
+		return fmt.Sprintf("%q slot %d of --max %d", p.Name(), p.Slot(), p.Permits())
+	}
+	return strconv.Quote(lock.Name())
 }
 
 // fail prints err and returns its exit status.
@@ -162,6 +215,19 @@ func notAcquiredMessage(name string, err error, f runFlags) string {
 	holder := ""
 	if errors.As(err, &he) && he.Holder != nil {
 		holder = " by " + holderString(he.Holder)
+	}
+	if f.maxGiven {
+		if holder != "" {
+			holder = " (one" + holder + ")"
+		}
+		all := fmt.Sprintf("all %d permits of %q are", f.max, name)
+		if f.max == 1 {
+			all = fmt.Sprintf("the one permit of %q is", name)
+		}
+		if f.noWait {
+			return fmt.Sprintf("%s held%s", all, holder)
+		}
+		return fmt.Sprintf("%s still held%s after waiting %s", all, holder, f.wait)
 	}
 	if f.noWait {
 		return fmt.Sprintf("%q is held%s", name, holder)
@@ -188,7 +254,11 @@ func (e *env) acquire(ctx context.Context, locker lockkit.Locker, name string, f
 		waitCtx, cancel = context.WithTimeout(ctx, f.wait)
 		defer cancel()
 	}
-	stop := e.showWaiting(name, holder, f.verbose)
+	what, by := strconv.Quote(name), ", held by "
+	if f.maxGiven {
+		what, by = fmt.Sprintf("one of %d permits of %q", f.max, name), ", one held by "
+	}
+	stop := e.showWaiting(what, by, holder, f.verbose)
 	lock, err = locker.Acquire(waitCtx, name)
 	stop()
 	return lock, err
@@ -197,24 +267,25 @@ func (e *env) acquire(ctx context.Context, locker lockkit.Locker, name string, f
 // statusInterval is how often the status line is redrawn.
 const statusInterval = 250 * time.Millisecond
 
-// showWaiting starts reporting that lockkit waits for name: a live status
-// line on a terminal, one line with -v elsewhere, nothing otherwise. The
-// returned function stops it and clears the line.
-func (e *env) showWaiting(name string, holder *lockkit.Holder, verbose bool) (stop func()) {
+// showWaiting starts reporting that lockkit waits for what (the quoted
+// lock name, or "one of N permits of NAME"), held by holder (introduced by
+// heldBy): a live status line on a terminal, one line with -v elsewhere,
+// nothing otherwise. The returned function stops it and clears the line.
+func (e *env) showWaiting(what, heldBy string, holder *lockkit.Holder, verbose bool) (stop func()) {
 	by := ""
 	if holder != nil {
-		by = ", held by " + holderString(holder)
+		by = heldBy + holderString(holder)
 	}
 	if !e.isTerminal(e.p.Stderr) {
 		if verbose {
-			e.errorf("waiting for %q%s", name, by)
+			e.errorf("waiting for %s%s", what, by)
 		}
 		return func() {}
 	}
 	start := time.Now()
 	draw := func() {
 		waited := time.Since(start).Truncate(time.Second)
-		fmt.Fprintf(e.stderr, "\rlockkit: waiting for %q%s (%s)\x1b[K", name, by, waited)
+		fmt.Fprintf(e.stderr, "\rlockkit: waiting for %s%s (%s)\x1b[K", what, by, waited)
 	}
 	draw()
 	quit := make(chan struct{})
@@ -247,7 +318,7 @@ func (e *env) release(ctx context.Context, lock lockkit.Lock, verbose bool) erro
 	defer cancel()
 	err := lock.Release(ctx)
 	if err == nil && verbose {
-		e.errorf("released %q", lock.Name())
+		e.errorf("released %s", lockLabel(lock))
 	}
 	return err
 }
@@ -317,8 +388,8 @@ wait:
 			if lostErr == nil || errors.Is(lostErr, lockkit.ErrReleased) {
 				continue // cannot happen: only this function releases
 			}
-			e.errorf("lost lock %q on %s while %s ran: %v; stopping it (SIGTERM to its process group, SIGKILL after %s)",
-				lock.Name(), where, argv[0], causeOf(lostErr), f.killGrace)
+			e.errorf("lost lock %s on %s while %s ran: %v; stopping it (SIGTERM to its process group, SIGKILL after %s)",
+				lockLabel(lock), where, argv[0], causeOf(lostErr), f.killGrace)
 			ch.terminate()
 			grace = time.After(f.killGrace)
 		case <-grace:
@@ -362,10 +433,10 @@ wait:
 	}
 	if relErr != nil {
 		if errors.Is(relErr, lockkit.ErrLost) {
-			e.errorf("lost lock %q on %s while %s ran (it exited with status %d): %v", lock.Name(), where, argv[0], status, causeOf(relErr))
+			e.errorf("lost lock %s on %s while %s ran (it exited with status %d): %v", lockLabel(lock), where, argv[0], status, causeOf(relErr))
 			return ExitLost
 		}
-		e.errorf("releasing %q: %v", lock.Name(), relErr)
+		e.errorf("releasing %s: %v", lockLabel(lock), relErr)
 		if status == 0 {
 			return ExitUnavailable
 		}
@@ -403,13 +474,13 @@ func exitStatus(state *os.ProcessState) int {
 	return state.ExitCode()
 }
 
-// childEnv is env without any inherited LOCKKIT_NAME or LOCKKIT_TOKEN (of
-// an outer lockkit), plus this lock's.
+// childEnv is env without any inherited LOCKKIT_NAME, LOCKKIT_TOKEN or
+// LOCKKIT_SLOT (of an outer lockkit), plus this lock's.
 func childEnv(env []string, lock lockkit.Lock) []string {
-	out := make([]string, 0, len(env)+2)
+	out := make([]string, 0, len(env)+3)
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
-		if k == EnvName || k == EnvToken {
+		if k == EnvName || k == EnvToken || k == EnvSlot {
 			continue
 		}
 		out = append(out, kv)
@@ -417,6 +488,9 @@ func childEnv(env []string, lock lockkit.Lock) []string {
 	out = append(out, EnvName+"="+lock.Name())
 	if t := lock.Token(); t != 0 {
 		out = append(out, EnvToken+"="+strconv.FormatInt(t, 10))
+	}
+	if p, ok := lock.(*semaphore.Permit); ok {
+		out = append(out, EnvSlot+"="+strconv.Itoa(p.Slot()))
 	}
 	return out
 }

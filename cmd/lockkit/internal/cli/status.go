@@ -14,7 +14,10 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/advisory"
 	"github.com/lockkit/lockkit/filelock"
+	"github.com/lockkit/lockkit/keyhash"
+	"github.com/lockkit/lockkit/semaphore"
 )
 
 // heldLock is one row of lockkit status: a lock and one of its holders.
@@ -40,11 +43,14 @@ func (e *env) status(ctx context.Context, args []string) int {
 	var (
 		backendFlag string
 		table, js   bool
+		maxN        int
+		maxGiven    bool
 	)
 	fs := newFlagSet("status")
 	stringVar(fs, &backendFlag, "b", "backend")
 	boolVar(fs, &table, "table")
 	boolVar(fs, &js, "json")
+	varFlag(fs, intValue{&maxN, &maxGiven}, "max")
 	names, code, done := e.parseAll(fs, statusUsage, args)
 	if done {
 		return code
@@ -53,6 +59,12 @@ func (e *env) status(ctx context.Context, args []string) int {
 		if n == "" {
 			return e.usageErr(statusUsage, "empty lock name")
 		}
+	}
+	switch {
+	case maxGiven && (maxN < 1 || maxN > semaphore.MaxPermits):
+		return e.usageErr(statusUsage, "--max must be 1 to %d", semaphore.MaxPermits)
+	case maxGiven && len(names) == 0:
+		return e.usageErr(statusUsage, "--max needs the NAMEs of the semaphores")
 	}
 	b, err := e.resolveBackend(backendFlag, fsHas(fs, "b", "backend"))
 	if err != nil {
@@ -63,6 +75,9 @@ func (e *env) status(ctx context.Context, args []string) int {
 	}
 
 	ctx, stop := e.interruptible(ctx)
+	if maxGiven {
+		return e.statusPermits(ctx, stop, b, names, maxN, table, js)
+	}
 	locks, err := e.listLocks(ctx, b, names, table)
 	if sig := stop(); sig != nil {
 		return signalExit(sig)
@@ -128,9 +143,34 @@ func (e *env) listLocks(ctx context.Context, b *backendURL, names []string, tabl
 	}
 	locks := make([]heldLock, len(infos))
 	for i, li := range infos {
+		if len(names) == 0 {
+			li.Name = slotOfRun(ls, li)
+		}
 		locks[i] = heldOf(li, b.kind, table)
 	}
 	return locks, nil
+}
+
+// slotOfRun names the advisory key of a permit of lockkit run --max: the
+// session of `lockkit run --max N NAME` is named "lockkit run NAME"
+// (advisory.RunAppPrefix), by which the advisory Lister names NAME's own
+// key but not the keys of its slots, NAME#0 to NAME#N-1. Other locks keep
+// their names.
+func slotOfRun(ls lockkit.Lister, li lockkit.LockInfo) string {
+	keyer, ok := ls.(interface {
+		Key(name string) (keyhash.Key, error)
+	})
+	name, isRun := strings.CutPrefix(li.Holder.App, advisory.RunAppPrefix)
+	if !ok || !isRun || name == "" || li.Name != "key "+li.Key {
+		return li.Name
+	}
+	for i := range semaphore.MaxPermits {
+		slot := semaphore.SlotName(name, i)
+		if k, err := keyer.Key(slot); err == nil && k.String() == li.Key {
+			return slot
+		}
+	}
+	return li.Name
 }
 
 // heldOf is the status row of a lock as the backend's List reported it.
@@ -236,4 +276,86 @@ func timePtr(t time.Time) *time.Time {
 		return nil
 	}
 	return &t
+}
+
+// permitStatus is what lockkit status --max reports of one semaphore.
+type permitStatus struct {
+	Name    string     `json:"name"`
+	Permits int        `json:"permits"`
+	Free    int        `json:"free"`
+	Holders []heldLock `json:"holders"`
+}
+
+// statusPermits is lockkit status --max N NAME...: the holders of the
+// permits of each NAME, and how many are free, from one listing of their
+// slots' locks. It exits 1 when a NAME has no permit held.
+func (e *env) statusPermits(ctx context.Context, stop func() os.Signal, b *backendURL, names []string, n int, table, js bool) int {
+	var slots []string
+	for _, name := range names {
+		for i := range n {
+			slots = append(slots, semaphore.SlotName(name, i))
+		}
+	}
+	locks, err := e.listLocks(ctx, b, slots, table)
+	if sig := stop(); sig != nil {
+		return signalExit(sig)
+	}
+	if err != nil {
+		return e.fail(fmt.Errorf("%s: %w", b.display, err), ExitNotAcquired)
+	}
+	out := make([]permitStatus, len(names))
+	for i, name := range names {
+		out[i] = permitStatus{Name: name, Permits: n, Free: n, Holders: []heldLock{}}
+		seen := make(map[string]bool)
+		for _, l := range locks {
+			if base, _, ok := semaphore.ParseSlotName(l.Name); !ok || base != name || !l.Held {
+				continue
+			}
+			if !seen[l.Name] {
+				seen[l.Name] = true
+				out[i].Free--
+			}
+			out[i].Holders = append(out[i].Holders, l)
+		}
+	}
+	if js {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			e.errorf("%v", err)
+			return ExitUnavailable
+		}
+	} else {
+		var held []heldLock
+		for _, ps := range out {
+			held = append(held, ps.Holders...)
+		}
+		if len(held) > 0 {
+			writeTable(e.stdout, held, table || b.kind == kindRedis || b.kind == kindEtcd)
+		}
+		for _, ps := range out {
+			fmt.Fprintf(e.stdout, "%s: %d of %d permits held, %d free%s\n", ps.Name, n-ps.Free, n, ps.Free, otherMax(ps.Holders, n))
+		}
+	}
+	for _, ps := range out {
+		if ps.Free == n {
+			return 1
+		}
+	}
+	return ExitOK
+}
+
+// otherMax notes holders that recorded another number of permits than n.
+func otherMax(holders []heldLock, n int) string {
+	var others []string
+	for _, h := range holders {
+		if m, ok := semaphore.PermitsOf(h.Data); ok && m != n {
+			_, slot, _ := semaphore.ParseSlotName(h.Name)
+			others = append(others, fmt.Sprintf("slot %d by a run of --max %d", slot, m))
+		}
+	}
+	if len(others) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(others, ", ") + ")"
 }

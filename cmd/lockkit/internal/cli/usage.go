@@ -11,7 +11,7 @@ across hosts. With no backend given it uses a file lock in a per-user
 directory (~/.cache/lockkit/locks on Linux), which needs no server.
 
 Commands:
-  run       run a command while holding a lock
+  run       run a command while holding a lock (--max N: one of N permits)
   status    list held locks, with holder and since when
   migrate   create, drop or inspect the lock table used by --table
   version   print lockkit's version
@@ -41,6 +41,7 @@ const runUsage = `Usage: lockkit run [flags] NAME -- COMMAND [ARG...]
 
 Acquire the lock NAME, run COMMAND while holding it, and release the lock
 once COMMAND has exited. By default lockkit waits until the lock is free.
+With --max N, up to N runs of NAME hold at once (see below).
 
 COMMAND runs in a process group of its own. The lock is released only
 after COMMAND and every process it left in that group (a 'job &' in a
@@ -74,6 +75,8 @@ Flags:
       --ttl DURATION          lease length for --table, redis:// and
                               etcd://, renewed automatically while COMMAND
                               runs
+      --max N                 let up to N runs of NAME run at once, across
+                              hosts: NAME is a semaphore of N permits
       --conflict-exit-code N  exit status when the lock is not acquired
                               (default 75)
       --kill-grace DURATION   time between SIGTERM and SIGKILL when the lock
@@ -86,6 +89,24 @@ While waiting with stderr on a terminal, a status line shows the lock, its
 holder (where the backend knows it) and the time waited. Off a terminal
 lockkit is quiet unless -v is given. Passwords are never printed.
 
+At most N runs: --max N
+  With --max N, NAME is a semaphore of N permits, kept as N locks named
+  NAME#0 to NAME#N-1. lockkit takes whichever of them is free and runs
+  COMMAND under it, so at most N runs of NAME hold a permit at once, on
+  every host that uses the backend. All of the above applies to that lock:
+  waiting, --no-wait and --wait (all N held), signals, loss and the exit
+  statuses. COMMAND also sees LOCKKIT_SLOT, and LOCKKIT_TOKEN is the token
+  of the slot's lock: it increases per slot, not per NAME.
+  A waiting run takes a permit as soon as one frees up; on postgres:// and
+  mysql:// it waits on one slot and tries the others again at least once
+  a second. On redis:// and etcd:// runs get permits in about the order
+  they started waiting; elsewhere in no set order.
+  Give every run of NAME the same N. On file://, redis:// and --table a run
+  that meets a holder of another N is refused with exit 64 (the holders
+  record N); PostgreSQL and MySQL advisory locks and etcd:// cannot tell,
+  and runs of different N there admit more than the smaller N. A run with --max and
+  one without do not exclude each other: they hold different locks.
+
 Exit status:
   N     COMMAND's own exit status
   128+N COMMAND was killed by signal N
@@ -95,7 +116,7 @@ Exit status:
         when the loss is found only as COMMAND exits (releasing finds the
         lock gone), since COMMAND may have run without it
   69    the backend could not be reached, or it failed
-  64    usage error
+  64    usage error; also a --max N run that met a holder of another N
   126   COMMAND could not be executed
   127   COMMAND was not found
 
@@ -106,6 +127,8 @@ Environment:
   LOCKKIT_TOKEN    set for COMMAND when the backend gives a fencing token
                    (--table, redis://, etcd://): it increases with every
                    new holder, so a resource can reject writes from an earlier holder
+                   (with --max, every new holder of the same slot)
+  LOCKKIT_SLOT     set for COMMAND with --max: its permit's slot, 0 to N-1
 
 Examples:
   Run the nightly job at most once at a time on this host:
@@ -117,6 +140,9 @@ Examples:
 
   Wait up to two minutes, with a renewed 30-second Redis lease:
     lockkit run -b redis://cache:6379/0 --ttl 30s -w 2m deploy -- make deploy
+
+  At most 3 exports at once across the fleet, each waiting its turn:
+    lockkit run -b redis://cache:6379/0 --max 3 export -- ./export.sh
 `
 
 const statusUsage = `Usage: lockkit status [flags] [NAME...]
@@ -130,6 +156,7 @@ What each backend can show:
   postgres://   advisory locks from pg_locks with the holding session's
                 user, application, client address, pid and since when;
                 keys of known schemes (lockkit names given as NAME,
+                the lock of lockkit run NAME and its --max slots NAME#I,
                 golang-migrate, goose) are named
   mysql://      user locks from performance_schema.metadata_locks where
                 it is enabled; else only the given NAMEs (IS_USED_LOCK);
@@ -145,17 +172,23 @@ Flags:
       --json         print one JSON array of locks instead of a table; its
                      "pid" is the database session on postgres:// and
                      mysql://, the holder's process id elsewhere
+      --max N        the NAMEs are semaphores of N permits (lockkit run
+                     --max N): list the holders of their permits, and say
+                     how many are held and free; with --json, an array of
+                     {"name", "permits", "free", "holders": [locks]}
   -h, --help         show this help
 
 Exit status:
   0   the listing was printed (also when no lock is held)
-  1   NAMEs were given and at least one of them is not held
+  1   NAMEs were given and at least one of them is not held (with --max:
+      has no permit held)
   69  the backend could not be reached, or it failed
   64  usage error
 
 Examples:
   lockkit status
   lockkit status -b postgres://postgres@db/app nightly
+  lockkit status -b redis://cache:6379/0 --max 3 export
   lockkit status -b mysql://app:secret@db:3306/app --table --json
 `
 
