@@ -221,13 +221,15 @@ func TestTTLAndRenew(t *testing.T) {
 func TestAutoRenewKeepsLease(t *testing.T) {
 	admin := integration.Redis(t)
 	prefix := testPrefix(t, admin)
-	a := newLocker(t, integration.Redis(t), &Config{Prefix: prefix, TTL: 500 * time.Millisecond, RenewInterval: 100 * time.Millisecond})
+	// A lease of 1s renewed every 100ms: ten renewals must all fail in a
+	// row to lose it, which only a stalled machine does.
+	a := newLocker(t, integration.Redis(t), &Config{Prefix: prefix, TTL: time.Second, RenewInterval: 100 * time.Millisecond})
 	b := newLocker(t, integration.Redis(t), &Config{Prefix: prefix})
 	n := name(t)
 	lk := mustLock(t, a, n)
-	time.Sleep(1500 * time.Millisecond) // three leases
+	time.Sleep(3 * time.Second) // three leases
 	if err := lk.Err(); err != nil {
-		t.Fatalf("Err after 1.5s of auto-renewal = %v", err)
+		t.Fatalf("Err after 3s of auto-renewal = %v", err)
 	}
 	wantHeld(t, b, n)
 	mustRelease(t, lk)
