@@ -20,11 +20,11 @@ import (
 func shared(t *testing.T) (*clientv3.Client, func(cfg Config) *Locker) {
 	t.Helper()
 	endpoints := integration.EtcdEndpoints(t)
-	admin := integration.EtcdClient(t, endpoints...)
+	admin := etcdClient(t, endpoints...)
 	prefix := testPrefix(t, admin)
 	return admin, func(cfg Config) *Locker {
 		cfg.Prefix = prefix
-		return newLocker(t, integration.EtcdClient(t, endpoints...), &cfg)
+		return newLocker(t, etcdClient(t, endpoints...), &cfg)
 	}
 }
 
@@ -287,7 +287,7 @@ func TestClose(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
-	c := integration.Etcd(t)
+	c := etcdClient(t, integration.EtcdEndpoints(t)...)
 	for _, cfg := range []*Config{
 		{TTL: -time.Second},
 		{TTL: 3 * time.Second, RenewInterval: 2 * time.Second},

@@ -16,16 +16,16 @@ import (
 // count as a leak of that check).
 func conformance(t *testing.T, kill func(t *testing.T, c *clientv3.Client, lk *Lock)) {
 	endpoints := integration.EtcdEndpoints(t)
-	admin := integration.EtcdClient(t, endpoints...)
+	admin := etcdClient(t, endpoints...)
 	prefix := testPrefix(t, admin)
 	adminLocker := newLocker(t, admin, &Config{Prefix: prefix})
 	locktest.Run(t, locktest.Config{
 		NewLocker: func(t *testing.T) lockkit.Locker {
 			// A client of its own: a Locker stands for a process.
-			return newLocker(t, integration.EtcdClient(t, endpoints...), &Config{Prefix: prefix, TTL: 5 * time.Second})
+			return newLocker(t, etcdClient(t, endpoints...), &Config{Prefix: prefix, TTL: 5 * time.Second})
 		},
 		KillHolder: func(t *testing.T, l lockkit.Lock) {
-			kill(t, integration.EtcdClient(t, endpoints...), l.(*Lock))
+			kill(t, etcdClient(t, endpoints...), l.(*Lock))
 		},
 		LossBound: time.Second, // a watch event
 		Tokens:    true,

@@ -34,7 +34,7 @@ func contention(t *testing.T, c *integration.EtcdCluster, fault func()) {
 	name := integration.Name(t)
 	var lockers []*Locker
 	for range 4 {
-		lockers = append(lockers, newLocker(t, integration.EtcdClient(t, c.Endpoints()...), &Config{TTL: faultTTL, Prefix: "fault/"}))
+		lockers = append(lockers, newLocker(t, etcdClient(t, c.Endpoints()...), &Config{TTL: faultTTL, Prefix: "fault/"}))
 	}
 	longHeld := mustTry(t, lockers[0], name+".long")
 
@@ -169,7 +169,7 @@ func TestFaultFollowerKilled(t *testing.T) {
 func TestFaultNoQuorumLeaseExpires(t *testing.T) {
 	c := integration.StartEtcdCluster(t, 3)
 	const ttl = 2 * time.Second
-	l := newLocker(t, integration.EtcdClient(t, c.Endpoints()...), &Config{TTL: ttl})
+	l := newLocker(t, etcdClient(t, c.Endpoints()...), &Config{TTL: ttl})
 	name := integration.Name(t)
 	lk := mustTry(t, l, name)
 	every := l.set.renewEvery
@@ -213,7 +213,7 @@ func TestHelperHolder(t *testing.T) {
 	}
 	parts := strings.Split(spec, ";") // endpoints;name;ttl seconds
 	ttl, _ := strconv.Atoi(parts[2])
-	l := newLocker(t, integration.EtcdClient(t, strings.Split(parts[0], ",")...), &Config{TTL: time.Duration(ttl) * time.Second, Owner: "paused"})
+	l := newLocker(t, etcdClient(t, strings.Split(parts[0], ",")...), &Config{TTL: time.Duration(ttl) * time.Second, Owner: "paused"})
 	lk := mustTry(t, l, parts[1])
 	fmt.Printf("token %d\n", lk.Token())
 	<-lk.Done()
@@ -265,7 +265,7 @@ func TestFaultHolderPaused(t *testing.T) {
 	}
 	stopped := time.Now()
 
-	b := newLocker(t, integration.EtcdClient(t, endpoints...), &Config{Owner: "b"})
+	b := newLocker(t, etcdClient(t, endpoints...), &Config{Owner: "b"})
 	next := mustLock(t, b, name)
 	waited := time.Since(stopped)
 	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
@@ -311,9 +311,9 @@ func TestFaultClientEndpointKilled(t *testing.T) {
 	c := integration.StartEtcdCluster(t, 3)
 	const ttl = 2 * time.Second
 	eps := c.Endpoints()
-	cli := integration.EtcdClient(t, eps[0])
+	cli := etcdClient(t, eps[0])
 	l := newLocker(t, cli, &Config{TTL: ttl, Owner: "a"})
-	other := newLocker(t, integration.EtcdClient(t, eps[1:]...), &Config{TTL: ttl})
+	other := newLocker(t, etcdClient(t, eps[1:]...), &Config{TTL: ttl})
 	name := integration.Name(t)
 	lk := mustTry(t, l, name)
 	cli.SetEndpoints(eps...)

@@ -10,12 +10,30 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/integration"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(integration.EtcdCleanup(m)) }
+
+// etcdClient opens an etcd client on endpoints, closed when the test ends.
+// Its log is silenced: a killed member makes the client log every
+// reconnect.
+func etcdClient(t testing.TB, endpoints ...string) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatalf("etcd client on %v: %v", endpoints, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
 
 func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)

@@ -17,16 +17,16 @@ import (
 // not told apart (the suite says so).
 func TestSemaphore(t *testing.T) {
 	endpoints := integration.EtcdEndpoints(t)
-	admin := integration.EtcdClient(t, endpoints...)
+	admin := etcdClient(t, endpoints...)
 	prefix := testPrefix(t, admin)
 	adminLocker := newLocker(t, admin, &Config{Prefix: prefix})
 	locktest.RunSemaphore(t, locktest.SemaphoreConfig{
 		Config: locktest.Config{
 			NewLocker: func(t *testing.T) lockkit.Locker {
-				return newLocker(t, integration.EtcdClient(t, endpoints...), &Config{Prefix: prefix, TTL: 5 * time.Second})
+				return newLocker(t, etcdClient(t, endpoints...), &Config{Prefix: prefix, TTL: 5 * time.Second})
 			},
 			KillHolder: func(t *testing.T, l lockkit.Lock) {
-				c := integration.EtcdClient(t, endpoints...)
+				c := etcdClient(t, endpoints...)
 				if _, err := c.Delete(ctxT(t, 10*time.Second), l.(*Lock).Key()); err != nil {
 					t.Fatal(err)
 				}
@@ -43,7 +43,7 @@ func TestSemaphore(t *testing.T) {
 		},
 		FailoverBound: time.Second,
 		NewCrashingLocker: func(t *testing.T) (lockkit.Locker, func()) {
-			c := integration.EtcdClient(t, endpoints...)
+			c := etcdClient(t, endpoints...)
 			l := newLocker(t, c, &Config{Prefix: prefix, TTL: 2 * time.Second})
 			return l, func() { _ = c.Close() }
 		},

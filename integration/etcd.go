@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,10 +19,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
+
+// This file talks to etcd only over HTTP (/health and the JSON gateway of
+// the v3 API) so that package integration, in lockkit's own module, does
+// not import the etcd client: the client, with grpc and zap, stays in the
+// etcdlock module's go.mod, and tests there open their clients themselves.
 
 // EnvEtcd names an existing etcd cluster for the tests: its client
 // endpoints separated by commas, such as
@@ -53,29 +58,6 @@ func EtcdEndpoints(t testing.TB) []string {
 	}
 	t.Skip(msg)
 	return nil
-}
-
-// Etcd opens an etcd client on [EtcdEndpoints], closed when the test ends.
-func Etcd(t testing.TB) *clientv3.Client {
-	t.Helper()
-	return EtcdClient(t, EtcdEndpoints(t)...)
-}
-
-// EtcdClient opens an etcd client on endpoints, closed when the test ends.
-// Its log is silenced: a killed member makes the client log every
-// reconnect.
-func EtcdClient(t testing.TB, endpoints ...string) *clientv3.Client {
-	t.Helper()
-	c, err := clientv3.New(clientv3.Config{
-		Endpoints:   endpoints,
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
-	})
-	if err != nil {
-		t.Fatalf("integration: etcd client on %v: %v", endpoints, err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
 }
 
 var sharedEtcd struct {
@@ -278,34 +260,111 @@ func (c *EtcdCluster) Endpoints() []string {
 // Leader returns the index of the member that is the raft leader now,
 // asking every running member; -1 when none knows a leader.
 func (c *EtcdCluster) Leader(ctx context.Context) int {
-	ids := make([]uint64, len(c.Members))
-	var leader uint64
+	ids := make([]string, len(c.Members))
+	var leader string
 	for i, m := range c.Members {
 		if !m.Running() {
 			continue
 		}
-		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.DSN()}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
-		if err != nil {
-			continue
+		var st struct {
+			Header struct {
+				MemberID etcdUint `json:"member_id"`
+			} `json:"header"`
+			Leader etcdUint `json:"leader"`
 		}
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := cli.Status(sctx, m.DSN())
+		err := etcdCall(sctx, m.DSN(), "/v3/maintenance/status", struct{}{}, &st)
 		cancel()
-		_ = cli.Close()
 		if err != nil {
 			continue
 		}
-		ids[i] = st.Header.MemberId
-		if st.Leader != 0 {
-			leader = st.Leader
+		ids[i] = string(st.Header.MemberID)
+		if st.Leader != "" && st.Leader != "0" {
+			leader = string(st.Leader)
 		}
 	}
 	for i, id := range ids {
-		if id != 0 && id == leader {
+		if id != "" && id == leader {
 			return i
 		}
 	}
 	return -1
+}
+
+// etcdPut writes key=value through the member at endpoint (a client URL),
+// with etcd's JSON gateway.
+func etcdPut(ctx context.Context, endpoint, key, value string) error {
+	return etcdCall(ctx, endpoint, "/v3/kv/put", map[string]string{
+		"key":   base64.StdEncoding.EncodeToString([]byte(key)),
+		"value": base64.StdEncoding.EncodeToString([]byte(value)),
+	}, nil)
+}
+
+// etcdGet reads key through the member at endpoint (a client URL), with a
+// linearizable read on etcd's JSON gateway; found is false when the key
+// does not exist.
+func etcdGet(ctx context.Context, endpoint, key string) (value string, found bool, err error) {
+	var resp struct {
+		Kvs []struct {
+			Value []byte `json:"value"` // base64 in JSON
+		} `json:"kvs"`
+	}
+	err = etcdCall(ctx, endpoint, "/v3/kv/range", map[string]string{
+		"key": base64.StdEncoding.EncodeToString([]byte(key)),
+	}, &resp)
+	if err != nil || len(resp.Kvs) == 0 {
+		return "", false, err
+	}
+	return string(resp.Kvs[0].Value), true, nil
+}
+
+// etcdUint is a uint64 of etcd's JSON gateway, which writes them as
+// strings; kept as its decimal text.
+type etcdUint string
+
+func (u *etcdUint) UnmarshalJSON(b []byte) error {
+	*u = etcdUint(strings.Trim(string(b), `"`))
+	return nil
+}
+
+// etcdHTTP keeps no idle connections, so that no transport goroutine
+// outlives a call (the tests check for leaks).
+var etcdHTTP = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
+// etcdCall posts req as JSON to path of etcd's v3 JSON gateway at endpoint
+// and decodes the answer into resp (when not nil).
+func etcdCall(ctx context.Context, endpoint, path string, req, resp any) error {
+	if !strings.Contains(endpoint, "://") {
+		endpoint = "http://" + endpoint
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hresp, err := etcdHTTP.Do(hreq)
+	if err != nil {
+		return err
+	}
+	defer hresp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(hresp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if hresp.StatusCode != http.StatusOK {
+		return fmt.Errorf("etcd %s%s: %s %s", endpoint, path, hresp.Status, bytes.TrimSpace(out))
+	}
+	if resp == nil {
+		return nil
+	}
+	if err := json.Unmarshal(out, resp); err != nil {
+		return fmt.Errorf("etcd %s%s: %w", endpoint, path, err)
+	}
+	return nil
 }
 
 // WaitHealthy waits until every running member answers /health, or ctx

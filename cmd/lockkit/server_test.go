@@ -21,6 +21,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/lockkit/lockkit/integration"
 	"github.com/lockkit/lockkit/keyhash"
@@ -71,6 +72,18 @@ func etcdCase(t *testing.T) backendCase {
 		hosts = append(hosts, strings.TrimPrefix(strings.TrimPrefix(ep, "http://"), "https://"))
 	}
 	return backendCase{name: "etcd", url: "etcd://" + strings.Join(hosts, ",") + "/" + etcdE2EPrefix, env: baseEnv(t)}
+}
+
+// etcdClient opens an etcd client on endpoints, closed when the test ends,
+// with its log silenced.
+func etcdClient(t testing.TB, endpoints ...string) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatalf("etcd client on %v: %v", endpoints, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }
 
 func randSuffix() string {
@@ -337,7 +350,7 @@ func TestRedisLostLock(t *testing.T) {
 
 func TestEtcdLostLock(t *testing.T) {
 	t.Parallel()
-	c := integration.Etcd(t)
+	c := etcdClient(t, integration.EtcdEndpoints(t)...)
 	lostLock(t, lossCase{bc: etcdCase(t), extra: []string{"--ttl", "2s"}, cause: "key was deleted", kill: func(t *testing.T, name string) {
 		resp, err := c.Delete(context.Background(), etcdE2EPrefix+"/"+url.PathEscape(name)+"/", clientv3.WithPrefix())
 		if err != nil || resp.Deleted != 1 {
