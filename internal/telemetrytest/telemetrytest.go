@@ -7,9 +7,11 @@ package telemetrytest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lockkit/lockkit"
 	"go.opentelemetry.io/otel/attribute"
@@ -157,4 +159,144 @@ func HistogramOf(rm metricdata.ResourceMetrics, name string, attrs Attrs) Hist {
 		}
 	}
 	return h
+}
+
+// Backend describes a backend to [Conformance].
+type Backend struct {
+	// Name is the backend's lockkit.backend attribute.
+	Name string
+	// DBSystem is the db.system attribute its spans carry; "" for none.
+	DBSystem string
+	// New returns a Locker of the backend configured with tel.
+	New func(t *testing.T, tel *lockkit.Telemetry) lockkit.Locker
+}
+
+// Conformance checks what a backend's acquires and releases record: exact
+// counts of acquired, busy, timeout and cancelled acquires, a wait at least
+// as long as the test held the lock, the held and waiting counters back at
+// 0, the hold histogram, and the acquire and release spans inside a
+// caller's span. name must be a lock name free on the backend.
+func Conformance(t *testing.T, b Backend, name string) {
+	rec := New(t)
+	l := b.New(t, rec.Telemetry)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	backend := Attrs{"lockkit.backend": b.Name}
+	outcome := func(o string) Attrs { return Attrs{"lockkit.backend": b.Name, "lockkit.outcome": o} }
+
+	// Acquired, inside a caller's span.
+	sctx, parent := rec.Tracer.Start(ctx, "job")
+	lk, err := l.Acquire(sctx, name)
+	if err != nil {
+		t.Fatalf("Acquire: %v", err)
+	}
+	if got := rec.Sum(t, "lockkit.lock.held", backend); got != 1 {
+		t.Errorf("held = %d while one lock is held, want 1", got)
+	}
+
+	// Busy.
+	if _, err := l.TryAcquire(ctx, name); !errors.Is(err, lockkit.ErrNotAcquired) {
+		t.Fatalf("TryAcquire of a held lock: %v", err)
+	}
+	// Timeout.
+	tctx, tcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	_, err = l.Acquire(tctx, name)
+	tcancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Acquire with a deadline of a held lock: %v", err)
+	}
+	// Cancelled.
+	cctx, ccancel := context.WithCancel(ctx)
+	time.AfterFunc(100*time.Millisecond, ccancel)
+	_, err = l.Acquire(cctx, name)
+	ccancel()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Acquire of a held lock, cancelled: %v", err)
+	}
+
+	// A waiter that waits while the test holds the lock.
+	type result struct {
+		lk  lockkit.Lock
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		lk, err := l.Acquire(ctx, name)
+		got <- result{lk, err}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); rec.Sum(t, "lockkit.lock.waiting", backend) != 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the waiting counter never reached 1")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	const heldFor = 300 * time.Millisecond
+	time.Sleep(heldFor)
+	if err := lk.Release(sctx); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	parent.End()
+	r := <-got
+	if r.err != nil {
+		t.Fatalf("waiter: %v", r.err)
+	}
+	if err := r.lk.Release(ctx); err != nil {
+		t.Fatalf("waiter's Release: %v", err)
+	}
+
+	rm := rec.Collect(t)
+	for o, want := range map[string]int64{"acquired": 2, "busy": 1, "timeout": 1, "cancelled": 1, "error": 0} {
+		if got := SumOf(rm, "lockkit.lock.acquires", outcome(o)); got != want {
+			t.Errorf("acquires{outcome=%s} = %d, want %d", o, got, want)
+		}
+		if got := HistogramOf(rm, "lockkit.lock.wait.duration", outcome(o)); got.Count != uint64(want) {
+			t.Errorf("wait histogram{outcome=%s} has %d measurements, want %d", o, got.Count, want)
+		}
+	}
+	if h := HistogramOf(rm, "lockkit.lock.wait.duration", outcome("acquired")); h.Max < heldFor.Seconds() {
+		t.Errorf("longest acquired wait %.3fs, want at least the %v the lock was held meanwhile", h.Max, heldFor)
+	}
+	if h := HistogramOf(rm, "lockkit.lock.wait.duration", outcome("timeout")); h.Max < 0.1 {
+		t.Errorf("timed-out wait %.3fs, want at least its 100ms deadline", h.Max)
+	}
+	if h := HistogramOf(rm, "lockkit.lock.hold.duration", Attrs{"lockkit.backend": b.Name, "lockkit.end": "released"}); h.Count != 2 || h.Max < heldFor.Seconds() {
+		t.Errorf("hold histogram: %d released measurements, longest %.3fs; want 2, at least %v", h.Count, h.Max, heldFor)
+	}
+	for _, inst := range []string{"lockkit.lock.held", "lockkit.lock.waiting", "lockkit.lock.losses"} {
+		if got := SumOf(rm, inst, backend); got != 0 {
+			t.Errorf("%s = %d at the end, want 0", inst, got)
+		}
+	}
+
+	// Spans: the first acquire and its release, inside the job.
+	spans := map[string]sdktrace.ReadOnlySpan{}
+	for _, s := range rec.Spans.Ended() {
+		if s.Parent().SpanID() == parent.SpanContext().SpanID() {
+			spans[s.Name()] = s
+		}
+	}
+	for _, sn := range []string{"lockkit.acquire", "lockkit.release"} {
+		s, ok := spans[sn]
+		if !ok {
+			t.Errorf("no %s span inside the caller's span", sn)
+			continue
+		}
+		attrs := attribute.NewSet(s.Attributes()...)
+		want := Attrs{"lockkit.backend": b.Name, "lockkit.lock.name": name}
+		if b.DBSystem != "" {
+			want["db.system"] = b.DBSystem
+		}
+		if sn == "lockkit.acquire" {
+			want["lockkit.outcome"] = "acquired"
+		} else {
+			want["lockkit.end"] = "released"
+		}
+		if !want.match(attrs) {
+			t.Errorf("%s span attributes %v, want %v", sn, s.Attributes(), want)
+		}
+	}
+	// Without a span in the context, there are none.
+	if n := len(rec.Spans.Ended()); n != 3 {
+		t.Errorf("%d spans ended, want 3 (job, acquire, release)", n)
+	}
 }
