@@ -17,6 +17,7 @@ import (
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/invalid"
+	"github.com/lockkit/lockkit/internal/telemetry"
 	"golang.org/x/sys/unix"
 )
 
@@ -96,6 +97,11 @@ type Config struct {
 	// lock lost (Done closes, Err wraps [ErrFileRemoved]) when it does not.
 	// Release always checks. Zero means no periodic check.
 	CheckInterval time.Duration
+
+	// Telemetry says where the Locker's metrics, spans and logs go; nil
+	// means OpenTelemetry's global providers and no logs. See
+	// [lockkit.Telemetry].
+	Telemetry *lockkit.Telemetry
 }
 
 // Locker takes flock(2) locks on files in one directory. It implements
@@ -120,6 +126,7 @@ type Locker struct {
 	idle   []*notifier // for reuse by waiters
 
 	turns turnSet // by lock file; see turn.go
+	tel   *telemetry.Recorder
 }
 
 var _ lockkit.Locker = (*Locker)(nil)
@@ -203,6 +210,7 @@ func New(dir string, cfg *Config) (*Locker, error) {
 		prefix: recordPrefix(os.Getpid(), host, c.Owner, c.App, c.Data),
 		refs:   1,
 		turns:  turnSet{Spin: turnSpin},
+		tel:    telemetry.New(c.Telemetry, telemetry.Backend{Name: "filelock", Reason: lossReason}),
 	}, nil
 }
 
@@ -420,6 +428,14 @@ func notAcquired(name string, err error) error {
 	return &lockkit.HeldError{Name: name, Cause: err}
 }
 
+// lossReason is the telemetry reason of a loss.
+func lossReason(cause error, _ bool) telemetry.Reason {
+	if errors.Is(cause, ErrFileRemoved) {
+		return telemetry.FileRemoved
+	}
+	return telemetry.Other
+}
+
 func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool) (*Lock, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
@@ -427,6 +443,16 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool)
 	if mode != Exclusive && mode != Shared {
 		return nil, invalid.Errorf("filelock: unknown lock mode %d", int(mode))
 	}
+	ctx, op := l.tel.StartAcquire(ctx, name, wait)
+	lk, err := l.acquireChecked(ctx, name, mode, wait)
+	if hold := op.End(ctx, err); lk != nil {
+		lk.state.Observe(hold)
+	}
+	return lk, err
+}
+
+// acquireChecked is acquire after the arguments were checked.
+func (l *Locker) acquireChecked(ctx context.Context, name string, mode Mode, wait bool) (*Lock, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, notAcquired(name, err)
 	}
