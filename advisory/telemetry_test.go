@@ -82,3 +82,41 @@ func TestTelemetryError(t *testing.T) {
 		t.Errorf("acquires{outcome=error} = %d, want 1", got)
 	}
 }
+
+// WithTxLock records its acquire, and holds the locks while fn runs;
+// WithTryTxLock on a key held elsewhere is busy.
+func TestTelemetryWithTxLock(t *testing.T) {
+	rec := telemetrytest.New(t)
+	db := integration.Postgres(t)
+	ctx := pgCtx(t, 30*time.Second)
+	keys := testKeys(t, 2)
+	opts := &TxOptions{Telemetry: rec.Telemetry}
+	err := WithTxLock(ctx, db, keys, opts, func(ctx context.Context, tx *sql.Tx) error {
+		if got := rec.Sum(t, "lockkit.lock.held", nil); got != 1 {
+			t.Errorf("held = %d inside fn, want 1", got)
+		}
+		err := WithTryTxLock(ctx, db, keys[1:], opts, func(context.Context, *sql.Tx) error {
+			t.Error("fn ran without the lock")
+			return nil
+		})
+		if !errors.Is(err, lockkit.ErrNotAcquired) {
+			t.Errorf("WithTryTxLock of a held key = %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rm := rec.Collect(t)
+	for o, want := range map[string]int64{"acquired": 1, "busy": 1} {
+		if got := telemetrytest.SumOf(rm, "lockkit.lock.acquires", telemetrytest.Attrs{"lockkit.backend": "advisory", "lockkit.outcome": o}); got != want {
+			t.Errorf("acquires{outcome=%s} = %d, want %d", o, got, want)
+		}
+	}
+	if got := telemetrytest.SumOf(rm, "lockkit.lock.held", nil); got != 0 {
+		t.Errorf("held = %d after, want 0", got)
+	}
+	if h := telemetrytest.HistogramOf(rm, "lockkit.lock.hold.duration", telemetrytest.Attrs{"lockkit.end": "released"}); h.Count != 1 {
+		t.Errorf("hold histogram has %d measurements, want 1", h.Count)
+	}
+}

@@ -124,3 +124,39 @@ func TestTelemetryGiveBackLogged(t *testing.T) {
 		}
 	})
 }
+
+// LockTx and TryLockTx record their acquires (acquired, busy); the hold,
+// which ends with the transaction, is not recorded.
+func TestTelemetryLockTx(t *testing.T) {
+	both(t, func(t *testing.T, e *env) {
+		rec := telemetrytest.New(t)
+		l := e.locker(t, &rowlock.Config{Telemetry: rec.Telemetry})
+		ctx := ctxT(t, 30*time.Second)
+		name := e.name(t)
+		tx1, err := e.db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx1.Rollback()
+		if err := l.LockTx(ctx, tx1, name); err != nil {
+			t.Fatal(err)
+		}
+		tx2, err := e.db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx2.Rollback()
+		if err := l.TryLockTx(ctx, tx2, name); !errors.Is(err, lockkit.ErrNotAcquired) {
+			t.Fatalf("TryLockTx of a locked name = %v", err)
+		}
+		rm := rec.Collect(t)
+		for o, want := range map[string]int64{"acquired": 1, "busy": 1} {
+			if got := telemetrytest.SumOf(rm, "lockkit.lock.acquires", telemetrytest.Attrs{"lockkit.outcome": o}); got != want {
+				t.Errorf("acquires{outcome=%s} = %d, want %d", o, got, want)
+			}
+		}
+		if got := telemetrytest.SumOf(rm, "lockkit.lock.held", nil); got != 0 {
+			t.Errorf("held = %d, want 0 (transaction locks are not counted)", got)
+		}
+	})
+}

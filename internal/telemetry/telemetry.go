@@ -85,11 +85,13 @@ var outcomeNames = [numOutcomes]string{"acquired", "busy", "timeout", "cancelled
 
 func (o Outcome) String() string { return outcomeNames[o] }
 
-// OutcomeOf classifies the error of an acquire: nil is Acquired; a
-// *lockkit.HeldError without a cause is Busy, with context.Canceled in its
-// cause Cancelled, with any other cause (a deadline, a server-side lock
-// timeout) Timeout; anything else is Failed.
-func OutcomeOf(err error) Outcome {
+// OutcomeOf classifies the error of an acquire; wait is false for a try.
+// nil is Acquired. A *lockkit.HeldError is Busy without a cause, Cancelled
+// with context.Canceled in its cause, Timeout with
+// context.DeadlineExceeded; with another cause (a server's lock timeout,
+// NOWAIT) it is Timeout for a wait and Busy for a try. Anything else is
+// Failed.
+func OutcomeOf(err error, wait bool) Outcome {
 	if err == nil {
 		return Acquired
 	}
@@ -101,8 +103,10 @@ func OutcomeOf(err error) Outcome {
 		return Busy
 	case errors.Is(he.Cause, context.Canceled):
 		return Cancelled
+	case errors.Is(he.Cause, context.DeadlineExceeded) || wait:
+		return Timeout
 	}
-	return Timeout
+	return Busy
 }
 
 func heldError(err error) *lockkit.HeldError {
@@ -202,6 +206,24 @@ func New(t *lockkit.Telemetry, b Backend) *Recorder {
 		label:  c.NameLabel,
 		sets:   setsFor(b.Name, ""),
 	}
+}
+
+type sharedKey struct {
+	t       *lockkit.Telemetry
+	backend string
+}
+
+var shared sync.Map // sharedKey → *Recorder
+
+// Shared returns a Recorder for calls that have no Locker to keep one
+// (advisory.WithTxLock), made once per Telemetry value and backend.
+func Shared(t *lockkit.Telemetry, b Backend) *Recorder {
+	k := sharedKey{t, b.Name}
+	if r, ok := shared.Load(k); ok {
+		return r.(*Recorder)
+	}
+	r, _ := shared.LoadOrStore(k, New(t, b))
+	return r.(*Recorder)
 }
 
 // instruments are the seven instruments of the README's table.
@@ -412,7 +434,7 @@ func (a Acquire) End(ctx context.Context, err error) Hold {
 	if a.r == nil {
 		return Hold{}
 	}
-	o := OutcomeOf(err)
+	o := OutcomeOf(err, a.wait)
 	h := Hold{r: a.r, sets: a.sets}
 	if a.sets != nil {
 		h.start = time.Now()

@@ -12,19 +12,22 @@ import (
 func TestOutcomeOf(t *testing.T) {
 	for _, c := range []struct {
 		err  error
+		wait bool
 		want Outcome
 	}{
-		{nil, Acquired},
-		{&lockkit.HeldError{Name: "n"}, Busy},
-		{fmt.Errorf("wrapped: %w", &lockkit.HeldError{Name: "n"}), Busy},
-		{&lockkit.HeldError{Name: "n", Cause: context.DeadlineExceeded}, Timeout},
-		{&lockkit.HeldError{Name: "n", Cause: errors.New("lock_timeout")}, Timeout},
-		{&lockkit.HeldError{Name: "n", Cause: fmt.Errorf("waiting for a connection: %w", context.Canceled)}, Cancelled},
-		{lockkit.ErrDeadlock, Failed},
-		{errors.New("connection refused"), Failed},
+		{nil, true, Acquired},
+		{&lockkit.HeldError{Name: "n"}, false, Busy},
+		{fmt.Errorf("wrapped: %w", &lockkit.HeldError{Name: "n"}), false, Busy},
+		{&lockkit.HeldError{Name: "n", Cause: context.DeadlineExceeded}, true, Timeout},
+		{&lockkit.HeldError{Name: "n", Cause: context.DeadlineExceeded}, false, Timeout},
+		{&lockkit.HeldError{Name: "n", Cause: errors.New("lock_timeout")}, true, Timeout},
+		{&lockkit.HeldError{Name: "n", Cause: errors.New("NOWAIT")}, false, Busy},
+		{&lockkit.HeldError{Name: "n", Cause: fmt.Errorf("waiting for a connection: %w", context.Canceled)}, true, Cancelled},
+		{lockkit.ErrDeadlock, true, Failed},
+		{errors.New("connection refused"), false, Failed},
 	} {
-		if got := OutcomeOf(c.err); got != c.want {
-			t.Errorf("OutcomeOf(%v) = %v, want %v", c.err, got, c.want)
+		if got := OutcomeOf(c.err, c.wait); got != c.want {
+			t.Errorf("OutcomeOf(%v, %v) = %v, want %v", c.err, c.wait, got, c.want)
 		}
 	}
 }
