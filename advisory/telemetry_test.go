@@ -120,3 +120,15 @@ func TestTelemetryWithTxLock(t *testing.T) {
 		t.Errorf("hold histogram has %d measurements, want 1", h.Count)
 	}
 }
+
+func BenchmarkTelemetryOverhead(b *testing.B) {
+	name := integration.Name(b)
+	pool := integration.PgxPool(b)
+	telemetrytest.Overhead(b, func(b *testing.B, tel *lockkit.Telemetry) lockkit.Locker {
+		p, err := NewPool(pool, &Config{Telemetry: tel})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}, name)
+}

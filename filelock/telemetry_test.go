@@ -56,3 +56,10 @@ func TestTelemetryFileRemoved(t *testing.T) {
 		t.Errorf("logs:\n%s", logs)
 	}
 }
+
+func BenchmarkTelemetryOverhead(b *testing.B) {
+	dir := b.TempDir()
+	telemetrytest.Overhead(b, func(b *testing.B, tel *lockkit.Telemetry) lockkit.Locker {
+		return newLocker(b, dir, &Config{Owner: "root", App: "filelock.test", Telemetry: tel})
+	}, "bench")
+}

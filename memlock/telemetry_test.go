@@ -55,3 +55,9 @@ func TestTelemetryNameLabel(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkTelemetryOverhead(b *testing.B) {
+	telemetrytest.Overhead(b, func(b *testing.B, tel *lockkit.Telemetry) lockkit.Locker {
+		return memlock.NewWithConfig(&memlock.Config{Telemetry: tel})
+	}, "bench")
+}

@@ -58,3 +58,15 @@ func TestTelemetryKilledSession(t *testing.T) {
 		t.Errorf("logs:\n%s", logs)
 	}
 }
+
+func BenchmarkTelemetryOverhead(b *testing.B) {
+	name := integration.Name(b)
+	db := integration.MySQL(b)
+	telemetrytest.Overhead(b, func(b *testing.B, tel *lockkit.Telemetry) lockkit.Locker {
+		m, err := mysqllock.New(db, &mysqllock.Config{Telemetry: tel})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return m
+	}, name)
+}

@@ -64,3 +64,11 @@ func TestTelemetryRenewalsAndLosses(t *testing.T) {
 		t.Errorf("logs:\n%s", logs)
 	}
 }
+
+func BenchmarkTelemetryOverhead(b *testing.B) {
+	c := integration.Redis(b)
+	prefix := testPrefix(b, c)
+	telemetrytest.Overhead(b, func(b *testing.B, tel *lockkit.Telemetry) lockkit.Locker {
+		return newLocker(b, c, &Config{Prefix: prefix, Telemetry: tel})
+	}, "bench")
+}

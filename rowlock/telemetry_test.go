@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/integration"
 	"github.com/lockkit/lockkit/internal/telemetrytest"
 	"github.com/lockkit/lockkit/rowlock"
 )
@@ -159,4 +160,16 @@ func TestTelemetryLockTx(t *testing.T) {
 			t.Errorf("held = %d, want 0 (transaction locks are not counted)", got)
 		}
 	})
+}
+
+func BenchmarkTelemetryOverhead(b *testing.B) {
+	for _, d := range dialects {
+		b.Run(string(d), func(b *testing.B) {
+			e := setup(b, d)
+			name := integration.Name(b)
+			telemetrytest.Overhead(b, func(b *testing.B, tel *lockkit.Telemetry) lockkit.Locker {
+				return e.locker(b, &rowlock.Config{Telemetry: tel})
+			}, name)
+		})
+	}
 }

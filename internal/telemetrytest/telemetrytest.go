@@ -300,3 +300,70 @@ func Conformance(t *testing.T, b Backend, name string) {
 		t.Errorf("%d spans ended, want 3 (job, acquire, release)", n)
 	}
 }
+
+// Overhead benchmarks uncontended TryAcquire plus Release of name on a
+// Locker without an SDK ("off": OpenTelemetry's global providers, nothing
+// installed) and on one with the SDK's meter and tracer providers installed
+// ("sdk": every instrument records; no span, as the context carries none).
+// "ratio" interleaves blocks of both and reports sdk's time as a multiple
+// of off's (x-off), which cancels most of the drift of a shared machine.
+// newLocker makes a Locker with the given Telemetry (nil for off); both
+// Lockers should share one client (pool), so that they differ only in
+// their telemetry.
+func Overhead(b *testing.B, newLocker func(b *testing.B, tel *lockkit.Telemetry) lockkit.Locker, name string) {
+	rec := New(b)
+	off := newLocker(b, nil)
+	on := newLocker(b, rec.Telemetry)
+	ctx := context.Background()
+	cycle := func(b *testing.B, l lockkit.Locker) {
+		lk, err := l.TryAcquire(ctx, name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := lk.Release(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, v := range []struct {
+		name string
+		l    lockkit.Locker
+	}{{"off", off}, {"sdk", on}} {
+		b.Run(v.name, func(b *testing.B) {
+			cycle(b, v.l) // warm up
+			b.ReportAllocs()
+			for b.Loop() {
+				cycle(b, v.l)
+			}
+		})
+	}
+	b.Run("ratio", func(b *testing.B) {
+		const block = 32
+		var toff, ton time.Duration
+		run := func(l lockkit.Locker) time.Duration {
+			t0 := time.Now()
+			for range block {
+				cycle(b, l)
+			}
+			return time.Since(t0)
+		}
+		odd := false
+		for b.Loop() {
+			// Alternate which goes first, so that neither always
+			// follows the other's release.
+			if odd {
+				ton += run(on)
+				toff += run(off)
+			} else {
+				toff += run(off)
+				ton += run(on)
+			}
+			odd = !odd
+		}
+		b.ReportMetric(float64(ton)/float64(toff), "x-off")
+		b.ReportMetric(float64(toff)/float64(b.N*block), "off-ns/op")
+		b.ReportMetric(float64(ton)/float64(b.N*block), "sdk-ns/op")
+	})
+	if n := rec.Sum(b, "lockkit.lock.acquires", Attrs{"lockkit.outcome": "acquired"}); n == 0 {
+		b.Error("the instrumented Locker recorded no acquires")
+	}
+}
