@@ -386,16 +386,19 @@ func (r *Recorder) setsOf(name string) *attrSets {
 }
 
 // spanStart starts a span named spanName if ctx carries a recording span.
-func (r *Recorder) spanStart(ctx context.Context, spanName, lockName string, extra ...attribute.KeyValue) (context.Context, trace.Span) {
+// acquire adds the acquire's wait attribute.
+func (r *Recorder) spanStart(ctx context.Context, spanName, lockName string, acquire, wait bool) (context.Context, trace.Span) {
 	if !trace.SpanFromContext(ctx).IsRecording() {
 		return ctx, nil
 	}
-	attrs := make([]attribute.KeyValue, 0, 3+len(extra))
+	attrs := make([]attribute.KeyValue, 0, 4)
 	if r.b.DBSystem != "" {
 		attrs = append(attrs, KeyDBSystem.String(r.b.DBSystem))
 	}
 	attrs = append(attrs, KeyBackend.String(r.b.Name), KeyName.String(lockName))
-	attrs = append(attrs, extra...)
+	if acquire {
+		attrs = append(attrs, KeyWait.Bool(wait))
+	}
 	return r.tracer.Start(ctx, spanName, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 }
 
@@ -423,7 +426,7 @@ func (r *Recorder) StartAcquire(ctx context.Context, name string, wait bool) (co
 			r.in.waiting.Add(ctx, 1, a.sets.base...)
 		}
 	}
-	ctx, a.span = r.spanStart(ctx, SpanAcquire, name, KeyWait.Bool(wait))
+	ctx, a.span = r.spanStart(ctx, SpanAcquire, name, true, wait)
 	return ctx, a
 }
 
@@ -524,7 +527,7 @@ func (h Hold) StartRelease(ctx context.Context, name string) (context.Context, t
 	if h.r == nil {
 		return ctx, nil
 	}
-	return h.r.spanStart(ctx, SpanRelease, name)
+	return h.r.spanStart(ctx, SpanRelease, name, false, false)
 }
 
 // EndRelease ends a release's span with Release's result.

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/telemetrytest"
 )
 
 func TestOutcomeOf(t *testing.T) {
@@ -57,5 +58,38 @@ func TestLabelBefore(t *testing.T) {
 		if got := f(in); got != want {
 			t.Errorf("LabelBefore(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// BenchmarkCycle is the telemetry of one uncontended try and its release,
+// alone: what every backend adds to its own work. "off" has no SDK
+// installed (the global providers); "sdk" records into the SDK's meter
+// provider with a manual reader; "sdk+span" also starts the acquire and
+// release spans under a sampled parent span.
+func BenchmarkCycle(b *testing.B) {
+	rec := telemetrytest.New(b)
+	ctx := context.Background()
+	sctx, parent := rec.Tracer.Start(ctx, "job")
+	defer parent.End()
+	for _, v := range []struct {
+		name string
+		r    *Recorder
+		ctx  context.Context
+	}{
+		{"off", New(nil, Backend{Name: "bench"}), ctx},
+		{"sdk", New(rec.Telemetry, Backend{Name: "bench"}), ctx},
+		{"sdk+span", New(rec.Telemetry, Backend{Name: "bench", DBSystem: "postgresql"}), sctx},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				c, op := v.r.StartAcquire(v.ctx, "n", false)
+				h := op.End(c, nil)
+				h.Begin()
+				_, span := h.StartRelease(v.ctx, "n")
+				h.End("n", Released, nil, false)
+				EndRelease(span, nil)
+			}
+		})
 	}
 }
