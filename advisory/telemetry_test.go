@@ -122,7 +122,7 @@ func TestTelemetryWithTxLock(t *testing.T) {
 }
 
 func BenchmarkTelemetryOverhead(b *testing.B) {
-	name := integration.Name(b)
+	name := telemetrytest.BenchName()
 	pool := integration.PgxPool(b)
 	telemetrytest.Overhead(b, func(b *testing.B, tel *lockkit.Telemetry) lockkit.Locker {
 		p, err := NewPool(pool, &Config{Telemetry: tel})

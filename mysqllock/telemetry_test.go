@@ -60,7 +60,7 @@ func TestTelemetryKilledSession(t *testing.T) {
 }
 
 func BenchmarkTelemetryOverhead(b *testing.B) {
-	name := integration.Name(b)
+	name := telemetrytest.BenchName()
 	db := integration.MySQL(b)
 	telemetrytest.Overhead(b, func(b *testing.B, tel *lockkit.Telemetry) lockkit.Locker {
 		m, err := mysqllock.New(db, &mysqllock.Config{Telemetry: tel})

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit"
-	"github.com/lockkit/lockkit/integration"
 	"github.com/lockkit/lockkit/internal/telemetrytest"
 	"github.com/lockkit/lockkit/rowlock"
 )
@@ -166,7 +165,7 @@ func BenchmarkTelemetryOverhead(b *testing.B) {
 	for _, d := range dialects {
 		b.Run(string(d), func(b *testing.B) {
 			e := setup(b, d)
-			name := integration.Name(b)
+			name := telemetrytest.BenchName()
 			telemetrytest.Overhead(b, func(b *testing.B, tel *lockkit.Telemetry) lockkit.Locker {
 				return e.locker(b, &rowlock.Config{Telemetry: tel})
 			}, name)
