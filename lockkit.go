@@ -28,9 +28,12 @@
 // Every backend package has the same shape:
 //
 //   - New makes a Locker from the backend's client and a *Config, where a
-//     nil *Config means the defaults (memlock.New takes neither). Bad
-//     configuration is an error matching [ErrInvalid], returned before any
-//     I/O.
+//     nil *Config means the defaults (memlock.New takes neither;
+//     memlock.NewWithConfig takes a *Config). Bad configuration is an error
+//     matching [ErrInvalid], returned before any I/O.
+//   - Every Config has a Telemetry field, a *[Telemetry]: where the
+//     Locker's metrics, spans and logs go. Every backend records the same
+//     instruments, with the same attributes.
 //   - Locker.Acquire and Locker.TryAcquire implement [Locker] and return a
 //     [Lock].
 //   - Locker.Lock and Locker.TryLock are the same acquires returning the

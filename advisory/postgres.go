@@ -15,6 +15,7 @@ import (
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/invalid"
 	"github.com/lockkit/lockkit/internal/lockstate"
+	"github.com/lockkit/lockkit/internal/telemetry"
 	"github.com/lockkit/lockkit/keyhash"
 )
 
@@ -42,6 +43,11 @@ type Config struct {
 	// closed, which releases the lock too. Zero means
 	// DefaultReleaseTimeout.
 	ReleaseTimeout time.Duration
+
+	// Telemetry says where the Locker's metrics, spans and logs go; nil
+	// means OpenTelemetry's global providers and no logs. See
+	// [lockkit.Telemetry].
+	Telemetry *lockkit.Telemetry
 }
 
 // Locker takes PostgreSQL advisory locks in session scope: each held
@@ -56,6 +62,7 @@ type Locker struct {
 	ns             string
 	releaseTimeout time.Duration
 	starter        watchStarter
+	tel            *telemetry.Recorder
 }
 
 var _ lockkit.Locker = (*Locker)(nil)
@@ -96,7 +103,22 @@ func newLocker(src pgSource, cfg *Config) (*Locker, error) {
 		src:            src,
 		ns:             cfg.Namespace,
 		releaseTimeout: cmp.Or(cfg.ReleaseTimeout, DefaultReleaseTimeout),
+		tel:            telemetry.New(cfg.Telemetry, telemetryBackend),
 	}, nil
+}
+
+// errSessionEnded is the cause of a loss the watcher found.
+var errSessionEnded = errors.New("advisory: session ended")
+
+var telemetryBackend = telemetry.Backend{
+	Name:     "advisory",
+	DBSystem: "postgresql",
+	Reason: func(cause error, _ bool) telemetry.Reason {
+		if errors.Is(cause, errSessionEnded) {
+			return telemetry.SessionEnded
+		}
+		return telemetry.Other
+	},
 }
 
 // Key returns the advisory key of a lock name:
@@ -276,6 +298,15 @@ func (l *Lock) PID() int { return l.pid }
 
 // acquire runs one lock statement on a freshly pinned session.
 func (p *Locker) acquire(ctx context.Context, name string, keys []keyhash.Key, mode Mode, try bool) (*Lock, error) {
+	ctx, op := p.tel.StartAcquire(ctx, name, !try)
+	l, err := p.acquireOn(ctx, name, keys, mode, try)
+	if hold := op.End(ctx, err); l != nil {
+		l.state.Observe(hold)
+	}
+	return l, err
+}
+
+func (p *Locker) acquireOn(ctx context.Context, name string, keys []keyhash.Key, mode Mode, try bool) (*Lock, error) {
 	if ctx.Err() != nil {
 		return nil, notStarted(ctx, name)
 	}

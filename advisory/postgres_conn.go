@@ -343,7 +343,7 @@ func (w *watcher) run() {
 		}
 	})
 	if err != nil {
-		w.lossErr = fmt.Errorf("advisory: session ended: %w", err)
+		w.lossErr = fmt.Errorf("%w: %w", errSessionEnded, err)
 		w.onLoss(w.lossErr)
 	}
 }

@@ -31,6 +31,11 @@ type TxOptions struct {
 	// matches ErrLockTimeout and lockkit.ErrNotAcquired. Without it the
 	// wait is bounded by ctx alone.
 	LockTimeout time.Duration
+
+	// Telemetry says where the metrics, spans and logs of the call go; nil
+	// means OpenTelemetry's global providers and no logs. The locks count
+	// as held while fn runs and the transaction ends.
+	Telemetry *lockkit.Telemetry
 }
 
 func (o *TxOptions) mode() Mode {
@@ -86,6 +91,9 @@ func withTxLock(ctx context.Context, db *sql.DB, keys []keyhash.Key, opts *TxOpt
 		return err
 	}
 	name := keysName(sorted)
+	ctx, tt := startTxTelemetry(ctx, opts, name, try)
+	defer func() { tt.end(ctx, err) }()
+	fn = tt.wrap(fn)
 	if ctx.Err() != nil {
 		return notStarted(ctx, name)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/invalid"
+	"github.com/lockkit/lockkit/internal/telemetry"
 	"golang.org/x/sys/unix"
 )
 
@@ -105,6 +106,10 @@ type Config struct {
 	// error matching lockkit.ErrUnsupported rather than hand out no token.
 	// See the package documentation, Fencing tokens.
 	Fencing bool
+	// Telemetry says where the Locker's metrics, spans and logs go; nil
+	// means OpenTelemetry's global providers and no logs. See
+	// [lockkit.Telemetry].
+	Telemetry *lockkit.Telemetry
 }
 
 // Locker takes flock(2) locks on files in one directory. It implements
@@ -130,6 +135,7 @@ type Locker struct {
 	idle   []*notifier // for reuse by waiters
 
 	turns turnSet // by lock file; see turn.go
+	tel   *telemetry.Recorder
 }
 
 var _ lockkit.Locker = (*Locker)(nil)
@@ -214,6 +220,7 @@ func New(dir string, cfg *Config) (*Locker, error) {
 		host:   host,
 		refs:   1,
 		turns:  turnSet{Spin: turnSpin},
+		tel:    telemetry.New(c.Telemetry, telemetry.Backend{Name: "filelock", Reason: lossReason}),
 	}, nil
 }
 
@@ -431,6 +438,14 @@ func notAcquired(name string, err error) error {
 	return &lockkit.HeldError{Name: name, Cause: err}
 }
 
+// lossReason is the telemetry reason of a loss.
+func lossReason(cause error, _ bool) telemetry.Reason {
+	if errors.Is(cause, ErrFileRemoved) {
+		return telemetry.FileRemoved
+	}
+	return telemetry.Other
+}
+
 // acquire takes the lock; an exclusive holder writes its record with
 // prefix (see recordPrefix).
 func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool, prefix []byte) (*Lock, error) {
@@ -440,6 +455,16 @@ func (l *Locker) acquire(ctx context.Context, name string, mode Mode, wait bool,
 	if mode != Exclusive && mode != Shared {
 		return nil, invalid.Errorf("filelock: unknown lock mode %d", int(mode))
 	}
+	ctx, op := l.tel.StartAcquire(ctx, name, wait)
+	lk, err := l.acquireChecked(ctx, name, mode, wait, prefix)
+	if hold := op.End(ctx, err); lk != nil {
+		lk.state.Observe(hold)
+	}
+	return lk, err
+}
+
+// acquireChecked is acquire after the arguments were checked.
+func (l *Locker) acquireChecked(ctx context.Context, name string, mode Mode, wait bool, prefix []byte) (*Lock, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, notAcquired(name, err)
 	}

@@ -92,19 +92,24 @@ func (m *Locker) newLock(conn *sql.Conn, connID int64, ts []mysqlTarget) *Lock {
 		targets: ts,
 		m:       m,
 	}
-	name := ts[0].name
-	if len(ts) > 1 {
-		names := make([]string, len(ts))
-		for i, t := range ts {
-			names[i] = t.name
-		}
-		name = strings.Join(names, ",")
-	}
-	l.state = lockstate.New(name, 0, l.unlock)
+	l.state = lockstate.New(lockName(ts), 0, l.unlock)
 	l.mu.Lock()
 	l.timer = time.AfterFunc(m.probeInterval, l.tick)
 	l.mu.Unlock()
 	return l
+}
+
+// lockName is the name of a lock on ts: the name, or for several names
+// their list joined by ",".
+func lockName(ts []mysqlTarget) string {
+	if len(ts) == 1 {
+		return ts[0].name
+	}
+	names := make([]string, len(ts))
+	for i, t := range ts {
+		names[i] = t.name
+	}
+	return strings.Join(names, ",")
 }
 
 // tick runs one probe when the timer fires, and sets the next one. It

@@ -16,6 +16,7 @@ import (
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/invalid"
 	"github.com/lockkit/lockkit/internal/sqlconn"
+	"github.com/lockkit/lockkit/internal/telemetry"
 	"github.com/lockkit/lockkit/keyhash"
 )
 
@@ -101,6 +102,11 @@ type Config struct {
 	// watchers; the DSN's readTimeout then bounds the release. Zero means
 	// [DefaultReleaseTimeout].
 	ReleaseTimeout time.Duration
+
+	// Telemetry says where the Locker's metrics, spans and logs go; nil
+	// means OpenTelemetry's global providers and no logs. See
+	// [lockkit.Telemetry].
+	Telemetry *lockkit.Telemetry
 }
 
 // Locker acquires MySQL and MariaDB user locks (GET_LOCK) on one *sql.DB.
@@ -113,6 +119,23 @@ type Locker struct {
 	probeTimeout   time.Duration
 	releaseTimeout time.Duration
 	ids            mysqlConnIDs
+	tel            *telemetry.Recorder
+}
+
+var telemetryBackend = telemetry.Backend{
+	Name:     "mysqllock",
+	DBSystem: "mysql",
+	Reason: func(cause error, release bool) telemetry.Reason {
+		switch {
+		case release:
+			return telemetry.ReleaseUnconfirmed
+		case errors.Is(cause, errNotGranted):
+			return telemetry.TakenOver
+		}
+		// A probe that failed or did not answer: the session is gone, or
+		// was killed for not answering.
+		return telemetry.SessionEnded
+	},
 }
 
 var _ lockkit.Locker = (*Locker)(nil)
@@ -150,6 +173,7 @@ func New(db *sql.DB, cfg *Config) (*Locker, error) {
 		probeInterval:  cmp.Or(c.ProbeInterval, DefaultProbeInterval),
 		probeTimeout:   cmp.Or(c.ProbeTimeout, DefaultProbeTimeout),
 		releaseTimeout: cmp.Or(c.ReleaseTimeout, DefaultReleaseTimeout),
+		tel:            telemetry.New(c.Telemetry, telemetryBackend),
 	}
 	if c.Namespace == "" && !c.NoNamespace {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -310,6 +334,15 @@ func (m *Locker) acquire(ctx context.Context, names []string, wait, keys bool) (
 	if err != nil {
 		return nil, err
 	}
+	ctx, op := m.tel.StartAcquire(ctx, lockName(ts), wait)
+	lk, err := m.acquirePrepared(ctx, ts, wait)
+	if hold := op.End(ctx, err); lk != nil {
+		lk.state.Observe(hold)
+	}
+	return lk, err
+}
+
+func (m *Locker) acquirePrepared(ctx context.Context, ts []mysqlTarget, wait bool) (*Lock, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, notAcquiredCtx(ts[0].name, nil, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/invalid"
 )
 
@@ -67,6 +68,11 @@ type Config struct {
 	// Data is free-form holder metadata shown with the owner. Optional; at
 	// most MaxHolderLen bytes.
 	Data string
+
+	// Telemetry says where the Locker's metrics, spans and logs go; nil
+	// means OpenTelemetry's global providers and no logs. See
+	// [lockkit.Telemetry].
+	Telemetry *lockkit.Telemetry
 }
 
 // settings are a validated Config.
@@ -78,6 +84,7 @@ type settings struct {
 	fencing    bool
 	meta       string     // holder JSON
 	holder     holderJSON // meta, decoded
+	tel        *lockkit.Telemetry
 }
 
 // holderJSON is the holder part of a lock key's value.
@@ -97,6 +104,7 @@ func (c *Config) settings() (settings, error) {
 		prefix:  cmp.Or(cfg.Prefix, DefaultPrefix),
 		ttl:     cmp.Or(cfg.TTL, DefaultTTL),
 		fencing: cfg.Fencing,
+		tel:     cfg.Telemetry,
 	}
 	if len(s.prefix) > MaxPrefixLen {
 		return s, invalid.Errorf("redislock: prefix is %d bytes, more than %d", len(s.prefix), MaxPrefixLen)

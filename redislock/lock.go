@@ -108,12 +108,16 @@ func (lk *Lock) renew(ctx context.Context) error {
 // deadline moves, or the lock is lost, or the error is returned.
 func (lk *Lock) renewed(start time.Time, n int64, err error) error {
 	if err != nil {
-		return fmt.Errorf("redislock: renew %q: %w", lk.Name(), err)
+		err = fmt.Errorf("redislock: renew %q: %w", lk.Name(), err)
+		lk.l.tel.Renewal(context.Background(), lk.Name(), err)
+		return err
 	}
 	if n != 1 {
+		lk.l.tel.Renewal(context.Background(), lk.Name(), ErrNotOwner)
 		lk.state.MarkLost(ErrNotOwner)
 		return lk.Err()
 	}
+	lk.l.tel.Renewal(context.Background(), lk.Name(), nil)
 	lk.mu.Lock()
 	if d := start.Add(lk.l.set.ttl); d.After(lk.deadline) {
 		lk.deadline = d

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/invalid"
+	"github.com/lockkit/lockkit/internal/telemetry"
 	"github.com/lockkit/lockkit/internal/turns"
 	"github.com/redis/go-redis/v9"
 )
@@ -39,6 +40,7 @@ type Locker struct {
 	batch    batcher
 	noSetGet atomic.Bool // the server rejected SET NX GET: use the script
 	turns    turnSet     // per name, the Lock calls waiting in-process
+	tel      *telemetry.Recorder
 
 	closeMu   sync.Mutex // orders abandoned.Add before Close's Wait
 	closed    atomic.Bool
@@ -68,10 +70,24 @@ func New(client Client, cfg *Config) (*Locker, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Locker{c: client, set: s, hub: hub{c: client}}
+	l := &Locker{c: client, set: s, hub: hub{c: client}, tel: telemetry.New(s.tel, telemetryBackend)}
 	l.turns.New = func() *turnState { return &turnState{} }
 	l.batch.l = l
 	return l, nil
+}
+
+var telemetryBackend = telemetry.Backend{
+	Name:     "redislock",
+	DBSystem: "redis",
+	Reason: func(cause error, _ bool) telemetry.Reason {
+		switch {
+		case errors.Is(cause, ErrLeaseExpired):
+			return telemetry.LeaseExpired
+		case errors.Is(cause, ErrNotOwner):
+			return telemetry.TakenOver
+		}
+		return telemetry.Other
+	},
 }
 
 // ErrClosed is returned by TryLock and Lock after Close.
@@ -178,6 +194,16 @@ func (l *Locker) tryLock(ctx context.Context, name, meta string) (*Lock, error) 
 	if l.closed.Load() {
 		return nil, ErrClosed
 	}
+	ctx, op := l.tel.StartAcquire(ctx, name, false)
+	lk, err := l.tryOnce(ctx, name, meta)
+	if hold := op.End(ctx, err); lk != nil {
+		lk.state.Observe(hold)
+	}
+	return lk, err
+}
+
+// tryOnce makes the one attempt of a TryLock.
+func (l *Locker) tryOnce(ctx context.Context, name, meta string) (*Lock, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, notAcquired(name, err)
 	}
@@ -221,6 +247,16 @@ func (l *Locker) lock(ctx context.Context, name, meta string) (*Lock, error) {
 	if l.closed.Load() {
 		return nil, ErrClosed
 	}
+	ctx, op := l.tel.StartAcquire(ctx, name, true)
+	lk, err := l.wait(ctx, name, meta)
+	if hold := op.End(ctx, err); lk != nil {
+		lk.state.Observe(hold)
+	}
+	return lk, err
+}
+
+// wait takes name, queueing behind this Locker's earlier waiters.
+func (l *Locker) wait(ctx context.Context, name, meta string) (*Lock, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, notAcquired(name, err)
 	}
@@ -507,7 +543,7 @@ func (l *Locker) abandon(ctx context.Context, key, secret, member string) {
 		l.closeMu.Unlock()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
 		defer cancel()
-		_, _ = l.release(rctx, key, secret, member)
+		l.gaveBack(key)(l.release(rctx, key, secret, member))
 		return
 	}
 	l.abandoned.Add(1)
@@ -517,7 +553,7 @@ func (l *Locker) abandon(ctx context.Context, key, secret, member string) {
 		defer close(done)
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
 		defer cancel()
-		_, _ = l.release(rctx, key, secret, member)
+		l.gaveBack(key)(l.release(rctx, key, secret, member))
 	}()
 	if ctx.Err() == nil {
 		<-done
@@ -528,6 +564,17 @@ func (l *Locker) abandon(ctx context.Context, key, secret, member string) {
 	select {
 	case <-done:
 	case <-t.C:
+	}
+}
+
+// gaveBack returns the function that logs the result of an abandoned
+// attempt's release of key: a lease it held (n is 1) given back, or the
+// release failed and a lease it may hold is left to expire.
+func (l *Locker) gaveBack(key string) func(n int64, err error) {
+	return func(n int64, err error) {
+		if n == 1 || err != nil {
+			l.tel.GaveBack(strings.TrimSuffix(strings.TrimPrefix(key, l.set.prefix+"{"), "}"), err)
+		}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/invalid"
 )
 
@@ -106,6 +107,12 @@ type Config struct {
 	// polls. Default [DefaultMaxPoll]. See the package documentation on
 	// waiting.
 	MaxPoll time.Duration
+
+	// Telemetry says where the Locker's metrics, spans and logs go; nil
+	// means OpenTelemetry's global providers and no logs. See
+	// [lockkit.Telemetry]. Handles made by Resume count renewals but not
+	// holds: the lease was acquired elsewhere.
+	Telemetry *lockkit.Telemetry
 }
 
 // settings is a validated Config with its defaults filled in.
@@ -121,6 +128,7 @@ type settings struct {
 	pid     int
 	data    string
 	maxPoll time.Duration
+	tel     *lockkit.Telemetry
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
@@ -152,6 +160,7 @@ func newSettings(db *sql.DB, cfg *Config) (*settings, error) {
 		pid:     cfg.PID,
 		data:    cfg.Data,
 		maxPoll: cfg.MaxPoll,
+		tel:     cfg.Telemetry,
 	}
 	if s.dialect == "" {
 		s.dialect = detectDialect(db)

@@ -113,6 +113,7 @@ func (k *Lock) Renew(ctx context.Context) error {
 		return err
 	}
 	err := k.renew(ctx)
+	k.l.tel.Renewal(ctx, k.Name(), err)
 	if errors.Is(err, errLeaseGone) {
 		k.state.MarkLost(err)
 		return k.Err()
@@ -163,6 +164,9 @@ func (k *Lock) renewTick() {
 	rctx, cancel := context.WithTimeout(ctx, max(time.Until(k.Expires()), time.Millisecond))
 	err := k.renew(rctx)
 	cancel()
+	if ctx.Err() == nil {
+		k.l.tel.Renewal(ctx, k.Name(), err)
+	}
 	next := k.renewEvery
 	switch {
 	case err == nil:

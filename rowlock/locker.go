@@ -10,6 +10,7 @@ import (
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/invalid"
+	"github.com/lockkit/lockkit/internal/telemetry"
 )
 
 // errLeaseGone is the cause of a loss found by the database: the lease
@@ -37,6 +38,7 @@ type Locker struct {
 
 	wake   *wakers
 	notify *notifier // PostgreSQL only
+	tel    *telemetry.Recorder
 
 	mu     sync.Mutex
 	stmts  map[string]*sql.Stmt // MySQL: prepared once, one round trip a call
@@ -76,6 +78,7 @@ func New(db *sql.DB, cfg *Config) (*Locker, error) {
 		wake:  newWakers(),
 		stmts: map[string]*sql.Stmt{},
 		now:   time.Now,
+		tel:   telemetry.New(s.tel, telemetryBackend(s.dialect)),
 	}
 	if s.dialect == Postgres {
 		l.notify = newNotifier(db, s.channel, l.wake)
@@ -113,6 +116,28 @@ func (l *Locker) Close() error {
 		err = errors.Join(err, st.Close())
 	}
 	return err
+}
+
+func telemetryBackend(d Dialect) telemetry.Backend {
+	b := telemetry.Backend{Name: "rowlock", DBSystem: "postgresql", Reason: lossReason}
+	if d == MySQL {
+		b.DBSystem = "mysql"
+	}
+	return b
+}
+
+// lossReason is the telemetry reason of a loss.
+func lossReason(cause error, _ bool) telemetry.Reason {
+	switch {
+	case errors.Is(cause, errLeaseExpired):
+		return telemetry.LeaseExpired
+	case errors.Is(cause, errLeaseGone):
+		// Found gone on the database before it ran out on our clock,
+		// which is never later than the database's: taken over or
+		// force-released.
+		return telemetry.TakenOver
+	}
+	return telemetry.Other
 }
 
 func (l *Locker) isClosed() bool {
@@ -287,6 +312,15 @@ func (l *Locker) acquire(ctx context.Context, name string, o *Options, wait bool
 	if l.isClosed() {
 		return nil, errClosed
 	}
+	ctx, op := l.tel.StartAcquire(ctx, name, wait)
+	lk, err := l.acquireLease(ctx, name, ls, wait)
+	if hold := op.End(ctx, err); lk != nil {
+		lk.state.Observe(hold)
+	}
+	return lk, err
+}
+
+func (l *Locker) acquireLease(ctx context.Context, name string, ls *lease, wait bool) (*Lock, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, &lockkit.HeldError{Name: name, Cause: err}
 	}
@@ -376,7 +410,8 @@ func (l *Locker) acquireDetached(ctx context.Context, name string, ls *lease) (i
 		if r.err == nil && r.token != 0 {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lockkit.ReleaseTimeout)
 			defer cancel()
-			_, _ = l.endLease(rctx, l.q.release, name, ls.owner, r.token)
+			_, err := l.endLease(rctx, l.q.release, name, ls.owner, r.token)
+			l.tel.GaveBack(name, err)
 		}
 	}()
 	return 0, nil, ctx.Err()

@@ -52,6 +52,15 @@ func (l *Locker) lockTx(ctx context.Context, tx *sql.Tx, name string, nowait boo
 	if err := checkName(name); err != nil {
 		return err
 	}
+	// The lock ends with tx, which lockkit does not see: the acquire is
+	// recorded, the hold is not.
+	ctx, op := l.tel.StartAcquire(ctx, name, !nowait)
+	err := l.lockTxChecked(ctx, tx, name, nowait)
+	op.End(ctx, err)
+	return err
+}
+
+func (l *Locker) lockTxChecked(ctx context.Context, tx *sql.Tx, name string, nowait bool) error {
 	if err := ctx.Err(); err != nil {
 		return &lockkit.HeldError{Name: name, Cause: err}
 	}

@@ -3,6 +3,10 @@
 // idempotent Release that runs the backend's unlock at most once.
 //
 // Backends embed *Handle in their lock type and supply the unlock function.
+//
+// Because every release and every loss passes through it, the Handle also
+// reports them to the lock's telemetry (see [Handle.Observe]): the held
+// locks gauge, the hold time, and each loss with its reason.
 package lockstate
 
 import (
@@ -11,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/telemetry"
 )
 
 // UnlockFunc gives the lock back on the backend. lost reports that the
@@ -34,11 +39,40 @@ type Handle struct {
 	mu   sync.Mutex
 	err  error // nil while held
 	done chan struct{}
+	hold telemetry.Hold // the acquire's telemetry; zero until Observe
 }
 
 // New returns a handle for a lock that is held now.
 func New(name string, token int64, unlock UnlockFunc) *Handle {
 	return &Handle{name: name, token: token, unlock: unlock, done: make(chan struct{})}
+}
+
+// Observe attaches the telemetry of the acquire that made the handle, and
+// records the lock as held. Backends call it once, with the Hold that the
+// acquire's telemetry.Acquire.End returned, before handing the lock out. A
+// lock lost before Observe (its session died at once) is recorded as
+// acquired and lost.
+func (h *Handle) Observe(hold telemetry.Hold) {
+	hold.Begin()
+	h.mu.Lock()
+	err := h.err
+	if err == nil {
+		h.hold = hold
+	}
+	h.mu.Unlock()
+	if err != nil {
+		h.endedBefore(hold, err)
+	}
+}
+
+// endedBefore reports the end of a lock that ended before Observe.
+func (h *Handle) endedBefore(hold telemetry.Hold, err error) {
+	var le *lockkit.LostError
+	if errors.As(err, &le) {
+		hold.End(h.name, telemetry.Lost, le.Cause, false)
+		return
+	}
+	hold.End(h.name, telemetry.Released, nil, false)
 }
 
 // Name returns the lock's name.
@@ -65,18 +99,29 @@ func (h *Handle) Held() bool { return h.Err() == nil }
 // lost is left as it was. Backends call it from their loss detectors. It
 // does not free resources: the owner still calls Release, which does.
 func (h *Handle) MarkLost(cause error) bool {
-	return h.end(&lockkit.LostError{Name: h.name, Cause: cause})
+	return h.lose(cause, false)
 }
 
-func (h *Handle) end(err error) bool {
+// lose ends the lock as lost; release says Release found the loss.
+func (h *Handle) lose(cause error, release bool) bool {
+	hold, ok := h.end(&lockkit.LostError{Name: h.name, Cause: cause})
+	if ok {
+		hold.End(h.name, telemetry.Lost, cause, release)
+	}
+	return ok
+}
+
+// end records err as the lock's end, once, and returns the telemetry to
+// report it to.
+func (h *Handle) end(err error) (telemetry.Hold, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.err != nil {
-		return false
+		return telemetry.Hold{}, false
 	}
 	h.err = err
 	close(h.done)
-	return true
+	return h.hold, true
 }
 
 // Release runs the backend's unlock once. See lockkit.Lock.Release for the
@@ -92,18 +137,29 @@ func (h *Handle) Release(ctx context.Context) error {
 	}
 	h.released = true
 
-	lost := !h.Held()
+	h.mu.Lock()
+	lost, hold := h.err != nil, h.hold
+	h.mu.Unlock()
+	ctx, span := hold.StartRelease(ctx, h.name)
+	err := h.release(ctx, lost)
+	telemetry.EndRelease(span, err)
+	return err
+}
+
+func (h *Handle) release(ctx context.Context, lost bool) error {
 	err := h.unlock(ctx, lost)
 	if lost {
 		return h.Err()
 	}
 	if err != nil {
-		h.MarkLost(err)
+		h.lose(err, true)
 		return h.Err()
 	}
-	if !h.end(lockkit.ErrReleased) {
+	hold, ok := h.end(lockkit.ErrReleased)
+	if !ok {
 		// Lost while the unlock ran: report the loss, not a release.
 		return h.Err()
 	}
+	hold.End(h.name, telemetry.Released, nil, false)
 	return nil
 }
