@@ -221,7 +221,9 @@ func TestBatchedRenewals(t *testing.T) {
 	trips := cc.pipelines.Load() + cc.evalSha.Load() + cc.eval.Load()
 	// 1.2s at one renewal per lock per 100ms: about 2400 renewals.
 	t.Logf("%d round trips for %d locks renewed every %v over %v", trips, locks, every, 12*every)
-	if trips > locks*12/4 {
+	// Unbatched would be about 2400; a loaded machine spreads the timers
+	// over more batches, so the bound is half of that.
+	if trips > locks*12/2 {
 		t.Errorf("%d round trips: renewals were not batched", trips)
 	}
 	if cc.eval.Load() == 0 {
