@@ -54,6 +54,13 @@ type Config struct {
 	// Data is free-form holder metadata shown with the owner. Optional; at
 	// most MaxHolderLen bytes.
 	Data string
+
+	// Telemetry says where the Locker's metrics, spans and logs go; nil
+	// means OpenTelemetry's global providers and no logs. See
+	// [lockkit.Telemetry]. The renewals counted are the keepalives of the
+	// Locker's one lease, which all its locks share, so they carry no lock
+	// name.
+	Telemetry *lockkit.Telemetry
 }
 
 // settings are a validated Config.
@@ -65,6 +72,7 @@ type settings struct {
 	host       string
 	pid        int
 	data       string
+	tel        *lockkit.Telemetry
 }
 
 func (c *Config) settings() (settings, error) {
@@ -77,6 +85,7 @@ func (c *Config) settings() (settings, error) {
 		ttl:    cmp.Or(cfg.TTL, DefaultTTL),
 		owner:  cfg.Owner,
 		data:   cfg.Data,
+		tel:    cfg.Telemetry,
 		pid:    os.Getpid(),
 	}
 	s.host, _ = os.Hostname()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/invalid"
+	"github.com/lockkit/lockkit/internal/telemetry"
 	"github.com/lockkit/lockkit/keyhash"
 )
 
@@ -26,6 +27,7 @@ import (
 type Locker struct {
 	c   *clientv3.Client
 	set settings
+	tel *telemetry.Recorder
 	seq atomic.Uint64 // makes every attempt's key unique under a lease
 
 	mu       sync.Mutex
@@ -56,7 +58,23 @@ func New(client *clientv3.Client, cfg *Config) (*Locker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Locker{c: client, set: s, orphans: map[string]int64{}}, nil
+	return &Locker{c: client, set: s, tel: telemetry.New(s.tel, telemetryBackend), orphans: map[string]int64{}}, nil
+}
+
+var telemetryBackend = telemetry.Backend{
+	Name:     "etcdlock",
+	DBSystem: "etcd",
+	Reason: func(cause error, _ bool) telemetry.Reason {
+		switch {
+		case errors.Is(cause, ErrKeyDeleted), errors.Is(cause, ErrNotOwner):
+			return telemetry.TakenOver
+		case errors.Is(cause, ErrLeaseGone), errors.Is(cause, ErrLeaseExpired):
+			return telemetry.LeaseExpired
+		}
+		// ErrClosed: Close ended the lock (other); a release not
+		// confirmed: release_unconfirmed.
+		return telemetry.Other
+	},
 }
 
 // Close revokes the Locker's lease and stops its keepalive. Every lock
@@ -202,15 +220,21 @@ func (l *Locker) deleteRetrying(ctx context.Context, key string, rev int64) (boo
 	}
 }
 
-// giveBack deletes the key of an attempt that will not hold the lock (its
-// caller gave up, or the attempt's outcome is unknown), on a context of its
-// own bounded by releaseGrace. When that fails the key is an orphan,
-// deleted after the next keepalive or with the lease.
-func (l *Locker) giveBack(ctx context.Context, key string, rev int64) {
+// giveBack deletes the key of an attempt on name that will not hold the
+// lock (its caller gave up, or the attempt's outcome is unknown), on a
+// context of its own bounded by releaseGrace. When that fails the key is an
+// orphan, deleted after the next keepalive or with the lease. The telemetry
+// logs a failed give-back, and the give-back of a key whose put's outcome
+// was unknown (rev 0) and which was found put.
+func (l *Locker) giveBack(ctx context.Context, name, key string, rev int64) {
 	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseGrace)
 	defer cancel()
-	if _, err := l.deleteRetrying(gctx, key, rev); err != nil {
+	deleted, err := l.deleteRetrying(gctx, key, rev)
+	if err != nil {
 		l.addOrphan(key, rev)
+	}
+	if err != nil || (deleted && rev == 0) {
+		l.tel.GaveBack(name, err)
 	}
 }
 
@@ -267,7 +291,9 @@ func (l *Locker) TryAcquire(ctx context.Context, name string) (lockkit.Lock, err
 	return lk, nil
 }
 
-func (l *Locker) check(ctx context.Context, name string) error {
+// check refuses a bad name and a closed Locker, before an acquire starts
+// (and is counted).
+func (l *Locker) check(name string) error {
 	if err := keyhash.ValidateName(name); err != nil {
 		return err
 	}
@@ -276,9 +302,6 @@ func (l *Locker) check(ctx context.Context, name string) error {
 	l.mu.Unlock()
 	if closed {
 		return ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return &lockkit.HeldError{Name: name, Cause: err}
 	}
 	return nil
 }
@@ -291,8 +314,21 @@ func (l *Locker) check(ctx context.Context, name string) error {
 // try leaves nothing behind when it fails. The first acquire of a Locker
 // also grants its lease.
 func (l *Locker) TryLock(ctx context.Context, name string) (*Lock, error) {
-	if err := l.check(ctx, name); err != nil {
+	if err := l.check(name); err != nil {
 		return nil, err
+	}
+	ctx, op := l.tel.StartAcquire(ctx, name, false)
+	lk, err := l.tryLock(ctx, name)
+	if hold := op.End(ctx, err); lk != nil {
+		lk.state.Observe(hold)
+	}
+	return lk, err
+}
+
+// tryLock makes the one attempt of a TryLock.
+func (l *Locker) tryLock(ctx context.Context, name string) (*Lock, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, &lockkit.HeldError{Name: name, Cause: err}
 	}
 	pfx := l.Prefix(name)
 	for range 3 { // again with a new lease when the lease was lost meanwhile
@@ -307,7 +343,7 @@ func (l *Locker) TryLock(ctx context.Context, name string) (*Lock, error) {
 			Else(clientv3.OpGet(pfx, clientv3.WithFirstCreate()...)).
 			Commit()
 		if err != nil {
-			l.giveBack(ctx, key, 0) // it may have been put
+			l.giveBack(ctx, name, key, 0) // it may have been put
 			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 				s.end(ErrLeaseGone)
 				continue
@@ -385,8 +421,21 @@ func retryable(err error) bool {
 // and returns a *lockkit.HeldError with ctx.Err() as its Cause and the last
 // holder it saw.
 func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
-	if err := l.check(ctx, name); err != nil {
+	if err := l.check(name); err != nil {
 		return nil, err
+	}
+	ctx, op := l.tel.StartAcquire(ctx, name, true)
+	lk, err := l.lock(ctx, name)
+	if hold := op.End(ctx, err); lk != nil {
+		lk.state.Observe(hold)
+	}
+	return lk, err
+}
+
+// lock is Lock after its checks.
+func (l *Locker) lock(ctx context.Context, name string) (*Lock, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, &lockkit.HeldError{Name: name, Cause: err}
 	}
 	pfx := l.Prefix(name)
 	var holder *lockkit.Holder
@@ -405,7 +454,7 @@ func (l *Locker) Lock(ctx context.Context, name string) (*Lock, error) {
 				clientv3.OpGet(pfx, clientv3.WithFirstCreate()...)).
 			Commit()
 		if err != nil {
-			l.giveBack(ctx, key, 0) // it may have been put
+			l.giveBack(ctx, name, key, 0) // it may have been put
 			switch {
 			case errors.Is(err, rpctypes.ErrLeaseNotFound):
 				s.end(ErrLeaseGone)
@@ -465,7 +514,7 @@ func (l *Locker) wait(ctx context.Context, s *session, name, pfx, key string, re
 			if ctx.Err() == nil && retryable(err) && bo.sleep(ctx) {
 				continue
 			}
-			l.giveBack(ctx, key, rev)
+			l.giveBack(ctx, name, key, rev)
 			return nil, l.failed(ctx, name, *holder, err)
 		}
 		bo.reset()
@@ -494,7 +543,7 @@ func (l *Locker) wait(ctx context.Context, s *session, name, pfx, key string, re
 		case errors.Is(err, errRequeue):
 			return nil, errRequeue
 		default:
-			l.giveBack(ctx, key, rev)
+			l.giveBack(ctx, name, key, rev)
 			return nil, l.failed(ctx, name, *holder, err)
 		}
 	}

@@ -135,6 +135,11 @@ func (s *session) keepalive(deadline time.Time) {
 		if s.ctx.Err() != nil {
 			return
 		}
+		if err != nil {
+			s.l.tel.Renewal(context.Background(), "", fmt.Errorf("etcdlock: keepalive of lease %x: %w", s.id, err))
+		} else {
+			s.l.tel.Renewal(context.Background(), "", nil)
+		}
 		switch {
 		case err == nil:
 			deadline = start.Add(time.Duration(resp.TTL) * time.Second)
