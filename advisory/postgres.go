@@ -3,10 +3,15 @@ package advisory
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,6 +61,13 @@ type Locker struct {
 	ns             string
 	releaseTimeout time.Duration
 	starter        watchStarter
+
+	idPrefix string        // of the holder ids (the session marker), unique to this Locker
+	seq      atomic.Uint64 // the last holder id's sequence number
+	verified atomic.Bool   // a granted lock was seen in pg_locks (see verifySQL)
+	// refused, once set, refuses every session lock: the evidence that
+	// the server sessions are shared, or that the server locks nothing.
+	refused atomic.Pointer[refusedError]
 }
 
 var _ lockkit.Locker = (*Locker)(nil)
@@ -92,11 +104,26 @@ func newLocker(src pgSource, cfg *Config) (*Locker, error) {
 	if cfg.ReleaseTimeout < 0 {
 		return nil, invalid.Errorf("advisory: negative ReleaseTimeout %v", cfg.ReleaseTimeout)
 	}
+	var r [6]byte
+	_, _ = rand.Read(r[:])
 	return &Locker{
 		src:            src,
 		ns:             cfg.Namespace,
 		releaseTimeout: cmp.Or(cfg.ReleaseTimeout, DefaultReleaseTimeout),
+		idPrefix:       "lockkit:" + strconv.Itoa(os.Getpid()) + ":" + hex.EncodeToString(r[:]) + ":",
 	}, nil
+}
+
+// newID returns a holder id for the session marker: unique to this Locker
+// and this acquire, and showing the client process's pid.
+func (p *Locker) newID() string {
+	return p.idPrefix + strconv.FormatUint(p.seq.Add(1), 10)
+}
+
+// refuse makes r the reason every later session lock of p is refused,
+// unless another reason came first.
+func (p *Locker) refuse(r *refusedError) {
+	p.refused.CompareAndSwap(nil, r)
 }
 
 // Key returns the advisory key of a lock name:
@@ -228,9 +255,11 @@ func checkKeys(keys []keyhash.Key, opts *Options) ([]keyhash.Key, Mode, error) {
 type Lock struct {
 	state *lockstate.Handle
 
+	p       *Locker
 	keys    []keyhash.Key
 	mode    Mode
-	pid     int
+	pid     int32  // the server session's, as pg_backend_pid() gave it
+	id      string // the holder id in the session's marker
 	pc      pgPinned
 	w       watcher
 	timeout time.Duration
@@ -238,7 +267,7 @@ type Lock struct {
 	// The release's statement and its outcome; Release is serialised by
 	// the Handle.
 	relConn        *pgx.Conn
-	relOK          bool
+	rel            unlockResult
 	relErr         error
 	relInterrupted bool
 }
@@ -271,13 +300,18 @@ func (l *Lock) Keys() []keyhash.Key { return append([]keyhash.Key(nil), l.keys..
 func (l *Lock) Mode() Mode { return l.mode }
 
 // PID returns the process id of the server session (backend) that holds the
-// lock, as pg_locks and pg_stat_activity show it.
-func (l *Lock) PID() int { return l.pid }
+// lock, as pg_locks and pg_stat_activity show it (pg_backend_pid(), read by
+// the lock statement: behind a pooler it differs from the pid the
+// connection was given).
+func (l *Lock) PID() int { return int(l.pid) }
 
 // acquire runs one lock statement on a freshly pinned session.
 func (p *Locker) acquire(ctx context.Context, name string, keys []keyhash.Key, mode Mode, try bool) (*Lock, error) {
 	if ctx.Err() != nil {
 		return nil, notStarted(ctx, name)
+	}
+	if r := p.refused.Load(); r != nil {
+		return nil, fmt.Errorf("advisory: lock %q: %w", name, r)
 	}
 	pc, err := p.src.pin(ctx)
 	if err != nil {
@@ -286,7 +320,7 @@ func (p *Locker) acquire(ctx context.Context, name string, keys []keyhash.Key, m
 		}
 		return nil, fmt.Errorf("advisory: lock %q: pin a connection: %w", name, err)
 	}
-	a := &acquireOp{ctx: ctx, keys: keys, mode: mode, try: try, holderOK: true}
+	a := &acquireOp{ctx: ctx, keys: keys, mode: mode, try: try, holderOK: true, id: p.newID(), verify: !p.verified.Load()}
 	err = pc.with(a.onConn)
 	switch {
 	case err != nil:
@@ -301,6 +335,19 @@ func (p *Locker) acquire(ctx context.Context, name string, keys []keyhash.Key, m
 		// the session, which ends whatever it may hold.
 		pc.discard()
 		return nil, classify(ctx, name, a.holder, a.stErr, a.interrupted)
+	case a.refusal != nil:
+		// Nothing was locked, or the lock is not one (the statement went
+		// through a shared session, or to a server that locks nothing):
+		// close the connection, which ends whatever its session may hold
+		// unless a pooler keeps the session.
+		pc.discard()
+		if a.refusal.kind == ErrLockNotEnforced || a.res.why != gateOwnKeyHeld {
+			p.refuse(a.refusal)
+		}
+		return nil, fmt.Errorf("advisory: lock %q: %w", name, a.refusal)
+	case a.vErr != nil:
+		pc.discard()
+		return nil, fmt.Errorf("advisory: lock %q: check that the server holds the lock: %w", name, a.vErr)
 	case !a.res.granted:
 		if a.res.unlockFailed || !a.holderOK {
 			pc.discard()
@@ -309,7 +356,10 @@ func (p *Locker) acquire(ctx context.Context, name string, keys []keyhash.Key, m
 		}
 		return nil, &lockkit.HeldError{Name: name, Holder: a.holder}
 	}
-	l := &Lock{keys: keys, mode: mode, pid: a.pid, pc: pc, timeout: p.releaseTimeout}
+	if a.verify {
+		p.verified.Store(true)
+	}
+	l := &Lock{p: p, keys: keys, mode: mode, pid: a.res.pid, id: a.id, pc: pc, timeout: p.releaseTimeout}
 	l.state = lockstate.New(name, 0, l.unlock)
 	l.w.init(pc, a.nc, l.onLoss)
 	p.starter.add(&l.w, watchDelay)
@@ -325,25 +375,34 @@ func (l *Lock) onLoss(cause error) {
 // acquireOp is one lock statement and its outcome, kept in one place so
 // that the hot path allocates little.
 type acquireOp struct {
-	ctx  context.Context
-	keys []keyhash.Key
-	mode Mode
-	try  bool
+	ctx    context.Context
+	keys   []keyhash.Key
+	mode   Mode
+	try    bool
+	id     string // the holder id for the session marker
+	verify bool   // check in pg_locks that a granted lock is held
 
 	c           *pgx.Conn
-	pid         int
 	nc          net.Conn
 	res         lockResult
 	stErr       error
 	interrupted bool
 	holder      *lockkit.Holder
 	holderOK    bool
+	refusal     *refusedError // the lock statement or the check refused
+	vErr        error         // the check failed
 }
 
 func (a *acquireOp) onConn(c *pgx.Conn) error {
-	a.c, a.pid, a.nc = c, int(c.PgConn().PID()), c.PgConn().Conn()
+	a.c, a.nc = c, c.PgConn().Conn()
 	a.stErr, a.interrupted = interruptible(a.ctx, 0, c, a.stmt)
 	switch {
+	case a.stErr == nil && !a.interrupted && a.res.why != gateOK:
+		a.refusal = a.res.refusal(c.PgConn().PID(), a.keys)
+	case a.stErr == nil && !a.interrupted && a.res.granted && !a.res.marked:
+		a.stErr = errors.New("the lock statement granted the lock but did not set the session marker")
+	case a.stErr == nil && !a.interrupted && a.res.granted && a.verify:
+		a.refusal, a.vErr = verifyHeld(c, a.mode, a.keys, a.res.pid, a.id)
 	case a.stErr == nil && !a.interrupted && !a.res.granted && !a.res.unlockFailed:
 		a.holder, a.holderOK = findHolder(c, []keyhash.Key{a.res.denied})
 	case !a.interrupted && pgCode(a.stErr) == codeLockNotAvailable:
@@ -353,71 +412,74 @@ func (a *acquireOp) onConn(c *pgx.Conn) error {
 }
 
 func (a *acquireOp) stmt() (err error) {
-	a.res, err = runLock(a.c, a.mode, a.keys, a.try)
+	f := fnLock
+	if a.try {
+		f = fnTry
+	}
+	a.res, err = runLock(a.c, sessionLock(f, a.mode, a.keys, a.id, a.c.PgConn().PID()), len(a.keys))
 	return err
 }
 
 // lockResult is the outcome of a lock statement that did not fail.
 type lockResult struct {
-	granted      bool
+	prev         string      // the session's marker before the statement
+	pid          int32       // the server session's pid
+	why          int32       // why nothing was locked (see sessionPrefix), or gateOK
+	granted      bool        // every key was granted
+	marked       bool        // the marker was set to the holder id
 	denied       keyhash.Key // a try: the first key not granted
 	unlockFailed bool        // a try: a granted key's unlock returned false
 }
 
-// runLock runs the lock statement for keys on c.
-func runLock(c *pgx.Conn, mode Mode, keys []keyhash.Key, try bool) (lockResult, error) {
-	bg := context.Background()
-	switch {
-	case !try && len(keys) == 1:
-		st := single(fnLock, mode, keys[0])
-		_, err := c.Exec(bg, st.sql, st.args...)
-		return lockResult{granted: err == nil}, err
-	case !try:
-		st := multi(fnLock, mode, keys)
-		rows, err := c.Query(bg, st.sql, st.args...)
-		if err != nil {
-			return lockResult{}, err
-		}
-		rows.Close()
-		return lockResult{granted: rows.Err() == nil}, rows.Err()
-	case len(keys) == 1:
-		st := single(fnTry, mode, keys[0])
-		var ok bool
-		if err := c.QueryRow(bg, st.sql, st.args...).Scan(&ok); err != nil {
-			return lockResult{}, err
-		}
-		return lockResult{granted: ok, denied: keys[0]}, nil
+// refusal explains a lock statement that took no lock for reason r.why;
+// clientPID is the pid the connection was given at connect.
+func (r *lockResult) refusal(clientPID uint32, keys []keyhash.Key) *refusedError {
+	if r.why == gateMarked {
+		return sharedSession("server session pid %d already carries a lock of another lockkit handle (holder %s)", r.pid, r.prev)
 	}
-	st := tryAllOrNothing(mode, keys)
-	rows, err := c.Query(bg, st.sql, st.args...)
+	return sharedSession("server session pid %d, reached through a pooler or proxy (it gave the connection pid %d), already holds one of the keys %s, and no lockkit handle took it there: another client shares the session, and a lock taken on it would stack on that client's", r.pid, clientPID, keysName(keys))
+}
+
+// runLock runs st, a sessionLock statement on n keys, on c.
+func runLock(c *pgx.Conn, st stmt, n int) (lockResult, error) {
+	rows, err := c.Query(context.Background(), st.sql, st.args...)
 	if err != nil {
 		return lockResult{}, err
 	}
 	res := lockResult{granted: true}
-	first := true
+	first, rowsSeen := true, 0
 	for rows.Next() {
 		var (
-			pair     bool
-			k        int64
-			a, b     int32
-			got      bool
-			unlocked *bool
+			prev         *string
+			pair, marked bool
+			k            int64
+			a, b         int32
+			got, undone  *bool
 		)
-		if err := rows.Scan(&pair, &k, &a, &b, &got, &unlocked); err != nil {
+		if err := rows.Scan(&prev, &res.pid, &res.why, &pair, &k, &a, &b, &got, &undone, &marked); err != nil {
 			rows.Close()
 			return lockResult{}, err
+		}
+		rowsSeen++
+		if prev != nil {
+			res.prev = *prev
+		}
+		res.marked = marked
+		if got == nil {
+			res.granted = false // not attempted: why says why
+			continue
 		}
 		key := keyhash.Int64(k)
 		if pair {
 			key = keyhash.Pair(a, b)
 		}
-		if !got {
+		if !*got {
 			res.granted = false
 			if first || keyhash.Compare(key, res.denied) < 0 {
 				res.denied, first = key, false
 			}
 		}
-		if got && unlocked != nil && !*unlocked {
+		if *got && undone != nil && !*undone {
 			res.unlockFailed = true
 		}
 	}
@@ -425,44 +487,90 @@ func runLock(c *pgx.Conn, mode Mode, keys []keyhash.Key, try bool) (lockResult, 
 	if err := rows.Err(); err != nil {
 		return lockResult{}, err
 	}
+	if rowsSeen != n {
+		return lockResult{}, fmt.Errorf("the lock statement returned %d rows for %d keys", rowsSeen, n)
+	}
 	return res, nil
 }
 
-// runUnlock unlocks keys on c and reports whether the server confirmed
-// every unlock.
-func runUnlock(c *pgx.Conn, mode Mode, keys []keyhash.Key) (bool, error) {
-	bg := context.Background()
-	if len(keys) == 1 {
-		st := single(fnUnlock, mode, keys[0])
-		var ok bool
-		err := c.QueryRow(bg, st.sql, st.args...).Scan(&ok)
-		return ok, err
+// verifyTimeout bounds the check of verifySQL.
+const verifyTimeout = 5 * time.Second
+
+// verifyHeld checks that the session of c really holds keys, granted on
+// server session pid with holder id: that the next statement on the
+// connection still reaches that session, with the marker, and that
+// pg_locks shows the keys held. It returns a refusal when one of these
+// fails, or err when the check could not be made.
+func verifyHeld(c *pgx.Conn, mode Mode, keys []keyhash.Key, pid int32, id string) (*refusedError, error) {
+	ints, as, bs := splitKeys(keys)
+	var (
+		vpid    int32
+		prev    *string
+		version string
+		n       int64
+	)
+	err, interrupted := interruptible(context.Background(), verifyTimeout, c, func() error {
+		return c.QueryRow(context.Background(), verifySQL, pgLockMode(mode), ints, as, bs).Scan(&vpid, &prev, &version, &n)
+	})
+	switch {
+	case interrupted:
+		return nil, fmt.Errorf("no answer within %v", verifyTimeout)
+	case err != nil:
+		return nil, err
+	case vpid != pid:
+		return sharedSession("the lock was granted on server session pid %d, and the next statement on the same connection ran on pid %d: the connection is handed to another server session between statements", pid, vpid), nil
+	case prev == nil || *prev != id:
+		return sharedSession("right after the lock statement, its server session pid %d no longer carries the lock's marker: the session was reset (DISCARD ALL, which also drops advisory locks) or is shared", pid), nil
+	case n < int64(len(keys)):
+		return &refusedError{kind: ErrLockNotEnforced, evidence: fmt.Sprintf(
+			"the server (%s) granted %s, but pg_locks shows server session pid %d holding %d of its %d keys: its advisory lock functions lock nothing",
+			version, keysName(keys), pid, n, len(keys))}, nil
 	}
-	st := multi(fnUnlock, mode, keys)
-	rows, err := c.Query(bg, st.sql, st.args...)
+	return nil, nil
+}
+
+// unlockResult is the outcome of an unlock statement that did not fail.
+type unlockResult struct {
+	prev    string // the session's marker found
+	pid     int32  // the server session's pid
+	mine    bool   // the marker and pid were the lock's: the unlock ran
+	all     bool   // every unlock returned true
+	n       int    // rows: one per key
+	cleared bool   // the marker was cleared
+}
+
+// runUnlock runs st, a sessionUnlock statement, on c.
+func runUnlock(c *pgx.Conn, st stmt) (unlockResult, error) {
+	rows, err := c.Query(context.Background(), st.sql, st.args...)
 	if err != nil {
-		return false, err
+		return unlockResult{}, err
 	}
-	all, n := true, 0
+	res := unlockResult{all: true}
 	for rows.Next() {
 		var (
-			pair bool
-			k    int64
-			a, b int32
-			ok   bool
+			prev    *string
+			pair    bool
+			k       int64
+			a, b    int32
+			ok      *bool
+			cleared bool
 		)
-		if err := rows.Scan(&pair, &k, &a, &b, &ok); err != nil {
+		if err := rows.Scan(&prev, &res.pid, &res.mine, &pair, &k, &a, &b, &ok, &cleared); err != nil {
 			rows.Close()
-			return false, err
+			return unlockResult{}, err
 		}
-		all = all && ok
-		n++
+		if prev != nil {
+			res.prev = *prev
+		}
+		res.all = res.all && ok != nil && *ok
+		res.cleared = cleared
+		res.n++
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return false, err
+		return unlockResult{}, err
 	}
-	return all && n == len(keys), nil
+	return res, nil
 }
 
 // findHolder asks pg_locks and pg_stat_activity who holds the first of keys
@@ -520,12 +628,21 @@ func (l *Lock) unlock(_ context.Context, lost bool) error {
 	}
 	err := l.pc.with(l.unlockOnConn)
 	err = cmp.Or(err, l.relErr)
+	r := &l.rel
 	switch {
 	case l.relInterrupted:
 		err = fmt.Errorf("advisory: unlock %q: not confirmed within %v; session closed", l.Name(), l.timeout)
 	case err != nil:
 		err = fmt.Errorf("advisory: unlock %q: %w; session closed", l.Name(), err)
-	case !l.relOK:
+	case r.pid != l.pid:
+		ref := sharedSession("the unlock ran on server session pid %d, but the lock was taken on pid %d: the connection was handed to another server session, and the lock stays with session %d until that session ends", r.pid, l.pid, l.pid)
+		l.p.refuse(ref)
+		err = fmt.Errorf("advisory: unlock %q: %w", l.Name(), ref)
+	case !r.mine:
+		ref := sharedSession("server session pid %d no longer carries the lock's marker (it carries %q): the session was reset (RESET ALL, or DISCARD ALL, which also drops advisory locks) or is shared with another client", r.pid, r.prev)
+		l.p.refuse(ref)
+		err = fmt.Errorf("advisory: unlock %q: nothing unlocked: %w", l.Name(), ref)
+	case !r.all || r.n != len(l.keys) || !r.cleared:
 		err = fmt.Errorf("advisory: unlock %q: the server reported the lock was not held by this session; session closed", l.Name())
 	default:
 		l.pc.release()
@@ -542,6 +659,6 @@ func (l *Lock) unlockOnConn(c *pgx.Conn) error {
 }
 
 func (l *Lock) unlockStmt() (err error) {
-	l.relOK, err = runUnlock(l.relConn, l.mode, l.keys)
+	l.rel, err = runUnlock(l.relConn, sessionUnlock(l.mode, l.keys, l.id, l.pid))
 	return err
 }

@@ -2,6 +2,7 @@ package reliability
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -10,20 +11,23 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/advisory"
 	"github.com/lockkit/lockkit/integration"
 	"github.com/lockkit/lockkit/keyhash"
 )
 
-// startPgBouncer runs Debian's pgbouncer in pool_mode=transaction on a
-// free port in front of the PostgreSQL server at pg (host:port), with two
-// databases: "single" (one server connection for everyone) and "pair"
-// (two). It returns the address; pgbouncer is stopped when t ends.
-func startPgBouncer(t *testing.T, pg, dbname string) string {
+// startPgBouncer runs Debian's pgbouncer with pool_mode (transaction or
+// session) on a free port in front of the PostgreSQL server at pg
+// (host:port), with four databases: "single" (one server connection for
+// everyone), "pair" (two), "trio" (three) and "many" (40). It returns the address;
+// pgbouncer is stopped when t ends.
+func startPgBouncer(t testing.TB, pg, dbname, poolMode string) string {
 	t.Helper()
 	bin, err := exec.LookPath("pgbouncer")
 	if err != nil {
@@ -65,19 +69,21 @@ func startPgBouncer(t *testing.T, pg, dbname string) string {
 	ini := fmt.Sprintf(`[databases]
 single = host=%[1]s port=%[2]s dbname=%[3]s user=postgres pool_size=1
 pair = host=%[1]s port=%[2]s dbname=%[3]s user=postgres pool_size=2
+trio = host=%[1]s port=%[2]s dbname=%[3]s user=postgres pool_size=3
+many = host=%[1]s port=%[2]s dbname=%[3]s user=postgres pool_size=40
 
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = %[4]d
 unix_socket_dir =
 auth_type = any
-pool_mode = transaction
+pool_mode = %[6]s
 default_pool_size = 1
-max_client_conn = 100
+max_client_conn = 200
 logfile = %[5]s/pgbouncer.log
 pidfile = %[5]s/pgbouncer.pid
 ignore_startup_parameters = extra_float_digits
-`, host, port, dbname, listen, dir)
+`, host, port, dbname, listen, dir, poolMode)
 	cfg := filepath.Join(dir, "pgbouncer.ini")
 	if err := os.WriteFile(cfg, []byte(ini), 0o644); err != nil {
 		t.Fatal(err)
@@ -120,42 +126,55 @@ ignore_startup_parameters = extra_float_digits
 	}
 }
 
+// pgBouncerDSN returns a function that makes the URL of one of the
+// pgbouncer's databases ("single", "pair", "trio", "many"). Named prepared
+// statements do not survive transaction pooling: the URL asks pgx for the
+// simple protocol, as pgx's documentation says for PgBouncer.
+func pgBouncerDSN(t testing.TB, poolMode string) func(db string) string {
+	t.Helper()
+	u, err := url.Parse(integration.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startPgBouncer(t, u.Host, u.Path[1:], poolMode)
+	return func(db string) string {
+		return "postgres://postgres@" + addr + "/" + db + "?sslmode=disable&default_query_exec_mode=simple_protocol"
+	}
+}
+
+// openDB opens a database/sql pool on dsn, closed when t ends.
+func openDB(t testing.TB, dsn string) *sql.DB {
+	t.Helper()
+	d, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	return d
+}
+
 // TestPitfall07_PgBouncerTransactionMode runs advisory locks through
 // PgBouncer in transaction mode.
 //
-// Session locks break there: the lock is taken on whichever server
+// Session locks cannot work there: the lock is taken on whichever server
 // connection ran the statement, which then serves other clients. With one
 // server connection for all clients, a second client's try-lock runs in the
-// very session that holds the lock, the server grants it again (stacking),
-// and lockkit — which cannot see the pooler — reports two holders. That is
-// why RELIABILITY.md says: never session locks through transaction pooling.
+// very session that holds the lock, and the server would grant it again
+// (stacking). lockkit's lock statement finds the first holder's session
+// marker on that session and refuses, with an error matching
+// lockkit.ErrUnsupported and advisory.ErrSharedSession that says what to
+// use instead; from then on that Locker refuses every session lock.
 //
 // Transaction-scoped locks keep working: each transaction has a server
 // connection to itself until it ends, and its xact lock excludes another
 // transaction's until COMMIT.
 func TestPitfall07_PgBouncerTransactionMode(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(integration.PostgresDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := startPgBouncer(t, u.Host, u.Path[1:])
-	// Named prepared statements do not survive transaction pooling: use
-	// the simple protocol, as pgx's documentation says for PgBouncer.
-	dsn := func(db string) string {
-		return "postgres://postgres@" + addr + "/" + db + "?sslmode=disable&default_query_exec_mode=simple_protocol"
-	}
-	open := func(db string) *sql.DB {
-		d, err := sql.Open("pgx", dsn(db))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = d.Close() })
-		return d
-	}
+	dsn := pgBouncerDSN(t, "transaction")
+	open := func(db string) *sql.DB { return openDB(t, dsn(db)) }
 	n := name(t)
 
-	t.Run("session lock: two holders", func(t *testing.T) {
+	t.Run("session lock: refused", func(t *testing.T) {
 		a, err := advisory.New(open("single"), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -170,14 +189,108 @@ func TestPitfall07_PgBouncerTransactionMode(t *testing.T) {
 		}
 		lb, err := b.TryAcquire(ctxT(t, 10*time.Second), n)
 		if err == nil {
-			t.Logf("through PgBouncer (transaction mode, one server connection) a second client also holds %q: two holders, as documented", n)
-			stillHeld(t, la)
-			stillHeld(t, lb)
 			_ = lb.Release(ctxT(t, 10*time.Second))
-		} else {
-			t.Errorf("the second session lock through PgBouncer = %v; RELIABILITY.md says it is granted (stacking on the shared server session): update the documentation", err)
+			t.Fatalf("through PgBouncer (transaction mode, one server connection) a second client also holds %q: two holders", n)
 		}
-		_ = la.Release(ctxT(t, 10*time.Second))
+		if !errors.Is(err, lockkit.ErrUnsupported) || !errors.Is(err, advisory.ErrSharedSession) {
+			t.Fatalf("the second session lock through PgBouncer = %v, want ErrUnsupported and ErrSharedSession", err)
+		}
+		for _, want := range []string{"another lockkit handle", "WithTxLock", "rowlock", "session-mode"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("the refusal %q does not mention %q", err, want)
+			}
+		}
+		t.Logf("refused: %v", err)
+		// The refusal sticks: b knows its server sessions are shared.
+		if _, err := b.TryAcquire(ctxT(t, 10*time.Second), n+".other"); !errors.Is(err, advisory.ErrSharedSession) {
+			t.Errorf("after the refusal, another name on the same Locker = %v, want ErrSharedSession", err)
+		}
+		stillHeld(t, la)
+		// With one server connection, a's unlock reaches the session that
+		// holds the lock: a clean release.
+		if err := la.Release(ctxT(t, 10*time.Second)); err != nil {
+			t.Errorf("release through the single server connection: %v", err)
+		}
+		// Blocking acquires are refused the same way, before they wait.
+		la, err = a.Acquire(ctxT(t, 10*time.Second), n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := advisory.New(open("single"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Acquire(ctxT(t, 10*time.Second), n); !errors.Is(err, advisory.ErrSharedSession) {
+			t.Errorf("a blocking acquire on the shared session = %v, want ErrSharedSession", err)
+		}
+		if err := la.Release(ctxT(t, 10*time.Second)); err != nil {
+			t.Errorf("release: %v", err)
+		}
+	})
+
+	t.Run("unlock on another server session: lost, never success", func(t *testing.T) {
+		// Two server connections. a takes the lock on one of them; while a
+		// transaction on another client occupies that one, a's unlock is
+		// sent to the other.
+		db := open("pair")
+		a, err := advisory.New(db, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		la, err := a.TryLock(ctxT(t, 10*time.Second), n+".moved", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		occupy := open("pair")
+		ctx := ctxT(t, 20*time.Second)
+		// Occupy the lock's server session with a transaction, so that
+		// a's unlock can only run on the other one.
+		begin := func() (*sql.Tx, int) {
+			tx, err := occupy.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pid int
+			if err := tx.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+				t.Fatal(err)
+			}
+			return tx, pid
+		}
+		tx, pid := begin()
+		if pid != la.PID() {
+			// The other session: occupy the lock's with a second
+			// transaction, then free this one.
+			tx2, pid2 := begin()
+			_ = tx.Rollback()
+			tx, pid = tx2, pid2
+		}
+		defer tx.Rollback()
+		if pid != la.PID() {
+			t.Fatalf("the occupying transactions ran on pids other than the lock's %d", la.PID())
+		}
+		err = la.Release(ctxT(t, 10*time.Second))
+		if err == nil {
+			t.Fatal("the unlock ran on another server session and Release reported success")
+		}
+		if !errors.Is(err, lockkit.ErrLost) || !errors.Is(err, advisory.ErrSharedSession) {
+			t.Fatalf("Release = %v, want ErrLost and ErrSharedSession", err)
+		}
+		t.Logf("release: %v", err)
+		if _, err := a.TryAcquire(ctxT(t, 10*time.Second), n+".moved2"); !errors.Is(err, advisory.ErrSharedSession) {
+			t.Errorf("after the moved unlock, the Locker = %v, want ErrSharedSession", err)
+		}
+		// The lock stays with the server session it was taken on; the
+		// occupying transaction can give it back, as a test's cleanup.
+		var ok bool
+		if err := tx.QueryRowContext(ctx, "SELECT pg_advisory_unlock($1)", keyhash.Name(n+".moved").Int64()).Scan(&ok); err != nil || !ok {
+			t.Errorf("cleanup: unlock on the lock's own session = %v, %v", ok, err)
+		}
+		if _, err := tx.ExecContext(ctx, "SELECT set_config('lockkit.holder', '', false)"); err != nil {
+			t.Error(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Error(err)
+		}
 	})
 
 	t.Run("xact lock: excludes", func(t *testing.T) {
