@@ -401,6 +401,10 @@ func (a *acquireOp) onConn(c *pgx.Conn) error {
 		a.refusal = a.res.refusal(c.PgConn().PID(), a.keys)
 	case a.stErr == nil && !a.interrupted && a.res.granted && !a.res.marked:
 		a.stErr = errors.New("the lock statement granted the lock but did not set the session marker")
+	case a.stErr == nil && !a.interrupted && !a.try && !a.res.granted:
+		// pg_advisory_lock returns when it has the lock, or fails.
+		a.refusal = &refusedError{kind: ErrLockNotEnforced, evidence: fmt.Sprintf(
+			"the server's %s returned NULL on server session pid %d, neither granting the lock nor failing", fnLock.name(a.mode), a.res.pid)}
 	case a.stErr == nil && !a.interrupted && a.res.granted && a.verify:
 		a.refusal, a.vErr = verifyHeld(c, a.mode, a.keys, a.res.pid, a.id)
 	case a.stErr == nil && !a.interrupted && !a.res.granted && !a.res.unlockFailed:

@@ -26,8 +26,9 @@ import (
 // session) on a free port in front of the PostgreSQL server at pg
 // (host:port), with four databases: "single" (one server connection for
 // everyone), "pair" (two), "trio" (three) and "many" (40). It returns the address;
-// pgbouncer is stopped when t ends.
-func startPgBouncer(t testing.TB, pg, dbname, poolMode string) string {
+// pgbouncer is stopped when t ends. extra lines go into the [pgbouncer]
+// section.
+func startPgBouncer(t testing.TB, pg, dbname, poolMode string, extra ...string) string {
 	t.Helper()
 	bin, err := exec.LookPath("pgbouncer")
 	if err != nil {
@@ -83,7 +84,8 @@ max_client_conn = 200
 logfile = %[5]s/pgbouncer.log
 pidfile = %[5]s/pgbouncer.pid
 ignore_startup_parameters = extra_float_digits
-`, host, port, dbname, listen, dir, poolMode)
+%[7]s
+`, host, port, dbname, listen, dir, poolMode, strings.Join(extra, "\n"))
 	cfg := filepath.Join(dir, "pgbouncer.ini")
 	if err := os.WriteFile(cfg, []byte(ini), 0o644); err != nil {
 		t.Fatal(err)
@@ -130,13 +132,13 @@ ignore_startup_parameters = extra_float_digits
 // pgbouncer's databases ("single", "pair", "trio", "many"). Named prepared
 // statements do not survive transaction pooling: the URL asks pgx for the
 // simple protocol, as pgx's documentation says for PgBouncer.
-func pgBouncerDSN(t testing.TB, poolMode string) func(db string) string {
+func pgBouncerDSN(t testing.TB, poolMode string, extra ...string) func(db string) string {
 	t.Helper()
 	u, err := url.Parse(integration.PostgresDSN(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := startPgBouncer(t, u.Host, u.Path[1:], poolMode)
+	addr := startPgBouncer(t, u.Host, u.Path[1:], poolMode, extra...)
 	return func(db string) string {
 		return "postgres://postgres@" + addr + "/" + db + "?sslmode=disable&default_query_exec_mode=simple_protocol"
 	}
@@ -228,6 +230,46 @@ func TestPitfall07_PgBouncerTransactionMode(t *testing.T) {
 		}
 	})
 
+	t.Run("session lock: refused on a key another client holds on the shared session", func(t *testing.T) {
+		// A program that is not lockkit takes a session lock through the
+		// pooler, on the one server session. It sets no marker; lockkit
+		// sees that its server session's pid is not the connection's (a
+		// pooler), looks in pg_locks, and finds the key held by its own
+		// session: taking it would stack on the other program's lock.
+		k := keyhash.Name(n + ".foreign")
+		other := open("single")
+		ctx := ctxT(t, 10*time.Second)
+		if _, err := other.ExecContext(ctx, "SELECT pg_advisory_lock($1)", k.Int64()); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if _, err := other.ExecContext(ctxT(t, 10*time.Second), "SELECT pg_advisory_unlock($1)", k.Int64()); err != nil {
+				t.Error(err)
+			}
+		}()
+		a, err := advisory.New(open("single"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = a.TryLockKey(ctx, k, nil)
+		if !errors.Is(err, advisory.ErrSharedSession) || !errors.Is(err, lockkit.ErrUnsupported) {
+			t.Fatalf("TryLockKey of a key the shared session holds for another client = %v, want ErrSharedSession", err)
+		}
+		t.Logf("refused: %v", err)
+		_, err = a.LockKeys(ctx, []keyhash.Key{keyhash.Name(n + ".foreign2"), k}, nil)
+		if !errors.Is(err, advisory.ErrSharedSession) {
+			t.Fatalf("LockKeys with a key the shared session holds for another client = %v, want ErrSharedSession", err)
+		}
+		// This refusal is about one key, not the pool: other keys work.
+		l, err := a.TryLockKey(ctx, keyhash.Name(n+".foreign3"), nil)
+		if err != nil {
+			t.Fatalf("another key after the refusal: %v", err)
+		}
+		if err := l.Release(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+
 	t.Run("unlock on another server session: lost, never success", func(t *testing.T) {
 		// Two server connections. a takes the lock on one of them; while a
 		// transaction on another client occupies that one, a's unlock is
@@ -291,6 +333,24 @@ func TestPitfall07_PgBouncerTransactionMode(t *testing.T) {
 		if err := tx.Commit(); err != nil {
 			t.Error(err)
 		}
+	})
+
+	t.Run("server_reset_query_always: refused", func(t *testing.T) {
+		// With server_reset_query_always = 1, PgBouncer runs DISCARD ALL
+		// after every transaction, which drops the session's advisory
+		// locks right after the lock statement: nothing would be held.
+		// The first grant of every Locker is checked by a second
+		// statement, which finds the marker gone.
+		dsn := pgBouncerDSN(t, "transaction", "server_reset_query_always = 1")
+		a, err := advisory.New(openDB(t, dsn("single")), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = a.TryAcquire(ctxT(t, 10*time.Second), n+".reset")
+		if !errors.Is(err, advisory.ErrSharedSession) {
+			t.Fatalf("TryAcquire through a pooler that resets every session = %v, want ErrSharedSession", err)
+		}
+		t.Logf("refused: %v", err)
 	})
 
 	t.Run("xact lock: excludes", func(t *testing.T) {
