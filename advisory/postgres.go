@@ -258,8 +258,9 @@ type Lock struct {
 	p       *Locker
 	keys    []keyhash.Key
 	mode    Mode
-	pid     int32  // the server session's, as pg_backend_pid() gave it
-	id      string // the holder id in the session's marker
+	pid     int32    // the server session's, as pg_backend_pid() gave it
+	id      string   // the holder id in the session's marker
+	form    stmtForm // of the lock statement: formLean set no marker
 	pc      pgPinned
 	w       watcher
 	timeout time.Duration
@@ -320,7 +321,7 @@ func (p *Locker) acquire(ctx context.Context, name string, keys []keyhash.Key, m
 		}
 		return nil, fmt.Errorf("advisory: lock %q: pin a connection: %w", name, err)
 	}
-	a := &acquireOp{ctx: ctx, keys: keys, mode: mode, try: try, holderOK: true, id: p.newID(), verify: !p.verified.Load()}
+	a := &acquireOp{p: p, ctx: ctx, keys: keys, mode: mode, try: try, holderOK: true, verify: !p.verified.Load()}
 	err = pc.with(a.onConn)
 	switch {
 	case err != nil:
@@ -359,7 +360,7 @@ func (p *Locker) acquire(ctx context.Context, name string, keys []keyhash.Key, m
 	if a.verify {
 		p.verified.Store(true)
 	}
-	l := &Lock{p: p, keys: keys, mode: mode, pid: a.res.pid, id: a.id, pc: pc, timeout: p.releaseTimeout}
+	l := &Lock{p: p, keys: keys, mode: mode, pid: a.res.pid, id: a.id, form: a.form, pc: pc, timeout: p.releaseTimeout}
 	l.state = lockstate.New(name, 0, l.unlock)
 	l.w.init(pc, a.nc, l.onLoss)
 	p.starter.add(&l.w, watchDelay)
@@ -375,15 +376,19 @@ func (l *Lock) onLoss(cause error) {
 // acquireOp is one lock statement and its outcome, kept in one place so
 // that the hot path allocates little.
 type acquireOp struct {
+	p      *Locker
 	ctx    context.Context
 	keys   []keyhash.Key
 	mode   Mode
 	try    bool
-	id     string // the holder id for the session marker
 	verify bool   // check in pg_locks that a granted lock is held
+	id     string // the holder id for the session marker, if the statement sets one
 
 	c           *pgx.Conn
 	nc          net.Conn
+	clientPID   uint32   // the pid the connection was given at connect
+	kind        connKind // what was known of the connection
+	form        stmtForm // of the lock statement
 	res         lockResult
 	stErr       error
 	interrupted bool
@@ -395,19 +400,29 @@ type acquireOp struct {
 
 func (a *acquireOp) onConn(c *pgx.Conn) error {
 	a.c, a.nc = c, c.PgConn().Conn()
+	a.clientPID, a.kind = c.PgConn().PID(), connKindOf(c)
 	a.stErr, a.interrupted = interruptible(a.ctx, 0, c, a.stmt)
+	ran := a.stErr == nil && !a.interrupted
+	if ran {
+		noteSession(c, a.res.pid)
+	}
 	switch {
-	case a.stErr == nil && !a.interrupted && a.res.why != gateOK:
-		a.refusal = a.res.refusal(c.PgConn().PID(), a.keys)
-	case a.stErr == nil && !a.interrupted && a.res.granted && !a.res.marked:
+	case ran && a.form == formLean && uint32(a.res.pid) != a.clientPID:
+		// A connection that reached the server session of its own pid
+		// before has now reached another: a pooler or proxy that passes
+		// the pid through. The lean statement had no session check.
+		a.refusal = sharedSession("the connection was given pid %d when it connected and reached that server session before, but this lock statement ran on server session pid %d: its statements run on different server sessions", a.clientPID, a.res.pid)
+	case ran && a.res.why != gateOK:
+		a.refusal = a.res.refusal(a.clientPID, a.keys)
+	case ran && a.form != formLean && a.res.granted && !a.res.marked:
 		a.stErr = errors.New("the lock statement granted the lock but did not set the session marker")
-	case a.stErr == nil && !a.interrupted && !a.try && !a.res.granted:
+	case ran && !a.try && !a.res.granted:
 		// pg_advisory_lock returns when it has the lock, or fails.
 		a.refusal = &refusedError{kind: ErrLockNotEnforced, evidence: fmt.Sprintf(
 			"the server's %s returned NULL on server session pid %d, neither granting the lock nor failing", fnLock.name(a.mode), a.res.pid)}
-	case a.stErr == nil && !a.interrupted && a.res.granted && a.verify:
-		a.refusal, a.vErr = verifyHeld(c, a.mode, a.keys, a.res.pid, a.id)
-	case a.stErr == nil && !a.interrupted && !a.res.granted && !a.res.unlockFailed:
+	case ran && a.res.granted && a.verify:
+		a.refusal, a.vErr = verifyHeld(c, a.mode, a.keys, a.res.pid, a.id, a.form == formLean)
+	case ran && !a.res.granted && !a.res.unlockFailed:
 		a.holder, a.holderOK = findHolder(c, []keyhash.Key{a.res.denied})
 	case !a.interrupted && pgCode(a.stErr) == codeLockNotAvailable:
 		a.holder, _ = findHolder(c, a.keys)
@@ -420,15 +435,59 @@ func (a *acquireOp) stmt() (err error) {
 	if a.try {
 		f = fnTry
 	}
-	a.res, err = runLock(a.c, sessionLock(f, a.mode, a.keys, a.id, a.c.PgConn().PID()), len(a.keys))
+	lean := a.kind == connDirect && len(a.keys) == 1
+	if !lean {
+		a.id = a.p.newID()
+	}
+	st := sessionLock(f, a.mode, a.keys, a.id, a.clientPID, lean)
+	a.form = st.form
+	a.res, err = runLock(a.c, st, a.keys)
 	return err
+}
+
+// connKind is what lockkit knows of a connection's server session, kept in
+// the connection's pgconn CustomData under connKindKey.
+type connKind int8
+
+const (
+	connUnknown connKind = iota // no lock statement ran on it yet
+	// connDirect: every lock statement so far ran on the server session
+	// whose pid the connection was given at connect, as on a connection
+	// straight to PostgreSQL (or through a TCP proxy, or a session-mode
+	// pooler that passes the pid through). Its single-key statements are
+	// lean: no marker, and the pid checked.
+	connDirect
+	// connPooled: a lock statement ran on a server session whose pid is
+	// not the connection's: a pooler or proxy made the pid up (PgBouncer,
+	// Supavisor and others do, in every pool mode). Every statement checks
+	// and sets the marker, and looks in pg_locks for keys the session
+	// holds for another client.
+	connPooled
+)
+
+const connKindKey = "github.com/lockkit/lockkit/advisory.connKind"
+
+func connKindOf(c *pgx.Conn) connKind {
+	k, _ := c.PgConn().CustomData()[connKindKey].(connKind)
+	return k
+}
+
+// noteSession records on c that a statement ran on server session pid.
+func noteSession(c *pgx.Conn, pid int32) {
+	pg := c.PgConn()
+	switch {
+	case uint32(pid) != pg.PID():
+		pg.CustomData()[connKindKey] = connPooled
+	case connKindOf(c) == connUnknown:
+		pg.CustomData()[connKindKey] = connDirect
+	}
 }
 
 // lockResult is the outcome of a lock statement that did not fail.
 type lockResult struct {
 	prev         string      // the session's marker before the statement
 	pid          int32       // the server session's pid
-	why          int32       // why nothing was locked (see sessionPrefix), or gateOK
+	why          int32       // why nothing was locked (see sessionLock), or gateOK
 	granted      bool        // every key was granted
 	marked       bool        // the marker was set to the holder id
 	denied       keyhash.Key // a try: the first key not granted
@@ -444,8 +503,39 @@ func (r *lockResult) refusal(clientPID uint32, keys []keyhash.Key) *refusedError
 	return sharedSession("server session pid %d, reached through a pooler or proxy (it gave the connection pid %d), already holds one of the keys %s, and no lockkit handle took it there: another client shares the session, and a lock taken on it would stack on that client's", r.pid, clientPID, keysName(keys))
 }
 
-// runLock runs st, a sessionLock statement on n keys, on c.
-func runLock(c *pgx.Conn, st stmt, n int) (lockResult, error) {
+// runLock runs st, a sessionLock statement on keys, on c.
+func runLock(c *pgx.Conn, st sessionStmt, keys []keyhash.Key) (lockResult, error) {
+	bg := context.Background()
+	switch st.form {
+	case formLean:
+		var got *bool
+		res := lockResult{denied: keys[0]}
+		if err := c.QueryRow(bg, st.sql, st.args...).Scan(&got, &res.pid); err != nil {
+			return lockResult{}, err
+		}
+		res.granted = got != nil && *got
+		return res, nil
+	case formOne:
+		var (
+			code   int32
+			marker *string
+		)
+		res := lockResult{denied: keys[0]}
+		if err := c.QueryRow(bg, st.sql, st.args...).Scan(&code, &marker, &res.pid); err != nil {
+			return lockResult{}, err
+		}
+		switch code {
+		case 0:
+			res.granted, res.marked = true, true
+		case gateMarked, gateOwnKeyHeld:
+			res.why = code
+			if marker != nil {
+				res.prev = *marker
+			}
+		}
+		return res, nil
+	}
+	n := len(keys)
 	rows, err := c.Query(context.Background(), st.sql, st.args...)
 	if err != nil {
 		return lockResult{}, err
@@ -503,9 +593,10 @@ const verifyTimeout = 5 * time.Second
 // verifyHeld checks that the session of c really holds keys, granted on
 // server session pid with holder id: that the next statement on the
 // connection still reaches that session, with the marker, and that
-// pg_locks shows the keys held. It returns a refusal when one of these
-// fails, or err when the check could not be made.
-func verifyHeld(c *pgx.Conn, mode Mode, keys []keyhash.Key, pid int32, id string) (*refusedError, error) {
+// pg_locks shows the keys held. A lean lock statement set no marker. It
+// returns a refusal when one of these fails, or err when the check could
+// not be made.
+func verifyHeld(c *pgx.Conn, mode Mode, keys []keyhash.Key, pid int32, id string, lean bool) (*refusedError, error) {
 	ints, as, bs := splitKeys(keys)
 	var (
 		vpid    int32
@@ -523,7 +614,7 @@ func verifyHeld(c *pgx.Conn, mode Mode, keys []keyhash.Key, pid int32, id string
 		return nil, err
 	case vpid != pid:
 		return sharedSession("the lock was granted on server session pid %d, and the next statement on the same connection ran on pid %d: the connection is handed to another server session between statements", pid, vpid), nil
-	case prev == nil || *prev != id:
+	case !lean && (prev == nil || *prev != id):
 		return sharedSession("right after the lock statement, its server session pid %d no longer carries the lock's marker: the session was reset (DISCARD ALL, which also drops advisory locks) or is shared", pid), nil
 	case n < int64(len(keys)):
 		return &refusedError{kind: ErrLockNotEnforced, evidence: fmt.Sprintf(
@@ -544,8 +635,35 @@ type unlockResult struct {
 }
 
 // runUnlock runs st, a sessionUnlock statement, on c.
-func runUnlock(c *pgx.Conn, st stmt) (unlockResult, error) {
-	rows, err := c.Query(context.Background(), st.sql, st.args...)
+func runUnlock(c *pgx.Conn, st sessionStmt) (unlockResult, error) {
+	bg := context.Background()
+	switch st.form {
+	case formLean:
+		var ok *bool
+		var res unlockResult
+		if err := c.QueryRow(bg, st.sql, st.args...).Scan(&ok, &res.pid); err != nil {
+			return unlockResult{}, err
+		}
+		res.mine, res.all, res.cleared, res.n = ok != nil, ok != nil && *ok, true, 1
+		return res, nil
+	case formOne:
+		var (
+			code   int32
+			marker *string
+		)
+		res := unlockResult{n: 1}
+		if err := c.QueryRow(bg, st.sql, st.args...).Scan(&code, &marker, &res.pid); err != nil {
+			return unlockResult{}, err
+		}
+		if marker != nil {
+			res.prev = *marker
+		}
+		res.mine = code != 2
+		res.all = code == 0
+		res.cleared = code == 0
+		return res, nil
+	}
+	rows, err := c.Query(bg, st.sql, st.args...)
 	if err != nil {
 		return unlockResult{}, err
 	}
@@ -663,6 +781,6 @@ func (l *Lock) unlockOnConn(c *pgx.Conn) error {
 }
 
 func (l *Lock) unlockStmt() (err error) {
-	l.rel, err = runUnlock(l.relConn, sessionUnlock(l.mode, l.keys, l.id, l.pid))
+	l.rel, err = runUnlock(l.relConn, sessionUnlock(l.mode, l.keys, l.id, l.pid, l.form))
 	return err
 }

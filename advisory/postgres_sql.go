@@ -128,53 +128,42 @@ func multi(f pgFunc, m Mode, keys []keyhash.Key) stmt {
 	return stmt{sql, []any{ints, as, bs}}
 }
 
-// The session marker. Every session lock statement reads the custom setting
+// The session marker. A session lock statement on a connection that may
+// share its server session (see connKind) reads the custom setting
 // markerGUC of its server session in the same statement that locks, and
 // sets it to the lock's holder id when the lock is granted; the unlock
 // statement unlocks only when the marker is that id and the session is the
-// one that granted the lock, and clears it. A lockkit session that holds no
-// lock has an empty marker (or none). A non-empty marker at acquire time
-// means the server session already carries another lockkit handle's lock,
-// which can only happen when the session is shared between client
-// connections (a pooler in transaction or statement mode, or one that hands
-// a session to a new client without resetting it): the statement then takes
-// no lock at all. See the package doc, "Poolers and look-alike servers".
+// one that granted the lock, and clears it. A session that holds no lock
+// taken this way has an empty marker (or none). A non-empty marker at
+// acquire time means the server session already carries another lockkit
+// handle's lock, which can only happen when the session is shared between
+// client connections (a pooler in transaction or statement mode, or one
+// that hands a session to a new client without resetting it): the
+// statement then takes no lock at all. See the package doc, "Poolers and
+// look-alike servers".
 const markerGUC = "lockkit.holder"
 
 // Why a session lock statement took no lock although it was not denied
-// (the statements' "why" column).
+// (the statements' "why" column or code).
 const (
 	gateOK         = 0 // the statement went on to lock
 	gateMarked     = 1 // the session carries another lockkit handle's marker
 	gateOwnKeyHeld = 2 // a pooled session already holds one of the keys itself
 )
 
-// gateOpen is the condition under which a session lock statement locks.
-const gateOpen = "pg_catalog.int4eq(g.why, 0)"
+// markerEmpty is true when the session carries no marker.
+const markerEmpty = "pg_catalog.texteq(coalesce(pg_catalog.current_setting('" + markerGUC + "', true), ''), '')"
 
-// sessionPrefix opens every session lock statement: the server session's
-// marker and pid (CTE s), and whether to lock (CTE g, column why):
-//
-//   - 1 when the marker is set: another lockkit handle holds a lock on this
-//     very server session;
-//   - else 0 when the server's pid is the one the connection was given at
-//     connect ($2): no pooler in between, nothing more to check;
-//   - else (a pooler or proxy hands out pids of its own) 2 when this server
-//     session already holds one of the keys (pg_locks, ownKeys): a client
-//     that is not lockkit shares the session and holds the key, and a lock
-//     would stack on its lock;
-//   - else 0.
-//
-// CASE evaluates its conditions in order and stops at the first true one,
-// so the pg_locks scan runs only behind a pooler.
-func sessionPrefix(ownKeys string) string {
-	return "WITH s AS MATERIALIZED (SELECT pg_catalog.current_setting('" + markerGUC + "', true) AS prev," +
-		" pg_catalog.pg_backend_pid() AS pid)," +
-		" g AS MATERIALIZED (SELECT s.prev, s.pid, CASE" +
-		" WHEN NOT (s.prev IS NULL OR pg_catalog.texteq(s.prev, '')) THEN 1" +
-		" WHEN pg_catalog.int8eq(s.pid::bigint, $2::bigint) THEN 0" +
-		" WHEN EXISTS (SELECT FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory' AND l.pid = s.pid AND (" + ownKeys + ")) THEN 2" +
-		" ELSE 0 END AS why FROM s)"
+// ownKeyHeld is true when the server session is not the one the connection
+// was given at connect ($2, pgconn's PID: a pooler or proxy makes pids up)
+// and it already holds one of the keys (pg_locks, see ownIntKey): a client
+// that is not lockkit shares the session and holds the key, and a lock
+// would stack on its lock. The outer CASE keeps the pg_locks scan (a copy
+// of the server's whole lock table) off a direct connection.
+func ownKeyHeld(ownKeys string) string {
+	return "CASE WHEN pg_catalog.int8eq(pg_catalog.pg_backend_pid()::bigint, $2::bigint) THEN false" +
+		" ELSE EXISTS (SELECT FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory'" +
+		" AND l.pid = pg_catalog.pg_backend_pid() AND (" + ownKeys + ")) END"
 }
 
 // The pg_locks conditions that match the keys of a statement (see lockTag):
@@ -196,87 +185,137 @@ const (
 	shapeMulti = 2 // any keys, as arrays (see splitKeys)
 )
 
+// stmtForm says what rows a session statement returns (see sessionLock and
+// sessionUnlock).
+type stmtForm int8
+
+const (
+	formLean  stmtForm = iota // one key, no marker: r, pid
+	formOne                   // one key, with the marker: code, marker, pid
+	formMulti                 // several keys, with the marker: one row per key
+)
+
+// sessionStmt is a session lock or unlock statement.
+type sessionStmt struct {
+	stmt
+	form stmtForm
+}
+
 // sessionLock builds the statement that takes a session lock on keys
-// (sorted, see sortKeys) with f, fnLock or fnTry, for the holder id (the
-// marker value). clientPID is the pid the connection was given when it
-// connected (pgconn's PID), which a pooler makes up. Parameters: $1 id,
+// (sorted, see sortKeys) with f, fnLock or fnTry.
+//
+// Lean (one key on a connection known to reach its own server session, see
+// connKind) it is the lock call and the server session's pid; $1 is the key
+// ($1 $2 a pair):
+//
+//	SELECT pg_catalog.pg_try_advisory_lock($1::bigint), pg_catalog.pg_backend_pid()
+//
+// Otherwise it also checks and sets the session marker to id (the holder
+// id), and refuses where the session is shared; clientPID is the pid the
+// connection was given when it connected (pgconn's PID). Parameters: $1 id,
 // $2 client pid, then the keys: $3 (bigint), $3 $4 (pair), or $3 bigint[]
-// $4 int4[] $5 int4[] (several keys).
+// $4 int4[] $5 int4[] (several keys). One key:
 //
-// Its rows, one per key, are: prev (the marker found, or NULL), pid (the
-// server session's), why (see sessionPrefix), pair, k, a, b (the key), r
-// (granted; NULL when why is not 0), undone (a try of several keys that
-// did not get them all: whether the granted key's unlock succeeded, else
-// NULL), marked (the marker was set to id: every key was granted).
+//	SELECT CASE WHEN NOT <markerEmpty> THEN 1
+//	            WHEN <ownKeyHeld> THEN 2
+//	            WHEN <lock> THEN CASE WHEN pg_catalog.set_config('lockkit.holder', $1, false) IS NOT NULL THEN 0 END
+//	            ELSE 3 END,
+//	       pg_catalog.current_setting('lockkit.holder', true), pg_catalog.pg_backend_pid()
 //
-// One key:
+// CASE tests its conditions in order and evaluates only the branch it
+// takes, so the lock is attempted only on a session without a marker, and
+// the marker is set only when the lock was granted. The code is 0 when
+// granted, 1 or 2 when refused (gateMarked, gateOwnKeyHeld), 3 when not
+// granted (a try that found the key held; for a wait, a lock function that
+// returned NULL). The marker and pid columns are for messages.
 //
-//	<sessionPrefix>,
-//	t AS MATERIALIZED (SELECT g.prev, g.pid, g.why, <key>, CASE WHEN <why is 0> THEN <lock> END AS r FROM g)
-//	SELECT t.*, NULL, CASE WHEN t.r THEN pg_catalog.set_config('lockkit.holder', $1, false) END IS NOT NULL FROM t
+// Several keys, one row per key: prev (the marker found, or NULL), pid, why
+// (0, gateMarked or gateOwnKeyHeld), pair, k, a, b (the key), r (granted;
+// NULL when why is not 0), undone (a try of several keys that did not get
+// them all: whether the granted key's unlock succeeded, else NULL), marked
+// (the marker was set to id: every key was granted):
 //
-// Several keys: t runs the lock of every key in sorted order as multi does
-// (one CTE row per key), o ANDs the results (so every lock has run before),
-// m sets the marker when all were granted, and a try unlocks in the final
-// SELECT the keys it got when it did not get them all, as one statement
-// and one round trip:
-//
-//	<sessionPrefix>,
+//	WITH s AS MATERIALIZED (SELECT pg_catalog.current_setting('lockkit.holder', true) AS prev, pg_catalog.pg_backend_pid() AS pid),
+//	g AS MATERIALIZED (SELECT s.prev, s.pid, CASE WHEN NOT <markerEmpty> THEN 1 WHEN <ownKeyHeld> THEN 2 ELSE 0 END AS why FROM s),
 //	t AS MATERIALIZED (SELECT false AS pair, k, 0 AS a, 0 AS b, CASE WHEN <why is 0> THEN <lock k> END AS r FROM g, unnest($3) AS k
-//	                   UNION ALL SELECT true, 0, a, b, CASE ... <lock a, b> END FROM g, unnest($4, $5) AS u(a, b)),
+//	                   UNION ALL SELECT true, 0, a, b, CASE ... <lock a, b> END FROM g, ROWS FROM (unnest($4), unnest($5)) AS u(a, b)),
 //	o AS MATERIALIZED (SELECT pg_catalog.bool_and(t.r) AS ok FROM t),
 //	m AS MATERIALIZED (SELECT CASE WHEN o.ok THEN pg_catalog.set_config('lockkit.holder', $1, false) END AS v FROM o)
 //	SELECT g.prev, g.pid, g.why, t.pair, t.k, t.a, t.b, t.r,
 //	       CASE WHEN t.r AND NOT o.ok THEN <unlock of the key> END, m.v IS NOT NULL
 //	FROM g, t, o, m
 //
-// Every CTE is materialised, so each lock function runs once per key; the
-// session is one client's for the length of the statement even behind a
-// transaction pooler, so no other client runs on it between the marker
-// check and the lock.
-func sessionLock(f pgFunc, m Mode, keys []keyhash.Key, id string, clientPID uint32) stmt {
+// t runs the lock of every key in sorted order as multi does, o ANDs the
+// results (so every lock has run before), m sets the marker when all were
+// granted, and a try unlocks in the final SELECT the keys it got when it
+// did not get them all. Every CTE is materialised, so each lock function
+// runs once per key.
+//
+// A statement runs on one server session from start to end, even behind a
+// transaction pooler: no other client runs on the session between the
+// marker check and the lock.
+func sessionLock(f pgFunc, m Mode, keys []keyhash.Key, id string, clientPID uint32, lean bool) sessionStmt {
+	if lean && len(keys) == 1 {
+		if keys[0].IsPair() {
+			a, b := keys[0].Pair()
+			return sessionStmt{stmt{leanLockSQL[f][m][shapePair], []any{a, b}}, formLean}
+		}
+		return sessionStmt{stmt{leanLockSQL[f][m][shapeInt], []any{keys[0].Int64()}}, formLean}
+	}
 	args := make([]any, 2, 5)
 	args[0], args[1] = id, int64(clientPID)
 	switch {
 	case len(keys) == 1 && keys[0].IsPair():
 		a, b := keys[0].Pair()
-		return stmt{sessionLockSQL[f][m][shapePair], append(args, a, b)}
+		return sessionStmt{stmt{sessionLockSQL[f][m][shapePair], append(args, a, b)}, formOne}
 	case len(keys) == 1:
-		return stmt{sessionLockSQL[f][m][shapeInt], append(args, keys[0].Int64())}
+		return sessionStmt{stmt{sessionLockSQL[f][m][shapeInt], append(args, keys[0].Int64())}, formOne}
 	}
 	ints, as, bs := splitKeys(keys)
-	return stmt{sessionLockSQL[f][m][shapeMulti], append(args, ints, as, bs)}
+	return sessionStmt{stmt{sessionLockSQL[f][m][shapeMulti], append(args, ints, as, bs)}, formMulti}
 }
 
-// sessionLockSQL holds the statements of sessionLock, indexed by function
-// (fnLock, fnTry), mode and shape, built once.
-var sessionLockSQL = func() (t [fnTry + 1][Shared + 1][3]string) {
+// lockCall is f's call on args, as a boolean: for the waiting functions,
+// which return void, whether the void result is not NULL (true once
+// granted; a void value is not NULL).
+func lockCall(f pgFunc, m Mode, args string) string {
+	c := f.name(m) + "(" + args + ")"
+	if !f.returnsBool() {
+		c = "(" + c + ") IS NOT NULL"
+	}
+	return c
+}
+
+// leanLockSQL and sessionLockSQL hold the statements of sessionLock,
+// indexed by function (fnLock, fnTry), mode and shape, built once.
+var leanLockSQL, sessionLockSQL = func() (lean, full [fnTry + 1][Shared + 1][3]string) {
+	setMarker := "pg_catalog.set_config('" + markerGUC + "', $1, false)"
 	for _, f := range []pgFunc{fnLock, fnTry} {
-		for m := range t[f] {
+		for m := range full[f] {
 			mode := Mode(m)
+			lean[f][m][shapeInt] = "SELECT " + lockCall(f, mode, "$1::bigint") + ", pg_catalog.pg_backend_pid()"
+			lean[f][m][shapePair] = "SELECT " + lockCall(f, mode, "$1::integer, $2::integer") + ", pg_catalog.pg_backend_pid()"
+			one := func(ownKey, args string) string {
+				return "SELECT CASE WHEN NOT " + markerEmpty + " THEN 1" +
+					" WHEN " + ownKeyHeld(ownKey) + " THEN 2" +
+					" WHEN " + lockCall(f, mode, args) + " THEN CASE WHEN " + setMarker + " IS NOT NULL THEN 0 END" +
+					" ELSE 3 END, pg_catalog.current_setting('" + markerGUC + "', true), pg_catalog.pg_backend_pid()"
+			}
+			full[f][m][shapeInt] = one(ownIntKey, "$3::bigint")
+			full[f][m][shapePair] = one(ownPairKey, "$3::integer, $4::integer")
 			call := func(args string) string {
-				c := f.name(mode) + "(" + args + ")"
-				if !f.returnsBool() {
-					c = "(" + c + ") IS NOT NULL" // the void result, as a boolean: true once granted
-				}
-				return "CASE WHEN " + gateOpen + " THEN " + c + " END"
+				return "CASE WHEN pg_catalog.int4eq(g.why, 0) THEN " + lockCall(f, mode, args) + " END"
 			}
-			setMarker := "pg_catalog.set_config('" + markerGUC + "', $1, false)"
-			one := func(ownKey, key, args string) string {
-				return sessionPrefix(ownKey) +
-					", t AS MATERIALIZED (SELECT g.prev, g.pid, g.why, " + key + ", " + call(args) + " AS r FROM g)" +
-					" SELECT t.prev, t.pid, t.why, t.pair, t.k, t.a, t.b, t.r, NULL::boolean," +
-					" CASE WHEN t.r THEN " + setMarker + " END IS NOT NULL FROM t"
-			}
-			t[f][m][shapeInt] = one(ownIntKey, "false AS pair, $3::bigint AS k, 0::integer AS a, 0::integer AS b", "$3::bigint")
-			t[f][m][shapePair] = one(ownPairKey, "true AS pair, 0::bigint AS k, $3::integer AS a, $4::integer AS b", "$3::integer, $4::integer")
 			un := fnUnlock.name(mode)
 			undo := "NULL::boolean"
 			if f == fnTry {
 				undo = "CASE WHEN t.r AND NOT o.ok THEN CASE WHEN t.pair THEN " + un + "(t.a, t.b) ELSE " + un + "(t.k) END END"
 			}
-			t[f][m][shapeMulti] = sessionPrefix(ownKeys) +
-				", t AS MATERIALIZED (SELECT false AS pair, k, 0::integer AS a, 0::integer AS b, " + call("k") + " AS r" +
+			full[f][m][shapeMulti] = "WITH s AS MATERIALIZED (SELECT pg_catalog.current_setting('" + markerGUC + "', true) AS prev," +
+				" pg_catalog.pg_backend_pid() AS pid)," +
+				" g AS MATERIALIZED (SELECT s.prev, s.pid, CASE WHEN NOT " + markerEmpty + " THEN 1" +
+				" WHEN " + ownKeyHeld(ownKeys) + " THEN 2 ELSE 0 END AS why FROM s)," +
+				" t AS MATERIALIZED (SELECT false AS pair, k, 0::integer AS a, 0::integer AS b, " + call("k") + " AS r" +
 				" FROM g, pg_catalog.unnest($3::bigint[]) AS k" +
 				" UNION ALL SELECT true, 0::bigint, a, b, " + call("a, b") +
 				" FROM g, ROWS FROM (pg_catalog.unnest($4::integer[]), pg_catalog.unnest($5::integer[])) AS u(a, b))," +
@@ -285,58 +324,76 @@ var sessionLockSQL = func() (t [fnTry + 1][Shared + 1][3]string) {
 				" SELECT g.prev, g.pid, g.why, t.pair, t.k, t.a, t.b, t.r, " + undo + ", m.v IS NOT NULL FROM g, t, o, m"
 		}
 	}
-	return t
+	return lean, full
 }()
 
 // sessionUnlock builds the statement that gives back a session lock on keys
-// taken by the holder id on the server session pid. It unlocks only when
-// the session's marker is id and its pid is pid — the session that granted
-// the lock — and then clears the marker. Parameters: $1 id, $2 pid, then
-// the keys as for sessionLock.
+// taken on the server session pid, by a statement of the form taken (see
+// sessionLock). It unlocks only on the session that granted the lock.
 //
-// Its rows, one per key: prev (the marker found), pid (the server
-// session's), mine (the marker and pid matched), pair, k, a, b, r (the
-// unlock's result; NULL when not mine), cleared (the marker was cleared:
-// every unlock returned true).
+// Lean, the unlock if the pid is the lock's, and the pid; $1 pid, $2 the key
+// ($2 $3 a pair):
 //
-//	WITH s AS MATERIALIZED (SELECT <marker> AS prev, pg_catalog.pg_backend_pid() AS pid),
-//	g AS MATERIALIZED (SELECT s.prev, s.pid, coalesce(pg_catalog.texteq(s.prev, $1) AND pg_catalog.int4eq(s.pid, $2), false) AS mine FROM s),
-//	t AS MATERIALIZED (<one row per key: CASE WHEN g.mine THEN <unlock> END AS r>),
-//	o, m AS <as in sessionLock, clearing the marker when every unlock returned true>
-//	SELECT g.prev, g.pid, g.mine, t.pair, t.k, t.a, t.b, t.r, m.v IS NOT NULL FROM g, t, m
-func sessionUnlock(m Mode, keys []keyhash.Key, id string, pid int32) stmt {
+//	SELECT CASE WHEN pg_catalog.int4eq(pg_catalog.pg_backend_pid(), $1::integer) THEN pg_catalog.pg_advisory_unlock($2::bigint) END,
+//	       pg_catalog.pg_backend_pid()
+//
+// With the marker, it unlocks only when the marker is id, the lock's holder
+// id, and the pid is the lock's, and then clears the marker. Parameters: $1
+// id, $2 pid, then the keys as for sessionLock. One key:
+//
+//	SELECT CASE WHEN coalesce(pg_catalog.texteq(<marker>, $1) AND pg_catalog.int4eq(pg_catalog.pg_backend_pid(), $2), false)
+//	            THEN CASE WHEN <unlock> THEN CASE WHEN pg_catalog.set_config('lockkit.holder', '', false) IS NOT NULL THEN 0 END ELSE 1 END
+//	            ELSE 2 END,
+//	       <marker>, pg_catalog.pg_backend_pid()
+//
+// The code is 0 when unlocked (and the marker cleared), 1 when the unlock
+// returned false, 2 when the session is not the lock's. Several keys, one
+// row per key: prev (the marker found), pid, mine (the marker and pid
+// matched), pair, k, a, b, r (the unlock's result; NULL when not mine),
+// cleared (every unlock returned true, and the marker was cleared).
+func sessionUnlock(m Mode, keys []keyhash.Key, id string, pid int32, form stmtForm) sessionStmt {
+	if form == formLean {
+		if keys[0].IsPair() {
+			a, b := keys[0].Pair()
+			return sessionStmt{stmt{leanUnlockSQL[m][shapePair], []any{pid, a, b}}, formLean}
+		}
+		return sessionStmt{stmt{leanUnlockSQL[m][shapeInt], []any{pid, keys[0].Int64()}}, formLean}
+	}
 	args := make([]any, 2, 5)
 	args[0], args[1] = id, pid
 	switch {
 	case len(keys) == 1 && keys[0].IsPair():
 		a, b := keys[0].Pair()
-		return stmt{sessionUnlockSQL[m][shapePair], append(args, a, b)}
+		return sessionStmt{stmt{sessionUnlockSQL[m][shapePair], append(args, a, b)}, formOne}
 	case len(keys) == 1:
-		return stmt{sessionUnlockSQL[m][shapeInt], append(args, keys[0].Int64())}
+		return sessionStmt{stmt{sessionUnlockSQL[m][shapeInt], append(args, keys[0].Int64())}, formOne}
 	}
 	ints, as, bs := splitKeys(keys)
-	return stmt{sessionUnlockSQL[m][shapeMulti], append(args, ints, as, bs)}
+	return sessionStmt{stmt{sessionUnlockSQL[m][shapeMulti], append(args, ints, as, bs)}, formMulti}
 }
 
-// sessionUnlockSQL holds the statements of sessionUnlock, indexed by mode
-// and shape, built once.
-var sessionUnlockSQL = func() (t [Shared + 1][3]string) {
-	for m := range t {
+// leanUnlockSQL and sessionUnlockSQL hold the statements of sessionUnlock,
+// indexed by mode and shape, built once.
+var leanUnlockSQL, sessionUnlockSQL = func() (lean, full [Shared + 1][3]string) {
+	marker := "pg_catalog.current_setting('" + markerGUC + "', true)"
+	clear := "pg_catalog.set_config('" + markerGUC + "', '', false)"
+	for m := range full {
 		un := fnUnlock.name(Mode(m))
-		prefix := "WITH s AS MATERIALIZED (SELECT pg_catalog.current_setting('" + markerGUC + "', true) AS prev," +
-			" pg_catalog.pg_backend_pid() AS pid)," +
-			" g AS MATERIALIZED (SELECT s.prev, s.pid," +
-			" coalesce(pg_catalog.texteq(s.prev, $1) AND pg_catalog.int4eq(s.pid, $2::integer), false) AS mine FROM s)"
-		clear := "pg_catalog.set_config('" + markerGUC + "', '', false)"
-		one := func(key, args string) string {
-			return prefix +
-				", t AS MATERIALIZED (SELECT g.prev, g.pid, g.mine, " + key + ", CASE WHEN g.mine THEN " + un + "(" + args + ") END AS r FROM g)" +
-				" SELECT t.prev, t.pid, t.mine, t.pair, t.k, t.a, t.b, t.r, CASE WHEN t.r THEN " + clear + " END IS NOT NULL FROM t"
+		lean[m][shapeInt] = "SELECT CASE WHEN pg_catalog.int4eq(pg_catalog.pg_backend_pid(), $1::integer) THEN " + un + "($2::bigint) END," +
+			" pg_catalog.pg_backend_pid()"
+		lean[m][shapePair] = "SELECT CASE WHEN pg_catalog.int4eq(pg_catalog.pg_backend_pid(), $1::integer) THEN " + un + "($2::integer, $3::integer) END," +
+			" pg_catalog.pg_backend_pid()"
+		one := func(args string) string {
+			return "SELECT CASE WHEN coalesce(pg_catalog.texteq(" + marker + ", $1) AND pg_catalog.int4eq(pg_catalog.pg_backend_pid(), $2::integer), false)" +
+				" THEN CASE WHEN " + un + "(" + args + ") THEN CASE WHEN " + clear + " IS NOT NULL THEN 0 END ELSE 1 END ELSE 2 END," +
+				" " + marker + ", pg_catalog.pg_backend_pid()"
 		}
-		t[m][shapeInt] = one("false AS pair, $3::bigint AS k, 0::integer AS a, 0::integer AS b", "$3::bigint")
-		t[m][shapePair] = one("true AS pair, 0::bigint AS k, $3::integer AS a, $4::integer AS b", "$3::integer, $4::integer")
-		t[m][shapeMulti] = prefix +
-			", t AS MATERIALIZED (SELECT false AS pair, k, 0::integer AS a, 0::integer AS b, CASE WHEN g.mine THEN " + un + "(k) END AS r" +
+		full[m][shapeInt] = one("$3::bigint")
+		full[m][shapePair] = one("$3::integer, $4::integer")
+		full[m][shapeMulti] = "WITH s AS MATERIALIZED (SELECT " + marker + " AS prev, pg_catalog.pg_backend_pid() AS pid)," +
+			" g AS MATERIALIZED (SELECT s.prev, s.pid," +
+			" coalesce(pg_catalog.texteq(s.prev, $1) AND pg_catalog.int4eq(s.pid, $2::integer), false) AS mine FROM s)," +
+			" t AS MATERIALIZED (SELECT false AS pair, k, 0::integer AS a, 0::integer AS b, CASE WHEN g.mine THEN " + un + "(k) END AS r" +
 			" FROM g, pg_catalog.unnest($3::bigint[]) AS k" +
 			" UNION ALL SELECT true, 0::bigint, a, b, CASE WHEN g.mine THEN " + un + "(a, b) END" +
 			" FROM g, ROWS FROM (pg_catalog.unnest($4::integer[]), pg_catalog.unnest($5::integer[])) AS u(a, b))," +
@@ -344,7 +401,7 @@ var sessionUnlockSQL = func() (t [Shared + 1][3]string) {
 			" m AS MATERIALIZED (SELECT CASE WHEN o.ok THEN " + clear + " END AS v FROM o)" +
 			" SELECT g.prev, g.pid, g.mine, t.pair, t.k, t.a, t.b, t.r, m.v IS NOT NULL FROM g, t, m"
 	}
-	return t
+	return lean, full
 }()
 
 // verifySQL checks, once per Locker, that the server really holds a lock

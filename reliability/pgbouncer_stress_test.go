@@ -25,8 +25,11 @@ import (
 // refused (lockkit.ErrUnsupported), and the client starts over with a new
 // Locker, as a restarted process would. An unlock that runs on another
 // server session is reported lost and leaves the lock with its session, so
-// later acquires are denied: exclusion holds, progress stops, which is why
-// session locks are refused there.
+// later acquires are denied; so does an acquire whose wait its context
+// ended (the cancelled statement's lock survives on the server session,
+// which the pooler keeps). Exclusion holds and progress stops, which is why
+// session locks are refused there; how many locks are granted before that
+// varies from run to run, and may be none.
 //
 // In session mode every client connection has a server session of its own:
 // the locks must work, with no refusal and no failed release.
@@ -48,8 +51,8 @@ func TestPgBouncerSessionLockStress(t *testing.T) {
 			if n := s.twoHolders.Load(); n > 0 {
 				t.Errorf("%d times a client acquired the lock while another held it", n)
 			}
-			if s.granted.Load() == 0 {
-				t.Error("no client ever got the lock: the test proved nothing")
+			if c.mode == "transaction" && s.refused.Load() == 0 {
+				t.Error("no acquire was refused: the clients never shared a server session, and the test proved nothing")
 			}
 			if c.mode == "session" {
 				if s.refused.Load() > 0 || s.releaseFailed.Load() > 0 || s.other.Load() > 0 {
