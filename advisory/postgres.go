@@ -435,11 +435,17 @@ func (a *acquireOp) stmt() (err error) {
 	if a.try {
 		f = fnTry
 	}
-	lean := a.kind == connDirect && len(a.keys) == 1
-	if !lean {
+	checks := checksFirst
+	switch a.kind {
+	case connDirect:
+		checks = checksLean
+	case connPooled:
+		checks = checksMarker
+	}
+	if checks != checksLean || len(a.keys) > 1 {
 		a.id = a.p.newID()
 	}
-	st := sessionLock(f, a.mode, a.keys, a.id, a.clientPID, lean)
+	st := sessionLock(f, a.mode, a.keys, a.id, a.clientPID, checks)
 	a.form = st.form
 	a.res, err = runLock(a.c, st, a.keys)
 	return err
@@ -460,8 +466,10 @@ const (
 	// connPooled: a lock statement ran on a server session whose pid is
 	// not the connection's: a pooler or proxy made the pid up (PgBouncer,
 	// Supavisor and others do, in every pool mode). Every statement checks
-	// and sets the marker, and looks in pg_locks for keys the session
-	// holds for another client.
+	// and sets the marker. (The first statement on a connection, made
+	// before its kind is known, also looks in pg_locks for keys its server
+	// session holds for another client, where the pid is not the
+	// connection's.)
 	connPooled
 )
 

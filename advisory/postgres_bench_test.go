@@ -316,8 +316,10 @@ func BenchmarkPostgresTryReleaseRatio(b *testing.B) {
 // processes falls on both alike. All are one round trip each. "direct" is
 // the lean form of a connection known to reach its own server session (the
 // lock also returns pg_backend_pid(), the unlock checks it); "marker" the
-// form of a connection through a pooler, or of the first statement on any
-// connection (the marker read and set, the pid compared).
+// form of a connection through a pooler (the marker read and set, the pid
+// compared). The first statement on a connection also has the pg_locks
+// check, which runs only behind a pooler: a scan of the server's lock
+// table, once per connection.
 func BenchmarkPostgresSessionCheckCost(b *testing.B) {
 	ctx := context.Background()
 	key := keyhash.Name(integration.Name(b))
@@ -340,9 +342,9 @@ func BenchmarkPostgresSessionCheckCost(b *testing.B) {
 		return nil
 	}
 	keys := []keyhash.Key{key}
-	checked := func(lean bool) func() error {
+	checked := func(checks lockChecks) func() error {
 		return func() error {
-			st := sessionLock(fnTry, Exclusive, keys, "bench", pid, lean)
+			st := sessionLock(fnTry, Exclusive, keys, "bench", pid, checks)
 			res, err := runLock(conn, st, keys)
 			if err != nil || !res.granted || res.why != gateOK {
 				return fmt.Errorf("checked try: %+v %v", res, err)
@@ -354,17 +356,17 @@ func BenchmarkPostgresSessionCheckCost(b *testing.B) {
 			return nil
 		}
 	}
-	for _, f := range []func() error{bare, checked(true), checked(false)} { // warm the statement cache
+	for _, f := range []func() error{bare, checked(checksLean), checked(checksMarker)} { // warm the statement cache
 		if err := f(); err != nil {
 			b.Fatal(err)
 		}
 	}
 	for _, c := range []struct {
-		name string
-		lean bool
-	}{{"direct", true}, {"marker", false}} {
+		name   string
+		checks lockChecks
+	}{{"direct", checksLean}, {"marker", checksMarker}} {
 		b.Run(c.name, func(b *testing.B) {
-			checked := checked(c.lean)
+			checked := checked(c.checks)
 			var tb, tc time.Duration
 			for b.Loop() {
 				t0 := time.Now()

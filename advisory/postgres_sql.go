@@ -155,13 +155,13 @@ const (
 const markerEmpty = "pg_catalog.texteq(coalesce(pg_catalog.current_setting('" + markerGUC + "', true), ''), '')"
 
 // ownKeyHeld is true when the server session is not the one the connection
-// was given at connect ($2, pgconn's PID: a pooler or proxy makes pids up)
-// and it already holds one of the keys (pg_locks, see ownIntKey): a client
-// that is not lockkit shares the session and holds the key, and a lock
-// would stack on its lock. The outer CASE keeps the pg_locks scan (a copy
-// of the server's whole lock table) off a direct connection.
+// was given at connect ({cpid}, pgconn's PID: a pooler or proxy makes pids
+// up) and it already holds one of the keys (pg_locks, see ownIntKey): a
+// client that is not lockkit shares the session and holds the key, and a
+// lock would stack on its lock. The outer CASE keeps the pg_locks scan (a
+// copy of the server's whole lock table) off a direct connection.
 func ownKeyHeld(ownKeys string) string {
-	return "CASE WHEN pg_catalog.int8eq(pg_catalog.pg_backend_pid()::bigint, $2::bigint) THEN false" +
+	return "CASE WHEN pg_catalog.int8eq(pg_catalog.pg_backend_pid()::bigint, {cpid}::bigint) THEN false" +
 		" ELSE EXISTS (SELECT FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory'" +
 		" AND l.pid = pg_catalog.pg_backend_pid() AND (" + ownKeys + ")) END"
 }
@@ -171,10 +171,10 @@ func ownKeyHeld(ownKeys string) string {
 // with objsubid 1, a pair as classid = a and objid = b (as oids, unsigned)
 // with objsubid 2.
 const (
-	ownIntKey  = "l.objsubid = 1 AND ((l.classid::bigint << 32) | l.objid::bigint) = $3::bigint"
-	ownPairKey = "l.objsubid = 2 AND l.classid::bigint = ($3::integer::bigint & 4294967295) AND l.objid::bigint = ($4::integer::bigint & 4294967295)"
-	ownKeys    = "(l.objsubid = 1 AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY ($3::bigint[]))" +
-		" OR (l.objsubid = 2 AND EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest($4::integer[]), pg_catalog.unnest($5::integer[])) AS u(a, b)" +
+	ownIntKey  = "l.objsubid = 1 AND ((l.classid::bigint << 32) | l.objid::bigint) = {k}::bigint"
+	ownPairKey = "l.objsubid = 2 AND l.classid::bigint = ({a}::integer::bigint & 4294967295) AND l.objid::bigint = ({b}::integer::bigint & 4294967295)"
+	ownKeys    = "(l.objsubid = 1 AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY ({ks}::bigint[]))" +
+		" OR (l.objsubid = 2 AND EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest({as}::integer[]), pg_catalog.unnest({bs}::integer[])) AS u(a, b)" +
 		" WHERE l.classid::bigint = (u.a::bigint & 4294967295) AND l.objid::bigint = (u.b::bigint & 4294967295)))"
 )
 
@@ -201,23 +201,32 @@ type sessionStmt struct {
 	form stmtForm
 }
 
+// Which checks a session lock statement makes (see connKind).
+type lockChecks int8
+
+const (
+	checksLean   lockChecks = iota // the pid only: a connection known to be direct
+	checksMarker                   // the marker: a connection known to be pooled
+	checksFirst                    // the marker, and pg_locks where pooled: the first statement on a connection
+)
+
 // sessionLock builds the statement that takes a session lock on keys
-// (sorted, see sortKeys) with f, fnLock or fnTry.
+// (sorted, see sortKeys) with f, fnLock or fnTry, making checks.
 //
-// Lean (one key on a connection known to reach its own server session, see
-// connKind) it is the lock call and the server session's pid; $1 is the key
-// ($1 $2 a pair):
+// checksLean (one key on a connection known to reach its own server
+// session, see connKind) is the lock call and the server session's pid; $1
+// is the key ($1 $2 a pair):
 //
 //	SELECT pg_catalog.pg_try_advisory_lock($1::bigint), pg_catalog.pg_backend_pid()
 //
-// Otherwise it also checks and sets the session marker to id (the holder
-// id), and refuses where the session is shared; clientPID is the pid the
-// connection was given when it connected (pgconn's PID). Parameters: $1 id,
-// $2 client pid, then the keys: $3 (bigint), $3 $4 (pair), or $3 bigint[]
-// $4 int4[] $5 int4[] (several keys). One key:
+// The others also check and set the session marker to id (the holder id),
+// and refuse where the session is shared. Parameters: $1 id, then the
+// keys: $2 (bigint), $2 $3 (pair), or $2 bigint[] $3 int4[] $4 int4[]
+// (several keys); with checksFirst, then clientPID, the pid the connection
+// was given when it connected (pgconn's PID). One key:
 //
 //	SELECT CASE WHEN NOT <markerEmpty> THEN 1
-//	            WHEN <ownKeyHeld> THEN 2
+//	            [WHEN <ownKeyHeld> THEN 2]
 //	            WHEN <lock> THEN CASE WHEN pg_catalog.set_config('lockkit.holder', $1, false) IS NOT NULL THEN 0 END
 //	            ELSE 3 END,
 //	       pg_catalog.current_setting('lockkit.holder', true), pg_catalog.pg_backend_pid()
@@ -236,9 +245,9 @@ type sessionStmt struct {
 // (the marker was set to id: every key was granted):
 //
 //	WITH s AS MATERIALIZED (SELECT pg_catalog.current_setting('lockkit.holder', true) AS prev, pg_catalog.pg_backend_pid() AS pid),
-//	g AS MATERIALIZED (SELECT s.prev, s.pid, CASE WHEN NOT <markerEmpty> THEN 1 WHEN <ownKeyHeld> THEN 2 ELSE 0 END AS why FROM s),
-//	t AS MATERIALIZED (SELECT false AS pair, k, 0 AS a, 0 AS b, CASE WHEN <why is 0> THEN <lock k> END AS r FROM g, unnest($3) AS k
-//	                   UNION ALL SELECT true, 0, a, b, CASE ... <lock a, b> END FROM g, ROWS FROM (unnest($4), unnest($5)) AS u(a, b)),
+//	g AS MATERIALIZED (SELECT s.prev, s.pid, CASE WHEN NOT <markerEmpty> THEN 1 [WHEN <ownKeyHeld> THEN 2] ELSE 0 END AS why FROM s),
+//	t AS MATERIALIZED (SELECT false AS pair, k, 0 AS a, 0 AS b, CASE WHEN <why is 0> THEN <lock k> END AS r FROM g, unnest($2) AS k
+//	                   UNION ALL SELECT true, 0, a, b, CASE ... <lock a, b> END FROM g, ROWS FROM (unnest($3), unnest($4)) AS u(a, b)),
 //	o AS MATERIALIZED (SELECT pg_catalog.bool_and(t.r) AS ok FROM t),
 //	m AS MATERIALIZED (SELECT CASE WHEN o.ok THEN pg_catalog.set_config('lockkit.holder', $1, false) END AS v FROM o)
 //	SELECT g.prev, g.pid, g.why, t.pair, t.k, t.a, t.b, t.r,
@@ -254,25 +263,35 @@ type sessionStmt struct {
 // A statement runs on one server session from start to end, even behind a
 // transaction pooler: no other client runs on the session between the
 // marker check and the lock.
-func sessionLock(f pgFunc, m Mode, keys []keyhash.Key, id string, clientPID uint32, lean bool) sessionStmt {
-	if lean && len(keys) == 1 {
+func sessionLock(f pgFunc, m Mode, keys []keyhash.Key, id string, clientPID uint32, checks lockChecks) sessionStmt {
+	if checks == checksLean && len(keys) == 1 {
 		if keys[0].IsPair() {
 			a, b := keys[0].Pair()
 			return sessionStmt{stmt{leanLockSQL[f][m][shapePair], []any{a, b}}, formLean}
 		}
 		return sessionStmt{stmt{leanLockSQL[f][m][shapeInt], []any{keys[0].Int64()}}, formLean}
 	}
-	args := make([]any, 2, 5)
-	args[0], args[1] = id, int64(clientPID)
+	first := 0
+	if checks == checksFirst {
+		first = 1
+	}
+	args := make([]any, 1, 5)
+	args[0] = id
+	var st sessionStmt
 	switch {
 	case len(keys) == 1 && keys[0].IsPair():
 		a, b := keys[0].Pair()
-		return sessionStmt{stmt{sessionLockSQL[f][m][shapePair], append(args, a, b)}, formOne}
+		st = sessionStmt{stmt{sessionLockSQL[first][f][m][shapePair], append(args, a, b)}, formOne}
 	case len(keys) == 1:
-		return sessionStmt{stmt{sessionLockSQL[f][m][shapeInt], append(args, keys[0].Int64())}, formOne}
+		st = sessionStmt{stmt{sessionLockSQL[first][f][m][shapeInt], append(args, keys[0].Int64())}, formOne}
+	default:
+		ints, as, bs := splitKeys(keys)
+		st = sessionStmt{stmt{sessionLockSQL[first][f][m][shapeMulti], append(args, ints, as, bs)}, formMulti}
 	}
-	ints, as, bs := splitKeys(keys)
-	return sessionStmt{stmt{sessionLockSQL[f][m][shapeMulti], append(args, ints, as, bs)}, formMulti}
+	if first == 1 {
+		st.args = append(st.args, int64(clientPID))
+	}
+	return st
 }
 
 // lockCall is f's call on args, as a boolean: for the waiting functions,
@@ -286,42 +305,64 @@ func lockCall(f pgFunc, m Mode, args string) string {
 	return c
 }
 
+// placeholders numbers the parameters of a session lock statement of
+// shape: $1 the holder id, then the keys, then the client pid.
+func placeholders(shape int) *strings.Replacer {
+	switch shape {
+	case shapeInt:
+		return strings.NewReplacer("{k}", "$2", "{cpid}", "$3")
+	case shapePair:
+		return strings.NewReplacer("{a}", "$2", "{b}", "$3", "{cpid}", "$4")
+	}
+	return strings.NewReplacer("{ks}", "$2", "{as}", "$3", "{bs}", "$4", "{cpid}", "$5")
+}
+
 // leanLockSQL and sessionLockSQL hold the statements of sessionLock,
-// indexed by function (fnLock, fnTry), mode and shape, built once.
-var leanLockSQL, sessionLockSQL = func() (lean, full [fnTry + 1][Shared + 1][3]string) {
+// indexed by function (fnLock, fnTry), mode and shape, and for
+// sessionLockSQL first by whether the pg_locks check is in (checksFirst),
+// built once.
+var leanLockSQL, sessionLockSQL = func() (lean [fnTry + 1][Shared + 1][3]string, full [2][fnTry + 1][Shared + 1][3]string) {
 	setMarker := "pg_catalog.set_config('" + markerGUC + "', $1, false)"
 	for _, f := range []pgFunc{fnLock, fnTry} {
-		for m := range full[f] {
+		for m := range lean[f] {
 			mode := Mode(m)
 			lean[f][m][shapeInt] = "SELECT " + lockCall(f, mode, "$1::bigint") + ", pg_catalog.pg_backend_pid()"
 			lean[f][m][shapePair] = "SELECT " + lockCall(f, mode, "$1::integer, $2::integer") + ", pg_catalog.pg_backend_pid()"
-			one := func(ownKey, args string) string {
-				return "SELECT CASE WHEN NOT " + markerEmpty + " THEN 1" +
-					" WHEN " + ownKeyHeld(ownKey) + " THEN 2" +
-					" WHEN " + lockCall(f, mode, args) + " THEN CASE WHEN " + setMarker + " IS NOT NULL THEN 0 END" +
-					" ELSE 3 END, pg_catalog.current_setting('" + markerGUC + "', true), pg_catalog.pg_backend_pid()"
+			for first := range 2 {
+				own := func(keys string) string {
+					if first == 0 {
+						return ""
+					}
+					return " WHEN " + ownKeyHeld(keys) + " THEN 2"
+				}
+				one := func(ownKey, args string) string {
+					return "SELECT CASE WHEN NOT " + markerEmpty + " THEN 1" + own(ownKey) +
+						" WHEN " + lockCall(f, mode, args) + " THEN CASE WHEN " + setMarker + " IS NOT NULL THEN 0 END" +
+						" ELSE 3 END, pg_catalog.current_setting('" + markerGUC + "', true), pg_catalog.pg_backend_pid()"
+				}
+				full[first][f][m][shapeInt] = placeholders(shapeInt).Replace(one(ownIntKey, "{k}::bigint"))
+				full[first][f][m][shapePair] = placeholders(shapePair).Replace(one(ownPairKey, "{a}::integer, {b}::integer"))
+				call := func(args string) string {
+					return "CASE WHEN pg_catalog.int4eq(g.why, 0) THEN " + lockCall(f, mode, args) + " END"
+				}
+				un := fnUnlock.name(mode)
+				undo := "NULL::boolean"
+				if f == fnTry {
+					undo = "CASE WHEN t.r AND NOT o.ok THEN CASE WHEN t.pair THEN " + un + "(t.a, t.b) ELSE " + un + "(t.k) END END"
+				}
+				full[first][f][m][shapeMulti] = placeholders(shapeMulti).Replace(
+					"WITH s AS MATERIALIZED (SELECT pg_catalog.current_setting('" + markerGUC + "', true) AS prev," +
+						" pg_catalog.pg_backend_pid() AS pid)," +
+						" g AS MATERIALIZED (SELECT s.prev, s.pid, CASE WHEN NOT " + markerEmpty + " THEN 1" +
+						own(ownKeys) + " ELSE 0 END AS why FROM s)," +
+						" t AS MATERIALIZED (SELECT false AS pair, k, 0::integer AS a, 0::integer AS b, " + call("k") + " AS r" +
+						" FROM g, pg_catalog.unnest({ks}::bigint[]) AS k" +
+						" UNION ALL SELECT true, 0::bigint, a, b, " + call("a, b") +
+						" FROM g, ROWS FROM (pg_catalog.unnest({as}::integer[]), pg_catalog.unnest({bs}::integer[])) AS u(a, b))," +
+						" o AS MATERIALIZED (SELECT pg_catalog.bool_and(t.r) AS ok FROM t)," +
+						" m AS MATERIALIZED (SELECT CASE WHEN o.ok THEN " + setMarker + " END AS v FROM o)" +
+						" SELECT g.prev, g.pid, g.why, t.pair, t.k, t.a, t.b, t.r, " + undo + ", m.v IS NOT NULL FROM g, t, o, m")
 			}
-			full[f][m][shapeInt] = one(ownIntKey, "$3::bigint")
-			full[f][m][shapePair] = one(ownPairKey, "$3::integer, $4::integer")
-			call := func(args string) string {
-				return "CASE WHEN pg_catalog.int4eq(g.why, 0) THEN " + lockCall(f, mode, args) + " END"
-			}
-			un := fnUnlock.name(mode)
-			undo := "NULL::boolean"
-			if f == fnTry {
-				undo = "CASE WHEN t.r AND NOT o.ok THEN CASE WHEN t.pair THEN " + un + "(t.a, t.b) ELSE " + un + "(t.k) END END"
-			}
-			full[f][m][shapeMulti] = "WITH s AS MATERIALIZED (SELECT pg_catalog.current_setting('" + markerGUC + "', true) AS prev," +
-				" pg_catalog.pg_backend_pid() AS pid)," +
-				" g AS MATERIALIZED (SELECT s.prev, s.pid, CASE WHEN NOT " + markerEmpty + " THEN 1" +
-				" WHEN " + ownKeyHeld(ownKeys) + " THEN 2 ELSE 0 END AS why FROM s)," +
-				" t AS MATERIALIZED (SELECT false AS pair, k, 0::integer AS a, 0::integer AS b, " + call("k") + " AS r" +
-				" FROM g, pg_catalog.unnest($3::bigint[]) AS k" +
-				" UNION ALL SELECT true, 0::bigint, a, b, " + call("a, b") +
-				" FROM g, ROWS FROM (pg_catalog.unnest($4::integer[]), pg_catalog.unnest($5::integer[])) AS u(a, b))," +
-				" o AS MATERIALIZED (SELECT pg_catalog.bool_and(t.r) AS ok FROM t)," +
-				" m AS MATERIALIZED (SELECT CASE WHEN o.ok THEN " + setMarker + " END AS v FROM o)" +
-				" SELECT g.prev, g.pid, g.why, t.pair, t.k, t.a, t.b, t.r, " + undo + ", m.v IS NOT NULL FROM g, t, o, m"
 		}
 	}
 	return lean, full

@@ -109,10 +109,14 @@ func TestPitfall07_PgBouncerTransactionMode(t *testing.T) {
 
 	t.Run("session lock: refused on a key another client holds on the shared session", func(t *testing.T) {
 		// A program that is not lockkit takes a session lock through the
-		// pooler, on the one server session. It sets no marker; lockkit
-		// sees that its server session's pid is not the connection's (a
-		// pooler), looks in pg_locks, and finds the key held by its own
-		// session: taking it would stack on the other program's lock.
+		// pooler, on the one server session. It sets no marker; lockkit's
+		// first lock statement on a connection sees that its server
+		// session's pid is not the connection's (a pooler), looks in
+		// pg_locks, and finds the key held by its own session: taking it
+		// would stack on the other program's lock. (Later statements on a
+		// pooled connection check the marker only: the scan of the lock
+		// table costs too much for every acquire.) A refusal closes the
+		// connection, so each acquire below starts on a new one.
 		k := keyhash.Name(n + ".foreign")
 		other := open("single")
 		ctx := ctxT(t, 10*time.Second)
