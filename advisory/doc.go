@@ -64,21 +64,115 @@
 // the session ends every lock it held.
 //
 // Round trips: a try or a blocking acquire is one, a release one, whatever
-// the number of keys. [WithTxLock] through database/sql is three (BEGIN, the
+// the number of keys; the first lock a [Locker] gets costs one more (the
+// check in pg_locks, see below). [WithTxLock] through database/sql is three (BEGIN, the
 // lock, COMMIT) plus fn's own: database/sql sends BEGIN by itself and waits
 // for it, so the lock cannot be pipelined with it. [WithPgxTxLock] sends
 // BEGIN and the lock as one query: two round trips (BEGIN+lock, COMMIT)
 // plus fn's. [TxOptions.LockTimeout] rides along with the lock and costs no
 // extra round trip.
 //
-// # Poolers
+// # Poolers and look-alike servers
 //
-// PgBouncer in transaction mode (and other transaction poolers) hands each
-// transaction to whichever server session is free: a session lock is taken
-// on one server session and its unlock may run on another, and the lock
-// stays behind with a session lockkit does not own. Use the
-// transaction-scoped helpers ([WithTxLock]) through such poolers, or connect
-// locks directly to PostgreSQL or through session-mode pooling.
+// A session lock excludes only if its server session belongs to one client
+// for as long as the lock is held, and the server really locks. A pooler in
+// transaction or statement mode (PgBouncer pool_mode=transaction,
+// Supavisor's transaction port, Neon's pooled endpoint) hands each
+// transaction to whichever server session is free: a second client's lock
+// statement can run on the session that holds the lock and be granted again
+// (PostgreSQL stacks it), and an unlock can run on another session. A
+// PostgreSQL look-alike can return true from pg_try_advisory_lock and lock
+// nothing (CockroachDB does). lockkit refuses rather than hand out such a
+// lock: the acquire fails with an error matching [ErrSharedSession] or
+// [ErrLockNotEnforced], and [lockkit.ErrUnsupported], that says what was
+// seen and what to use instead — transaction-scoped locks ([WithTxLock],
+// [LockTx]), the lock table (package rowlock), or a direct or session-mode
+// connection. After such a refusal the [Locker] refuses every session lock
+// (the one exception is noted below). The checks, what each catches, and
+// what it cannot:
+//
+//   - Schema-qualified calls. Every function, view and type the statements
+//     name is pg_catalog's (pg_catalog.pg_advisory_lock, pg_catalog.pg_locks,
+//     integer rather than int4), and the lock statements compare with
+//     functions (pg_catalog.texteq), not operators: look-alike functions in
+//     a schema before pg_catalog in search_path (options=-c
+//     search_path=stubs,pg_catalog) are never called. It cannot help when
+//     pg_catalog's own functions are the fakes; the next check is for
+//     that. The queries behind holder information and List use ordinary
+//     operators.
+//   - The first grant of every Locker is checked in pg_locks, by a second
+//     statement on the same connection (one extra round trip and one scan
+//     of the server's lock table, once per Locker): the server session must
+//     be the one that granted the lock, still carry the marker (below), and
+//     show every key held. It catches a server whose lock functions lock
+//     nothing ([ErrLockNotEnforced], naming the server's version()), a
+//     pooler that resets the session after every transaction
+//     (server_reset_query_always, whose DISCARD ALL also drops the lock),
+//     and a connection handed to another server session between two
+//     statements. A waiting lock function that returns NULL is refused the
+//     same way. It cannot catch a server that lies in pg_locks too, or one
+//     that changes after the first grant.
+//   - The server session's pid. Every lock statement returns
+//     pg_backend_pid(), and [Lock.PID] is that pid. A connection whose
+//     server pid equals the pid the connection was given when it connected
+//     reaches its own server session; poolers make pids up (PgBouncer,
+//     Supavisor, pgcat and Odyssey all answer with cancel keys of their
+//     own, in every pool mode), so their connections show another pid.
+//     After one such statement a connection is known to be direct or
+//     pooled. Direct connections run lean statements: the lock call and the
+//     pid, and an unlock that runs only on the lock's pid. A lean statement
+//     that finds another pid is refused. The one assumption: a pooler that
+//     gave its clients the real pid of a server session it shares with
+//     other clients would pass as direct; none is known to (its clients'
+//     cancel requests would cancel each other's queries).
+//   - The session marker, on pooled connections and on the first statement
+//     of every connection: the lock statement reads the custom setting
+//     lockkit.holder of its server session, locks only when it is empty,
+//     and sets it to the lock's holder id (the client's process id and a
+//     random id) when granted, all in one statement; the unlock unlocks
+//     only when the marker is the lock's and the pid is the lock's, and
+//     clears it. A second lockkit client on a server session that carries a
+//     lockkit lock is refused before it locks anything (transaction and
+//     statement pooling, or a session pool that hands a session to a new
+//     client without resetting it). An unlock routed to another server
+//     session unlocks nothing there (not even another client's shared lock
+//     on the key), and Release reports the lock lost with [ErrSharedSession]:
+//     never success. The marker cannot catch a client that is not lockkit
+//     taking the key on the shared session after lockkit did, or a RESET
+//     ALL or DISCARD ALL another client runs on the session (DISCARD ALL
+//     also drops the lock).
+//   - The first lock statement on a connection, where its server session's
+//     pid turns out not to be the connection's (a pooler), also looks in
+//     pg_locks for the keys its server session holds, and refuses when it
+//     finds one: a client that is not lockkit holds the key on the shared
+//     session (or left it on a session a pooler handed on without a
+//     reset), and the grant would stack on its lock. This refusal is about
+//     one key, not the pool: the Locker goes on taking other keys. It
+//     costs a scan of the server's whole lock table (measured +25–80 µs on
+//     this project's loaded loopback server; it grows with the number of
+//     locks), so it runs once per pooled connection, not per acquire: a
+//     key that another client takes on a shared session later is not seen.
+//
+// What no check can fix through a transaction pooler: a lock that is
+// granted (before a second client shares its session) lives on a server
+// session the pooler keeps, so closing lockkit's connection does not end
+// it. An unlock routed elsewhere, or an acquire interrupted by its context
+// after the server granted it, leaves the lock with that server session
+// until the pooler closes it; the loss watcher watches the connection to
+// the pooler, so a terminated server session is not noticed. Hence the
+// refusal.
+//
+// Costs, on a direct connection: the lock statement returns one more
+// column and the unlock checks the pid, in the same round trip as before
+// (BenchmarkPostgresSessionCheckCost/direct: within 1% of the bare
+// statements); the first statement on a connection reads the marker, and
+// the first acquire of a Locker adds one round trip. Through a pooler every
+// acquire also reads and sets the marker (…/marker: about 1.18× the bare
+// statements), and the first statement on each connection scans pg_locks.
+//
+// Through PgBouncer in transaction mode, also use pgx's
+// default_query_exec_mode=exec or simple_protocol (PgBouncer before 1.21
+// does not keep named prepared statements across transactions).
 //
 // # Loss detection
 //

@@ -3,10 +3,15 @@ package advisory
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -63,6 +68,13 @@ type Locker struct {
 	releaseTimeout time.Duration
 	starter        watchStarter
 	tel            *telemetry.Recorder
+
+	idPrefix string        // of the holder ids (the session marker), unique to this Locker
+	seq      atomic.Uint64 // the last holder id's sequence number
+	verified atomic.Bool   // a granted lock was seen in pg_locks (see verifySQL)
+	// refused, once set, refuses every session lock: the evidence that
+	// the server sessions are shared, or that the server locks nothing.
+	refused atomic.Pointer[refusedError]
 }
 
 var _ lockkit.Locker = (*Locker)(nil)
@@ -99,11 +111,14 @@ func newLocker(src pgSource, cfg *Config) (*Locker, error) {
 	if cfg.ReleaseTimeout < 0 {
 		return nil, invalid.Errorf("advisory: negative ReleaseTimeout %v", cfg.ReleaseTimeout)
 	}
+	var r [6]byte
+	_, _ = rand.Read(r[:])
 	return &Locker{
 		src:            src,
 		ns:             cfg.Namespace,
 		releaseTimeout: cmp.Or(cfg.ReleaseTimeout, DefaultReleaseTimeout),
 		tel:            telemetry.New(cfg.Telemetry, telemetryBackend),
+		idPrefix:       "lockkit:" + strconv.Itoa(os.Getpid()) + ":" + hex.EncodeToString(r[:]) + ":",
 	}, nil
 }
 
@@ -119,6 +134,18 @@ var telemetryBackend = telemetry.Backend{
 		}
 		return telemetry.Other
 	},
+}
+
+// newID returns a holder id for the session marker: unique to this Locker
+// and this acquire, and showing the client process's pid.
+func (p *Locker) newID() string {
+	return p.idPrefix + strconv.FormatUint(p.seq.Add(1), 10)
+}
+
+// refuse makes r the reason every later session lock of p is refused,
+// unless another reason came first.
+func (p *Locker) refuse(r *refusedError) {
+	p.refused.CompareAndSwap(nil, r)
 }
 
 // Key returns the advisory key of a lock name:
@@ -250,9 +277,12 @@ func checkKeys(keys []keyhash.Key, opts *Options) ([]keyhash.Key, Mode, error) {
 type Lock struct {
 	state *lockstate.Handle
 
+	p       *Locker
 	keys    []keyhash.Key
 	mode    Mode
-	pid     int
+	pid     int32    // the server session's, as pg_backend_pid() gave it
+	id      string   // the holder id in the session's marker
+	form    stmtForm // of the lock statement: formLean set no marker
 	pc      pgPinned
 	w       watcher
 	timeout time.Duration
@@ -260,7 +290,7 @@ type Lock struct {
 	// The release's statement and its outcome; Release is serialised by
 	// the Handle.
 	relConn        *pgx.Conn
-	relOK          bool
+	rel            unlockResult
 	relErr         error
 	relInterrupted bool
 }
@@ -293,8 +323,10 @@ func (l *Lock) Keys() []keyhash.Key { return append([]keyhash.Key(nil), l.keys..
 func (l *Lock) Mode() Mode { return l.mode }
 
 // PID returns the process id of the server session (backend) that holds the
-// lock, as pg_locks and pg_stat_activity show it.
-func (l *Lock) PID() int { return l.pid }
+// lock, as pg_locks and pg_stat_activity show it (pg_backend_pid(), read by
+// the lock statement: behind a pooler it differs from the pid the
+// connection was given).
+func (l *Lock) PID() int { return int(l.pid) }
 
 // acquire runs one lock statement on a freshly pinned session.
 func (p *Locker) acquire(ctx context.Context, name string, keys []keyhash.Key, mode Mode, try bool) (*Lock, error) {
@@ -310,6 +342,9 @@ func (p *Locker) acquireOn(ctx context.Context, name string, keys []keyhash.Key,
 	if ctx.Err() != nil {
 		return nil, notStarted(ctx, name)
 	}
+	if r := p.refused.Load(); r != nil {
+		return nil, fmt.Errorf("advisory: lock %q: %w", name, r)
+	}
 	pc, err := p.src.pin(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -317,7 +352,7 @@ func (p *Locker) acquireOn(ctx context.Context, name string, keys []keyhash.Key,
 		}
 		return nil, fmt.Errorf("advisory: lock %q: pin a connection: %w", name, err)
 	}
-	a := &acquireOp{ctx: ctx, keys: keys, mode: mode, try: try, holderOK: true}
+	a := &acquireOp{p: p, ctx: ctx, keys: keys, mode: mode, try: try, holderOK: true, verify: !p.verified.Load()}
 	err = pc.with(a.onConn)
 	switch {
 	case err != nil:
@@ -332,6 +367,19 @@ func (p *Locker) acquireOn(ctx context.Context, name string, keys []keyhash.Key,
 		// the session, which ends whatever it may hold.
 		pc.discard()
 		return nil, classify(ctx, name, a.holder, a.stErr, a.interrupted)
+	case a.refusal != nil:
+		// Nothing was locked, or the lock is not one (the statement went
+		// through a shared session, or to a server that locks nothing):
+		// close the connection, which ends whatever its session may hold
+		// unless a pooler keeps the session.
+		pc.discard()
+		if a.refusal.kind == ErrLockNotEnforced || a.res.why != gateOwnKeyHeld {
+			p.refuse(a.refusal)
+		}
+		return nil, fmt.Errorf("advisory: lock %q: %w", name, a.refusal)
+	case a.vErr != nil:
+		pc.discard()
+		return nil, fmt.Errorf("advisory: lock %q: check that the server holds the lock: %w", name, a.vErr)
 	case !a.res.granted:
 		if a.res.unlockFailed || !a.holderOK {
 			pc.discard()
@@ -340,7 +388,10 @@ func (p *Locker) acquireOn(ctx context.Context, name string, keys []keyhash.Key,
 		}
 		return nil, &lockkit.HeldError{Name: name, Holder: a.holder}
 	}
-	l := &Lock{keys: keys, mode: mode, pid: a.pid, pc: pc, timeout: p.releaseTimeout}
+	if a.verify {
+		p.verified.Store(true)
+	}
+	l := &Lock{p: p, keys: keys, mode: mode, pid: a.res.pid, id: a.id, form: a.form, pc: pc, timeout: p.releaseTimeout}
 	l.state = lockstate.New(name, 0, l.unlock)
 	l.w.init(pc, a.nc, l.onLoss)
 	p.starter.add(&l.w, watchDelay)
@@ -356,26 +407,53 @@ func (l *Lock) onLoss(cause error) {
 // acquireOp is one lock statement and its outcome, kept in one place so
 // that the hot path allocates little.
 type acquireOp struct {
-	ctx  context.Context
-	keys []keyhash.Key
-	mode Mode
-	try  bool
+	p      *Locker
+	ctx    context.Context
+	keys   []keyhash.Key
+	mode   Mode
+	try    bool
+	verify bool   // check in pg_locks that a granted lock is held
+	id     string // the holder id for the session marker, if the statement sets one
 
 	c           *pgx.Conn
-	pid         int
 	nc          net.Conn
+	clientPID   uint32   // the pid the connection was given at connect
+	kind        connKind // what was known of the connection
+	form        stmtForm // of the lock statement
 	res         lockResult
 	stErr       error
 	interrupted bool
 	holder      *lockkit.Holder
 	holderOK    bool
+	refusal     *refusedError // the lock statement or the check refused
+	vErr        error         // the check failed
 }
 
 func (a *acquireOp) onConn(c *pgx.Conn) error {
-	a.c, a.pid, a.nc = c, int(c.PgConn().PID()), c.PgConn().Conn()
+	a.c, a.nc = c, c.PgConn().Conn()
+	a.clientPID, a.kind = c.PgConn().PID(), connKindOf(c)
 	a.stErr, a.interrupted = interruptible(a.ctx, 0, c, a.stmt)
+	ran := a.stErr == nil && !a.interrupted
+	if ran {
+		noteSession(c, a.res.pid)
+	}
 	switch {
-	case a.stErr == nil && !a.interrupted && !a.res.granted && !a.res.unlockFailed:
+	case ran && a.form == formLean && uint32(a.res.pid) != a.clientPID:
+		// A connection that reached the server session of its own pid
+		// before has now reached another: a pooler or proxy that passes
+		// the pid through. The lean statement had no session check.
+		a.refusal = sharedSession("the connection was given pid %d when it connected and reached that server session before, but this lock statement ran on server session pid %d: its statements run on different server sessions", a.clientPID, a.res.pid)
+	case ran && a.res.why != gateOK:
+		a.refusal = a.res.refusal(a.clientPID, a.keys)
+	case ran && a.form != formLean && a.res.granted && !a.res.marked:
+		a.stErr = errors.New("the lock statement granted the lock but did not set the session marker")
+	case ran && !a.try && !a.res.granted:
+		// pg_advisory_lock returns when it has the lock, or fails.
+		a.refusal = &refusedError{kind: ErrLockNotEnforced, evidence: fmt.Sprintf(
+			"the server's %s returned NULL on server session pid %d, neither granting the lock nor failing", fnLock.name(a.mode), a.res.pid)}
+	case ran && a.res.granted && a.verify:
+		a.refusal, a.vErr = verifyHeld(c, a.mode, a.keys, a.res.pid, a.id, a.form == formLean)
+	case ran && !a.res.granted && !a.res.unlockFailed:
 		a.holder, a.holderOK = findHolder(c, []keyhash.Key{a.res.denied})
 	case !a.interrupted && pgCode(a.stErr) == codeLockNotAvailable:
 		a.holder, _ = findHolder(c, a.keys)
@@ -384,71 +462,157 @@ func (a *acquireOp) onConn(c *pgx.Conn) error {
 }
 
 func (a *acquireOp) stmt() (err error) {
-	a.res, err = runLock(a.c, a.mode, a.keys, a.try)
+	f := fnLock
+	if a.try {
+		f = fnTry
+	}
+	checks := checksFirst
+	switch a.kind {
+	case connDirect:
+		checks = checksLean
+	case connPooled:
+		checks = checksMarker
+	}
+	if checks != checksLean || len(a.keys) > 1 {
+		a.id = a.p.newID()
+	}
+	st := sessionLock(f, a.mode, a.keys, a.id, a.clientPID, checks)
+	a.form = st.form
+	a.res, err = runLock(a.c, st, a.keys)
 	return err
+}
+
+// connKind is what lockkit knows of a connection's server session, kept in
+// the connection's pgconn CustomData under connKindKey.
+type connKind int8
+
+const (
+	connUnknown connKind = iota // no lock statement ran on it yet
+	// connDirect: every lock statement so far ran on the server session
+	// whose pid the connection was given at connect, as on a connection
+	// straight to PostgreSQL (or through a TCP proxy, or a session-mode
+	// pooler that passes the pid through). Its single-key statements are
+	// lean: no marker, and the pid checked.
+	connDirect
+	// connPooled: a lock statement ran on a server session whose pid is
+	// not the connection's: a pooler or proxy made the pid up (PgBouncer,
+	// Supavisor and others do, in every pool mode). Every statement checks
+	// and sets the marker. (The first statement on a connection, made
+	// before its kind is known, also looks in pg_locks for keys its server
+	// session holds for another client, where the pid is not the
+	// connection's.)
+	connPooled
+)
+
+const connKindKey = "github.com/lockkit/lockkit/advisory.connKind"
+
+func connKindOf(c *pgx.Conn) connKind {
+	k, _ := c.PgConn().CustomData()[connKindKey].(connKind)
+	return k
+}
+
+// noteSession records on c that a statement ran on server session pid.
+func noteSession(c *pgx.Conn, pid int32) {
+	pg := c.PgConn()
+	switch {
+	case uint32(pid) != pg.PID():
+		pg.CustomData()[connKindKey] = connPooled
+	case connKindOf(c) == connUnknown:
+		pg.CustomData()[connKindKey] = connDirect
+	}
 }
 
 // lockResult is the outcome of a lock statement that did not fail.
 type lockResult struct {
-	granted      bool
+	prev         string      // the session's marker before the statement
+	pid          int32       // the server session's pid
+	why          int32       // why nothing was locked (see sessionLock), or gateOK
+	granted      bool        // every key was granted
+	marked       bool        // the marker was set to the holder id
 	denied       keyhash.Key // a try: the first key not granted
 	unlockFailed bool        // a try: a granted key's unlock returned false
 }
 
-// runLock runs the lock statement for keys on c.
-func runLock(c *pgx.Conn, mode Mode, keys []keyhash.Key, try bool) (lockResult, error) {
-	bg := context.Background()
-	switch {
-	case !try && len(keys) == 1:
-		st := single(fnLock, mode, keys[0])
-		_, err := c.Exec(bg, st.sql, st.args...)
-		return lockResult{granted: err == nil}, err
-	case !try:
-		st := multi(fnLock, mode, keys)
-		rows, err := c.Query(bg, st.sql, st.args...)
-		if err != nil {
-			return lockResult{}, err
-		}
-		rows.Close()
-		return lockResult{granted: rows.Err() == nil}, rows.Err()
-	case len(keys) == 1:
-		st := single(fnTry, mode, keys[0])
-		var ok bool
-		if err := c.QueryRow(bg, st.sql, st.args...).Scan(&ok); err != nil {
-			return lockResult{}, err
-		}
-		return lockResult{granted: ok, denied: keys[0]}, nil
+// refusal explains a lock statement that took no lock for reason r.why;
+// clientPID is the pid the connection was given at connect.
+func (r *lockResult) refusal(clientPID uint32, keys []keyhash.Key) *refusedError {
+	if r.why == gateMarked {
+		return sharedSession("server session pid %d already carries a lock of another lockkit handle (holder %s)", r.pid, r.prev)
 	}
-	st := tryAllOrNothing(mode, keys)
-	rows, err := c.Query(bg, st.sql, st.args...)
+	return sharedSession("server session pid %d, reached through a pooler or proxy (it gave the connection pid %d), already holds one of the keys %s, and no lockkit handle took it there: another client shares the session, and a lock taken on it would stack on that client's", r.pid, clientPID, keysName(keys))
+}
+
+// runLock runs st, a sessionLock statement on keys, on c.
+func runLock(c *pgx.Conn, st sessionStmt, keys []keyhash.Key) (lockResult, error) {
+	bg := context.Background()
+	switch st.form {
+	case formLean:
+		var got *bool
+		res := lockResult{denied: keys[0]}
+		if err := c.QueryRow(bg, st.sql, st.args...).Scan(&got, &res.pid); err != nil {
+			return lockResult{}, err
+		}
+		res.granted = got != nil && *got
+		return res, nil
+	case formOne:
+		var (
+			code   int32
+			marker *string
+		)
+		res := lockResult{denied: keys[0]}
+		if err := c.QueryRow(bg, st.sql, st.args...).Scan(&code, &marker, &res.pid); err != nil {
+			return lockResult{}, err
+		}
+		switch code {
+		case 0:
+			res.granted, res.marked = true, true
+		case gateMarked, gateOwnKeyHeld:
+			res.why = code
+			if marker != nil {
+				res.prev = *marker
+			}
+		}
+		return res, nil
+	}
+	n := len(keys)
+	rows, err := c.Query(context.Background(), st.sql, st.args...)
 	if err != nil {
 		return lockResult{}, err
 	}
 	res := lockResult{granted: true}
-	first := true
+	first, rowsSeen := true, 0
 	for rows.Next() {
 		var (
-			pair     bool
-			k        int64
-			a, b     int32
-			got      bool
-			unlocked *bool
+			prev         *string
+			pair, marked bool
+			k            int64
+			a, b         int32
+			got, undone  *bool
 		)
-		if err := rows.Scan(&pair, &k, &a, &b, &got, &unlocked); err != nil {
+		if err := rows.Scan(&prev, &res.pid, &res.why, &pair, &k, &a, &b, &got, &undone, &marked); err != nil {
 			rows.Close()
 			return lockResult{}, err
+		}
+		rowsSeen++
+		if prev != nil {
+			res.prev = *prev
+		}
+		res.marked = marked
+		if got == nil {
+			res.granted = false // not attempted: why says why
+			continue
 		}
 		key := keyhash.Int64(k)
 		if pair {
 			key = keyhash.Pair(a, b)
 		}
-		if !got {
+		if !*got {
 			res.granted = false
 			if first || keyhash.Compare(key, res.denied) < 0 {
 				res.denied, first = key, false
 			}
 		}
-		if got && unlocked != nil && !*unlocked {
+		if *got && undone != nil && !*undone {
 			res.unlockFailed = true
 		}
 	}
@@ -456,44 +620,118 @@ func runLock(c *pgx.Conn, mode Mode, keys []keyhash.Key, try bool) (lockResult, 
 	if err := rows.Err(); err != nil {
 		return lockResult{}, err
 	}
+	if rowsSeen != n {
+		return lockResult{}, fmt.Errorf("the lock statement returned %d rows for %d keys", rowsSeen, n)
+	}
 	return res, nil
 }
 
-// runUnlock unlocks keys on c and reports whether the server confirmed
-// every unlock.
-func runUnlock(c *pgx.Conn, mode Mode, keys []keyhash.Key) (bool, error) {
-	bg := context.Background()
-	if len(keys) == 1 {
-		st := single(fnUnlock, mode, keys[0])
-		var ok bool
-		err := c.QueryRow(bg, st.sql, st.args...).Scan(&ok)
-		return ok, err
+// verifyTimeout bounds the check of verifySQL.
+const verifyTimeout = 5 * time.Second
+
+// verifyHeld checks that the session of c really holds keys, granted on
+// server session pid with holder id: that the next statement on the
+// connection still reaches that session, with the marker, and that
+// pg_locks shows the keys held. A lean lock statement set no marker. It
+// returns a refusal when one of these fails, or err when the check could
+// not be made.
+func verifyHeld(c *pgx.Conn, mode Mode, keys []keyhash.Key, pid int32, id string, lean bool) (*refusedError, error) {
+	ints, as, bs := splitKeys(keys)
+	var (
+		vpid    int32
+		prev    *string
+		version string
+		n       int64
+	)
+	err, interrupted := interruptible(context.Background(), verifyTimeout, c, func() error {
+		return c.QueryRow(context.Background(), verifySQL, pgLockMode(mode), ints, as, bs).Scan(&vpid, &prev, &version, &n)
+	})
+	switch {
+	case interrupted:
+		return nil, fmt.Errorf("no answer within %v", verifyTimeout)
+	case err != nil:
+		return nil, err
+	case vpid != pid:
+		return sharedSession("the lock was granted on server session pid %d, and the next statement on the same connection ran on pid %d: the connection is handed to another server session between statements", pid, vpid), nil
+	case !lean && (prev == nil || *prev != id):
+		return sharedSession("right after the lock statement, its server session pid %d no longer carries the lock's marker: the session was reset (DISCARD ALL, which also drops advisory locks) or is shared", pid), nil
+	case n < int64(len(keys)):
+		return &refusedError{kind: ErrLockNotEnforced, evidence: fmt.Sprintf(
+			"the server (%s) granted %s, but pg_locks shows server session pid %d holding %d of its %d keys: its advisory lock functions lock nothing",
+			version, keysName(keys), pid, n, len(keys))}, nil
 	}
-	st := multi(fnUnlock, mode, keys)
+	return nil, nil
+}
+
+// unlockResult is the outcome of an unlock statement that did not fail.
+type unlockResult struct {
+	prev    string // the session's marker found
+	pid     int32  // the server session's pid
+	mine    bool   // the marker and pid were the lock's: the unlock ran
+	all     bool   // every unlock returned true
+	n       int    // rows: one per key
+	cleared bool   // the marker was cleared
+}
+
+// runUnlock runs st, a sessionUnlock statement, on c.
+func runUnlock(c *pgx.Conn, st sessionStmt) (unlockResult, error) {
+	bg := context.Background()
+	switch st.form {
+	case formLean:
+		var ok *bool
+		var res unlockResult
+		if err := c.QueryRow(bg, st.sql, st.args...).Scan(&ok, &res.pid); err != nil {
+			return unlockResult{}, err
+		}
+		res.mine, res.all, res.cleared, res.n = ok != nil, ok != nil && *ok, true, 1
+		return res, nil
+	case formOne:
+		var (
+			code   int32
+			marker *string
+		)
+		res := unlockResult{n: 1}
+		if err := c.QueryRow(bg, st.sql, st.args...).Scan(&code, &marker, &res.pid); err != nil {
+			return unlockResult{}, err
+		}
+		if marker != nil {
+			res.prev = *marker
+		}
+		res.mine = code != 2
+		res.all = code == 0
+		res.cleared = code == 0
+		return res, nil
+	}
 	rows, err := c.Query(bg, st.sql, st.args...)
 	if err != nil {
-		return false, err
+		return unlockResult{}, err
 	}
-	all, n := true, 0
+	res := unlockResult{all: true}
 	for rows.Next() {
 		var (
-			pair bool
-			k    int64
-			a, b int32
-			ok   bool
+			prev    *string
+			pair    bool
+			k       int64
+			a, b    int32
+			ok      *bool
+			cleared bool
 		)
-		if err := rows.Scan(&pair, &k, &a, &b, &ok); err != nil {
+		if err := rows.Scan(&prev, &res.pid, &res.mine, &pair, &k, &a, &b, &ok, &cleared); err != nil {
 			rows.Close()
-			return false, err
+			return unlockResult{}, err
 		}
-		all = all && ok
-		n++
+		if prev != nil {
+			res.prev = *prev
+		}
+		res.all = res.all && ok != nil && *ok
+		res.cleared = cleared
+		res.n++
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return false, err
+		return unlockResult{}, err
 	}
-	return all && n == len(keys), nil
+	return res, nil
 }
 
 // findHolder asks pg_locks and pg_stat_activity who holds the first of keys
@@ -551,12 +789,21 @@ func (l *Lock) unlock(_ context.Context, lost bool) error {
 	}
 	err := l.pc.with(l.unlockOnConn)
 	err = cmp.Or(err, l.relErr)
+	r := &l.rel
 	switch {
 	case l.relInterrupted:
 		err = fmt.Errorf("advisory: unlock %q: not confirmed within %v; session closed", l.Name(), l.timeout)
 	case err != nil:
 		err = fmt.Errorf("advisory: unlock %q: %w; session closed", l.Name(), err)
-	case !l.relOK:
+	case r.pid != l.pid:
+		ref := sharedSession("the unlock ran on server session pid %d, but the lock was taken on pid %d: the connection was handed to another server session, and the lock stays with session %d until that session ends", r.pid, l.pid, l.pid)
+		l.p.refuse(ref)
+		err = fmt.Errorf("advisory: unlock %q: %w", l.Name(), ref)
+	case !r.mine:
+		ref := sharedSession("server session pid %d no longer carries the lock's marker (it carries %q): the session was reset (RESET ALL, or DISCARD ALL, which also drops advisory locks) or is shared with another client", r.pid, r.prev)
+		l.p.refuse(ref)
+		err = fmt.Errorf("advisory: unlock %q: nothing unlocked: %w", l.Name(), ref)
+	case !r.all || r.n != len(l.keys) || !r.cleared:
 		err = fmt.Errorf("advisory: unlock %q: the server reported the lock was not held by this session; session closed", l.Name())
 	default:
 		l.pc.release()
@@ -573,6 +820,6 @@ func (l *Lock) unlockOnConn(c *pgx.Conn) error {
 }
 
 func (l *Lock) unlockStmt() (err error) {
-	l.relOK, err = runUnlock(l.relConn, l.mode, l.keys)
+	l.rel, err = runUnlock(l.relConn, sessionUnlock(l.mode, l.keys, l.id, l.pid, l.form))
 	return err
 }

@@ -308,3 +308,81 @@ func BenchmarkPostgresTryReleaseRatio(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkPostgresSessionCheckCost measures what the session checks cost
+// each acquire and release: the lock and unlock statements lockkit sends
+// against the bare pg_try_advisory_lock and pg_advisory_unlock, one of each
+// per iteration on the same connection and key, so that load from other
+// processes falls on both alike. All are one round trip each. "direct" is
+// the lean form of a connection known to reach its own server session (the
+// lock also returns pg_backend_pid(), the unlock checks it); "marker" the
+// form of a connection through a pooler (the marker read and set, the pid
+// compared). The first statement on a connection also has the pg_locks
+// check, which runs only behind a pooler: a scan of the server's lock
+// table, once per connection.
+func BenchmarkPostgresSessionCheckCost(b *testing.B) {
+	ctx := context.Background()
+	key := keyhash.Name(integration.Name(b))
+	conn, err := pgx.Connect(ctx, integration.PostgresDSN(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	pid := conn.PgConn().PID()
+	bare := func() error {
+		var ok bool
+		st := single(fnTry, Exclusive, key)
+		if err := conn.QueryRow(ctx, st.sql, st.args...).Scan(&ok); err != nil || !ok {
+			return fmt.Errorf("bare try: %v %v", ok, err)
+		}
+		st = single(fnUnlock, Exclusive, key)
+		if err := conn.QueryRow(ctx, st.sql, st.args...).Scan(&ok); err != nil || !ok {
+			return fmt.Errorf("bare unlock: %v %v", ok, err)
+		}
+		return nil
+	}
+	keys := []keyhash.Key{key}
+	checked := func(checks lockChecks) func() error {
+		return func() error {
+			st := sessionLock(fnTry, Exclusive, keys, "bench", pid, checks)
+			res, err := runLock(conn, st, keys)
+			if err != nil || !res.granted || res.why != gateOK {
+				return fmt.Errorf("checked try: %+v %v", res, err)
+			}
+			u, err := runUnlock(conn, sessionUnlock(Exclusive, keys, "bench", res.pid, st.form))
+			if err != nil || !u.mine || !u.all || !u.cleared {
+				return fmt.Errorf("checked unlock: %+v %v", u, err)
+			}
+			return nil
+		}
+	}
+	for _, f := range []func() error{bare, checked(checksLean), checked(checksMarker)} { // warm the statement cache
+		if err := f(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name   string
+		checks lockChecks
+	}{{"direct", checksLean}, {"marker", checksMarker}} {
+		b.Run(c.name, func(b *testing.B) {
+			checked := checked(c.checks)
+			var tb, tc time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				if err := bare(); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				if err := checked(); err != nil {
+					b.Fatal(err)
+				}
+				tb += t1.Sub(t0)
+				tc += time.Since(t1)
+			}
+			b.ReportMetric(float64(tb.Nanoseconds())/float64(b.N), "bare-ns/op")
+			b.ReportMetric(float64(tc.Nanoseconds())/float64(b.N), "checked-ns/op")
+			b.ReportMetric(float64(tc)/float64(tb), "ratio")
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/lockkit/lockkit"
@@ -23,7 +24,57 @@ var (
 	// (max_connections + max_prepared_transactions). Take fewer keys at a
 	// time, release locks sooner, or raise max_locks_per_transaction.
 	ErrOutOfLockMemory = errors.New("advisory: out of shared memory for locks (raise max_locks_per_transaction)")
+
+	// ErrSharedSession means a session lock was refused, or its release
+	// failed, because the server session is shared with other clients or
+	// was reset under the lock: a pooler in transaction or statement mode
+	// (PgBouncer, Supavisor, a pooled endpoint) stands between lockkit and
+	// PostgreSQL, where a session lock excludes nothing. The error matches
+	// lockkit.ErrUnsupported too, and says what was seen and what to use
+	// instead. After it, the Locker refuses every session lock.
+	ErrSharedSession = errors.New("advisory: the server session is shared with other clients")
+
+	// ErrLockNotEnforced means the server granted a session lock that it
+	// does not hold: its advisory lock functions return true and lock
+	// nothing, as CockroachDB's do. The error matches
+	// lockkit.ErrUnsupported too and names the server. After it, the
+	// Locker refuses every session lock.
+	ErrLockNotEnforced = errors.New("advisory: the server does not enforce advisory locks")
 )
+
+// The advice a refusal gives.
+const (
+	sharedAdvice = "session locks need a server session of their own for as long as they are held;" +
+		" through a pooler in transaction or statement mode (PgBouncer pool_mode=transaction," +
+		" Supavisor's transaction port, a pooled endpoint) they exclude nothing." +
+		" Use transaction-scoped locks (advisory.WithTxLock, LockTx), the lock table (package rowlock)," +
+		" or connect locks to PostgreSQL directly or through a session-mode pool"
+	notEnforcedAdvice = "use the lock table (package rowlock) on this server, or PostgreSQL"
+)
+
+// refusedError refuses session locks: what was seen, and what to do. It
+// matches its kind (ErrSharedSession or ErrLockNotEnforced) and
+// lockkit.ErrUnsupported.
+type refusedError struct {
+	kind     error
+	evidence string
+}
+
+func (e *refusedError) Error() string {
+	advice := sharedAdvice
+	if e.kind == ErrLockNotEnforced {
+		advice = notEnforcedAdvice
+	}
+	return strings.TrimPrefix(e.kind.Error(), "advisory: ") + ": " + e.evidence + "; " + advice
+}
+
+func (e *refusedError) Is(target error) bool {
+	return target == e.kind || target == lockkit.ErrUnsupported
+}
+
+func sharedSession(format string, args ...any) *refusedError {
+	return &refusedError{kind: ErrSharedSession, evidence: fmt.Sprintf(format, args...)}
+}
 
 // SQLSTATE codes the package maps.
 const (

@@ -291,9 +291,9 @@ func runXactLock(c *pgx.Conn, mode Mode, keys []keyhash.Key, try bool, lockTimeo
 // The lock_timeout dance of TxOptions.LockTimeout: save the setting in a
 // transaction-local custom setting, set it, and restore it after the lock.
 const (
-	saveLockTimeoutSQL = `SELECT set_config('lockkit.saved_lock_timeout', current_setting('lock_timeout'), true),
- set_config('lock_timeout', $1, true)`
-	restoreLockTimeoutSQL = `SELECT set_config('lock_timeout', current_setting('lockkit.saved_lock_timeout'), true)`
+	saveLockTimeoutSQL = `SELECT pg_catalog.set_config('lockkit.saved_lock_timeout', pg_catalog.current_setting('lock_timeout'), true),
+ pg_catalog.set_config('lock_timeout', $1, true)`
+	restoreLockTimeoutSQL = `SELECT pg_catalog.set_config('lock_timeout', pg_catalog.current_setting('lockkit.saved_lock_timeout'), true)`
 )
 
 // LockTx takes exclusive transaction-scoped advisory locks on keys

@@ -570,11 +570,11 @@ func TestWithPgxTxLock(t *testing.T) {
 
 func TestLiteralStmt(t *testing.T) {
 	got := literalStmt(single(fnXact, Shared, keyhash.Pair(-1<<31, 7)))
-	if want := "SELECT pg_advisory_xact_lock_shared('-2147483648'::int4, '7'::int4)"; got != want {
+	if want := "SELECT pg_catalog.pg_advisory_xact_lock_shared('-2147483648'::integer, '7'::integer)"; got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
 	got = literalStmt(multi(fnXact, Exclusive, []keyhash.Key{keyhash.Int64(-5), keyhash.Int64(9), keyhash.Pair(1, 2)}))
-	for _, part := range []string{"unnest('{-5,9}'::bigint[])", "unnest('{1}'::int4[], '{2}'::int4[])"} {
+	for _, part := range []string{"pg_catalog.unnest('{-5,9}'::bigint[])", "ROWS FROM (pg_catalog.unnest('{1}'::integer[]), pg_catalog.unnest('{2}'::integer[]))"} {
 		if !strings.Contains(got, part) {
 			t.Errorf("%s lacks %s", got, part)
 		}

@@ -110,6 +110,15 @@ type Config struct {
 	// means OpenTelemetry's global providers and no logs. See
 	// [lockkit.Telemetry].
 	Telemetry *lockkit.Telemetry
+	// AllowNetworkFS lets the lock directory be on a network file system
+	// (NFS, SMB/CIFS, Ceph, AFS, 9P, Lustre, GPFS; see [FileSystem]), which
+	// New refuses by default with [ErrNetworkFS]. What is lost there: flock
+	// is emulated (on Linux NFS by byte-range locks the server keeps, or
+	// with local_lock=flock or nolock by locks only this machine sees),
+	// exclusion between machines depends on the server and the mount, and
+	// a lock can silently disappear when the client or server restarts or
+	// the server's lease on it expires; a held lock is not told.
+	AllowNetworkFS bool
 }
 
 // Locker takes flock(2) locks on files in one directory. It implements
@@ -211,6 +220,17 @@ func New(dir string, cfg *Config) (*Locker, error) {
 	if st.Mode&0o002 != 0 && st.Mode&unix.S_ISVTX == 0 {
 		unix.Close(dirfd)
 		return nil, fmt.Errorf("%w: lock directory %s is writable by every user and has no sticky bit", ErrUnsafe, abs)
+	}
+	if !c.AllowNetworkFS {
+		fstype, network, err := dirFileSystem(dirfd)
+		if err != nil {
+			unix.Close(dirfd)
+			return nil, fmt.Errorf("filelock: statfs lock directory %s: %w", abs, err)
+		}
+		if network {
+			unix.Close(dirfd)
+			return nil, &networkFSError{dir: abs, fstype: fstype}
+		}
 	}
 	return &Locker{
 		dir:    abs,

@@ -89,6 +89,22 @@
 // write and have the resource refuse tokens lower than the highest it has
 // seen. Redlock-style quorums are not implemented.
 //
-// Redis 7.0 or newer is the tested target; Redis 5 and 6 work through a
-// script fallback, tested by forcing it on Redis 7.
+// # Replicas
+//
+// A lock must be taken on the primary. Before its first acquire, a Locker
+// on a single-node client (*redis.Client, which a Sentinel failover client
+// is too) asks the server's ROLE: one round trip, once per Locker. A
+// replica is refused with [ErrReplica] (which matches
+// lockkit.ErrUnsupported), naming the server and its primary, before
+// anything is written — also with replica-read-only off, where the write
+// would succeed on the replica alone, unseen by the primary's clients. A
+// server that refuses ROLE (renamed, or not allowed by an ACL) is not asked
+// again. A primary demoted later refuses writes with READONLY, which is
+// reported as ErrReplica too; the next acquire asks ROLE again. Cluster and
+// ring clients are not asked: their commands go to many nodes.
+//
+// Redis 7.0 or newer is the tested target. Redis 5 and 6 work through the
+// script fallback (Redis 5 is the oldest that replicates scripts by their
+// effects, which the fencing script's TIME call needs); that path is tested
+// here by forcing it on Redis 7.
 package redislock

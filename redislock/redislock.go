@@ -39,6 +39,7 @@ type Locker struct {
 	hub      hub
 	batch    batcher
 	noSetGet atomic.Bool // the server rejected SET NX GET: use the script
+	roleOK   atomic.Bool // ROLE said primary, or cannot be asked (see checkRole)
 	turns    turnSet     // per name, the Lock calls waiting in-process
 	tel      *telemetry.Recorder
 
@@ -207,6 +208,9 @@ func (l *Locker) tryOnce(ctx context.Context, name, meta string) (*Lock, error) 
 	if err := ctx.Err(); err != nil {
 		return nil, notAcquired(name, err)
 	}
+	if err := l.roleErr(ctx, name); err != nil {
+		return nil, err
+	}
 	lk, held, _, err := l.try(ctx, name, meta, true)
 	if err != nil {
 		return nil, err
@@ -259,6 +263,9 @@ func (l *Locker) lock(ctx context.Context, name, meta string) (*Lock, error) {
 func (l *Locker) wait(ctx context.Context, name, meta string) (*Lock, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, notAcquired(name, err)
+	}
+	if err := l.roleErr(ctx, name); err != nil {
+		return nil, err
 	}
 	var held *lockkit.HeldError
 	if !l.turns.Busy(name) {
@@ -372,7 +379,7 @@ func (l *Locker) tryWaiting(ctx context.Context, name, key string, w queuedWaite
 		if ctx.Err() != nil {
 			return nil, nil, 0, notAcquired(name, ctx.Err())
 		}
-		return nil, nil, 0, fmt.Errorf("redislock: acquire %q: %w", name, err)
+		return nil, nil, 0, fmt.Errorf("redislock: acquire %q: %w", name, l.readOnly(err))
 	}
 	if !ok {
 		return nil, &lockkit.HeldError{Name: name, Holder: parseHolder(info, pttl, time.Now())}, pttl, nil
@@ -395,6 +402,18 @@ func (l *Locker) recheck(pttl time.Duration) time.Duration {
 		return 0
 	}
 	return pttl + time.Millisecond
+}
+
+// roleErr runs checkRole and words its error for an acquire of name.
+func (l *Locker) roleErr(ctx context.Context, name string) error {
+	err := l.checkRole(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return notAcquired(name, ctx.Err())
+	}
+	return fmt.Errorf("redislock: acquire %q: %w", name, err)
 }
 
 // notAcquired is the error of an attempt that ended by ctx before the
@@ -440,7 +459,7 @@ func (l *Locker) try(ctx context.Context, name, meta string, withTTL bool) (*Loc
 		if ctx.Err() != nil {
 			return nil, nil, 0, notAcquired(name, ctx.Err())
 		}
-		return nil, nil, 0, fmt.Errorf("redislock: acquire %q: %w", name, err)
+		return nil, nil, 0, fmt.Errorf("redislock: acquire %q: %w", name, l.readOnly(err))
 	}
 	if !ok {
 		return nil, &lockkit.HeldError{Name: name, Holder: parseHolder(info, pttl, time.Now())}, pttl, nil

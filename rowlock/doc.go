@@ -62,12 +62,15 @@
 // pg_notify in the same statement, and the heads sleep until a
 // notification for their name arrives or the holder's lease runs out.
 // Each Locker keeps one LISTEN connection from the pool open while anyone
-// waits (and two seconds after). On MySQL, and on PostgreSQL through
-// other drivers, the heads poll: exponential backoff from 2ms with jitter
-// (each pause uniform in [d/2, d]) up to Config.MaxPoll (100ms by
-// default), and never past the holder's expiry. A polling head notices a
-// release elsewhere within MaxPoll plus one round trip; a release through
-// the same Locker wakes its head at once. The context bounds every wait,
+// waits (and two seconds after). On MySQL, on PostgreSQL through other
+// drivers, and through a pooler or proxy (a connection whose server
+// session's pid is not the one it was given at connect, as with PgBouncer,
+// where LISTEN does not survive transaction pooling), the heads poll:
+// exponential backoff from 2ms with jitter (each pause uniform in [d/2,
+// d]) up to Config.MaxPoll (100ms by default), and never past the
+// holder's expiry. A polling head notices a release elsewhere within
+// MaxPoll plus one round trip; a release through the same Locker wakes its
+// head at once. The context bounds every wait,
 // in the queue too.
 //
 // On PostgreSQL a failed attempt is one round trip: the acquire statement

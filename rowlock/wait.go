@@ -187,6 +187,13 @@ func signal(ch chan struct{}) {
 // way to wait for notifications; waiters poll.
 var errNotPgx = errors.New("rowlock: the database/sql driver is not pgx's stdlib; waiters poll")
 
+// errPooled means the listener's connection goes through a pooler or proxy
+// (its server session's pid is not the one the connection was given at
+// connect, as PgBouncer and others make pids up), where a LISTEN may stay
+// with a server session that serves other clients (transaction pooling)
+// and notifications never arrive: waiters poll instead.
+var errPooled = errors.New("rowlock: the connection goes through a pooler; waiters poll")
+
 // notifier runs one LISTEN connection per Locker while anyone waits, and
 // turns notifications into wake-ups. It is shared by all waiters of the
 // Locker and reference-counted.
@@ -339,7 +346,7 @@ func (n *notifier) listen(ctx context.Context, r *listenRun) {
 	if ctx.Err() == nil {
 		n.failedAt = time.Now()
 	}
-	if errors.Is(err, errNotPgx) {
+	if errors.Is(err, errNotPgx) || errors.Is(err, errPooled) {
 		n.disabled = true
 	}
 	n.mu.Unlock()
@@ -362,6 +369,13 @@ func (n *notifier) listenConn(ctx context.Context, r *listenRun) error {
 			return errNotPgx
 		}
 		pc := sc.Conn()
+		var pid int32
+		if err := pc.QueryRow(ctx, "SELECT pg_catalog.pg_backend_pid()").Scan(&pid); err != nil {
+			return err
+		}
+		if uint32(pid) != pc.PgConn().PID() {
+			return errPooled
+		}
 		if _, err := pc.Exec(ctx, "LISTEN "+pgx.Identifier{n.channel}.Sanitize()); err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/lockkit/lockkit"
@@ -20,11 +21,29 @@ type fileBackend struct {
 }
 
 func openFile(_ context.Context, _ *env, b *backendURL) (backend, error) {
-	l, err := filelock.New(b.dir, &filelock.Config{CheckInterval: fileCheckInterval})
+	allow, err := allowNetworkFS(b)
+	if err != nil {
+		return nil, err
+	}
+	l, err := filelock.New(b.dir, &filelock.Config{CheckInterval: fileCheckInterval, AllowNetworkFS: allow})
 	if err != nil {
 		return nil, err
 	}
 	return &fileBackend{l: l}, nil
+}
+
+// allowNetworkFS reads the file URL's allow_network_fs parameter: lock in a
+// directory on a network file system, which filelock refuses by default.
+func allowNetworkFS(b *backendURL) (bool, error) {
+	v := b.u.Query().Get("allow_network_fs")
+	if v == "" {
+		return false, nil
+	}
+	allow, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, usagef("%s: allow_network_fs=%q: want 1 or 0", b.display, v)
+	}
+	return allow, nil
 }
 
 func (f *fileBackend) locker(opts lockOptions) (lockkit.Locker, error) {

@@ -48,6 +48,24 @@ type sqlBackend struct {
 }
 
 func openPostgres(ctx context.Context, e *env, b *backendURL) (backend, error) {
+	cfg, err := e.pgConfig(b)
+	if err != nil {
+		return nil, err
+	}
+	db := stdlib.OpenDB(*cfg)
+	return finishSQL(ctx, e, b, kindPostgres, db)
+}
+
+// pgConfig parses a postgres:// URL into pgx's configuration, with
+// lockkit's application_name and connect timeout, and registers the
+// password with the scrubber.
+//
+// Unless the URL sets default_query_exec_mode, statements run as unnamed
+// prepared statements (exec): lockkit sends a handful of statements per
+// run, and named ones (pgx's default) fail through PgBouncer in
+// transaction mode before 1.21 ("prepared statement ... already exists"),
+// where the lock table and transaction-scoped locks otherwise work.
+func (e *env) pgConfig(b *backendURL) (*pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig(b.u.String())
 	if err != nil {
 		return nil, usagef("%s: %v", b.display, err)
@@ -58,11 +76,13 @@ func openPostgres(ctx context.Context, e *env, b *backendURL) (backend, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = pingTimeout
 	}
+	if !b.u.Query().Has("default_query_exec_mode") {
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+	}
 	// The password may also come from a .pgpass file or PGPASSWORD: keep
 	// it out of messages too.
 	e.scrub.add(cfg.Password)
-	db := stdlib.OpenDB(*cfg)
-	return finishSQL(ctx, e, b, kindPostgres, db)
+	return cfg, nil
 }
 
 func openMySQL(ctx context.Context, e *env, b *backendURL) (backend, error) {

@@ -150,6 +150,7 @@ func init() {
 		"run":     {runUsage, (*env).run},
 		"status":  {statusUsage, (*env).status},
 		"migrate": {migrateUsage, (*env).migrate},
+		"doctor":  {doctorUsage, (*env).doctor},
 		"version": {versionUsage, func(e *env, _ context.Context, args []string) int { return e.version(args) }},
 		"help":    {helpUsage, func(e *env, _ context.Context, args []string) int { return e.help(args) }},
 	}

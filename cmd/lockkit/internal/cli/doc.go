@@ -1,6 +1,6 @@
 // Package cli implements the lockkit command: run a command under a lock on
-// any lockkit backend, list held locks, and run the bundled lock-table
-// migrations.
+// any lockkit backend, list held locks, run the bundled lock-table
+// migrations, and check a backend (doctor).
 //
 // The command is a [Program]: its standard streams, environment and the
 // signals it receives are injected, and [Program.Main] returns the exit
@@ -21,6 +21,10 @@
 //     semaphores NAME.
 //   - lockkit migrate [--backend URL] up|down|version: the lock table's
 //     migrations.
+//   - lockkit doctor [--backend URL] [--json] [--locks N]: a checklist of
+//     what works on the backend and why, from real probes (exit 0 when
+//     everything holds, 1 when something is degraded or warned, 69 when
+//     unreachable, 64 on a usage error).
 //   - lockkit version, lockkit help [COMMAND], lockkit COMMAND -h.
 //
 // Backends are URLs: file:///DIR, postgres:// or postgresql://, mysql://

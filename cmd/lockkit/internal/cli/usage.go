@@ -14,6 +14,7 @@ Commands:
   run       run a command while holding a lock (--max N: one of N permits)
   status    list held locks, with holder and since when
   migrate   create, drop or inspect the lock table used by --table
+  doctor    check what works on a backend, and why, before relying on it
   version   print lockkit's version
   help      show the help of a command
 
@@ -214,6 +215,53 @@ Exit status:
 Examples:
   lockkit migrate -b postgres://postgres@db/app up
   LOCKKIT_BACKEND=mysql://root@db:3306/app lockkit migrate version
+`
+
+const doctorUsage = `Usage: lockkit doctor [flags]
+
+Check what works on a backend, and why, before relying on it: a checklist
+of what the backend promises and whether it holds here. doctor takes
+locks of its own (named lockkit.doctor.*) and releases them; it creates
+nothing else (not the lock table, not the lock directory).
+
+What it checks:
+  postgres://  the server's kind and version; a pooler or proxy in between,
+               and whether it shares server sessions between connections
+               (transaction pooling, where session locks are refused);
+               session locks, by a real two-session probe; transaction-
+               scoped locks; the lock table's migration version; whether
+               NOTIFY reaches a listener; the clock offset; max_connections
+               headroom for --locks held locks
+  mysql://     the server's kind and version; Galera and Group Replication;
+               user locks (GET_LOCK) by a two-session probe; the lock
+               table; the clock offset; max_connections headroom
+  redis://     the server's version and mode; replica or primary;
+               persistence (AOF, RDB); locks by a two-client probe; the
+               clock offset; clients
+  file:///DIR  the directory, its file system (a network file system is
+               refused unless ?allow_network_fs=1) and permissions; locks
+               by a probe on two open file descriptions
+
+Flags:
+  -b, --backend URL  the backend to check (default: $LOCKKIT_BACKEND, else
+                     the per-user file lock directory)
+      --json         print the checklist as one JSON object
+      --locks N      how many session locks will be held at once, for the
+                     connection headroom (default 10)
+  -h, --help         show this help
+
+Each line is ok, info, warn or fail. Passwords are never printed.
+
+Exit status:
+  0   everything the backend promises holds (ok and info only)
+  1   something is degraded or warned (a warn or fail line)
+  69  the backend could not be reached
+  64  usage error
+
+Examples:
+  lockkit doctor
+  lockkit doctor -b postgres://app@pgbouncer:6432/app
+  LOCKKIT_BACKEND=redis://cache:6379/0 lockkit doctor --json
 `
 
 const versionUsage = `Usage: lockkit version

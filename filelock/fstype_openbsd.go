@@ -1,0 +1,14 @@
+//go:build openbsd
+
+package filelock
+
+import "golang.org/x/sys/unix"
+
+func fdFileSystem(fd int) (string, bool, error) {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil {
+		return "", false, err
+	}
+	name := cString(st.F_fstypename[:])
+	return name, networkNames[name], nil
+}
