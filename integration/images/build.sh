@@ -76,6 +76,7 @@ build_base() {
 	fi
 	if ! command -v debootstrap >/dev/null; then
 		log "installing debootstrap"
+		apt-get update -qq
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
 	fi
 	rootfs=$(mktemp -d "${TMPDIR:-/tmp}/lockkit-rootfs.XXXXXX")
