@@ -201,7 +201,7 @@ func checkLoopback(ctx context.Context, provider any) error {
 		DaemonHost(context.Context) (string, error)
 	})
 	if !ok {
-		return nil
+		return fmt.Errorf("testcontainers: provider %T does not say where containers are reached", provider)
 	}
 	host, err := dh.DaemonHost(ctx)
 	if err != nil {
