@@ -46,6 +46,15 @@ log() { printf '== images: %s\n' "$*"; }
 # current NAME: prints the source hash an existing image was built from.
 current() { docker image inspect -f "{{ index .Config.Labels \"$label\" }}" "$1" 2>/dev/null || true; }
 
+# replaced NAME: notes the image that NAME names before it is rebuilt, to
+# remove once nothing is built on it any more (the end of the script).
+replaced=()
+replaced() {
+	local id
+	id=$(docker image inspect -f '{{.Id}}' "$1" 2>/dev/null) || return 0
+	replaced=("$id" "${replaced[@]}")
+}
+
 # hash FILE...: one hash of the files' contents and names, and of the base
 # image when it is not the base itself.
 hash() {
@@ -102,6 +111,7 @@ build_base() {
 	printf 'APT::Install-Recommends "false";\nAcquire::Languages "none";\n' >"$rootfs/etc/apt/apt.conf.d/99lockkit-slim"
 	rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
 	log "importing $base"
+	replaced "$base"
 	tar -C "$rootfs" -c . | docker import \
 		--change "LABEL $label=$h" \
 		--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8' \
@@ -119,6 +129,7 @@ build_server() { # directory, image name
 		return
 	fi
 	log "building $name"
+	replaced "$name"
 	if ! docker build --force-rm --build-arg "BASE=$base" --label "$label=$h" -t "$name" "$dir" >"$tmplog" 2>&1; then
 		tail -n 30 "$tmplog" >&2
 		exit 1
@@ -136,3 +147,10 @@ base_id=$(docker image inspect -f '{{.Id}}' "$base")
 build_server postgres "$repo/postgres:15"
 build_server mariadb "$repo/mariadb:10.11"
 build_server redis "$repo/redis:7"
+# The images these replaced, newest first so that a server image goes
+# before the base it was built on; one still in use by a container stays.
+for id in "${replaced[@]}"; do
+	if [ -z "$(docker image inspect -f '{{join .RepoTags " "}}' "$id" 2>/dev/null)" ]; then
+		docker rmi "$id" >/dev/null 2>&1 || true
+	fi
+done
