@@ -30,10 +30,11 @@ import (
 const launcherTimeout = 4 * time.Minute
 
 type launcherRequest struct {
-	Image string            `json:"image"`
-	Port  string            `json:"port"`
-	Env   map[string]string `json:"env,omitempty"`
-	Ready string            `json:"ready,omitempty"`
+	Image  string            `json:"image"`
+	Port   string            `json:"port"`
+	Env    map[string]string `json:"env,omitempty"`
+	Ready  string            `json:"ready,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 type launcherResponse struct {
@@ -57,6 +58,10 @@ var (
 // startContainer runs s's image in a container when a Docker engine
 // answers. The container lives as long as the test process.
 func startContainer(s spec) (string, error) {
+	image, err := imageOf(s)
+	if err != nil {
+		return "", err
+	}
 	if err := dockerCandidate(); err != nil {
 		return "", err
 	}
@@ -70,7 +75,7 @@ func startContainer(s spec) (string, error) {
 	if launcherR == nil {
 		return "", errors.New("the container launcher has stopped")
 	}
-	req, err := json.Marshal(launcherRequest{Image: s.image, Port: s.port, Env: s.envs, Ready: s.ready})
+	req, err := json.Marshal(launcherRequest{Image: image, Port: s.port, Env: s.envs, Ready: s.ready, Labels: labels()})
 	if err != nil {
 		return "", err
 	}

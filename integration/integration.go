@@ -6,6 +6,13 @@
 // Docker engine answers; else the test is skipped with a message naming the
 // variable to set — unless [EnvRequire] is "1", when it fails instead.
 //
+// Containers run the registry's postgres:16-alpine, mariadb:11 and
+// redis:7-alpine by default; [EnvImages]=local picks the images that
+// integration/images/build.sh builds from Debian's packages, for an engine
+// that reaches no registry; [EnvPostgresImage], [EnvMySQLImage] and
+// [EnvRedisImage] name one server's image. A container publishes its port
+// on 127.0.0.1 only, and the tests dial it there.
+//
 // Only tests import this package.
 package integration
 
@@ -40,6 +47,27 @@ const (
 	EnvRedis = "LOCKKIT_TEST_REDIS"
 	// EnvRequire, set to "1", turns a missing server into a test failure.
 	EnvRequire = "LOCKKIT_TEST_REQUIRE"
+
+	// EnvImages chooses the set of container images: unset or "registry"
+	// for the registry's official images, "local" for the ones that
+	// integration/images/build.sh builds (lockkit-test/postgres:15,
+	// lockkit-test/mariadb:10.11, lockkit-test/redis:7).
+	EnvImages = "LOCKKIT_TEST_IMAGES"
+	// EnvPostgresImage names the PostgreSQL container's image, over
+	// [EnvImages]. It must follow the official postgres image's
+	// conventions (POSTGRES_DB, POSTGRES_HOST_AUTH_METHOD, the ready line
+	// logged twice on a first start).
+	EnvPostgresImage = "LOCKKIT_TEST_POSTGRES_IMAGE"
+	// EnvMySQLImage names the MySQL or MariaDB container's image, over
+	// [EnvImages], following the official mariadb or mysql image's
+	// conventions.
+	EnvMySQLImage = "LOCKKIT_TEST_MYSQL_IMAGE"
+	// EnvRedisImage names the Redis container's image, over [EnvImages].
+	EnvRedisImage = "LOCKKIT_TEST_REDIS_IMAGE"
+	// EnvRun, when set, labels every container dev.lockkit.run=VALUE
+	// (beside dev.lockkit.test=integration and Testcontainers' own
+	// labels), so that a CI run can find and remove what it started.
+	EnvRun = "LOCKKIT_TEST_RUN"
 )
 
 // PostgresDSN returns the connection string of a PostgreSQL server.
@@ -119,10 +147,12 @@ func Name(t testing.TB) string {
 }
 
 type spec struct {
-	env   string
-	image string
-	port  string
-	envs  map[string]string
+	env      string
+	image    string // the registry's
+	local    string // integration/images/build.sh's
+	imageEnv string // names another
+	port     string
+	envs     map[string]string
 	// ready is a log line the server prints twice when ready (the
 	// entrypoint restarts it once after initialising); "" to wait for the
 	// port only.
@@ -133,7 +163,8 @@ type spec struct {
 
 var (
 	postgresSpec = spec{
-		env: EnvPostgres, image: "postgres:16-alpine", port: "5432/tcp",
+		env: EnvPostgres, image: "postgres:16-alpine", local: "lockkit-test/postgres:15",
+		imageEnv: EnvPostgresImage, port: "5432/tcp",
 		envs:  map[string]string{"POSTGRES_HOST_AUTH_METHOD": "trust", "POSTGRES_DB": "test"},
 		ready: "database system is ready to accept connections",
 		url: func(h, p string) string {
@@ -141,16 +172,46 @@ var (
 		},
 	}
 	mysqlSpec = spec{
-		env: EnvMySQL, image: "mariadb:11", port: "3306/tcp",
-		envs:  map[string]string{"MARIADB_ALLOW_EMPTY_ROOT_PASSWORD": "1", "MARIADB_DATABASE": "test"},
+		env: EnvMySQL, image: "mariadb:11", local: "lockkit-test/mariadb:10.11",
+		imageEnv: EnvMySQLImage, port: "3306/tcp",
+		// The MYSQL_ names for a mysql image; mariadb's read either.
+		envs: map[string]string{
+			"MARIADB_ALLOW_EMPTY_ROOT_PASSWORD": "1", "MARIADB_DATABASE": "test",
+			"MYSQL_ALLOW_EMPTY_PASSWORD": "1", "MYSQL_DATABASE": "test",
+		},
 		ready: "ready for connections",
 		url:   func(h, p string) string { return fmt.Sprintf("root@tcp(%s:%s)/test", h, p) },
 	}
 	redisSpec = spec{
-		env: EnvRedis, image: "redis:7-alpine", port: "6379/tcp",
+		env: EnvRedis, image: "redis:7-alpine", local: "lockkit-test/redis:7",
+		imageEnv: EnvRedisImage, port: "6379/tcp",
 		url: func(h, p string) string { return fmt.Sprintf("redis://%s:%s/0", h, p) },
 	}
 )
+
+// imageOf returns the image to run for s.
+func imageOf(s spec) (string, error) {
+	if v := strings.TrimSpace(os.Getenv(s.imageEnv)); v != "" {
+		return v, nil
+	}
+	switch v := strings.TrimSpace(os.Getenv(EnvImages)); v {
+	case "", "registry":
+		return s.image, nil
+	case "local":
+		return s.local, nil
+	default:
+		return "", fmt.Errorf("%s=%q: want registry or local", EnvImages, v)
+	}
+}
+
+// labels returns the labels of a container.
+func labels() map[string]string {
+	l := map[string]string{"dev.lockkit.test": "integration"}
+	if v := strings.TrimSpace(os.Getenv(EnvRun)); v != "" {
+		l["dev.lockkit.run"] = v
+	}
+	return l
+}
 
 var (
 	containersMu sync.Mutex

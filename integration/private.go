@@ -36,10 +36,10 @@ import (
 // Where a Docker engine answers, Testcontainers could play the same role:
 // a container's Stop and Start restart the server with its data, and the
 // Docker API's kill and pause (cgroup freezer) match Kill and Pause. lockkit
-// does not provide that path because the machines it is tested on have no
-// Docker engine, and an untested fault path would be worse than none; the
-// binaries are in Debian's postgresql, mariadb-server and redis-server
-// packages.
+// keeps its fault tests on local binaries all the same, so that they run
+// the same way with and without Docker (CI runs the rest of the suite on
+// both); the binaries are in Debian's postgresql, mariadb-server and
+// redis-server packages.
 type Server struct {
 	kind     string
 	dir      string // the temporary directory, removed by Close

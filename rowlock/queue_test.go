@@ -14,16 +14,17 @@ import (
 )
 
 // stmtCounter counts a Locker's attempt statements through the test hook,
-// and the most that were ever in flight at once.
+// started and finished, and the most that were ever in flight at once.
 type stmtCounter struct {
 	mu       sync.Mutex
 	n        map[string]int
+	done     map[string]int
 	inFlight int
 	most     int
 }
 
 func countStmts(l *rowlock.Locker) *stmtCounter {
-	c := &stmtCounter{n: map[string]int{}}
+	c := &stmtCounter{n: map[string]int{}, done: map[string]int{}}
 	rowlock.SetTestHook(l, func(op string) func() {
 		c.mu.Lock()
 		c.n[op]++
@@ -33,10 +34,18 @@ func countStmts(l *rowlock.Locker) *stmtCounter {
 		return func() {
 			c.mu.Lock()
 			c.inFlight--
+			c.done[op]++
 			c.mu.Unlock()
 		}
 	})
 	return c
+}
+
+// finished returns how many op statements have returned.
+func (c *stmtCounter) finished(op string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.done[op]
 }
 
 func (c *stmtCounter) get() (acquire, holder, most int) {
@@ -245,10 +254,18 @@ func TestQueueCancelled(t *testing.T) {
 		defer cancelHead()
 		head := start(headCtx)
 		waitQueued(t, l, name, 1)
-		// The head has attempted (and seen the holder) before the next
-		// waiters queue.
+		// The head has attempted and seen the holder before the next
+		// waiters queue: its attempt's last statement has returned (the
+		// acquire statement, which returns the holder on PostgreSQL; the
+		// holder read on MySQL). Its start is not enough where a round
+		// trip can take longer than the third waiter's 100 ms (a loaded
+		// machine, a container's published port).
+		lastOp := "acquire"
+		if e.dialect == rowlock.MySQL {
+			lastOp = "holder"
+		}
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-			if acq, _, _ := c.get(); acq > 0 {
+			if c.finished(lastOp) > 0 {
 				break
 			}
 			if time.Now().After(deadline) {

@@ -7,14 +7,27 @@
 // whose environment variable is unset, and talks to it over stdin and
 // stdout, one JSON object a line:
 //
-//	request:  {"image": "postgres:16-alpine", "port": "5432/tcp", "env": {...}, "ready": "..."}
-//	response: {"host": "localhost", "port": "32768"} or {"error": "..."}
+//	request:  {"image": "postgres:16-alpine", "port": "5432/tcp", "env": {...}, "ready": "...", "labels": {...}}
+//	response: {"host": "127.0.0.1", "port": "32768"} or {"error": "..."}
 //
 // Before each start it checks, as Testcontainers' provider does, that a
 // Docker engine answers; the response's error says so when none does.
+//
+// Test traffic stays on this machine's loopback: the container's port is
+// published on 127.0.0.1 only, and a start is refused, before any
+// container is created, when Testcontainers would reach containers at an
+// address that is not loopback (a remote DOCKER_HOST, or the bridge's
+// gateway that Testcontainers picks when it finds itself inside a
+// container; TESTCONTAINERS_HOST_OVERRIDE=localhost overrides the latter).
+// On a developer's machine with a local Docker engine nothing needs
+// setting.
+//
 // When its stdin closes — the test process has ended, however it ended —
 // it terminates every container it started and exits; Testcontainers'
-// reaper is the backstop should it die first.
+// reaper is the backstop should it die first. Where the reaper's image
+// cannot be pulled (TESTCONTAINERS_RYUK_DISABLED=true), the containers'
+// labels (the request's, beside Testcontainers' own) let a sweep find
+// what a killed launcher left.
 //
 // Nothing is written to stdout but responses, and its stderr is not read:
 // Testcontainers' log lines of a request ride along in the response's "log".
@@ -26,11 +39,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"github.com/testcontainers/testcontainers-go"
 	tclog "github.com/testcontainers/testcontainers-go/log"
 	"github.com/testcontainers/testcontainers-go/wait"
@@ -44,6 +61,8 @@ type request struct {
 	// entrypoint restarts it once after initialising); "" to wait for the
 	// port only.
 	Ready string `json:"ready,omitempty"`
+	// Labels are set on the container, beside Testcontainers' own.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 type response struct {
@@ -128,6 +147,13 @@ func start(req request) (c testcontainers.Container, host, port string, err erro
 	if err := provider.Health(ctx); err != nil {
 		return nil, "", "", errors.New("no Docker engine answers")
 	}
+	if err := checkLoopback(ctx, provider); err != nil {
+		return nil, "", "", err
+	}
+	cport, err := network.ParsePort(req.Port)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("bad port %q: %w", req.Port, err)
+	}
 
 	ctx, cancel = context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -137,7 +163,12 @@ func start(req request) (c testcontainers.Container, host, port string, err erro
 	}
 	dc, err := testcontainers.Run(ctx, req.Image,
 		testcontainers.WithExposedPorts(req.Port),
+		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+			// Published on the IPv4 loopback only, on a port Docker picks.
+			hc.PortBindings = network.PortMap{cport: {{HostIP: netip.AddrFrom4([4]byte{127, 0, 0, 1})}}}
+		}),
 		testcontainers.WithEnv(req.Env),
+		testcontainers.WithLabels(req.Labels),
 		testcontainers.WithWaitStrategyAndDeadline(2*time.Minute, strategies...),
 	)
 	if dc != nil {
@@ -147,16 +178,43 @@ func start(req request) (c testcontainers.Container, host, port string, err erro
 		if c != nil {
 			_ = c.Terminate(context.Background())
 		}
+		if strings.Contains(err.Error(), "reaper") && os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
+			err = fmt.Errorf("%w (where the reaper's image cannot be pulled, set TESTCONTAINERS_RYUK_DISABLED=true)", err)
+		}
 		return nil, "", "", fmt.Errorf("start %s: %w", req.Image, err)
-	}
-	if host, err = c.Host(ctx); err != nil {
-		_ = c.Terminate(context.Background())
-		return nil, "", "", err
 	}
 	p, err := c.MappedPort(ctx, req.Port)
 	if err != nil {
 		_ = c.Terminate(context.Background())
 		return nil, "", "", err
 	}
-	return c, host, p.Port(), nil
+	// The address the port is published on, whichever name of the
+	// loopback Testcontainers dialled.
+	return c, "127.0.0.1", p.Port(), nil
+}
+
+// checkLoopback refuses a Docker engine whose containers Testcontainers
+// would reach at an address other than this machine's loopback: the tests
+// send traffic to localhost only, and the ports are published there.
+func checkLoopback(ctx context.Context, provider any) error {
+	dh, ok := provider.(interface {
+		DaemonHost(context.Context) (string, error)
+	})
+	if !ok {
+		return fmt.Errorf("testcontainers: provider %T does not say where containers are reached", provider)
+	}
+	host, err := dh.DaemonHost(ctx)
+	if err != nil {
+		return fmt.Errorf("testcontainers: the Docker host's address: %w", err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.To4() != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("testcontainers would reach the containers at %s, not on this machine's loopback, "+
+		"where lockkit's tests publish and dial them; where the Docker engine runs on this machine "+
+		"(Testcontainers picks the bridge's gateway when it finds itself in a container), "+
+		"set TESTCONTAINERS_HOST_OVERRIDE=localhost", host)
 }
