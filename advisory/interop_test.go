@@ -88,7 +88,7 @@ func TestToolLockInterop(t *testing.T) {
 			}
 			var held *lockkit.HeldError
 			if !errors.Is(err, lockkit.ErrNotAcquired) || !errors.As(err, &held) {
-				t.Fatalf("TryAcquireKey while %s holds the lock = %v, want a HeldError", name, err)
+				t.Fatalf("TryLockKey while %s holds the lock = %v, want a HeldError", name, err)
 			}
 			if want := tool.pid(); held.Holder == nil || held.Holder.PID != want {
 				t.Errorf("conflict names holder %v, want %s's session %d", held.Holder, name, want)
@@ -99,7 +99,7 @@ func TestToolLockInterop(t *testing.T) {
 
 			l, err = p.TryLockKey(pgCtx(t, 10*time.Second), tool.key, nil)
 			if err != nil {
-				t.Fatalf("TryAcquireKey after %s unlocked: %v", name, err)
+				t.Fatalf("TryLockKey after %s unlocked: %v", name, err)
 			}
 			wait := tool.blocked(t)
 			if err := l.Release(pgCtx(t, 10*time.Second)); err != nil {
