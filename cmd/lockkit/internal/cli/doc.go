@@ -15,10 +15,13 @@
 //     on loss, SIGTERM the group, SIGKILL it after --kill-grace, exit 70.
 //     With --max N, NAME is a semaphore of N permits (package semaphore)
 //     and the held lock is one permit's slot: at most N runs at once.
-//   - lockkit status [--backend URL] [--table] [--json] [--max N] [NAME...]:
+//   - lockkit status [--backend URL] [--table] [--json] [--max N] [--watch] [NAME...]:
 //     list held locks with holder and since when (exit 1 when a given NAME
 //     is free); with --max, the permit holders and free permits of the
-//     semaphores NAME.
+//     semaphores NAME. With --watch, a live view that lists them every
+//     --interval (250ms by default) and reports each change: redrawn in
+//     place on a terminal, else one line (or with --json one JSON object)
+//     per lock acquired, released or taken over.
 //   - lockkit migrate [--backend URL] up|down|version: the lock table's
 //     migrations.
 //   - lockkit doctor [--backend URL] [--json] [--locks N]: a checklist of

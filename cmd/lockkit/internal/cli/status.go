@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -45,8 +46,10 @@ func (e *env) status(ctx context.Context, args []string) int {
 		table, js   bool
 		maxN        int
 		maxGiven    bool
+		watch       watchFlags
 	)
 	fs := newFlagSet("status")
+	watch.register(fs)
 	stringVar(fs, &backendFlag, "b", "backend")
 	boolVar(fs, &table, "table")
 	boolVar(fs, &js, "json")
@@ -66,12 +69,18 @@ func (e *env) status(ctx context.Context, args []string) int {
 	case maxGiven && len(names) == 0:
 		return e.usageErr(statusUsage, "--max needs the NAMEs of the semaphores")
 	}
+	if msg := watch.check(); msg != "" {
+		return e.usageErr(statusUsage, "%s", msg)
+	}
 	b, err := e.resolveBackend(backendFlag, fsHas(fs, "b", "backend"))
 	if err != nil {
 		return e.fail(err, ExitNotAcquired)
 	}
 	if table && b.kind != kindPostgres && b.kind != kindMySQL {
 		return e.usageErr(statusUsage, "--table needs a postgres:// or mysql:// backend, not %s", b.display)
+	}
+	if watch.on {
+		return e.statusWatch(ctx, b, watch, names, maxN, table, js)
 	}
 
 	ctx, stop := e.interruptible(ctx)
@@ -198,7 +207,8 @@ func heldOf(li lockkit.LockInfo, kind string, table bool) heldLock {
 }
 
 // writeTable prints locks as an aligned table. leases adds the EXPIRES
-// and TOKEN columns.
+// and TOKEN columns; a holder with a token without leases (an election's
+// lock file) adds TOKEN alone.
 func writeTable(w io.Writer, locks []heldLock, leases bool) {
 	if len(locks) == 0 {
 		fmt.Fprintln(w, "no locks held")
@@ -206,8 +216,12 @@ func writeTable(w io.Writer, locks []heldLock, leases bool) {
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	header := "NAME\tHOLDER\tSINCE"
-	if leases {
+	tokens := !leases && slices.ContainsFunc(locks, func(l heldLock) bool { return l.Token != 0 })
+	switch {
+	case leases:
 		header += "\tEXPIRES\tTOKEN"
+	case tokens:
+		header += "\tTOKEN"
 	}
 	fmt.Fprintln(tw, header)
 	for _, l := range locks {
@@ -234,6 +248,12 @@ func writeTable(w io.Writer, locks []heldLock, leases bool) {
 				token = strconv.FormatInt(l.Token, 10)
 			}
 			line += "\t" + expires + "\t" + token
+		} else if tokens {
+			token := "-"
+			if l.Token != 0 {
+				token = strconv.FormatInt(l.Token, 10)
+			}
+			line += "\t" + token
 		}
 		fmt.Fprintln(tw, line)
 	}

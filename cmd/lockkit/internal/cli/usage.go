@@ -177,10 +177,50 @@ Flags:
                      --max N): list the holders of their permits, and say
                      how many are held and free; with --json, an array of
                      {"name", "permits", "free", "holders": [locks]}
+      --watch        keep watching and report every change (see below)
+      --interval D   how often --watch lists the locks (default 250ms,
+                     at least 10ms)
   -h, --help         show this help
 
+Watching: --watch
+  lockkit status --watch [NAME...] lists the locks (or NAMEs, or with
+  --max N the permits of the semaphores NAME) every --interval and
+  reports each change: a lock acquired, released, or taken over (its
+  holder replaced by another between two listings, such as a lease that
+  ran out and was taken). A change is seen within one interval plus one
+  listing's round trip; a holding that begins and ends between two
+  listings is not seen. No backend pushes changes to lockkit, so every
+  backend is polled: each listing is one query on the server (pg_locks,
+  metadata_locks, the lock table, a Redis SCAN or read, an etcd range),
+  or on file:// an instant's non-blocking flock of each lock file, which
+  may make a 'lockkit run -n' elsewhere at that very instant fail.
+  On a terminal the view is redrawn in place (the screen cleared) on
+  every change: who holds each lock, since when, TOKEN/TERM and
+  DATA/VALUE, with --max how many permits are held and free, and the
+  latest changes. Off a terminal it prints the locks held at the start,
+  then one line per change:
+    2026-01-02T10:02:11.250+01:00 acquired nightly by alice (pid 4121), token 17
+    2026-01-02T10:02:14.500+01:00 released nightly, held by alice (pid 4121), token 17
+    2026-01-02T10:02:15.000+01:00 takeover nightly by bob (pid 5), token 18, from alice (pid 4121), token 17
+  ("held" and "free" lines give the state at the start). With --json, one
+  JSON object per line and change: {"time", "event" (held, free,
+  acquired, released, takeover), "name", "holder", "previous"}, holder
+  and previous being rows of --json above; with --max also "semaphore",
+  "slot", "permits" and "free". SIGINT or SIGTERM ends it with status 0;
+  a failed listing ends it with 69.
+
+Leaders
+  The leader of an election (package election) is the holder of the lock
+  named as the election: 'lockkit status NAME' shows who leads it, its
+  term is the holder's TOKEN and its value the holder's data (the
+  [bracketed] part of HOLDER; "data" in --json). The TOKEN column shows
+  on redis://, etcd://, --table, and on file:// when a holder has one
+  (an election's lock file); PostgreSQL and MySQL advisory locks carry
+  no token, so no election runs on them.
+
 Exit status:
-  0   the listing was printed (also when no lock is held)
+  0   the listing was printed (also when no lock is held); --watch
+      was stopped by SIGINT or SIGTERM
   1   NAMEs were given and at least one of them is not held (with --max:
       has no permit held)
   69  the backend could not be reached, or it failed
@@ -191,6 +231,8 @@ Examples:
   lockkit status -b postgres://postgres@db/app nightly
   lockkit status -b redis://cache:6379/0 --max 3 export
   lockkit status -b mysql://app:secret@db:3306/app --table --json
+  lockkit status -b redis://cache:6379/0 --watch scheduler
+  lockkit status --watch --json >> locks.log
 `
 
 const migrateUsage = `Usage: lockkit migrate [flags] up|down|version
