@@ -149,6 +149,36 @@ type Locker struct {
 
 var _ lockkit.Locker = (*Locker)(nil)
 
+// unsafeMode says whether a directory of this mode is one every user may
+// write to without the sticky bit, which New refuses.
+func unsafeMode(mode uint32) bool { return mode&0o002 != 0 && mode&unix.S_ISVTX == 0 }
+
+// ErrNoAccess means this process cannot create files in a lock directory.
+var ErrNoAccess = errors.New("filelock: this user cannot create lock files in the directory")
+
+// CheckDir checks an existing lock directory as New does, without creating
+// or opening anything in it: it returns an error matching [ErrUnsafe] for a
+// directory every user may write to that lacks the sticky bit, and one
+// matching [ErrNoAccess] for a directory this process cannot create lock
+// files in. It does not check the file system (see [FileSystem]).
+func CheckDir(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("filelock: lock directory %q: %w", dir, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(abs, &st); err != nil {
+		return fmt.Errorf("filelock: stat lock directory %s: %w", abs, err)
+	}
+	if unsafeMode(uint32(st.Mode)) {
+		return fmt.Errorf("%w: lock directory %s is writable by every user and has no sticky bit", ErrUnsafe, abs)
+	}
+	if err := unix.Access(abs, unix.W_OK|unix.X_OK); err != nil {
+		return fmt.Errorf("%w %s: %w", ErrNoAccess, abs, err)
+	}
+	return nil
+}
+
 // New returns a Locker on the lock directory dir, creating it (and its
 // parents) with cfg.DirMode when it does not exist. A relative dir is made
 // absolute against the working directory.
@@ -217,7 +247,7 @@ func New(dir string, cfg *Config) (*Locker, error) {
 		unix.Close(dirfd)
 		return nil, fmt.Errorf("filelock: stat lock directory %s: %w", abs, err)
 	}
-	if st.Mode&0o002 != 0 && st.Mode&unix.S_ISVTX == 0 {
+	if unsafeMode(uint32(st.Mode)) {
 		unix.Close(dirfd)
 		return nil, fmt.Errorf("%w: lock directory %s is writable by every user and has no sticky bit", ErrUnsafe, abs)
 	}

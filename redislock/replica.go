@@ -78,20 +78,79 @@ func (l *Locker) checkRole(ctx context.Context) error {
 		}
 		return err
 	}
-	if len(res) > 0 {
-		if role, _ := res[0].(string); role == "slave" || role == "replica" {
-			e := &replicaError{server: l.serverAddr()}
-			if len(res) >= 3 {
-				host, _ := res[1].(string)
-				if port, ok := res[2].(int64); ok {
-					e.master = fmt.Sprintf("%s:%d", host, port)
-				}
-			}
-			return e
-		}
+	if r := decodeRole(res); r.Replica() {
+		return &replicaError{server: l.serverAddr(), master: r.Master}
 	}
 	l.roleOK.Store(true)
 	return nil
+}
+
+// Role is a server's reply to ROLE, decoded.
+type Role struct {
+	// Name is the role the server names: "master", "slave" (or
+	// "replica"), "sentinel", or "" for an empty reply.
+	Name string
+	// Master is a replica's primary as host:port, when it says.
+	Master string
+	// Replicas is how many replicas a primary lists.
+	Replicas int
+	// Reply is the reply as the client decoded it.
+	Reply []any
+}
+
+// Replica says whether the server is a replica, where locks must not be
+// taken (ErrReplica).
+func (r Role) Replica() bool { return r.Name == "slave" || r.Name == "replica" }
+
+// Primary says whether the server is a primary.
+func (r Role) Primary() bool { return r.Name == "master" }
+
+// ServerRole asks the server c reaches for its ROLE, as a Locker does
+// before its first acquire. c should reach a single node (a *redis.Client
+// or a Sentinel failover client). An error names ROLE.
+func ServerRole(ctx context.Context, c Client) (Role, error) {
+	res, err := c.Do(ctx, "role").Slice()
+	if err != nil {
+		return Role{}, fmt.Errorf("ROLE: %w", err)
+	}
+	return decodeRole(res), nil
+}
+
+// decodeRole decodes a ROLE reply.
+func decodeRole(res []any) Role {
+	r := Role{Reply: res}
+	if len(res) == 0 {
+		return r
+	}
+	r.Name, _ = res[0].(string)
+	switch {
+	case r.Replica() && len(res) >= 3:
+		host, _ := res[1].(string)
+		if port, ok := res[2].(int64); ok {
+			r.Master = fmt.Sprintf("%s:%d", host, port)
+		}
+	case r.Primary() && len(res) >= 3:
+		if l, ok := res[2].([]any); ok {
+			r.Replicas = len(l)
+		}
+	}
+	return r
+}
+
+// Info returns one section of the server's INFO (e.g. "server",
+// "persistence", "clients") as its fields' values by name.
+func Info(ctx context.Context, c Client, section string) (map[string]string, error) {
+	s, err := c.Do(ctx, "info", section).Text()
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]string{}
+	for _, line := range strings.Split(s, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			m[k] = v
+		}
+	}
+	return m, nil
 }
 
 // readOnly turns a write refused by a replica (READONLY) into a

@@ -35,7 +35,7 @@ func (l *Locker) List(ctx context.Context, names ...string) ([]lockkit.LockInfo,
 		out[i] = lockkit.LockInfo{Name: n}
 		h, err := l.holder(ctx, n)
 		if err != nil {
-			return nil, fmt.Errorf("rowlock: list: %w", err)
+			return nil, fmt.Errorf("rowlock: list: %w", noTable(err))
 		}
 		if h != nil && h.remaining > 0 {
 			out[i].Held, out[i].Holder = true, h.Holder
@@ -48,7 +48,7 @@ func (l *Locker) List(ctx context.Context, names ...string) ([]lockkit.LockInfo,
 func (l *Locker) listAll(ctx context.Context) ([]lockkit.LockInfo, error) {
 	rows, err := l.db.QueryContext(ctx, l.q.list)
 	if err != nil {
-		return nil, fmt.Errorf("rowlock: list: %w", err)
+		return nil, fmt.Errorf("rowlock: list: %w", noTable(err))
 	}
 	defer rows.Close()
 	var out []lockkit.LockInfo
@@ -56,12 +56,12 @@ func (l *Locker) listAll(ctx context.Context) ([]lockkit.LockInfo, error) {
 		var name string
 		h, err := scanHolder(rows, &name)
 		if err != nil {
-			return nil, fmt.Errorf("rowlock: list: %w", err)
+			return nil, fmt.Errorf("rowlock: list: %w", noTable(err))
 		}
 		out = append(out, lockkit.LockInfo{Name: name, Held: true, Holder: h.Holder})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("rowlock: list: %w", err)
+		return nil, fmt.Errorf("rowlock: list: %w", noTable(err))
 	}
 	// The table orders by its collation; the contract is byte order.
 	slices.SortStableFunc(out, func(a, b lockkit.LockInfo) int { return strings.Compare(a.Name, b.Name) })

@@ -502,7 +502,7 @@ func (l *Locker) opError(ctx context.Context, name, op string, err error) error 
 	if cerr := ctx.Err(); cerr != nil {
 		return &lockkit.HeldError{Name: name, Cause: cerr}
 	}
-	return fmt.Errorf("rowlock: %s %q: %w", op, name, err)
+	return fmt.Errorf("rowlock: %s %q: %w", op, name, noTable(err))
 }
 
 // Resume continues a lease taken elsewhere — in an earlier HTTP request or
@@ -529,7 +529,7 @@ func (l *Locker) Resume(ctx context.Context, name, owner string, token int64) (*
 		return nil, &lockkit.LostError{Name: name, Cause: errLeaseGone}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("rowlock: resume %q: %w", name, err)
+		return nil, fmt.Errorf("rowlock: resume %q: %w", name, noTable(err))
 	}
 	return newLock(l, name, owner, token, l.s.ttl, sent.Add(time.Duration(remain)*time.Microsecond), NoRenew), nil
 }
@@ -545,7 +545,7 @@ func (l *Locker) ForceRelease(ctx context.Context, name string) (bool, error) {
 	}
 	n, err := l.endLease(ctx, l.q.force, name)
 	if err != nil {
-		return false, fmt.Errorf("rowlock: force-release %q: %w", name, err)
+		return false, fmt.Errorf("rowlock: force-release %q: %w", name, noTable(err))
 	}
 	return n == 1, nil
 }
@@ -592,7 +592,7 @@ func (l *Locker) CleanupExpired(ctx context.Context, olderThan time.Duration) (i
 	}
 	res, err := l.db.ExecContext(ctx, l.q.cleanup, olderThan.Microseconds())
 	if err != nil {
-		return 0, fmt.Errorf("rowlock: cleanup: %w", err)
+		return 0, fmt.Errorf("rowlock: cleanup: %w", noTable(err))
 	}
 	return res.RowsAffected()
 }

@@ -147,5 +147,5 @@ func (l *Locker) txError(ctx context.Context, name string, err error) error {
 			return fmt.Errorf("rowlock: lock %q in transaction: %w: %w", name, lockkit.ErrDeadlock, err)
 		}
 	}
-	return fmt.Errorf("rowlock: lock %q in transaction: %w", name, err)
+	return fmt.Errorf("rowlock: lock %q in transaction: %w", name, noTable(err))
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/advisory"
-	"github.com/lockkit/lockkit/migrations"
 	"github.com/lockkit/lockkit/mysqllock"
 	"github.com/lockkit/lockkit/rowlock"
 )
@@ -269,11 +268,7 @@ func (h hinted) TryAcquire(ctx context.Context, name string) (lockkit.Lock, erro
 // tableHint adds "run lockkit migrate up" to an error that says the lock
 // table does not exist.
 func tableHint(err error) error {
-	if err == nil || errors.Is(err, lockkit.ErrNotAcquired) || errors.Is(err, lockkit.ErrInvalid) {
-		return err
-	}
-	msg := err.Error()
-	if strings.Contains(msg, migrations.TableName) && (strings.Contains(msg, "does not exist") || strings.Contains(msg, "doesn't exist") || strings.Contains(msg, "42P01") || strings.Contains(msg, "1146")) {
+	if errors.Is(err, rowlock.ErrNoTable) {
 		return fmt.Errorf("%w (create the lock table with 'lockkit migrate up')", err)
 	}
 	return err

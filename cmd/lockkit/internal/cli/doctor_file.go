@@ -10,7 +10,6 @@ import (
 	"syscall"
 
 	"github.com/lockkit/lockkit/filelock"
-	"golang.org/x/sys/unix"
 )
 
 // doctorFile checks a lock directory, without creating it.
@@ -67,10 +66,10 @@ func (e *env) doctorFile(ctx context.Context, b *backendURL, r *report) {
 		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 			owner = fmt.Sprintf(", owner uid %d", sys.Uid)
 		}
-		switch {
-		case mode&0o002 != 0 && mode&os.ModeSticky == 0:
+		switch err := filelock.CheckDir(dir); {
+		case errors.Is(err, filelock.ErrUnsafe):
 			r.add("permissions", statusFail, "%v%s: writable by every user without the sticky bit; lockkit refuses it (anyone could replace a lock file)", mode, owner)
-		case unix.Access(dir, unix.W_OK|unix.X_OK) != nil:
+		case err != nil:
 			r.add("permissions", statusFail, "%v%s: this user (uid %d) cannot create lock files here", mode, owner, os.Getuid())
 		default:
 			r.add("permissions", statusOK, "%v%s: this user can create lock files; only processes that use this directory exclude each other", mode, owner)

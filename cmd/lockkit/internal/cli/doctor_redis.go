@@ -3,9 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/lockkit/lockkit/redislock"
@@ -38,16 +36,7 @@ func (e *env) doctorRedis(ctx context.Context, b *backendURL, r *report) {
 	r.add("connect", statusOK, "connected in %s", time.Since(start).Round(time.Millisecond))
 
 	info := func(section string) map[string]string {
-		s, err := c.Info(ctx, section).Result()
-		if err != nil {
-			return nil
-		}
-		m := map[string]string{}
-		for _, line := range strings.Split(s, "\n") {
-			if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
-				m[k] = v
-			}
-		}
+		m, _ := redislock.Info(ctx, c, section)
 		return m
 	}
 	srv := info("server")
@@ -62,26 +51,20 @@ func (e *env) doctorRedis(ctx context.Context, b *backendURL, r *report) {
 	}
 
 	// Replica or primary.
-	role, err := c.Do(ctx, "role").Slice()
+	role, err := redislock.ServerRole(ctx, c)
 	switch {
 	case err != nil:
-		r.add("role", statusWarn, "ROLE: %v; a replica would show itself by refusing writes (READONLY)", err)
-	case len(role) > 0 && (role[0] == "slave" || role[0] == "replica"):
+		r.add("role", statusWarn, "%v; a replica would show itself by refusing writes (READONLY)", err)
+	case role.Replica():
 		master := ""
-		if len(role) >= 3 {
-			master = fmt.Sprintf(" of %v:%v", role[1], role[2])
+		if role.Master != "" {
+			master = " of " + role.Master
 		}
 		r.add("role", statusFail, "this server is a replica%s: lockkit refuses to lock on it (redislock.ErrReplica); point lockkit at the primary", master)
-	case len(role) > 0 && role[0] == "master":
-		replicas := 0
-		if len(role) >= 3 {
-			if l, ok := role[2].([]any); ok {
-				replicas = len(l)
-			}
-		}
-		r.add("role", statusOK, "primary, with %d replicas; a failover to a replica that had not yet received a lock loses it (use fencing tokens)", replicas)
+	case role.Primary():
+		r.add("role", statusOK, "primary, with %d replicas; a failover to a replica that had not yet received a lock loses it (use fencing tokens)", role.Replicas)
 	default:
-		r.add("role", statusFail, "ROLE says %v: not a server to lock on", role)
+		r.add("role", statusFail, "ROLE says %v: not a server to lock on", role.Reply)
 	}
 	if mode == "cluster" {
 		r.add("cluster", statusInfo, "Redis Cluster: each lock's keys share one slot ({name} hash tags), so lockkit's scripts work; a failover can lose a lock")
