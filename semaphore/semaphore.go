@@ -386,8 +386,14 @@ func giveBack(ctx context.Context, lk lockkit.Lock) {
 }
 
 // ended is the error of a wait that ctx ended, for the semaphore name.
-func ended(ctx context.Context, name string, holder *lockkit.Holder) error {
-	return &lockkit.HeldError{Name: name, Holder: holder, Cause: ctx.Err()}
+// cause is the slots' own report of it, for a backend whose server saw the
+// deadline pass a moment before ctx did (GET_LOCK's timeout); ctx.Err()
+// comes first.
+func ended(ctx context.Context, name string, holder *lockkit.Holder, cause error) error {
+	if err := ctx.Err(); err != nil {
+		cause = err
+	}
+	return &lockkit.HeldError{Name: name, Holder: holder, Cause: cause}
 }
 
 // waitSlot waits on one slot only: the whole wait of a semaphore of one
@@ -398,9 +404,18 @@ func (s *Semaphore) waitSlot(ctx context.Context, view lockkit.Locker, name stri
 		return s.grant(ctx, name, n, slot, lk)
 	}
 	if errors.Is(err, lockkit.ErrNotAcquired) {
-		return nil, ended(ctx, name, holder)
+		return nil, ended(ctx, name, holder, causeOf(err))
 	}
 	return nil, err
+}
+
+// causeOf is the Cause of err's *lockkit.HeldError, if it has one.
+func causeOf(err error) error {
+	var he *lockkit.HeldError
+	if errors.As(err, &he) {
+		return he.Cause
+	}
+	return nil
 }
 
 // slotResult is the end of one Acquire of a slot.
@@ -429,6 +444,7 @@ func (s *Semaphore) waitAll(ctx context.Context, view lockkit.Locker, name strin
 	var (
 		won    *slotResult
 		failed error
+		cause  error // a slot's report of how its wait ended
 	)
 	for range n {
 		r := <-results
@@ -440,6 +456,9 @@ func (s *Semaphore) waitAll(ctx context.Context, view lockkit.Locker, name strin
 			giveBack(ctx, r.lk)
 		case errors.Is(r.err, lockkit.ErrNotAcquired):
 			// This slot's wait ended with wctx.
+			if cause == nil {
+				cause = causeOf(r.err)
+			}
 		case won == nil && failed == nil:
 			failed = r.err
 			cancel()
@@ -451,7 +470,7 @@ func (s *Semaphore) waitAll(ctx context.Context, view lockkit.Locker, name strin
 	case failed != nil:
 		return nil, failed
 	}
-	return nil, ended(ctx, name, holder)
+	return nil, ended(ctx, name, holder, cause)
 }
 
 // waitOne is WaitOne: an Acquire on one slot, and retries of the others
@@ -484,7 +503,7 @@ func (s *Semaphore) waitOne(ctx context.Context, view lockkit.Locker, name strin
 			case r.err == nil:
 				return s.grant(ctx, name, n, r.slot, r.lk)
 			case errors.Is(r.err, lockkit.ErrNotAcquired):
-				return nil, ended(ctx, name, holder)
+				return nil, ended(ctx, name, holder, causeOf(r.err))
 			default:
 				return nil, r.err
 			}
