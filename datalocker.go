@@ -14,5 +14,7 @@ package lockkit
 // Package election publishes a leader's value this way.
 type DataLocker interface {
 	Locker
+	// WithData returns a Locker on the same lock space whose acquires
+	// record data as the holder's data.
 	WithData(data string) Locker
 }

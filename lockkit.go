@@ -236,6 +236,8 @@ type HeldError struct {
 	Cause  error   // ctx.Err() when a wait ended by its context; else nil
 }
 
+// Error says which lock was not acquired, who holds it where known, and
+// why the wait ended.
 func (e *HeldError) Error() string {
 	msg := fmt.Sprintf("lockkit: not acquired: %q is held", e.Name)
 	if e.Holder != nil {
@@ -259,6 +261,7 @@ type LostError struct {
 	Cause error  // why: a closed connection, a lease taken over, ...
 }
 
+// Error says which lock was lost and why.
 func (e *LostError) Error() string {
 	if e.Cause == nil {
 		return fmt.Sprintf("lockkit: lock lost: %q", e.Name)

@@ -385,6 +385,7 @@ type LostCause struct {
 	Holder *Holder
 }
 
+// Error says who has taken the record over, where known.
 func (c *LostCause) Error() string {
 	switch {
 	case c.Holder == nil:

@@ -58,6 +58,7 @@ const (
 	WaitOne
 )
 
+// String returns "WaitAll" or "WaitOne".
 func (w Wait) String() string {
 	switch w {
 	case WaitAll:
@@ -220,6 +221,7 @@ type MismatchError struct {
 	Holder  *lockkit.Holder // the holder, as the backend described it
 }
 
+// Error names the semaphore and both permit counts.
 func (e *MismatchError) Error() string {
 	by := ""
 	if e.Holder != nil {

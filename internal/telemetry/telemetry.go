@@ -83,6 +83,7 @@ const (
 
 var outcomeNames = [numOutcomes]string{"acquired", "busy", "timeout", "cancelled", "error"}
 
+// String returns the attribute value.
 func (o Outcome) String() string { return outcomeNames[o] }
 
 // OutcomeOf classifies the error of an acquire; wait is false for a try.
@@ -124,13 +125,14 @@ func heldError(err error) *lockkit.HeldError {
 type End uint8
 
 const (
-	Released End = iota
-	Lost
+	Released End = iota // given back with Release
+	Lost                // lost while held
 	numEnds
 )
 
 var endNames = [numEnds]string{"released", "lost"}
 
+// String returns the attribute value.
 func (e End) String() string { return endNames[e] }
 
 // Reason is why a lock was lost: the lockkit.reason attribute.
@@ -158,6 +160,7 @@ const (
 
 var reasonNames = [numReasons]string{"other", "session_ended", "lease_expired", "taken_over", "release_unconfirmed", "file_removed"}
 
+// String returns the attribute value.
 func (r Reason) String() string { return reasonNames[r] }
 
 // Backend describes the backend a Recorder records for.
