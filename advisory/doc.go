@@ -197,8 +197,38 @@
 // signal; the OS notices only through TCP
 // keepalives or tcp_user_timeout (pgx's connect config), so set them where
 // that matters. A lock can always be lost while its holder runs on: use
-// fencing (the rowlock package) where the guarded resource can check a
-// token.
+// fencing tokens (below, or the rowlock package) where the guarded
+// resource can check a token.
+//
+// # Fencing tokens
+//
+// PostgreSQL advisory locks have no token of their own: [Lock.Token] is 0
+// unless Config.Fencing is set. With it, every exclusive session lock gets
+// a fencing token, the next value of a sequence, so that a package such as
+// election can use advisory locks. The lock statement draws it itself —
+// pg_catalog.nextval on the sequence's oid, in a CASE that runs only when
+// every key was granted — so it costs no extra round trip; a try that
+// finds the key held draws nothing. Tokens strictly increase across every
+// name and key of the database, not only per name (one sequence serves
+// them all). The sequence is Config.FencingSequence, [DefaultFencingSequence]
+// ("lockkit_fence") when empty, looked up once per Locker at its first
+// fenced lock (to_regclass: through search_path unless schema-qualified)
+// and created then (CREATE SEQUENCE IF NOT EXISTS, in the first schema of
+// search_path) when it is missing. The lookup is one round trip per Locker;
+// creating needs CREATE on the schema — where the locking role lacks it,
+// create the sequence beforehand and grant it USAGE. A fenced lock that
+// cannot draw (no USAGE on the sequence) fails, and its session is closed,
+// which drops the lock. Shared locks get no token (0). Transaction-scoped
+// locks ([WithTxLock]) get none either.
+//
+// A sequence never goes back, so tokens survive restarts and failovers to
+// a streaming replica (a replica promoted after a crash may skip values,
+// never repeat them). Only a restore of an older backup, a dump loaded
+// elsewhere, or ALTER SEQUENCE … RESTART set it back; after one, move the
+// sequence past the highest token the guarded resources have seen
+// (SELECT setval('lockkit_fence', N)). List reads pg_locks, which shows no
+// token: Holder.Token is 0 there, so election's Leader and Observe cannot
+// read an advisory leader's term (Campaign, Term and Lead work).
 //
 // Unlock runs detached from the caller's context's cancellation and is
 // bounded by [Config.ReleaseTimeout] (when it expires the session

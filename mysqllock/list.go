@@ -76,7 +76,10 @@ var listSources = []struct{ check, query string }{
 // caller may see that session (another user's needs the PROCESS
 // privilege). Since is zero: the server keeps no acquisition time for user
 // locks, and a session's last command, which a conflict error reports, is
-// for a lockkit holder its last probe. A bad name returns an error matching
+// for a lockkit holder its last probe. With Config.Fencing, List with
+// names also reads each held name's fencing counter: Holder.Token is the
+// holder's token and Since when it drew it (see Fencing tokens in the
+// package documentation). A bad name returns an error matching
 // lockkit.ErrInvalid before any I/O.
 func (m *Locker) List(ctx context.Context, names ...string) ([]lockkit.LockInfo, error) {
 	if len(names) == 0 {
