@@ -3,10 +3,12 @@ package advisory
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/integration"
 	"github.com/lockkit/lockkit/keyhash"
 	"github.com/lockkit/lockkit/locktest"
 )
@@ -114,4 +116,88 @@ func TestElectionFencing(t *testing.T) {
 			LossBound: pgLossBound,
 		},
 	})
+}
+
+// TestFencedStatementsPrepare: every session lock statement has a fenced
+// form, with exactly one more parameter, that the server accepts (the
+// marker forms of a pooled connection are not reached on a direct one).
+func TestFencedStatementsPrepare(t *testing.T) {
+	conn, err := integration.PgxPool(t).Acquire(pgCtx(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	var all []string
+	for f := range leanLockSQL {
+		for m := range leanLockSQL[f] {
+			all = append(all, leanLockSQL[f][m][shapeInt], leanLockSQL[f][m][shapePair])
+			for first := range sessionLockSQL {
+				all = append(all, sessionLockSQL[first][f][m][:]...)
+			}
+		}
+	}
+	for i, q := range all {
+		fq, ok := fencedSQL[q]
+		switch {
+		case !ok:
+			t.Fatalf("no fenced form of %s", q)
+		case maxParam(fq) != maxParam(q)+1:
+			t.Fatalf("fenced form of %s has %d parameters", q, maxParam(fq))
+		}
+		base, err := conn.Conn().Prepare(pgCtx(t, 10*time.Second), fmt.Sprintf("base%d", i), q)
+		if err != nil {
+			t.Fatalf("prepare %s: %v", q, err)
+		}
+		sd, err := conn.Conn().Prepare(pgCtx(t, 10*time.Second), fmt.Sprintf("fenced%d", i), fq)
+		if err != nil {
+			t.Fatalf("prepare %s: %v", fq, err)
+		}
+		if len(sd.Fields) != len(base.Fields)+1 || sd.Fields[len(sd.Fields)-1].DataTypeOID != 20 { // int8
+			t.Fatalf("%s: columns %+v, want those of the statement and an int8", fq, sd.Fields)
+		}
+	}
+}
+
+// TestFencingMarkerForms runs the fenced marker forms (those of a pooled
+// connection) on a direct connection marked pooled: one key and several,
+// wait and try.
+func TestFencingMarkerForms(t *testing.T) {
+	ctx := pgCtx(t, 30*time.Second)
+	p := newPGPoolN(t, 1, &Config{Fencing: true})
+	pool := p.src.(poolSource).pool
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Conn().PgConn().CustomData()[connKindKey] = connPooled
+	c.Release()
+	k1, _ := p.Key("fence.m1")
+	k2, _ := p.Key("fence.m2")
+	var last int64
+	for i := range 4 {
+		var (
+			l   *Lock
+			err error
+		)
+		switch i {
+		case 0:
+			l, err = p.Lock(ctx, "fence.m1", nil)
+		case 1:
+			l, err = p.TryLock(ctx, "fence.m1", nil)
+		case 2:
+			l, err = p.LockKeys(ctx, []keyhash.Key{k1, k2}, nil)
+		case 3:
+			l, err = p.TryLockKeys(ctx, []keyhash.Key{k1, k2}, nil)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.form == formLean || l.Token() <= last {
+			t.Fatalf("lock %d: form %d, token %d after %d", i, l.form, l.Token(), last)
+		}
+		last = l.Token()
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
