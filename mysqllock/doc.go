@@ -115,7 +115,9 @@
 // LAST_INSERT_ID(expr) puts the new counter in the statement's OK packet,
 // so no SELECT follows. The cost: one more round trip on every fenced
 // acquire, and an InnoDB commit (a redo log flush where
-// innodb_flush_log_at_trx_commit is 1). Only the holder of the name bumps
+// innodb_flush_log_at_trx_commit is 1): a try and a release took 0.28ms
+// without and 0.77ms with Fencing here, on MariaDB on a loaded machine
+// (BenchmarkMySQLTryRelease and BenchmarkMySQLTryReleaseFencing). Only the holder of the name bumps
 // its row, so bumps never wait on each other. The first bump that finds
 // the table missing creates it (CREATE TABLE IF NOT EXISTS, in the
 // connection's database unless FencingTable names one) and retries; that
