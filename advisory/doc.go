@@ -226,10 +226,14 @@
 // which drops the lock. Shared locks get no token (0). Transaction-scoped
 // locks ([WithTxLock]) get none either.
 //
-// A sequence never goes back, so tokens survive restarts and failovers to
-// a streaming replica (a replica promoted after a crash may skip values,
-// never repeat them). Only a restore of an older backup, a dump loaded
-// elsewhere, or ALTER SEQUENCE … RESTART set it back; after one, move the
+// A sequence never goes back on its server, across restarts and crashes:
+// nextval logs values ahead (32 at a time) in WAL, and the statement that
+// logs them waits for the WAL flush at its commit (with
+// synchronous_commit off it does not, and a crash can repeat tokens). A
+// failover can set it back where the promoted replica may miss the last
+// WAL (asynchronous replication); with synchronous replication it only
+// skips values. A restore of an older backup, a dump loaded elsewhere,
+// and ALTER SEQUENCE … RESTART set it back too; after one, move the
 // sequence past the highest token the guarded resources have seen
 // (SELECT setval('lockkit_fence', N)). List reads pg_locks, which shows no
 // token: Holder.Token is 0 there, so election's Leader and Observe cannot
