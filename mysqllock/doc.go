@@ -126,7 +126,9 @@
 // whose bump fails ends its session, which drops the lock, and returns the
 // error. Locks on several names (LockNames, LockKeys) get no token (0).
 // The counter goes back only when its row does: a restore of an older
-// backup, or the row deleted; then raise n past the highest token the
+// backup, the row deleted, a crash where innodb_flush_log_at_trx_commit is
+// not 1, or a failover to a replica that missed the last bumps
+// (asynchronous replication); then raise n past the highest token the
 // guarded resources have seen. [Locker.List] with names reports the
 // holder's token (the name's counter) and, as Since, when it was bumped,
 // which election's Leader needs; right after GET_LOCK grants a name and
