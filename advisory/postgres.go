@@ -11,6 +11,8 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -53,7 +55,27 @@ type Config struct {
 	// means OpenTelemetry's global providers and no logs. See
 	// [lockkit.Telemetry].
 	Telemetry *lockkit.Telemetry
+
+	// Fencing gives every exclusive session lock a fencing token
+	// ([Lock.Token]): the next value of the sequence FencingSequence,
+	// drawn by the lock statement itself when it grants the lock (no
+	// extra round trip). Tokens strictly increase across every name of
+	// the database. Shared locks get no token (0). See the package
+	// documentation, Fencing tokens.
+	Fencing bool
+
+	// FencingSequence is the sequence Fencing draws from, "name" or
+	// "schema.name" (unquoted identifiers: letters, digits, "_"). Empty
+	// means [DefaultFencingSequence]. The first fenced lock of a Locker
+	// looks it up, as regclass input resolves it (through search_path
+	// unless schema-qualified), and creates it (CREATE SEQUENCE IF NOT
+	// EXISTS) when there is none.
+	FencingSequence string
 }
+
+// DefaultFencingSequence is the sequence of Config.Fencing when
+// Config.FencingSequence is empty.
+const DefaultFencingSequence = "lockkit_fence"
 
 // Locker takes PostgreSQL advisory locks in session scope: each held
 // [Lock] pins one connection (one server session) of the pool until it is
@@ -68,6 +90,11 @@ type Locker struct {
 	releaseTimeout time.Duration
 	starter        watchStarter
 	tel            *telemetry.Recorder
+
+	fencing  bool
+	fenceSeq string       // Config.FencingSequence, validated
+	fenceMu  sync.Mutex   // serialises the sequence's lookup
+	fenceOID atomic.Int64 // the sequence's oid, once looked up
 
 	idPrefix string        // of the holder ids (the session marker), unique to this Locker
 	seq      atomic.Uint64 // the last holder id's sequence number
@@ -111,15 +138,74 @@ func newLocker(src pgSource, cfg *Config) (*Locker, error) {
 	if cfg.ReleaseTimeout < 0 {
 		return nil, invalid.Errorf("advisory: negative ReleaseTimeout %v", cfg.ReleaseTimeout)
 	}
+	seq := cmp.Or(cfg.FencingSequence, DefaultFencingSequence)
+	if err := validSequence(seq); err != nil {
+		return nil, err
+	}
 	var r [6]byte
 	_, _ = rand.Read(r[:])
 	return &Locker{
+		fencing:        cfg.Fencing,
+		fenceSeq:       seq,
 		src:            src,
 		ns:             cfg.Namespace,
 		releaseTimeout: cmp.Or(cfg.ReleaseTimeout, DefaultReleaseTimeout),
 		tel:            telemetry.New(cfg.Telemetry, telemetryBackend),
 		idPrefix:       "lockkit:" + strconv.Itoa(os.Getpid()) + ":" + hex.EncodeToString(r[:]) + ":",
 	}, nil
+}
+
+// validSequence checks a Config.FencingSequence: one or two unquoted
+// identifiers joined by ".".
+func validSequence(s string) error {
+	parts := strings.Split(s, ".")
+	if len(parts) > 2 {
+		return invalid.Errorf("advisory: FencingSequence %q: want name or schema.name", s)
+	}
+	for _, p := range parts {
+		ok := p != "" && len(p) <= 63 && !(p[0] >= '0' && p[0] <= '9')
+		for _, c := range p {
+			ok = ok && (c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9')
+		}
+		if !ok {
+			return invalid.Errorf("advisory: FencingSequence %q: %q is not an unquoted identifier (letters, digits, _)", s, p)
+		}
+	}
+	return nil
+}
+
+// fenceSeqOID returns the oid of the fencing sequence, looked up on c (and
+// created there when missing) at the Locker's first fenced lock.
+func (p *Locker) fenceSeqOID(ctx context.Context, c *pgx.Conn) (int64, error) {
+	if oid := p.fenceOID.Load(); oid != 0 {
+		return oid, nil
+	}
+	p.fenceMu.Lock()
+	defer p.fenceMu.Unlock()
+	if oid := p.fenceOID.Load(); oid != 0 {
+		return oid, nil
+	}
+	ident := pgx.Identifier(strings.Split(p.fenceSeq, ".")).Sanitize()
+	var (
+		oid  *int64
+		kind *string
+	)
+	look := func() error { return c.QueryRow(ctx, fenceSeqSQL, ident).Scan(&oid, &kind) }
+	err := look()
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, err = c.Exec(ctx, "CREATE SEQUENCE IF NOT EXISTS "+ident); err != nil {
+			return 0, fmt.Errorf("Config.Fencing: create the fencing sequence %s (it needs CREATE on the schema; or create it beforehand, CREATE SEQUENCE %s, and grant USAGE on it to the locking role): %w", ident, ident, err)
+		}
+		err = look()
+	}
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("Config.Fencing: look up the fencing sequence %s: %w", ident, err)
+	case oid == nil || kind == nil || *kind != "S":
+		return 0, fmt.Errorf("Config.Fencing: %s is not a sequence", ident)
+	}
+	p.fenceOID.Store(*oid)
+	return *oid, nil
 }
 
 // errSessionEnded is the cause of a loss the watcher found.
@@ -301,8 +387,10 @@ var _ lockkit.Lock = (*Lock)(nil)
 // String form.
 func (l *Lock) Name() string { return l.state.Name() }
 
-// Token returns 0: advisory locks have no fencing token.
-func (l *Lock) Token() int64 { return 0 }
+// Token returns the lock's fencing token: with Config.Fencing, for an
+// exclusive lock, the value the lock statement drew from the fencing
+// sequence; otherwise 0.
+func (l *Lock) Token() int64 { return l.state.Token() }
 
 // Done is closed when the lock is released or lost.
 func (l *Lock) Done() <-chan struct{} { return l.state.Done() }
@@ -392,7 +480,7 @@ func (p *Locker) acquireOn(ctx context.Context, name string, keys []keyhash.Key,
 		p.verified.Store(true)
 	}
 	l := &Lock{p: p, keys: keys, mode: mode, pid: a.res.pid, id: a.id, form: a.form, pc: pc, timeout: p.releaseTimeout}
-	l.state = lockstate.New(name, 0, l.unlock)
+	l.state = lockstate.New(name, a.res.token, l.unlock)
 	l.w.init(pc, a.nc, l.onLoss)
 	p.starter.add(&l.w, watchDelay)
 	return l, nil
@@ -413,6 +501,7 @@ type acquireOp struct {
 	mode   Mode
 	try    bool
 	verify bool   // check in pg_locks that a granted lock is held
+	fence  int64  // the fencing sequence's oid: draw a token; 0 none
 	id     string // the holder id for the session marker, if the statement sets one
 
 	c           *pgx.Conn
@@ -432,6 +521,12 @@ type acquireOp struct {
 func (a *acquireOp) onConn(c *pgx.Conn) error {
 	a.c, a.nc = c, c.PgConn().Conn()
 	a.clientPID, a.kind = c.PgConn().PID(), connKindOf(c)
+	if a.p.fencing && a.mode == Exclusive {
+		var err error
+		if a.fence, err = a.p.fenceSeqOID(a.ctx, c); err != nil {
+			return err
+		}
+	}
 	a.stErr, a.interrupted = interruptible(a.ctx, 0, c, a.stmt)
 	ran := a.stErr == nil && !a.interrupted
 	if ran {
@@ -477,6 +572,9 @@ func (a *acquireOp) stmt() (err error) {
 		a.id = a.p.newID()
 	}
 	st := sessionLock(f, a.mode, a.keys, a.id, a.clientPID, checks)
+	if a.fence != 0 {
+		st = fenced(st, a.fence)
+	}
 	a.form = st.form
 	a.res, err = runLock(a.c, st, a.keys)
 	return err
@@ -531,6 +629,7 @@ type lockResult struct {
 	marked       bool        // the marker was set to the holder id
 	denied       keyhash.Key // a try: the first key not granted
 	unlockFailed bool        // a try: a granted key's unlock returned false
+	token        int64       // the fencing token drawn, if the statement was fenced and granted
 }
 
 // refusal explains a lock statement that took no lock for reason r.why;
@@ -547,20 +646,32 @@ func runLock(c *pgx.Conn, st sessionStmt, keys []keyhash.Key) (lockResult, error
 	bg := context.Background()
 	switch st.form {
 	case formLean:
-		var got *bool
+		var (
+			got *bool
+			tok *int64
+		)
 		res := lockResult{denied: keys[0]}
-		if err := c.QueryRow(bg, st.sql, st.args...).Scan(&got, &res.pid); err != nil {
+		dest := []any{&got, &res.pid, &tok}
+		if !st.fence {
+			dest = dest[:2]
+		}
+		if err := c.QueryRow(bg, st.sql, st.args...).Scan(dest...); err != nil {
 			return lockResult{}, err
 		}
 		res.granted = got != nil && *got
-		return res, nil
+		return res, res.fenceToken(st.fence, tok)
 	case formOne:
 		var (
 			code   int32
 			marker *string
+			tok    *int64
 		)
 		res := lockResult{denied: keys[0]}
-		if err := c.QueryRow(bg, st.sql, st.args...).Scan(&code, &marker, &res.pid); err != nil {
+		dest := []any{&code, &marker, &res.pid, &tok}
+		if !st.fence {
+			dest = dest[:3]
+		}
+		if err := c.QueryRow(bg, st.sql, st.args...).Scan(dest...); err != nil {
 			return lockResult{}, err
 		}
 		switch code {
@@ -572,7 +683,7 @@ func runLock(c *pgx.Conn, st sessionStmt, keys []keyhash.Key) (lockResult, error
 				res.prev = *marker
 			}
 		}
-		return res, nil
+		return res, res.fenceToken(st.fence, tok)
 	}
 	n := len(keys)
 	rows, err := c.Query(context.Background(), st.sql, st.args...)
@@ -581,6 +692,7 @@ func runLock(c *pgx.Conn, st sessionStmt, keys []keyhash.Key) (lockResult, error
 	}
 	res := lockResult{granted: true}
 	first, rowsSeen := true, 0
+	var tok *int64
 	for rows.Next() {
 		var (
 			prev         *string
@@ -589,7 +701,11 @@ func runLock(c *pgx.Conn, st sessionStmt, keys []keyhash.Key) (lockResult, error
 			a, b         int32
 			got, undone  *bool
 		)
-		if err := rows.Scan(&prev, &res.pid, &res.why, &pair, &k, &a, &b, &got, &undone, &marked); err != nil {
+		dest := []any{&prev, &res.pid, &res.why, &pair, &k, &a, &b, &got, &undone, &marked, &tok}
+		if !st.fence {
+			dest = dest[:10]
+		}
+		if err := rows.Scan(dest...); err != nil {
 			rows.Close()
 			return lockResult{}, err
 		}
@@ -623,7 +739,20 @@ func runLock(c *pgx.Conn, st sessionStmt, keys []keyhash.Key) (lockResult, error
 	if rowsSeen != n {
 		return lockResult{}, fmt.Errorf("the lock statement returned %d rows for %d keys", rowsSeen, n)
 	}
-	return res, nil
+	return res, res.fenceToken(st.fence, tok)
+}
+
+// fenceToken records tok, the token column of a fenced statement, in r,
+// and checks that a granted fenced lock got one.
+func (r *lockResult) fenceToken(fence bool, tok *int64) error {
+	if !fence || !r.granted {
+		return nil
+	}
+	if tok == nil || *tok <= 0 {
+		return errors.New("the lock statement granted the lock but drew no fencing token")
+	}
+	r.token = *tok
+	return nil
 }
 
 // verifyTimeout bounds the check of verifySQL.

@@ -159,6 +159,16 @@ func BenchmarkPostgresTryRelease(b *testing.B) {
 		}
 		run(b, p, w)
 	})
+	b.Run("pgxpool-fencing", func(b *testing.B) {
+		// Config.Fencing: nextval in the lock statement, no round trip
+		// more (the sequence's lookup is in the warm-up).
+		pool, w := countedPool(b)
+		p, err := NewPool(pool, &Config{Fencing: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		run(b, p, w)
+	})
 	b.Run("sql", func(b *testing.B) {
 		db, w := countedSQL(b, 4)
 		p, err := New(db, nil)

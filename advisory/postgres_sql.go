@@ -198,7 +198,8 @@ const (
 // sessionStmt is a session lock or unlock statement.
 type sessionStmt struct {
 	stmt
-	form stmtForm
+	form  stmtForm
+	fence bool // draws a fencing token: one more column (see fenced)
 }
 
 // Which checks a session lock statement makes (see connKind).
@@ -267,9 +268,9 @@ func sessionLock(f pgFunc, m Mode, keys []keyhash.Key, id string, clientPID uint
 	if checks == checksLean && len(keys) == 1 {
 		if keys[0].IsPair() {
 			a, b := keys[0].Pair()
-			return sessionStmt{stmt{leanLockSQL[f][m][shapePair], []any{a, b}}, formLean}
+			return sessionStmt{stmt{leanLockSQL[f][m][shapePair], []any{a, b}}, formLean, false}
 		}
-		return sessionStmt{stmt{leanLockSQL[f][m][shapeInt], []any{keys[0].Int64()}}, formLean}
+		return sessionStmt{stmt{leanLockSQL[f][m][shapeInt], []any{keys[0].Int64()}}, formLean, false}
 	}
 	first := 0
 	if checks == checksFirst {
@@ -281,12 +282,12 @@ func sessionLock(f pgFunc, m Mode, keys []keyhash.Key, id string, clientPID uint
 	switch {
 	case len(keys) == 1 && keys[0].IsPair():
 		a, b := keys[0].Pair()
-		st = sessionStmt{stmt{sessionLockSQL[first][f][m][shapePair], append(args, a, b)}, formOne}
+		st = sessionStmt{stmt{sessionLockSQL[first][f][m][shapePair], append(args, a, b)}, formOne, false}
 	case len(keys) == 1:
-		st = sessionStmt{stmt{sessionLockSQL[first][f][m][shapeInt], append(args, keys[0].Int64())}, formOne}
+		st = sessionStmt{stmt{sessionLockSQL[first][f][m][shapeInt], append(args, keys[0].Int64())}, formOne, false}
 	default:
 		ints, as, bs := splitKeys(keys)
-		st = sessionStmt{stmt{sessionLockSQL[first][f][m][shapeMulti], append(args, ints, as, bs)}, formMulti}
+		st = sessionStmt{stmt{sessionLockSQL[first][f][m][shapeMulti], append(args, ints, as, bs)}, formMulti, false}
 	}
 	if first == 1 {
 		st.args = append(st.args, int64(clientPID))
@@ -396,21 +397,21 @@ func sessionUnlock(m Mode, keys []keyhash.Key, id string, pid int32, form stmtFo
 	if form == formLean {
 		if keys[0].IsPair() {
 			a, b := keys[0].Pair()
-			return sessionStmt{stmt{leanUnlockSQL[m][shapePair], []any{pid, a, b}}, formLean}
+			return sessionStmt{stmt{leanUnlockSQL[m][shapePair], []any{pid, a, b}}, formLean, false}
 		}
-		return sessionStmt{stmt{leanUnlockSQL[m][shapeInt], []any{pid, keys[0].Int64()}}, formLean}
+		return sessionStmt{stmt{leanUnlockSQL[m][shapeInt], []any{pid, keys[0].Int64()}}, formLean, false}
 	}
 	args := make([]any, 2, 5)
 	args[0], args[1] = id, pid
 	switch {
 	case len(keys) == 1 && keys[0].IsPair():
 		a, b := keys[0].Pair()
-		return sessionStmt{stmt{sessionUnlockSQL[m][shapePair], append(args, a, b)}, formOne}
+		return sessionStmt{stmt{sessionUnlockSQL[m][shapePair], append(args, a, b)}, formOne, false}
 	case len(keys) == 1:
-		return sessionStmt{stmt{sessionUnlockSQL[m][shapeInt], append(args, keys[0].Int64())}, formOne}
+		return sessionStmt{stmt{sessionUnlockSQL[m][shapeInt], append(args, keys[0].Int64())}, formOne, false}
 	}
 	ints, as, bs := splitKeys(keys)
-	return sessionStmt{stmt{sessionUnlockSQL[m][shapeMulti], append(args, ints, as, bs)}, formMulti}
+	return sessionStmt{stmt{sessionUnlockSQL[m][shapeMulti], append(args, ints, as, bs)}, formMulti, false}
 }
 
 // leanUnlockSQL and sessionUnlockSQL hold the statements of sessionUnlock,
@@ -565,3 +566,92 @@ ORDER BY l.classid, l.objid, l.objsubid, a.pid`
 
 // List reads where golang-migrate and the other tools would keep their
 // tables on this session's database with toolTablesSQL (tooltables.go).
+
+// Fencing tokens (Config.Fencing). An exclusive session lock statement
+// draws the next value of the fencing sequence in the same statement, and
+// only when every key was granted: the statement of sessionLock becomes the
+// subquery of
+//
+//	SELECT s.*, CASE WHEN <granted> THEN pg_catalog.nextval($N::pg_catalog.int8::pg_catalog.oid::pg_catalog.regclass) END
+//	FROM (<statement> OFFSET 0) AS s
+//
+// where $N, one past the statement's parameters, is the sequence's oid
+// (resolved once per Locker, see fenceSeq), and <granted> is s's result (lean),
+// its code being 0 (one key with the marker). The several-key form gets a
+// CTE of its own, n, that draws once from its one-row m (the marker set:
+// every key granted). OFFSET 0 keeps the subquery from being flattened, so
+// each lock function still runs once and before nextval.
+
+// fencedSQL maps each sessionLock statement to its fenced form.
+var fencedSQL = func() map[string]string {
+	out := map[string]string{}
+	fence := func(n int) string {
+		return "pg_catalog.nextval($" + strconv.Itoa(n) + "::pg_catalog.int8::pg_catalog.oid::pg_catalog.regclass)"
+	}
+	for f := range leanLockSQL {
+		for m := range leanLockSQL[f] {
+			for shape := shapeInt; shape <= shapePair; shape++ {
+				q := leanLockSQL[f][m][shape]
+				if q == "" {
+					continue
+				}
+				n := maxParam(q) + 1
+				out[q] = "SELECT s.r, s.pid, CASE WHEN s.r THEN " + fence(n) + " END FROM (" +
+					strings.Replace(q, ", pg_catalog.pg_backend_pid()", " AS r, pg_catalog.pg_backend_pid() AS pid", 1) + " OFFSET 0) AS s"
+			}
+			for first := range sessionLockSQL {
+				for shape := shapeInt; shape <= shapeMulti; shape++ {
+					q := sessionLockSQL[first][f][m][shape]
+					if q == "" {
+						continue
+					}
+					n := maxParam(q) + 1
+					if shape == shapeMulti {
+						out[q] = strings.Replace(strings.Replace(q,
+							" SELECT g.prev,", ", n AS MATERIALIZED (SELECT CASE WHEN m.v IS NOT NULL THEN "+fence(n)+" END AS tok FROM m) SELECT g.prev,", 1),
+							" FROM g, t, o, m", ", n.tok FROM g, t, o, m, n", 1)
+						continue
+					}
+					out[q] = "SELECT s.code, s.marker, s.pid, CASE WHEN pg_catalog.int4eq(s.code, 0) THEN " + fence(n) + " END FROM (" +
+						strings.Replace(strings.Replace(q, " ELSE 3 END,", " ELSE 3 END AS code,", 1),
+							"pg_catalog.current_setting('"+markerGUC+"', true), pg_catalog.pg_backend_pid()",
+							"pg_catalog.current_setting('"+markerGUC+"', true) AS marker, pg_catalog.pg_backend_pid() AS pid", 1) +
+						" OFFSET 0) AS s"
+				}
+			}
+		}
+	}
+	return out
+}()
+
+// maxParam is the highest $n placeholder of q.
+func maxParam(q string) int {
+	hi := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] != '$' {
+			continue
+		}
+		j := i + 1
+		for j < len(q) && q[j] >= '0' && q[j] <= '9' {
+			j++
+		}
+		if n, err := strconv.Atoi(q[i+1 : j]); err == nil && n > hi {
+			hi = n
+		}
+	}
+	return hi
+}
+
+// fenced returns st drawing a fencing token from the sequence of oid seq
+// when granted (see fencedSQL).
+func fenced(st sessionStmt, seq int64) sessionStmt {
+	st.sql = fencedSQL[st.sql]
+	st.args = append(st.args, seq)
+	st.fence = true
+	return st
+}
+
+// fenceSeqSQL finds the fencing sequence: its oid, or NULL when there is no
+// relation of that name ($1, resolved as regclass input is: through
+// search_path unless schema-qualified).
+const fenceSeqSQL = `SELECT c.oid::bigint, c.relkind::text FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)`

@@ -21,16 +21,19 @@
 // ([lockkit.Lock.Token]). Every leadership of a name gets a term strictly
 // greater than the terms of every earlier leadership of that name on the
 // same lock space (the same table, key prefix, lock directory or in-memory
-// Locker). A Locker whose locks carry no token (Token is 0: advisory and
-// mysqllock today, filelock without Config.Fencing, redislock without
-// Config.Fencing) cannot give terms, and
+// Locker). A Locker whose locks carry no token (Token is 0: advisory,
+// mysqllock, filelock and redislock without Config.Fencing) cannot give
+// terms, and
 // [Elector.Campaign] refuses it with an error matching
 // lockkit.ErrUnsupported. Terms are as strong as the backend's tokens: on
 // rowlock they come from a sequence (PostgreSQL) or from the database clock
 // when a row is made anew (MySQL, after CleanupExpired); on redislock from a
 // counter key with the server's clock as a floor, so that they keep
 // increasing if the counter is lost; on filelock from a counter in the lock
-// file with the system clock as a floor; see those packages.
+// file with the system clock as a floor; on advisory from a sequence
+// (strictly increasing across all names; Leader and Observe are not
+// available there, as pg_locks shows no token); on mysqllock from a
+// counter row per name; see those packages.
 //
 // What a term does not guarantee is that only one process acts as leader at
 // any instant. No lock can: a leader paused past its lease (a GC pause, a

@@ -16,8 +16,18 @@ import (
 // through lockkit: pin a connection, GET_LOCK(name, 0) with CONNECTION_ID(),
 // start the loss probe, stop it, RELEASE_LOCK, return the connection.
 func BenchmarkMySQLTryRelease(b *testing.B) {
+	benchMySQLTryRelease(b, nil)
+}
+
+// BenchmarkMySQLTryReleaseFencing is BenchmarkMySQLTryRelease with
+// Config.Fencing: one more statement, the counter's bump (a commit).
+func BenchmarkMySQLTryReleaseFencing(b *testing.B) {
+	benchMySQLTryRelease(b, &mysqllock.Config{Fencing: true})
+}
+
+func benchMySQLTryRelease(b *testing.B, cfg *mysqllock.Config) {
 	db := integration.MySQL(b)
-	m, err := mysqllock.New(db, nil)
+	m, err := mysqllock.New(db, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

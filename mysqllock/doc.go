@@ -96,9 +96,43 @@
 // lock. Without the PROCESS privilege only the connection id of another
 // user's session is known.
 //
-// Not offered: shared locks (GET_LOCK has no shared mode),
-// fencing tokens (Token is 0), and transaction-scoped locks: GET_LOCK
-// ignores transactions.
+// Not offered: shared locks (GET_LOCK has no shared mode) and
+// transaction-scoped locks: GET_LOCK ignores transactions.
+//
+// # Fencing tokens
+//
+// GET_LOCK has no token of its own: [Lock.Token] is 0 unless Config.Fencing
+// is set. With it, every lock on one name gets a fencing token, strictly
+// increasing per name, so that a package such as election can use GET_LOCK.
+// Right after GET_LOCK grants the name, the lock's connection bumps the
+// name's counter in the table Config.FencingTable ([DefaultFencingTable],
+// "lockkit_fence", when empty), keyed by the GET_LOCK name (namespace
+// included), with one autocommitted statement, the name bound:
+//
+//	INSERT INTO `lockkit_fence` (name, n, at) VALUES (?, LAST_INSERT_ID(1), <now µs>)
+//	ON DUPLICATE KEY UPDATE n = LAST_INSERT_ID(n + 1), at = <now µs>
+//
+// LAST_INSERT_ID(expr) puts the new counter in the statement's OK packet,
+// so no SELECT follows. The cost: one more round trip on every fenced
+// acquire, and an InnoDB commit (a redo log flush where
+// innodb_flush_log_at_trx_commit is 1): a try and a release took 0.28ms
+// without and 0.77ms with Fencing here, on MariaDB on a loaded machine
+// (BenchmarkMySQLTryRelease and BenchmarkMySQLTryReleaseFencing). Only the holder of the name bumps
+// its row, so bumps never wait on each other. The first bump that finds
+// the table missing creates it (CREATE TABLE IF NOT EXISTS, in the
+// connection's database unless FencingTable names one) and retries; that
+// needs the CREATE privilege — where the locking user lacks it, create the
+// table beforehand and grant INSERT, UPDATE and SELECT on it. An acquire
+// whose bump fails ends its session, which drops the lock, and returns the
+// error. Locks on several names (LockNames, LockKeys) get no token (0).
+// The counter goes back only when its row does: a restore of an older
+// backup, the row deleted, a crash where innodb_flush_log_at_trx_commit is
+// not 1, or a failover to a replica that missed the last bumps
+// (asynchronous replication); then raise n past the highest token the
+// guarded resources have seen. [Locker.List] with names reports the
+// holder's token (the name's counter) and, as Since, when it was bumped,
+// which election's Leader needs; right after GET_LOCK grants a name and
+// before the bump, List still shows the previous holder's token.
 //
 // MySQL 8 and MariaDB differ. The MariaDB column is what MariaDB 10.11
 // does, and TestMySQLServerBehaviour pins each row; the MySQL column is what

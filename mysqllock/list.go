@@ -3,11 +3,13 @@ package mysqllock
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/sqlconn"
 )
@@ -74,7 +76,10 @@ var listSources = []struct{ check, query string }{
 // caller may see that session (another user's needs the PROCESS
 // privilege). Since is zero: the server keeps no acquisition time for user
 // locks, and a session's last command, which a conflict error reports, is
-// for a lockkit holder its last probe. A bad name returns an error matching
+// for a lockkit holder its last probe. With Config.Fencing, List with
+// names also reads each held name's fencing counter: Holder.Token is the
+// holder's token and Since when it drew it (see Fencing tokens in the
+// package documentation). A bad name returns an error matching
 // lockkit.ErrInvalid before any I/O.
 func (m *Locker) List(ctx context.Context, names ...string) ([]lockkit.LockInfo, error) {
 	if len(names) == 0 {
@@ -100,11 +105,33 @@ func (m *Locker) List(ctx context.Context, names ...string) ([]lockkit.LockInfo,
 		}
 		if h != nil {
 			h.Since = time.Time{} // the holder's last command; see above
+			if m.fenceRead != "" {
+				if h.Token, h.Since, err = m.readToken(ctx, conn, out[i].Key); err != nil {
+					sqlconn.Discard(conn)
+					return nil, fmt.Errorf("mysqllock: list %q: %w", out[i].Name, err)
+				}
+			}
 			out[i].Held, out[i].Holder = true, *h
 		}
 	}
 	_ = conn.Close()
 	return out, nil
+}
+
+// readToken reads the fencing counter of the GET_LOCK name server, and
+// when it was last bumped: the token of its last holder with
+// Config.Fencing, and when that holder took the lock; 0 when there is none.
+func (m *Locker) readToken(ctx context.Context, conn *sql.Conn, server string) (int64, time.Time, error) {
+	var n, at int64
+	err := conn.QueryRowContext(ctx, m.fenceRead, server).Scan(&n, &at)
+	var me *mysql.MySQLError
+	if errors.Is(err, sql.ErrNoRows) || errors.As(err, &me) && me.Number == 1146 {
+		return 0, time.Time{}, nil
+	}
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	return n, time.UnixMicro(at), nil
 }
 
 // listAll lists every granted user lock from the first source the server

@@ -19,7 +19,8 @@ import (
 // methods are safe for concurrent use.
 //
 // Name is the name it was acquired under; for several names, their sorted
-// list joined by ",". Token is always 0: GET_LOCK has no fencing token.
+// list joined by ",". Token is 0 unless Config.Fencing is set: GET_LOCK has
+// no fencing token of its own.
 // While the lock is held, a probe on its connection checks every
 // ProbeInterval that the server still grants every name to this session;
 // when it does not (the session was killed, the server restarted, the
@@ -45,8 +46,9 @@ var _ lockkit.Lock = (*Lock)(nil)
 // Name returns the name the lock was acquired under.
 func (l *Lock) Name() string { return l.state.Name() }
 
-// Token returns 0: GET_LOCK has no fencing token.
-func (l *Lock) Token() int64 { return 0 }
+// Token returns the lock's fencing token: with Config.Fencing, for a lock
+// on one name, its counter's value drawn at acquire; otherwise 0.
+func (l *Lock) Token() int64 { return l.state.Token() }
 
 // Done is closed when the lock is released or lost.
 func (l *Lock) Done() <-chan struct{} { return l.state.Done() }
@@ -85,14 +87,14 @@ func (l *Lock) UserLockNames() []string {
 	return out
 }
 
-func (m *Locker) newLock(conn *sql.Conn, connID int64, ts []mysqlTarget) *Lock {
+func (m *Locker) newLock(conn *sql.Conn, connID int64, ts []mysqlTarget, token int64) *Lock {
 	l := &Lock{
 		conn:    conn,
 		connID:  connID,
 		targets: ts,
 		m:       m,
 	}
-	l.state = lockstate.New(lockName(ts), 0, l.unlock)
+	l.state = lockstate.New(lockName(ts), token, l.unlock)
 	l.mu.Lock()
 	l.timer = time.AfterFunc(m.probeInterval, l.tick)
 	l.mu.Unlock()

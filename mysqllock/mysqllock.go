@@ -107,7 +107,26 @@ type Config struct {
 	// means OpenTelemetry's global providers and no logs. See
 	// [lockkit.Telemetry].
 	Telemetry *lockkit.Telemetry
+
+	// Fencing gives every lock on one name a fencing token
+	// ([Lock.Token]): a counter per GET_LOCK name in the table
+	// FencingTable, bumped on the lock's connection right after GET_LOCK
+	// granted it. Tokens strictly increase per name. A lock on several
+	// names (LockNames, LockKeys) gets no token (0). See the package
+	// documentation, Fencing tokens.
+	Fencing bool
+
+	// FencingTable is the table of Fencing's counters, "table" (in the
+	// connection's current database) or "database.table": letters,
+	// digits and "_". Empty means [DefaultFencingTable]. It is created
+	// (CREATE TABLE IF NOT EXISTS) the first time a bump finds it
+	// missing.
+	FencingTable string
 }
+
+// DefaultFencingTable is the table of Config.Fencing when
+// Config.FencingTable is empty.
+const DefaultFencingTable = "lockkit_fence"
 
 // Locker acquires MySQL and MariaDB user locks (GET_LOCK) on one *sql.DB.
 // It implements [lockkit.Locker]; see the package documentation for names,
@@ -120,6 +139,10 @@ type Locker struct {
 	releaseTimeout time.Duration
 	ids            mysqlConnIDs
 	tel            *telemetry.Recorder
+
+	fenceBump   string // the bump statement of Config.Fencing; "" without
+	fenceCreate string // the CREATE TABLE of the counters' table
+	fenceRead   string // reads a name's counter, for List
 }
 
 var telemetryBackend = telemetry.Backend{
@@ -167,6 +190,11 @@ func New(db *sql.DB, cfg *Config) (*Locker, error) {
 	if c.ProbeInterval != 0 && c.ProbeInterval < minProbeInterval {
 		return nil, invalid.Errorf("mysqllock: Config: ProbeInterval %v is below the least, %v", c.ProbeInterval, minProbeInterval)
 	}
+	table := cmp.Or(c.FencingTable, DefaultFencingTable)
+	qtable, err := quoteTable(table)
+	if err != nil {
+		return nil, err
+	}
 	m := &Locker{
 		db:             db,
 		namespace:      c.Namespace,
@@ -174,6 +202,16 @@ func New(db *sql.DB, cfg *Config) (*Locker, error) {
 		probeTimeout:   cmp.Or(c.ProbeTimeout, DefaultProbeTimeout),
 		releaseTimeout: cmp.Or(c.ReleaseTimeout, DefaultReleaseTimeout),
 		tel:            telemetry.New(c.Telemetry, telemetryBackend),
+	}
+	if c.Fencing {
+		// at: when the counter was last bumped, in microseconds since
+		// the epoch, the holder's Since for List.
+		const now = "CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)"
+		m.fenceBump = "INSERT INTO " + qtable + " (name, n, at) VALUES (?, LAST_INSERT_ID(1), " + now + ")" +
+			" ON DUPLICATE KEY UPDATE n = LAST_INSERT_ID(n + 1), at = " + now
+		m.fenceCreate = "CREATE TABLE IF NOT EXISTS " + qtable +
+			" (name VARBINARY(255) NOT NULL PRIMARY KEY, n BIGINT NOT NULL, at BIGINT NOT NULL) ENGINE=InnoDB"
+		m.fenceRead = "SELECT n, at FROM " + qtable + " WHERE name = ?"
 	}
 	if c.Namespace == "" && !c.NoNamespace {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -453,7 +491,67 @@ func (m *Locker) attempt(ctx context.Context, ts []mysqlTarget, wait bool) (*Loc
 		m.kill(connID)
 		return nil, notAcquiredCtx(ts[0].name, nil, cerr)
 	}
-	return m.newLock(conn, connID, ts), nil
+	var token int64
+	if m.fenceBump != "" && len(ts) == 1 {
+		if token, err = m.bump(ctx, conn, ts[0].server); err != nil {
+			// The session still holds the name: end it.
+			sqlconn.Discard(conn)
+			m.kill(connID)
+			if cerr := ctx.Err(); cerr != nil {
+				return nil, notAcquiredCtx(ts[0].name, nil, cerr)
+			}
+			return nil, fmt.Errorf("mysqllock: acquire %q: Config.Fencing: %w", ts[0].name, err)
+		}
+	}
+	return m.newLock(conn, connID, ts, token), nil
+}
+
+// bump draws the next fencing token of the GET_LOCK name server on conn,
+// which holds it: one autocommitted statement whose new counter the
+// server returns in its OK packet (LAST_INSERT_ID(expr) sets the insert
+// id), so no SELECT follows. A missing table is created, once, and the
+// bump retried.
+func (m *Locker) bump(ctx context.Context, conn *sql.Conn, server string) (int64, error) {
+	for created := false; ; created = true {
+		res, err := conn.ExecContext(ctx, m.fenceBump, server)
+		var me *mysql.MySQLError
+		if !created && errors.As(err, &me) && me.Number == 1146 { // ER_NO_SUCH_TABLE
+			if _, cerr := conn.ExecContext(ctx, m.fenceCreate); cerr != nil {
+				return 0, fmt.Errorf("create the counters' table (it needs the CREATE privilege; or create it beforehand, %s, and grant INSERT, UPDATE and SELECT on it): %w", m.fenceCreate, cerr)
+			}
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("bump the counter (it needs INSERT and UPDATE on the counters' table): %w", err)
+		}
+		n, err := res.LastInsertId()
+		if err != nil {
+			return 0, err
+		}
+		if n <= 0 {
+			return 0, fmt.Errorf("the counter's bump returned %d", n)
+		}
+		return n, nil
+	}
+}
+
+// quoteTable validates a Config.FencingTable and quotes it.
+func quoteTable(t string) (string, error) {
+	parts := strings.Split(t, ".")
+	if len(parts) > 2 {
+		return "", invalid.Errorf("mysqllock: Config: FencingTable %q: want table or database.table", t)
+	}
+	for i, p := range parts {
+		ok := p != "" && len(p) <= 64
+		for _, c := range p {
+			ok = ok && (c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9')
+		}
+		if !ok {
+			return "", invalid.Errorf("mysqllock: Config: FencingTable %q: %q is not a plain identifier (letters, digits, _)", t, p)
+		}
+		parts[i] = "`" + p + "`"
+	}
+	return strings.Join(parts, "."), nil
 }
 
 // held is the error of an attempt that found t held elsewhere and holds
