@@ -11,7 +11,6 @@ import (
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/election"
-	"go.uber.org/goleak"
 )
 
 // ElectionConfig describes a backend for [RunElection].
@@ -67,10 +66,7 @@ func RunElection(t *testing.T, cfg ElectionConfig) {
 		cfg.PollInterval = 20 * time.Millisecond
 	}
 	s := &electionSuite{suite: &suite{cfg: cfg.Config, prefix: "election." + randHex(6) + "."}, ecfg: cfg}
-	checks := []struct {
-		name string
-		fn   func(t *testing.T)
-	}{
+	checks := []check{
 		{"Campaign", s.campaign},
 		{"CampaignCancelled", s.campaignCancelled},
 		{"TermsIncrease", s.termsIncrease},
@@ -82,26 +78,7 @@ func RunElection(t *testing.T, cfg ElectionConfig) {
 		{"LeadCancelledOnLoss", s.leadCancelledOnLoss},
 		{"Observe", s.observe},
 	}
-	for _, c := range checks {
-		t.Run(c.name, func(t *testing.T) {
-			opts := append([]goleak.Option{goleak.IgnoreCurrent()}, cfg.LeakOptions...)
-			t.Cleanup(func() {
-				if err := goleak.Find(opts...); err != nil {
-					t.Errorf("goroutines leaked by this check: %v", err)
-				}
-			})
-			c.fn(t)
-		})
-	}
-	t.Run("NoLeftovers", func(t *testing.T) {
-		if cfg.Leftovers == nil {
-			t.Log("locktest: no Leftovers hook; server-side leftovers not checked")
-			return
-		}
-		if n := cfg.Leftovers(t, s.usedNames()); n != 0 {
-			t.Errorf("%d locks still held on the server for the suite's names after every leader resigned", n)
-		}
-	})
+	s.runChecks(t, checks, "every leader resigned")
 }
 
 type electionSuite struct {

@@ -71,10 +71,7 @@ func Run(t *testing.T, cfg Config) {
 	}
 	s := &suite{cfg: cfg, prefix: "locktest." + randHex(6) + "."}
 
-	checks := []struct {
-		name string
-		fn   func(t *testing.T)
-	}{
+	checks := []check{
 		{"TryWhileHeld", s.tryWhileHeld},
 		{"TryAfterRelease", s.tryAfterRelease},
 		{"NamesAreIndependent", s.namesAreIndependent},
@@ -92,9 +89,23 @@ func Run(t *testing.T, cfg Config) {
 		{"Tokens", s.tokens},
 		{"LossDetection", s.lossDetection},
 	}
+	s.runChecks(t, checks, "every lock was released")
+}
+
+// check is one conformance check, run as a subtest.
+type check struct {
+	name string
+	fn   func(t *testing.T)
+}
+
+// runChecks runs each check as a subtest that must leak no goroutine, then
+// NoLeftovers: nothing still held on the server for the suite's names.
+// what says what was given back before NoLeftovers runs.
+func (s *suite) runChecks(t *testing.T, checks []check, what string) {
+	t.Helper()
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
-			opts := append([]goleak.Option{goleak.IgnoreCurrent()}, cfg.LeakOptions...)
+			opts := append([]goleak.Option{goleak.IgnoreCurrent()}, s.cfg.LeakOptions...)
 			// Registered first, so it runs last: after the cleanups of
 			// the lockers and pools the check made.
 			t.Cleanup(func() {
@@ -106,12 +117,12 @@ func Run(t *testing.T, cfg Config) {
 		})
 	}
 	t.Run("NoLeftovers", func(t *testing.T) {
-		if cfg.Leftovers == nil {
+		if s.cfg.Leftovers == nil {
 			t.Log("locktest: no Leftovers hook; server-side leftovers not checked")
 			return
 		}
-		if n := cfg.Leftovers(t, s.usedNames()); n != 0 {
-			t.Errorf("%d locks still held on the server for the suite's names after every lock was released", n)
+		if n := s.cfg.Leftovers(t, s.usedNames()); n != 0 {
+			t.Errorf("%d locks still held on the server for the suite's names after %s", n, what)
 		}
 	})
 }

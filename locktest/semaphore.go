@@ -12,7 +12,6 @@ import (
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/semaphore"
-	"go.uber.org/goleak"
 )
 
 // SemaphoreConfig describes a backend for [RunSemaphore].
@@ -78,10 +77,6 @@ func RunSemaphore(t *testing.T, cfg SemaphoreConfig) {
 	}
 	s := &semSuite{suite: &suite{cfg: cfg.Config, prefix: "sem." + randHex(6) + "."}, scfg: cfg, n: cfg.Permits}
 
-	type check struct {
-		name string
-		fn   func(t *testing.T)
-	}
 	checks := []check{
 		{"Permits", s.permits},
 		{"BadInput", s.badInput},
@@ -101,26 +96,7 @@ func RunSemaphore(t *testing.T, cfg SemaphoreConfig) {
 		)
 	}
 	checks = append(checks, check{"CrashedHolder", s.crashedHolder})
-	for _, c := range checks {
-		t.Run(c.name, func(t *testing.T) {
-			opts := append([]goleak.Option{goleak.IgnoreCurrent()}, cfg.LeakOptions...)
-			t.Cleanup(func() {
-				if err := goleak.Find(opts...); err != nil {
-					t.Errorf("goroutines leaked by this check: %v", err)
-				}
-			})
-			c.fn(t)
-		})
-	}
-	t.Run("NoLeftovers", func(t *testing.T) {
-		if cfg.Leftovers == nil {
-			t.Log("locktest: no Leftovers hook; server-side leftovers not checked")
-			return
-		}
-		if n := cfg.Leftovers(t, s.usedNames()); n != 0 {
-			t.Errorf("%d slot locks still held on the server after every permit was released", n)
-		}
-	})
+	s.runChecks(t, checks, "every permit was released")
 }
 
 type semSuite struct {
