@@ -3,10 +3,10 @@ package election
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"time"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/backoff"
 )
 
 // Lead runs fn whenever this caller leads the election name, until ctx
@@ -106,11 +106,7 @@ func (e *Elector) backoff(failures int) time.Duration {
 		}
 		d *= 2
 	}
-	d = min(d, e.maxBackoff)
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d-d/2+1)
+	return backoff.Jitter(min(d, e.maxBackoff))
 }
 
 func (e *Elector) report(name string, term int64, err error) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/backoff"
 	"github.com/lockkit/lockkit/internal/invalid"
 	"github.com/lockkit/lockkit/internal/telemetry"
 	"golang.org/x/sys/unix"
@@ -529,7 +530,7 @@ func (l *Locker) acquireChecked(ctx context.Context, name string, mode Mode, wai
 
 	var (
 		f        = lockFile{fd: -1}
-		backoff  = l.cfg.PollMin
+		pause    = l.cfg.PollMin
 		timer    *time.Timer
 		n        *notifier
 		notified bool // a notifier was tried for this fd
@@ -604,8 +605,8 @@ func (l *Locker) acquireChecked(ctx context.Context, name string, mode Mode, wai
 				continue
 			}
 		}
-		d := jitter(backoff)
-		backoff = min(backoff*2, l.cfg.PollMax)
+		d := backoff.Jitter(pause)
+		pause = min(pause*2, l.cfg.PollMax)
 		if n != nil {
 			woken, err := n.wait(ctx, d)
 			if err != nil {
@@ -614,7 +615,7 @@ func (l *Locker) acquireChecked(ctx context.Context, name string, mode Mode, wai
 			if woken {
 				// Something closed the file: likely a release. If
 				// the retry loses, poll fast again for a while.
-				backoff = l.cfg.PollMin
+				pause = l.cfg.PollMin
 				// Or the file was removed or replaced: wait on the
 				// path's new file, not behind the old one's holder.
 				if same, err := l.sameFile(file, &f.st); err == nil && !same {

@@ -4,7 +4,6 @@ package filelock
 
 import (
 	"context"
-	"math/rand/v2"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -73,14 +72,6 @@ func pwriteFull(fd int, b []byte) (int, error) {
 		done += n
 	}
 	return done, nil
-}
-
-// jitter returns a duration in [d/2, d].
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 // sleep waits d or until ctx ends, and returns ctx.Err() if it did.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/backoff"
 	"github.com/lockkit/lockkit/internal/sqlconn"
 	"github.com/lockkit/lockkit/internal/turns"
 )
@@ -99,7 +99,7 @@ func (l *Locker) head(ctx context.Context, name string, ls *lease, q *turns.Queu
 		} else {
 			// Polling: exponential backoff with jitter, from minPoll
 			// up to MaxPoll; the sleep is uniform in [poll/2, poll].
-			d = poll/2 + rand.N(poll/2+1)
+			d = backoff.Jitter(poll)
 			poll = min(2*poll, l.s.maxPoll)
 		}
 		if holder != nil {

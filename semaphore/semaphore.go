@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/backoff"
 	"github.com/lockkit/lockkit/internal/invalid"
 )
 
@@ -496,7 +497,7 @@ func (s *Semaphore) waitOne(ctx context.Context, view lockkit.Locker, name strin
 		}
 	}
 	pause := s.minBackoff
-	timer := time.NewTimer(jitter(pause))
+	timer := time.NewTimer(backoff.Jitter(pause))
 	defer timer.Stop()
 	for {
 		select {
@@ -524,17 +525,9 @@ func (s *Semaphore) waitOne(ctx context.Context, view lockkit.Locker, name strin
 			}
 			// Other errors: the wait goes on, and reports what lasts.
 			pause = min(2*pause, s.maxBackoff)
-			timer.Reset(jitter(pause))
+			timer.Reset(backoff.Jitter(pause))
 		}
 	}
-}
-
-// jitter draws a pause uniformly from [d/2, d].
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d-d/2+1)
 }
 
 // Locker returns the permits of the semaphores of n permits as a
