@@ -134,6 +134,24 @@ func (s *semSuite) process(t *testing.T, w semaphore.Wait) *process {
 	return &process{locker: l, sem: sem}
 }
 
+// acquired is the end of an Acquire that acquireAsync started.
+type acquired struct {
+	pm  *semaphore.Permit
+	err error
+	at  time.Time // when it returned
+}
+
+// acquireAsync starts p's Acquire of a permit of name (a minute at most)
+// and delivers its end on the channel.
+func (s *semSuite) acquireAsync(t *testing.T, p *process, name string) <-chan acquired {
+	res := make(chan acquired, 1)
+	go func() {
+		pm, err := p.sem.Acquire(ctxT(t, time.Minute), name, s.n)
+		res <- acquired{pm, err, time.Now()}
+	}()
+	return res
+}
+
 func (p *process) canList() bool {
 	_, ok := p.locker.(lockkit.Lister)
 	return ok
@@ -357,16 +375,7 @@ func (s *semSuite) waiterAcquires(t *testing.T, w semaphore.Wait) {
 	a, b := s.process(t, w), s.process(t, w)
 	name := s.semName(t)
 	held := s.fill(t, name, s.n, a, b)
-	type result struct {
-		pm  *semaphore.Permit
-		err error
-		at  time.Time
-	}
-	res := make(chan result, 1)
-	go func() {
-		pm, err := b.sem.Acquire(ctxT(t, time.Minute), name, s.n)
-		res <- result{pm, err, time.Now()}
-	}()
+	res := s.acquireAsync(t, b, name)
 	time.Sleep(150 * time.Millisecond)
 	select {
 	case r := <-res:
@@ -547,16 +556,7 @@ func (s *semSuite) killedHolder(t *testing.T, w semaphore.Wait) {
 	a, b := s.process(t, w), s.process(t, w)
 	name := s.semName(t)
 	held := s.fill(t, name, s.n, a)
-	type result struct {
-		pm  *semaphore.Permit
-		err error
-		at  time.Time
-	}
-	res := make(chan result, 1)
-	go func() {
-		pm, err := b.sem.Acquire(ctxT(t, time.Minute), name, s.n)
-		res <- result{pm, err, time.Now()}
-	}()
+	res := s.acquireAsync(t, b, name)
 	time.Sleep(150 * time.Millisecond) // let the waiter wait
 	slot := rand.IntN(s.n)
 	victim := held[slot]
@@ -628,16 +628,7 @@ func (s *semSuite) crashedHolder(t *testing.T) {
 		t.Fatalf("TryAcquire on the crashing Locker = %v", err)
 	}
 	defer func() { _ = crashed.Release(ctxT(t, 10*time.Second)) }()
-	type result struct {
-		pm  *semaphore.Permit
-		err error
-		at  time.Time
-	}
-	res := make(chan result, 1)
-	go func() {
-		pm, err := b.sem.Acquire(ctxT(t, time.Minute), name, s.n)
-		res <- result{pm, err, time.Now()}
-	}()
+	res := s.acquireAsync(t, b, name)
 	time.Sleep(150 * time.Millisecond)
 	start := time.Now()
 	crash()
