@@ -239,10 +239,12 @@
 // and ALTER SEQUENCE … RESTART set tokens back; after one, move the
 // sequence past the highest token the guarded resources have seen
 // (SELECT setval('lockkit_fence', N)). Every held advisory lock is lost in
-// a failover (the sessions end with the primary); point the Locker at the
-// primary only (target_session_attrs=read-write in a multi-host DSN): a
-// hot standby grants advisory locks of its own, which exclude nobody on
-// the primary. List reads pg_locks, which shows no
+// a failover (the sessions end with the primary). A hot standby grants
+// advisory locks of its own, which exclude nobody on the primary: a
+// session lock on a connection whose server reports in_hot_standby on
+// (PostgreSQL 14 and later) is refused with [ErrStandby]. Point the Locker
+// at the primary only (target_session_attrs=read-write in a multi-host
+// DSN). List reads pg_locks, which shows no
 // token: Holder.Token is 0 there, so election's Leader and Observe cannot
 // read an advisory leader's term (Campaign, Term and Lead work).
 //
@@ -275,6 +277,8 @@
 //     locks share the lock table of max_locks_per_transaction ×
 //     (max_connections + max_prepared_transactions) entries with all other
 //     locks. While it is full even new connections can fail.
+//   - The connection reached a hot standby: matches [ErrStandby] and
+//     [lockkit.ErrUnsupported], before any lock statement.
 //   - Bad input (an empty or invalid name, no keys, a nil database, an
 //     unknown mode): matches [lockkit.ErrInvalid], before any I/O.
 package advisory

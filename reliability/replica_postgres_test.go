@@ -28,17 +28,6 @@ import (
 // the new primary hands out. See RELIABILITY.md, "Replicated servers and
 // failover".
 
-// openPG opens a *sql.DB on dsn, closed when t ends.
-func openPG(t testing.TB, dsn string) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
-
 // withDB returns dsn with its database replaced by dbname.
 func withDB(t testing.TB, dsn, dbname string) string {
 	t.Helper()
@@ -151,7 +140,7 @@ func TestReplicaPostgresAsyncFailover(t *testing.T) {
 	t.Parallel()
 	pair := integration.StartPostgresPair(t, false)
 	ctx := ctxT(t, 3*time.Minute)
-	admin := openPG(t, pair.Primary.DSN())
+	admin := openDB(t, pair.Primary.DSN())
 	rowDSN := lockTable(t, kindRowPG, pair.Primary.DSN(), false) // database postgres
 	// The old design: the lock table of migration 1 only, in a database
 	// of its own.
@@ -167,14 +156,14 @@ func TestReplicaPostgresAsyncFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := openPG(t, oldDSN).ExecContext(ctx, string(first)); err != nil {
+	if _, err := openDB(t, oldDSN).ExecContext(ctx, string(first)); err != nil {
 		t.Fatal(err)
 	}
 
 	const ttl, renew = 3 * time.Second, 200 * time.Millisecond
-	rows := newRowLocker(t, openPG(t, rowDSN), ttl, renew)
-	old := newRowLocker(t, openPG(t, oldDSN), ttl, renew)
-	adv, err := advisory.New(openPG(t, pair.Primary.DSN()), &advisory.Config{Fencing: true})
+	rows := newRowLocker(t, openDB(t, rowDSN), ttl, renew)
+	old := newRowLocker(t, openDB(t, oldDSN), ttl, renew)
+	adv, err := advisory.New(openDB(t, pair.Primary.DSN()), &advisory.Config{Fencing: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,9 +220,9 @@ func TestReplicaPostgresAsyncFailover(t *testing.T) {
 	// The application reconnects: the multi-host DSN finds the promoted
 	// standby.
 	after := pair.DSN()
-	rowsAfter := newRowLocker(t, openPG(t, after), ttl, renew)
-	oldAfter := newRowLocker(t, openPG(t, withDB(t, after, "olddesign")), ttl, renew)
-	advAfter, err := advisory.New(openPG(t, after), &advisory.Config{Fencing: true})
+	rowsAfter := newRowLocker(t, openDB(t, after), ttl, renew)
+	oldAfter := newRowLocker(t, openDB(t, withDB(t, after, "olddesign")), ttl, renew)
+	advAfter, err := advisory.New(openDB(t, after), &advisory.Config{Fencing: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +281,7 @@ func TestReplicaPostgresAsyncFailover(t *testing.T) {
 		t.Errorf("advisory Fencing: token %d after the failover, not above the old primary's last %d", a.Token(), lastAdv)
 	}
 	var seq int64
-	if err := openPG(t, after).QueryRowContext(ctx, "SELECT last_value FROM "+advisory.DefaultFencingSequence).Scan(&seq); err != nil {
+	if err := openDB(t, after).QueryRowContext(ctx, "SELECT last_value FROM "+advisory.DefaultFencingSequence).Scan(&seq); err != nil {
 		t.Fatal(err)
 	}
 	if seq >= lastAdv&(1<<pgepoch.Shift-1) {
@@ -332,8 +321,8 @@ func TestReplicaPostgresSyncFailover(t *testing.T) {
 	ctx := ctxT(t, 3*time.Minute)
 	lockTable(t, kindRowPG, pair.Primary.DSN(), false)
 	const ttl, renew = 8 * time.Second, 200 * time.Millisecond
-	rows := newRowLocker(t, openPG(t, pair.DSN()), ttl, renew)
-	other := newRowLocker(t, openPG(t, pair.DSN()), ttl, renew)
+	rows := newRowLocker(t, openDB(t, pair.DSN()), ttl, renew)
+	other := newRowLocker(t, openDB(t, pair.DSN()), ttl, renew)
 
 	pool, err := pgxpool.New(ctx, pair.DSN())
 	if err != nil {
@@ -346,6 +335,35 @@ func TestReplicaPostgresSyncFailover(t *testing.T) {
 	}
 	lastRow := draw(t, rows, "job", 5)
 	lastAdv := draw(t, adv, "job", 5)
+
+	// A hot standby grants advisory locks of its own, which exclude
+	// nobody on the primary; a Locker refuses it.
+	heldOnPrimary, err := adv.Acquire(ctx, "standby")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Before pool.Close, which waits for every pinned connection.
+	t.Cleanup(func() { _ = heldOnPrimary.Release(context.Background()) })
+	var granted bool
+	standby := openDB(t, pair.Standby.DSN())
+	key := heldOnPrimary.(*advisory.Lock).Keys()[0]
+	if err := standby.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", key.Int64()).Scan(&granted); err != nil || !granted {
+		t.Fatalf("pg_try_advisory_lock on the standby of a key the primary holds = %v, %v; want true (the hazard)", granted, err)
+	}
+	onStandby, err := advisory.New(standby, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := onStandby.TryAcquire(ctx, "other"); !errors.Is(err, advisory.ErrStandby) || !errors.Is(err, lockkit.ErrUnsupported) {
+		if l != nil {
+			_ = l.Release(ctx)
+		}
+		t.Fatalf("advisory lock through a connection to the standby = %v, want ErrStandby", err)
+	}
+	if err := heldOnPrimary.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+
 	lease, err := rows.TryAcquire(ctx, "lease")
 	if err != nil {
 		t.Fatal(err)
@@ -355,6 +373,7 @@ func TestReplicaPostgresSyncFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = advHeld.Release(context.Background()) })
 	lastAdv = advHeld.Token()
 
 	killed := time.Now()
@@ -421,7 +440,7 @@ func TestReplicaPostgresSyncFailover(t *testing.T) {
 		t.Errorf("advisory Fencing: token %d after the failover, not above %d", a.Token(), lastAdv)
 	}
 	_ = a.Release(ctx)
-	fresh, err := advisory.New(openPG(t, pair.Standby.DSN()), &advisory.Config{Fencing: true})
+	fresh, err := advisory.New(openDB(t, pair.Standby.DSN()), &advisory.Config{Fencing: true})
 	if err != nil {
 		t.Fatal(err)
 	}
