@@ -420,6 +420,10 @@ func TestReplicaPostgresSyncFailover(t *testing.T) {
 		t.Errorf("lock table: token %d after the failover, not above %d and %d", k.Token(), lease.Token(), lastRow)
 	}
 	_ = k.Release(ctx)
+	// A Locker on a new pool to the promoted standby's own address.
+	if last := draw(t, newRowLocker(t, openDB(t, pair.Standby.DSN()), ttl, renew), "lease", 2); last <= k.Token() {
+		t.Errorf("lock table on a new pool: token %d, not above %d", last, k.Token())
+	}
 
 	// Advisory: the same Locker on the same pool, and a Locker on a new
 	// pool to the promoted standby's address.
