@@ -380,8 +380,10 @@ func TestReplicaPostgresSyncFailover(t *testing.T) {
 	if err := pair.Primary.Kill(); err != nil {
 		t.Fatal(err)
 	}
+	killTook := time.Since(killed)
 	took := waitDone(t, advHeld, killed, envSpecBound(kindPostgres))
-	t.Logf("advisory holder reported lost %v after the SIGKILL", took.Round(time.Millisecond))
+	t.Logf("advisory holder reported lost %v after the SIGKILL began (killing every server process took %v)",
+		took.Round(time.Millisecond), killTook.Round(time.Millisecond))
 	if err := pair.Promote(ctx); err != nil {
 		t.Fatal(err)
 	}
