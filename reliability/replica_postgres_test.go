@@ -315,6 +315,10 @@ func envSpecBound(kind string) time.Duration { return spec{Kind: kind}.lossBound
 //     lost; the same Locker then locks on the promoted standby, with
 //     greater fencing tokens; so does a Locker on a new pool to the
 //     standby's own address.
+//   - Before the failover, the standby grants pg_try_advisory_lock on a
+//     key the primary holds (the hazard), and an advisory Locker on it
+//     refuses to lock (ErrStandby).
+//   - A lock-table Locker on a new pool to the promoted standby works.
 func TestReplicaPostgresSyncFailover(t *testing.T) {
 	t.Parallel()
 	pair := integration.StartPostgresPair(t, true)
