@@ -48,12 +48,14 @@ func TestElection(t *testing.T) {
 		FailoverBound: ttl/3 + 500*time.Millisecond,
 		// A crashed leader's lease runs out within its TTL; a waiter
 		// tries again every TTL/3.
-		NewCrashingLocker: func(t *testing.T) (lockkit.Locker, func()) {
-			c := integration.Redis(t)
-			l := newLocker(t, c, &Config{Prefix: prefix, TTL: time.Second, Fencing: true})
-			return l, func() { _ = c.Close() }
+		Crash: locktest.Crash{
+			NewCrashingLocker: func(t *testing.T) (lockkit.Locker, func()) {
+				c := integration.Redis(t)
+				l := newLocker(t, c, &Config{Prefix: prefix, TTL: time.Second, Fencing: true})
+				return l, func() { _ = c.Close() }
+			},
+			CrashFailoverBound: time.Second + time.Second/3 + time.Second, // TTL + TTL/3, plus slack
 		},
-		CrashFailoverBound: time.Second + time.Second/3 + time.Second, // TTL + TTL/3, plus slack
 	})
 }
 

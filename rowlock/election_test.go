@@ -38,12 +38,14 @@ func TestElection(t *testing.T) {
 				FailoverBound: time.Second,
 				// A crashed leader's lease runs out within its TTL; a
 				// waiter tries again when the lease it saw ends.
-				NewCrashingLocker: func(t *testing.T) (lockkit.Locker, func()) {
-					db := e.open(t, nil)
-					l := e.lockerOn(t, db, &rowlock.Config{TTL: time.Second})
-					return l, func() { _ = db.Close() }
+				Crash: locktest.Crash{
+					NewCrashingLocker: func(t *testing.T) (lockkit.Locker, func()) {
+						db := e.open(t, nil)
+						l := e.lockerOn(t, db, &rowlock.Config{TTL: time.Second})
+						return l, func() { _ = db.Close() }
+					},
+					CrashFailoverBound: 2 * time.Second, // TTL, plus slack for a loaded machine
 				},
-				CrashFailoverBound: 2 * time.Second, // TTL, plus slack for a loaded machine
 			})
 		})
 	}
