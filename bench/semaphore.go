@@ -64,7 +64,7 @@ type semTick struct {
 func runSemaphore(ctx context.Context, e *env, c *config, stderr io.Writer) []*semaphoreResult {
 	warm, window := time.Second, 5*time.Second
 	if c.quick {
-		warm, window = 300*time.Millisecond, time.Second
+		warm, window = 200*time.Millisecond, 500*time.Millisecond
 	}
 	var out []*semaphoreResult
 	for _, b := range backends {
