@@ -2,8 +2,14 @@
 // libraries people use instead, side by side in one run, on the same
 // servers, interleaved.
 //
-//	cd bench && go run . -backends all          # full run, under 5 minutes
-//	cd bench && go run . -quick                 # smoke test, under 30 seconds
+//	cd bench && go run . -backends all          # full run, about 8 minutes
+//	cd bench && go run . -quick                 # smoke test, about 30 seconds
+//	cd bench && go run . -scenarios failover,semaphore   # about 3 minutes
+//
+// The failover scenario (failover.go) SIGKILLs a leader process and times
+// the new leader's election, against a client-go-style loop
+// (-clientgo-real for client-go's own 15 s / 2 s defaults); the semaphore
+// scenario (semaphore.go) runs 16 workers on 4 permits.
 //
 // It prints tables and writes results.json, tables.md and PNG charts of the
 // latency distributions to -out. Server addresses come from -postgres,
