@@ -2,7 +2,7 @@
 // libraries people use instead, side by side in one run, on the same
 // servers, interleaved.
 //
-//	cd bench && go run . -backends all          # full run, about 8 minutes
+//	cd bench && go run . -backends all          # full run, about 5 minutes
 //	cd bench && go run . -quick                 # smoke test, about 30 seconds
 //	cd bench && go run . -scenarios failover,semaphore   # about 3 minutes
 //
