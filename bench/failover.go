@@ -497,6 +497,10 @@ func oneFailover(ctx context.Context, e *env, s foSpec, l lockkit.Locker) (time.
 	time.Sleep(100*time.Millisecond + rand.N(cycle))
 	killed := time.Now()
 	if err := cmd.Process.Kill(); err != nil {
+		cancel()
+		if w := <-got; w.err == nil {
+			_ = w.lk.Release(context.Background()) // a late win is given back, not leaked
+		}
 		return 0, fmt.Errorf("SIGKILL the leader: %w", err)
 	}
 	w := <-got
