@@ -226,6 +226,7 @@ type failoverResult struct {
 	Goal      string    `json:"goal"`
 	Met       bool      `json:"met"`
 	Errors    []string  `json:"errors,omitempty"`
+	Lapsed    []string  `json:"lapsed,omitempty"` // the leader's lease ran out before the kill: no sample
 	Skipped   string    `json:"skipped,omitempty"`
 	Started   time.Time `json:"started"`
 }
@@ -413,6 +414,10 @@ func measureFailovers(ctx context.Context, e *env, s foSpec, n int, note string)
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		d, err := oneFailover(ctx, e, s, l)
 		if err != nil {
+			if errors.Is(err, errLapsed) {
+				r.Lapsed = append(r.Lapsed, err.Error())
+				continue
+			}
 			r.Errors = append(r.Errors, err.Error())
 			continue
 		}
@@ -426,6 +431,11 @@ func measureFailovers(ctx context.Context, e *env, s foSpec, n int, note string)
 	r.P50, r.P99, r.Max = int64(ds.median()), int64(ds.p99()), int64(ds.quantile(1))
 	return r
 }
+
+// errLapsed marks a failover that did not happen: the leader's lease ran
+// out before the kill (a leader stalled past its lease, as on a machine
+// whose load starves its renewals), and the candidate led already.
+var errLapsed = errors.New("the leader's lease lapsed before the kill")
 
 // oneFailover is one failover of s, the candidate campaigning on l.
 func oneFailover(ctx context.Context, e *env, s foSpec, l lockkit.Locker) (time.Duration, error) {
@@ -509,7 +519,11 @@ func oneFailover(ctx context.Context, e *env, s foSpec, l lockkit.Locker) (time.
 	}
 	defer func() { _ = w.lk.Release(context.Background()) }()
 	if !w.at.After(killed) {
-		return 0, fmt.Errorf("the candidate led %v before the leader was killed (term %d, the leader's %d)", killed.Sub(w.at), w.lk.Token(), term)
+		early := fmt.Errorf("the candidate led %v before the leader was killed (term %d, the leader's %d)", killed.Sub(w.at), w.lk.Token(), term)
+		if s.TTL > 0 {
+			return 0, fmt.Errorf("%w: %w", errLapsed, early)
+		}
+		return 0, early // a session lock cannot lapse: two leaders at once
 	}
 	if w.lk.Token() <= term {
 		return 0, fmt.Errorf("the new term %d is not above the killed leader's %d", w.lk.Token(), term)

@@ -47,6 +47,9 @@ func renderOwn(rep *report) string {
 			for _, e := range r.Errors {
 				fmt.Fprintf(&b, "- %s, %s: error: %s\n", r.Backend, r.Mode, truncate(e, 200))
 			}
+			for _, e := range r.Lapsed {
+				fmt.Fprintf(&b, "- %s, %s: not counted: %s\n", r.Backend, r.Mode, truncate(e, 200))
+			}
 		}
 		b.WriteString("\n")
 	}
