@@ -388,10 +388,10 @@ func TestGalera_LockTableAcrossNodes(t *testing.T) {
 // It kills a node of the shared cluster: keep it last in this file.
 func TestGalera_NodeKilledWhileHolding(t *testing.T) {
 	c := galeraCluster(t)
-	// Longer than the cluster takes to evict a dead node (about 4 s), during
+	// Well above the time the cluster takes to evict a dead node (about 4 s), during
 	// which commits on the other nodes wait: a shorter lease taken then
 	// would run out before its acquire returned.
-	const ttl = 6 * time.Second
+	const ttl = 8 * time.Second
 	lockers := galeraLockers(t, c, rowlock.Config{TTL: ttl, MaxPoll: 20 * time.Millisecond})
 	victim := 2
 	held, fence := name(t)+"-held", name(t)+"-fence"
@@ -456,6 +456,13 @@ func TestGalera_NodeKilledWhileHolding(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := time.Now()
+	evicted := make(chan error, 1)
+	var evictedAfter time.Duration
+	go func() {
+		err := c.WaitSynced(ctxT(t, 30*time.Second), 2)
+		evictedAfter = time.Since(killed)
+		evicted <- err
+	}()
 
 	var lostAt time.Time
 	select {
@@ -474,6 +481,11 @@ func TestGalera_NodeKilledWhileHolding(t *testing.T) {
 	if w.lk.Token() <= t1 {
 		t.Errorf("the waiter's token %d is not above the killed holder's %d", w.lk.Token(), t1)
 	}
+	// The holder's lease ran out on its clock (counted from before its
+	// last renewal was sent) before the database let the waiter have it.
+	if exp := hl.(*rowlock.Lock).Expires(); !exp.Before(w.at) {
+		t.Errorf("the holder's lease ran out on its clock at %v after the kill, the waiter acquired at %v: after it", exp.Sub(killed), w.at.Sub(killed))
+	}
 	t.Logf("holder on the killed node reported lost %v after the kill; waiter on node 0 acquired %v after it (token %d over %d)",
 		lostAt.Sub(killed).Round(time.Millisecond), w.at.Sub(killed).Round(time.Millisecond), w.lk.Token(), t1)
 	if err := w.lk.Release(ctxT(t, 10*time.Second)); err != nil {
@@ -481,10 +493,10 @@ func TestGalera_NodeKilledWhileHolding(t *testing.T) {
 	}
 
 	// The two nodes left form the cluster and keep the lock table working.
-	if err := c.WaitSynced(ctxT(t, 30*time.Second), 2); err != nil {
+	if err := <-evicted; err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("two nodes synced %v after the kill", time.Since(killed).Round(time.Millisecond))
+	t.Logf("the two nodes left were synced in a cluster of 2 %v after the kill", evictedAfter.Round(time.Millisecond))
 	lk, err := lockers[1][1].TryAcquire(ctxT(t, 10*time.Second), held)
 	if err != nil {
 		t.Fatalf("TryAcquire on node 1 after the kill: %v", err)
