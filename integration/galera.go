@@ -127,6 +127,9 @@ func LaunchGaleraCluster(n int, opts ...Option) (*GaleraCluster, error) {
 				}
 			}
 			if err != nil {
+				if dir != "" {
+					_ = os.RemoveAll(dir)
+				}
 				_ = c.Close()
 				_ = os.RemoveAll(m.dir)
 				return nil, err
