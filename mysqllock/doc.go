@@ -29,8 +29,8 @@
 // Galera. User locks are not replicated: on a node of a Galera cluster
 // (MariaDB Galera Cluster, Percona XtraDB Cluster; wsrep_on=ON) GET_LOCK
 // is granted by the node that runs it, so clients of two nodes hold the
-// same name at once (MariaDB 10.11 grants it; some versions reject it,
-// MDEV-30473). A Locker's first acquire reads wsrep_on on its connection
+// same name at once (MariaDB 10.11.19 grants it, MDEV-31325; some earlier
+// versions reject it, MDEV-30473). A Locker's first acquire reads wsrep_on on its connection
 // (one statement, once per Locker) and refuses a Galera node with
 // [ErrGalera], which matches lockkit.ErrUnsupported: use the lock table
 // (package rowlock) there, whose rows replicate to every node.

@@ -13,8 +13,10 @@ import (
 // ErrGalera means the server is a node of a Galera cluster (wsrep_on is
 // ON: MariaDB Galera Cluster, Percona XtraDB Cluster). User locks are not
 // replicated there: GET_LOCK is granted by the one node that runs it, so a
-// client of another node takes the same name at the same time, and some
-// versions reject GET_LOCK outright (MDEV-30473). A Locker refuses to lock
+// client of another node takes the same name at the same time. Some
+// versions reject GET_LOCK there (MDEV-30473, error 1235 "GET_LOCK in
+// cluster (WSREP_ON=ON)"); later ones grant it again, on the one node
+// (MDEV-31325; MariaDB 10.11.19 does). A Locker refuses to lock
 // on such a server rather than hand out a lock that excludes nothing. The
 // error matches lockkit.ErrUnsupported too. On Galera, use the lock table
 // (package rowlock, migrations.MySQL), whose rows replicate through
