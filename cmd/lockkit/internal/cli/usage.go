@@ -106,7 +106,10 @@ At most N runs: --max N
   that meets a holder of another N is refused with exit 64 (the holders
   record N); PostgreSQL and MySQL advisory locks and etcd:// cannot tell,
   and runs of different N there admit more than the smaller N. A run with --max and
-  one without do not exclude each other: they hold different locks.
+  one without do not exclude each other: they hold different locks (NAME#I
+  and NAME). That holds for --max 1 too: it is a semaphore of one permit,
+  which excludes the other --max runs of NAME (and is refused beside a
+  holder of another N, as above), not a plain run. Use one form per NAME.
 
 Exit status:
   N     COMMAND's own exit status
