@@ -109,6 +109,18 @@
 // servers' defaults have, and which we recommend keeping). Statements are
 // prepared once per Locker, so each call is one round trip.
 //
+// An acquire statement that the server rolls back with ER_LOCK_DEADLOCK
+// (1213) took nothing: InnoDB chose it as a deadlock victim, or, on a
+// Galera cluster, a conflicting write of another node was certified first.
+// The attempt then reads the holder as for a live lease: TryLock reports
+// not acquired, Lock waits on. So the lock table works across the nodes of
+// a Galera cluster, with Lockers on different nodes (see RELIABILITY.md,
+// "Replicated servers and failover"). Keep the TTL well above the time the
+// cluster takes to evict a dead node (evs.suspect_timeout, 5 s by default),
+// during which the other nodes' commits wait, and run the migrations from
+// one place: they serialise concurrent migrators with GET_LOCK, which is
+// not replicated.
+//
 // # Connections
 //
 // A lease holds no connection: statements borrow one from the pool for one
