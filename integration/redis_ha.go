@@ -62,14 +62,17 @@ func StartRedisSentinel(t testing.TB, cfg SentinelConfig) *RedisSentinel {
 	if cfg.FailoverTimeout == 0 {
 		cfg.FailoverTimeout = 2 * time.Second
 	}
-	rs := &RedisSentinel{Master: StartRedis(t)}
+	// A replica's full sync starts at once rather than after the default
+	// 5 s wait for more replicas to share a diskless transfer.
+	sync := WithServerArgs("--repl-diskless-sync-delay", "0")
+	rs := &RedisSentinel{Master: StartRedis(t, sync)}
 	upstream := rs.Master.Addr()
 	if cfg.ProxyLink {
 		rs.Link = NewProxy(t, rs.Master.Addr())
 		upstream = rs.Link.Addr()
 	}
 	host, port, _ := net.SplitHostPort(upstream)
-	rs.Replica = StartRedis(t, WithServerArgs("--replicaof", host, port))
+	rs.Replica = StartRedis(t, sync, WithServerArgs("--replicaof", host, port))
 	for range 3 {
 		port, err := freePort()
 		if err != nil {
@@ -308,4 +311,35 @@ func poll(ctx context.Context, f func() error) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// Rejoin starts old, a master that was killed, again and makes it a
+// replica of master (REPLICAOF), as an operator or an orchestrator does
+// with a failed master that comes back; it waits until the replica is in
+// sync. (The Sentinels would re-point it themselves, but only about 8 s
+// after it is back.) old comes back empty: the servers keep no data on
+// disk.
+func (rs *RedisSentinel) Rejoin(ctx context.Context, old *Server, master string) error {
+	if err := old.Start(); err != nil {
+		return err
+	}
+	host, port, err := net.SplitHostPort(master)
+	if err != nil {
+		return err
+	}
+	c := redis.NewClient(&redis.Options{Addr: old.Addr(), MaxRetries: -1})
+	defer c.Close()
+	if err := c.Do(ctx, "replicaof", host, port).Err(); err != nil {
+		return fmt.Errorf("integration: REPLICAOF on %s: %w", old.Addr(), err)
+	}
+	return poll(ctx, func() error {
+		info, err := c.Info(ctx, "replication").Result()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "master_link_status:up") {
+			return errors.New("the rejoined server is not in sync")
+		}
+		return nil
+	})
 }

@@ -12,7 +12,7 @@ import (
 // release channels are equal.
 func FuzzKeys(f *testing.F) {
 	for _, seed := range [][2]string{
-		{"a", "a:fence"}, {"a", "a}:fence"}, {"a}", "a"}, {"}", "{"}, {"x\x00", "x"}, {"a:released", "a"},
+		{"a", "a:fence"}, {"a", "a}:fence"}, {"a}", "a"}, {"}", "{"}, {"x\x00", "x"}, {"a:released", "a"}, {"}x", "7d78"}, {"}", "}}"},
 	} {
 		f.Add(seed[0], seed[1])
 	}
@@ -42,6 +42,19 @@ func FuzzKeys(f *testing.F) {
 			t.Fatalf("names %q and %q share a release channel", a, b)
 		}
 		ownA := []string{ka, l.fenceKey(ka), l.queueKey(ka), l.aliveKey(ka)}
+		// One Redis Cluster slot for all of a name's keys, by a tag the
+		// keys hold (not the whole key: that differs between them).
+		for _, x := range ownA {
+			if errA != nil {
+				break
+			}
+			if tag := hashTag(x); tag == x || tag != hashTag(ka) {
+				t.Fatalf("name %q: key %q hashes %q, its lock key %q hashes %q", a, x, tag, ka, hashTag(ka))
+			}
+		}
+		if errA == nil && l.nameOf(ka) != a {
+			t.Fatalf("nameOf(Key(%q)) = %q", a, l.nameOf(ka))
+		}
 		for _, x := range ownA {
 			for _, y := range []string{kb, l.fenceKey(kb), l.queueKey(kb), l.aliveKey(kb)} {
 				if x == y {

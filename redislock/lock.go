@@ -100,7 +100,11 @@ func (lk *Lock) Renew(ctx context.Context) error {
 
 func (lk *Lock) renew(ctx context.Context) error {
 	start := time.Now()
-	n, err := renewScript.Run(ctx, lk.l.c, []string{lk.key}, lk.secret, lk.l.set.ttlMs).Int64()
+	cmd, acks := lk.l.runScript(ctx, renewScript, []string{lk.key}, lk.secret, lk.l.set.ttlMs)
+	n, err := cmd.Int64()
+	if err == nil && n == 1 {
+		err = lk.l.notReplicated(acks)
+	}
 	return lk.renewed(start, n, err)
 }
 
