@@ -3,6 +3,8 @@ package reliability
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/integration"
+	"github.com/lockkit/lockkit/locktest"
 	"github.com/lockkit/lockkit/redislock"
 )
 
@@ -381,4 +384,180 @@ func mustReleaseRedis(t *testing.T, lk *redislock.Lock) {
 	if err := lk.Release(ctx); err != nil {
 		t.Fatalf("Release(%q): %v", lk.Name(), err)
 	}
+}
+
+// clusterClient returns a cluster client on rc, closed when t ends.
+func clusterClient(t *testing.T, rc *integration.RedisCluster) *redis.ClusterClient {
+	t.Helper()
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: rc.Addrs(), ContextTimeoutEnabled: true,
+		ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// keySlot is the Redis Cluster slot of key: CRC16 (XMODEM) of its hash
+// tag, modulo 16384. The test checks it against CLUSTER KEYSLOT.
+func keySlot(key string) int {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc) % 16384
+}
+
+// redislock on a three-master Redis Cluster through cluster clients.
+func TestRedisCluster(t *testing.T) {
+	t.Parallel()
+	rc := integration.StartRedisCluster(t)
+	admin := clusterClient(t, rc)
+	// The admin client's node clients (each with a goroutine of go-redis's
+	// own), made now, not in a check that looks for leaked goroutines.
+	if err := admin.ForEachShard(context.Background(), func(ctx context.Context, c *redis.Client) error {
+		return c.Ping(ctx).Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &redislock.Config{Fencing: true, TTL: 3 * time.Second, RenewInterval: 200 * time.Millisecond}
+
+	// The conformance suite, every Locker on a cluster client of its own.
+	t.Run("conformance", func(t *testing.T) {
+		keyOf := redisLocker(t, admin, cfg).Key
+		locktest.Run(t, locktest.Config{
+			NewLocker: func(t *testing.T) lockkit.Locker { return redisLocker(t, clusterClient(t, rc), cfg) },
+			KillHolder: func(t *testing.T, l lockkit.Lock) {
+				if err := admin.Del(context.Background(), l.(*redislock.Lock).Key()).Err(); err != nil {
+					t.Fatalf("DEL: %v", err)
+				}
+			},
+			LossBound: time.Second + 200*time.Millisecond,
+			Tokens:    true,
+			Leftovers: func(t *testing.T, names []string) int {
+				n := 0
+				for _, name := range names { // one slot each: no multi-key EXISTS
+					k, err := admin.Exists(context.Background(), keyOf(name)).Result()
+					if err != nil {
+						t.Fatalf("EXISTS: %v", err)
+					}
+					n += int(k)
+				}
+				return n
+			},
+		})
+	})
+
+	// One lock in every one of the 16384 slots, all held at once.
+	t.Run("every slot", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		l := redisLocker(t, clusterClient(t, rc), &redislock.Config{Fencing: true, Prefix: "slots:"})
+		names := make([]string, 16384)
+		for i, found := 0, 0; found < len(names); i++ {
+			n := "n" + strconv.Itoa(i)
+			if s := keySlot(l.Key(n)); names[s] == "" {
+				names[s] = n
+				found++
+			}
+		}
+		for _, s := range []int{0, 1, 5460, 5461, 10922, 10923, 16383} {
+			got, err := admin.ClusterKeySlot(ctx, l.Key(names[s])).Result()
+			if err != nil || int(got) != s {
+				t.Fatalf("CLUSTER KEYSLOT %s = %d, %v; want %d", l.Key(names[s]), got, err, s)
+			}
+		}
+		locks := make([]*redislock.Lock, len(names))
+		var wg sync.WaitGroup
+		errs := make(chan error, 16)
+		for w := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < len(names); i += 16 {
+					lk, err := l.TryLock(ctx, names[i])
+					if err != nil {
+						errs <- err
+						return
+					}
+					locks[i] = lk
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		var held int64
+		for _, n := range rc.Nodes {
+			c := redis.NewClient(&redis.Options{Addr: n.Addr()})
+			keys, err := c.DBSize(ctx).Result()
+			_ = c.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			held += keys
+		}
+		if held < 2*16384 { // a lock key and a fence counter each
+			t.Errorf("the nodes hold %d keys, want at least %d", held, 2*16384)
+		}
+		for _, lk := range locks {
+			if err := lk.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
+	// Names with braces: every key of a name in one slot, chosen by the
+	// library. A name starting with "}" would give "{}", an empty hash
+	// tag, and the queue and release scripts' keys different slots. A
+	// waiter queued in Redis gets the lock handed over by the release.
+	t.Run("braces", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		a := redisLocker(t, clusterClient(t, rc), cfg)
+		b := redisLocker(t, clusterClient(t, rc), cfg)
+		for _, n := range []string{"}x", "}", "}}", "{a}b", "a{b}c", "x}", "{", "{}"} {
+			held, err := a.TryLock(ctx, n)
+			if err != nil {
+				t.Fatalf("TryLock(%q): %v", n, err)
+			}
+			got := make(chan *redislock.Lock, 1)
+			go func() {
+				lk, err := b.Lock(ctx, n)
+				if err != nil {
+					t.Errorf("Lock(%q): %v", n, err)
+				}
+				got <- lk
+			}()
+			time.Sleep(100 * time.Millisecond) // b queues in Redis
+			if err := held.Release(ctx); err != nil {
+				t.Fatalf("Release(%q): %v", n, err)
+			}
+			next := <-got
+			if next == nil {
+				t.FailNow()
+			}
+			if next.Token() <= held.Token() {
+				t.Errorf("%q: token %d after %d", n, next.Token(), held.Token())
+			}
+			if err := next.Release(ctx); err != nil {
+				t.Fatalf("Release(%q): %v", n, err)
+			}
+			list, err := a.List(ctx)
+			if err != nil || len(list) != 0 {
+				t.Errorf("List after releasing %q = %v, %v", n, list, err)
+			}
+		}
+	})
 }
