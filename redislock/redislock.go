@@ -130,18 +130,6 @@ func (l *Locker) Key(name string) string {
 	return l.set.prefix + "{" + name + "}"
 }
 
-// hashTag returns the part of key that Redis Cluster hashes to find its
-// slot: what is between the first "{" and the first "}" after it, when that
-// is not empty; otherwise the whole key.
-func hashTag(key string) string {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			return key[i+1 : i+1+j]
-		}
-	}
-	return key
-}
-
 func (l *Locker) fenceKey(key string) string { return key + ":fence" }
 func (l *Locker) channel(key string) string  { return key + ":released" }
 func (l *Locker) queueKey(key string) string { return key + ":queue" }
@@ -167,7 +155,9 @@ const maxGrant = 2 * time.Second
 // same round trip.
 func (l *Locker) release(ctx context.Context, key, secret, member string) (int64, error) {
 	grant := min(l.set.ttl, maxGrant).Milliseconds()
-	return releaseScript.Run(ctx, l.c, l.queueKeys(key), secret, l.channel(key), grant, member).Int64()
+	return slotMoving(ctx, func() *redis.Cmd {
+		return releaseScript.Run(ctx, l.c, l.queueKeys(key), secret, l.channel(key), grant, member)
+	}).Int64()
 }
 
 func checkName(name string) error {

@@ -36,7 +36,18 @@ func checkWaitClient(c Client, s settings) error {
 // server that holds keys[0], and acks is WAIT's reply: how many replicas
 // have every write of that connection so far. Without, acks is
 // Config.WaitReplicas (zero).
+//
+// A script that Redis Cluster answers with TRYAGAIN (its slot is moving) is
+// sent again (slotMoving).
 func (l *Locker) runScript(ctx context.Context, s *redis.Script, keys []string, args ...any) (cmd *redis.Cmd, acks int) {
+	cmd = slotMoving(ctx, func() *redis.Cmd {
+		cmd, acks = l.runScriptOnce(ctx, s, keys, args...)
+		return cmd
+	})
+	return cmd, acks
+}
+
+func (l *Locker) runScriptOnce(ctx context.Context, s *redis.Script, keys []string, args ...any) (cmd *redis.Cmd, acks int) {
 	if l.set.waitN == 0 {
 		return s.Run(ctx, l.c, keys, args...), 0
 	}
