@@ -129,12 +129,15 @@ func (rs *RedisSentinel) waitReady(ctx context.Context) error {
 }
 
 // SentinelAddrs returns the Sentinels' addresses.
-func (rs *RedisSentinel) SentinelAddrs() []string {
-	addrs := make([]string, len(rs.Sentinels))
-	for i, s := range rs.Sentinels {
-		addrs[i] = s.Addr()
+func (rs *RedisSentinel) SentinelAddrs() []string { return addrs(rs.Sentinels) }
+
+// addrs returns the servers' addresses.
+func addrs(servers []*Server) []string {
+	out := make([]string, len(servers))
+	for i, s := range servers {
+		out[i] = s.Addr()
 	}
-	return addrs
+	return out
 }
 
 // FailoverOptions returns options for redis.NewFailoverClient that find
@@ -269,13 +272,7 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 }
 
 // Addrs returns the nodes' addresses, for redis.ClusterOptions.Addrs.
-func (rc *RedisCluster) Addrs() []string {
-	addrs := make([]string, len(rc.Nodes))
-	for i, n := range rc.Nodes {
-		addrs[i] = n.Addr()
-	}
-	return addrs
-}
+func (rc *RedisCluster) Addrs() []string { return addrs(rc.Nodes) }
 
 // clusterPort finds a port p on 127.0.0.1 such that p and p+10000 (the
 // cluster bus) are both free.
@@ -342,4 +339,15 @@ func (rs *RedisSentinel) Rejoin(ctx context.Context, old *Server, master string)
 		}
 		return nil
 	})
+}
+
+// KillMaster SIGKILLs the master named Master (the servers as started) and
+// waits until the Sentinels have promoted another server on their own; it
+// returns the new master's address.
+func (rs *RedisSentinel) KillMaster(ctx context.Context) (string, error) {
+	old := rs.Master.Addr()
+	if err := rs.Master.Kill(); err != nil {
+		return "", err
+	}
+	return rs.WaitFailover(ctx, old)
 }

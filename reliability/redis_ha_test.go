@@ -172,10 +172,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 
 	old := rs.Master.Addr()
 	killed := time.Now()
-	if err := rs.Master.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	addr, err := rs.WaitFailover(ctx, old)
+	addr, err := rs.KillMaster(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,6 +536,9 @@ func TestRedisCluster(t *testing.T) {
 			held, err := a.TryLock(ctx, n)
 			if err != nil {
 				t.Fatalf("TryLock(%q): %v", n, err)
+			}
+			if list, err := a.List(ctx); err != nil || len(list) != 1 || list[0].Name != n || !list[0].Held {
+				t.Errorf("List while %q is held = %+v, %v", n, list, err)
 			}
 			got := make(chan *redislock.Lock, 1)
 			go func() {
