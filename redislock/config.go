@@ -77,8 +77,9 @@ type Config struct {
 	// See the package documentation, Replicas and failover.
 	WaitReplicas int
 
-	// WaitTimeout bounds each WAIT of WaitReplicas. Zero means 1 s or
-	// TTL/4, whichever is shorter; it must be at most TTL/2.
+	// WaitTimeout bounds each WAIT of WaitReplicas. Zero means the
+	// shortest of 1 s, TTL/4 and RenewInterval/2; it must be at most
+	// TTL/2.
 	WaitTimeout time.Duration
 
 	// Owner names the holder in conflict errors and status output, such as
@@ -149,7 +150,11 @@ func (c *Config) settings() (settings, error) {
 		return s, invalid.Errorf("redislock: WaitReplicas %d is negative", cfg.WaitReplicas)
 	}
 	if cfg.WaitReplicas > 0 {
-		wait := cmp.Or(cfg.WaitTimeout, min(time.Second, s.ttl/4))
+		def := min(time.Second, s.ttl/4)
+		if s.renewEvery > 0 {
+			def = min(def, s.renewEvery/2) // a renewal's WAIT ends within its interval
+		}
+		wait := cmp.Or(cfg.WaitTimeout, def)
 		if wait < time.Millisecond || wait > s.ttl/2 {
 			return s, invalid.Errorf("redislock: WaitTimeout %v must be at least 1ms and at most half the TTL %v", wait, s.ttl)
 		}

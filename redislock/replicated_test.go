@@ -43,9 +43,13 @@ func TestWaitReplicasConfig(t *testing.T) {
 			t.Errorf("WaitReplicas 2 with the default TTL: %d replicas, %d ms", l.set.waitN, l.set.waitMs)
 		}
 	}
-	l := newLocker(t, c, &Config{TTL: 2 * time.Second, WaitReplicas: 1})
+	l := newLocker(t, c, &Config{TTL: 2 * time.Second, NoAutoRenew: true, WaitReplicas: 1})
 	if l.set.waitMs != 500 {
 		t.Errorf("default WaitTimeout with TTL 2s = %d ms, want TTL/4", l.set.waitMs)
+	}
+	l = newLocker(t, c, &Config{TTL: 10 * time.Second, RenewInterval: 200 * time.Millisecond, WaitReplicas: 1})
+	if l.set.waitMs != 100 {
+		t.Errorf("default WaitTimeout with RenewInterval 200ms = %d ms, want RenewInterval/2", l.set.waitMs)
 	}
 }
 
