@@ -234,14 +234,7 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 	}
 	rc := &RedisCluster{}
 	for range 3 {
-		port, err := clusterPort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv, err := launchRedis("redis", port, nil, &serverOptions{args: []string{
-			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "2000"}})
-		rc.Nodes = append(rc.Nodes, register(t, srv, err))
+		rc.Nodes = append(rc.Nodes, startClusterNode(t))
 	}
 	args := []string{"--cluster", "create"}
 	args = append(args, rc.Addrs()...)
@@ -269,6 +262,57 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 		t.Fatalf("integration: Redis Cluster not ready: %v", err)
 	}
 	return rc
+}
+
+// startClusterNode starts a cluster-enabled redis-server for t.
+func startClusterNode(t testing.TB) *Server {
+	t.Helper()
+	port, err := clusterPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := launchRedis("redis", port, nil, &serverOptions{args: []string{
+		"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+		"--cluster-node-timeout", "2000", "--repl-diskless-sync-delay", "0"}})
+	return register(t, srv, err)
+}
+
+// AddReplica starts a node for t that joins the cluster as a replica of
+// master (one of Nodes), and waits until it is in sync. It is not added to
+// Nodes.
+func (rc *RedisCluster) AddReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	srv := startClusterNode(t)
+	mc := redis.NewClient(&redis.Options{Addr: master.Addr(), MaxRetries: -1})
+	defer mc.Close()
+	rc2 := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	defer rc2.Close()
+	id, err := mc.Do(ctx, "cluster", "myid").Text()
+	if err == nil {
+		err = rc2.ClusterMeet(ctx, "127.0.0.1", strconv.Itoa(master.Port())).Err()
+	}
+	if err == nil {
+		// REPLICATE needs the master known to the new node first.
+		err = poll(ctx, func() error { return rc2.Do(ctx, "cluster", "replicate", id).Err() })
+	}
+	if err == nil {
+		err = poll(ctx, func() error {
+			info, err := rc2.Info(ctx, "replication").Result()
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(info, "master_link_status:up") {
+				return errors.New("the new replica is not in sync")
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		t.Fatalf("integration: add a replica of %s: %v", master.Addr(), err)
+	}
+	return srv
 }
 
 // Addrs returns the nodes' addresses, for redis.ClusterOptions.Addrs.

@@ -568,6 +568,38 @@ func TestRedisCluster(t *testing.T) {
 			}
 		}
 	})
+	// WaitReplicas on a cluster waits for the replicas of the master of
+	// the name's slot: acquires succeed on the master that has a replica
+	// and fail with ErrNotReplicated, holding nothing, on the others.
+	t.Run("WaitReplicas", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		with := rc.Nodes[0]
+		rc.AddReplica(t, with)
+		l := redisLocker(t, clusterClient(t, rc), &redislock.Config{Fencing: true, WaitReplicas: 1, WaitTimeout: 300 * time.Millisecond})
+		var ok, refused int
+		for i := 0; ok == 0 || refused == 0; i++ {
+			n := "wait" + strconv.Itoa(i)
+			node, err := admin.MasterForKey(ctx, l.Key(n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lk, err := l.TryLock(ctx, n)
+			switch onReplicated := node.Options().Addr == with.Addr(); {
+			case onReplicated && err == nil:
+				ok++
+				mustReleaseRedis(t, lk)
+			case !onReplicated && errors.Is(err, redislock.ErrNotReplicated):
+				refused++
+				if k, err := admin.Exists(ctx, l.Key(n)).Result(); err != nil || k != 0 {
+					t.Fatalf("the refused acquire of %q left its key: %d, %v", n, k, err)
+				}
+			default:
+				t.Fatalf("TryLock(%q) on %s (the replicated master: %v) = %v", n, node.Options().Addr, onReplicated, err)
+			}
+		}
+	})
+
 	// A lock held, fenced read-modify-writes running and a contender trying
 	// all along while the lock's slot moves to another node, one key at a
 	// time (CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE):
