@@ -64,3 +64,22 @@ func FuzzKeys(f *testing.F) {
 		}
 	})
 }
+
+// Every key of a name shares one Redis Cluster slot, by a non-empty hash
+// tag, under prefixes with and without braces; Key and nameOf agree.
+func TestKeysShareASlot(t *testing.T) {
+	for _, prefix := range []string{"lockkit:", "{app}:", "a{", "a{b", "x}", "}{"} {
+		l := &Locker{set: settings{prefix: prefix}}
+		for _, n := range []string{"}x", "}", "}}", "a", "{", "{}", "a}b", "a{b}c", "x}"} {
+			k := l.Key(n)
+			for _, x := range []string{k, l.fenceKey(k), l.queueKey(k), l.aliveKey(k)} {
+				if tag := hashTag(x); tag == x || tag != hashTag(k) {
+					t.Errorf("prefix %q, name %q: key %q hashes %q, the lock key %q hashes %q", prefix, n, x, tag, k, hashTag(k))
+				}
+			}
+			if got := l.nameOf(k); got != n {
+				t.Errorf("prefix %q: nameOf(Key(%q)) = %q", prefix, n, got)
+			}
+		}
+	}
+}
