@@ -264,6 +264,17 @@ func LaunchRedis(opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	return launchRedis("redis", port, nil, o)
+}
+
+// launchRedis starts redis-server on port; conf, when not nil, is written
+// to redis.conf in the server's directory and named first on the command
+// line (Sentinel needs a configuration file it can rewrite).
+func launchRedis(kind string, port int, conf func(dir string) string, o *serverOptions) (*Server, error) {
 	bin, err := findBinary("redis-server", "/usr/bin", "/usr/local/bin")
 	if err != nil {
 		return nil, err
@@ -272,12 +283,17 @@ func LaunchRedis(opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
+	var first []string
+	if conf != nil {
+		path := filepath.Join(dir, "redis.conf")
+		if err := os.WriteFile(path, []byte(conf(dir)), 0o644); err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, err
+		}
+		first = []string{path}
 	}
 	s := &Server{
-		kind:    "redis",
+		kind:    kind,
 		dir:     dir,
 		port:    port,
 		dsn:     fmt.Sprintf("redis://127.0.0.1:%d/0", port),
@@ -285,9 +301,10 @@ func LaunchRedis(opts ...Option) (*Server, error) {
 		env:     o.env,
 		stopSig: syscall.SIGTERM,
 		args: func() (string, []string) {
-			return bin, append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			args := append(first, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 				"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no",
-				"--loglevel", "warning"}, o.args...)
+				"--loglevel", "warning")
+			return bin, append(args, o.args...)
 		},
 	}
 	s.ready = func(ctx context.Context) error { return pingRedis(ctx, s.Addr()) }

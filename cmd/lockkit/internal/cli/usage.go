@@ -24,7 +24,9 @@ Backends (--backend URL, or the LOCKKIT_BACKEND environment variable):
   file:///DIR                          a file lock in DIR (the default)
   postgres://USER@HOST:PORT/DB?...     a PostgreSQL advisory lock
   mysql://USER:PASS@HOST:PORT/DB       a MySQL/MariaDB GET_LOCK lock
-  redis://HOST:PORT/DB                 a Redis lease (rediss:// for TLS)
+  redis://HOST:PORT/DB                 a Redis lease (rediss:// for TLS); with
+                                       ?master_name=NAME&addr=HOST:PORT..., HOST:PORT
+                                       and each addr are Sentinels that name the master
   etcd://HOST:PORT,HOST:PORT/PREFIX    an etcd lease on a cluster (etcds:// for TLS)
 With --table, postgres:// and mysql:// use the lock table instead.
 
