@@ -54,6 +54,17 @@ func LaunchPostgres(opts ...Option) (*Server, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
+	s := postgresServer(bin, dir, data, port, cred, o)
+	if err := s.Start(); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// postgresServer makes the Server for the PostgreSQL data directory data
+// (inside dir), to run on port; it does not start it.
+func postgresServer(bin, dir, data string, port int, cred *syscall.Credential, o *serverOptions) *Server {
 	s := &Server{
 		kind:    "postgres",
 		dir:     dir,
@@ -82,16 +93,17 @@ func LaunchPostgres(opts ...Option) (*Server, error) {
 	// A killed postmaster leaves its small System V shared memory segment
 	// behind; a restart reuses it, Close removes it.
 	s.onCrash = func() { removeSysVSegment(filepath.Join(data, "postmaster.pid")) }
-	if err := s.Start(); err != nil {
-		_ = s.Close()
-		return nil, err
-	}
-	return s, nil
+	return s
 }
 
 // postgresBinDir finds the directory that holds initdb and postgres.
 func postgresBinDir() (string, error) {
 	if p, err := findBinary("initdb"); err == nil {
+		// A link in PATH (/usr/local/bin/initdb) points into the
+		// directory that holds the other binaries (pg_basebackup).
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			p = real
+		}
 		return filepath.Dir(p), nil
 	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")

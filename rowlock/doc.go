@@ -48,6 +48,16 @@
 // name's fencing token only grows. [Locker.CleanupExpired] deletes rows
 // whose lease ended long ago; see it for what keeps tokens increasing then.
 //
+// On PostgreSQL a token is the server's timeline shifted left by 40 bits
+// plus the next value of a sequence (the column default of the bundled
+// migrations), so tokens keep increasing across a failover to a standby,
+// even an asynchronous one that lost the last leases and sequence values:
+// every promotion starts a higher timeline. With a synchronous standby a
+// lease survives the failover, and a Lock renews and releases it on the
+// promoted standby once its *sql.DB reaches it (a DSN naming every host
+// with target_session_attrs=read-write does that). See RELIABILITY.md,
+// "Replicated servers and failover", for what it costs and its limits.
+//
 // # Waiting
 //
 // The waiters of one name in one Locker form a FIFO queue, and only its
