@@ -55,11 +55,11 @@ func renderOwn(rep *report) string {
 	}
 	if len(rep.Semaphore) > 0 {
 		fmt.Fprintf(&b, "## Semaphore (%d permits, %d workers, each holding %v)\n\n", semPermits, semWorkers, semHold)
-		b.WriteString("| backend | wait | acquisitions/s | of ideal | spread | most in use (exact) | most listed by the backend | in use 0 / 1 / 2 / 3 / 4 / more (share of 1 ms samples) | errors |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| backend | wait | acquisitions/s | of ideal | spread | most in use (exact) | most listed by the backend | in use 0 / 1 / 2 / 3 / 4 / more (share of 1 ms samples) | release p50 | handoff p50 / p99 (to the releaser again) | errors |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range rep.Semaphore {
 			if r.Skipped != "" {
-				fmt.Fprintf(&b, "| %s | %s | skipped: %s | | | | | | |\n", r.Backend, r.Wait, truncate(r.Skipped, 80))
+				fmt.Fprintf(&b, "| %s | %s | skipped: %s | | | | | | | | |\n", r.Backend, r.Wait, truncate(r.Skipped, 80))
 				continue
 			}
 			spread := "∞ (a worker got none)"
@@ -80,8 +80,9 @@ func renderOwn(rep *report) string {
 				}
 			}
 			dist = append(dist, fmt.Sprintf("%.0f%%", 100*more))
-			fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f%% | %s | %d | %s | %s | %d |\n",
-				r.Backend, r.Wait, r.PerSecond, 100*r.PerSecond/r.Ideal, spread, r.MaxInUse, listed, strings.Join(dist, " / "), len(r.Errors))
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f%% | %s | %d | %s | %s | %.2f ms | %.2f / %.1f ms (%.0f%%) | %d |\n",
+				r.Backend, r.Wait, r.PerSecond, 100*r.PerSecond/r.Ideal, spread, r.MaxInUse, listed, strings.Join(dist, " / "),
+				r.ReleaseMs, r.HandoffMs, r.HandoffP99Ms, 100*r.Rehold, len(r.Errors))
 		}
 		b.WriteString("\n")
 		for _, r := range rep.Semaphore {

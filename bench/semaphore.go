@@ -48,8 +48,17 @@ type semaphoreResult struct {
 	Series       []semTick `json:"series"`         // per 100 ms: mean and most in use
 	ServerMax    int       `json:"server_max"`     // most holders semaphore.Status listed; -1: no listing
 	ServerChecks int       `json:"server_samples"` // Status calls
-	Errors       []string  `json:"errors,omitempty"`
-	Skipped      string    `json:"skipped,omitempty"`
+	// The cost of passing a permit on, in the window: ReleaseMs is the
+	// p50 of Release calls; HandoffMs the p50 and p99 of the time from a
+	// holder's call to Release to the return of the next Acquire that got
+	// the same slot, which includes that Release; Rehold the share of
+	// those next holders that were the releasing worker itself.
+	ReleaseMs    float64  `json:"release_p50_ms"`
+	HandoffMs    float64  `json:"handoff_p50_ms"`
+	HandoffP99Ms float64  `json:"handoff_p99_ms"`
+	Rehold       float64  `json:"rehold_share"`
+	Errors       []string `json:"errors,omitempty"`
+	Skipped      string   `json:"skipped,omitempty"`
 }
 
 // semTick is one 100 ms step of the in-use series.
@@ -124,6 +133,12 @@ func semaphoreBackend(ctx context.Context, e *env, name string, wait semaphore.W
 	wctx, cancel := context.WithTimeout(ctx, warm+window)
 	defer cancel()
 	per := make([]int, semWorkers)
+	// Per slot: when its last holder called Release, and who that was.
+	var slotMu sync.Mutex
+	freed := make([]time.Time, semPermits)
+	freedBy := make([]int, semPermits)
+	var releases, handoffs samples
+	rehold := 0
 	var wg sync.WaitGroup
 	start := time.Now().Add(warm) // the window's start; before it nothing counts
 	var counting atomic.Bool
@@ -139,7 +154,18 @@ func semaphoreBackend(ctx context.Context, e *env, name string, wait semaphore.W
 					}
 					continue
 				}
+				got := time.Now()
 				n := inUse.Add(1)
+				if slot := p.Slot(); counting.Load() && slot < semPermits {
+					slotMu.Lock()
+					if !freed[slot].IsZero() {
+						handoffs = append(handoffs, got.Sub(freed[slot]))
+						if freedBy[slot] == w {
+							rehold++
+						}
+					}
+					slotMu.Unlock()
+				}
 				for m := maxInUse.Load(); n > m && !maxInUse.CompareAndSwap(m, n); m = maxInUse.Load() {
 				}
 				if counting.Load() {
@@ -148,8 +174,19 @@ func semaphoreBackend(ctx context.Context, e *env, name string, wait semaphore.W
 				time.Sleep(semHold)
 				inUse.Add(-1)
 				rctx, rcancel := context.WithTimeout(context.Background(), opTimeout)
+				t0 := time.Now()
+				if slot := p.Slot(); slot < semPermits {
+					slotMu.Lock()
+					freed[slot], freedBy[slot] = t0, w
+					slotMu.Unlock()
+				}
 				if err := p.Release(rctx); err != nil {
 					addErr(err)
+				}
+				if counting.Load() {
+					slotMu.Lock()
+					releases = append(releases, time.Since(t0))
+					slotMu.Unlock()
 				}
 				rcancel()
 			}
@@ -225,5 +262,13 @@ func semaphoreBackend(ctx context.Context, e *env, name string, wait semaphore.W
 		r.InUse = append(r.InUse, float64(n)/float64(max(r.Samples, 1)))
 	}
 	r.Series = series
+	if len(releases) > 0 {
+		r.ReleaseMs = float64(releases.median()) / 1e6
+	}
+	if len(handoffs) > 0 {
+		r.HandoffMs = float64(handoffs.median()) / 1e6
+		r.HandoffP99Ms = float64(handoffs.p99()) / 1e6
+		r.Rehold = float64(rehold) / float64(len(handoffs))
+	}
 	return r
 }
