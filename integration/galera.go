@@ -177,11 +177,21 @@ func LaunchGaleraCluster(n int, opts ...Option) (*GaleraCluster, error) {
 		return nil, err
 	}
 	c.formed.Store(true)
-	// DDL replicates in total order: once node 0 has run it, every node
-	// has, or will before it runs a later statement.
 	if err := pingSQL(ctx, "mysql", fmt.Sprintf("root@tcp(127.0.0.1:%d)/", np[0].sql), "CREATE DATABASE IF NOT EXISTS test"); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("integration: Galera: create database test: %w", err)
+	}
+	// DDL is certified in total order but applied on the other nodes
+	// after node 0 returns (wsrep_sync_wait is 0): wait until every node
+	// has the database, so that a connection naming it works on any node.
+	for i, p := range np {
+		err := poll(ctx, func() error {
+			return pingSQL(ctx, "mysql", fmt.Sprintf("root@tcp(127.0.0.1:%d)/test", p.sql))
+		})
+		if err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("integration: Galera node %d: database test: %w", i, err)
+		}
 	}
 	return c, nil
 }
