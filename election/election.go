@@ -283,13 +283,24 @@ func (e *Elector) Leader(ctx context.Context, name string) (Leader, error) {
 			continue
 		}
 		if in.Holder.Token == 0 {
-			return Leader{}, fmt.Errorf("election: %q is held without a fencing token, so it is not an election's lock: %w", name, lockkit.ErrUnsupported)
+			return Leader{}, fmt.Errorf("election: %q is held without a fencing token, so it is not an election's lock: %w", name, errNoToken)
 		}
 		h := in.Holder
 		return Leader{Name: name, Term: h.Token, Value: h.Data, Since: h.Since, Holder: h}, nil
 	}
 	return Leader{}, fmt.Errorf("%w: %q", ErrNoLeader, name)
 }
+
+// errNoToken is Leader's error for a holder without a token. It matches
+// lockkit.ErrUnsupported; Observe reads again a few times before it
+// believes it, since some backends show a holder for an instant before its
+// record (and token) is written or after it was cleared.
+var errNoToken = noTokenError{}
+
+type noTokenError struct{}
+
+func (noTokenError) Error() string        { return lockkit.ErrUnsupported.Error() }
+func (noTokenError) Is(target error) bool { return target == lockkit.ErrUnsupported }
 
 func (e *Elector) noLister() error {
 	return fmt.Errorf("election: %T cannot list lock holders (it is no lockkit.Lister), so the leader cannot be read: %w", e.locker, lockkit.ErrUnsupported)

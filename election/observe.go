@@ -59,6 +59,14 @@ func (e *Elector) Observe(ctx context.Context, name string) iter.Seq2[Leader, er
 		for {
 			sub.ensure(ctx) // before the read, so no change after it is missed
 			ld, err := e.Leader(ctx, name)
+			for i := 1; i <= tokenRetries && errors.Is(err, errNoToken); i++ {
+				// A holder without a token may be one whose token is
+				// being written or cleared (a file lock's record).
+				if !sleep(ctx, time.Duration(i)*tokenRetryPause) {
+					return
+				}
+				ld, err = e.Leader(ctx, name)
+			}
 			if ctx.Err() != nil {
 				return
 			}
@@ -96,6 +104,25 @@ func (e *Elector) Observe(ctx context.Context, name string) iter.Seq2[Leader, er
 				}
 			}
 		}
+	}
+}
+
+// tokenRetries and tokenRetryPause bound how long Observe reads again
+// before it believes a holder without a token: 10+20+30 ms.
+const (
+	tokenRetries    = 3
+	tokenRetryPause = 10 * time.Millisecond
+)
+
+// sleep waits d, or until ctx ends (false).
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 // TestElection runs the election suite on file locks with fencing tokens.
 // Removing the leader's lock file is the fault (nothing else can take a
 // flock away); the deposed leader learns of it within CheckInterval.
+// Observers are woken by inotify.
 func TestElection(t *testing.T) {
 	dir := t.TempDir()
 	cfg := &Config{Fencing: true, CheckInterval: 20 * time.Millisecond}
@@ -32,6 +33,7 @@ func TestElection(t *testing.T) {
 			Leftovers: func(t *testing.T, names []string) int { return leftovers(t, dir, names) },
 		},
 		FailoverBound: time.Second,
+		Pushed:        true, // inotify on the lock directory
 		// A crashed holder's flock ends with its last descriptor, and a
 		// waiter is woken by the close (inotify) or polls within
 		// PollMax.
