@@ -12,7 +12,8 @@ import (
 // TestElection runs the election suite on both dialects. Waiters on
 // PostgreSQL are woken by the release's notification; on MySQL they poll
 // within MaxPoll. ForceRelease is the fault: the deposed leader learns of it
-// at its next renewal, within RenewInterval.
+// at its next renewal, within RenewInterval. Observers are pushed changes
+// on PostgreSQL (LISTEN) and poll on MySQL.
 func TestElection(t *testing.T) {
 	for _, d := range dialects {
 		t.Run(string(d), func(t *testing.T) {
@@ -44,6 +45,8 @@ func TestElection(t *testing.T) {
 					return l, func() { _ = db.Close() }
 				},
 				CrashFailoverBound: 2 * time.Second, // TTL, plus slack for a loaded machine
+				// Observers LISTEN on PostgreSQL; on MySQL they poll.
+				Pushed: d == rowlock.Postgres,
 			})
 		})
 	}
