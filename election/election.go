@@ -127,11 +127,13 @@ func (e *Elector) Campaign(ctx context.Context, name, value string) (*Leadership
 		return nil, err
 	}
 	locker := e.locker
-	if value != "" {
-		if e.data == nil {
-			return nil, fmt.Errorf("election: %T cannot store a value per campaign (it is no lockkit.DataLocker); campaign with an empty value, and set the holder data in the backend's Config instead: %w", e.locker, lockkit.ErrUnsupported)
-		}
+	switch {
+	case e.data != nil:
+		// Also with an empty value: a view records its holder where
+		// the plain Locker does not (advisory).
 		locker = e.data.WithData(value)
+	case value != "":
+		return nil, fmt.Errorf("election: %T cannot store a value per campaign (it is no lockkit.DataLocker); campaign with an empty value, and set the holder data in the backend's Config instead: %w", e.locker, lockkit.ErrUnsupported)
 	}
 	lk, err := locker.Acquire(ctx, name)
 	if err != nil {

@@ -59,12 +59,14 @@ func (e *Elector) Observe(ctx context.Context, name string) iter.Seq2[Leader, er
 		for {
 			sub.ensure(ctx) // before the read, so no change after it is missed
 			ld, err := e.Leader(ctx, name)
-			for i := 1; i <= tokenRetries && errors.Is(err, errNoToken); i++ {
+			for pause, waited := tokenRetryPause, time.Duration(0); errors.Is(err, errNoToken) && waited < tokenGrace; pause *= 2 {
 				// A holder without a token may be one whose token is
-				// being written or cleared (a file lock's record).
-				if !sleep(ctx, time.Duration(i)*tokenRetryPause) {
+				// being written or cleared (a file lock's record, an
+				// advisory lock's holder row).
+				if !sleep(ctx, pause) {
 					return
 				}
+				waited += pause
 				ld, err = e.Leader(ctx, name)
 			}
 			if ctx.Err() != nil {
@@ -107,11 +109,13 @@ func (e *Elector) Observe(ctx context.Context, name string) iter.Seq2[Leader, er
 	}
 }
 
-// tokenRetries and tokenRetryPause bound how long Observe reads again
-// before it believes a holder without a token: 10+20+30 ms.
+// Observe reads again, with pauses from tokenRetryPause doubling, for
+// about tokenGrace before it believes a holder without a token: a holder
+// that is writing its record (one round trip after its lock) has one by
+// then.
 const (
-	tokenRetries    = 3
 	tokenRetryPause = 10 * time.Millisecond
+	tokenGrace      = 2 * time.Second
 )
 
 // sleep waits d, or until ctx ends (false).
