@@ -57,8 +57,8 @@
 // read through [Elector.Leader] and [Elector.Observe]. The value travels as
 // the lock holder's Data ([lockkit.Holder]), so it needs a Locker that
 // stores holder data per acquire, a [lockkit.DataLocker] (memlock, rowlock,
-// redislock, filelock, advisory); with another Locker (mysqllock,
-// etcdlock), campaign with an empty value. On a DataLocker, Campaign
+// redislock, filelock, advisory, mysqllock); with another Locker
+// (etcdlock), campaign with an empty value. On a DataLocker, Campaign
 // always acquires through a WithData view, also with an empty value. Reading the
 // leader needs a [lockkit.Lister]. A Locker without one still elects; only
 // Leader and Observe report lockkit.ErrUnsupported.

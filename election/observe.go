@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/backoff"
 )
 
 // Observe yields the leader of the election name, then every change: a new
@@ -63,7 +64,7 @@ func (e *Elector) Observe(ctx context.Context, name string) iter.Seq2[Leader, er
 				// A holder without a token may be one whose token is
 				// being written or cleared (a file lock's record, an
 				// advisory lock's holder row).
-				if !sleep(ctx, pause) {
+				if !backoff.Sleep(ctx, pause) {
 					return
 				}
 				waited += pause
@@ -117,18 +118,6 @@ const (
 	tokenRetryPause = 10 * time.Millisecond
 	tokenGrace      = 2 * time.Second
 )
-
-// sleep waits d, or until ctx ends (false).
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
 
 // subscription is an observer's subscription to a Watcher's changes, made
 // again after the push broke.

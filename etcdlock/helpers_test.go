@@ -14,6 +14,7 @@ import (
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/integration"
+	"github.com/lockkit/lockkit/locktest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(integration.EtcdCleanup(m)) }
@@ -128,3 +129,50 @@ func countKeys(t testing.TB, c *clientv3.Client, prefix string) int {
 	}
 	return int(resp.Count)
 }
+
+// suiteConfig is the shared cluster as the election and semaphore suites
+// take it: Lockers of their own clients with a 5 s lease, deleting a
+// holder's key as the kill (a watch event away for the holder and the next
+// waiter), and a crashing Locker (its client closed, its 2 s lease not
+// revoked) for failovers after a crash.
+func suiteConfig(t *testing.T) (cfg locktest.Config, crashing func(t *testing.T) (lockkit.Locker, func())) {
+	endpoints := integration.EtcdEndpoints(t)
+	admin := etcdClient(t, endpoints...)
+	prefix := testPrefix(t, admin)
+	adminLocker := newLocker(t, admin, &Config{Prefix: prefix})
+	// A gRPC client connects on its first call, and its transports (a
+	// reader and a writer per endpoint) live until Close. The admin client
+	// lives as long as the suite and kills holders in its subtests, so it
+	// connects here: else the first subtest that kills would count its
+	// transports as goroutines that subtest leaked.
+	countKeys(t, admin, prefix)
+	cfg = locktest.Config{
+		NewLocker: func(t *testing.T) lockkit.Locker {
+			return newLocker(t, etcdClient(t, endpoints...), &Config{Prefix: prefix, TTL: 5 * time.Second})
+		},
+		KillHolder: func(t *testing.T, l lockkit.Lock) {
+			if _, err := admin.Delete(ctxT(t, 10*time.Second), l.(*Lock).Key()); err != nil {
+				t.Fatal(err)
+			}
+		},
+		LossBound: time.Second, // a watch event
+		Leftovers: func(t *testing.T, names []string) int {
+			n := 0
+			for _, name := range names {
+				n += countKeys(t, admin, adminLocker.Prefix(name))
+			}
+			return n
+		},
+	}
+	crashing = func(t *testing.T) (lockkit.Locker, func()) {
+		c := etcdClient(t, endpoints...)
+		l := newLocker(t, c, &Config{Prefix: prefix, TTL: 2 * time.Second})
+		return l, func() { _ = c.Close() }
+	}
+	return cfg, crashing
+}
+
+// crashFailoverBound is how soon a waiter leads or gets the permit after a
+// holder with a 2 s lease crashed: the TTL, plus slack for a loaded
+// machine.
+const crashFailoverBound = 2*time.Second + 2*time.Second

@@ -207,6 +207,7 @@ func TestPostgresTableMaxMismatch(t *testing.T) {
 	maxMismatch(t, withTable(pgTableCase(t)), true)
 }
 func TestPostgresMaxMismatch(t *testing.T)       { t.Parallel(); maxMismatch(t, pgCase(t), true) }
+func TestMySQLMaxMismatch(t *testing.T)          { t.Parallel(); maxMismatch(t, mysqlCase(t), true) }
 func TestEtcdMaxMismatchUndetected(t *testing.T) { t.Parallel(); maxMismatch(t, etcdCase(t), false) }
 
 // maxLost takes a permit's lock away from outside while its command runs:

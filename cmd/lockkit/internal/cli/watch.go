@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/backoff"
 	"github.com/lockkit/lockkit/semaphore"
 	"golang.org/x/term"
 )
@@ -177,7 +178,7 @@ func (w *watcher) loop(ctx context.Context) error {
 			// A lock file locked a moment ago whose holder has not
 			// written its record yet: look again, rather than
 			// report a holder that is about to change.
-			if !sleepCtx(ctx, pause) {
+			if !backoff.Sleep(ctx, pause) {
 				return nil
 			}
 			cur, err = w.poll(ctx)
@@ -214,7 +215,7 @@ func (w *watcher) loop(ctx context.Context) error {
 			// Changes come in bursts (a record cleared, a file
 			// closed, another locked): list once they settled.
 			pushed = true
-			if !sleepCtx(ctx, settlePause) {
+			if !backoff.Sleep(ctx, settlePause) {
 				return nil
 			}
 		}
@@ -241,18 +242,6 @@ func (w *watcher) unsettled(cur []heldLock) bool {
 		}
 	}
 	return false
-}
-
-// sleepCtx waits d, or until ctx ends (false).
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // subscribe subscribes to the backend's changes of the listed names when
