@@ -76,6 +76,33 @@ func (c *crashing) TryAcquire(ctx context.Context, name string) (lockkit.Lock, e
 	return lk, nil
 }
 
+// WithData is the Locker's view whose locks crash() drops too: package
+// election campaigns through views.
+func (c *crashing) WithData(data string) lockkit.Locker { return crashingView{c, data} }
+
+type crashingView struct {
+	c    *crashing
+	data string
+}
+
+func (v crashingView) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	return v.c.track(v.c.Locker.WithData(v.data).Acquire(ctx, name))
+}
+
+func (v crashingView) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	return v.c.track(v.c.Locker.WithData(v.data).TryAcquire(ctx, name))
+}
+
+func (c *crashing) track(lk lockkit.Lock, err error) (lockkit.Lock, error) {
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.locks = append(c.locks, lk.(*Lock))
+	c.mu.Unlock()
+	return lk, nil
+}
+
 func (c *crashing) crash() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
