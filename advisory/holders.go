@@ -36,7 +36,9 @@ var _ lockkit.DataLocker = (*Locker)(nil)
 // WithData implements lockkit.DataLocker: the view's exclusive acquires
 // record data, the lock's fencing token (with Config.Fencing) and the
 // session's pid in the holders table (created on first use, UNLOGGED) with
-// one more statement on another session of the pool, where [Locker.List]
+// one more statement on another session of the pool (about 0.1 ms on
+// loopback: a fenced try and release took 220-275 µs plainly and 340-375
+// µs through a view on a loaded test machine), where [Locker.List]
 // (and so package election's Leader and Observe) reads them. Without the
 // view, locks record nothing and cost nothing more. A record that fails
 // releases the lock and fails the acquire; data longer than [MaxDataLen],
