@@ -15,7 +15,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if raw := os.Getenv(foChildEnv); raw != "" {
+		os.Exit(failoverChild(raw)) // a leader process of TestQuickFiles' failover scenario
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // TestFlights checks the round-trip counting on a real loopback socket.
 func TestFlights(t *testing.T) {

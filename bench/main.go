@@ -2,8 +2,14 @@
 // libraries people use instead, side by side in one run, on the same
 // servers, interleaved.
 //
-//	cd bench && go run . -backends all          # full run, under 5 minutes
-//	cd bench && go run . -quick                 # smoke test, under 30 seconds
+//	cd bench && go run . -backends all          # full run, about 5 minutes
+//	cd bench && go run . -quick                 # smoke test, about 30 seconds
+//	cd bench && go run . -scenarios failover,semaphore   # about 3 minutes
+//
+// The failover scenario (failover.go) SIGKILLs a leader process and times
+// the new leader's election, against a client-go-style loop
+// (-clientgo-real for client-go's own 15 s / 2 s defaults); the semaphore
+// scenario (semaphore.go) runs 16 workers on 4 permits.
 //
 // It prints tables and writes results.json, tables.md and PNG charts of the
 // latency distributions to -out. Server addresses come from -postgres,
@@ -67,7 +73,11 @@ var backends = []backend{
 	{"files", "flock(2) file lock", setupFiles},
 }
 
-var allScenarios = []string{"single", "distinct", "contended", "multi", "memory", "scale"}
+var allScenarios = []string{"single", "distinct", "contended", "multi", "memory", "scale", "failover", "semaphore"}
+
+// ownScenarios run on their own (failover.go, semaphore.go), not through
+// runBackend's variants.
+var ownScenarios = []string{"failover", "semaphore"}
 
 // config is the parsed command line.
 type config struct {
@@ -82,6 +92,9 @@ type config struct {
 	cpuprof   string
 	workers   int
 	strict    bool
+
+	failoverN    int  // lockkit failovers per backend; 0: the mode's default
+	clientGoReal bool // the client-go-style loop with its real defaults, not scaled ×0.1
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -102,6 +115,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.workers, "workers", 16, "workers of the contended scenario")
 	fs.BoolVar(&c.strict, "strict", os.Getenv("LOCKKIT_TEST_REQUIRE") == "1",
 		"exit non-zero when a backend is skipped or a lockkit measurement failed (default: $LOCKKIT_TEST_REQUIRE=1); slowness never fails")
+	fs.IntVar(&c.failoverN, "failovers", 0, fmt.Sprintf("failovers of lockkit's election per backend (default %d, %d with -quick)", foFullN, foQuickN))
+	fs.BoolVar(&c.clientGoReal, "clientgo-real", false, "run the failover scenario's client-go-style loop with client-go's defaults (15 s lease, 2 s retry period) instead of scaled ×0.1")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -153,6 +168,9 @@ func pick(list, known, what string) ([]string, error) {
 }
 
 func main() {
+	if raw := os.Getenv(foChildEnv); raw != "" {
+		os.Exit(failoverChild(raw)) // a leader process of the failover scenario
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
@@ -244,7 +262,7 @@ func failures(rep *report) []string {
 			check("scale", r.Variant, r.Role, r.Skipped, 0)
 		}
 	}
-	return out
+	return append(out, ownFailures(rep)...)
 }
 
 // measure runs every selected backend and scenario.
@@ -281,8 +299,9 @@ func measure(ctx context.Context, c *config, stderr io.Writer) (*report, error) 
 		Scenarios: c.scenarios,
 	}
 	start := time.Now()
+	harness := slices.ContainsFunc(c.scenarios, func(s string) bool { return !slices.Contains(ownScenarios, s) })
 	for _, b := range backends {
-		if !slices.Contains(c.backends, b.name) {
+		if !harness || !slices.Contains(c.backends, b.name) {
 			continue
 		}
 		if ctx.Err() != nil {
@@ -298,6 +317,12 @@ func measure(ctx context.Context, c *config, stderr io.Writer) (*report, error) 
 			fmt.Fprintf(stderr, "bench: %s done in %.1fs\n", b.name, br.Seconds)
 		}
 		rep.Backends = append(rep.Backends, br)
+	}
+	if slices.Contains(c.scenarios, "failover") && ctx.Err() == nil {
+		rep.Failover = runFailover(ctx, e, c, stderr)
+	}
+	if slices.Contains(c.scenarios, "semaphore") && ctx.Err() == nil {
+		rep.Semaphore = runSemaphore(ctx, e, c, stderr)
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, ctx.Err()

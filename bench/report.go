@@ -21,6 +21,8 @@ type report struct {
 	Scenarios []string         `json:"scenarios"`
 	Backends  []*backendResult `json:"backends"`
 	Files     []string         `json:"-"`
+
+	ownResults // failover.go, semaphore.go
 }
 
 type machine struct {
@@ -318,6 +320,7 @@ func renderTables(rep *report) string {
 	}
 	b.WriteString("\n")
 
+	b.WriteString(renderOwn(rep)) // failover.go, semaphore.go
 	b.WriteString("## Variants\n\n")
 	for _, br := range rep.Backends {
 		if br.Skipped != "" {

@@ -14,12 +14,11 @@ import (
 // lease not revoked) is succeeded when the lease runs out. etcd keys carry
 // no per-acquire data, so candidates campaign without values.
 func TestElection(t *testing.T) {
-	cfg, crashing := suiteConfig(t)
+	cfg, crash := suiteConfig(t)
 	locktest.RunElection(t, locktest.ElectionConfig{
-		Config:             cfg,
-		FailoverBound:      time.Second,
-		Pushed:             true,
-		NewCrashingLocker:  crashing,
-		CrashFailoverBound: crashFailoverBound,
+		Config:        cfg,
+		FailoverBound: time.Second,
+		Pushed:        true,
+		Crash:         crash,
 	})
 }

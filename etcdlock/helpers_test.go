@@ -135,7 +135,7 @@ func countKeys(t testing.TB, c *clientv3.Client, prefix string) int {
 // holder's key as the kill (a watch event away for the holder and the next
 // waiter), and a crashing Locker (its client closed, its 2 s lease not
 // revoked) for failovers after a crash.
-func suiteConfig(t *testing.T) (cfg locktest.Config, crashing func(t *testing.T) (lockkit.Locker, func())) {
+func suiteConfig(t *testing.T) (locktest.Config, locktest.Crash) {
 	endpoints := integration.EtcdEndpoints(t)
 	admin := etcdClient(t, endpoints...)
 	prefix := testPrefix(t, admin)
@@ -146,7 +146,7 @@ func suiteConfig(t *testing.T) (cfg locktest.Config, crashing func(t *testing.T)
 	// long as the suite, makes no call inside a leak-checked subtest (only
 	// in NoLeftovers): each kill has a client of its own, closed when its
 	// subtest ends.
-	cfg = locktest.Config{
+	cfg := locktest.Config{
 		NewLocker: func(t *testing.T) lockkit.Locker {
 			return newLocker(t, etcdClient(t, endpoints...), &Config{Prefix: prefix, TTL: 5 * time.Second})
 		},
@@ -165,15 +165,13 @@ func suiteConfig(t *testing.T) (cfg locktest.Config, crashing func(t *testing.T)
 			return n
 		},
 	}
-	crashing = func(t *testing.T) (lockkit.Locker, func()) {
-		c := etcdClient(t, endpoints...)
-		l := newLocker(t, c, &Config{Prefix: prefix, TTL: 2 * time.Second})
-		return l, func() { _ = c.Close() }
+	crash := locktest.Crash{
+		NewCrashingLocker: func(t *testing.T) (lockkit.Locker, func()) {
+			c := etcdClient(t, endpoints...)
+			l := newLocker(t, c, &Config{Prefix: prefix, TTL: 2 * time.Second})
+			return l, func() { _ = c.Close() }
+		},
+		CrashFailoverBound: 2*time.Second + 2*time.Second, // TTL, plus slack for a loaded machine
 	}
-	return cfg, crashing
+	return cfg, crash
 }
-
-// crashFailoverBound is how soon a waiter leads or gets the permit after a
-// holder with a 2 s lease crashed: the TTL, plus slack for a loaded
-// machine.
-const crashFailoverBound = 2*time.Second + 2*time.Second

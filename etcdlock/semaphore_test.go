@@ -14,12 +14,11 @@ import (
 // per-acquire data, so callers that disagree on the number of permits are
 // not told apart (the suite says so).
 func TestSemaphore(t *testing.T) {
-	cfg, crashing := suiteConfig(t)
+	cfg, crash := suiteConfig(t)
 	cfg.Tokens = true
 	locktest.RunSemaphore(t, locktest.SemaphoreConfig{
-		Config:             cfg,
-		FailoverBound:      time.Second,
-		NewCrashingLocker:  crashing,
-		CrashFailoverBound: crashFailoverBound,
+		Config:        cfg,
+		FailoverBound: time.Second,
+		Crash:         crash,
 	})
 }
