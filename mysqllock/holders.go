@@ -18,7 +18,9 @@ import (
 // through a WithData view records its holder in a small table, the fencing
 // table's name followed by "_holders" (lockkit_fence_holders by default):
 // one row per GET_LOCK name, the holding connection's id, the data and
-// when, written right after the lock was granted. List trusts a row only
+// when, written right after the lock was granted (and, before a Locker's
+// first view lock of a name, an empty row for it, so that the first
+// holder too is not listed with a token but without its data). List trusts a row only
 // when its connection id is the holder's, so a row left by a session that
 // died or let go is ignored. A name that has a row which is not its
 // holder's is listed without a token: its holder either took the lock
@@ -68,6 +70,12 @@ func (v dataView) acquire(ctx context.Context, name string, lock func(context.Co
 	if err != nil {
 		return nil, err
 	}
+	if err := v.m.ensureRow(ctx, server); err != nil {
+		if ctx.Err() != nil { // the acquire's wait ended before it began
+			return nil, &lockkit.HeldError{Name: name, Cause: ctx.Err()}
+		}
+		return nil, fmt.Errorf("mysqllock: acquire %q: record the holder: %w", name, err)
+	}
 	lk, err := lock(ctx, name)
 	if err != nil {
 		v.m.addHeldData(ctx, server, err)
@@ -88,6 +96,26 @@ func (m *Locker) setHolders(q string) {
 	m.holdersCreate = "CREATE TABLE IF NOT EXISTS " + q +
 		" (name VARBINARY(255) NOT NULL PRIMARY KEY, conn BIGINT NOT NULL, data TEXT CHARACTER SET utf8mb4 NOT NULL, at BIGINT NOT NULL) ENGINE=InnoDB"
 	m.holdersRead = "SELECT conn, data FROM " + q + " WHERE name = ?"
+	m.holdersEnsure = "INSERT INTO " + q + " (name, conn, data, at) VALUES (?, 0, '', 0) ON DUPLICATE KEY UPDATE name = name"
+}
+
+// ensureRow makes sure server has a holders row before a view's first
+// lock of it, an empty one if need be (connection 0, which no holder has),
+// so that List never shows the view's token before its data: a name with
+// a row that is not its holder's is listed without a token. A Locker does
+// this once per name.
+func (m *Locker) ensureRow(ctx context.Context, server string) error {
+	if _, ok := m.rowMade.Load(server); ok || m.holdersWrite == "" {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := m.execHolders(ctx, m.holdersEnsure, server)
+	if err == nil {
+		m.rowMade.Store(server, struct{}{})
+	}
+	return err
 }
 
 // record writes the holder row of the GET_LOCK name server, creating the
@@ -96,12 +124,18 @@ func (m *Locker) record(ctx context.Context, server string, connID int64, data s
 	if m.holdersWrite == "" {
 		return fmt.Errorf("Config.FencingTable is too long to name its holders table (the name followed by \"_holders\"): %w", lockkit.ErrUnsupported)
 	}
-	_, err := m.db.ExecContext(ctx, m.holdersWrite, server, connID, data)
+	return m.execHolders(ctx, m.holdersWrite, server, connID, data)
+}
+
+// execHolders runs a statement on the holders table, creating the table
+// when it is missing.
+func (m *Locker) execHolders(ctx context.Context, q string, args ...any) error {
+	_, err := m.db.ExecContext(ctx, q, args...)
 	if isNoTable(err) {
 		if _, cerr := m.db.ExecContext(ctx, m.holdersCreate); cerr != nil {
 			return fmt.Errorf("create the holders table (it needs the CREATE privilege; or create it beforehand, %s, and grant INSERT, UPDATE and SELECT on it): %w", m.holdersCreate, cerr)
 		}
-		_, err = m.db.ExecContext(ctx, m.holdersWrite, server, connID, data)
+		_, err = m.db.ExecContext(ctx, q, args...)
 	}
 	return err
 }

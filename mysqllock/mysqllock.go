@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -149,7 +150,8 @@ type Locker struct {
 	fenceCreate string // the CREATE TABLE of the counters' table
 	fenceRead   string // reads a name's counter, for List
 
-	holdersWrite, holdersCreate, holdersRead string // the holders table's statements; see WithData
+	holdersWrite, holdersCreate, holdersRead, holdersEnsure string   // the holders table's statements; see WithData
+	rowMade                                                 sync.Map // GET_LOCK names known to have a holders row
 }
 
 var telemetryBackend = telemetry.Backend{
