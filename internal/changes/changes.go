@@ -38,10 +38,3 @@ func Signal(ch chan struct{}) {
 	default:
 	}
 }
-
-// Drain waits until ch is closed, discarding its values: the end of a
-// Feed's goroutine after its context was cancelled.
-func Drain(ch <-chan struct{}) {
-	for range ch {
-	}
-}
