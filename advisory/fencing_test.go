@@ -94,27 +94,25 @@ func TestFencingSequenceInvalid(t *testing.T) {
 	}
 }
 
-// noList hides a Locker's List from package election: advisory's List
-// reads pg_locks, which has no fencing token, so election's Leader (which
-// takes the term from the listed holder's Token) cannot read the term
-// there yet. The suite then checks everything but Leader and Observe.
-type noList struct{ lockkit.Locker }
-
 // TestElectionFencing runs the election suite on advisory locks with
-// Config.Fencing: terms are the sequence's values.
+// Config.Fencing: terms are the sequence's values, which candidates record
+// (through WithData views) with their values in the holders table, where
+// List, and so Leader and Observe, read them. Observers LISTEN for the
+// Elector's announcements (Pushed).
 func TestElectionFencing(t *testing.T) {
 	admin := pgAdmin(t)
 	locktest.RunElection(t, locktest.ElectionConfig{
 		Config: locktest.Config{
 			NewLocker: func(t *testing.T) lockkit.Locker {
 				p, _ := newPG(t, 4, &Config{Fencing: true})
-				return noList{p}
+				return p
 			},
 			KillHolder: func(t *testing.T, l lockkit.Lock) {
 				terminateHolder(t, admin, l.(*Lock).Keys()[0], true)
 			},
 			LossBound: pgLossBound,
 		},
+		Pushed: true,
 	})
 }
 

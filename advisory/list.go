@@ -63,6 +63,10 @@ const RunAppPrefix = "lockkit run "
 // do, when the lock was granted. A session the caller may not see in full
 // (another user's, without pg_read_all_stats) has no Host or Since.
 //
+// An exclusive holder that took its lock through a [Locker.WithData] view
+// has, from its record in the holders table, its fencing token (Token),
+// data (Data) and the time it recorded them (Since); see WithData.
+//
 // A bad name returns an error matching lockkit.ErrInvalid before any I/O.
 func (p *Locker) List(ctx context.Context, names ...string) ([]lockkit.LockInfo, error) {
 	keys := make([]keyhash.Key, len(names))
@@ -85,6 +89,9 @@ func (p *Locker) List(ctx context.Context, names ...string) ([]lockkit.LockInfo,
 	err = pc.with(func(c *pgx.Conn) error {
 		var err error
 		rows, targets, tables, err = queryList(ctx, c, len(names) == 0)
+		if err == nil {
+			err = p.addHolders(ctx, c, rows)
+		}
 		return err
 	})
 	if err != nil {

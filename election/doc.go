@@ -31,9 +31,10 @@
 // counter key with the server's clock as a floor, so that they keep
 // increasing if the counter is lost; on filelock from a counter in the lock
 // file with the system clock as a floor; on advisory from a sequence
-// (strictly increasing across all names; Leader and Observe are not
-// available there, as pg_locks shows no token); on mysqllock from a
-// counter row per name; see those packages.
+// (strictly increasing across all names; pg_locks shows no token, so a
+// candidate records its term and value in a holders table that List
+// reads); on mysqllock from a counter row per name; on etcdlock from the
+// revision that created the leader's key; see those packages.
 //
 // What a term does not guarantee is that only one process acts as leader at
 // any instant. No lock can: a leader paused past its lease (a GC pause, a
@@ -56,15 +57,28 @@
 // read through [Elector.Leader] and [Elector.Observe]. The value travels as
 // the lock holder's Data ([lockkit.Holder]), so it needs a Locker that
 // stores holder data per acquire, a [lockkit.DataLocker] (memlock, rowlock,
-// redislock, filelock); with another Locker, campaign with an empty value. Reading the
+// redislock, filelock, advisory, mysqllock); with another Locker
+// (etcdlock), campaign with an empty value. On a DataLocker, Campaign
+// always acquires through a WithData view, also with an empty value. Reading the
 // leader needs a [lockkit.Lister]. A Locker without one still elects; only
 // Leader and Observe report lockkit.ErrUnsupported.
 //
 // # Observing
 //
-// [Elector.Observe] reads the leader every Config.PollInterval (one second
-// by default) and yields each change: a new term, or a vacancy. So a change
-// is seen at most one PollInterval plus a round trip after it happened, and
-// a leadership that begins and ends between two reads is not seen at all.
+// [Elector.Observe] yields the leader, then each change: a new term, or a
+// vacancy. On a Locker that pushes changes, a [lockkit.Watcher] (filelock
+// by inotify, etcdlock by a watch, redislock by pub/sub, rowlock on
+// PostgreSQL and advisory by LISTEN/NOTIFY), it subscribes and reads the
+// leader again whenever it is woken, so a change is seen about a round
+// trip after it happened. The push only wakes it: what it yields is read
+// through the Locker's lockkit.Lister, so a lost or spurious wake-up costs
+// latency or a read, never a wrong answer. The Elector announces what
+// the backend would not push by itself ([lockkit.Watcher.Announce]): a
+// leader taking office, resigning, and a loss its lock reported. It also
+// reads every Config.PollInterval (one second by default), the safety net
+// for changes nobody announced, such as a crashed leader's lease running
+// out with no successor; where nothing pushes (mysqllock, rowlock on
+// MySQL, memlock) that poll is the bound on how late a change is seen. A
+// leadership that begins and ends between two reads is not seen at all.
 // Terms are yielded in increasing order.
 package election

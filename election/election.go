@@ -13,7 +13,8 @@ import (
 
 // Defaults of [Config].
 const (
-	// DefaultPollInterval is how often Observe reads the leader.
+	// DefaultPollInterval is how often Observe reads the leader without
+	// a wake-up: the bound on how late it sees a change nobody pushed.
 	DefaultPollInterval = time.Second
 	// DefaultMinBackoff and DefaultMaxBackoff bound Lead's pause before
 	// it campaigns again.
@@ -27,7 +28,9 @@ var ErrNoLeader = errors.New("election: no leader")
 // Config configures an [Elector]. A nil *Config, like zero fields, means
 // the defaults.
 type Config struct {
-	// PollInterval is how often Observe reads the leader: the bound on how
+	// PollInterval is how often Observe reads the leader when nothing
+	// woke it: on a Locker that pushes changes (a lockkit.Watcher) the
+	// safety net for changes nobody announced, elsewhere the bound on how
 	// late it reports a change. Default [DefaultPollInterval].
 	PollInterval time.Duration
 
@@ -53,6 +56,7 @@ type Elector struct {
 	locker lockkit.Locker
 	lister lockkit.Lister     // nil when the Locker cannot list
 	data   lockkit.DataLocker // nil when the Locker has no per-acquire data
+	push   lockkit.Watcher    // nil when the Locker cannot push changes
 
 	poll, minBackoff, maxBackoff time.Duration
 	onError                      func(string, int64, error)
@@ -82,6 +86,7 @@ func New(locker lockkit.Locker, cfg *Config) (*Elector, error) {
 	}
 	e.lister, _ = locker.(lockkit.Lister)
 	e.data, _ = locker.(lockkit.DataLocker)
+	e.push, _ = locker.(lockkit.Watcher)
 	if e.poll == 0 {
 		e.poll = DefaultPollInterval
 	}
@@ -122,11 +127,13 @@ func (e *Elector) Campaign(ctx context.Context, name, value string) (*Leadership
 		return nil, err
 	}
 	locker := e.locker
-	if value != "" {
-		if e.data == nil {
-			return nil, fmt.Errorf("election: %T cannot store a value per campaign (it is no lockkit.DataLocker); campaign with an empty value, and set the holder data in the backend's Config instead: %w", e.locker, lockkit.ErrUnsupported)
-		}
+	switch {
+	case e.data != nil:
+		// Also with an empty value: a view records its holder where
+		// the plain Locker does not (advisory).
 		locker = e.data.WithData(value)
+	case value != "":
+		return nil, fmt.Errorf("election: %T cannot store a value per campaign (it is no lockkit.DataLocker); campaign with an empty value, and set the holder data in the backend's Config instead: %w", e.locker, lockkit.ErrUnsupported)
 	}
 	lk, err := locker.Acquire(ctx, name)
 	if err != nil {
@@ -142,7 +149,34 @@ func (e *Elector) Campaign(ctx context.Context, name, value string) (*Leadership
 		e.mu.Unlock()
 		return nil, errors.Join(err, relErr)
 	}
-	return &Leadership{lock: lk, value: value}, nil
+	l := &Leadership{lock: lk, value: value, e: e}
+	e.announce(ctx, name)
+	if e.push != nil {
+		l.lossAnnounced = make(chan struct{})
+		l.stopLoss = context.AfterFunc(doneContext{lk}, func() {
+			defer close(l.lossAnnounced)
+			if lk.Err() != nil && !errors.Is(lk.Err(), lockkit.ErrReleased) {
+				e.announce(context.Background(), name)
+			}
+		})
+	}
+	return l, nil
+}
+
+// announceTimeout bounds an announcement of a change to observers: a
+// failed one costs only latency, since observers poll as a safety net.
+const announceTimeout = 2 * time.Second
+
+// announce tells observers of name, on a Locker that pushes changes, that
+// its leader changed. Its error is dropped: observers find the change at
+// their next poll.
+func (e *Elector) announce(ctx context.Context, name string) {
+	if e.push == nil {
+		return
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), announceTimeout)
+	defer cancel()
+	_ = e.push.Announce(actx, name)
 }
 
 func (e *Elector) noTermsErr() error {
@@ -156,6 +190,12 @@ func (e *Elector) noTermsErr() error {
 type Leadership struct {
 	lock  lockkit.Lock
 	value string
+	e     *Elector
+
+	// On a Locker that pushes changes, a loss is announced to observers
+	// as soon as the lock reports it; Resign waits for that announcement.
+	stopLoss      func() bool
+	lossAnnounced chan struct{} // nil without push
 }
 
 // Name returns the election's name.
@@ -185,7 +225,24 @@ func (l *Leadership) Err() error { return l.lock.Err() }
 // candidate leads next. It has the contract of [lockkit.Lock.Release]: nil
 // when the backend confirmed it, the loss error when the leadership had
 // been lost, an error matching lockkit.ErrReleased the second time.
-func (l *Leadership) Resign(ctx context.Context) error { return l.lock.Release(ctx) }
+//
+// On a Locker that pushes changes (a lockkit.Watcher), Resign announces the
+// vacancy to observers after the release, and a leadership that is lost is
+// announced as soon as the lock reports the loss.
+func (l *Leadership) Resign(ctx context.Context) error {
+	err := l.lock.Release(ctx)
+	if l.lossAnnounced == nil {
+		return err
+	}
+	if l.stopLoss() { // the lock is done, and the loss announcer never ran
+		close(l.lossAnnounced)
+	}
+	<-l.lossAnnounced
+	if err == nil { // this call released it
+		l.e.announce(ctx, l.Name())
+	}
+	return err
+}
 
 // Lock returns the lock the leadership holds, for the backend's extras (a
 // lease's expiry, a Redis key). Resign rather than release it.
@@ -228,13 +285,24 @@ func (e *Elector) Leader(ctx context.Context, name string) (Leader, error) {
 			continue
 		}
 		if in.Holder.Token == 0 {
-			return Leader{}, fmt.Errorf("election: %q is held without a fencing token, so it is not an election's lock: %w", name, lockkit.ErrUnsupported)
+			return Leader{}, fmt.Errorf("election: %q is held without a fencing token, so it is not an election's lock: %w", name, errNoToken)
 		}
 		h := in.Holder
 		return Leader{Name: name, Term: h.Token, Value: h.Data, Since: h.Since, Holder: h}, nil
 	}
 	return Leader{}, fmt.Errorf("%w: %q", ErrNoLeader, name)
 }
+
+// errNoToken is Leader's error for a holder without a token. It matches
+// lockkit.ErrUnsupported; Observe reads again a few times before it
+// believes it, since some backends show a holder for an instant before its
+// record (and token) is written or after it was cleared.
+var errNoToken = noTokenError{}
+
+type noTokenError struct{}
+
+func (noTokenError) Error() string        { return lockkit.ErrUnsupported.Error() }
+func (noTokenError) Is(target error) bool { return target == lockkit.ErrUnsupported }
 
 func (e *Elector) noLister() error {
 	return fmt.Errorf("election: %T cannot list lock holders (it is no lockkit.Lister), so the leader cannot be read: %w", e.locker, lockkit.ErrUnsupported)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,6 +48,8 @@ func TestMemlock(t *testing.T) {
 		},
 		FailoverBound: 100 * time.Millisecond,
 		PollInterval:  5 * time.Millisecond,
+		Pushed:        true, // memlock is a lockkit.Watcher
+		PushBound:     100 * time.Millisecond,
 	})
 	if infos, err := l.List(context.Background()); err != nil || len(infos) != 0 {
 		t.Errorf("held after the suite: %+v, %v", infos, err)
@@ -267,5 +270,96 @@ func TestLeadWonAsCtxEnded(t *testing.T) {
 	}
 	if m.Held("x") {
 		t.Error("the leadership won as ctx ended is still held")
+	}
+}
+
+// brokenPush is a memlock whose pushes break: each subscription's channel
+// is closed after its first wake-up, the way a dropped LISTEN connection
+// or pub/sub connection ends a subscription.
+type brokenPush struct {
+	*memlock.Locker
+	mu   sync.Mutex
+	subs int
+}
+
+func (b *brokenPush) Changes(ctx context.Context, names ...string) (<-chan struct{}, error) {
+	b.mu.Lock()
+	b.subs++
+	b.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	in, err := b.Locker.Changes(ctx, names...)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	out := make(chan struct{}, 1)
+	go func() {
+		defer close(out)
+		defer cancel()
+		if _, ok := <-in; ok {
+			out <- struct{}{}
+		}
+		cancel()
+		for range in {
+		}
+	}()
+	return out, nil
+}
+
+// TestObserveResubscribes: an observer whose push breaks after every
+// change subscribes again and still sees each change at once, well within
+// its 10 s poll.
+func TestObserveResubscribes(t *testing.T) {
+	b := &brokenPush{Locker: memlock.New()}
+	e, err := election.New(b, &election.Config{PollInterval: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	seen := make(chan election.Leader, 10)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ld, err := range e.Observe(ctx, "s") {
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			seen <- ld
+		}
+	}()
+	next := func(want int64) {
+		t.Helper()
+		select {
+		case ld := <-seen:
+			if ld.Term != want {
+				t.Fatalf("Observe yielded term %d, want %d", ld.Term, want)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("no change within 2s, waiting for term %d", want)
+		}
+	}
+	next(0)
+	for range 3 {
+		l, err := e.Campaign(ctx, "s", "v")
+		if err != nil {
+			t.Fatal(err)
+		}
+		next(l.Term())
+		if err := l.Resign(ctx); err != nil {
+			t.Fatal(err)
+		}
+		next(0)
+	}
+	cancel()
+	<-done
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	// Changes in quick succession share a wake-up, so there are fewer
+	// subscriptions than changes; without any after the first, the
+	// changes after the first break would have waited for the poll.
+	if b.subs < 2 {
+		t.Errorf("%d subscriptions, want the observer to subscribe again", b.subs)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/integration"
+	"github.com/lockkit/lockkit/locktest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(integration.EtcdCleanup(m)) }
@@ -127,4 +128,50 @@ func countKeys(t testing.TB, c *clientv3.Client, prefix string) int {
 		t.Fatalf("count %s: %v", prefix, err)
 	}
 	return int(resp.Count)
+}
+
+// suiteConfig is the shared cluster as the election and semaphore suites
+// take it: Lockers of their own clients with a 5 s lease, deleting a
+// holder's key as the kill (a watch event away for the holder and the next
+// waiter), and a crashing Locker (its client closed, its 2 s lease not
+// revoked) for failovers after a crash.
+func suiteConfig(t *testing.T) (locktest.Config, locktest.Crash) {
+	endpoints := integration.EtcdEndpoints(t)
+	admin := etcdClient(t, endpoints...)
+	prefix := testPrefix(t, admin)
+	adminLocker := newLocker(t, admin, &Config{Prefix: prefix})
+	// A gRPC client connects on its first call, to one endpoint and then,
+	// in the background, to the others; its transports (a reader and a
+	// writer each) live until Close. So the admin client, which lives as
+	// long as the suite, makes no call inside a leak-checked subtest (only
+	// in NoLeftovers): each kill has a client of its own, closed when its
+	// subtest ends.
+	cfg := locktest.Config{
+		NewLocker: func(t *testing.T) lockkit.Locker {
+			return newLocker(t, etcdClient(t, endpoints...), &Config{Prefix: prefix, TTL: 5 * time.Second})
+		},
+		KillHolder: func(t *testing.T, l lockkit.Lock) {
+			c := etcdClient(t, endpoints...)
+			if _, err := c.Delete(ctxT(t, 10*time.Second), l.(*Lock).Key()); err != nil {
+				t.Fatal(err)
+			}
+		},
+		LossBound: time.Second, // a watch event
+		Leftovers: func(t *testing.T, names []string) int {
+			n := 0
+			for _, name := range names {
+				n += countKeys(t, admin, adminLocker.Prefix(name))
+			}
+			return n
+		},
+	}
+	crash := locktest.Crash{
+		NewCrashingLocker: func(t *testing.T) (lockkit.Locker, func()) {
+			c := etcdClient(t, endpoints...)
+			l := newLocker(t, c, &Config{Prefix: prefix, TTL: 2 * time.Second})
+			return l, func() { _ = c.Close() }
+		},
+		CrashFailoverBound: 2*time.Second + 2*time.Second, // TTL, plus slack for a loaded machine
+	}
+	return cfg, crash
 }

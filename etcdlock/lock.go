@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	pause "github.com/lockkit/lockkit/internal/backoff"
 	"github.com/lockkit/lockkit/internal/lockstate"
 )
 
@@ -214,12 +215,5 @@ func (b *backoff) reset() { b.d = 0 }
 // sleep waits for the next retry; false when ctx ended first.
 func (b *backoff) sleep(ctx context.Context) bool {
 	b.d = min(max(2*b.d, 20*time.Millisecond), 500*time.Millisecond)
-	t := time.NewTimer(b.d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return pause.Sleep(ctx, b.d)
 }

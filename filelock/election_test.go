@@ -17,6 +17,7 @@ import (
 // TestElection runs the election suite on file locks with fencing tokens.
 // Removing the leader's lock file is the fault (nothing else can take a
 // flock away); the deposed leader learns of it within CheckInterval.
+// Observers are woken by inotify.
 func TestElection(t *testing.T) {
 	dir := t.TempDir()
 	cfg := &Config{Fencing: true, CheckInterval: 20 * time.Millisecond}
@@ -32,6 +33,7 @@ func TestElection(t *testing.T) {
 			Leftovers: func(t *testing.T, names []string) int { return leftovers(t, dir, names) },
 		},
 		FailoverBound: time.Second,
+		Pushed:        true, // inotify on the lock directory
 		// A crashed holder's flock ends with its last descriptor, and a
 		// waiter is woken by the close (inotify) or polls within
 		// PollMax.
@@ -72,6 +74,33 @@ func (c *crashing) TryAcquire(ctx context.Context, name string) (lockkit.Lock, e
 	}
 	c.mu.Lock()
 	c.locks = append(c.locks, lk)
+	c.mu.Unlock()
+	return lk, nil
+}
+
+// WithData is the Locker's view whose locks crash() drops too: package
+// election campaigns through views.
+func (c *crashing) WithData(data string) lockkit.Locker { return crashingView{c, data} }
+
+type crashingView struct {
+	c    *crashing
+	data string
+}
+
+func (v crashingView) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	return v.c.track(v.c.Locker.WithData(v.data).Acquire(ctx, name))
+}
+
+func (v crashingView) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	return v.c.track(v.c.Locker.WithData(v.data).TryAcquire(ctx, name))
+}
+
+func (c *crashing) track(lk lockkit.Lock, err error) (lockkit.Lock, error) {
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.locks = append(c.locks, lk.(*Lock))
 	c.mu.Unlock()
 	return lk, nil
 }

@@ -32,6 +32,17 @@ type ElectionConfig struct {
 	// 20ms.
 	PollInterval time.Duration
 
+	// Pushed says the Locker pushes changes (it is a lockkit.Watcher that
+	// pushes in this setup). The Observe check then polls only every 10s
+	// and requires each change within PushBound of when it happened (a
+	// change after KillHolder: within LossBound plus PushBound, since the
+	// deposed leader announces its loss).
+	Pushed bool
+
+	// PushBound is how soon a pushed change must be observed. The
+	// default is 1s.
+	PushBound time.Duration
+
 	// Crash, if its NewCrashingLocker is set, times how soon a waiting
 	// candidate leads after the leader crashed.
 	Crash
@@ -58,6 +69,9 @@ func RunElection(t *testing.T, cfg ElectionConfig) {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 20 * time.Millisecond
 	}
+	if cfg.PushBound == 0 {
+		cfg.PushBound = time.Second
+	}
 	s := &electionSuite{suite: &suite{cfg: cfg.Config, prefix: "election." + randHex(6) + "."}, ecfg: cfg}
 	checks := []check{
 		{"Campaign", s.campaign},
@@ -70,6 +84,7 @@ func RunElection(t *testing.T, cfg ElectionConfig) {
 		{"DeposedLeaderFenced", s.deposedFenced},
 		{"LeadCancelledOnLoss", s.leadCancelledOnLoss},
 		{"Observe", s.observe},
+		{"ObserveOrder", s.observeOrder},
 	}
 	s.runChecks(t, checks, "every leader resigned")
 }
@@ -671,16 +686,28 @@ func (s *electionSuite) leadCancelledOnLoss(t *testing.T) {
 	wantNoLeader(t, a, name)
 }
 
+// pushedPoll is the observers' poll interval when the backend pushes:
+// long, so that a change seen within PushBound was pushed.
+const pushedPoll = 10 * time.Second
+
 // observe has an observer follow a sequence of leaders and vacancies, each
 // lasting several poll intervals, and checks it sees each of them, in
-// order.
+// order. On a backend that pushes, the observer polls every 10s and must
+// see each change within PushBound.
 func (s *electionSuite) observe(t *testing.T) {
-	a, b, o := s.candidate(t, "a", nil), s.candidate(t, "b", nil), s.candidate(t, "o", nil)
+	var ocfg *election.Config
+	hold := max(10*s.ecfg.PollInterval, 200*time.Millisecond)
+	within := hold + 10*time.Second
+	if s.ecfg.Pushed {
+		ocfg = &election.Config{PollInterval: pushedPoll}
+		hold = 200 * time.Millisecond
+		within = s.ecfg.PushBound
+	}
+	a, b, o := s.candidate(t, "a", nil), s.candidate(t, "b", nil), s.candidate(t, "o", ocfg)
 	if !o.canList() {
 		t.Skip("locktest: the Locker is no lockkit.Lister; Observe not checked")
 	}
 	name := s.name(t)
-	hold := max(10*s.ecfg.PollInterval, 200*time.Millisecond)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -697,21 +724,26 @@ func (s *electionSuite) observe(t *testing.T) {
 			seen <- ld
 		}
 	}()
-	next := func(what string) election.Leader {
+	// since is when the change awaited next was made.
+	since := time.Now()
+	next := func(what string, bound time.Duration) election.Leader {
 		t.Helper()
 		select {
 		case ld := <-seen:
+			if s.ecfg.Pushed {
+				t.Logf("observed %s %v after the change", what, time.Since(since).Round(time.Millisecond))
+			}
 			return ld
 		case err := <-errc:
 			t.Fatalf("Observe yielded an error waiting for %s: %v", what, err)
-		case <-time.After(hold + 10*time.Second):
-			t.Fatalf("Observe yielded nothing for %s", what)
+		case <-time.After(bound - time.Since(since)):
+			t.Fatalf("Observe yielded nothing for %s within %v", what, bound)
 		}
 		return election.Leader{}
 	}
 	want := func(what string, l *election.Leadership) {
 		t.Helper()
-		ld := next(what)
+		ld := next(what, within)
 		switch {
 		case l == nil && ld.Term != 0:
 			t.Fatalf("Observe yielded %+v, want %s", ld, what)
@@ -721,12 +753,15 @@ func (s *electionSuite) observe(t *testing.T) {
 	}
 
 	want("the vacancy at the start", nil)
+	since = time.Now()
 	la := s.mustCampaign(t, a, name)
 	want("the first leader", la)
 	time.Sleep(hold)
+	since = time.Now()
 	mustResign(t, la)
 	want("the vacancy after a resignation", nil)
 	time.Sleep(hold)
+	since = time.Now()
 	lb := s.mustCampaign(t, b, name)
 	want("the second leader", lb)
 	time.Sleep(hold)
@@ -740,22 +775,27 @@ func (s *electionSuite) observe(t *testing.T) {
 		got <- l
 	}()
 	time.Sleep(hold)
+	since = time.Now()
 	mustResign(t, lb)
 	la2 := <-got
 	if la2 == nil {
 		t.FailNow()
 	}
-	ld := next("the third leader")
+	ld := next("the third leader", within)
 	if ld.Term == 0 { // the hand-over may show a vacancy
-		ld = next("the third leader after the vacancy")
+		ld = next("the third leader after the vacancy", within)
 	}
 	if ld.Term != la2.Term() || ld.Value != la2.Value() {
 		t.Fatalf("Observe yielded %+v, want the third leader (term %d, value %q)", ld, la2.Term(), la2.Value())
 	}
 	time.Sleep(hold)
+	since = time.Now()
 	if s.cfg.KillHolder != nil {
 		s.cfg.KillHolder(t, la2.Lock())
-		want("the vacancy after the leader's lock was killed", nil)
+		ld := next("the vacancy after the leader's lock was killed", within+s.cfg.LossBound)
+		if ld.Term != 0 {
+			t.Fatalf("Observe yielded %+v, want the vacancy after the leader's lock was killed", ld)
+		}
 		<-la2.Done()
 		_ = la2.Resign(ctxT(t, 10*time.Second))
 	} else {
@@ -768,5 +808,96 @@ func (s *electionSuite) observe(t *testing.T) {
 	case ld := <-seen:
 		t.Errorf("Observe yielded %+v after the last change", ld)
 	default:
+	}
+}
+
+// observeOrder has observers follow leaderships in quick succession, most
+// of them shorter than a poll: each observer's terms must strictly
+// increase, whatever it missed, and each must end with the vacancy after
+// the last resignation.
+func (s *electionSuite) observeOrder(t *testing.T) {
+	cfg := &election.Config{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
+	a, b := s.candidate(t, "a", cfg), s.candidate(t, "b", cfg)
+	if !a.canList() {
+		t.Skip("locktest: the Locker is no lockkit.Lister; Observe not checked")
+	}
+	name := s.name(t)
+	const observers, terms = 3, 20
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		yielded = make([][]int64, observers)
+		errs    = make([]error, observers)
+		started = make(chan struct{}, observers)
+	)
+	for i := range observers {
+		o := s.candidate(t, "o", nil)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			first := true
+			for ld, err := range o.e.Observe(ctx, name) {
+				if first {
+					started <- struct{}{}
+					first = false
+				}
+				mu.Lock()
+				if err != nil {
+					errs[i] = err
+				} else {
+					yielded[i] = append(yielded[i], ld.Term)
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	for range observers {
+		<-started
+	}
+	var last int64
+	for i := range terms {
+		l := s.mustCampaign(t, []*candidate{a, b}[i%2], name)
+		last = l.Term()
+		time.Sleep(time.Duration(rand.IntN(3 * int(s.ecfg.PollInterval))))
+		mustResign(t, l)
+	}
+	// Each observer ends with the vacancy, within a poll or so.
+	vacant := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ts := range yielded {
+			if n := len(ts); n == 0 || ts[n-1] != 0 {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(10*s.ecfg.PollInterval + 10*time.Second); !vacant() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	for i, ts := range yielded {
+		if errs[i] != nil {
+			t.Errorf("observer %d: %v", i, errs[i])
+		}
+		var high int64
+		for _, term := range ts {
+			if term != 0 && term <= high {
+				t.Errorf("observer %d yielded term %d after term %d: %v", i, term, high, ts)
+			}
+			if term > last {
+				t.Errorf("observer %d yielded term %d, above the last leader's %d", i, term, last)
+			}
+			high = max(high, term)
+		}
+		if n := len(ts); n == 0 || ts[n-1] != 0 {
+			t.Errorf("observer %d ended with %v, want the vacancy last", i, ts)
+		}
 	}
 }

@@ -15,12 +15,15 @@ import (
 // owner is the Owner in the lockkit.Holder of every memlock lock.
 const owner = "memlock"
 
-// Locker is an in-memory lock space. It implements lockkit.Locker and
-// lockkit.Lister, and is safe for concurrent use.
+// Locker is an in-memory lock space. It implements lockkit.Locker,
+// lockkit.Lister, lockkit.DataLocker and lockkit.Watcher, and is safe for
+// concurrent use.
 type Locker struct {
 	mu    sync.Mutex
 	names map[string]*entry // names held or waited for; free names are deleted
 	last  int64             // the last fencing token issued
+
+	watchers map[*watcher]struct{} // subscriptions of Changes
 
 	tel *telemetry.Recorder
 }
@@ -212,6 +215,7 @@ func (l *Locker) grant(name string, w *waiter, data string) *Lock {
 		l.names[name] = e
 	}
 	e.holder = lk
+	l.changed(name)
 	return lk
 }
 
@@ -225,6 +229,7 @@ func (l *Locker) free(lk *Lock) {
 	}
 	if len(e.queue) == 0 {
 		delete(l.names, name)
+		l.changed(name)
 		return
 	}
 	w := e.queue[0]

@@ -79,8 +79,11 @@ var listSources = []struct{ check, query string }{
 // for a lockkit holder its last probe. With Config.Fencing, List with
 // names also reads each held name's fencing counter: Holder.Token is the
 // holder's token and Since when it drew it (see Fencing tokens in the
-// package documentation). A bad name returns an error matching
-// lockkit.ErrInvalid before any I/O.
+// package documentation). A holder that took its lock through a
+// [Locker.WithData] view has its data (Holder.Data), with names; a holder
+// of a name whose recorded holder is another has no token (see WithData).
+// A bad name
+// returns an error matching lockkit.ErrInvalid before any I/O.
 func (m *Locker) List(ctx context.Context, names ...string) ([]lockkit.LockInfo, error) {
 	if len(names) == 0 {
 		return m.listAll(ctx)
@@ -111,6 +114,15 @@ func (m *Locker) List(ctx context.Context, names ...string) ([]lockkit.LockInfo,
 					return nil, fmt.Errorf("mysqllock: list %q: %w", out[i].Name, err)
 				}
 			}
+			data, found, mine, err := m.readData(ctx, conn, out[i].Key, h.PID)
+			if err != nil {
+				sqlconn.Discard(conn)
+				return nil, fmt.Errorf("mysqllock: list %q: %w", out[i].Name, err)
+			}
+			if found && !mine { // see WithData
+				h.Token, h.Since = 0, time.Time{}
+			}
+			h.Data = data
 			out[i].Held, out[i].Holder = true, *h
 		}
 	}

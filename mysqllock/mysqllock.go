@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -148,6 +149,9 @@ type Locker struct {
 	fenceBump   string // the bump statement of Config.Fencing; "" without
 	fenceCreate string // the CREATE TABLE of the counters' table
 	fenceRead   string // reads a name's counter, for List
+
+	holdersWrite, holdersCreate, holdersRead, holdersEnsure string   // the holders table's statements; see WithData
+	rowMade                                                 sync.Map // GET_LOCK names known to have a holders row
 }
 
 var telemetryBackend = telemetry.Backend{
@@ -217,6 +221,11 @@ func New(db *sql.DB, cfg *Config) (*Locker, error) {
 		m.fenceCreate = "CREATE TABLE IF NOT EXISTS " + qtable +
 			" (name VARBINARY(255) NOT NULL PRIMARY KEY, n BIGINT NOT NULL, at BIGINT NOT NULL) ENGINE=InnoDB"
 		m.fenceRead = "SELECT n, at FROM " + qtable + " WHERE name = ?"
+	}
+	// A FencingTable too long to take the suffix leaves WithData without
+	// a table: its acquires fail and List reads no data.
+	if qholders, err := quoteTable(table + "_holders"); err == nil {
+		m.setHolders(qholders)
 	}
 	if c.Namespace == "" && !c.NoNamespace {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

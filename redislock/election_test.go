@@ -46,6 +46,8 @@ func TestElection(t *testing.T) {
 			},
 		},
 		FailoverBound: ttl/3 + 500*time.Millisecond,
+		// Observers subscribe to the release and announcement channels.
+		Pushed: true,
 		// A crashed leader's lease runs out within its TTL; a waiter
 		// tries again every TTL/3.
 		Crash: crash(prefix),

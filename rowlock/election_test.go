@@ -12,7 +12,8 @@ import (
 // TestElection runs the election suite on both dialects. Waiters on
 // PostgreSQL are woken by the release's notification; on MySQL they poll
 // within MaxPoll. ForceRelease is the fault: the deposed leader learns of it
-// at its next renewal, within RenewInterval.
+// at its next renewal, within RenewInterval. Observers are pushed changes
+// on PostgreSQL (LISTEN) and poll on MySQL.
 func TestElection(t *testing.T) {
 	for _, d := range dialects {
 		t.Run(string(d), func(t *testing.T) {
@@ -39,6 +40,8 @@ func TestElection(t *testing.T) {
 				// A crashed leader's lease runs out within its TTL; a
 				// waiter tries again when the lease it saw ends.
 				Crash: e.crash(),
+				// Observers LISTEN on PostgreSQL; on MySQL they poll.
+				Pushed: d == rowlock.Postgres,
 			})
 		})
 	}

@@ -100,7 +100,8 @@
 // permits, and with plain slot names a caller of 2 and a caller of 4 would
 // together admit more than 2. So where the Locker stores per-acquire
 // holder data (a [lockkit.DataLocker]: memlock, rowlock, redislock,
-// filelock), a permit records "n=N" as its holder's Data ([PermitsOf]; plus
+// filelock, advisory and mysqllock, where the record is one more statement
+// per permit), a permit records "n=N" as its holder's Data ([PermitsOf]; plus
 // Config.Data), and a caller that sees a holder that recorded another N
 // fails with a [*MismatchError] naming both numbers, which matches
 // lockkit.ErrInvalid, and holds nothing. It sees the holders of the slots
@@ -119,7 +120,7 @@
 // On filelock the listing takes each free slot's flock for an instant, so
 // a try elsewhere at that very instant may fail on that slot.
 //
-// Lockers without holder data (advisory, mysqllock, etcdlock) cannot tell: every
+// Lockers without holder data (etcdlock) cannot tell: every
 // caller of a semaphore must give it the same N there, and a disagreement
 // over-admits silently. Keep N in one place (a constant, a shared config).
 //

@@ -238,8 +238,9 @@ func TestPostgresTableMaxMismatch(t *testing.T) {
 	t.Parallel()
 	maxMismatch(t, withTable(pgTableCase(t)), true)
 }
-func TestPostgresMaxMismatchUndetected(t *testing.T) { t.Parallel(); maxMismatch(t, pgCase(t), false) }
-func TestEtcdMaxMismatchUndetected(t *testing.T)     { t.Parallel(); maxMismatch(t, etcdCase(t), false) }
+func TestPostgresMaxMismatch(t *testing.T)       { t.Parallel(); maxMismatch(t, pgCase(t), true) }
+func TestMySQLMaxMismatch(t *testing.T)          { t.Parallel(); maxMismatch(t, mysqlCase(t), true) }
+func TestEtcdMaxMismatchUndetected(t *testing.T) { t.Parallel(); maxMismatch(t, etcdCase(t), false) }
 
 // maxLost takes a permit's lock away from outside while its command runs:
 // lockkit stops the command and exits 70 naming the slot.

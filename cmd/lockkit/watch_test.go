@@ -162,6 +162,50 @@ func watchJSON(t *testing.T, bc backendCase) {
 	wantExit(t, "watch after SIGTERM", w.wait(), 0, w.stderr())
 }
 
+// watchPushed: where the backend pushes changes, the watch shows a
+// lockkit run's acquire and release within a second while it polls only
+// every 10 s: inotify on files, and on PostgreSQL and Redis what lockkit
+// run announces (NOTIFY, PUBLISH).
+func watchPushed(t *testing.T, bc backendCase) {
+	name := integration.Name(t)
+	args := []string{"status", "-b", bc.url, "--watch", "--interval", "10s"}
+	if bc.table {
+		args = append(args, "--table")
+	}
+	w := start(t, bc.env, true, append(args, name)...)
+	const bound = time.Second
+	match := func(re string, since time.Time, what string) {
+		t.Helper()
+		l := w.readLine()
+		if !regexp.MustCompile("^" + lineTime + re + "$").MatchString(l) {
+			t.Fatalf("watch line %q does not match %q", l, re)
+		}
+		if d := time.Since(since); d > bound {
+			t.Errorf("the %s showed %v after it, above %v (the poll is every 10s)", what, d.Round(time.Millisecond), bound)
+		} else {
+			t.Logf("the %s showed %v after it", what, d.Round(time.Millisecond))
+		}
+	}
+	q := regexp.QuoteMeta(name)
+	match("free "+q, time.Now(), "start")
+	holder, _ := startHolder(t, bc, name)
+	match("acquired "+q+" by .+", time.Now(), "acquire")
+	stopHolder(t, holder)
+	match("released "+q+", held by .+", time.Now(), "release")
+	if err := w.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	wantExit(t, "watch after SIGINT", w.wait(), 0, w.stderr())
+}
+
+func TestFileWatchPushed(t *testing.T)     { t.Parallel(); watchPushed(t, fileCase(t)) }
+func TestPostgresWatchPushed(t *testing.T) { t.Parallel(); watchPushed(t, pgCase(t)) }
+func TestPostgresTableWatchPushed(t *testing.T) {
+	t.Parallel()
+	watchPushed(t, withTable(pgTableCase(t)))
+}
+func TestRedisWatchPushed(t *testing.T) { t.Parallel(); watchPushed(t, redisCase(t)) }
+
 func TestFileWatchPiped(t *testing.T)     { t.Parallel(); watchPiped(t, fileCase(t)) }
 func TestFileWatchJSON(t *testing.T)      { t.Parallel(); watchJSON(t, fileCase(t)) }
 func TestPostgresWatchPiped(t *testing.T) { t.Parallel(); watchPiped(t, pgCase(t)) }

@@ -227,6 +227,14 @@ func (t tableLister) List(ctx context.Context, names ...string) ([]lockkit.LockI
 	return locks, tableHint(err)
 }
 
+// Changes and Announce pass the rowlock.Locker's pushed changes on, for
+// lockkit status --watch.
+func (t tableLister) Changes(ctx context.Context, names ...string) (<-chan struct{}, error) {
+	return t.l.Changes(ctx, names...)
+}
+
+func (t tableLister) Announce(ctx context.Context, name string) error { return t.l.Announce(ctx, name) }
+
 // tableLocker is a rowlock.Locker whose lock-table errors say what to do
 // when the table is missing. It lists and records per-acquire data as the
 // rowlock.Locker does, for lockkit run --max.
@@ -235,7 +243,17 @@ type tableLocker struct{ l *rowlock.Locker }
 var (
 	_ lockkit.DataLocker = tableLocker{}
 	_ lockkit.Lister     = tableLocker{}
+	_ lockkit.Watcher    = tableLocker{}
+	_ lockkit.Watcher    = tableLister{}
 )
+
+// Changes and Announce pass the rowlock.Locker's pushed changes on, so
+// that lockkit run announces its acquire and release.
+func (t tableLocker) Changes(ctx context.Context, names ...string) (<-chan struct{}, error) {
+	return t.l.Changes(ctx, names...)
+}
+
+func (t tableLocker) Announce(ctx context.Context, name string) error { return t.l.Announce(ctx, name) }
 
 func (t tableLocker) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
 	return hinted{t.l}.Acquire(ctx, name)

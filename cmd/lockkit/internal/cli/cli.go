@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/term"
+
+	"github.com/lockkit/lockkit"
 )
 
 // Exit statuses of lockkit itself. They follow sysexits(3).
@@ -101,6 +103,12 @@ type env struct {
 	// application_name: "lockkit run NAME" for run, so that pg_stat_activity
 	// and lockkit status name the lock a session holds.
 	appName string
+
+	// announcer, when the backend pushes changes, is told of run's
+	// acquire and release, so that lockkit status --watch sees them at
+	// once where the lock itself notifies nothing (advisory locks, a
+	// Redis or lock-table acquire).
+	announcer lockkit.Watcher
 }
 
 // Main runs lockkit with args (without the program name) and returns the

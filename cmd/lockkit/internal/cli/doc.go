@@ -18,8 +18,9 @@
 //   - lockkit status [--backend URL] [--table] [--json] [--max N] [--watch] [NAME...]:
 //     list held locks with holder and since when (exit 1 when a given NAME
 //     is free); with --max, the permit holders and free permits of the
-//     semaphores NAME. With --watch, a live view that lists them every
-//     --interval (250ms by default) and reports each change: redrawn in
+//     semaphores NAME. With --watch, a live view that lists them on every
+//     change the backend pushes and every --interval (5s where it pushes,
+//     else 250ms by default) and reports each change: redrawn in
 //     place on a terminal, else one line (or with --json one JSON object)
 //     per lock acquired, released or taken over.
 //   - lockkit migrate [--backend URL] up|down|version: the lock table's

@@ -134,6 +134,9 @@ func (e *env) run(ctx context.Context, args []string) int {
 	}
 	defer be.close()
 	locker, err := be.locker(opts)
+	if w, ok := locker.(lockkit.Watcher); ok {
+		e.announcer = w
+	}
 	if err == nil && f.maxGiven {
 		locker, err = permits(b, opts, locker, f.max)
 	}
@@ -171,6 +174,7 @@ func (e *env) run(ctx context.Context, args []string) int {
 	if f.verbose {
 		e.errorf("acquired %s on %s", lockLabel(lock), b.display)
 	}
+	e.announce(ctx, lock)
 	return e.runLocked(ctx, lock, b.display, argv, f)
 }
 
@@ -320,7 +324,33 @@ func (e *env) release(ctx context.Context, lock lockkit.Lock, verbose bool) erro
 	if err == nil && verbose {
 		e.errorf("released %s", lockLabel(lock))
 	}
+	if err == nil {
+		e.announce(ctx, lock)
+	}
 	return err
+}
+
+// announceTimeout bounds run's announcement of a change: a lost one only
+// delays what lockkit status --watch shows until its next poll.
+const announceTimeout = 2 * time.Second
+
+// announce tells watchers, where the backend pushes changes, that lock
+// was acquired or released: one statement or PUBLISH on PostgreSQL and
+// Redis, nothing on files and etcd (which see every change themselves).
+// Its error is only reported with -v.
+func (e *env) announce(ctx context.Context, lock lockkit.Lock) {
+	if e.announcer == nil {
+		return
+	}
+	name := lock.Name()
+	if p, ok := lock.(*semaphore.Permit); ok {
+		name = semaphore.SlotName(p.Name(), p.Slot())
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), announceTimeout)
+	defer cancel()
+	if err := e.announcer.Announce(ctx, name); err != nil && e.verbose {
+		e.errorf("announce %s to watchers: %v", lockLabel(lock), err)
+	}
 }
 
 // minTTL is the shortest --ttl: a lease renewed every third of it must

@@ -183,19 +183,25 @@ Flags:
                      how many are held and free; with --json, an array of
                      {"name", "permits", "free", "holders": [locks]}
       --watch        keep watching and report every change (see below)
-      --interval D   how often --watch lists the locks (default 250ms,
-                     at least 10ms)
+      --interval D   how often --watch lists the locks besides pushed
+                     changes (default 5s where the backend pushes, else
+                     250ms; at least 10ms)
   -h, --help         show this help
 
 Watching: --watch
   lockkit status --watch [NAME...] lists the locks (or NAMEs, or with
-  --max N the permits of the semaphores NAME) every --interval and
-  reports each change: a lock acquired, released, or taken over (its
-  holder replaced by another between two listings, such as a lease that
-  ran out and was taken). A change is seen within one interval plus one
-  listing's round trip; a holding that begins and ends between two
-  listings is not seen. No backend pushes changes to lockkit, so every
-  backend is polled: each listing is one query on the server (pg_locks,
+  --max N the permits of the semaphores NAME) whenever the backend pushes
+  a change and every --interval, and reports each change: a lock
+  acquired, released, or taken over (its holder replaced by another
+  between two listings, such as a lease that ran out and was taken).
+  file:// (inotify) and etcd:// (a watch) push every change; postgres://
+  (LISTEN) and redis:// (pub/sub) push the releases of the lock table and
+  of Redis and what lockkit run and elections announce after they
+  acquire and release. There a change shows within milliseconds, and the
+  poll (5s by default) catches what nobody announced. mysql:// pushes
+  nothing: a change is seen within one interval (250ms by default) plus
+  one listing's round trip. A holding that begins and ends between two
+  listings is not seen. Each listing is one query on the server (pg_locks,
   metadata_locks, the lock table, a Redis SCAN or read, an etcd range),
   or on file:// an instant's non-blocking flock of each lock file, which
   may make a 'lockkit run -n' elsewhere at that very instant fail.

@@ -18,19 +18,30 @@ import (
 	"unicode/utf8"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/backoff"
 	"github.com/lockkit/lockkit/semaphore"
 	"golang.org/x/term"
 )
 
 // lockkit status --watch: a live view of the locks, from the backend's
-// lockkit.Lister polled every --interval. No backend's List is pushed to
-// lockkit: PostgreSQL's lock table and Redis publish releases (for their
-// waiters), but not acquisitions, so the view polls on every backend.
+// lockkit.Lister, read again whenever the backend pushes a change (a
+// lockkit.Watcher: inotify, an etcd watch, LISTEN/NOTIFY, Redis pub/sub)
+// and every --interval as well. Where the backend pushes, the interval is
+// a safety net for changes nobody announces (default pushedWatchInterval);
+// elsewhere it is the bound on how late a change shows
+// (defaultWatchInterval).
 
 const (
 	// defaultWatchInterval is how often --watch lists the locks: a change
 	// is seen within one interval plus one List round trip.
 	defaultWatchInterval = 250 * time.Millisecond
+	// pushedWatchInterval is the default --interval where the backend
+	// pushes changes: how late a change nobody pushed (an acquire outside
+	// elections on PostgreSQL and Redis, an expired lease) shows.
+	pushedWatchInterval = 5 * time.Second
+	// resubscribeAfter is the least pause between failed subscriptions
+	// to the backend's changes; the view polls meanwhile.
+	resubscribeAfter = time.Second
 	// minWatchInterval is the shortest --interval: each poll is a query
 	// on the server, or a flock per lock file.
 	minWatchInterval = 10 * time.Millisecond
@@ -103,6 +114,12 @@ type watcher struct {
 	be backend
 	ls lockkit.Lister
 
+	push      lockkit.Watcher    // nil: the backend does not push
+	pushed    <-chan struct{}    // the subscription; nil while none
+	unsub     context.CancelFunc // ends the subscription
+	subFailed time.Time          // when subscribing last failed
+	given     bool               // --interval given
+
 	last   []string // the terminal view's latest changes, oldest first
 	frame  string   // the terminal view last drawn
 	drawn  bool
@@ -117,6 +134,7 @@ func (e *env) statusWatch(ctx context.Context, b *backendURL, w watchFlags, name
 		e: e, b: b, names: names, list: names, max: maxN, table: table, js: js,
 		tty:      !js && e.isTerminal(e.p.Stdout),
 		interval: w.interval,
+		given:    w.intervalGiven,
 	}
 	if maxN > 0 {
 		wt.list = nil
@@ -130,6 +148,7 @@ func (e *env) statusWatch(ctx context.Context, b *backendURL, w watchFlags, name
 	ctx, stop := e.interruptible(ctx)
 	err := wt.loop(ctx)
 	sig := stop()
+	wt.unsubscribe()
 	if wt.be != nil {
 		_ = wt.be.close()
 	}
@@ -145,19 +164,25 @@ func (e *env) statusWatch(ctx context.Context, b *backendURL, w watchFlags, name
 	return ExitOK
 }
 
-// loop polls until ctx ends (nil) or an error.
+// loop lists the locks, reports the changes, and waits for a pushed
+// change or the interval, until ctx ends (nil) or an error.
 func (w *watcher) loop(ctx context.Context) error {
 	var prev []heldLock
 	first := true
-	timer := time.NewTimer(0)
+	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	pushed := false // this listing follows a pushed change
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-timer.C:
-		}
 		cur, err := w.poll(ctx)
+		for pause := settlePause; err == nil && pushed && pause <= maxSettle && w.unsettled(cur); pause *= 2 {
+			// A lock file locked a moment ago whose holder has not
+			// written its record yet: look again, rather than
+			// report a holder that is about to change.
+			if !backoff.Sleep(ctx, pause) {
+				return nil
+			}
+			cur, err = w.poll(ctx)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -176,7 +201,85 @@ func (w *watcher) loop(ctx context.Context) error {
 		}
 		prev, first = cur, false
 		timer.Reset(w.interval)
+		pushed = false
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		case _, ok := <-w.pushed:
+			timer.Stop()
+			if !ok { // the push broke: subscribe again before the next List
+				w.unsubscribe()
+				break
+			}
+			// Changes come in bursts (a record cleared, a file
+			// closed, another locked): list once they settled.
+			pushed = true
+			if !backoff.Sleep(ctx, settlePause) {
+				return nil
+			}
+		}
 	}
+}
+
+// settlePause is how long the view waits after a pushed change before it
+// lists, and the first pause before it lists again while a lock file's
+// holder has no record yet; the pauses double up to maxSettle.
+const (
+	settlePause = 5 * time.Millisecond
+	maxSettle   = 160 * time.Millisecond
+)
+
+// unsettled reports whether cur has a lock file held exclusively whose
+// holder wrote no record (yet).
+func (w *watcher) unsettled(cur []heldLock) bool {
+	if w.b.kind != kindFile {
+		return false
+	}
+	for _, l := range cur {
+		if l.Held && l.Mode != "shared" && l.PID == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// subscribe subscribes to the backend's changes of the listed names when
+// it pushes and the view is not subscribed, before a List, so that no
+// change after that List goes unseen. Where the backend pushes, the poll
+// slows to pushedWatchInterval unless --interval was given.
+func (w *watcher) subscribe(ctx context.Context) {
+	if w.push == nil || w.pushed != nil || time.Since(w.subFailed) < resubscribeAfter {
+		return
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	ch, err := w.push.Changes(sctx, w.list...)
+	switch {
+	case errors.Is(err, lockkit.ErrUnsupported):
+		cancel()
+		w.push = nil // this backend, in this setup, cannot push
+		return
+	case err != nil:
+		cancel()
+		w.subFailed = time.Now()
+		return
+	}
+	w.pushed, w.unsub = ch, cancel
+	if !w.given {
+		w.interval = pushedWatchInterval
+	}
+	w.header = fmt.Sprintf("lockkit status --watch: %s, changes pushed, a poll every %v (Ctrl-C to stop)", w.b.display, w.interval)
+}
+
+// unsubscribe ends the subscription, if any, and waits for its end.
+func (w *watcher) unsubscribe() {
+	if w.pushed == nil {
+		return
+	}
+	w.unsub()
+	for range w.pushed {
+	}
+	w.pushed, w.unsub = nil, nil
 }
 
 // poll lists the locks once. The file backend's directory is not created
@@ -202,7 +305,9 @@ func (w *watcher) poll(ctx context.Context) ([]heldLock, error) {
 			return nil, err
 		}
 		w.ls = ls
+		w.push, _ = ls.(lockkit.Watcher)
 	}
+	w.subscribe(ctx)
 	infos, err := w.ls.List(ctx, w.list...)
 	if err != nil {
 		if len(w.list) == 0 && errors.Is(err, lockkit.ErrUnsupported) {
