@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -118,7 +119,7 @@ func TestQuickFiles(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
 	tables := stdout.String()
-	for _, want := range []string{"| files | 1 key |", "| files | lockkit |", "gofrs/flock", "## Scale"} {
+	for _, want := range []string{"| files | 1 key |", "| files | lockkit |", "gofrs/flock", "## Scale", "## Ratios with 95 % intervals", "| files | contended, throughput | gofrs/flock | peer |"} {
 		if !strings.Contains(tables, want) {
 			t.Errorf("tables lack %q:\n%s", want, tables)
 		}
@@ -138,6 +139,19 @@ func TestQuickFiles(t *testing.T) {
 	if len(br.Single) != 3 || br.Single[0].N == 0 || br.Single[0].MedianNs <= 0 {
 		t.Fatalf("single-key results: %+v", br.Single)
 	}
+	if got := len(br.Single[0].RoundMedianNs); got != quickParams.rounds {
+		t.Fatalf("single key: %d round medians, want one per round (%d)", got, quickParams.rounds)
+	}
+	// Every lockkit variant against every other one, in each of the
+	// single-key, new-key and contended scenarios.
+	if len(rep.Ratios) != 2+2+3 {
+		t.Fatalf("ratios: %+v", rep.Ratios)
+	}
+	for _, r := range rep.Ratios {
+		if r.Repeats < 2 || !(r.Lo <= r.Ratio && r.Ratio <= r.Hi) || r.Ratio <= 0 {
+			t.Errorf("ratio row %+v: want >= 2 repeats and lo <= ratio <= hi", r)
+		}
+	}
 	// lockkit, floor, gofrs/flock, and the floor behind a local queue
 	if len(br.Contended) != 4 || br.Contended[0].Acquisitions == 0 {
 		t.Fatalf("contended results: %+v", br.Contended)
@@ -147,6 +161,42 @@ func TestQuickFiles(t *testing.T) {
 		if err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
 			t.Errorf("%s: not a PNG (%v)", png, err)
 		}
+	}
+}
+
+func TestRatioCI(t *testing.T) {
+	est, lo, hi, n := ratioCI([]float64{2, 4, 0, 8}, []float64{1, 2, 5, 4})
+	if n != 3 || math.Abs(est-2) > 1e-9 || math.Abs(lo-2) > 1e-9 || math.Abs(hi-2) > 1e-9 {
+		t.Fatalf("constant ratio 2: %v [%v, %v] n=%d", est, lo, hi, n)
+	}
+	// Ratios 1, 2, 4: geometric mean 2; logs have sd ln 2, so the
+	// interval is 2·exp(±4.303·ln2/√3).
+	est, lo, hi, n = ratioCI([]float64{1, 2, 4}, []float64{1, 1, 1})
+	w := math.Exp(4.303 * math.Ln2 / math.Sqrt(3))
+	if n != 3 || math.Abs(est-2) > 1e-9 || math.Abs(lo-2/w) > 1e-6 || math.Abs(hi-2*w) > 1e-6 {
+		t.Fatalf("ratios 1,2,4: %v [%v, %v] n=%d, want 2 [%v, %v]", est, lo, hi, n, 2/w, 2*w)
+	}
+}
+
+// TestInterleaved checks that runLatency mixes the variants' operations
+// within each round rather than running them in blocks.
+func TestInterleaved(t *testing.T) {
+	vs := []*variant{{name: "a"}, {name: "b"}}
+	var seq []int
+	runLatency(context.Background(), vs, 5, 40, time.Minute, func(ctx context.Context, vi int, v *variant, i int) error {
+		seq = append(seq, vi)
+		return nil
+	})
+	switches := 0
+	for i := 1; i < len(seq); i++ {
+		if seq[i] != seq[i-1] {
+			switches++
+		}
+	}
+	// 5 rounds of 80 ops plus a warm-up of 16: in blocks there would be
+	// at most 11 switches; shuffled, about half the ops switch.
+	if len(seq) != 5*80+16 || switches < 100 {
+		t.Fatalf("%d ops, %d switches between variants", len(seq), switches)
 	}
 }
 

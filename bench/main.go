@@ -300,6 +300,8 @@ func measure(ctx context.Context, c *config, stderr io.Writer) (*report, error) 
 		rep.Backends = append(rep.Backends, br)
 	}
 	rep.Seconds = time.Since(start).Seconds()
+	rep.Machine.LoadAvgEnd = loadAvg()
+	rep.Ratios = computeRatios(rep)
 	return rep, ctx.Err()
 }
 
@@ -343,11 +345,18 @@ func describeMachine(ctx context.Context, e *env) machine {
 			}
 		}
 	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		m.LoadAvg = strings.TrimSpace(string(b))
-	}
+	m.LoadAvg = loadAvg()
 	m.Servers = serverVersions(ctx, e)
 	return m
+}
+
+// loadAvg is /proc/loadavg, "" where there is none.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // gitCommit returns the checkout's HEAD, with "+dirty" when it has

@@ -20,23 +20,102 @@ type report struct {
 	Method    string           `json:"method"`
 	Scenarios []string         `json:"scenarios"`
 	Backends  []*backendResult `json:"backends"`
+	Ratios    []ratioRow       `json:"ratios"`
 	Files     []string         `json:"-"`
 }
 
+// ratioRow is lockkit against one other variant in one scenario, over the
+// scenario's repeats (rounds, or contended slices) paired one by one.
+type ratioRow struct {
+	Backend  string  `json:"backend"`
+	Scenario string  `json:"scenario"`
+	Metric   string  `json:"metric"` // what is divided: "p50" (lower is better) or "throughput" (higher is better)
+	Lockkit  string  `json:"lockkit"`
+	Other    string  `json:"other"`
+	Role     role    `json:"other_role"`
+	Ratio    float64 `json:"ratio"` // geometric mean of the repeats' ratios
+	Lo       float64 `json:"ci95_lo"`
+	Hi       float64 `json:"ci95_hi"`
+	Repeats  int     `json:"repeats"`
+}
+
+// computeRatios pairs every lockkit variant's repeats with every other
+// variant's in the same scenario: latency scenarios compare each round's
+// median, the contended scenario each slice's acquisitions.
+func computeRatios(rep *report) []ratioRow {
+	var out []ratioRow
+	f := func(ns []int64) []float64 {
+		o := make([]float64, len(ns))
+		for i, n := range ns {
+			o[i] = float64(n)
+		}
+		return o
+	}
+	g := func(ns []int) []float64 {
+		o := make([]float64, len(ns))
+		for i, n := range ns {
+			o[i] = float64(n)
+		}
+		return o
+	}
+	for _, br := range rep.Backends {
+		for _, sc := range []struct {
+			name string
+			rs   []*latencyResult
+		}{{"1 key", br.Single}, {"a new key each op", br.Distinct}, {"100 keys at once", br.Multi}} {
+			for _, lk := range sc.rs {
+				if lk.Role != roleLockkit || lk.Skipped != "" {
+					continue
+				}
+				for _, o := range sc.rs {
+					if o == lk || o.Skipped != "" {
+						continue
+					}
+					est, lo, hi, n := ratioCI(f(lk.RoundMedianNs), f(o.RoundMedianNs))
+					if n == 0 {
+						continue
+					}
+					out = append(out, ratioRow{br.Backend, sc.name, "p50", lk.Variant, o.Variant, o.Role, est, lo, hi, n})
+				}
+			}
+		}
+		for _, lk := range br.Contended {
+			if lk.Role != roleLockkit || lk.Skipped != "" {
+				continue
+			}
+			for _, o := range br.Contended {
+				if o == lk || o.Skipped != "" {
+					continue
+				}
+				est, lo, hi, n := ratioCI(g(lk.PerSlice), g(o.PerSlice))
+				if n == 0 {
+					continue
+				}
+				out = append(out, ratioRow{br.Backend, "contended", "throughput", lk.Variant, o.Variant, o.Role, est, lo, hi, n})
+			}
+		}
+	}
+	return out
+}
+
 type machine struct {
-	GOOS      string            `json:"goos"`
-	GOARCH    string            `json:"goarch"`
-	CPUs      int               `json:"cpus"`
-	CPU       string            `json:"cpu,omitempty"`
-	GoVersion string            `json:"go_version"`
-	LoadAvg   string            `json:"loadavg_at_start,omitempty"`
-	Servers   map[string]string `json:"servers,omitempty"`
+	GOOS       string            `json:"goos"`
+	GOARCH     string            `json:"goarch"`
+	CPUs       int               `json:"cpus"`
+	CPU        string            `json:"cpu,omitempty"`
+	GoVersion  string            `json:"go_version"`
+	LoadAvg    string            `json:"loadavg_at_start,omitempty"`
+	LoadAvgEnd string            `json:"loadavg_at_end,omitempty"`
+	Servers    map[string]string `json:"servers,omitempty"`
 }
 
 const methodText = `Latency is wall time of one complete operation (acquire + release, or the
 multi-key acquire + release), measured per operation in this process.
-Variants run interleaved: each round runs one batch per variant, in an order
-that rotates every round; the first batch of each is a warm-up. p50 is the
+Variants run interleaved operation by operation: each round (a repeat)
+runs a batch of every variant's operations in an order shuffled afresh;
+a first, shuffled round is a warm-up. Ratios pair the repeats: each
+round's p50 (latency) or each contended slice's acquisitions, with a 95 %
+interval (Student's t on the logarithms of the ratios). p50 is the
 median, p99 the 99th percentile (nearest rank). Round trips are counted on
 the wire by a wrapping net.Conn: one "flight" is one or more client writes
 followed by the first bytes of the server's answer; pushed data counts
@@ -137,8 +216,8 @@ func renderTables(rep *report) string {
 	if rep.Commit != "" {
 		fmt.Fprintf(&b, "Code: lockkit at %s, started %s.\n", rep.Commit, rep.Started.Format(time.RFC3339))
 	}
-	fmt.Fprintf(&b, "Machine: %d CPUs (%s), %s/%s, %s; load average at start %s.\n",
-		rep.Machine.CPUs, rep.Machine.CPU, rep.Machine.GOOS, rep.Machine.GOARCH, rep.Machine.GoVersion, rep.Machine.LoadAvg)
+	fmt.Fprintf(&b, "Machine: %d CPUs (%s), %s/%s, %s; load average at start %s, at end %s.\n",
+		rep.Machine.CPUs, rep.Machine.CPU, rep.Machine.GOOS, rep.Machine.GOARCH, rep.Machine.GoVersion, rep.Machine.LoadAvg, rep.Machine.LoadAvgEnd)
 	for _, k := range []string{"postgres", "mysql", "redis"} {
 		if v, ok := rep.Machine.Servers[k]; ok {
 			fmt.Fprintf(&b, "Server %s: %s.\n", k, v)
@@ -154,6 +233,22 @@ func renderTables(rep *report) string {
 	}
 	if len(skipped) > 0 {
 		b.WriteString(strings.Join(skipped, "\n") + "\n\n")
+	}
+
+	if len(rep.Ratios) > 0 {
+		b.WriteString("## Ratios with 95 % intervals\n\n")
+		b.WriteString("lockkit against each other variant, repeat by repeat: latency divides each round's p50 (below 1 favours lockkit), contended divides each slice's acquisitions (above 1 favours lockkit). The ratio is the geometric mean of the repeats' ratios; the interval is Student's t on their logarithms.\n\n")
+		b.WriteString("| backend | scenario | lockkit / it | its role | ratio | 95 % interval | repeats |\n")
+		b.WriteString("|---|---|---|---|---|---|---|\n")
+		for _, r := range rep.Ratios {
+			lk := ""
+			if r.Lockkit != "lockkit" {
+				lk = " (" + r.Lockkit + ")"
+			}
+			fmt.Fprintf(&b, "| %s | %s, %s%s | %s | %s | %.2f× | %.2f–%.2f | %d |\n",
+				r.Backend, r.Scenario, r.Metric, lk, r.Other, r.Role, r.Ratio, r.Lo, r.Hi, r.Repeats)
+		}
+		b.WriteString("\n")
 	}
 
 	b.WriteString("## Uncontended latency (acquire + release)\n\n")
