@@ -41,9 +41,9 @@
 // Should anything remove or replace a lock file anyway, acquiring still
 // works: after locking, lockkit checks that the path still names the file it
 // locked, and starts over on the new file otherwise. A holder whose file
-// disappears is told so: Release, [Lock.Check] and the optional periodic
-// check (Config.CheckInterval) report the lock lost with cause
-// [ErrFileRemoved]. [Locker.Clean] removes lock files nobody holds, safely
+// disappears is told so when it asks: [Lock.Check], and with
+// Config.CheckInterval the periodic check and Release, report the lock lost
+// with cause [ErrFileRemoved]. [Locker.Clean] removes lock files nobody holds, safely
 // for lockkit processes because of that check (but not for util-linux
 // flock(1) sharing the directory, which does not check).
 //
@@ -70,7 +70,7 @@
 // non-blocking attempts with exponential backoff and jitter, from
 // Config.PollMin (500µs) up to Config.PollMax (50ms), bounded by its
 // context. On Linux a waiter is also woken by inotify when the lock file is
-// closed anywhere — a holder releasing (lockkit unlocks, then closes) or a
+// closed anywhere — a holder releasing (lockkit releases by closing) or a
 // holder process exiting or being killed — and retries at once
 // (bench/RESULTS.md has the measured hand-over latency). Where inotify is not
 // available (other systems, or fs.inotify.max_user_instances reached), or

@@ -94,9 +94,11 @@ type Config struct {
 	PollMax time.Duration
 
 	// CheckInterval, when positive, makes every held lock check on this
-	// interval that its path still names the locked file, and report the
-	// lock lost (Done closes, Err wraps [ErrFileRemoved]) when it does not.
-	// Release always checks. Zero means no periodic check.
+	// interval, and once more in Release, that its path still names the
+	// locked file, and report the lock lost (Done closes, Err wraps
+	// [ErrFileRemoved]) when it does not. Zero means no loss checks but
+	// explicit ones ([Lock.Check]): a Release then costs two system calls
+	// (the record's clearing and the close) instead of three.
 	CheckInterval time.Duration
 
 	// Fencing gives every exclusive lock a fencing token ([Lock.Token]),
@@ -442,6 +444,12 @@ func (l *Locker) TryLock(ctx context.Context, name string, opts *Options) (*Lock
 // measure polling alone.
 var notifyEnabled = true
 
+// wakeRetry bounds the wait after a close event whose retry found the lock
+// still held. close(2) queues the inotify event just before the kernel
+// drops the closer's flock, so a waiter that runs at once can be that
+// moment early; it looks again this soon instead of a full poll interval.
+const wakeRetry = 50 * time.Microsecond
+
 // maxIdleNotifiers bounds the notifiers a Locker keeps for reuse.
 const maxIdleNotifiers = 8
 
@@ -529,11 +537,12 @@ func (l *Locker) acquireChecked(ctx context.Context, name string, mode Mode, wai
 	}
 
 	var (
-		f        = lockFile{fd: -1}
-		pause    = l.cfg.PollMin
-		timer    *time.Timer
-		n        *notifier
-		notified bool // a notifier was tried for this fd
+		f         = lockFile{fd: -1}
+		pause     = l.cfg.PollMin
+		timer     *time.Timer
+		n         *notifier
+		notified  bool // a notifier was tried for this fd
+		afterWake bool // this attempt follows a close event
 	)
 	closeFile := func() {
 		if n != nil {
@@ -607,6 +616,12 @@ func (l *Locker) acquireChecked(ctx context.Context, name string, mode Mode, wai
 		}
 		d := backoff.Jitter(pause)
 		pause = min(pause*2, l.cfg.PollMax)
+		if afterWake {
+			// The retry after a close event lost: the event may have
+			// come a moment before the closer's flock was dropped.
+			afterWake = false
+			d = min(d, wakeRetry)
+		}
 		if n != nil {
 			woken, err := n.wait(ctx, d)
 			if err != nil {
@@ -616,6 +631,7 @@ func (l *Locker) acquireChecked(ctx context.Context, name string, mode Mode, wai
 				// Something closed the file: likely a release. If
 				// the retry loses, poll fast again for a while.
 				pause = l.cfg.PollMin
+				afterWake = true
 				// Or the file was removed or replaced: wait on the
 				// path's new file, not behind the old one's holder.
 				if same, err := l.sameFile(file, &f.st); err == nil && !same {
