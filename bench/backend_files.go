@@ -90,8 +90,14 @@ func setupFiles(ctx context.Context, e *env) (*backendSetup, error) {
 			return ws, func() {}, nil
 		},
 	}
+	ind, err := independentVariants(e, "files", nil)
+	if err != nil {
+		lk.Close()
+		fl.close()
+		return nil, err
+	}
 	return &backendSetup{
-		variants: []*variant{lockkitV, floorV, gofrsV, singleFileVariant(floorV)},
+		variants: append([]*variant{lockkitV, floorV, gofrsV, singleFileVariant(floorV)}, ind...),
 		notes:    []string{"lock files in a fresh directory under " + os.TempDir() + "; no network, so no round trips"},
 		cleanup: func() {
 			lk.Close()

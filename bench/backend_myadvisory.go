@@ -248,8 +248,12 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 		multi: floorMulti,
 		hold:  floorMulti,
 	}
+	ind, err := independentVariants(e, "mysql-advisory", &netCounter{})
+	if err != nil {
+		return fail(err)
+	}
 	return &backendSetup{
-		variants: []*variant{lockkitV, floorV, ipV},
+		variants: append([]*variant{lockkitV, floorV, ipV}, ind...),
 		notes: []string{
 			"no peer: the issue lists none for MySQL GET_LOCK",
 			"the DSN has no interpolateParams, so go-sql-driver prepares every statement with arguments: 2 round trips each (prepare, execute; the close is not answered), for lockkit and the floor alike",

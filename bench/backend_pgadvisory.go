@@ -385,8 +385,12 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 		},
 	}
 
+	ind, err := independentVariants(e, "pg-advisory", &netCounter{})
+	if err != nil {
+		return fail(err)
+	}
 	return &backendSetup{
-		variants: []*variant{lockkitV, floorV, gooseV, migrateV, watchV, loopV},
+		variants: append([]*variant{lockkitV, floorV, gooseV, migrateV, watchV, loopV}, ind...),
 		notes: []string{
 			"pools: at most 12 connections each for the uncontended scenarios, a fresh pool of 18 per variant for the contended one (max_connections is 100, shared)",
 			"goose and golang-migrate have no non-waiting try; their lock call is measured uncontended, where it returns at once",

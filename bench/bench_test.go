@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +18,46 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(workerEnv); spec != "" {
+		// Re-executed by TestIndependentWorkers as a worker process.
+		if err := workerMain(spec, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench worker:", err)
+			os.Exit(2)
+		}
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// TestIndependentWorkers runs the files backend's "a Locker per worker"
+// and "16 processes" variants (with 4 workers) and checks that every
+// worker acquired, that the processes' acquisitions never overlapped, and
+// that handoffs were measured.
+func TestIndependentWorkers(t *testing.T) {
+	tmp := t.TempDir()
+	e := &env{runID: "t" + strconv.Itoa(os.Getpid()), tmp: tmp}
+	vs, err := independentVariants(e, "files", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := runContended(context.Background(), vs, func(*variant) int { return 1 }, 4, 600*time.Millisecond, 2)
+	for _, r := range rs {
+		if r.Skipped != "" || r.Errors > 0 {
+			t.Fatalf("%s: skipped %q, %d errors (%s)", r.Variant, r.Skipped, r.Errors, r.LastError)
+		}
+		if r.Starved > 0 || r.Acquisitions == 0 || len(r.PerSlice) != 2 || r.Handoffs == 0 || r.HandoffP50Ns <= 0 {
+			t.Fatalf("%s: %+v", r.Variant, r)
+		}
+		// Exclusion: a handoff is measured from the previous holder's
+		// release to the next acquisition, so none is negative.
+		for _, d := range r.handoffs {
+			if d < 0 {
+				t.Fatalf("%s: an acquisition %v before the previous holder released", r.Variant, -d)
+			}
+		}
+	}
+}
 
 // TestFlights checks the round-trip counting on a real loopback socket.
 func TestFlights(t *testing.T) {

@@ -76,6 +76,14 @@ type variant struct {
 	// singleKey marks a variant that can lock one fixed lock only (k is
 	// ignored): it runs the single-key and contended scenarios only.
 	singleKey bool
+
+	// procs, instead of contended, runs one contended slice in worker
+	// processes of its own, adds their counts to r and returns their
+	// flights (see perworker.go).
+	procs func(ctx context.Context, k, n int, window time.Duration, r *contendedResult) int64
+
+	// fullOnly leaves the variant out of -quick runs.
+	fullOnly bool
 }
 
 // params sizes a run. Counts are upper bounds: every batch also stops at
@@ -322,7 +330,11 @@ func runContended(ctx context.Context, vs []*variant, keyOf func(*variant) int, 
 			if ctx.Err() != nil || rs[vi].Skipped != "" {
 				continue
 			}
-			flights[vi] += contendedSlice(ctx, vs[vi], keyOf(vs[vi]), n, slice, rs[vi])
+			if vs[vi].procs != nil {
+				flights[vi] += vs[vi].procs(ctx, keyOf(vs[vi]), n, slice, rs[vi])
+			} else {
+				flights[vi] += contendedSlice(ctx, vs[vi], keyOf(vs[vi]), n, slice, rs[vi])
+			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}

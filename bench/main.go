@@ -153,6 +153,14 @@ func pick(list, known, what string) ([]string, error) {
 }
 
 func main() {
+	if spec := os.Getenv(workerEnv); spec != "" {
+		// A worker process of the "16 processes" variants.
+		if err := workerMain(spec, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench worker:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
