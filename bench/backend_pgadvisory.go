@@ -141,8 +141,8 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 			}
 			return l.Release, nil
 		},
-		holdCap:    1000,
-		holdCapWhy: "advisory locks share the server's lock table (max_locks_per_transaction 64 × max_connections 100 = 6,400 slots) with other engineers' tests on this server; 10,000 would fail with 53200",
+		holdCap:    pgHoldCap(e),
+		holdCapWhy: "advisory locks share the server's lock table (max_locks_per_transaction 64 × max_connections 100 = 6,400 slots) with other tests on this server; 10,000 would fail with 53200 (-private-postgres lifts the cap)",
 	}
 
 	// The floor: raw pgx on a pool, the same statements.
@@ -178,7 +178,7 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 		hold: func(ctx context.Context, ks []int) (releaseFunc, error) {
 			return pgFloorMulti(ctx, flPool, keysOf(ks))
 		},
-		holdCap:    1000,
+		holdCap:    pgHoldCap(e),
 		holdCapWhy: "as lockkit",
 	}
 	// A diagnostic: the floor plus what lockkit adds on the wire's path —
@@ -397,6 +397,15 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 		},
 		cleanup: cleanup,
 	}, nil
+}
+
+// pgHoldCap caps the held locks of the scale scenario on a shared server;
+// a private one (-private-postgres) has room for 25,600.
+func pgHoldCap(e *env) int {
+	if e.privatePG {
+		return 0
+	}
+	return 1000
 }
 
 // errBadConn makes database/sql destroy a pinned connection.

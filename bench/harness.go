@@ -606,6 +606,9 @@ type scalePoint struct {
 	// operation: background traffic of the held locks (lease renewals,
 	// probes) shows as more than the operation's own.
 	RoundTrips float64 `json:"round_trips_per_op"`
+	// Conns is the variant's open connections while Held locks are held
+	// (-1: no network).
+	Conns int64 `json:"conns"`
 }
 
 // scaleResult is one variant's latency curve.
@@ -687,9 +690,10 @@ func runScale(ctx context.Context, vi int, v *variant, steps []int, ops int, bud
 			}
 			s = append(s, d)
 		}
-		pt := scalePoint{Held: held, MedianNs: int64(s.median()), P99Ns: int64(s.p99()), RoundTrips: -1}
+		pt := scalePoint{Held: held, MedianNs: int64(s.median()), P99Ns: int64(s.p99()), RoundTrips: -1, Conns: -1}
 		if v.net != nil {
 			pt.RoundTrips = float64(v.net.snap().Flights-before.Flights) / float64(len(s))
+			pt.Conns = v.net.open.Load()
 		}
 		r.Points = append(r.Points, pt)
 	}

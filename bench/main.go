@@ -31,6 +31,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/lockkit/lockkit/integration"
 )
 
 // env is what every backend's setup gets.
@@ -42,6 +44,9 @@ type env struct {
 	keySeed                int64  // base of numeric lock ids
 	tmp                    string // scratch directory (lock files)
 	verbose                bool
+	// privatePG: pgDSN is a private server of this run's own, whose lock
+	// table holds 10,000 advisory locks (-private-postgres).
+	privatePG bool
 }
 
 // backend is one lock mechanism with its variants.
@@ -82,6 +87,7 @@ type config struct {
 	cpuprof   string
 	workers   int
 	strict    bool
+	privatePG bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -102,6 +108,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.workers, "workers", 16, "workers of the contended scenario")
 	fs.BoolVar(&c.strict, "strict", os.Getenv("LOCKKIT_TEST_REQUIRE") == "1",
 		"exit non-zero when a backend is skipped or a lockkit measurement failed (default: $LOCKKIT_TEST_REQUIRE=1); slowness never fails")
+	fs.BoolVar(&c.privatePG, "private-postgres", false,
+		"run the PostgreSQL backends on a private server started for the run (integration.LaunchPostgres, max_locks_per_transaction 256), so that the scale scenario holds 10,000 advisory locks; slow to start, not for CI")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -275,6 +283,15 @@ func measure(ctx context.Context, c *config, stderr io.Writer) (*report, error) 
 	}
 	if c.quick {
 		e.p = quickParams
+	}
+	if c.privatePG {
+		fmt.Fprintln(stderr, "bench: starting a private PostgreSQL server ...")
+		srv, err := integration.LaunchPostgres(integration.WithServerArgs("-c", "max_locks_per_transaction=256"))
+		if err != nil {
+			return nil, fmt.Errorf("-private-postgres: %w", err)
+		}
+		defer srv.Close()
+		e.pgDSN, e.privatePG = srv.DSN(), true
 	}
 	if c.workers > 0 {
 		e.p.workers = c.workers

@@ -369,7 +369,7 @@ func renderTables(rep *report) string {
 	}
 	b.WriteString("\n")
 
-	b.WriteString("## Scale: try + release with N locks held (p50 / p99, and all round trips of the variant per op while N are held)\n\n")
+	b.WriteString("## Scale: try + release with N locks held (p50 / p99, all round trips of the variant per op while N are held, and its open connections)\n\n")
 	var steps []int
 	for _, br := range rep.Backends {
 		for _, s := range br.Scale {
@@ -398,7 +398,7 @@ func renderTables(rep *report) string {
 					if pt.Held == st {
 						cell = fmtDur(pt.MedianNs) + " / " + fmtDur(pt.P99Ns)
 						if pt.RoundTrips >= 0 {
-							cell += fmt.Sprintf(" (%.1f rt)", pt.RoundTrips)
+							cell += fmt.Sprintf(" (%.1f rt, %d conns)", pt.RoundTrips, pt.Conns)
 						}
 					}
 				}
