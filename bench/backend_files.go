@@ -32,7 +32,7 @@ func setupFiles(ctx context.Context, e *env) (*backendSetup, error) {
 
 	lockkitV := &variant{
 		name: "lockkit", role: roleLockkit, countFDs: true,
-		note: "filelock.New(dir, nil): TryAcquire/Acquire + Release; one Locker for the 16 workers, whose acquires of a name take turns FIFO in-process (a Release hands the turn to the next, which then takes the flock; the next in line watches for its turn for up to 50µs before sleeping); a turn's flock attempt that finds the lock held retries on an inotify event (a close of the lock file) and otherwise polls (500µs doubling to 50ms, jitter); TryAcquire fails at once while this Locker holds or queues for the name",
+		note: "filelock.New(dir, nil): TryAcquire/Acquire + Release; one Locker for the 16 workers, whose acquires of a name take turns FIFO in-process (a Release hands the turn to the next, which then takes the flock — or, when both are exclusive, hands it the still-flocked descriptor, for up to 1 ms of such hand-overs in a row; the next in line watches for its turn for up to 50µs before sleeping); a turn's flock attempt that finds the lock held retries on an inotify event (a close of the lock file) and otherwise polls (500µs doubling to 50ms, jitter); TryAcquire fails at once while this Locker holds or queues for the name",
 		try: func(ctx context.Context, k int) (releaseFunc, error) {
 			l, err := lk.TryAcquire(ctx, name(k))
 			if err != nil {

@@ -81,12 +81,21 @@
 // served: only the first of them opens the lock file and waits on it, the
 // others queue in the process, and a Release hands the turn straight to the
 // next one, which then takes the flock itself (on a descriptor of its own).
+// When the releasing lock and the next in line are both exclusive, the
+// Release hands over the lock itself: its open file description, still
+// flocked, becomes the next Lock's, which only writes its holder record
+// over the old one (one system call for the release and the acquire
+// together, instead of seven). A chain of such hand-overs ends 1 ms after
+// its first, with a real release, so that other Lockers and processes
+// get a chance at the lock in between.
 // A holder that releases and at once acquires again goes behind the
 // acquires already queued; shared acquires share a turn, but do not pass a
 // queued exclusive one. The next in line watches for its turn for up to
 // 50µs, yielding the processor, before it sleeps: a quick succession of
-// holders passes the lock without waking sleeping goroutines. Across Lockers and processes, waiting is not fair:
-// a newcomer may win over a waiter that has waited long. Turns only order
+// holders passes the lock without waking sleeping goroutines. Across
+// Lockers and processes, waiting is not fair: a newcomer may win over a
+// waiter that has waited long, and a Locker whose goroutines queue for a
+// name keeps it for up to 1 ms of hand-overs at a time. Turns only order
 // attempts; the flock still decides who holds the lock.
 //
 // # Loss

@@ -125,9 +125,11 @@ type Config struct {
 }
 
 // Locker takes flock(2) locks on files in one directory. It implements
-// lockkit.Locker. It is safe for concurrent use; each lock it hands out has
-// an open file description of its own, so two handles exclude each other
-// even inside one process. Its acquires of one name take turns in FIFO
+// lockkit.Locker. It is safe for concurrent use; each lock it holds has an
+// open file description of its own (a Release may hand its description,
+// still flocked, to the next exclusive acquire of the name queued in the
+// Locker; see the package documentation), so two handles exclude each
+// other even inside one process. Its acquires of one name take turns in FIFO
 // order (see [Locker.Lock]), so goroutines that share a Locker share
 // a contended lock fairly.
 //
@@ -272,7 +274,7 @@ func New(dir string, cfg *Config) (*Locker, error) {
 		prefix: recordPrefix(os.Getpid(), host, c.Owner, c.App, c.Data),
 		host:   host,
 		refs:   1,
-		turns:  turnSet{Spin: turnSpin},
+		turns:  newTurnSet(),
 		tel:    telemetry.New(c.Telemetry, telemetry.Backend{Name: "filelock", Reason: lossReason}),
 	}, nil
 }
@@ -574,7 +576,20 @@ func (l *Locker) acquireChecked(ctx context.Context, name string, mode Mode, wai
 		l.unref()
 		return nil, err
 	}
-	for {
+	// A Release of this Locker may have left the lock to us, still
+	// flocked (see parked): then there is nothing to open or lock.
+	handed, chain := false, time.Time{}
+	var dev, ino uint64
+	if p, ok := l.takeParked(t); ok {
+		if mode == Exclusive {
+			handed, chain = true, p.chain
+			f = lockFile{fd: p.fd, writable: p.writable}
+			dev, ino = p.dev, p.ino
+		} else {
+			unix.Close(p.fd)
+		}
+	}
+	for !handed {
 		if f.fd < 0 {
 			var err error
 			if f, err = l.open(file); err != nil {
@@ -659,7 +674,10 @@ func (l *Locker) acquireChecked(ctx context.Context, name string, mode Mode, wai
 		n = nil
 	}
 
-	lk := &Lock{locker: l, fd: f.fd, file: file, mode: mode, writable: f.writable, dev: uint64(f.st.Dev), ino: uint64(f.st.Ino), turn: t}
+	if !handed {
+		dev, ino = uint64(f.st.Dev), uint64(f.st.Ino)
+	}
+	lk := &Lock{locker: l, fd: f.fd, file: file, mode: mode, writable: f.writable, dev: dev, ino: ino, turn: t, chain: chain}
 	var token int64
 	if l.cfg.Fencing && mode == Exclusive && !f.writable {
 		return fail(fmt.Errorf("filelock: Config.Fencing keeps the token in the lock file, and this process may only read %s: %w", filepath.Join(l.dir, file), lockkit.ErrUnsupported))

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/lockstate"
+	"github.com/lockkit/lockkit/internal/turns"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,6 +36,7 @@ type Lock struct {
 	mu     sync.Mutex // guards fd and turn against a concurrent Check during Release
 	fd     int        // -1 once closed
 	turn   turn       // the lock's turn for the name in its Locker, until passed on (see turn.go)
+	chain  time.Time  // when fd was first handed over (see parked); zero: never
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	closed bool
@@ -136,6 +139,40 @@ func (lk *Lock) watch(iv time.Duration) {
 	}
 }
 
+// handOver parks the lock's descriptor, still flocked, for the next
+// acquire of the name in this Locker and passes the turn to it, when that
+// acquire is exclusive, the lock is exclusive, and the description was
+// first handed over less than handOverMax ago (or never); it reports
+// whether it did. The holder record is left for the next holder to
+// overwrite. lk.mu is held.
+func (lk *Lock) handOver() bool {
+	if lk.mode != Exclusive || lk.turn.w == nil || handOverMax <= 0 {
+		return false
+	}
+	chain := lk.chain
+	if chain.IsZero() {
+		chain = time.Now()
+	} else if time.Since(chain) >= handOverMax {
+		return false
+	}
+	l, q := lk.locker, lk.turn.q
+	ok := false
+	l.turns.Do(func() {
+		if m, next := q.NextMode(); next && m == turns.Exclusive && q.State.fd < 0 {
+			*q.State = parked{fd: lk.fd, writable: lk.writable, dev: lk.dev, ino: lk.ino, chain: chain}
+			ok = true
+		}
+	})
+	if ok {
+		handOvers.Add(1)
+		lk.passTurn()
+	}
+	return ok
+}
+
+// handOvers counts hand-overs, for tests.
+var handOvers atomic.Int64
+
 // unlock is the lockstate.UnlockFunc: with Config.CheckInterval check the
 // path, clear the holder record, close the descriptor (which ends the
 // flock), hand the turn on.
@@ -157,6 +194,12 @@ func (lk *Lock) unlock(_ context.Context, lost bool) error {
 	if !lost {
 		if lk.locker.cfg.CheckInterval > 0 {
 			err = lk.check()
+		}
+		if err == nil && lk.handOver() {
+			lk.fd = -1
+			lk.closed = true
+			lk.locker.unref()
+			return nil
 		}
 		if err == nil && lk.writable && lk.mode == Exclusive {
 			// Clear the record so that nobody reads a holder that is
