@@ -303,13 +303,18 @@ type contendedResult struct {
 	// Handoffs to another worker only (the releaser re-winning excluded).
 	OtherP50Ns int64   `json:"handoff_other_median_ns"`
 	OtherP99Ns int64   `json:"handoff_other_p99_ns"`
-	OtherShare float64 `json:"handoff_other_share"`         // share of handoffs that went to another worker
+	OtherShare float64 `json:"handoff_other_share"` // share of handoffs that went to another worker
+	// Wait is how long one acquire call took, call to return: the bound
+	// a waiter is served within.
+	WaitP50Ns  int64   `json:"wait_median_ns"`
+	WaitP99Ns  int64   `json:"wait_p99_ns"`
+	WaitMaxNs  int64   `json:"wait_max_ns"`
 	RoundTrips float64 `json:"round_trips_per_acquisition"` // all workers' flights, per acquisition; -1: no network
 	Errors     int     `json:"errors"`
 	LastError  string  `json:"last_error,omitempty"`
 	Skipped    string  `json:"skipped,omitempty"`
 
-	handoffs, others samples
+	handoffs, others, waits samples
 }
 
 // runContended lets n workers of each variant compete for one lock. The
@@ -364,6 +369,9 @@ func runContended(ctx context.Context, vs []*variant, keyOf func(*variant) int, 
 		r.Handoffs = len(r.handoffs)
 		r.OtherP50Ns = int64(r.others.median())
 		r.OtherP99Ns = int64(r.others.p99())
+		r.WaitP50Ns = int64(r.waits.median())
+		r.WaitP99Ns = int64(r.waits.p99())
+		r.WaitMaxNs = int64(r.waits.quantile(1))
 	}
 	return rs
 }
@@ -394,6 +402,7 @@ func contendedSlice(ctx context.Context, v *variant, k, n int, window time.Durat
 		counts   = make([]int, n)
 		handoffs = make([]samples, n)
 		others   = make([]samples, n)
+		waits    = make([]samples, n)
 		errs     atomic.Int64
 		lastErr  atomic.Value
 		wg       sync.WaitGroup
@@ -413,6 +422,7 @@ func contendedSlice(ctx context.Context, v *variant, k, n int, window time.Durat
 			defer wg.Done()
 			<-start
 			for mono() < deadline {
+				called := mono()
 				rel, err := w.acquire(wctx)
 				if err != nil {
 					if wctx.Err() != nil {
@@ -429,6 +439,7 @@ func contendedSlice(ctx context.Context, v *variant, k, n int, window time.Durat
 				now := mono()
 				if now < deadline {
 					counts[i]++
+					waits[i] = append(waits[i], time.Duration(now-called))
 					if lr := lastRel.Load(); lr > 0 {
 						handoffs[i] = append(handoffs[i], time.Duration(now-lr))
 						if lastWho.Load() != int64(i) {
@@ -479,6 +490,7 @@ func contendedSlice(ctx context.Context, v *variant, k, n int, window time.Durat
 		r.PerWorker[i] += counts[i]
 		r.handoffs = append(r.handoffs, handoffs[i]...)
 		r.others = append(r.others, others[i]...)
+		r.waits = append(r.waits, waits[i]...)
 	}
 	r.Errors += int(errs.Load())
 	if s, ok := lastErr.Load().(string); ok {

@@ -195,7 +195,7 @@ type workerSpec struct {
 
 // workerReport is what a worker process prints when its window is over.
 type workerReport struct {
-	Events  [][2]int64 `json:"events"` // per acquisition in the window: acquired, release started (CLOCK_MONOTONIC ns)
+	Events  [][3]int64 `json:"events"` // per acquisition in the window: acquire called, acquired, release started (CLOCK_MONOTONIC ns)
 	Flights int64      `json:"flights"`
 	Errors  int        `json:"errors"`
 	LastErr string     `json:"last_error,omitempty"`
@@ -246,6 +246,7 @@ func workerMain(spec string, stdin io.Reader, stdout io.Writer) error {
 	t := time.AfterFunc(time.Duration(end-monoNow()), func() { after = net.snap(); close(snapped) })
 	before := net.snap()
 	for monoNow() < end {
+		called := monoNow()
 		lk, err := l.Acquire(wctx, ws.Name)
 		if err != nil {
 			if wctx.Err() != nil {
@@ -259,7 +260,7 @@ func workerMain(spec string, stdin io.Reader, stdout io.Writer) error {
 		acq := monoNow()
 		rel := monoNow()
 		if acq < end {
-			rep.Events = append(rep.Events, [2]int64{acq, rel})
+			rep.Events = append(rep.Events, [3]int64{called, acq, rel})
 		}
 		rctx, rcancel := context.WithTimeout(ctx, opTimeout)
 		if err := lk.Release(rctx); err != nil {
@@ -347,7 +348,8 @@ func procSlice(ctx context.Context, e *env, backend, name string, n int, window 
 	sliceTotal := 0
 	for i, rep := range reps {
 		for _, e := range rep.Events {
-			evs = append(evs, ev{i, e[0], e[1]})
+			evs = append(evs, ev{i, e[1], e[2]})
+			r.waits = append(r.waits, time.Duration(e[1]-e[0]))
 		}
 		r.PerWorker[i] += len(rep.Events)
 		sliceTotal += len(rep.Events)

@@ -39,8 +39,8 @@ type ratioRow struct {
 	Repeats  int     `json:"repeats"`
 }
 
-// computeRatios pairs every lockkit variant's repeats with every other
-// variant's in the same scenario: latency scenarios compare each round's
+// computeRatios pairs every lockkit variant's repeats with every floor's
+// and peer's in the same scenario: latency scenarios compare each round's
 // median, the contended scenario each slice's acquisitions.
 func computeRatios(rep *report) []ratioRow {
 	var out []ratioRow
@@ -68,7 +68,7 @@ func computeRatios(rep *report) []ratioRow {
 					continue
 				}
 				for _, o := range sc.rs {
-					if o == lk || o.Skipped != "" {
+					if o.Role == roleLockkit || o.Skipped != "" {
 						continue
 					}
 					est, lo, hi, n := ratioCI(f(lk.RoundMedianNs), f(o.RoundMedianNs))
@@ -84,7 +84,7 @@ func computeRatios(rep *report) []ratioRow {
 				continue
 			}
 			for _, o := range br.Contended {
-				if o == lk || o.Skipped != "" {
+				if o.Role == roleLockkit || o.Skipped != "" {
 					continue
 				}
 				est, lo, hi, n := ratioCI(g(lk.PerSlice), g(o.PerSlice))
@@ -121,8 +121,12 @@ the wire by a wrapping net.Conn: one "flight" is one or more client writes
 followed by the first bytes of the server's answer; pushed data counts
 nothing. Contended: 16 goroutines loop acquire (waiting) / release on one
 lock for a fixed window; handoff is the time from the holder's call to
-release to the moment the next holder's acquire returns; spread is the
-most / fewest acquisitions of one worker. Memory: runtime.MemStats mallocs
+release to the moment the next holder's acquire returns; wait is one
+acquire call, call to return; spread is the most / fewest acquisitions of
+one worker. The "a Locker per worker" variants give each worker a Locker
+with connections of its own; "16 processes" runs each worker in a
+process of its own (the harness re-executes itself) and times handoffs
+on CLOCK_MONOTONIC across them. Memory: runtime.MemStats mallocs
 and bytes over N try+release ops (whole process, so goroutines a lock
 starts count); connections are the variant's open sockets while N locks
 are held. Scale: N locks held, then try+release of fresh locks.`
@@ -313,12 +317,12 @@ func renderTables(rep *report) string {
 		}
 	}
 	fmt.Fprintf(&b, "## Contended: %d workers on one lock\n\n", workers)
-	b.WriteString("| backend | variant | acquisitions/s | spread max/min | handoff p50 | handoff p99 | to another worker: share, p50, p99 | round trips / acquisition | errors |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| backend | variant | acquisitions/s | spread max/min | handoff p50 | handoff p99 | to another worker: share, p50, p99 | wait for the lock p50 / p99 / max | round trips / acquisition | errors |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, br := range rep.Backends {
 		for _, c := range br.Contended {
 			if c.Skipped != "" {
-				fmt.Fprintf(&b, "| %s | %s | skipped: %s |  |  |  |  |  |  |\n", br.Backend, c.Variant, c.Skipped)
+				fmt.Fprintf(&b, "| %s | %s | skipped: %s |  |  |  |  |  |  |  |\n", br.Backend, c.Variant, c.Skipped)
 				continue
 			}
 			spread := fmt.Sprintf("%.2f", c.Spread)
@@ -340,8 +344,9 @@ func renderTables(rep *report) string {
 				errs += ": " + truncate(c.LastError, 60)
 			}
 			other := fmt.Sprintf("%.1f%%, %s, %s", 100*c.OtherShare, fmtDur(c.OtherP50Ns), fmtDur(c.OtherP99Ns))
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-				br.Backend, c.Variant, tput, spread, fmtDur(c.HandoffP50Ns), fmtDur(c.HandoffP99Ns), other, rt, errs)
+			wait := fmtDur(c.WaitP50Ns) + " / " + fmtDur(c.WaitP99Ns) + " / " + fmtDur(c.WaitMaxNs)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+				br.Backend, c.Variant, tput, spread, fmtDur(c.HandoffP50Ns), fmtDur(c.HandoffP99Ns), other, wait, rt, errs)
 		}
 	}
 	b.WriteString("\n")
