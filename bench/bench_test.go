@@ -250,3 +250,27 @@ func TestFlags(t *testing.T) {
 		t.Fatalf("%+v %v", c, err)
 	}
 }
+
+func TestCompareRuns(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, ratio float64) string {
+		p := filepath.Join(dir, name)
+		rep := &report{Ratios: []ratioRow{
+			{Backend: "files", Scenario: "contended", Metric: "throughput", Lockkit: "lockkit", Other: "gofrs/flock", Ratio: ratio, Lo: ratio * 0.9, Hi: ratio * 1.1, Repeats: 6},
+			{Backend: "files", Scenario: "1 key", Metric: "p50", Lockkit: "lockkit", Other: "floor", Ratio: 1.0, Lo: 0.99, Hi: 1.01, Repeats: 10},
+		}}
+		if err := writeJSON(p, rep); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a, b := write("a.json", 2.0), write("b.json", 2.2)
+	var out bytes.Buffer
+	n, err := compareRuns(a, b, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || !strings.Contains(out.String(), "+10.0 %") || !strings.Contains(out.String(), "| files | 1 key, p50 | floor | 1.00× (0.99–1.01) | 1.00× (0.99–1.01) | +0.0 % | yes | yes |") {
+		t.Fatalf("%d disagree:\n%s", n, out.String())
+	}
+}

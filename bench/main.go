@@ -88,6 +88,7 @@ type config struct {
 	workers   int
 	strict    bool
 	privatePG bool
+	compare   string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -110,6 +111,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		"exit non-zero when a backend is skipped or a lockkit measurement failed (default: $LOCKKIT_TEST_REQUIRE=1); slowness never fails")
 	fs.BoolVar(&c.privatePG, "private-postgres", false,
 		"run the PostgreSQL backends on a private server started for the run (integration.LaunchPostgres, max_locks_per_transaction 256), so that the scale scenario holds 10,000 advisory locks; slow to start, not for CI")
+	fs.StringVar(&c.compare, "compare", "", "RUN1.json,RUN2.json: measure nothing; print the two runs' ratios side by side and whether they agree within ±5 %")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -183,6 +185,17 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c, err := parseFlags(args, stderr)
 	if err != nil {
+		return err
+	}
+	if c.compare != "" {
+		a, b, ok := strings.Cut(c.compare, ",")
+		if !ok {
+			return fmt.Errorf("-compare wants two results.json files, comma-separated")
+		}
+		n, err := compareRuns(a, b, stdout)
+		if err == nil {
+			fmt.Fprintf(stdout, "\n%d ratios differ by more than ±5 %% between the runs.\n", n)
+		}
 		return err
 	}
 	if c.cpuprof != "" {
