@@ -108,7 +108,7 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 	}
 	lockkitV := &variant{
 		name: "lockkit", role: roleLockkit, net: lkNet,
-		note: "advisory.NewPool(pgxpool): TryAcquire(name)/Acquire(name) + Release; TryLockKeys for several keys",
+		note: "advisory.NewPool(pgxpool): TryAcquire(name)/Acquire(name) + Release; TryLockKeys for several keys; contended: a fresh pool and Locker per slice, warmed by one try+release per connection (a fresh Locker's first statement on each connection, and its first grant's pg_locks check, are a one-off cost that would otherwise fall in every slice)",
 		try:  lockkitTry(lk, name),
 		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
 			pool, err := newPgxPool(ctx, e.pgDSN, lkNet, int32(n+2))
@@ -121,6 +121,7 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 				pool.Close()
 				return nil, nil, err
 			}
+			warmLocker(ctx, l, n, name(k))
 			ws := make([]worker, n)
 			for i := range ws {
 				ws[i] = lockkitWorker(l, name(k))

@@ -330,15 +330,19 @@ func runContended(ctx context.Context, vs []*variant, keyOf func(*variant) int, 
 		rs[i] = &contendedResult{Variant: v.name, Role: v.role, Workers: n, RoundTrips: -1, PerWorker: make([]int, n)}
 	}
 	slice := window / time.Duration(slices)
-	for range slices {
+	for sl := range slices {
 		for _, vi := range rand.Perm(len(vs)) {
 			if ctx.Err() != nil || rs[vi].Skipped != "" {
 				continue
 			}
+			// A lock of its own per slice: waiters a slice cancelled,
+			// and sessions it discarded, can still be queued for its
+			// lock on the server when the next slice starts.
+			k := keyOf(vs[vi]) + sl
 			if vs[vi].procs != nil {
-				flights[vi] += vs[vi].procs(ctx, keyOf(vs[vi]), n, slice, rs[vi])
+				flights[vi] += vs[vi].procs(ctx, k, n, slice, rs[vi])
 			} else {
-				flights[vi] += contendedSlice(ctx, vs[vi], keyOf(vs[vi]), n, slice, rs[vi])
+				flights[vi] += contendedSlice(ctx, vs[vi], k, n, slice, rs[vi])
 			}
 			time.Sleep(20 * time.Millisecond)
 		}

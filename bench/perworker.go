@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -71,6 +72,7 @@ func workerLocker(e *env, backend string) (lockerFactory, error) {
 				pool.Close()
 				return nil, nil, err
 			}
+			warmLocker(ctx, l, 1, "w"+strconv.FormatInt(time.Now().UnixNano(), 36))
 			return l, pool.Close, nil
 		}, nil
 	case "mysql-advisory":
