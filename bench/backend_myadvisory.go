@@ -152,6 +152,7 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 				db.Close()
 				return nil, nil, err
 			}
+			warmLocker(ctx, l, n, name(k))
 			ws := make([]worker, n)
 			for i := range ws {
 				ws[i] = lockkitWorker(l, name(k))
@@ -195,6 +196,7 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 				db.Close()
 				return nil, nil, err
 			}
+			warmLocker(ctx, l, n, name(k))
 			ws := make([]worker, n)
 			for i := range ws {
 				ws[i] = lockkitWorker(l, name(k))

@@ -160,6 +160,7 @@ func setupRowlock(ctx context.Context, e *env, rc rowlockCfg) (*backendSetup, er
 				db.Close()
 				return nil, nil, err
 			}
+			warmLocker(ctx, l, n, name(k))
 			ws := make([]worker, n)
 			for i := range ws {
 				ws[i] = lockkitWorker(l, name(k))

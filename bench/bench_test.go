@@ -189,8 +189,12 @@ func TestQuickFiles(t *testing.T) {
 		t.Fatalf("ratios: %+v", rep.Ratios)
 	}
 	for _, r := range rep.Ratios {
-		if r.Repeats < 2 || !(r.Lo <= r.Ratio && r.Ratio <= r.Hi) || r.Ratio <= 0 {
-			t.Errorf("ratio row %+v: want >= 2 repeats and lo <= ratio <= hi", r)
+		want := quickParams.rounds // latency: one pair per round
+		if r.Scenario == "contended" {
+			want = quickParams.slices
+		}
+		if r.Repeats != want || !(r.Lo <= r.Ratio && r.Ratio <= r.Hi) || r.Ratio <= 0 {
+			t.Errorf("ratio row %+v: want %d repeats and lo <= ratio <= hi", r, want)
 		}
 	}
 	// lockkit, floor, gofrs/flock, and the floor behind a local queue

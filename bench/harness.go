@@ -122,7 +122,7 @@ var fullParams = params{
 var quickParams = params{
 	rounds: 5, batch: 12, batchBudget: 40 * time.Millisecond,
 	distinct: 200,
-	workers:  16, window: 400 * time.Millisecond, slices: 2,
+	workers:  16, window: 300 * time.Millisecond, slices: 1,
 	multiN: 100, multiOps: 6,
 	memOps: 50, memBudget: 100 * time.Millisecond, heldN: 4,
 	scaleSteps: []int{1, 10, 100}, scaleOps: 20, scaleBudget: 60 * time.Millisecond,

@@ -72,7 +72,6 @@ func workerLocker(e *env, backend string) (lockerFactory, error) {
 				pool.Close()
 				return nil, nil, err
 			}
-			warmLocker(ctx, l, 1, "w"+strconv.FormatInt(time.Now().UnixNano(), 36))
 			return l, pool.Close, nil
 		}, nil
 	case "mysql-advisory":
@@ -151,6 +150,7 @@ func independentVariants(e *env, backend string, net *netCounter) ([]*variant, e
 					var l lockkit.Locker
 					l, cleanups[i], errs[i] = mk(ctx, net)
 					if errs[i] == nil {
+						warmLocker(ctx, l, 1, e.lockName(k)+"-"+strconv.Itoa(i))
 						ws[i] = lockkitWorker(l, e.lockName(k))
 					}
 				})
@@ -230,6 +230,7 @@ func workerMain(spec string, stdin io.Reader, stdout io.Writer) error {
 		return err
 	}
 	defer cleanup()
+	warmLocker(ctx, l, 1, ws.Name+"-"+strconv.Itoa(os.Getpid()))
 	fmt.Fprintln(stdout, "ready")
 	line, err := bufio.NewReader(stdin).ReadString('\n')
 	if err != nil {
