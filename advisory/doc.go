@@ -230,12 +230,21 @@
 // nextval logs values ahead (32 at a time) in WAL, and the statement that
 // logs them waits for the WAL flush at its commit (with
 // synchronous_commit off it does not, and a crash can repeat tokens). A
-// failover can set it back where the promoted replica may miss the last
-// WAL (asynchronous replication); with synchronous replication it only
-// skips values. A restore of an older backup, a dump loaded elsewhere,
-// and ALTER SEQUENCE … RESTART set it back too; after one, move the
+// failover can set the sequence back where the promoted replica missed the
+// last WAL (asynchronous replication), so a token is the server's timeline
+// shifted left by 40 bits plus the sequence's value: every promotion
+// starts a higher timeline, and tokens keep increasing across it (the
+// first token is therefore above 2^40). A restore of an older backup, a
+// dump loaded elsewhere or pg_upgrade (both start again on timeline 1),
+// and ALTER SEQUENCE … RESTART set tokens back; after one, move the
 // sequence past the highest token the guarded resources have seen
-// (SELECT setval('lockkit_fence', N)). List reads pg_locks, which shows no
+// (SELECT setval('lockkit_fence', N)). Every held advisory lock is lost in
+// a failover (the sessions end with the primary). A hot standby grants
+// advisory locks of its own, which exclude nobody on the primary: a
+// session lock on a connection whose server reports in_hot_standby on
+// (PostgreSQL 14 and later) is refused with [ErrStandby]. Point the Locker
+// at the primary only (target_session_attrs=read-write in a multi-host
+// DSN). List reads pg_locks, which shows no
 // token: Holder.Token is 0 there, so election's Leader and Observe cannot
 // read an advisory leader's term (Campaign, Term and Lead work).
 //
@@ -268,6 +277,8 @@
 //     locks share the lock table of max_locks_per_transaction ×
 //     (max_connections + max_prepared_transactions) entries with all other
 //     locks. While it is full even new connections can fail.
+//   - The connection reached a hot standby: matches [ErrStandby] and
+//     [lockkit.ErrUnsupported], before any lock statement.
 //   - Bad input (an empty or invalid name, no keys, a nil database, an
 //     unknown mode): matches [lockkit.ErrInvalid], before any I/O.
 package advisory

@@ -519,6 +519,10 @@ type acquireOp struct {
 }
 
 func (a *acquireOp) onConn(c *pgx.Conn) error {
+	if c.PgConn().ParameterStatus("in_hot_standby") == "on" {
+		return &refusedError{kind: ErrStandby, evidence: fmt.Sprintf(
+			"the connection reached a server in hot standby (in_hot_standby on; server pid %d), whose advisory locks exclude nobody on the primary", c.PgConn().PID())}
+	}
 	a.c, a.nc = c, c.PgConn().Conn()
 	a.clientPID, a.kind = c.PgConn().PID(), connKindOf(c)
 	if a.p.fencing && a.mode == Exclusive {

@@ -40,6 +40,17 @@ var (
 	// lockkit.ErrUnsupported too and names the server. After it, the
 	// Locker refuses every session lock.
 	ErrLockNotEnforced = errors.New("advisory: the server does not enforce advisory locks")
+
+	// ErrStandby means a session lock was refused because its connection
+	// reached a hot standby (the server reported in_hot_standby on, which
+	// PostgreSQL 14 and later do): a standby grants advisory locks of its
+	// own, which exclude nobody on the primary. No lock statement was
+	// sent, and the connection was closed. The error matches
+	// lockkit.ErrUnsupported too. Connect locks to the primary: with
+	// several hosts in a DSN, add target_session_attrs=read-write. Unlike
+	// the other refusals it is not remembered: the next lock tries again,
+	// on a new connection.
+	ErrStandby = errors.New("advisory: the server is a hot standby")
 )
 
 // The advice a refusal gives.
@@ -50,10 +61,11 @@ const (
 		" Use transaction-scoped locks (advisory.WithTxLock, LockTx), the lock table (package rowlock)," +
 		" or connect locks to PostgreSQL directly or through a session-mode pool"
 	notEnforcedAdvice = "use the lock table (package rowlock) on this server, or PostgreSQL"
+	standbyAdvice     = "connect locks to the primary (with several hosts in the DSN, add target_session_attrs=read-write)"
 )
 
 // refusedError refuses session locks: what was seen, and what to do. It
-// matches its kind (ErrSharedSession or ErrLockNotEnforced) and
+// matches its kind (ErrSharedSession, ErrLockNotEnforced or ErrStandby) and
 // lockkit.ErrUnsupported.
 type refusedError struct {
 	kind     error
@@ -62,8 +74,11 @@ type refusedError struct {
 
 func (e *refusedError) Error() string {
 	advice := sharedAdvice
-	if e.kind == ErrLockNotEnforced {
+	switch e.kind {
+	case ErrLockNotEnforced:
 		advice = notEnforcedAdvice
+	case ErrStandby:
+		advice = standbyAdvice
 	}
 	return strings.TrimPrefix(e.kind.Error(), "advisory: ") + ": " + e.evidence + "; " + advice
 }

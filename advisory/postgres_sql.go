@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lockkit/lockkit/internal/pgepoch"
 	"github.com/lockkit/lockkit/keyhash"
 )
 
@@ -572,10 +573,12 @@ ORDER BY l.classid, l.objid, l.objsubid, a.pid`
 // only when every key was granted: the statement of sessionLock becomes the
 // subquery of
 //
-//	SELECT s.*, CASE WHEN <granted> THEN pg_catalog.nextval($N::pg_catalog.int8::pg_catalog.oid::pg_catalog.regclass) END
+//	SELECT s.*, CASE WHEN <granted> THEN <epoch> + pg_catalog.nextval($N::pg_catalog.int8::pg_catalog.oid::pg_catalog.regclass) END
 //	FROM (<statement> OFFSET 0) AS s
 //
-// where $N, one past the statement's parameters, is the sequence's oid
+// where <epoch> is the server's timeline shifted into the high bits
+// (internal/pgepoch), so that tokens keep increasing across a failover;
+// $N, one past the statement's parameters, is the sequence's oid
 // (resolved once per Locker, see fenceSeq), and <granted> is s's result (lean),
 // its code being 0 (one key with the marker). The several-key form gets a
 // CTE of its own, n, that draws once from its one-row m (the marker set:
@@ -586,7 +589,7 @@ ORDER BY l.classid, l.objid, l.objsubid, a.pid`
 var fencedSQL = func() map[string]string {
 	out := map[string]string{}
 	fence := func(n int) string {
-		return "pg_catalog.nextval($" + strconv.Itoa(n) + "::pg_catalog.int8::pg_catalog.oid::pg_catalog.regclass)"
+		return pgepoch.Token("$" + strconv.Itoa(n) + "::pg_catalog.int8::pg_catalog.oid::pg_catalog.regclass")
 	}
 	for f := range leanLockSQL {
 		for m := range leanLockSQL[f] {

@@ -27,6 +27,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if raw := os.Getenv(foChildEnv); raw != "" {
+		os.Exit(failoverChild(raw)) // a leader process of TestQuickFiles' failover scenario
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -2,8 +2,14 @@
 // libraries people use instead, side by side in one run, on the same
 // servers, interleaved.
 //
-//	cd bench && go run . -backends all          # full run, under 5 minutes
-//	cd bench && go run . -quick                 # smoke test, under 30 seconds
+//	cd bench && go run . -backends all          # full run, about 5 minutes
+//	cd bench && go run . -quick                 # smoke test, about 30 seconds
+//	cd bench && go run . -scenarios failover,semaphore   # about 3 minutes
+//
+// The failover scenario (failover.go) SIGKILLs a leader process and times
+// the new leader's election, against a client-go-style loop
+// (-clientgo-real for client-go's own 15 s / 2 s defaults); the semaphore
+// scenario (semaphore.go) runs 16 workers on 4 permits.
 //
 // It prints tables and writes results.json, tables.md and PNG charts of the
 // latency distributions to -out. Server addresses come from -postgres,
@@ -72,7 +78,11 @@ var backends = []backend{
 	{"files", "flock(2) file lock", setupFiles},
 }
 
-var allScenarios = []string{"single", "distinct", "contended", "multi", "memory", "scale"}
+var allScenarios = []string{"single", "distinct", "contended", "multi", "memory", "scale", "failover", "semaphore"}
+
+// ownScenarios run on their own (failover.go, semaphore.go), not through
+// runBackend's variants.
+var ownScenarios = []string{"failover", "semaphore"}
 
 // config is the parsed command line.
 type config struct {
@@ -89,6 +99,9 @@ type config struct {
 	strict    bool
 	privatePG bool
 	compare   string
+
+	failoverN    int  // lockkit failovers per backend; 0: the mode's default
+	clientGoReal bool // the client-go-style loop with its real defaults, not scaled ×0.1
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -112,6 +125,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.privatePG, "private-postgres", false,
 		"run the PostgreSQL backends on a private server started for the run (integration.LaunchPostgres, max_locks_per_transaction 256), so that the scale scenario holds 10,000 advisory locks; slow to start, not for CI")
 	fs.StringVar(&c.compare, "compare", "", "RUN1.json,RUN2.json: measure nothing; print the two runs' ratios side by side and whether they agree within ±5 %")
+	fs.IntVar(&c.failoverN, "failovers", 0, fmt.Sprintf("failovers of lockkit's election per backend (default %d, %d with -quick)", foFullN, foQuickN))
+	fs.BoolVar(&c.clientGoReal, "clientgo-real", false, "run the failover scenario's client-go-style loop with client-go's defaults (15 s lease, 2 s retry period) instead of scaled ×0.1")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -170,6 +185,9 @@ func main() {
 			os.Exit(2)
 		}
 		return
+	}
+	if raw := os.Getenv(foChildEnv); raw != "" {
+		os.Exit(failoverChild(raw)) // a leader process of the failover scenario
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -273,7 +291,7 @@ func failures(rep *report) []string {
 			check("scale", r.Variant, r.Role, r.Skipped, 0)
 		}
 	}
-	return out
+	return append(out, ownFailures(rep)...)
 }
 
 // measure runs every selected backend and scenario.
@@ -319,8 +337,9 @@ func measure(ctx context.Context, c *config, stderr io.Writer) (*report, error) 
 		Scenarios: c.scenarios,
 	}
 	start := time.Now()
+	harness := slices.ContainsFunc(c.scenarios, func(s string) bool { return !slices.Contains(ownScenarios, s) })
 	for _, b := range backends {
-		if !slices.Contains(c.backends, b.name) {
+		if !harness || !slices.Contains(c.backends, b.name) {
 			continue
 		}
 		if ctx.Err() != nil {
@@ -336,6 +355,12 @@ func measure(ctx context.Context, c *config, stderr io.Writer) (*report, error) 
 			fmt.Fprintf(stderr, "bench: %s done in %.1fs\n", b.name, br.Seconds)
 		}
 		rep.Backends = append(rep.Backends, br)
+	}
+	if slices.Contains(c.scenarios, "failover") && ctx.Err() == nil {
+		rep.Failover = runFailover(ctx, e, c, stderr)
+	}
+	if slices.Contains(c.scenarios, "semaphore") && ctx.Err() == nil {
+		rep.Semaphore = runSemaphore(ctx, e, c, stderr)
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	rep.Machine.LoadAvgEnd = loadAvg()

@@ -22,6 +22,8 @@ type report struct {
 	Backends  []*backendResult `json:"backends"`
 	Ratios    []ratioRow       `json:"ratios"`
 	Files     []string         `json:"-"`
+
+	ownResults // failover.go, semaphore.go
 }
 
 // ratioRow is lockkit against one other variant in one scenario, over the
@@ -418,6 +420,7 @@ func renderTables(rep *report) string {
 	}
 	b.WriteString("\n")
 
+	b.WriteString(renderOwn(rep)) // failover.go, semaphore.go
 	b.WriteString("## Variants\n\n")
 	for _, br := range rep.Backends {
 		if br.Skipped != "" {

@@ -42,11 +42,13 @@ func TestSemaphore(t *testing.T) {
 			},
 		},
 		FailoverBound: time.Second,
-		NewCrashingLocker: func(t *testing.T) (lockkit.Locker, func()) {
-			c := etcdClient(t, endpoints...)
-			l := newLocker(t, c, &Config{Prefix: prefix, TTL: 2 * time.Second})
-			return l, func() { _ = c.Close() }
+		Crash: locktest.Crash{
+			NewCrashingLocker: func(t *testing.T) (lockkit.Locker, func()) {
+				c := etcdClient(t, endpoints...)
+				l := newLocker(t, c, &Config{Prefix: prefix, TTL: 2 * time.Second})
+				return l, func() { _ = c.Close() }
+			},
+			CrashFailoverBound: 2*time.Second + 2*time.Second, // TTL, plus slack for a loaded machine
 		},
-		CrashFailoverBound: 2*time.Second + 2*time.Second, // TTL, plus slack for a loaded machine
 	})
 }

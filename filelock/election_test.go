@@ -35,11 +35,13 @@ func TestElection(t *testing.T) {
 		// A crashed holder's flock ends with its last descriptor, and a
 		// waiter is woken by the close (inotify) or polls within
 		// PollMax.
-		NewCrashingLocker: func(t *testing.T) (lockkit.Locker, func()) {
-			c := &crashing{Locker: newLocker(t, dir, &Config{Fencing: true})}
-			return c, c.crash
+		Crash: locktest.Crash{
+			NewCrashingLocker: func(t *testing.T) (lockkit.Locker, func()) {
+				c := &crashing{Locker: newLocker(t, dir, &Config{Fencing: true})}
+				return c, c.crash
+			},
+			CrashFailoverBound: time.Second,
 		},
-		CrashFailoverBound: time.Second,
 	})
 }
 

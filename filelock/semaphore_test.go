@@ -38,11 +38,13 @@ func TestSemaphore(t *testing.T) {
 					Leftovers: func(t *testing.T, names []string) int { return leftovers(t, dir, names) },
 				},
 				FailoverBound: time.Second,
-				NewCrashingLocker: func(t *testing.T) (lockkit.Locker, func()) {
-					c := &crashing{Locker: newLocker(t, dir, &Config{Fencing: fencing})}
-					return c, c.crash
+				Crash: locktest.Crash{
+					NewCrashingLocker: func(t *testing.T) (lockkit.Locker, func()) {
+						c := &crashing{Locker: newLocker(t, dir, &Config{Fencing: fencing})}
+						return c, c.crash
+					},
+					CrashFailoverBound: time.Second,
 				},
-				CrashFailoverBound: time.Second,
 			})
 		})
 	}

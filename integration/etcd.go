@@ -151,20 +151,13 @@ func LaunchEtcdCluster(n int) (*EtcdCluster, error) {
 	c := &EtcdCluster{dir: dir}
 	type ports struct{ client, peer int }
 	ps := make([]ports, n)
-	seen := map[int]bool{}
+	free, err := freePorts(2 * n)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
 	for i := range ps {
-		for _, p := range []*int{&ps[i].client, &ps[i].peer} {
-			for {
-				if *p, err = freePort(); err != nil {
-					_ = os.RemoveAll(dir)
-					return nil, err
-				}
-				if !seen[*p] {
-					seen[*p] = true
-					break
-				}
-			}
-		}
+		ps[i] = ports{free[2*i], free[2*i+1]}
 	}
 	var initial []string
 	for i, p := range ps {

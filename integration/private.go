@@ -390,6 +390,23 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
+// freePorts asks the kernel for n distinct free TCP ports on 127.0.0.1.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	seen := map[int]bool{}
+	for len(ports) < n {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		if !seen[p] {
+			seen[p] = true
+			ports = append(ports, p)
+		}
+	}
+	return ports, nil
+}
+
 // serverDir makes a short temporary directory (unix socket paths are limited
 // to about 100 bytes) that user cred can use.
 func serverDir(prefix string, cred *syscall.Credential) (string, error) {

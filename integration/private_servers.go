@@ -54,6 +54,17 @@ func LaunchPostgres(opts ...Option) (*Server, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
+	s := postgresServer(bin, dir, data, port, cred, o)
+	if err := s.Start(); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// postgresServer makes the Server for the PostgreSQL data directory data
+// (inside dir), to run on port; it does not start it.
+func postgresServer(bin, dir, data string, port int, cred *syscall.Credential, o *serverOptions) *Server {
 	s := &Server{
 		kind:    "postgres",
 		dir:     dir,
@@ -82,16 +93,17 @@ func LaunchPostgres(opts ...Option) (*Server, error) {
 	// A killed postmaster leaves its small System V shared memory segment
 	// behind; a restart reuses it, Close removes it.
 	s.onCrash = func() { removeSysVSegment(filepath.Join(data, "postmaster.pid")) }
-	if err := s.Start(); err != nil {
-		_ = s.Close()
-		return nil, err
-	}
-	return s, nil
+	return s
 }
 
 // postgresBinDir finds the directory that holds initdb and postgres.
 func postgresBinDir() (string, error) {
 	if p, err := findBinary("initdb"); err == nil {
+		// A link in PATH (/usr/local/bin/initdb) points into the
+		// directory that holds the other binaries (pg_basebackup).
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			p = real
+		}
 		return filepath.Dir(p), nil
 	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
@@ -129,6 +141,42 @@ func LaunchMariaDB(opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	m, err := installMariaDB("lkmy")
+	if err != nil {
+		return nil, err
+	}
+	s := m.server(m.dir, m.port, o, nil)
+	root := fmt.Sprintf("root@tcp(127.0.0.1:%d)/", m.port)
+	s.firstRun = func(ctx context.Context) error {
+		return pingSQL(ctx, "mysql", root, "CREATE DATABASE IF NOT EXISTS test")
+	}
+	if err := s.Start(); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// mariaDBInstall is a MariaDB data directory made by mariadb-install-db,
+// not yet served.
+type mariaDBInstall struct {
+	mariadbd string
+	cred     *syscall.Credential // nil: run as the current user
+	dir      string              // the temporary directory; the data is in dir/data
+	port     int
+}
+
+// mariaDBSizing is the small InnoDB every private MariaDB server runs with,
+// and its tmpdir.
+func mariaDBSizing(dir string) []string {
+	// A tmpdir of its own: servers bootstrapped at the same time in a
+	// shared /tmp have collided on their temporary tables there.
+	return []string{"--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M", "--tmpdir=" + dir}
+}
+
+// installMariaDB initialises a data directory in a new temporary directory
+// named after prefix and picks a free port for it.
+func installMariaDB(prefix string) (*mariaDBInstall, error) {
 	installDB, err := findBinary("mariadb-install-db", "/usr/bin", "/usr/local/mysql/scripts")
 	if err != nil {
 		return nil, err
@@ -141,20 +189,17 @@ func LaunchMariaDB(opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := serverDir("lkmy", cred)
+	dir, err := serverDir(prefix, cred)
 	if err != nil {
 		return nil, err
 	}
 	port, err := freePort()
 	if err != nil {
+		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	data := filepath.Join(dir, "data")
-	// A tmpdir of its own: servers bootstrapped at the same time in a
-	// shared /tmp have collided on their temporary tables there.
-	sizing := []string{"--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M", "--tmpdir=" + dir}
-	installArgs := append([]string{"--no-defaults", "--datadir=" + data,
-		"--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve"}, sizing...)
+	installArgs := append([]string{"--no-defaults", "--datadir=" + filepath.Join(dir, "data"),
+		"--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve"}, mariaDBSizing(dir)...)
 	if cred != nil {
 		installArgs = append(installArgs, "--user=mysql")
 	}
@@ -162,36 +207,42 @@ func LaunchMariaDB(opts ...Option) (*Server, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
+	return &mariaDBInstall{mariadbd: mariadbd, cred: cred, dir: dir, port: port}, nil
+}
+
+// server returns the Server that runs mariadbd on the data directory in
+// dir (which may be a copy of m's) on port, with o's options; extra, when
+// not nil, adds arguments before o's at every start. It waits for a root
+// connection to answer; the caller sets firstRun.
+func (m *mariaDBInstall) server(dir string, port int, o *serverOptions, extra func() []string) *Server {
 	s := &Server{
 		kind:    "mariadb",
 		dir:     dir,
 		port:    port,
 		dsn:     fmt.Sprintf("root@tcp(127.0.0.1:%d)/test", port),
 		logPath: filepath.Join(dir, "server.log"),
-		cred:    cred,
+		cred:    m.cred,
 		env:     o.env,
 		stopSig: syscall.SIGTERM,
 		args: func() (string, []string) {
-			return mariadbd, append([]string{"--no-defaults",
-				"--datadir=" + data, "--socket=" + filepath.Join(dir, "mysqld.sock"),
+			args := []string{"--no-defaults",
+				"--datadir=" + filepath.Join(dir, "data"), "--socket=" + filepath.Join(dir, "mysqld.sock"),
 				"--pid-file=" + filepath.Join(dir, "mysqld.pid"),
 				"--port=" + strconv.Itoa(port), "--bind-address=127.0.0.1",
 				"--skip-name-resolve", "--skip-log-bin", "--performance-schema=OFF",
 				"--innodb-flush-log-at-trx-commit=2", // no fsync; a killed server keeps its commits "--innodb-doublewrite=0",
 				"--log-error=" + filepath.Join(dir, "server.log"),
-			}, append(sizing, o.args...)...)
+			}
+			args = append(args, mariaDBSizing(dir)...)
+			if extra != nil {
+				args = append(args, extra()...)
+			}
+			return m.mariadbd, append(args, o.args...)
 		},
 	}
 	root := fmt.Sprintf("root@tcp(127.0.0.1:%d)/", port)
 	s.ready = func(ctx context.Context) error { return pingSQL(ctx, "mysql", root) }
-	s.firstRun = func(ctx context.Context) error {
-		return pingSQL(ctx, "mysql", root, "CREATE DATABASE IF NOT EXISTS test")
-	}
-	if err := s.Start(); err != nil {
-		_ = s.Close()
-		return nil, err
-	}
-	return s, nil
+	return s
 }
 
 // StartRedis starts a private Redis server for t and removes it when t
@@ -213,6 +264,17 @@ func LaunchRedis(opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	return launchRedis("redis", port, nil, o)
+}
+
+// launchRedis starts redis-server on port; conf, when not nil, is written
+// to redis.conf in the server's directory and named first on the command
+// line (Sentinel needs a configuration file it can rewrite).
+func launchRedis(kind string, port int, conf func(dir string) string, o *serverOptions) (*Server, error) {
 	bin, err := findBinary("redis-server", "/usr/bin", "/usr/local/bin")
 	if err != nil {
 		return nil, err
@@ -221,12 +283,17 @@ func LaunchRedis(opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
+	var first []string
+	if conf != nil {
+		path := filepath.Join(dir, "redis.conf")
+		if err := os.WriteFile(path, []byte(conf(dir)), 0o644); err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, err
+		}
+		first = []string{path}
 	}
 	s := &Server{
-		kind:    "redis",
+		kind:    kind,
 		dir:     dir,
 		port:    port,
 		dsn:     fmt.Sprintf("redis://127.0.0.1:%d/0", port),
@@ -234,9 +301,10 @@ func LaunchRedis(opts ...Option) (*Server, error) {
 		env:     o.env,
 		stopSig: syscall.SIGTERM,
 		args: func() (string, []string) {
-			return bin, append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			args := append(first, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 				"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no",
-				"--loglevel", "warning"}, o.args...)
+				"--loglevel", "warning")
+			return bin, append(args, o.args...)
 		},
 	}
 	s.ready = func(ctx context.Context) error { return pingRedis(ctx, s.Addr()) }

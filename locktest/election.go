@@ -32,17 +32,9 @@ type ElectionConfig struct {
 	// 20ms.
 	PollInterval time.Duration
 
-	// NewCrashingLocker, if set, returns a Locker of its own (its own
-	// connections) and a crash function that stops it the way a process
-	// dies: no release, no more renewals, its connections gone. With it
-	// the suite times a failover after the leader crashes, which on a
-	// lease backend waits for the lease to run out.
-	NewCrashingLocker func(t *testing.T) (l lockkit.Locker, crash func())
-
-	// CrashFailoverBound is the documented bound on how soon a waiting
-	// candidate leads after the leader crashed. Required with
-	// NewCrashingLocker.
-	CrashFailoverBound time.Duration
+	// Crash, if its NewCrashingLocker is set, times how soon a waiting
+	// candidate leads after the leader crashed.
+	Crash
 }
 
 // RunElection runs the leader election checks of package election on a
@@ -56,6 +48,7 @@ func RunElection(t *testing.T, cfg ElectionConfig) {
 	if cfg.NewLocker == nil {
 		t.Fatal("locktest: Config.NewLocker is required")
 	}
+	cfg.Crash.check(t)
 	if cfg.LossBound == 0 {
 		cfg.LossBound = 5 * time.Second
 	}

@@ -36,15 +36,9 @@ type SemaphoreConfig struct {
 	// The default is LossBound.
 	FailoverBound time.Duration
 
-	// NewCrashingLocker, if set, returns a Locker of its own and a crash
-	// function that stops it the way a process dies (see
-	// ElectionConfig). With it the suite times how soon a waiter gets
-	// the permit of a crashed holder.
-	NewCrashingLocker func(t *testing.T) (l lockkit.Locker, crash func())
-
-	// CrashFailoverBound is the documented bound on how soon a waiter
-	// gets a crashed holder's permit. Required with NewCrashingLocker.
-	CrashFailoverBound time.Duration
+	// Crash, if its NewCrashingLocker is set, times how soon a waiter
+	// gets a crashed holder's permit.
+	Crash
 }
 
 // RunSemaphore runs the checks of package semaphore on a backend, as
@@ -60,6 +54,7 @@ func RunSemaphore(t *testing.T, cfg SemaphoreConfig) {
 	if cfg.NewLocker == nil {
 		t.Fatal("locktest: Config.NewLocker is required")
 	}
+	cfg.Crash.check(t)
 	if cfg.LossBound == 0 {
 		cfg.LossBound = 5 * time.Second
 	}

@@ -33,7 +33,10 @@
 // database clock. A row outlives the leases held on it: release ends the
 // lease but keeps the row, so a name's fencing token only grows. On
 // PostgreSQL tokens come from a sequence (so they grow even across deleted
-// rows); on MySQL a takeover sets GREATEST(token + 1, server clock in
-// microseconds). Package rowlock uses the table; applications that want a
+// rows), with the server's timeline in the high bits since migration 2
+// (timeline << 40 plus the sequence value: a token drawn after a failover
+// exceeds every token drawn before it, even when asynchronous replication
+// lost the sequence's last values); on MySQL a takeover sets
+// GREATEST(token + 1, server clock in microseconds). Package rowlock uses the table; applications that want a
 // copy under another name can copy these files and change the name.
 package migrations

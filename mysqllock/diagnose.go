@@ -60,9 +60,14 @@ var (
 	}
 )
 
+// queryRower is a *sql.DB or a *sql.Conn.
+type queryRower interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
 // globalValue returns the named value through the first of queries that
 // answers; no row is "" and no error.
-func globalValue(ctx context.Context, db *sql.DB, queries []string, name string) (string, error) {
+func globalValue(ctx context.Context, db queryRower, queries []string, name string) (string, error) {
 	var err error
 	for _, q := range queries {
 		var v sql.NullString

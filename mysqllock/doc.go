@@ -26,6 +26,15 @@
 // is not confirmed (RELEASE_LOCK not 1, an error, a cancelled wait) is
 // destroyed, never pooled: ending the session frees every lock it held.
 //
+// Galera. User locks are not replicated: on a node of a Galera cluster
+// (MariaDB Galera Cluster, Percona XtraDB Cluster; wsrep_on=ON) GET_LOCK
+// is granted by the node that runs it, so clients of two nodes hold the
+// same name at once (MariaDB 10.11.19 grants it, MDEV-31325; some earlier
+// versions reject it, MDEV-30473). A Locker's first acquire reads wsrep_on on its connection
+// (one statement, once per Locker) and refuses a Galera node with
+// [ErrGalera], which matches lockkit.ErrUnsupported: use the lock table
+// (package rowlock) there, whose rows replicate to every node.
+//
 // Waiting. Acquire is one server-side GET_LOCK wait whose timeout is the
 // context's deadline, with microseconds; at the deadline the server answers
 // 0 and the connection stays clean. A context cancelled without a deadline

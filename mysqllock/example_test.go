@@ -14,6 +14,7 @@ import (
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/keyhash"
 	"github.com/lockkit/lockkit/mysqllock"
+	"github.com/lockkit/lockkit/rowlock"
 )
 
 // Run a job on at most one host at a time, on the MySQL or MariaDB the
@@ -82,4 +83,35 @@ func ExampleUserLockName() {
 	// shop.nightly-report
 	// shop.export/customer-customer-c~564824edf65e41a4535d369c30705078 64
 	// shop#(7,4121)
+}
+
+// On a Galera cluster node, GET_LOCK excludes nothing across nodes and the
+// Locker refuses it; the lock table works there.
+func ExampleErrGalera() {
+	db, err := sql.Open("mysql", "app@tcp(galera-1.internal:3306)/shop")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	var locker lockkit.Locker
+	if locker, err = mysqllock.New(db, nil); err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	lock, err := locker.Acquire(ctx, "nightly-report")
+	if errors.Is(err, mysqllock.ErrGalera) {
+		// The lock table's rows replicate to every node (create it first
+		// with package migrations, from one place).
+		table, terr := rowlock.New(db, &rowlock.Config{Dialect: rowlock.MySQL})
+		if terr != nil {
+			log.Fatal(terr)
+		}
+		defer table.Close()
+		lock, err = table.Acquire(ctx, "nightly-report")
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer lock.Release(ctx)
+	// ... run the job; pass lock.Token() to what it writes ...
 }

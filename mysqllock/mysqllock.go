@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -139,6 +140,10 @@ type Locker struct {
 	releaseTimeout time.Duration
 	ids            mysqlConnIDs
 	tel            *telemetry.Recorder
+
+	// clusterChecked: the server said it is not a Galera node (see
+	// checkCluster).
+	clusterChecked atomic.Bool
 
 	fenceBump   string // the bump statement of Config.Fencing; "" without
 	fenceCreate string // the CREATE TABLE of the counters' table
@@ -419,9 +424,28 @@ func (m *Locker) attempt(ctx context.Context, ts []mysqlTarget, wait bool) (*Loc
 		}
 		return nil, fmt.Errorf("mysqllock: acquire %q: %w", ts[0].name, err)
 	}
+	first := true // no statement sent yet
+	if !m.clusterChecked.Load() {
+		err := m.checkCluster(ctx, conn)
+		var ge *galeraError
+		switch {
+		case errors.As(err, &ge):
+			_ = conn.Close()
+			return nil, err
+		case errors.Is(err, driver.ErrBadConn) && ctx.Err() == nil:
+			sqlconn.Discard(conn)
+			return nil, errRetryBadConn
+		case err != nil:
+			sqlconn.Discard(conn)
+			if cerr := ctx.Err(); cerr != nil {
+				return nil, notAcquiredCtx(ts[0].name, nil, cerr)
+			}
+			return nil, fmt.Errorf("mysqllock: acquire %q: is the server a Galera node (wsrep_on)?: %w", ts[0].name, err)
+		}
+		first = false
+	}
 	dc := driverConn(conn)
 	connID, known := m.ids.get(dc)
-	first := true // no statement sent yet
 	if wait && !known {
 		// Once per connection of the pool.
 		err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&connID)
@@ -802,6 +826,9 @@ func (m *Locker) acquireError(ctx context.Context, ts []mysqlTarget, err error) 
 	what := fmt.Sprintf("GET_LOCK(%q)", ts[0].server)
 	if len(ts) > 1 {
 		what = fmt.Sprintf("GET_LOCK of %d names (%q ... %q)", len(ts), ts[0].server, ts[len(ts)-1].server)
+	}
+	if gerr := galeraRefusal(err); gerr != nil {
+		return gerr
 	}
 	var me *mysql.MySQLError
 	if errors.As(err, &me) && (me.Number == mysqlErUserLockDeadlock || me.Number == mysqlErLockDeadlock) {

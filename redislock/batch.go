@@ -2,6 +2,7 @@ package redislock
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -80,9 +81,13 @@ func (b *batcher) send(batch []*Lock) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.set.renewEvery)
 	defer cancel()
 	start := time.Now()
-	if len(batch) == 1 {
-		lk := batch[0]
-		lk.autoRenewed(lk.renew(ctx))
+	_, cluster := l.c.(*redis.ClusterClient)
+	if len(batch) == 1 || (l.set.waitN > 0 && cluster) {
+		// With WaitReplicas on a cluster, each renewal waits for the
+		// replicas of its own slot's master.
+		for _, lk := range batch {
+			lk.autoRenewed(lk.renew(ctx))
+		}
 		return
 	}
 	pipe := l.c.Pipeline()
@@ -90,12 +95,30 @@ func (b *batcher) send(batch []*Lock) {
 	for i, lk := range batch {
 		cmds[i] = pipe.EvalSha(ctx, renewScript.Hash(), []string{lk.key}, lk.secret, l.set.ttlMs)
 	}
+	var wait *redis.Cmd
+	if l.set.waitN > 0 {
+		// One WAIT after the batch, on its connection, covers every
+		// renewal in it.
+		wait = pipe.Do(ctx, "wait", l.set.waitN, l.set.waitMs)
+	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
+	var waitErr error
+	if wait != nil {
+		acks, err := wait.Int64()
+		if err != nil {
+			waitErr = fmt.Errorf("WAIT: %w", err)
+		} else {
+			waitErr = l.notReplicated(int(acks))
+		}
+	}
 	for i, lk := range batch {
 		n, err := cmds[i].Int64()
 		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			lk.autoRenewed(lk.renew(ctx))
 			continue
+		}
+		if err == nil && n == 1 {
+			err = waitErr
 		}
 		lk.autoRenewed(lk.renewed(start, n, err))
 	}

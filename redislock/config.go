@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/lockkit/lockkit"
@@ -34,7 +35,10 @@ const (
 type Config struct {
 	// Prefix is prepended to every key and channel name. Empty means
 	// DefaultPrefix. Lockers that should exclude each other must use the
-	// same prefix.
+	// same prefix. A prefix whose first "{" is followed by "}" is refused:
+	// that empty Redis Cluster hash tag would scatter a name's keys over
+	// slots. (A prefix with a tag such as "{app}:" puts every lock in one
+	// slot, that tag's.)
 	Prefix string
 
 	// TTL is the lease: how long the lock outlives a holder that stops
@@ -61,6 +65,23 @@ type Config struct {
 	// per name, so that tokens keep increasing.
 	Fencing bool
 
+	// WaitReplicas, when positive, makes every acquire and every renewal
+	// wait until that many replicas have acknowledged it (Redis WAIT, sent
+	// in the same pipeline, on the same connection, as the script), so
+	// that a failover to one of those replicas keeps the lock and its
+	// fencing counter. An acquire that fewer replicas acknowledged within
+	// WaitTimeout gives the lock back and fails with [ErrNotReplicated];
+	// such a renewal does not extend the lease on the holder's side and is
+	// retried. The client must be a *redis.Client (a Sentinel failover
+	// client is one) or a *redis.ClusterClient. Zero means no waiting.
+	// See the package documentation, Replicas and failover.
+	WaitReplicas int
+
+	// WaitTimeout bounds each WAIT of WaitReplicas. Zero means the
+	// shortest of 1 s, TTL/4 and RenewInterval/2; it must be at most
+	// TTL/2.
+	WaitTimeout time.Duration
+
 	// Owner names the holder in conflict errors and status output, such as
 	// a service or user name. Optional; at most MaxHolderLen bytes.
 	Owner string
@@ -82,6 +103,8 @@ type settings struct {
 	ttlMs      int64
 	renewEvery time.Duration // 0: no automatic renewal
 	fencing    bool
+	waitN      int        // Config.WaitReplicas
+	waitMs     int64      // Config.WaitTimeout in ms
 	meta       string     // holder JSON
 	holder     holderJSON // meta, decoded
 	tel        *lockkit.Telemetry
@@ -109,6 +132,9 @@ func (c *Config) settings() (settings, error) {
 	if len(s.prefix) > MaxPrefixLen {
 		return s, invalid.Errorf("redislock: prefix is %d bytes, more than %d", len(s.prefix), MaxPrefixLen)
 	}
+	if i := strings.IndexByte(s.prefix, '{'); i >= 0 && strings.HasPrefix(s.prefix[i+1:], "}") {
+		return s, invalid.Errorf("redislock: prefix %q holds an empty Redis Cluster hash tag ({}): a name's keys would not share a slot", s.prefix)
+	}
 	if s.ttl < time.Millisecond {
 		return s, invalid.Errorf("redislock: TTL %v is not at least 1ms", s.ttl)
 	}
@@ -119,6 +145,20 @@ func (c *Config) settings() (settings, error) {
 		if s.renewEvery <= 0 || s.renewEvery > s.ttl/2 {
 			return s, invalid.Errorf("redislock: RenewInterval %v must be positive and at most half the TTL %v", cfg.RenewInterval, s.ttl)
 		}
+	}
+	if cfg.WaitReplicas < 0 {
+		return s, invalid.Errorf("redislock: WaitReplicas %d is negative", cfg.WaitReplicas)
+	}
+	if cfg.WaitReplicas > 0 {
+		def := min(time.Second, s.ttl/4)
+		if s.renewEvery > 0 {
+			def = min(def, s.renewEvery/2) // a renewal's WAIT ends within its interval
+		}
+		wait := cmp.Or(cfg.WaitTimeout, def)
+		if wait < time.Millisecond || wait > s.ttl/2 {
+			return s, invalid.Errorf("redislock: WaitTimeout %v must be at least 1ms and at most half the TTL %v", wait, s.ttl)
+		}
+		s.waitN, s.waitMs = cfg.WaitReplicas, wait.Milliseconds()
 	}
 	if len(cfg.Owner) > MaxHolderLen || len(cfg.Data) > MaxHolderLen {
 		return s, invalid.Errorf("redislock: Owner and Data must be at most %d bytes", MaxHolderLen)

@@ -26,9 +26,10 @@
 // fencing, its token counter in "<prefix>{N}:fence"; while anyone waits, its
 // wait queue in "<prefix>{N}:queue" and "<prefix>{N}:alive"; releases are
 // published on "<prefix>{N}:released". The braces keep one name's keys apart
-// from every other name's and make them a Redis Cluster hash tag (in a
-// cluster, avoid names that start with "}": their hash tag is empty). Names
-// may hold any bytes, non-empty and at most [MaxNameLen]; anything else
+// from every other name's and make them a Redis Cluster hash tag, so that a
+// name's keys share one slot and its scripts never fail with CROSSSLOT. A
+// name that starts with "}" would make that tag empty; its keys are
+// "<prefix>}{<N in hex>}" and so on instead. Names may hold any bytes, non-empty and at most [MaxNameLen]; anything else
 // fails with lockkit.ErrInvalid before any I/O. Lockers that exclude each
 // other must share the prefix ([DefaultPrefix] by default). The key's value
 // holds this acquire's random secret, never shown to other clients, the
@@ -87,9 +88,10 @@
 // + 1, server time in µs), which keeps increasing even when the counter was
 // lost, as long as the server's clock does not go back. Pass it with every
 // write and have the resource refuse tokens lower than the highest it has
-// seen. Redlock-style quorums are not implemented.
+// seen. Across a failover see Replicas and failover. Redlock-style quorums
+// are not implemented.
 //
-// # Replicas
+// # Replicas and failover
 //
 // A lock must be taken on the primary. Before its first acquire, a Locker
 // on a single-node client (*redis.Client, which a Sentinel failover client
@@ -101,7 +103,47 @@
 // server that refuses ROLE (renamed, or not allowed by an ACL) is not asked
 // again. A primary demoted later refuses writes with READONLY, which is
 // reported as ErrReplica too; the next acquire asks ROLE again. Cluster and
-// ring clients are not asked: their commands go to many nodes.
+// ring clients are not asked: their commands go to many nodes, and a
+// cluster client sends writes to the masters.
+//
+// With Sentinel, give the Locker a failover client (redis.NewFailoverClient):
+// it follows the master through a failover. Redis replicates
+// asynchronously, so by default the new master may lack the last writes of
+// the old one: a lock acquired just before the old master died is gone,
+// another client can acquire it at once, and the old holder learns it at
+// its next renewal ([ErrNotOwner], within RenewInterval of the new master
+// answering); a lock the replica had is still held, and its renewals go on
+// on the new master. Tokens stay above every earlier one through the
+// clock floor (see Fencing) as long as the counter follows the clock and
+// the new master's clock is not behind the old one's by more than the
+// failover took; a counter ahead of the clock (an earlier master's clock
+// ran fast, or a clock was set back) hands out a lost token again.
+//
+// [Config.WaitReplicas] closes that window: each acquire and each renewal
+// is followed by WAIT for that many replicas, in the same pipeline (the
+// client's round trips stay the same; the replica's acknowledgement adds
+// its latency). An acquire that too few replicas acknowledged within
+// [Config.WaitTimeout] gives the lock back and fails with
+// [ErrNotReplicated]; so every lock and token a caller was handed is on
+// that many replicas, and a failover to one of them keeps the lock held
+// and the token counter, whatever the clocks say. The master must then
+// have that many replicas: after a failover that leaves fewer (a master
+// and one replica, until the old master is back as a replica) acquires fail
+// and held locks are lost when their lease runs out. Run one more replica
+// than WaitReplicas to lock through a failover. A failover promotes the
+// most up-to-date replica it can reach; with more replicas than
+// WaitReplicas it may promote one that had not acknowledged, and a
+// partition that leaves the old master reachable to some clients is not
+// covered at all (Redis's min-replicas-to-write limits that on the server).
+// A release is not waited for: a release that the replica missed leaves the
+// lock held on the new master until its lease ends.
+//
+// On Redis Cluster, give it a cluster client (redis.NewClusterClient):
+// every name's keys share a slot, so every script runs on one node. While
+// a slot migrates, scripts whose keys are split between the two nodes are
+// answered TRYAGAIN; they are sent again for up to 5 s, and a held lock
+// stays held through the migration. WaitReplicas on a cluster waits for
+// the replicas of the slot's master.
 //
 // Redis 7.0 or newer is the tested target. Redis 5 and 6 work through the
 // script fallback (Redis 5 is the oldest that replicates scripts by their

@@ -48,12 +48,7 @@ func TestElection(t *testing.T) {
 		FailoverBound: ttl/3 + 500*time.Millisecond,
 		// A crashed leader's lease runs out within its TTL; a waiter
 		// tries again every TTL/3.
-		NewCrashingLocker: func(t *testing.T) (lockkit.Locker, func()) {
-			c := integration.Redis(t)
-			l := newLocker(t, c, &Config{Prefix: prefix, TTL: time.Second, Fencing: true})
-			return l, func() { _ = c.Close() }
-		},
-		CrashFailoverBound: time.Second + time.Second/3 + time.Second, // TTL + TTL/3, plus slack
+		Crash: crash(prefix),
 	})
 }
 
@@ -118,5 +113,20 @@ func TestWithData(t *testing.T) {
 	}
 	if n := cc.evalSha.Load() + cc.eval.Load() + cc.pipelines.Load() + cc.do.Load(); n != 0 {
 		t.Errorf("%d commands sent for bad data", n)
+	}
+}
+
+// crash is the election and semaphore suites' crash hook: a Locker with a
+// 1 s lease on a client of its own, whose crash closes the client (no
+// release, no renewals). The lease runs out within its TTL; a waiter
+// tries again every TTL/3.
+func crash(prefix string) locktest.Crash {
+	return locktest.Crash{
+		NewCrashingLocker: func(t *testing.T) (lockkit.Locker, func()) {
+			c := integration.Redis(t)
+			l := newLocker(t, c, &Config{Prefix: prefix, TTL: time.Second, Fencing: true})
+			return l, func() { _ = c.Close() }
+		},
+		CrashFailoverBound: time.Second + time.Second/3 + time.Second, // TTL + TTL/3, plus slack
 	}
 }

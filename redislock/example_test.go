@@ -112,3 +112,54 @@ func ExampleNew() {
 	// lockkit: invalid argument: redislock: RenewInterval 1s must be positive and at most half the TTL 1s
 	// app:{jobs.nightly}
 }
+
+// Locks on a Redis replicated under Sentinel: the failover client follows
+// the master, and WaitReplicas makes each acquire and renewal wait for a
+// replica, so that a failover keeps the locks and tokens handed out.
+// (Needs Sentinels, so it has no checked output.)
+func ExampleNew_sentinel() {
+	client := redis.NewFailoverClient(&redis.FailoverOptions{
+		MasterName:            "main",
+		SentinelAddrs:         []string{"sentinel-1:26379", "sentinel-2:26379", "sentinel-3:26379"},
+		ContextTimeoutEnabled: true,
+	})
+	defer client.Close()
+
+	locker, err := redislock.New(client, &redislock.Config{Fencing: true, WaitReplicas: 1})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	lock, err := locker.Lock(ctx, "invoices.nightly")
+	if errors.Is(err, redislock.ErrNotReplicated) {
+		log.Fatal("no replica acknowledged the lock: it was given back")
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer lock.Release(context.WithoutCancel(ctx))
+	fmt.Println("write with fencing token", lock.Token())
+}
+
+// Locks on Redis Cluster: each name's keys share one slot, chosen by the
+// library, so its scripts never fail with CROSSSLOT. (Needs a cluster, so
+// it has no checked output.)
+func ExampleNew_cluster() {
+	client := redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:                 []string{"redis-1:6379", "redis-2:6379", "redis-3:6379"},
+		ContextTimeoutEnabled: true,
+	})
+	defer client.Close()
+
+	locker, err := redislock.New(client, &redislock.Config{Fencing: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = lockkit.Do(context.Background(), locker, "reports.nightly", func(ctx context.Context) error {
+		return nil
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+}

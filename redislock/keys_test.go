@@ -12,7 +12,7 @@ import (
 // release channels are equal.
 func FuzzKeys(f *testing.F) {
 	for _, seed := range [][2]string{
-		{"a", "a:fence"}, {"a", "a}:fence"}, {"a}", "a"}, {"}", "{"}, {"x\x00", "x"}, {"a:released", "a"},
+		{"a", "a:fence"}, {"a", "a}:fence"}, {"a}", "a"}, {"}", "{"}, {"x\x00", "x"}, {"a:released", "a"}, {"}x", "7d78"}, {"}", "}}"},
 	} {
 		f.Add(seed[0], seed[1])
 	}
@@ -42,6 +42,19 @@ func FuzzKeys(f *testing.F) {
 			t.Fatalf("names %q and %q share a release channel", a, b)
 		}
 		ownA := []string{ka, l.fenceKey(ka), l.queueKey(ka), l.aliveKey(ka)}
+		// One Redis Cluster slot for all of a name's keys, by a tag the
+		// keys hold (not the whole key: that differs between them).
+		for _, x := range ownA {
+			if errA != nil {
+				break
+			}
+			if tag := hashTag(x); tag == x || tag != hashTag(ka) {
+				t.Fatalf("name %q: key %q hashes %q, its lock key %q hashes %q", a, x, tag, ka, hashTag(ka))
+			}
+		}
+		if errA == nil && l.nameOf(ka) != a {
+			t.Fatalf("nameOf(Key(%q)) = %q", a, l.nameOf(ka))
+		}
 		for _, x := range ownA {
 			for _, y := range []string{kb, l.fenceKey(kb), l.queueKey(kb), l.aliveKey(kb)} {
 				if x == y {
@@ -50,4 +63,23 @@ func FuzzKeys(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Every key of a name shares one Redis Cluster slot, by a non-empty hash
+// tag, under prefixes with and without braces; Key and nameOf agree.
+func TestKeysShareASlot(t *testing.T) {
+	for _, prefix := range []string{"lockkit:", "{app}:", "a{", "a{b", "x}", "}{"} {
+		l := &Locker{set: settings{prefix: prefix}}
+		for _, n := range []string{"}x", "}", "}}", "a", "{", "{}", "a}b", "a{b}c", "x}"} {
+			k := l.Key(n)
+			for _, x := range []string{k, l.fenceKey(k), l.queueKey(k), l.aliveKey(k)} {
+				if tag := hashTag(x); tag == x || tag != hashTag(k) {
+					t.Errorf("prefix %q, name %q: key %q hashes %q, the lock key %q hashes %q", prefix, n, x, tag, k, hashTag(k))
+				}
+			}
+			if got := l.nameOf(k); got != n {
+				t.Errorf("prefix %q: nameOf(Key(%q)) = %q", prefix, n, got)
+			}
+		}
+	}
 }

@@ -2,6 +2,7 @@ package redislock
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -21,7 +22,8 @@ const scanCount = 1000
 // List implements [lockkit.Lister] from the lock keys: the leases held now
 // under the Locker's prefix, by any Locker that shares it.
 //
-// Without names it SCANs the prefix for lock keys ("<prefix>{*}", see
+// Without names it SCANs the prefix for lock keys ("<prefix>{*}" and
+// "<prefix>}{*}", see
 // [Locker.Key]) — on every master of a *redis.ClusterClient and every
 // shard of a *redis.Ring — and returns them ordered by name; a key released
 // between the SCAN and its read is left out. SCAN walks the whole keyspace,
@@ -107,17 +109,28 @@ func (l *Locker) List(ctx context.Context, names ...string) ([]lockkit.LockInfo,
 
 // nameOf returns the name whose lock key is key.
 func (l *Locker) nameOf(key string) string {
+	if h, ok := strings.CutPrefix(key, l.set.prefix+"}{"); ok {
+		if b, err := hex.DecodeString(strings.TrimSuffix(h, "}")); err == nil {
+			return string(b)
+		}
+	}
 	return strings.TrimSuffix(strings.TrimPrefix(key, l.set.prefix+"{"), "}")
 }
 
 // scanLocks returns the lock keys under the prefix, each once.
 func (l *Locker) scanLocks(ctx context.Context) ([]string, error) {
-	pattern := globEscape(l.set.prefix) + "{*}"
+	// Lock keys are "<prefix>{<name>}", or "<prefix>}{<hex>}" for names
+	// that start with "}" (see Key); one pattern matches both.
+	pattern := globEscape(l.set.prefix) + "*{*}"
 	var (
 		mu   sync.Mutex
 		keys []string
 	)
 	add := func(k string) {
+		rest := strings.TrimPrefix(k, l.set.prefix)
+		if !strings.HasPrefix(rest, "{") && !strings.HasPrefix(rest, "}{") {
+			return // not a lock key
+		}
 		mu.Lock()
 		keys = append(keys, k)
 		mu.Unlock()

@@ -189,23 +189,14 @@ func TestListRing(t *testing.T) {
 }
 
 // TestListCluster: on a *redis.ClusterClient, List scans every master
-// (here a one-node cluster) and reads keys of many slots.
+// (here three, each with a third of the slots) and reads keys of many
+// slots. The cluster comes from integration.StartRedisCluster, whose ports
+// leave room for the cluster bus (port + 10000).
 func TestListCluster(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t, 60*time.Second)
-	srv := integration.StartRedis(t, integration.WithServerArgs("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"))
-	node := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer node.Close()
-	if err := node.Do(ctx, "cluster", "addslotsrange", 0, 16383).Err(); err != nil {
-		t.Fatal(err)
-	}
-	for !strings.Contains(node.ClusterInfo(ctx).Val(), "cluster_state:ok") {
-		if ctx.Err() != nil {
-			t.Fatal("the one-node cluster never became ready")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{srv.Addr()}})
+	rc := integration.StartRedisCluster(t)
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: rc.Addrs()})
 	defer cc.Close()
 	l := newLocker(t, cc, nil)
 	var want []string

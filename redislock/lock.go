@@ -88,8 +88,8 @@ func (lk *Lock) Key() string { return lk.key }
 // Renew resets the lease to the Locker's TTL. It returns nil when the
 // server confirmed it. When the key no longer holds this lock the lock is
 // marked lost and Renew returns its loss error (matching lockkit.ErrLost).
-// Any other error (a network error, ctx) leaves the lock held until its
-// lease runs out on the holder's clock. A released lock returns
+// Any other error (a network error, ctx, [ErrNotReplicated]) leaves the
+// lock held until its lease runs out on the holder's clock. A released lock returns
 // lockkit.ErrReleased.
 func (lk *Lock) Renew(ctx context.Context) error {
 	if err := lk.Err(); err != nil {
@@ -100,7 +100,11 @@ func (lk *Lock) Renew(ctx context.Context) error {
 
 func (lk *Lock) renew(ctx context.Context) error {
 	start := time.Now()
-	n, err := renewScript.Run(ctx, lk.l.c, []string{lk.key}, lk.secret, lk.l.set.ttlMs).Int64()
+	cmd, acks := lk.l.runScript(ctx, renewScript, []string{lk.key}, lk.secret, lk.l.set.ttlMs)
+	n, err := cmd.Int64()
+	if err == nil && n == 1 {
+		err = lk.l.notReplicated(acks)
+	}
 	return lk.renewed(start, n, err)
 }
 

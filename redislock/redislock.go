@@ -3,6 +3,7 @@ package redislock
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,6 +72,9 @@ func New(client Client, cfg *Config) (*Locker, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkWaitClient(client, s); err != nil {
+		return nil, err
+	}
 	l := &Locker{c: client, set: s, hub: hub{c: client}, tel: telemetry.New(s.tel, telemetryBackend)}
 	l.turns.New = func() *turnState { return &turnState{} }
 	l.batch.l = l
@@ -115,8 +119,14 @@ func (l *Locker) TTL() time.Duration { return l.set.ttl }
 // "<prefix>{<name>}". With fencing, the token counter is that key followed
 // by ":fence", and releases are published on the channel "<key>:released".
 // The braces make the lock key and its counter a Redis Cluster hash tag, so
-// that one script can touch both.
+// that one script can touch both. A name that starts with "}" would make
+// that tag empty (Redis Cluster would then hash each whole key, and a
+// script touching two of them fail with CROSSSLOT), so its key is
+// "<prefix>}{<name in hex>}" instead, which no other name's key can equal.
 func (l *Locker) Key(name string) string {
+	if strings.HasPrefix(name, "}") && !strings.Contains(l.set.prefix, "{") {
+		return l.set.prefix + "}{" + hex.EncodeToString([]byte(name)) + "}"
+	}
 	return l.set.prefix + "{" + name + "}"
 }
 
@@ -145,7 +155,9 @@ const maxGrant = 2 * time.Second
 // same round trip.
 func (l *Locker) release(ctx context.Context, key, secret, member string) (int64, error) {
 	grant := min(l.set.ttl, maxGrant).Milliseconds()
-	return releaseScript.Run(ctx, l.c, l.queueKeys(key), secret, l.channel(key), grant, member).Int64()
+	return slotMoving(ctx, func() *redis.Cmd {
+		return releaseScript.Run(ctx, l.c, l.queueKeys(key), secret, l.channel(key), grant, member)
+	}).Int64()
 }
 
 func checkName(name string) error {
@@ -365,7 +377,8 @@ func (w queuedWaiter) member() string { return w.secret + w.rest }
 // waiter or renews its registration.
 func (l *Locker) tryWaiting(ctx context.Context, name, key string, w queuedWaiter) (*Lock, *lockkit.HeldError, time.Duration, error) {
 	start := time.Now()
-	res, err := waitScript.Run(ctx, l.c, l.queueKeys(key), w.secret, l.set.ttlMs, w.rest, l.set.ttlMs).Slice()
+	cmd, acks := l.runScript(ctx, waitScript, l.queueKeys(key), w.secret, l.set.ttlMs, w.rest, l.set.ttlMs)
+	res, err := cmd.Slice()
 	var (
 		ok   bool
 		info string
@@ -373,6 +386,9 @@ func (l *Locker) tryWaiting(ctx context.Context, name, key string, w queuedWaite
 	)
 	if err == nil {
 		ok, info, pttl, err = parseScriptReply(res)
+	}
+	if err == nil && ok {
+		err = l.notReplicated(acks)
 	}
 	if err != nil {
 		l.abandon(ctx, key, w.secret, w.member())
@@ -453,6 +469,8 @@ func (l *Locker) try(ctx context.Context, name, meta string, withTTL bool) (*Loc
 		}
 	}
 	if err != nil {
+		// Also an acquire that too few replicas acknowledged: it is given
+		// back, so that no holder has a lock a failover could lose.
 		// The command may have run and taken the lock (a reply lost, a
 		// context cancelled after the send): give back what is ours.
 		l.abandon(ctx, key, secret, "")
@@ -478,14 +496,24 @@ func (l *Locker) try(ctx context.Context, name, meta string, withTTL bool) (*Loc
 // also asks the holder's remaining lease (PTTL); if that fails, the lease
 // is reported unknown (0): the conflict itself stands.
 func (l *Locker) trySetGet(ctx context.Context, key, secret, rest string, withTTL bool) (ok bool, info string, pttl time.Duration, err error) {
-	old, err := l.c.Do(ctx, "set", key, secret+"0"+rest, "px", l.set.ttlMs, "nx", "get").Text()
+	args := []any{"set", key, secret + "0" + rest, "px", l.set.ttlMs, "nx", "get"}
+	var (
+		cmd  *redis.Cmd
+		acks int
+	)
+	if l.set.waitN == 0 {
+		cmd = l.c.Do(ctx, args...)
+	} else {
+		cmd, acks = l.withWait(ctx, key, func(p redis.Pipeliner) *redis.Cmd { return p.Do(ctx, args...) })
+	}
+	old, err := cmd.Text()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return true, "0" + rest, 0, nil
+		return true, "0" + rest, 0, l.notReplicated(acks)
 	case err != nil:
 		return false, "", 0, err
 	case strings.HasPrefix(old, secret):
-		return true, old[len(secret):], 0, nil
+		return true, old[len(secret):], 0, l.notReplicated(acks)
 	}
 	info, _ = valueInfo(old)
 	if withTTL {
@@ -503,11 +531,16 @@ func (l *Locker) tryScript(ctx context.Context, key, secret, rest string) (ok bo
 	if l.set.fencing {
 		keys = append(keys, l.fenceKey(key))
 	}
-	res, err := acquireScript.Run(ctx, l.c, keys, secret, l.set.ttlMs, rest).Slice()
+	cmd, acks := l.runScript(ctx, acquireScript, keys, secret, l.set.ttlMs, rest)
+	res, err := cmd.Slice()
 	if err != nil {
 		return false, "", 0, err
 	}
-	return parseScriptReply(res)
+	ok, info, pttl, err = parseScriptReply(res)
+	if err == nil && ok {
+		err = l.notReplicated(acks)
+	}
+	return ok, info, pttl, err
 }
 
 // parseScriptReply decodes the reply of the acquire and wait scripts.
@@ -592,7 +625,7 @@ func (l *Locker) abandon(ctx context.Context, key, secret, member string) {
 func (l *Locker) gaveBack(key string) func(n int64, err error) {
 	return func(n int64, err error) {
 		if n == 1 || err != nil {
-			l.tel.GaveBack(strings.TrimSuffix(strings.TrimPrefix(key, l.set.prefix+"{"), "}"), err)
+			l.tel.GaveBack(l.nameOf(key), err)
 		}
 	}
 }

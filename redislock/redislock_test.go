@@ -77,6 +77,8 @@ func TestBadInputBeforeIO(t *testing.T) {
 		{"long prefix", Config{Prefix: strings.Repeat("p", MaxPrefixLen+1)}},
 		{"long owner", Config{Owner: strings.Repeat("o", MaxHolderLen+1)}},
 		{"long data", Config{Data: strings.Repeat("d", MaxHolderLen+1)}},
+		{"empty cluster hash tag in the prefix", Config{Prefix: "app{}:"}},
+		{"negative WaitReplicas", Config{WaitReplicas: -1}},
 	} {
 		if _, err := New(cc, &tc.cfg); !errors.Is(err, lockkit.ErrInvalid) {
 			t.Errorf("New with %s = %v, want ErrInvalid", tc.what, err)

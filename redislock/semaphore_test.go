@@ -44,11 +44,6 @@ func TestSemaphore(t *testing.T) {
 			},
 		},
 		FailoverBound: ttl/3 + 500*time.Millisecond,
-		NewCrashingLocker: func(t *testing.T) (lockkit.Locker, func()) {
-			c := integration.Redis(t)
-			l := newLocker(t, c, &Config{Prefix: prefix, TTL: time.Second, Fencing: true})
-			return l, func() { _ = c.Close() }
-		},
-		CrashFailoverBound: time.Second + time.Second/3 + time.Second, // TTL + TTL/3, plus slack
+		Crash:         crash(prefix),
 	})
 }

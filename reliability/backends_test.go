@@ -52,7 +52,7 @@ type spec struct {
 	Probe   time.Duration `json:"probe,omitempty"`    // advisory MySQL probe interval
 	ProbeTO time.Duration `json:"probe_to,omitempty"` // advisory MySQL probe timeout
 	Check   time.Duration `json:"check,omitempty"`    // filelock CheckInterval
-	Fencing bool          `json:"fencing,omitempty"`  // redislock fencing tokens
+	Fencing bool          `json:"fencing,omitempty"`  // fencing tokens where they are opt-in: advisory, mysqllock, redislock, filelock
 	Prefix  string        `json:"prefix,omitempty"`   // redislock key prefix
 	// CtxTimeouts sets go-redis's ContextTimeoutEnabled, which redislock's
 	// documentation asks for; without it go-redis bounds network waits by
@@ -160,7 +160,7 @@ func (s spec) open() (*backend, error) {
 		if s.MaxConns > 0 {
 			b.db.SetMaxOpenConns(s.MaxConns)
 		}
-		b.pg, err = advisory.New(b.db, nil)
+		b.pg, err = advisory.New(b.db, &advisory.Config{Fencing: s.Fencing})
 		b.locker = b.pg
 	case kindMySQL:
 		if b.db, err = sql.Open("mysql", s.DSN); err != nil {
@@ -169,7 +169,7 @@ func (s spec) open() (*backend, error) {
 		if s.MaxConns > 0 {
 			b.db.SetMaxOpenConns(s.MaxConns)
 		}
-		b.my, err = mysqllock.New(b.db, &mysqllock.Config{ProbeInterval: s.Probe, ProbeTimeout: s.ProbeTO})
+		b.my, err = mysqllock.New(b.db, &mysqllock.Config{ProbeInterval: s.Probe, ProbeTimeout: s.ProbeTO, Fencing: s.Fencing})
 		b.locker = b.my
 	case kindRedis:
 		opts, perr := redis.ParseURL(s.DSN)
@@ -183,7 +183,7 @@ func (s spec) open() (*backend, error) {
 		})
 		b.locker = b.rd
 	case kindFile:
-		b.fl, err = filelock.New(s.Dir, &filelock.Config{CheckInterval: s.Check})
+		b.fl, err = filelock.New(s.Dir, &filelock.Config{CheckInterval: s.Check, Fencing: s.Fencing})
 		b.locker = b.fl
 	case kindRowPG, kindRowMySQL:
 		driver, dialect := "pgx", rowlock.Postgres
@@ -409,17 +409,23 @@ func (b *backend) eventuallyFree(t testing.TB, name string, bound time.Duration)
 	}
 }
 
-// forget removes what a Redis lock leaves by design (its fencing counter)
-// when t ends.
+// forget removes what a Redis lock or a fenced GET_LOCK leaves by design
+// (its fencing counter) when t ends.
 func (b *backend) forget(t testing.TB, names ...string) {
-	if b.rd == nil {
+	if b.rd == nil && (b.my == nil || !b.spec.Fencing) {
 		return
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		for _, n := range names {
-			_ = b.rc.Del(ctx, b.rd.Key(n), b.rd.Key(n)+":fence").Err()
+			if b.rd != nil {
+				_ = b.rc.Del(ctx, b.rd.Key(n), b.rd.Key(n)+":fence").Err()
+				continue
+			}
+			if ln, err := b.my.UserLockName(n); err == nil {
+				_, _ = b.db.ExecContext(ctx, "DELETE FROM "+mysqllock.DefaultFencingTable+" WHERE name = ?", ln)
+			}
 		}
 	})
 }

@@ -19,6 +19,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	closePrivate()
+	closeGalera()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: goroutines leaked by the reliability tests: %v\n", err)

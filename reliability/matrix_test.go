@@ -42,7 +42,7 @@ func tune(s *spec) {
 }
 
 // tokens reports whether the backend of s hands out fencing tokens.
-func (s spec) tokens() bool { return isRow(s.Kind) || (s.Kind == kindRedis && s.Fencing) }
+func (s spec) tokens() bool { return isRow(s.Kind) || (s.Fencing && s.Kind != kindNone) }
 
 // handoffBound is how long a waiter may take to acquire once the holder's
 // session or process is gone: a server-side wait hands over at once; a Redis

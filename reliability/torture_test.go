@@ -252,29 +252,37 @@ func TestTorture(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var results []tortureResult
-	for _, kind := range []string{kindPostgres, kindMySQL, kindRedis, kindFile, kindRowPG, kindRowMySQL} {
-		t.Run(kind, func(t *testing.T) {
+	for _, v := range tortureVariants(longTorture()) {
+		t.Run(v.label(), func(t *testing.T) {
 			if !longTorture() {
 				t.Parallel() // the long run goes one backend at a time, for cleaner latencies
 			}
-			s := envSpec(t, kind)
-			switch kind {
+			s := envSpec(t, v.kind)
+			s.Fencing = !v.unfenced
+			switch v.kind {
 			case kindMySQL:
 				s.Probe, s.ProbeTO = 50*time.Millisecond, 500*time.Millisecond
 			case kindRedis:
-				s.TTL, s.Renew, s.Fencing = 400*time.Millisecond, 50*time.Millisecond, true
+				s.TTL, s.Renew = 400*time.Millisecond, 50*time.Millisecond
 			case kindFile:
 				s.Check = 20 * time.Millisecond
 			case kindRowPG, kindRowMySQL:
 				s.TTL, s.Renew = 1*time.Second, 50*time.Millisecond
 			}
+			if !s.tokens() && !v.unfenced {
+				t.Fatalf("%s hands out no fencing tokens with Fencing set", v.kind)
+			}
 			r := torture(t, s, cfg)
+			r.kind = v.label()
 			t.Log(r.String())
 			for _, m := range r.missed {
 				t.Log("missed: " + m)
 			}
 			if r.violations != 0 {
 				t.Errorf("%d exclusion violations", r.violations)
+			}
+			if s.tokens() && r.stats.LostUpdates != 0 {
+				t.Errorf("%d lost updates with fencing tokens", r.stats.LostUpdates)
 			}
 			if len(r.missed) != 0 {
 				t.Errorf("%d faults the victim never reported as a loss", len(r.missed))
@@ -306,6 +314,37 @@ func TestTorture(t *testing.T) {
 			_ = os.WriteFile(out, []byte(b.String()), 0o644)
 		}
 	})
+}
+
+// tortureVariant is one row of the torture run: a backend, with its
+// fencing tokens on (every backend has them: the lock table and etcd
+// always, the others with Config.Fencing) or, as a control, off.
+type tortureVariant struct {
+	kind     string
+	unfenced bool
+}
+
+func (v tortureVariant) label() string {
+	if v.unfenced {
+		return v.kind + "-unfenced"
+	}
+	return v.kind
+}
+
+// tortureVariants lists the rows of a run: every backend fenced by its
+// tokens and, in the long run, the backends whose tokens are opt-in
+// without them, a control that shows the lost updates fencing prevents.
+func tortureVariants(long bool) []tortureVariant {
+	var vs []tortureVariant
+	for _, k := range []string{kindPostgres, kindMySQL, kindRedis, kindFile, kindRowPG, kindRowMySQL} {
+		vs = append(vs, tortureVariant{kind: k})
+	}
+	if long {
+		for _, k := range []string{kindPostgres, kindMySQL, kindRedis, kindFile} {
+			vs = append(vs, tortureVariant{kind: k, unfenced: true})
+		}
+	}
+	return vs
 }
 
 func torture(t *testing.T, s spec, cfg tortureConfig) tortureResult {

@@ -48,6 +48,16 @@
 // name's fencing token only grows. [Locker.CleanupExpired] deletes rows
 // whose lease ended long ago; see it for what keeps tokens increasing then.
 //
+// On PostgreSQL a token is the server's timeline shifted left by 40 bits
+// plus the next value of a sequence (the column default of the bundled
+// migrations), so tokens keep increasing across a failover to a standby,
+// even an asynchronous one that lost the last leases and sequence values:
+// every promotion starts a higher timeline. With a synchronous standby a
+// lease survives the failover, and a Lock renews and releases it on the
+// promoted standby once its *sql.DB reaches it (a DSN naming every host
+// with target_session_attrs=read-write does that). See RELIABILITY.md,
+// "Replicated servers and failover", for what it costs and its limits.
+//
 // # Waiting
 //
 // The waiters of one name in one Locker form a FIFO queue, and only its
@@ -98,6 +108,18 @@
 // I/O, so nothing is truncated even without a strict sql_mode (which the
 // servers' defaults have, and which we recommend keeping). Statements are
 // prepared once per Locker, so each call is one round trip.
+//
+// An acquire statement that the server rolls back with ER_LOCK_DEADLOCK
+// (1213) took nothing: InnoDB chose it as a deadlock victim, or, on a
+// Galera cluster, a conflicting write of another node was certified first.
+// The attempt then reads the holder as for a live lease: TryLock reports
+// not acquired, Lock waits on. So the lock table works across the nodes of
+// a Galera cluster, with Lockers on different nodes (see RELIABILITY.md,
+// "Replicated servers and failover"). Keep the TTL well above the time the
+// cluster takes to evict a dead node (evs.suspect_timeout, 5 s by default),
+// during which the other nodes' commits wait, and run the migrations from
+// one place: they serialise concurrent migrators with GET_LOCK, which is
+// not replicated.
 //
 // # Connections
 //

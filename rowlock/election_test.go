@@ -38,13 +38,23 @@ func TestElection(t *testing.T) {
 				FailoverBound: time.Second,
 				// A crashed leader's lease runs out within its TTL; a
 				// waiter tries again when the lease it saw ends.
-				NewCrashingLocker: func(t *testing.T) (lockkit.Locker, func()) {
-					db := e.open(t, nil)
-					l := e.lockerOn(t, db, &rowlock.Config{TTL: time.Second})
-					return l, func() { _ = db.Close() }
-				},
-				CrashFailoverBound: 2 * time.Second, // TTL, plus slack for a loaded machine
+				Crash: e.crash(),
 			})
 		})
+	}
+}
+
+// crash is the election and semaphore suites' crash hook: a Locker on a
+// pool of its own with a 1 s lease, whose crash closes the pool (no
+// release, no renewals). The lease runs out within its TTL, and a waiter
+// tries again when the lease it saw ends.
+func (e *env) crash() locktest.Crash {
+	return locktest.Crash{
+		NewCrashingLocker: func(t *testing.T) (lockkit.Locker, func()) {
+			db := e.open(t, nil)
+			l := e.lockerOn(t, db, &rowlock.Config{TTL: time.Second})
+			return l, func() { _ = db.Close() }
+		},
+		CrashFailoverBound: 2 * time.Second, // TTL, plus slack for a loaded machine
 	}
 }

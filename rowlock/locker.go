@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/invalid"
 	"github.com/lockkit/lockkit/internal/telemetry"
@@ -343,7 +345,13 @@ func (l *Locker) attempt(ctx context.Context, name string, ls *lease) (*Lock, *h
 	for range 3 {
 		sent := l.now()
 		token, h, err := l.acquireDetached(ctx, name, ls)
-		if err != nil {
+		switch {
+		case err == nil:
+		case l.s.dialect == MySQL && ctx.Err() == nil && rolledBack(err):
+			// Nothing was taken: another transaction wrote the row
+			// first. Look at the holder as for a live lease.
+			token, h = 0, nil
+		default:
 			return nil, nil, l.opError(ctx, name, "acquire", err)
 		}
 		if token != 0 {
@@ -365,6 +373,17 @@ func (l *Locker) attempt(ctx context.Context, name string, ls *lease) (*Lock, *h
 		// snapshot): try again.
 	}
 	return nil, nil, nil
+}
+
+// rolledBack reports whether a MySQL statement failed with
+// ER_LOCK_DEADLOCK (1213), which rolls it back whole: InnoDB chose it as a
+// deadlock victim, or Galera aborted it because a conflicting write on
+// another node was certified first (with wsrep_retry_autocommit=0, or
+// after its retries). For the acquire statement that means another
+// acquirer's write won the row, and this one took nothing.
+func rolledBack(err error) bool {
+	var myErr *mysql.MySQLError
+	return errors.As(err, &myErr) && myErr.Number == 1213
 }
 
 // acquireDetached runs the acquire statement so that ctx ending cannot

@@ -35,12 +35,7 @@ func TestSemaphore(t *testing.T) {
 					LeakOptions: leakOptions,
 				},
 				FailoverBound: time.Second,
-				NewCrashingLocker: func(t *testing.T) (lockkit.Locker, func()) {
-					db := e.open(t, nil)
-					l := e.lockerOn(t, db, &rowlock.Config{TTL: time.Second})
-					return l, func() { _ = db.Close() }
-				},
-				CrashFailoverBound: 2 * time.Second, // TTL, plus slack for a loaded machine
+				Crash:         e.crash(),
 			})
 		})
 	}

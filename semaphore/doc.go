@@ -33,34 +33,47 @@
 // [Semaphore.Acquire] makes the same round of tries, then waits without
 // polling the backend in a loop, in one of two ways ([Config.Wait]):
 //
-//   - [WaitAll] (the default) waits on all N slots at once, with an
+//   - [WaitOne] (the default) waits on one slot, with one Acquire of the
+//     Locker: the slot with the fewest waiters of this Semaphore (ties go
+//     round-robin), so that a process's waiters spread evenly over the
+//     slots and a permit that frees up is handed by the backend to a
+//     waiter already queued on it. The slots none of them waits on may be
+//     free with nobody waiting: a waiter tries them at once when its
+//     Semaphore releases a permit of such a slot, and otherwise with a
+//     jittered pause that doubles from Config.MinBackoff to
+//     Config.MaxBackoff (20 ms to 1 s by default), so a permit freed by
+//     another process on a slot nobody here waits on is taken within
+//     MaxBackoff plus the tries. While the Semaphore has a waiter on every
+//     slot, Acquire skips its round of tries and queues: the tries would
+//     fail, or jump the queue. It costs one backend wait per waiting
+//     caller, like a mutex; a wait is cancelled (which ends the session
+//     on advisory and is a KILL on mysqllock) only when a try of another
+//     slot wins. Waiters are served in order per slot at best, not per
+//     semaphore: a waiter behind a long holder waits until that slot
+//     frees (or a try finds an unwaited slot free), while later waiters
+//     on other slots go first. The spreading works within one Semaphore:
+//     share one between the goroutines of a process.
+//   - [WaitAll] waits on all N slots at once, with an
 //     Acquire of the Locker per slot, takes the first slot granted, and
 //     gives back any grant that raced with it, before Acquire returns:
-//     no grant is left held. A freed permit is taken as fast as the
-//     backend hands a lock on. Each waiter is in the queue of every slot,
+//     no grant is left held. Each waiter is in the queue of every slot,
 //     so where the backend serves the waiters of a lock first come, first
 //     served, the oldest waiter is at the head of every queue and the
 //     semaphore's waiters are served in about the order they started
 //     waiting ("about": the N waits of one caller are queued by N
-//     goroutines). It costs N backend waits per waiting caller: cheap on
-//     memlock, filelock, rowlock and redislock, whose Lockers send one
-//     waiter per lock name to the server and queue the others in-process,
-//     and on etcdlock a key and a watch per wait;
-//     costly on advisory and mysqllock, where each wait holds a database
-//     session (size the pool for it) and each cancelled wait ends its
-//     session (advisory) or is KILLed (mysqllock). Use WaitOne there.
-//   - [WaitOne] waits on one slot, chosen round-robin, and tries the
-//     others again with a pause that doubles from Config.MinBackoff to
-//     Config.MaxBackoff (20 ms to 1 s by default). It costs one backend
-//     wait per waiting caller, like a mutex, plus N-1 tries per retry. A
-//     permit freed on a slot that has waiters goes to them; one freed on a
-//     slot nobody waits on is found by a retry, within MaxBackoff plus the
-//     tries. Waiters are served in order per slot at best, not per
-//     semaphore: a waiter behind a long holder waits until a retry finds
-//     another slot free, while later waiters on other slots go first.
+//     goroutines). It costs N backend waits per waiting caller, N-1 of
+//     them cancelled at every grant: tolerable on memlock, filelock,
+//     rowlock and redislock, whose Lockers send one waiter per lock name
+//     to the server and queue the others in-process, and on etcdlock a
+//     key and a watch per wait; ruinous on advisory and mysqllock, where
+//     each wait holds a database session (size the pool for it) and each
+//     cancelled wait ends its session (advisory) or is KILLed
+//     (mysqllock). It admits fewer permits per second than WaitOne on
+//     every backend lockkit measured (bench/RESULTS.md, "Semaphore"); use
+//     it where the semaphore-wide order matters more than throughput.
 //
 // What "first come, first served where the backend can" means per backend,
-// for WaitAll:
+// for WaitAll (and for the waiters of one slot with WaitOne):
 //
 //   - memlock, and redislock and etcdlock across processes: the lock goes
 //     to the longest waiter, so the semaphore is about FIFO;
@@ -71,14 +84,15 @@
 //   - rowlock and filelock: FIFO among the waiters of one Locker; across
 //     Lockers and processes no order, as for their mutexes.
 //
-// On every backend a caller's first round of tries takes a slot that is
-// free: where a release hands the lock to a waiter (memlock, redislock,
+// On every backend a caller's round of tries, when it makes one, takes a
+// slot that is free: where a release hands the lock to a waiter (memlock, redislock,
 // etcdlock, advisory) a slot with waiters is never free, elsewhere a newcomer can
 // win a freed slot before a waiter of another Locker does.
 //
 // When ctx ends before a permit is held, Acquire returns a
 // *lockkit.HeldError for the semaphore's name whose Cause is ctx.Err(),
-// and nothing is held.
+// and nothing is held. Its Holder is one the tries were told of, nil when
+// the caller queued without tries or the backend named none.
 //
 // # Callers that disagree on N
 //

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,7 +28,7 @@ const MaxPermits = 1000
 // Defaults of [Config].
 const (
 	// DefaultMinBackoff and DefaultMaxBackoff bound the pause between
-	// the retries of the other slots of [WaitOne].
+	// [WaitOne]'s tries of the slots its waiters do not wait on.
 	DefaultMinBackoff = 20 * time.Millisecond
 	DefaultMaxBackoff = time.Second
 )
@@ -35,28 +37,37 @@ const (
 type Wait int
 
 const (
+	// WaitOne (the default) waits on one slot with one Acquire of the
+	// Locker: the slot with the fewest waiters of this Semaphore, so
+	// that its waiters spread evenly over the slots and a freed permit
+	// is handed to one of them by the backend. It tries the slots none
+	// of them waits on (which may be free with nobody waiting) at once
+	// when this Semaphore released a permit of such a slot, and
+	// otherwise again and again with a jittered pause that doubles from
+	// Config.MinBackoff to Config.MaxBackoff; a permit freed elsewhere on
+	// a slot nobody waits on is taken within MaxBackoff plus the tries.
+	// While every slot has a waiter of this Semaphore, Acquire queues
+	// without its first round of tries. It costs one backend wait per
+	// waiting Acquire, like a mutex, and a cancelled one only when a try
+	// wins. Waiters are served first come, first served per slot where
+	// the backend can, not per semaphore.
+	WaitOne Wait = iota
+
 	// WaitAll waits on every slot of the semaphore at once, with one
 	// Acquire of the Locker per slot, takes the first slot granted and
-	// gives back any other grant that raced with it. A permit that frees
-	// up is taken as soon as the backend hands its lock on, and where the
-	// backend queues the waiters of a lock first come, first served, the
-	// waiters of a semaphore are served in about the order they came
-	// (see the package documentation). The cost is N backend waits per
-	// waiting Acquire, which is cheap on memlock, filelock, rowlock and
-	// redislock (a Locker has one waiter per lock name on the server and
-	// queues the others in-process), and costly on advisory and mysqllock,
-	// where each wait holds a database session and a cancelled wait ends
-	// it: use WaitOne there.
-	WaitAll Wait = iota
-
-	// WaitOne waits on one slot, chosen round-robin, with one Acquire of
-	// the Locker, and tries the other slots again and again with a pause
-	// that doubles from Config.MinBackoff to Config.MaxBackoff. It costs
-	// one backend wait per waiting Acquire, like a mutex, plus N-1 tries
-	// per retry; a permit that frees up on a slot nobody waits on is
-	// taken within MaxBackoff plus the tries. Waiters are served first
-	// come, first served per slot at best, not per semaphore.
-	WaitOne
+	// gives back any other grant that raced with it. Where the backend
+	// queues the waiters of a lock first come, first served, the waiters
+	// of a semaphore are served in about the order they came (see the
+	// package documentation). The cost is N backend waits per waiting
+	// Acquire, N-1 of them cancelled at each grant, which is cheap on
+	// memlock, filelock, rowlock and redislock (a Locker has one waiter
+	// per lock name on the server and queues the others in-process), and
+	// costly on advisory and mysqllock, where each wait holds a database
+	// session and a cancelled wait ends it. It was the default before
+	// WaitOne spread its waiters; it admits fewer per second than WaitOne
+	// on every backend (bench/RESULTS.md), and is for callers that want
+	// the semaphore-wide order.
+	WaitAll
 )
 
 // String returns "WaitAll" or "WaitOne".
@@ -73,12 +84,12 @@ func (w Wait) String() string {
 // Config configures a [Semaphore]. A nil *Config, like zero fields, means
 // the defaults.
 type Config struct {
-	// Wait is how Acquire waits once every permit is held: [WaitAll]
-	// (the default) or [WaitOne].
+	// Wait is how Acquire waits once every permit is held: [WaitOne]
+	// (the default) or [WaitAll].
 	Wait Wait
 
-	// MinBackoff and MaxBackoff bound WaitOne's pause between the retries
-	// of the slots it does not wait on; each pause is drawn uniformly
+	// MinBackoff and MaxBackoff bound WaitOne's pause between the tries
+	// of the slots none of its waiters waits on; each pause is drawn uniformly
 	// from the upper half of the current bound. Defaults
 	// [DefaultMinBackoff] and [DefaultMaxBackoff].
 	MinBackoff, MaxBackoff time.Duration
@@ -90,8 +101,12 @@ type Config struct {
 }
 
 // Semaphore hands out permits over one Locker. It is safe for concurrent
-// use and keeps no state per semaphore name: any number of goroutines may
-// acquire permits of any names, each with its own number of permits.
+// use: any number of goroutines may acquire permits of any names, each
+// with its own number of permits. It keeps state per semaphore only
+// while WaitOne waiters wait (how many on each slot). Share one Semaphore
+// between the goroutines of a process that use a semaphore: its WaitOne
+// waiters spread over the slots, those of separate Semaphores do not
+// know of each other.
 type Semaphore struct {
 	locker lockkit.Locker
 	data   lockkit.DataLocker // nil when the Locker has no per-acquire data
@@ -101,7 +116,25 @@ type Semaphore struct {
 	minBackoff, maxBackoff time.Duration
 	label                  string
 
-	rr atomic.Uint64 // WaitOne's round-robin counter
+	rr atomic.Uint64 // breaks WaitOne's ties between slots
+
+	mu      sync.Mutex
+	waiting map[waitKey]*queue // WaitOne's waiters, while there are any
+}
+
+// waitKey names one semaphore: its name and number of permits.
+type waitKey struct {
+	name string
+	n    int
+}
+
+// queue is this Semaphore's WaitOne waiters of one semaphore: how many
+// wait on each slot, and a nudge for one of them when a permit of a slot
+// nobody here waits on was released here.
+type queue struct {
+	on    []int
+	total int
+	nudge chan struct{} // buffered, 1
 }
 
 // New returns a Semaphore on locker. Status needs locker to implement
@@ -249,7 +282,8 @@ func mismatch(name string, n, slot int, h *lockkit.Holder) error {
 
 // Acquire waits until it holds one of the n permits of the semaphore name,
 // or ctx ends. It first tries every slot once, in an order that starts at
-// a random slot, then waits as Config.Wait says.
+// a random slot, then waits as Config.Wait says; with WaitOne, while this
+// Semaphore has a waiter on every slot, it queues without the tries.
 //
 // When ctx ends first, the error is a *lockkit.HeldError for name whose
 // Cause is ctx.Err(), matching lockkit.ErrNotAcquired and the context
@@ -279,6 +313,12 @@ func (s *Semaphore) acquire(ctx context.Context, name string, n int, wait bool) 
 		return nil, &lockkit.HeldError{Name: name, Cause: err}
 	}
 	view := s.view(n)
+	if wait && n > 1 && s.wait == WaitOne && s.covered(name, n) {
+		// Every slot has a waiter of this Semaphore: a permit that
+		// frees up goes to one of them, and a round of tries would only
+		// jump their queue or fail. Queue up behind them.
+		return s.waitOne(ctx, view, name, n, nil)
+	}
 	lk, slot, holder, err := s.tryRound(ctx, view, name, n, -1)
 	switch {
 	case lk != nil:
@@ -304,6 +344,11 @@ func (s *Semaphore) acquire(ctx context.Context, name string, n int, wait bool) 
 // *lockkit.HeldError for name with the cause) and at bad input; other
 // errors are returned when no slot was taken.
 func (s *Semaphore) tryRound(ctx context.Context, view lockkit.Locker, name string, n, skip int) (lockkit.Lock, int, *lockkit.Holder, error) {
+	return s.trySlots(ctx, view, name, n, func(slot int) bool { return slot != skip })
+}
+
+// trySlots is tryRound over the slots that want says to try.
+func (s *Semaphore) trySlots(ctx context.Context, view lockkit.Locker, name string, n int, want func(slot int) bool) (lockkit.Lock, int, *lockkit.Holder, error) {
 	var (
 		holder   *lockkit.Holder
 		firstErr error
@@ -311,7 +356,7 @@ func (s *Semaphore) tryRound(ctx context.Context, view lockkit.Locker, name stri
 	start := rand.IntN(n)
 	for k := range n {
 		slot := (start + k) % n
-		if slot == skip {
+		if !want(slot) {
 			continue
 		}
 		lk, err := view.TryAcquire(ctx, SlotName(name, slot))
@@ -345,7 +390,7 @@ func (s *Semaphore) tryRound(ctx context.Context, view lockkit.Locker, name stri
 // with a *MismatchError when one of them recorded another n. A listing
 // that fails leaves the check out: it is a safeguard, not the lock.
 func (s *Semaphore) grant(ctx context.Context, name string, n, slot int, lk lockkit.Lock) (*Permit, error) {
-	p := &Permit{name: name, slot: slot, n: n, lock: lk}
+	p := &Permit{s: s, name: name, slot: slot, n: n, lock: lk}
 	if s.lister == nil || s.data == nil {
 		return p, nil
 	}
@@ -476,11 +521,84 @@ func (s *Semaphore) waitAll(ctx context.Context, view lockkit.Locker, name strin
 	return nil, ended(ctx, name, holder, cause)
 }
 
-// waitOne is WaitOne: an Acquire on one slot, and retries of the others
-// with growing pauses. A retry that wins cancels the Acquire and gives
-// back what it may have got in the meantime.
+// join queues a WaitOne waiter of the semaphore (name, n) on the slot
+// with the fewest waiters of this Semaphore (ties go round-robin), and
+// returns the slot and the queue.
+func (s *Semaphore) join(name string, n int) (int, *queue) {
+	k := waitKey{name, n}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.waiting[k]
+	if q == nil {
+		q = &queue{on: make([]int, n), nudge: make(chan struct{}, 1)}
+		if s.waiting == nil {
+			s.waiting = make(map[waitKey]*queue)
+		}
+		s.waiting[k] = q
+	}
+	start := int(s.rr.Add(1) % uint64(n))
+	slot := start
+	for d := range n {
+		if i := (start + d) % n; q.on[i] < q.on[slot] {
+			slot = i
+		}
+	}
+	q.on[slot]++
+	q.total++
+	return slot, q
+}
+
+// leave takes a waiter off slot of the semaphore (name, n).
+func (s *Semaphore) leave(name string, n, slot int, q *queue) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q.on[slot]--
+	if q.total--; q.total == 0 {
+		delete(s.waiting, waitKey{name, n})
+	}
+}
+
+// covered reports whether this Semaphore has a WaitOne waiter on every
+// slot of the semaphore (name, n).
+func (s *Semaphore) covered(name string, n int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.waiting[waitKey{name, n}]
+	return q != nil && !slices.Contains(q.on, 0)
+}
+
+// unwaited reports whether nobody of this Semaphore waits on slot of q.
+func (s *Semaphore) unwaited(q *queue, slot int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return q.on[slot] == 0
+}
+
+// released is told that this Semaphore's permit of slot of the semaphore
+// (name, n) was given back. When waiters of this Semaphore wait on other
+// slots but none on slot, nothing hands the permit to them: one of them
+// is nudged to try it now, rather than at its next retry.
+func (s *Semaphore) released(name string, n, slot int) {
+	s.mu.Lock()
+	q := s.waiting[waitKey{name, n}]
+	free := q != nil && q.on[slot] == 0
+	s.mu.Unlock()
+	if free {
+		select {
+		case q.nudge <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waitOne is WaitOne: an Acquire on the slot with the fewest waiters of
+// this Semaphore, and tries of the slots that none of them waits on:
+// with growing pauses, and at once when a permit of such a slot is
+// released here. A try that wins cancels the Acquire and gives back what
+// it may have got in the meantime.
 func (s *Semaphore) waitOne(ctx context.Context, view lockkit.Locker, name string, n int, holder *lockkit.Holder) (*Permit, error) {
-	slot := int(s.rr.Add(1) % uint64(n))
+	slot, q := s.join(name, n)
+	defer s.leave(name, n, slot, q)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	waited := make(chan slotResult, 1)
@@ -500,6 +618,7 @@ func (s *Semaphore) waitOne(ctx context.Context, view lockkit.Locker, name strin
 	timer := time.NewTimer(backoff.Jitter(pause))
 	defer timer.Stop()
 	for {
+		retry := false
 		select {
 		case r := <-waited:
 			switch {
@@ -510,23 +629,31 @@ func (s *Semaphore) waitOne(ctx context.Context, view lockkit.Locker, name strin
 			default:
 				return nil, r.err
 			}
+		case <-q.nudge:
+			retry = true
 		case <-timer.C:
-			lk, got, h, err := s.tryRound(ctx, view, name, n, slot)
-			var mm *MismatchError
-			switch {
-			case lk != nil:
-				stop()
-				return s.grant(ctx, name, n, got, lk)
-			case errors.As(err, &mm):
-				stop()
-				return nil, err
-			case holder == nil:
-				holder = h
-			}
-			// Other errors: the wait goes on, and reports what lasts.
+			retry = true
 			pause = min(2*pause, s.maxBackoff)
 			timer.Reset(backoff.Jitter(pause))
 		}
+		if !retry {
+			continue
+		}
+		// Slots that waiters of this Semaphore wait on are handed to
+		// them when freed; the others may be free with nobody waiting.
+		lk, got, h, err := s.trySlots(ctx, view, name, n, func(i int) bool { return i != slot && s.unwaited(q, i) })
+		var mm *MismatchError
+		switch {
+		case lk != nil:
+			stop()
+			return s.grant(ctx, name, n, got, lk)
+		case errors.As(err, &mm):
+			stop()
+			return nil, err
+		case holder == nil:
+			holder = h
+		}
+		// Other errors: the wait goes on, and reports what lasts.
 	}
 }
 
@@ -566,6 +693,7 @@ func (l permitLocker) TryAcquire(ctx context.Context, name string) (lockkit.Lock
 // Permit is one held permit of a semaphore: the lock of one of its slots.
 // It implements lockkit.Lock, and its methods are safe for concurrent use.
 type Permit struct {
+	s    *Semaphore
 	name string
 	slot int
 	n    int
@@ -605,7 +733,13 @@ func (p *Permit) Err() error { return p.lock.Err() }
 // [lockkit.Lock.Release]: nil when the backend confirmed it, the loss error
 // when the permit had been lost, an error matching lockkit.ErrReleased the
 // second time.
-func (p *Permit) Release(ctx context.Context) error { return p.lock.Release(ctx) }
+func (p *Permit) Release(ctx context.Context) error {
+	err := p.lock.Release(ctx)
+	if err == nil {
+		p.s.released(p.name, p.n, p.slot)
+	}
+	return err
+}
 
 // Lock returns the slot's lock, for the backend's extras (a lease's
 // expiry, a connection id). Release the permit rather than the lock.

@@ -186,7 +186,7 @@ func TestDataLabel(t *testing.T) {
 func TestWaitAllFIFO(t *testing.T) {
 	l := memlock.New()
 	c := &counting{l: l}
-	s, err := semaphore.New(c, nil)
+	s, err := semaphore.New(c, &semaphore.Config{Wait: semaphore.WaitAll})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // handed on, never kept.
 func TestWaitAllNoLeakedGrant(t *testing.T) {
 	l := memlock.New()
-	s, err := semaphore.New(l, nil)
+	s, err := semaphore.New(l, &semaphore.Config{Wait: semaphore.WaitAll})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,5 +361,217 @@ func TestStatusOf(t *testing.T) {
 	st := semaphore.StatusOf("p", 3, infos)
 	if st.Free != 1 || len(st.Holders) != 3 || st.Holders[0].Slot != 0 || st.Holders[2].Slot != 2 || st.Holders[2].Permits != 3 {
 		t.Errorf("StatusOf = %+v", st)
+	}
+}
+
+// bySlot is a Locker that counts its Acquire calls under way per lock
+// name, and its TryAcquire calls.
+type bySlot struct {
+	l     lockkit.Locker
+	mu    sync.Mutex
+	on    map[string]int
+	tries atomic.Int32
+}
+
+func (c *bySlot) Acquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	c.mu.Lock()
+	c.on[name]++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.on[name]--
+		c.mu.Unlock()
+	}()
+	return c.l.Acquire(ctx, name)
+}
+
+func (c *bySlot) TryAcquire(ctx context.Context, name string) (lockkit.Lock, error) {
+	c.tries.Add(1)
+	return c.l.TryAcquire(ctx, name)
+}
+
+// waiters returns the Acquire calls under way on each of the n slots of
+// name.
+func (c *bySlot) waiters(name string, n int) []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]int, n)
+	for i := range out {
+		out[i] = c.on[semaphore.SlotName(name, i)]
+	}
+	return out
+}
+
+func (c *bySlot) total(name string, n int) int {
+	sum := 0
+	for _, k := range c.waiters(name, n) {
+		sum += k
+	}
+	return sum
+}
+
+// fillSem takes all n permits of name through s, by slot.
+func fillSem(t *testing.T, ctx context.Context, s *semaphore.Semaphore, name string, n int) []*semaphore.Permit {
+	t.Helper()
+	held := make([]*semaphore.Permit, n)
+	for range n {
+		p, err := s.TryAcquire(ctx, name, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held[p.Slot()] = p
+	}
+	return held
+}
+
+// TestWaitOneFillsTheEmptiestSlot: a WaitOne waiter waits on the slot with
+// the fewest waiters of its Semaphore, so that after waiters leave some
+// slots, newcomers go there rather than round-robin.
+func TestWaitOneFillsTheEmptiestSlot(t *testing.T) {
+	c := &bySlot{l: memlock.New(), on: map[string]int{}}
+	s, err := semaphore.New(c, &semaphore.Config{Wait: semaphore.WaitOne, MinBackoff: time.Hour, MaxBackoff: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const name, n = "spread", 4
+	held := fillSem(t, ctx, s, name, n)
+	got := make(chan *semaphore.Permit, 2*n)
+	start := func(k int) {
+		go func() {
+			p, err := s.Acquire(ctx, name, n)
+			if err != nil {
+				if ctx.Err() == nil {
+					t.Error(err)
+				}
+				return
+			}
+			got <- p
+		}()
+		waitFor(t, fmt.Sprintf("%d waiters", k), func() bool { return c.total(name, n) == k })
+	}
+	for k := 1; k <= n; k++ {
+		start(k)
+	}
+	if w := c.waiters(name, n); fmt.Sprint(w) != "[1 1 1 1]" {
+		t.Fatalf("waiters per slot %v, want one on each", w)
+	}
+	// The waiters of slots 0 and 1 get their permits and leave.
+	for _, slot := range []int{0, 1} {
+		if err := held[slot].Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if p := <-got; p.Slot() != slot {
+			t.Fatalf("the release of slot %d went to a waiter of slot %d", slot, p.Slot())
+		} else {
+			held[slot] = p
+		}
+	}
+	start(n - 1)
+	start(n)
+	if w := c.waiters(name, n); fmt.Sprint(w) != "[1 1 1 1]" {
+		t.Errorf("after two waiters left slots 0 and 1 and two came, waiters per slot %v, want one on each", w)
+	}
+	cancel()
+	waitFor(t, "the waiters to end", func() bool { return c.total(name, n) == 0 })
+	for _, p := range held {
+		if err := p.Release(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestWaitOneQueuesWhenCovered: while the Semaphore has a waiter on every
+// slot, a new Acquire queues without a round of tries.
+func TestWaitOneQueuesWhenCovered(t *testing.T) {
+	c := &bySlot{l: memlock.New(), on: map[string]int{}}
+	// WaitOne is the default; no retries while the test counts tries.
+	s, err := semaphore.New(c, &semaphore.Config{MinBackoff: time.Hour, MaxBackoff: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	const name, n = "covered", 2
+	held := fillSem(t, ctx, s, name, n)
+	var wg sync.WaitGroup
+	for k := 1; k <= n+1; k++ {
+		if k == n+1 {
+			if tries := c.tries.Load(); tries == 0 {
+				t.Fatal("no tries counted")
+			}
+		}
+		before := c.tries.Load()
+		wg.Go(func() {
+			if _, err := s.Acquire(ctx, name, n); !errors.Is(err, context.Canceled) {
+				t.Errorf("Acquire = %v, want the cancellation", err)
+			}
+		})
+		waitFor(t, fmt.Sprintf("%d waiters", k), func() bool { return c.total(name, n) == k })
+		switch tries := c.tries.Load() - before; {
+		case k <= n && tries != int32(n):
+			t.Errorf("waiter %d made %d tries, want a round of %d", k, tries, n)
+		case k > n && tries != 0:
+			t.Errorf("waiter %d, with a waiter on every slot, made %d tries, want none", k, tries)
+		}
+	}
+	cancel()
+	wg.Wait()
+	for _, p := range held {
+		if err := p.Release(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestWaitOneNudge: a permit released on a slot that no waiter of the
+// Semaphore waits on goes to a waiter of another slot at once, not at its
+// next retry (an hour away here).
+func TestWaitOneNudge(t *testing.T) {
+	l := memlock.New()
+	c := &bySlot{l: l, on: map[string]int{}}
+	s, err := semaphore.New(c, &semaphore.Config{Wait: semaphore.WaitOne, MinBackoff: time.Hour, MaxBackoff: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 30*time.Second)
+	const name, n = "nudge", 2
+	held := fillSem(t, ctx, s, name, n)
+	type res struct {
+		p   *semaphore.Permit
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		p, err := s.Acquire(ctx, name, n)
+		done <- res{p, err}
+	}()
+	waitFor(t, "the waiter", func() bool { return c.total(name, n) == 1 })
+	other := 0
+	if c.waiters(name, n)[0] == 1 {
+		other = 1
+	}
+	if err := held[other].Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r.p.Slot() != other {
+			t.Errorf("the waiter got slot %d, want %d", r.p.Slot(), other)
+		}
+		if err := r.p.Release(ctx); err != nil {
+			t.Error(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the permit of slot %d, which nobody waited on, was not taken in 5 s", other)
+	}
+	if err := held[1-other].Release(ctx); err != nil {
+		t.Error(err)
+	}
+	if infos, _ := l.List(ctx); len(infos) != 0 {
+		t.Errorf("still held: %+v", infos)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/lockkit/lockkit/filelock"
@@ -170,6 +171,37 @@ func TestFileMaxAllHeld(t *testing.T) {
 		t.Errorf("stdout %q", out)
 	}
 }
+
+// maxOneBesidePlain: --max 1 is a semaphore of one permit (the lock
+// NAME#0), not the lock NAME, so a run with --max 1 and a plain run of the
+// same name do not exclude each other, in either order, as lockkit run
+// --help and the README say; each still excludes a second run of its own
+// form.
+func maxOneBesidePlain(t *testing.T, bc backendCase) {
+	name := integration.Name(t)
+	plain, one := bc, withMax(bc, 1)
+	for _, c := range []struct {
+		holder, other backendCase
+		what          string
+	}{{plain, one, "--max 1 beside a plain run"}, {one, plain, "a plain run beside --max 1"}} {
+		h := start(t, bc.env, true, c.holder.run(name, "--", "sh", "-c", "echo ready; exec sleep 1000")...)
+		h.waitLine("ready")
+		code, out, errOut := lockkit(t, bc.env, c.other.run("-n", name, "--", "echo", "ran")...)
+		wantExit(t, c.what, code, 0, errOut)
+		if out != "ran\n" {
+			t.Errorf("%s: stdout %q", c.what, out)
+		}
+		code, _, errOut = lockkit(t, bc.env, c.holder.run("-n", name, "--", "echo", "ran")...)
+		wantExit(t, c.what+": a second run of the holder's form", code, 75, errOut)
+		_ = h.cmd.Process.Signal(syscall.SIGTERM) // forwarded to sleep: the holder exits
+		if code := h.wait(); code != 128+int(syscall.SIGTERM) {
+			t.Errorf("%s: the holder exited %d after SIGTERM; stderr:\n%s", c.what, code, h.stderr())
+		}
+	}
+}
+
+func TestFileMaxOneBesidePlain(t *testing.T)     { t.Parallel(); maxOneBesidePlain(t, fileCase(t)) }
+func TestPostgresMaxOneBesidePlain(t *testing.T) { t.Parallel(); maxOneBesidePlain(t, pgCase(t)) }
 
 // maxMismatch runs a holder with --max 2, then runs with --max 3 and
 // --max 1: where the backend records holder data they are refused with

@@ -137,7 +137,7 @@ func urlForm(scheme string) string {
 	case "mysql":
 		return "mysql://USER[:PASSWORD]@HOST[:PORT]/DB[?PARAMS]"
 	case "redis", "rediss":
-		return "redis://[USER[:PASSWORD]@]HOST[:PORT][/DB]"
+		return "redis://[USER[:PASSWORD]@]HOST[:PORT][/DB][?master_name=NAME[&addr=HOST:PORT...]]"
 	case "etcd", "etcds":
 		return "etcd://[USER[:PASSWORD]@]HOST[:PORT][,HOST[:PORT]...][/PREFIX]"
 	}

@@ -19,18 +19,11 @@ type redisBackend struct {
 }
 
 func openRedis(ctx context.Context, e *env, b *backendURL) (backend, error) {
-	opts, err := redis.ParseURL(b.u.String())
+	connect, err := e.redisConnector(b)
 	if err != nil {
-		return nil, usagef("%s: %v", b.display, err)
+		return nil, err
 	}
-	e.scrub.add(opts.Password)
-	quietRedis.Do(func() { redis.SetLogger(discardLogger{}) })
-	opts.DialTimeout = pingTimeout
-	// Contexts bound every network wait, as redislock asks: without it
-	// go-redis waits out its ReadTimeout whatever the deadline.
-	opts.ContextTimeoutEnabled = true
-	opts.DialerRetries = 1
-	c := redis.NewClient(opts)
+	c := connect()
 	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	if err := c.Ping(pctx).Err(); err != nil {
@@ -41,6 +34,38 @@ func openRedis(ctx context.Context, e *env, b *backendURL) (backend, error) {
 		return nil, fmt.Errorf("cannot reach Redis: %w", err)
 	}
 	return &redisBackend{e: e, c: c, display: b.display}, nil
+}
+
+// redisConnector parses a redis:// URL and returns what makes a client
+// for it: a client of one server or, with master_name, a failover client
+// that asks the Sentinels at HOST:PORT (and each addr=) for the master and
+// follows it through failovers. Its passwords are added to the scrubber.
+// Contexts bound every network wait, as redislock asks: without
+// ContextTimeoutEnabled go-redis waits out its ReadTimeout whatever the
+// deadline.
+func (e *env) redisConnector(b *backendURL) (func() *redis.Client, error) {
+	quietRedis.Do(func() { redis.SetLogger(discardLogger{}) })
+	if b.u.Query().Has("master_name") {
+		opts, err := redis.ParseFailoverURL(b.u.String())
+		if err != nil {
+			return nil, usagef("%s: %v", b.display, err)
+		}
+		e.scrub.add(opts.Password)
+		e.scrub.add(opts.SentinelPassword)
+		opts.DialTimeout = pingTimeout
+		opts.ContextTimeoutEnabled = true
+		opts.DialerRetries = 1
+		return func() *redis.Client { return redis.NewFailoverClient(opts) }, nil
+	}
+	opts, err := redis.ParseURL(b.u.String())
+	if err != nil {
+		return nil, usagef("%s: %v", b.display, err)
+	}
+	e.scrub.add(opts.Password)
+	opts.DialTimeout = pingTimeout
+	opts.ContextTimeoutEnabled = true
+	opts.DialerRetries = 1
+	return func() *redis.Client { return redis.NewClient(opts) }, nil
 }
 
 // close closes the Locker first: it waits for the give-back of a lease

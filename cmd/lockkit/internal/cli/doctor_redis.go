@@ -7,22 +7,16 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit/redislock"
-	"github.com/redis/go-redis/v9"
 )
 
 // doctorRedis checks a Redis backend.
 func (e *env) doctorRedis(ctx context.Context, b *backendURL, r *report) {
-	opts, err := redis.ParseURL(b.u.String())
+	connect, err := e.redisConnector(b)
 	if err != nil {
-		r.usage = usagef("%s: %v", b.display, err)
+		r.usage = err
 		return
 	}
-	e.scrub.add(opts.Password)
-	quietRedis.Do(func() { redis.SetLogger(discardLogger{}) })
-	opts.DialTimeout = pingTimeout
-	opts.ContextTimeoutEnabled = true
-	opts.DialerRetries = 1
-	c := redis.NewClient(opts)
+	c := connect()
 	defer c.Close()
 	start := time.Now()
 	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
@@ -88,7 +82,7 @@ func (e *env) doctorRedis(ctx context.Context, b *backendURL, r *report) {
 	}
 
 	// The two-client probe.
-	c2 := redis.NewClient(opts)
+	c2 := connect()
 	defer c2.Close()
 	la, errA := redislock.New(c, nil)
 	lb, errB := redislock.New(c2, nil)

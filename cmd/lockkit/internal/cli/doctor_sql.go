@@ -298,7 +298,7 @@ func (e *env) doctorMySQL(ctx context.Context, b *backendURL, r *report, locks i
 	// Galera and Group Replication.
 	switch {
 	case info.Galera:
-		r.add("cluster", statusFail, "Galera (wsrep_on=ON): user locks (GET_LOCK) are not replicated, and recent versions reject them (MDEV-30473): use --table, or a server outside the cluster")
+		r.add("cluster", statusFail, "Galera cluster node (wsrep_on=ON): GET_LOCK is not replicated and excludes nothing across nodes, so lockkit refuses it: use --table (the lock table, whose rows replicate to every node)")
 	case info.GroupReplication != "":
 		r.add("cluster", statusWarn, "MySQL Group Replication: user locks (GET_LOCK) are not replicated; every client must use the same primary")
 	default:

@@ -24,7 +24,9 @@ Backends (--backend URL, or the LOCKKIT_BACKEND environment variable):
   file:///DIR                          a file lock in DIR (the default)
   postgres://USER@HOST:PORT/DB?...     a PostgreSQL advisory lock
   mysql://USER:PASS@HOST:PORT/DB       a MySQL/MariaDB GET_LOCK lock
-  redis://HOST:PORT/DB                 a Redis lease (rediss:// for TLS)
+  redis://HOST:PORT/DB                 a Redis lease (rediss:// for TLS); with
+                                       ?master_name=NAME&addr=HOST:PORT..., HOST:PORT
+                                       and each addr are Sentinels that name the master
   etcd://HOST:PORT,HOST:PORT/PREFIX    an etcd lease on a cluster (etcds:// for TLS)
 With --table, postgres:// and mysql:// use the lock table instead.
 
@@ -106,7 +108,10 @@ At most N runs: --max N
   that meets a holder of another N is refused with exit 64 (the holders
   record N); PostgreSQL and MySQL advisory locks and etcd:// cannot tell,
   and runs of different N there admit more than the smaller N. A run with --max and
-  one without do not exclude each other: they hold different locks.
+  one without do not exclude each other: they hold different locks (NAME#I
+  and NAME). That holds for --max 1 too: it is a semaphore of one permit,
+  which excludes the other --max runs of NAME (and is refused beside a
+  holder of another N, as above), not a plain run. Use one form per NAME.
 
 Exit status:
   N     COMMAND's own exit status
