@@ -32,7 +32,7 @@ func setupFiles(ctx context.Context, e *env) (*backendSetup, error) {
 
 	lockkitV := &variant{
 		name: "lockkit", role: roleLockkit, countFDs: true,
-		note: "filelock.New(dir, nil): TryAcquire/Acquire + Release; one Locker for the 16 workers, whose acquires of a name take turns FIFO in-process (a Release hands the turn to the next, which then takes the flock; the next in line watches for its turn for up to 50µs before sleeping); a turn's flock attempt that finds the lock held retries on an inotify event (a close of the lock file) and otherwise polls (500µs doubling to 50ms, jitter); TryAcquire fails at once while this Locker holds or queues for the name",
+		note: "filelock.New(dir, nil): TryAcquire/Acquire + Release; one Locker for the 16 workers, whose acquires of a name take turns FIFO in-process (a Release hands the turn to the next, which then takes the flock — or, when both are exclusive, hands it the still-flocked descriptor, for up to 1 ms of such hand-overs in a row; the next in line watches for its turn for up to 50µs before sleeping); a turn's flock attempt that finds the lock held retries on an inotify event (a close of the lock file) and otherwise polls (500µs doubling to 50ms, jitter); TryAcquire fails at once while this Locker holds or queues for the name",
 		try: func(ctx context.Context, k int) (releaseFunc, error) {
 			l, err := lk.TryAcquire(ctx, name(k))
 			if err != nil {
@@ -50,7 +50,7 @@ func setupFiles(ctx context.Context, e *env) (*backendSetup, error) {
 	}
 	floorV := &variant{
 		name: "floor", role: roleFloor, countFDs: true,
-		note: "the syscalls filelock makes, made directly: openat(O_CREAT|O_NOFOLLOW), fstat, flock(LOCK_EX|LOCK_NB), fstatat, pwrite holder record; release: fstatat, pwrite of one byte (clears the record), flock(LOCK_UN), close. Contended: blocking flock(LOCK_EX), the kernel's wait",
+		note: "the syscalls filelock makes, made directly: openat(O_CREAT|O_NOFOLLOW), fstat, flock(LOCK_EX|LOCK_NB), fstatat, pwrite holder record; release: pwrite of one byte (clears the record), close (ends the flock): 7 system calls per lock. Contended: blocking flock(LOCK_EX), the kernel's wait",
 		try: func(ctx context.Context, k int) (releaseFunc, error) {
 			return fl.lock(name(k), false)
 		},
@@ -90,8 +90,14 @@ func setupFiles(ctx context.Context, e *env) (*backendSetup, error) {
 			return ws, func() {}, nil
 		},
 	}
+	ind, err := independentVariants(e, "files", nil)
+	if err != nil {
+		lk.Close()
+		fl.close()
+		return nil, err
+	}
 	return &backendSetup{
-		variants: []*variant{lockkitV, floorV, gofrsV, singleFileVariant(floorV)},
+		variants: append([]*variant{lockkitV, floorV, gofrsV, singleFileVariant(floorV)}, ind...),
 		notes:    []string{"lock files in a fresh directory under " + os.TempDir() + "; no network, so no round trips"},
 		cleanup: func() {
 			lk.Close()
@@ -161,13 +167,8 @@ func (f *fileFloor) lock(name string, wait bool) (releaseFunc, error) {
 		return nil, err
 	}
 	return func(context.Context) error {
-		var now unix.Stat_t
-		err := unix.Fstatat(f.dirfd, file, &now, unix.AT_SYMLINK_NOFOLLOW)
-		if err == nil {
-			_, err = unix.Pwrite(fd, []byte{' '}, 0) // clear the record
-		}
-		_ = unix.Flock(fd, unix.LOCK_UN)
-		if cerr := unix.Close(fd); err == nil {
+		_, err := unix.Pwrite(fd, []byte{' '}, 0) // clear the record
+		if cerr := unix.Close(fd); err == nil {   // ends the flock
 			err = cerr
 		}
 		return err

@@ -152,6 +152,7 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 				db.Close()
 				return nil, nil, err
 			}
+			warmLocker(ctx, l, n, name(k))
 			ws := make([]worker, n)
 			for i := range ws {
 				ws[i] = lockkitWorker(l, name(k))
@@ -195,6 +196,7 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 				db.Close()
 				return nil, nil, err
 			}
+			warmLocker(ctx, l, n, name(k))
 			ws := make([]worker, n)
 			for i := range ws {
 				ws[i] = lockkitWorker(l, name(k))
@@ -248,8 +250,12 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 		multi: floorMulti,
 		hold:  floorMulti,
 	}
+	ind, err := independentVariants(e, "mysql-advisory", &netCounter{})
+	if err != nil {
+		return fail(err)
+	}
 	return &backendSetup{
-		variants: []*variant{lockkitV, floorV, ipV},
+		variants: append([]*variant{lockkitV, floorV, ipV}, ind...),
 		notes: []string{
 			"no peer: the issue lists none for MySQL GET_LOCK",
 			"the DSN has no interpolateParams, so go-sql-driver prepares every statement with arguments: 2 round trips each (prepare, execute; the close is not answered), for lockkit and the floor alike",

@@ -108,7 +108,7 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 	}
 	lockkitV := &variant{
 		name: "lockkit", role: roleLockkit, net: lkNet,
-		note: "advisory.NewPool(pgxpool): TryAcquire(name)/Acquire(name) + Release; TryLockKeys for several keys",
+		note: "advisory.NewPool(pgxpool): TryAcquire(name)/Acquire(name) + Release; TryLockKeys for several keys; contended: a fresh pool and Locker per slice, warmed by one try+release per connection (a fresh Locker's first statement on each connection, and its first grant's pg_locks check, are a one-off cost that would otherwise fall in every slice)",
 		try:  lockkitTry(lk, name),
 		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
 			pool, err := newPgxPool(ctx, e.pgDSN, lkNet, int32(n+2))
@@ -121,6 +121,7 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 				pool.Close()
 				return nil, nil, err
 			}
+			warmLocker(ctx, l, n, name(k))
 			ws := make([]worker, n)
 			for i := range ws {
 				ws[i] = lockkitWorker(l, name(k))
@@ -141,8 +142,8 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 			}
 			return l.Release, nil
 		},
-		holdCap:    1000,
-		holdCapWhy: "advisory locks share the server's lock table (max_locks_per_transaction 64 × max_connections 100 = 6,400 slots) with other engineers' tests on this server; 10,000 would fail with 53200",
+		holdCap:    pgHoldCap(e),
+		holdCapWhy: "advisory locks share the server's lock table (max_locks_per_transaction 64 × max_connections 100 = 6,400 slots) with other tests on this server; 10,000 would fail with 53200 (-private-postgres lifts the cap)",
 	}
 
 	// The floor: raw pgx on a pool, the same statements.
@@ -178,7 +179,7 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 		hold: func(ctx context.Context, ks []int) (releaseFunc, error) {
 			return pgFloorMulti(ctx, flPool, keysOf(ks))
 		},
-		holdCap:    1000,
+		holdCap:    pgHoldCap(e),
 		holdCapWhy: "as lockkit",
 	}
 	// A diagnostic: the floor plus what lockkit adds on the wire's path —
@@ -385,14 +386,27 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 		},
 	}
 
+	ind, err := independentVariants(e, "pg-advisory", &netCounter{})
+	if err != nil {
+		return fail(err)
+	}
 	return &backendSetup{
-		variants: []*variant{lockkitV, floorV, gooseV, migrateV, watchV, loopV},
+		variants: append([]*variant{lockkitV, floorV, gooseV, migrateV, watchV, loopV}, ind...),
 		notes: []string{
 			"pools: at most 12 connections each for the uncontended scenarios, a fresh pool of 18 per variant for the contended one (max_connections is 100, shared)",
 			"goose and golang-migrate have no non-waiting try; their lock call is measured uncontended, where it returns at once",
 		},
 		cleanup: cleanup,
 	}, nil
+}
+
+// pgHoldCap caps the held locks of the scale scenario on a shared server;
+// a private one (-private-postgres) has room for 25,600.
+func pgHoldCap(e *env) int {
+	if e.privatePG {
+		return 0
+	}
+	return 1000
 }
 
 // errBadConn makes database/sql destroy a pinned connection.

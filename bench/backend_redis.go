@@ -205,8 +205,12 @@ func setupRedis(ctx context.Context, e *env) (*backendSetup, error) {
 	retryQueued := singleFileVariant(retryV)
 	retryQueued.name = "floor retrying SET NX GET, one waiter at a time per process (diagnostic)"
 	retryQueued.note = "the retrying floor's workers behind a local queue: one of them retries on the server, the rest wait in-process for their turn (the previous report's diagnostic)"
+	ind, err := independentVariants(e, "redis", &netCounter{})
+	if err != nil {
+		return fail(err)
+	}
 	return &backendSetup{
-		variants: []*variant{lockkitV, floorV, bsmV, redsyncV, retryV, retryQueued},
+		variants: append([]*variant{lockkitV, floorV, bsmV, redsyncV, retryV, retryQueued}, ind...),
 		notes:    []string{"one go-redis client (default pool) per variant; no multi-key path in any of them"},
 		cleanup:  cleanup,
 	}, nil

@@ -160,6 +160,7 @@ func setupRowlock(ctx context.Context, e *env, rc rowlockCfg) (*backendSetup, er
 				db.Close()
 				return nil, nil, err
 			}
+			warmLocker(ctx, l, n, name(k))
 			ws := make([]worker, n)
 			for i := range ws {
 				ws[i] = lockkitWorker(l, name(k))
@@ -168,38 +169,15 @@ func setupRowlock(ctx context.Context, e *env, rc rowlockCfg) (*backendSetup, er
 		},
 	}
 	variants := []*variant{lockkitV}
-	if !pg {
-		// Across processes nobody wakes a MySQL waiter: one Locker per
-		// worker shows that.
-		variants = append(variants, &variant{
-			name: "lockkit, a Locker per worker", role: roleLockkit, net: lkNet,
-			note: "as lockkit, but each of the 16 workers has its own Locker, as 16 processes would: no in-process wake-up, waiters poll",
-			contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
-				db, err := rc.open(rc.dsn, lkNet, n+4)
-				if err != nil {
-					return nil, nil, err
-				}
-				warmDB(ctx, db, n)
-				var ls []*rowlock.Locker
-				ws := make([]worker, n)
-				for i := range ws {
-					l, err := newLocker(db)
-					if err != nil {
-						db.Close()
-						return nil, nil, err
-					}
-					ls = append(ls, l)
-					ws[i] = lockkitWorker(l, name(k))
-				}
-				return ws, func() {
-					for _, l := range ls {
-						l.Close()
-					}
-					db.Close()
-				}, nil
-			},
-		})
+	backendName := "mysql-rowlock"
+	if pg {
+		backendName = "pg-rowlock"
 	}
+	ind, err := independentVariants(e, backendName, &netCounter{})
+	if err != nil {
+		return fail(err)
+	}
+	variants = append(variants, ind...)
 
 	// The floor.
 	flNet := &netCounter{}

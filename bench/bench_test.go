@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,10 +19,47 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(workerEnv); spec != "" {
+		// Re-executed by TestIndependentWorkers as a worker process.
+		if err := workerMain(spec, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench worker:", err)
+			os.Exit(2)
+		}
+		os.Exit(0)
+	}
 	if raw := os.Getenv(foChildEnv); raw != "" {
 		os.Exit(failoverChild(raw)) // a leader process of TestQuickFiles' failover scenario
 	}
 	goleak.VerifyTestMain(m)
+}
+
+// TestIndependentWorkers runs the files backend's "a Locker per worker"
+// and "16 processes" variants (with 4 workers) and checks that every
+// worker acquired, that the processes' acquisitions never overlapped, and
+// that handoffs were measured.
+func TestIndependentWorkers(t *testing.T) {
+	tmp := t.TempDir()
+	e := &env{runID: "t" + strconv.Itoa(os.Getpid()), tmp: tmp}
+	vs, err := independentVariants(e, "files", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := runContended(context.Background(), vs, func(*variant) int { return 1 }, 4, 600*time.Millisecond, 2)
+	for _, r := range rs {
+		if r.Skipped != "" || r.Errors > 0 {
+			t.Fatalf("%s: skipped %q, %d errors (%s)", r.Variant, r.Skipped, r.Errors, r.LastError)
+		}
+		if r.Starved > 0 || r.Acquisitions == 0 || len(r.PerSlice) != 2 || r.Handoffs == 0 || r.HandoffP50Ns <= 0 {
+			t.Fatalf("%s: %+v", r.Variant, r)
+		}
+		// Exclusion: a handoff is measured from the previous holder's
+		// release to the next acquisition, so none is negative.
+		for _, d := range r.handoffs {
+			if d < 0 {
+				t.Fatalf("%s: an acquisition %v before the previous holder released", r.Variant, -d)
+			}
+		}
+	}
 }
 
 // TestFlights checks the round-trip counting on a real loopback socket.
@@ -123,7 +163,7 @@ func TestQuickFiles(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
 	tables := stdout.String()
-	for _, want := range []string{"| files | 1 key |", "| files | lockkit |", "gofrs/flock", "## Scale"} {
+	for _, want := range []string{"| files | 1 key |", "| files | lockkit |", "gofrs/flock", "## Scale", "## Ratios with 95 % intervals", "| files | contended, throughput | gofrs/flock | peer |"} {
 		if !strings.Contains(tables, want) {
 			t.Errorf("tables lack %q:\n%s", want, tables)
 		}
@@ -143,6 +183,23 @@ func TestQuickFiles(t *testing.T) {
 	if len(br.Single) != 3 || br.Single[0].N == 0 || br.Single[0].MedianNs <= 0 {
 		t.Fatalf("single-key results: %+v", br.Single)
 	}
+	if got := len(br.Single[0].RoundMedianNs); got != quickParams.rounds {
+		t.Fatalf("single key: %d round medians, want one per round (%d)", got, quickParams.rounds)
+	}
+	// Every lockkit variant against every other one, in each of the
+	// single-key, new-key and contended scenarios.
+	if len(rep.Ratios) != 2+2+3 {
+		t.Fatalf("ratios: %+v", rep.Ratios)
+	}
+	for _, r := range rep.Ratios {
+		want := quickParams.rounds // latency: one pair per round
+		if r.Scenario == "contended" {
+			want = quickParams.slices
+		}
+		if r.Repeats != want || !(r.Lo <= r.Ratio && r.Ratio <= r.Hi) || r.Ratio <= 0 {
+			t.Errorf("ratio row %+v: want %d repeats and lo <= ratio <= hi", r, want)
+		}
+	}
 	// lockkit, floor, gofrs/flock, and the floor behind a local queue
 	if len(br.Contended) != 4 || br.Contended[0].Acquisitions == 0 {
 		t.Fatalf("contended results: %+v", br.Contended)
@@ -155,6 +212,42 @@ func TestQuickFiles(t *testing.T) {
 	}
 }
 
+func TestRatioCI(t *testing.T) {
+	est, lo, hi, n := ratioCI([]float64{2, 4, 0, 8}, []float64{1, 2, 5, 4})
+	if n != 3 || math.Abs(est-2) > 1e-9 || math.Abs(lo-2) > 1e-9 || math.Abs(hi-2) > 1e-9 {
+		t.Fatalf("constant ratio 2: %v [%v, %v] n=%d", est, lo, hi, n)
+	}
+	// Ratios 1, 2, 4: geometric mean 2; logs have sd ln 2, so the
+	// interval is 2·exp(±4.303·ln2/√3).
+	est, lo, hi, n = ratioCI([]float64{1, 2, 4}, []float64{1, 1, 1})
+	w := math.Exp(4.303 * math.Ln2 / math.Sqrt(3))
+	if n != 3 || math.Abs(est-2) > 1e-9 || math.Abs(lo-2/w) > 1e-6 || math.Abs(hi-2*w) > 1e-6 {
+		t.Fatalf("ratios 1,2,4: %v [%v, %v] n=%d, want 2 [%v, %v]", est, lo, hi, n, 2/w, 2*w)
+	}
+}
+
+// TestInterleaved checks that runLatency mixes the variants' operations
+// within each round rather than running them in blocks.
+func TestInterleaved(t *testing.T) {
+	vs := []*variant{{name: "a"}, {name: "b"}}
+	var seq []int
+	runLatency(context.Background(), vs, 5, 40, time.Minute, func(ctx context.Context, vi int, v *variant, i int) error {
+		seq = append(seq, vi)
+		return nil
+	})
+	switches := 0
+	for i := 1; i < len(seq); i++ {
+		if seq[i] != seq[i-1] {
+			switches++
+		}
+	}
+	// 5 rounds of 80 ops plus a warm-up of 16: in blocks there would be
+	// at most 11 switches; shuffled, about half the ops switch.
+	if len(seq) != 5*80+16 || switches < 100 {
+		t.Fatalf("%d ops, %d switches between variants", len(seq), switches)
+	}
+}
+
 func TestFlags(t *testing.T) {
 	if _, err := parseFlags([]string{"-backends", "nope"}, io.Discard); err == nil {
 		t.Fatal("unknown backend accepted")
@@ -162,5 +255,29 @@ func TestFlags(t *testing.T) {
 	c, err := parseFlags([]string{"-quick"}, io.Discard)
 	if err != nil || c.out != filepath.Join("results", "quick") || len(c.backends) != len(backends) {
 		t.Fatalf("%+v %v", c, err)
+	}
+}
+
+func TestCompareRuns(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, ratio float64) string {
+		p := filepath.Join(dir, name)
+		rep := &report{Ratios: []ratioRow{
+			{Backend: "files", Scenario: "contended", Metric: "throughput", Lockkit: "lockkit", Other: "gofrs/flock", Ratio: ratio, Lo: ratio * 0.9, Hi: ratio * 1.1, Repeats: 6},
+			{Backend: "files", Scenario: "1 key", Metric: "p50", Lockkit: "lockkit", Other: "floor", Ratio: 1.0, Lo: 0.99, Hi: 1.01, Repeats: 10},
+		}}
+		if err := writeJSON(p, rep); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a, b := write("a.json", 2.0), write("b.json", 2.2)
+	var out bytes.Buffer
+	n, err := compareRuns(a, b, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || !strings.Contains(out.String(), "+10.0 %") || !strings.Contains(out.String(), "| files | 1 key, p50 | floor | 1.00× (0.99–1.01) | 1.00× (0.99–1.01) | +0.0 % | yes | yes |") {
+		t.Fatalf("%d disagree:\n%s", n, out.String())
 	}
 }

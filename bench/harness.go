@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -75,6 +76,14 @@ type variant struct {
 	// singleKey marks a variant that can lock one fixed lock only (k is
 	// ignored): it runs the single-key and contended scenarios only.
 	singleKey bool
+
+	// procs, instead of contended, runs one contended slice in worker
+	// processes of its own, adds their counts to r and returns their
+	// flights (see perworker.go).
+	procs func(ctx context.Context, k, n int, window time.Duration, r *contendedResult) int64
+
+	// fullOnly leaves the variant out of -quick runs.
+	fullOnly bool
 }
 
 // params sizes a run. Counts are upper bounds: every batch also stops at
@@ -82,12 +91,12 @@ type variant struct {
 // take milliseconds (a lock table commits twice per lock) still fits the
 // run's time.
 type params struct {
-	rounds, batch int           // single key: rounds × batch ops per variant
+	rounds, batch int           // single key: rounds (repeats) × batch ops per variant
 	batchBudget   time.Duration // wall time cap of one batch
 	distinct      int           // distinct keys: ops (one per key) per variant
 	workers       int           // contended
 	window        time.Duration // contended: total per variant
-	slices        int           // contended: the window in this many interleaved slices
+	slices        int           // contended: the window in this many interleaved slices (repeats)
 	multiN        int           // keys per multi-key op
 	multiOps      int
 	memOps        int
@@ -104,16 +113,16 @@ const minBatch = 5
 var fullParams = params{
 	rounds: 10, batch: 100, batchBudget: 250 * time.Millisecond,
 	distinct: 10000,
-	workers:  16, window: 2 * time.Second, slices: 4,
+	workers:  16, window: 2 * time.Second, slices: 6,
 	multiN: 100, multiOps: 100,
 	memOps: 500, memBudget: time.Second, heldN: 10,
 	scaleSteps: []int{1, 10, 100, 1000, 10000}, scaleOps: 200, scaleBudget: 500 * time.Millisecond,
 }
 
 var quickParams = params{
-	rounds: 3, batch: 20, batchBudget: 60 * time.Millisecond,
+	rounds: 5, batch: 12, batchBudget: 40 * time.Millisecond,
 	distinct: 200,
-	workers:  16, window: 200 * time.Millisecond, slices: 1,
+	workers:  16, window: 300 * time.Millisecond, slices: 1,
 	multiN: 100, multiOps: 6,
 	memOps: 50, memBudget: 100 * time.Millisecond, heldN: 4,
 	scaleSteps: []int{1, 10, 100}, scaleOps: 20, scaleBudget: 60 * time.Millisecond,
@@ -153,14 +162,23 @@ type latencyResult struct {
 	DialsPerOp float64 `json:"dials_per_op"`
 	Errors     int     `json:"errors"`
 	Skipped    string  `json:"skipped,omitempty"`
+	// RoundMedianNs is the median of each repeat (round), in round
+	// order: the ratios' confidence intervals pair them round by round.
+	RoundMedianNs []int64 `json:"round_median_ns"`
 
 	s samples
 }
 
-// runLatency runs op for every variant in interleaved rounds: each round
-// runs one batch per variant, in an order that rotates from round to round,
-// so that drift on the shared machine hits every variant alike. The first
-// batch of each variant is a warm-up and is not recorded.
+// runLatency runs op for every variant in rounds (the repeats). Within a
+// round the variants are interleaved operation by operation, in an order
+// shuffled afresh each round: every variant gets batch operations, placed
+// at random among the others', so that a drift or a mode change of the
+// shared machine (this machine's loopback latency is bimodal, and stays in
+// one mode for tens of milliseconds) lands on every variant alike. A round
+// ends early once it has run budget × variants of wall time (and every
+// variant at least minBatch ops); the shuffle keeps the variants' counts
+// alike then too. A shuffled warm-up round is not recorded. Each round's
+// median per variant is kept, for ratios with confidence intervals.
 func runLatency(ctx context.Context, vs []*variant, rounds, batch int, budget time.Duration, op func(ctx context.Context, vi int, v *variant, i int) error) []*latencyResult {
 	res := make([]*latencyResult, len(vs))
 	flights := make([]int64, len(vs))
@@ -169,59 +187,75 @@ func runLatency(ctx context.Context, vs []*variant, rounds, batch int, budget ti
 	for vi, v := range vs {
 		res[vi] = &latencyResult{Variant: v.name, Role: v.role, RoundTrips: -1}
 	}
-	runBatch := func(vi, n int, record bool) {
-		v, r := vs[vi], res[vi]
-		if r.Skipped != "" {
-			return
+	runRound := func(n int, record bool) {
+		order := make([]int, 0, n*len(vs))
+		for vi := range vs {
+			for range n {
+				order = append(order, vi)
+			}
 		}
-		var before snapshot
-		if v.net != nil {
-			before = v.net.snap()
-		}
-		done := 0
-		bstart := time.Now()
-		for j := range n {
-			if j >= minBatch && time.Since(bstart) > budget {
-				break
+		rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		round := make([]samples, len(vs))
+		done := make([]int, len(vs))
+		rstart := time.Now()
+		roundBudget := budget * time.Duration(len(vs))
+		for _, vi := range order {
+			v, r := vs[vi], res[vi]
+			if r.Skipped != "" {
+				continue
+			}
+			if done[vi] >= minBatch && time.Since(rstart) > roundBudget {
+				continue
 			}
 			if ctx.Err() != nil {
 				r.Skipped = "interrupted"
-				return
+				continue
 			}
 			i := next[vi]
 			next[vi]++
+			// Traffic is counted per operation: variants may share a
+			// counter (a floor and its diagnostics), and the ops of
+			// one round are interleaved.
+			var before snapshot
+			if v.net != nil {
+				before = v.net.snap()
+			}
 			octx, cancel := context.WithTimeout(ctx, opTimeout)
 			start := time.Now()
 			err := op(octx, vi, v, i)
 			d := time.Since(start)
 			cancel()
+			done[vi]++
+			if record && v.net != nil {
+				after := v.net.snap()
+				flights[vi] += after.Flights - before.Flights
+				dials[vi] += after.Dials - before.Dials
+			}
 			if err != nil {
 				r.Errors++
 				if r.Errors >= maxErrors {
 					r.Skipped = fmt.Sprintf("%d errors, last: %v", r.Errors, err)
-					return
 				}
 				continue
 			}
-			done++
 			if record {
-				r.s = append(r.s, d)
+				round[vi] = append(round[vi], d)
 			}
 		}
-		if record && v.net != nil {
-			after := v.net.snap()
-			flights[vi] += after.Flights - before.Flights
-			dials[vi] += after.Dials - before.Dials
+		if !record {
+			return
+		}
+		for vi, r := range res {
+			if r.Skipped != "" {
+				continue
+			}
+			r.s = append(r.s, round[vi]...)
+			r.RoundMedianNs = append(r.RoundMedianNs, int64(round[vi].median()))
 		}
 	}
-	warm := max(2, batch/5)
-	for vi := range vs {
-		runBatch(vi, warm, false)
-	}
-	for round := range rounds {
-		for j := range vs {
-			runBatch((round+j)%len(vs), batch, true)
-		}
+	runRound(max(2, batch/5), false)
+	for range rounds {
+		runRound(batch, true)
 	}
 	for vi, r := range res {
 		r.N = len(r.s)
@@ -269,18 +303,23 @@ type contendedResult struct {
 	// Handoffs to another worker only (the releaser re-winning excluded).
 	OtherP50Ns int64   `json:"handoff_other_median_ns"`
 	OtherP99Ns int64   `json:"handoff_other_p99_ns"`
-	OtherShare float64 `json:"handoff_other_share"`         // share of handoffs that went to another worker
+	OtherShare float64 `json:"handoff_other_share"` // share of handoffs that went to another worker
+	// Wait is how long one acquire call took, call to return: the bound
+	// a waiter is served within.
+	WaitP50Ns  int64   `json:"wait_median_ns"`
+	WaitP99Ns  int64   `json:"wait_p99_ns"`
+	WaitMaxNs  int64   `json:"wait_max_ns"`
 	RoundTrips float64 `json:"round_trips_per_acquisition"` // all workers' flights, per acquisition; -1: no network
 	Errors     int     `json:"errors"`
 	LastError  string  `json:"last_error,omitempty"`
 	Skipped    string  `json:"skipped,omitempty"`
 
-	handoffs, others samples
+	handoffs, others, waits samples
 }
 
 // runContended lets n workers of each variant compete for one lock. The
-// window is cut into slices that run variant after variant, in an order
-// that rotates each slice, so that load from other processes on the shared
+// window is cut into slices (the repeats) that run variant after variant,
+// in an order shuffled afresh each slice, so that load from other processes on the shared
 // machine hits every variant alike; each slice sets the variant up afresh
 // (its pool, warmed before the slice starts) and tears it down, so that
 // only one variant's connections are open at a time.
@@ -292,12 +331,19 @@ func runContended(ctx context.Context, vs []*variant, keyOf func(*variant) int, 
 	}
 	slice := window / time.Duration(slices)
 	for sl := range slices {
-		for j := range vs {
-			vi := (sl + j) % len(vs)
+		for _, vi := range rand.Perm(len(vs)) {
 			if ctx.Err() != nil || rs[vi].Skipped != "" {
 				continue
 			}
-			flights[vi] += contendedSlice(ctx, vs[vi], keyOf(vs[vi]), n, slice, rs[vi])
+			// A lock of its own per slice: waiters a slice cancelled,
+			// and sessions it discarded, can still be queued for its
+			// lock on the server when the next slice starts.
+			k := keyOf(vs[vi]) + sl
+			if vs[vi].procs != nil {
+				flights[vi] += vs[vi].procs(ctx, k, n, slice, rs[vi])
+			} else {
+				flights[vi] += contendedSlice(ctx, vs[vi], k, n, slice, rs[vi])
+			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
@@ -327,6 +373,9 @@ func runContended(ctx context.Context, vs []*variant, keyOf func(*variant) int, 
 		r.Handoffs = len(r.handoffs)
 		r.OtherP50Ns = int64(r.others.median())
 		r.OtherP99Ns = int64(r.others.p99())
+		r.WaitP50Ns = int64(r.waits.median())
+		r.WaitP99Ns = int64(r.waits.p99())
+		r.WaitMaxNs = int64(r.waits.quantile(1))
 	}
 	return rs
 }
@@ -357,6 +406,7 @@ func contendedSlice(ctx context.Context, v *variant, k, n int, window time.Durat
 		counts   = make([]int, n)
 		handoffs = make([]samples, n)
 		others   = make([]samples, n)
+		waits    = make([]samples, n)
 		errs     atomic.Int64
 		lastErr  atomic.Value
 		wg       sync.WaitGroup
@@ -376,6 +426,7 @@ func contendedSlice(ctx context.Context, v *variant, k, n int, window time.Durat
 			defer wg.Done()
 			<-start
 			for mono() < deadline {
+				called := mono()
 				rel, err := w.acquire(wctx)
 				if err != nil {
 					if wctx.Err() != nil {
@@ -392,6 +443,7 @@ func contendedSlice(ctx context.Context, v *variant, k, n int, window time.Durat
 				now := mono()
 				if now < deadline {
 					counts[i]++
+					waits[i] = append(waits[i], time.Duration(now-called))
 					if lr := lastRel.Load(); lr > 0 {
 						handoffs[i] = append(handoffs[i], time.Duration(now-lr))
 						if lastWho.Load() != int64(i) {
@@ -442,6 +494,7 @@ func contendedSlice(ctx context.Context, v *variant, k, n int, window time.Durat
 		r.PerWorker[i] += counts[i]
 		r.handoffs = append(r.handoffs, handoffs[i]...)
 		r.others = append(r.others, others[i]...)
+		r.waits = append(r.waits, waits[i]...)
 	}
 	r.Errors += int(errs.Load())
 	if s, ok := lastErr.Load().(string); ok {
@@ -569,6 +622,9 @@ type scalePoint struct {
 	// operation: background traffic of the held locks (lease renewals,
 	// probes) shows as more than the operation's own.
 	RoundTrips float64 `json:"round_trips_per_op"`
+	// Conns is the variant's open connections while Held locks are held
+	// (-1: no network).
+	Conns int64 `json:"conns"`
 }
 
 // scaleResult is one variant's latency curve.
@@ -650,9 +706,10 @@ func runScale(ctx context.Context, vi int, v *variant, steps []int, ops int, bud
 			}
 			s = append(s, d)
 		}
-		pt := scalePoint{Held: held, MedianNs: int64(s.median()), P99Ns: int64(s.p99()), RoundTrips: -1}
+		pt := scalePoint{Held: held, MedianNs: int64(s.median()), P99Ns: int64(s.p99()), RoundTrips: -1, Conns: -1}
 		if v.net != nil {
 			pt.RoundTrips = float64(v.net.snap().Flights-before.Flights) / float64(len(s))
+			pt.Conns = v.net.open.Load()
 		}
 		r.Points = append(r.Points, pt)
 	}

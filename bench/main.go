@@ -37,6 +37,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/lockkit/lockkit/integration"
 )
 
 // env is what every backend's setup gets.
@@ -48,6 +50,9 @@ type env struct {
 	keySeed                int64  // base of numeric lock ids
 	tmp                    string // scratch directory (lock files)
 	verbose                bool
+	// privatePG: pgDSN is a private server of this run's own, whose lock
+	// table holds 10,000 advisory locks (-private-postgres).
+	privatePG bool
 }
 
 // backend is one lock mechanism with its variants.
@@ -92,6 +97,8 @@ type config struct {
 	cpuprof   string
 	workers   int
 	strict    bool
+	privatePG bool
+	compare   string
 
 	failoverN    int  // lockkit failovers per backend; 0: the mode's default
 	clientGoReal bool // the client-go-style loop with its real defaults, not scaled ×0.1
@@ -115,6 +122,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.workers, "workers", 16, "workers of the contended scenario")
 	fs.BoolVar(&c.strict, "strict", os.Getenv("LOCKKIT_TEST_REQUIRE") == "1",
 		"exit non-zero when a backend is skipped or a lockkit measurement failed (default: $LOCKKIT_TEST_REQUIRE=1); slowness never fails")
+	fs.BoolVar(&c.privatePG, "private-postgres", false,
+		"run the PostgreSQL backends on a private server started for the run (integration.LaunchPostgres, max_locks_per_transaction 256), so that the scale scenario holds 10,000 advisory locks; slow to start, not for CI")
+	fs.StringVar(&c.compare, "compare", "", "RUN1.json,RUN2.json: measure nothing; print the two runs' ratios side by side and whether they agree within ±5 %")
 	fs.IntVar(&c.failoverN, "failovers", 0, fmt.Sprintf("failovers of lockkit's election per backend (default %d, %d with -quick)", foFullN, foQuickN))
 	fs.BoolVar(&c.clientGoReal, "clientgo-real", false, "run the failover scenario's client-go-style loop with client-go's defaults (15 s lease, 2 s retry period) instead of scaled ×0.1")
 	if err := fs.Parse(args); err != nil {
@@ -168,6 +178,14 @@ func pick(list, known, what string) ([]string, error) {
 }
 
 func main() {
+	if spec := os.Getenv(workerEnv); spec != "" {
+		// A worker process of the "16 processes" variants.
+		if err := workerMain(spec, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench worker:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	if raw := os.Getenv(foChildEnv); raw != "" {
 		os.Exit(failoverChild(raw)) // a leader process of the failover scenario
 	}
@@ -185,6 +203,17 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c, err := parseFlags(args, stderr)
 	if err != nil {
+		return err
+	}
+	if c.compare != "" {
+		a, b, ok := strings.Cut(c.compare, ",")
+		if !ok {
+			return fmt.Errorf("-compare wants two results.json files, comma-separated")
+		}
+		n, err := compareRuns(a, b, stdout)
+		if err == nil {
+			fmt.Fprintf(stdout, "\n%d ratios differ by more than ±5 %% between the runs.\n", n)
+		}
 		return err
 	}
 	if c.cpuprof != "" {
@@ -286,6 +315,15 @@ func measure(ctx context.Context, c *config, stderr io.Writer) (*report, error) 
 	if c.quick {
 		e.p = quickParams
 	}
+	if c.privatePG {
+		fmt.Fprintln(stderr, "bench: starting a private PostgreSQL server ...")
+		srv, err := integration.LaunchPostgres(integration.WithServerArgs("-c", "max_locks_per_transaction=256"))
+		if err != nil {
+			return nil, fmt.Errorf("-private-postgres: %w", err)
+		}
+		defer srv.Close()
+		e.pgDSN, e.privatePG = srv.DSN(), true
+	}
 	if c.workers > 0 {
 		e.p.workers = c.workers
 	}
@@ -325,6 +363,8 @@ func measure(ctx context.Context, c *config, stderr io.Writer) (*report, error) 
 		rep.Semaphore = runSemaphore(ctx, e, c, stderr)
 	}
 	rep.Seconds = time.Since(start).Seconds()
+	rep.Machine.LoadAvgEnd = loadAvg()
+	rep.Ratios = computeRatios(rep)
 	return rep, ctx.Err()
 }
 
@@ -368,11 +408,18 @@ func describeMachine(ctx context.Context, e *env) machine {
 			}
 		}
 	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		m.LoadAvg = strings.TrimSpace(string(b))
-	}
+	m.LoadAvg = loadAvg()
 	m.Servers = serverVersions(ctx, e)
 	return m
+}
+
+// loadAvg is /proc/loadavg, "" where there is none.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // gitCommit returns the checkout's HEAD, with "+dirty" when it has

@@ -20,32 +20,115 @@ type report struct {
 	Method    string           `json:"method"`
 	Scenarios []string         `json:"scenarios"`
 	Backends  []*backendResult `json:"backends"`
+	Ratios    []ratioRow       `json:"ratios"`
 	Files     []string         `json:"-"`
 
 	ownResults // failover.go, semaphore.go
 }
 
+// ratioRow is lockkit against one other variant in one scenario, over the
+// scenario's repeats (rounds, or contended slices) paired one by one.
+type ratioRow struct {
+	Backend  string  `json:"backend"`
+	Scenario string  `json:"scenario"`
+	Metric   string  `json:"metric"` // what is divided: "p50" (lower is better) or "throughput" (higher is better)
+	Lockkit  string  `json:"lockkit"`
+	Other    string  `json:"other"`
+	Role     role    `json:"other_role"`
+	Ratio    float64 `json:"ratio"` // geometric mean of the repeats' ratios
+	Lo       float64 `json:"ci95_lo"`
+	Hi       float64 `json:"ci95_hi"`
+	Repeats  int     `json:"repeats"`
+}
+
+// computeRatios pairs every lockkit variant's repeats with every floor's
+// and peer's in the same scenario: latency scenarios compare each round's
+// median, the contended scenario each slice's acquisitions.
+func computeRatios(rep *report) []ratioRow {
+	var out []ratioRow
+	f := func(ns []int64) []float64 {
+		o := make([]float64, len(ns))
+		for i, n := range ns {
+			o[i] = float64(n)
+		}
+		return o
+	}
+	g := func(ns []int) []float64 {
+		o := make([]float64, len(ns))
+		for i, n := range ns {
+			o[i] = float64(n)
+		}
+		return o
+	}
+	for _, br := range rep.Backends {
+		for _, sc := range []struct {
+			name string
+			rs   []*latencyResult
+		}{{"1 key", br.Single}, {"a new key each op", br.Distinct}, {"100 keys at once", br.Multi}} {
+			for _, lk := range sc.rs {
+				if lk.Role != roleLockkit || lk.Skipped != "" {
+					continue
+				}
+				for _, o := range sc.rs {
+					if o.Role == roleLockkit || o.Skipped != "" {
+						continue
+					}
+					est, lo, hi, n := ratioCI(f(lk.RoundMedianNs), f(o.RoundMedianNs))
+					if n == 0 {
+						continue
+					}
+					out = append(out, ratioRow{br.Backend, sc.name, "p50", lk.Variant, o.Variant, o.Role, est, lo, hi, n})
+				}
+			}
+		}
+		for _, lk := range br.Contended {
+			if lk.Role != roleLockkit || lk.Skipped != "" {
+				continue
+			}
+			for _, o := range br.Contended {
+				if o.Role == roleLockkit || o.Skipped != "" {
+					continue
+				}
+				est, lo, hi, n := ratioCI(g(lk.PerSlice), g(o.PerSlice))
+				if n == 0 {
+					continue
+				}
+				out = append(out, ratioRow{br.Backend, "contended", "throughput", lk.Variant, o.Variant, o.Role, est, lo, hi, n})
+			}
+		}
+	}
+	return out
+}
+
 type machine struct {
-	GOOS      string            `json:"goos"`
-	GOARCH    string            `json:"goarch"`
-	CPUs      int               `json:"cpus"`
-	CPU       string            `json:"cpu,omitempty"`
-	GoVersion string            `json:"go_version"`
-	LoadAvg   string            `json:"loadavg_at_start,omitempty"`
-	Servers   map[string]string `json:"servers,omitempty"`
+	GOOS       string            `json:"goos"`
+	GOARCH     string            `json:"goarch"`
+	CPUs       int               `json:"cpus"`
+	CPU        string            `json:"cpu,omitempty"`
+	GoVersion  string            `json:"go_version"`
+	LoadAvg    string            `json:"loadavg_at_start,omitempty"`
+	LoadAvgEnd string            `json:"loadavg_at_end,omitempty"`
+	Servers    map[string]string `json:"servers,omitempty"`
 }
 
 const methodText = `Latency is wall time of one complete operation (acquire + release, or the
 multi-key acquire + release), measured per operation in this process.
-Variants run interleaved: each round runs one batch per variant, in an order
-that rotates every round; the first batch of each is a warm-up. p50 is the
+Variants run interleaved operation by operation: each round (a repeat)
+runs a batch of every variant's operations in an order shuffled afresh;
+a first, shuffled round is a warm-up. Ratios pair the repeats: each
+round's p50 (latency) or each contended slice's acquisitions, with a 95 %
+interval (Student's t on the logarithms of the ratios). p50 is the
 median, p99 the 99th percentile (nearest rank). Round trips are counted on
 the wire by a wrapping net.Conn: one "flight" is one or more client writes
 followed by the first bytes of the server's answer; pushed data counts
 nothing. Contended: 16 goroutines loop acquire (waiting) / release on one
 lock for a fixed window; handoff is the time from the holder's call to
-release to the moment the next holder's acquire returns; spread is the
-most / fewest acquisitions of one worker. Memory: runtime.MemStats mallocs
+release to the moment the next holder's acquire returns; wait is one
+acquire call, call to return; spread is the most / fewest acquisitions of
+one worker. The "a Locker per worker" variants give each worker a Locker
+with connections of its own; "16 processes" runs each worker in a
+process of its own (the harness re-executes itself) and times handoffs
+on CLOCK_MONOTONIC across them. Memory: runtime.MemStats mallocs
 and bytes over N try+release ops (whole process, so goroutines a lock
 starts count); connections are the variant's open sockets while N locks
 are held. Scale: N locks held, then try+release of fresh locks.`
@@ -139,8 +222,8 @@ func renderTables(rep *report) string {
 	if rep.Commit != "" {
 		fmt.Fprintf(&b, "Code: lockkit at %s, started %s.\n", rep.Commit, rep.Started.Format(time.RFC3339))
 	}
-	fmt.Fprintf(&b, "Machine: %d CPUs (%s), %s/%s, %s; load average at start %s.\n",
-		rep.Machine.CPUs, rep.Machine.CPU, rep.Machine.GOOS, rep.Machine.GOARCH, rep.Machine.GoVersion, rep.Machine.LoadAvg)
+	fmt.Fprintf(&b, "Machine: %d CPUs (%s), %s/%s, %s; load average at start %s, at end %s.\n",
+		rep.Machine.CPUs, rep.Machine.CPU, rep.Machine.GOOS, rep.Machine.GOARCH, rep.Machine.GoVersion, rep.Machine.LoadAvg, rep.Machine.LoadAvgEnd)
 	for _, k := range []string{"postgres", "mysql", "redis"} {
 		if v, ok := rep.Machine.Servers[k]; ok {
 			fmt.Fprintf(&b, "Server %s: %s.\n", k, v)
@@ -156,6 +239,22 @@ func renderTables(rep *report) string {
 	}
 	if len(skipped) > 0 {
 		b.WriteString(strings.Join(skipped, "\n") + "\n\n")
+	}
+
+	if len(rep.Ratios) > 0 {
+		b.WriteString("## Ratios with 95 % intervals\n\n")
+		b.WriteString("lockkit against each other variant, repeat by repeat: latency divides each round's p50 (below 1 favours lockkit), contended divides each slice's acquisitions (above 1 favours lockkit). The ratio is the geometric mean of the repeats' ratios; the interval is Student's t on their logarithms.\n\n")
+		b.WriteString("| backend | scenario | lockkit / it | its role | ratio | 95 % interval | repeats |\n")
+		b.WriteString("|---|---|---|---|---|---|---|\n")
+		for _, r := range rep.Ratios {
+			lk := ""
+			if r.Lockkit != "lockkit" {
+				lk = " (" + r.Lockkit + ")"
+			}
+			fmt.Fprintf(&b, "| %s | %s, %s%s | %s | %s | %.2f× | %.2f–%.2f | %d |\n",
+				r.Backend, r.Scenario, r.Metric, lk, r.Other, r.Role, r.Ratio, r.Lo, r.Hi, r.Repeats)
+		}
+		b.WriteString("\n")
 	}
 
 	b.WriteString("## Uncontended latency (acquire + release)\n\n")
@@ -220,12 +319,12 @@ func renderTables(rep *report) string {
 		}
 	}
 	fmt.Fprintf(&b, "## Contended: %d workers on one lock\n\n", workers)
-	b.WriteString("| backend | variant | acquisitions/s | spread max/min | handoff p50 | handoff p99 | to another worker: share, p50, p99 | round trips / acquisition | errors |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| backend | variant | acquisitions/s | spread max/min | handoff p50 | handoff p99 | to another worker: share, p50, p99 | wait for the lock p50 / p99 / max | round trips / acquisition | errors |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, br := range rep.Backends {
 		for _, c := range br.Contended {
 			if c.Skipped != "" {
-				fmt.Fprintf(&b, "| %s | %s | skipped: %s |  |  |  |  |  |  |\n", br.Backend, c.Variant, c.Skipped)
+				fmt.Fprintf(&b, "| %s | %s | skipped: %s |  |  |  |  |  |  |  |\n", br.Backend, c.Variant, c.Skipped)
 				continue
 			}
 			spread := fmt.Sprintf("%.2f", c.Spread)
@@ -247,8 +346,9 @@ func renderTables(rep *report) string {
 				errs += ": " + truncate(c.LastError, 60)
 			}
 			other := fmt.Sprintf("%.1f%%, %s, %s", 100*c.OtherShare, fmtDur(c.OtherP50Ns), fmtDur(c.OtherP99Ns))
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-				br.Backend, c.Variant, tput, spread, fmtDur(c.HandoffP50Ns), fmtDur(c.HandoffP99Ns), other, rt, errs)
+			wait := fmtDur(c.WaitP50Ns) + " / " + fmtDur(c.WaitP99Ns) + " / " + fmtDur(c.WaitMaxNs)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+				br.Backend, c.Variant, tput, spread, fmtDur(c.HandoffP50Ns), fmtDur(c.HandoffP99Ns), other, wait, rt, errs)
 		}
 	}
 	b.WriteString("\n")
@@ -276,7 +376,7 @@ func renderTables(rep *report) string {
 	}
 	b.WriteString("\n")
 
-	b.WriteString("## Scale: try + release with N locks held (p50 / p99, and all round trips of the variant per op while N are held)\n\n")
+	b.WriteString("## Scale: try + release with N locks held (p50 / p99, all round trips of the variant per op while N are held, and its open connections)\n\n")
 	var steps []int
 	for _, br := range rep.Backends {
 		for _, s := range br.Scale {
@@ -305,7 +405,7 @@ func renderTables(rep *report) string {
 					if pt.Held == st {
 						cell = fmtDur(pt.MedianNs) + " / " + fmtDur(pt.P99Ns)
 						if pt.RoundTrips >= 0 {
-							cell += fmt.Sprintf(" (%.1f rt)", pt.RoundTrips)
+							cell += fmt.Sprintf(" (%.1f rt, %d conns)", pt.RoundTrips, pt.Conns)
 						}
 					}
 				}

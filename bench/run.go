@@ -36,7 +36,12 @@ func runBackend(ctx context.Context, e *env, b backend, scenarios []string) *bac
 		return br
 	}
 	defer bs.cleanup()
-	vs := bs.variants
+	var vs []*variant
+	for _, v := range bs.variants {
+		if !(e.quick && v.fullOnly) {
+			vs = append(vs, v)
+		}
+	}
 	br.Notes = bs.notes
 	for _, v := range vs {
 		br.Variants = append(br.Variants, variantInfo{v.name, v.role, v.note})
@@ -76,7 +81,7 @@ func runBackend(ctx context.Context, e *env, b backend, scenarios []string) *bac
 	}
 	if do("contended") {
 		e.logf("  %s: contended", b.name)
-		cv := with(func(v *variant) bool { return v.contended != nil })
+		cv := with(func(v *variant) bool { return v.contended != nil || v.procs != nil })
 		br.Contended = runContended(ctx, cv, func(v *variant) int { return keyBase(index(v), scContended) }, p.workers, p.window, p.slices)
 	}
 	if do("multi") {

@@ -42,3 +42,57 @@ func (s samples) sorted() samples {
 	slices.Sort(c)
 	return c
 }
+
+// ratioCI summarises paired repeats: the i-th ratio is a[i]/b[i], both
+// measured in the same repeat (interleaved), pairs where either is not
+// positive are left out. It returns the geometric mean of the ratios and
+// its 95 % confidence interval from Student's t on the logarithms, and
+// how many pairs went in. With fewer than two pairs the interval is the
+// estimate itself.
+func ratioCI(a, b []float64) (est, lo, hi float64, n int) {
+	var logs []float64
+	for i := range min(len(a), len(b)) {
+		if a[i] > 0 && b[i] > 0 {
+			logs = append(logs, math.Log(a[i]/b[i]))
+		}
+	}
+	n = len(logs)
+	if n == 0 {
+		return 0, 0, 0, 0
+	}
+	var sum float64
+	for _, x := range logs {
+		sum += x
+	}
+	m := sum / float64(n)
+	if n < 2 {
+		e := math.Exp(m)
+		return e, e, e, n
+	}
+	var ss float64
+	for _, x := range logs {
+		ss += (x - m) * (x - m)
+	}
+	se := math.Sqrt(ss/float64(n-1)) / math.Sqrt(float64(n))
+	h := tQuantile975(n-1) * se
+	return math.Exp(m), math.Exp(m - h), math.Exp(m + h), n
+}
+
+// tQuantile975 is the 97.5th percentile of Student's t with df degrees of
+// freedom (two-sided 95 %).
+func tQuantile975(df int) float64 {
+	table := []float64{0, 12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262,
+		2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093,
+		2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042}
+	switch {
+	case df < 1:
+		return math.Inf(1)
+	case df < len(table):
+		return table[df]
+	case df < 60:
+		return 2.01
+	case df < 120:
+		return 1.99
+	}
+	return 1.96
+}

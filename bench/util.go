@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/lockkit/lockkit"
 )
 
 // countFDs returns how many descriptors this process has open.
@@ -78,6 +80,24 @@ func warmDB(ctx context.Context, db *sql.DB, n int) {
 			c.Close()
 		}
 	}
+}
+
+// warmLocker runs n try+release cycles at once on distinct names through
+// l, so that each of n pooled connections has run a lock statement before
+// a measurement: a fresh advisory Locker sends its first statement on a
+// connection in a longer form, and checks its first grant in pg_locks
+// (see the advisory package), which a long-running process has done long
+// before. Errors are ignored: the measurement reports its own.
+func warmLocker(ctx context.Context, l lockkit.Locker, n int, prefix string) {
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if lk, err := l.TryAcquire(ctx, prefix+"-warm-"+strconv.Itoa(i)); err == nil {
+				_ = lk.Release(ctx)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // processCPU is the user and system CPU time this process has used.

@@ -494,8 +494,10 @@ func TestFileRemovedWhileHeld(t *testing.T) {
 	}
 	mustRelease(t, other)
 
-	// Release alone notices too.
-	lk = mustTry(t, l, "replaced", Exclusive)
+	// With CheckInterval, Release alone notices too (an hour: only
+	// Release checks in this test).
+	checked := newLocker(t, dir, &Config{CheckInterval: time.Hour})
+	lk = mustTry(t, checked, "replaced", Exclusive)
 	if err := os.Rename(filepath.Join(dir, "gone.lock"), lk.Path()); err != nil {
 		t.Fatal(err)
 	}
@@ -504,6 +506,26 @@ func TestFileRemovedWhileHeld(t *testing.T) {
 	}
 	if err := lk.Check(); !errors.Is(err, lockkit.ErrLost) {
 		t.Errorf("Check after Release = %v, want the loss", err)
+	}
+
+	// Without it, Release makes no loss check (it saves a system call per
+	// lock); an explicit Check still finds the loss.
+	lk = mustTry(t, l, "unchecked", Exclusive)
+	if err := os.Remove(lk.Path()); err != nil {
+		t.Fatal(err)
+	}
+	if err := lk.Release(ctxT(t, time.Second)); err != nil {
+		t.Errorf("Release without CheckInterval = %v, want nil (no loss check)", err)
+	}
+	lk = mustTry(t, l, "unchecked", Exclusive)
+	if err := os.Remove(lk.Path()); err != nil {
+		t.Fatal(err)
+	}
+	if err := lk.Check(); !errors.Is(err, ErrFileRemoved) {
+		t.Errorf("Check without CheckInterval = %v, want ErrFileRemoved", err)
+	}
+	if err := lk.Release(ctxT(t, time.Second)); !errors.Is(err, lockkit.ErrLost) {
+		t.Errorf("Release after Check found the loss = %v, want ErrLost", err)
 	}
 }
 
@@ -632,7 +654,7 @@ func TestWaiterFollowsReplacedFile(t *testing.T) {
 		t.Skip("the wake-up on removal is inotify's")
 	}
 	dir := t.TempDir()
-	a, w := newLocker(t, dir, nil), newLocker(t, dir, nil)
+	a, w := newLocker(t, dir, &Config{CheckInterval: time.Hour}), newLocker(t, dir, nil)
 	old := mustTry(t, a, "moved", Exclusive)
 	got := make(chan error, 1)
 	go func() {

@@ -41,9 +41,9 @@
 // Should anything remove or replace a lock file anyway, acquiring still
 // works: after locking, lockkit checks that the path still names the file it
 // locked, and starts over on the new file otherwise. A holder whose file
-// disappears is told so: Release, [Lock.Check] and the optional periodic
-// check (Config.CheckInterval) report the lock lost with cause
-// [ErrFileRemoved]. [Locker.Clean] removes lock files nobody holds, safely
+// disappears is told so when it asks: [Lock.Check], and with
+// Config.CheckInterval the periodic check and Release, report the lock lost
+// with cause [ErrFileRemoved]. [Locker.Clean] removes lock files nobody holds, safely
 // for lockkit processes because of that check (but not for util-linux
 // flock(1) sharing the directory, which does not check).
 //
@@ -70,7 +70,7 @@
 // non-blocking attempts with exponential backoff and jitter, from
 // Config.PollMin (500µs) up to Config.PollMax (50ms), bounded by its
 // context. On Linux a waiter is also woken by inotify when the lock file is
-// closed anywhere — a holder releasing (lockkit unlocks, then closes) or a
+// closed anywhere — a holder releasing (lockkit releases by closing) or a
 // holder process exiting or being killed — and retries at once
 // (bench/RESULTS.md has the measured hand-over latency). Where inotify is not
 // available (other systems, or fs.inotify.max_user_instances reached), or
@@ -81,12 +81,21 @@
 // served: only the first of them opens the lock file and waits on it, the
 // others queue in the process, and a Release hands the turn straight to the
 // next one, which then takes the flock itself (on a descriptor of its own).
+// When the releasing lock and the next in line are both exclusive, the
+// Release hands over the lock itself: its open file description, still
+// flocked, becomes the next Lock's, which only writes its holder record
+// over the old one (one system call for the release and the acquire
+// together, instead of seven). A chain of such hand-overs ends 1 ms after
+// its first, with a real release, so that other Lockers and processes
+// get a chance at the lock in between.
 // A holder that releases and at once acquires again goes behind the
 // acquires already queued; shared acquires share a turn, but do not pass a
 // queued exclusive one. The next in line watches for its turn for up to
 // 50µs, yielding the processor, before it sleeps: a quick succession of
-// holders passes the lock without waking sleeping goroutines. Across Lockers and processes, waiting is not fair:
-// a newcomer may win over a waiter that has waited long. Turns only order
+// holders passes the lock without waking sleeping goroutines. Across
+// Lockers and processes, waiting is not fair: a newcomer may win over a
+// waiter that has waited long, and a Locker whose goroutines queue for a
+// name keeps it for up to 1 ms of hand-overs at a time. Turns only order
 // attempts; the flock still decides who holds the lock.
 //
 // # Loss

@@ -94,9 +94,11 @@ type Config struct {
 	PollMax time.Duration
 
 	// CheckInterval, when positive, makes every held lock check on this
-	// interval that its path still names the locked file, and report the
-	// lock lost (Done closes, Err wraps [ErrFileRemoved]) when it does not.
-	// Release always checks. Zero means no periodic check.
+	// interval, and once more in Release, that its path still names the
+	// locked file, and report the lock lost (Done closes, Err wraps
+	// [ErrFileRemoved]) when it does not. Zero means no loss checks but
+	// explicit ones ([Lock.Check]): a Release then costs two system calls
+	// (the record's clearing and the close) instead of three.
 	CheckInterval time.Duration
 
 	// Fencing gives every exclusive lock a fencing token ([Lock.Token]),
@@ -123,9 +125,11 @@ type Config struct {
 }
 
 // Locker takes flock(2) locks on files in one directory. It implements
-// lockkit.Locker. It is safe for concurrent use; each lock it hands out has
-// an open file description of its own, so two handles exclude each other
-// even inside one process. Its acquires of one name take turns in FIFO
+// lockkit.Locker. It is safe for concurrent use; each lock it holds has an
+// open file description of its own (a Release may hand its description,
+// still flocked, to the next exclusive acquire of the name queued in the
+// Locker; see the package documentation), so two handles exclude each
+// other even inside one process. Its acquires of one name take turns in FIFO
 // order (see [Locker.Lock]), so goroutines that share a Locker share
 // a contended lock fairly.
 //
@@ -270,7 +274,7 @@ func New(dir string, cfg *Config) (*Locker, error) {
 		prefix: recordPrefix(os.Getpid(), host, c.Owner, c.App, c.Data),
 		host:   host,
 		refs:   1,
-		turns:  turnSet{Spin: turnSpin},
+		turns:  newTurnSet(),
 		tel:    telemetry.New(c.Telemetry, telemetry.Backend{Name: "filelock", Reason: lossReason}),
 	}, nil
 }
@@ -442,6 +446,12 @@ func (l *Locker) TryLock(ctx context.Context, name string, opts *Options) (*Lock
 // measure polling alone.
 var notifyEnabled = true
 
+// wakeRetry bounds the wait after a close event whose retry found the lock
+// still held. close(2) queues the inotify event just before the kernel
+// drops the closer's flock, so a waiter that runs at once can be that
+// moment early; it looks again this soon instead of a full poll interval.
+const wakeRetry = 50 * time.Microsecond
+
 // maxIdleNotifiers bounds the notifiers a Locker keeps for reuse.
 const maxIdleNotifiers = 8
 
@@ -529,11 +539,12 @@ func (l *Locker) acquireChecked(ctx context.Context, name string, mode Mode, wai
 	}
 
 	var (
-		f        = lockFile{fd: -1}
-		pause    = l.cfg.PollMin
-		timer    *time.Timer
-		n        *notifier
-		notified bool // a notifier was tried for this fd
+		f         = lockFile{fd: -1}
+		pause     = l.cfg.PollMin
+		timer     *time.Timer
+		n         *notifier
+		notified  bool // a notifier was tried for this fd
+		afterWake bool // this attempt follows a close event
 	)
 	closeFile := func() {
 		if n != nil {
@@ -565,7 +576,20 @@ func (l *Locker) acquireChecked(ctx context.Context, name string, mode Mode, wai
 		l.unref()
 		return nil, err
 	}
-	for {
+	// A Release of this Locker may have left the lock to us, still
+	// flocked (see parked): then there is nothing to open or lock.
+	handed, chain := false, time.Time{}
+	var dev, ino uint64
+	if p, ok := l.takeParked(t); ok {
+		if mode == Exclusive {
+			handed, chain = true, p.chain
+			f = lockFile{fd: p.fd, writable: p.writable}
+			dev, ino = p.dev, p.ino
+		} else {
+			unix.Close(p.fd)
+		}
+	}
+	for !handed {
 		if f.fd < 0 {
 			var err error
 			if f, err = l.open(file); err != nil {
@@ -607,6 +631,12 @@ func (l *Locker) acquireChecked(ctx context.Context, name string, mode Mode, wai
 		}
 		d := backoff.Jitter(pause)
 		pause = min(pause*2, l.cfg.PollMax)
+		if afterWake {
+			// The retry after a close event lost: the event may have
+			// come a moment before the closer's flock was dropped.
+			afterWake = false
+			d = min(d, wakeRetry)
+		}
 		if n != nil {
 			woken, err := n.wait(ctx, d)
 			if err != nil {
@@ -616,6 +646,7 @@ func (l *Locker) acquireChecked(ctx context.Context, name string, mode Mode, wai
 				// Something closed the file: likely a release. If
 				// the retry loses, poll fast again for a while.
 				pause = l.cfg.PollMin
+				afterWake = true
 				// Or the file was removed or replaced: wait on the
 				// path's new file, not behind the old one's holder.
 				if same, err := l.sameFile(file, &f.st); err == nil && !same {
@@ -643,7 +674,10 @@ func (l *Locker) acquireChecked(ctx context.Context, name string, mode Mode, wai
 		n = nil
 	}
 
-	lk := &Lock{locker: l, fd: f.fd, file: file, mode: mode, writable: f.writable, dev: uint64(f.st.Dev), ino: uint64(f.st.Ino), turn: t}
+	if !handed {
+		dev, ino = uint64(f.st.Dev), uint64(f.st.Ino)
+	}
+	lk := &Lock{locker: l, fd: f.fd, file: file, mode: mode, writable: f.writable, dev: dev, ino: ino, turn: t, chain: chain}
 	var token int64
 	if l.cfg.Fencing && mode == Exclusive && !f.writable {
 		return fail(fmt.Errorf("filelock: Config.Fencing keeps the token in the lock file, and this process may only read %s: %w", filepath.Join(l.dir, file), lockkit.ErrUnsupported))

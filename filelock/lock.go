@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/lockstate"
+	"github.com/lockkit/lockkit/internal/turns"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,9 +22,9 @@ import (
 // The lock lives as long as its open file description: Release closes it,
 // and so does the kernel when the process exits or is killed, which frees
 // the lock at once. It cannot be taken away while the descriptor is open,
-// but the lock file can be removed or replaced under it; Release, [Lock.Check]
-// and the periodic check of Config.CheckInterval report that as a loss
-// (matching lockkit.ErrLost, with cause [ErrFileRemoved]).
+// but the lock file can be removed or replaced under it; [Lock.Check], and
+// with Config.CheckInterval the periodic check and Release, report that as
+// a loss (matching lockkit.ErrLost, with cause [ErrFileRemoved]).
 type Lock struct {
 	state    *lockstate.Handle
 	locker   *Locker
@@ -34,6 +36,7 @@ type Lock struct {
 	mu     sync.Mutex // guards fd and turn against a concurrent Check during Release
 	fd     int        // -1 once closed
 	turn   turn       // the lock's turn for the name in its Locker, until passed on (see turn.go)
+	chain  time.Time  // when fd was first handed over (see parked); zero: never
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	closed bool
@@ -55,8 +58,10 @@ func (lk *Lock) Done() <-chan struct{} { return lk.state.Done() }
 // wrapping lockkit.ErrLost with the cause.
 func (lk *Lock) Err() error { return lk.state.Err() }
 
-// Release closes the lock file's descriptor, which ends the flock; see
-// [lockkit.Lock.Release].
+// Release clears the holder record and closes the lock file's descriptor,
+// which ends the flock; see [lockkit.Lock.Release]. With
+// Config.CheckInterval it first checks that the path still names the
+// locked file, and reports a loss otherwise.
 func (lk *Lock) Release(ctx context.Context) error { return lk.state.Release(ctx) }
 
 // Mode returns the mode the lock is held in.
@@ -134,8 +139,50 @@ func (lk *Lock) watch(iv time.Duration) {
 	}
 }
 
-// unlock is the lockstate.UnlockFunc: check the path, clear the holder
-// record, unlock, hand the turn on, close the descriptor.
+// handOver parks the lock's descriptor, still flocked, for the next
+// acquire of the name in this Locker and passes the turn to it, when that
+// acquire is exclusive, the lock is exclusive, and the description was
+// first handed over less than handOverMax ago (or never); it reports
+// whether it did. The holder record is left for the next holder to
+// overwrite. lk.mu is held.
+func (lk *Lock) handOver() bool {
+	if lk.mode != Exclusive || lk.turn.w == nil || handOverMax <= 0 {
+		return false
+	}
+	chain := lk.chain
+	if chain.IsZero() {
+		chain = time.Now()
+	} else if time.Since(chain) >= handOverMax {
+		return false
+	}
+	l, q := lk.locker, lk.turn.q
+	ok := false
+	l.turns.Do(func() {
+		if m, next := q.NextMode(); next && m == turns.Exclusive && q.State.fd < 0 {
+			*q.State = parked{fd: lk.fd, writable: lk.writable, dev: lk.dev, ino: lk.ino, chain: chain}
+			ok = true
+		}
+	})
+	if ok {
+		handOvers.Add(1)
+		lk.passTurn()
+	}
+	return ok
+}
+
+// handOvers counts hand-overs, for tests.
+var handOvers atomic.Int64
+
+// unlock is the lockstate.UnlockFunc: with Config.CheckInterval check the
+// path, clear the holder record, close the descriptor (which ends the
+// flock), hand the turn on.
+//
+// There is no flock(LOCK_UN) before the close: close(2) drops the lock
+// before it returns (the kernel frees the file description on the way
+// back to user space), so the next acquire of this Locker, handed the turn
+// after it, finds the lock free. A waiter elsewhere, woken by inotify's
+// close event, may be a moment early (the kernel queues the event just
+// before it drops the lock); it retries shortly after (see wakeRetry).
 func (lk *Lock) unlock(_ context.Context, lost bool) error {
 	if lk.stop != nil {
 		close(lk.stop)
@@ -145,7 +192,15 @@ func (lk *Lock) unlock(_ context.Context, lost bool) error {
 	defer lk.mu.Unlock()
 	var err error
 	if !lost {
-		err = lk.check()
+		if lk.locker.cfg.CheckInterval > 0 {
+			err = lk.check()
+		}
+		if err == nil && lk.handOver() {
+			lk.fd = -1
+			lk.closed = true
+			lk.locker.unref()
+			return nil
+		}
 		if err == nil && lk.writable && lk.mode == Exclusive {
 			// Clear the record so that nobody reads a holder that is
 			// gone. Shared holders wrote none and leave the file to
@@ -155,20 +210,17 @@ func (lk *Lock) unlock(_ context.Context, lost bool) error {
 			}
 		}
 	}
-	// Unlock before closing: a waiter is woken by the close (see
-	// notifier), and must find the lock already gone. The close alone
-	// would drop the lock too, a moment after the waiter's event.
-	_ = flock(lk.fd, unix.LOCK_UN)
+	cerr := unix.Close(lk.fd)
+	lk.fd = -1
+	lk.closed = true
 	// The next acquire of this Locker (if one is queued) can take the
-	// lock now; it need not wait for the close.
+	// lock now.
 	lk.passTurn()
-	if cerr := unix.Close(lk.fd); cerr != nil && err == nil && !lost {
+	if cerr != nil && err == nil && !lost {
 		// close(2) on a local file does not fail in practice; if it
 		// did, the kernel still released the descriptor.
 		err = fmt.Errorf("filelock: close: %w", cerr)
 	}
-	lk.fd = -1
-	lk.closed = true
 	lk.locker.unref()
 	return err
 }

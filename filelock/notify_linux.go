@@ -13,15 +13,16 @@ import (
 )
 
 // notifier wakes a waiting Acquire when the lock file it waits on is closed
-// by someone, which is when a holder's lock goes away: lockkit unlocks and
-// then closes, and the kernel closes the files of a process that exits or is
+// by someone, which is when a holder's lock goes away: lockkit releases by
+// closing, and the kernel closes the files of a process that exits or is
 // killed. It is an inotify instance watching the one inode the waiter has
 // open, read through the runtime's poller so that a wait ends on an event,
 // a deadline or the context, without a goroutine of its own.
 //
 // It is a shortcut, not the mechanism: waiters still retry on the polling
 // schedule, which covers holders that unlock without closing, events the
-// kernel queues a moment before it drops the lock, and systems where inotify
+// kernel queues a moment before it drops the lock (retried after
+// wakeRetry), and systems where inotify
 // is unavailable or its per-user limit (fs.inotify.max_user_instances) is
 // reached — then newNotifier returns nil and waiting is polling alone.
 //

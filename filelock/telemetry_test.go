@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/telemetrytest"
@@ -23,10 +24,10 @@ func TestTelemetry(t *testing.T) {
 }
 
 // A lock file removed under a held lock is one loss, reason file_removed,
-// whether a Check or the Release finds it.
+// whether a Check or the Release (with CheckInterval) finds it.
 func TestTelemetryFileRemoved(t *testing.T) {
 	rec := telemetrytest.New(t)
-	l := newLocker(t, t.TempDir(), &Config{Telemetry: rec.Telemetry})
+	l := newLocker(t, t.TempDir(), &Config{Telemetry: rec.Telemetry, CheckInterval: time.Hour})
 	ctx := context.Background()
 	for _, viaCheck := range []bool{true, false} {
 		lk, err := l.Lock(ctx, "removed", nil)

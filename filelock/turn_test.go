@@ -441,3 +441,118 @@ func TestTurnBusy(t *testing.T) {
 		})
 	}
 }
+
+// TestTurnHandOver: a Release with an exclusive acquire of the same
+// Locker queued leaves it the descriptor still flocked (parked): the
+// next holder writes its record on it, nobody else could take the lock in
+// between, and nothing is left open afterwards. A shared next waiter, and
+// a description flocked for longer than handOverMax, get a real release.
+func TestTurnHandOver(t *testing.T) {
+	dir := t.TempDir()
+	fds0 := countFDs(t)
+	l := newLocker(t, dir, &Config{Owner: "first", Fencing: true})
+	other := newLocker(t, dir, nil)
+	const name = "handover"
+	ctx := ctxT(t, 10*time.Second)
+
+	waiter := func(mode Mode) chan *Lock {
+		ch := make(chan *Lock, 1)
+		go func() {
+			lk, err := l.Lock(ctx, name, &Options{Mode: mode})
+			if err != nil {
+				t.Error(err)
+			}
+			ch <- lk
+		}()
+		return ch
+	}
+
+	held := mustTry(t, l, name, Exclusive)
+	next := waiter(Exclusive)
+	waitQueued(t, l, name, 1)
+	n0 := handOvers.Load()
+	mustRelease(t, held)
+	lk := <-next
+	if got := handOvers.Load() - n0; got != 1 {
+		t.Fatalf("%d hand-overs, want 1", got)
+	}
+	if lk.Token() <= held.Token() {
+		t.Errorf("token after the hand-over %d, want more than %d", lk.Token(), held.Token())
+	}
+	if lk2, err := other.TryAcquire(ctx, name); err == nil {
+		lk2.Release(ctx)
+		t.Fatal("another Locker took the lock while a hand-over's receiver held it")
+	}
+	st, err := other.Inspect(ctx, name)
+	if err != nil || !st.Held || st.Holder == nil || st.Holder.Owner != "first" {
+		t.Errorf("Inspect after the hand-over = %+v, %v; want held with the holder's record", st, err)
+	}
+
+	// A shared waiter next: a real release.
+	next = waiter(Shared)
+	waitQueued(t, l, name, 1)
+	n0 = handOvers.Load()
+	mustRelease(t, lk)
+	lk = <-next
+	if got := handOvers.Load() - n0; got != 0 {
+		t.Fatalf("%d hand-overs to a shared waiter, want 0", got)
+	}
+	mustRelease(t, lk)
+
+	// A chain of hand-overs that started more than handOverMax ago: a
+	// real release.
+	held = mustTry(t, l, name, Exclusive)
+	next = waiter(Exclusive)
+	waitQueued(t, l, name, 1)
+	n0 = handOvers.Load()
+	mustRelease(t, held)
+	lk = <-next
+	next = waiter(Exclusive)
+	waitQueued(t, l, name, 1)
+	time.Sleep(handOverMax + 10*time.Millisecond)
+	mustRelease(t, lk)
+	lk = <-next
+	if got := handOvers.Load() - n0; got != 1 {
+		t.Fatalf("%d hand-overs in a chain older than %v, want 1 (the first)", got, handOverMax)
+	}
+	mustRelease(t, lk)
+	mustRelease(t, mustTry(t, other, name, Exclusive))
+
+	// A receiver whose context ends as it is handed the lock: the parked
+	// descriptor is closed, not leaked.
+	for range 20 {
+		held = mustTry(t, l, name, Exclusive)
+		wctx, cancel := context.WithCancel(ctx)
+		got := make(chan error, 1)
+		go func() {
+			lk, err := l.Acquire(wctx, name)
+			if err == nil {
+				err = lk.Release(ctx)
+			}
+			got <- err
+		}()
+		waitQueued(t, l, name, 1)
+		go cancel()
+		mustRelease(t, held)
+		if err := <-got; err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatal(err)
+		}
+		cancel()
+		wantNoTurns(t, l)
+		mustRelease(t, mustTry(t, other, name, Exclusive))
+	}
+	l.Close()
+	other.Close()
+	if fds := countFDs(t); fds != fds0 {
+		t.Errorf("%d descriptors open after, %d before", fds, fds0)
+	}
+}
+
+func countFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(ents)
+}

@@ -160,6 +160,17 @@ func (q *Queue[S]) grant() {
 	}
 }
 
+// NextMode returns the mode of the first waiter of q that does not hold
+// the turn: the one a Leave of the turn's only holder hands it to. ok is
+// false when every waiter holds the turn. Call it with the Set locked
+// ([Set.Do]).
+func (q *Queue[S]) NextMode() (mode Mode, ok bool) {
+	if q.held >= len(q.waiters) {
+		return 0, false
+	}
+	return q.waiters[q.held].mode, true
+}
+
 // Busy reports whether name has waiters.
 func (s *Set[S]) Busy(name string) bool {
 	s.mu.Lock()

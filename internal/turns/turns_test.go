@@ -315,3 +315,29 @@ func TestNextInLine(t *testing.T) {
 		t.Fatal("next made without Spin")
 	}
 }
+
+func TestNextMode(t *testing.T) {
+	var s Set[struct{}]
+	q, a := s.Join("n")
+	s.Do(func() {
+		if _, ok := q.NextMode(); ok {
+			t.Error("NextMode with only the holder: ok")
+		}
+	})
+	_, b := s.JoinMode("n", Shared)
+	s.Do(func() {
+		if m, ok := q.NextMode(); !ok || m != Shared {
+			t.Errorf("NextMode = %v, %v; want Shared, true", m, ok)
+		}
+	})
+	s.Leave("n", q, a)
+	if !b.HasTurn() {
+		t.Fatal("the shared waiter did not get the turn")
+	}
+	s.Do(func() {
+		if _, ok := q.NextMode(); ok {
+			t.Error("NextMode with every waiter holding: ok")
+		}
+	})
+	s.Leave("n", q, b)
+}
