@@ -15,10 +15,15 @@ import (
 
 // hub shares one pub/sub connection among all of a Locker's waiters. Each
 // waited-on name's release channel is subscribed once, reference-counted by
-// its waiters, and unsubscribed when its last waiter leaves; when no waiter
-// is left the connection is closed and its reader goroutine ends. A Locker
-// with nobody waiting therefore holds no pub/sub connection and runs no
-// goroutine. Since only the head of a Locker's local queue for a name
+// its waiters. When its last waiter leaves, the channel stays subscribed
+// for the hub's linger (waitLinger), so that a caller that loops Lock and
+// Release on a name finds it subscribed and skips both the SUBSCRIBE and
+// the first try (see Locker.wait); a channel nobody has waited on for that
+// long is unsubscribed, and when no channel is left the connection is
+// closed and its reader goroutine ends. A Locker that nobody has waited on
+// for the linger therefore holds no pub/sub connection and runs no
+// goroutine; [Locker.Close] ends the linger at once (close), and so does
+// closing the client (run ends). Since only the head of a Locker's local queue for a name
 // waits on the server (see turns), a channel has one waiter per Locker:
 // the queue's, handed from head to head with setID.
 //
@@ -31,12 +36,19 @@ import (
 // on the channel is woken to try again. Any other message ("released": the
 // key was deleted, nobody was queued) wakes every waiter on the channel.
 type hub struct {
-	c Client
+	c      Client
+	linger time.Duration // how long a channel stays subscribed with no waiter
 
-	mu  sync.Mutex
-	cur *session // nil while nobody waits
-	seq uint64
+	mu     sync.Mutex
+	cur    *session // nil while nobody waits or lingers
+	seq    uint64
+	closed bool // Locker.Close ran: no lingering
 }
+
+// waitLinger is how long a release channel stays subscribed after its last
+// waiter left: long enough for a worker that loops lock, work, release to
+// come back to it, short enough that an idle Locker soon holds nothing.
+const waitLinger = 5 * time.Second
 
 // session is one pub/sub connection and the waiters on it.
 type session struct {
@@ -54,6 +66,8 @@ type chanState struct {
 	byID    map[string]*waiter
 	ready   chan struct{} // closed once the server has the subscription
 	stall   *time.Timer   // wakes every waiter when the last grant ran out; nil before the first
+	linger  *time.Timer   // unsubscribes the channel when nobody came back; nil while waited on
+	idle    uint64        // counts the times the channel lost its last waiter: which linger is current
 }
 
 // waiter is one Acquire waiting on a channel. wake receives a value after a
@@ -123,6 +137,10 @@ func (h *hub) subscribe(ctx context.Context, ch, id string) (*waiter, error) {
 		}
 	} else {
 		cs.add(w)
+		if cs.linger != nil {
+			cs.linger.Stop() // a linger that already fired sees the waiter and does nothing
+			cs.linger = nil
+		}
 	}
 	ready := cs.ready
 	h.mu.Unlock()
@@ -133,6 +151,26 @@ func (h *hub) subscribe(ctx context.Context, ch, id string) (*waiter, error) {
 	case <-ctx.Done():
 		w.close()
 		return nil, ctx.Err()
+	}
+}
+
+// subscribed reports whether the server has channel ch subscribed on the
+// hub's connection: a waiter on it, or one that left it within the linger.
+func (h *hub) subscribed(ch string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cur == nil {
+		return false
+	}
+	cs := h.cur.chans[ch]
+	if cs == nil {
+		return false
+	}
+	select {
+	case <-cs.ready:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -224,40 +262,107 @@ func (w *waiter) setID(id string) {
 	w.id = id
 }
 
-// close unregisters the waiter: the last waiter on a channel unsubscribes
-// it, the last waiter of all closes the connection and waits for the
-// reader goroutine to end.
+// close unregisters the waiter. The last waiter on a channel leaves it
+// subscribed for the hub's linger (unless the Locker is closed, or the
+// session is), after which drop unsubscribes it; the last channel of all
+// closes the connection and waits for the reader goroutine to end.
 func (w *waiter) close() {
 	h, s := w.h, w.s
 	h.mu.Lock()
 	cs := s.chans[w.ch]
+	var last bool
 	if cs != nil {
 		delete(cs.waiters, w)
 		if cs.byID[w.id] == w {
 			delete(cs.byID, w.id)
 		}
 		if len(cs.waiters) == 0 {
-			if cs.stall != nil {
-				cs.stall.Stop()
-			}
-			delete(s.chans, w.ch)
-			if len(s.chans) > 0 && !s.closed {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				// An error leaves a subscription nobody listens to; its
-				// messages are dropped by run.
-				_ = s.ps.Unsubscribe(ctx, w.ch)
-				cancel()
+			if h.closed || s.closed || h.linger <= 0 {
+				last = h.dropLocked(s, w.ch, cs)
+			} else {
+				cs.idle++
+				idle := cs.idle
+				cs.linger = time.AfterFunc(h.linger, func() { h.lingered(s, w.ch, cs, idle) })
 			}
 		}
 	}
-	last := len(s.chans) == 0 && !s.closed
+	h.mu.Unlock()
 	if last {
-		s.closed = true
-		close(s.quit)
-		if h.cur == s {
-			h.cur = nil
+		<-s.done
+	}
+}
+
+// lingered drops channel ch of s if nobody has waited on it since its
+// last waiter left (the idle-th time).
+func (h *hub) lingered(s *session, ch string, cs *chanState, idle uint64) {
+	h.mu.Lock()
+	var last bool
+	if s.chans[ch] == cs && len(cs.waiters) == 0 && cs.idle == idle {
+		last = h.dropLocked(s, ch, cs)
+	}
+	h.mu.Unlock()
+	if last {
+		<-s.done
+	}
+}
+
+// dropLocked unsubscribes channel ch, which has no waiter, and closes the
+// session when it was the last channel; under h.mu. It reports whether it
+// closed the session: the caller then waits for s.done, after unlocking.
+func (h *hub) dropLocked(s *session, ch string, cs *chanState) bool {
+	if cs.stall != nil {
+		cs.stall.Stop()
+	}
+	if cs.linger != nil {
+		cs.linger.Stop()
+		cs.linger = nil
+	}
+	delete(s.chans, ch)
+	if len(s.chans) > 0 && !s.closed {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		// An error leaves a subscription nobody listens to; its
+		// messages are dropped by run.
+		_ = s.ps.Unsubscribe(ctx, ch)
+		cancel()
+	}
+	if len(s.chans) > 0 || s.closed {
+		return false
+	}
+	h.endLocked(s)
+	return true
+}
+
+// endLocked closes session s; under h.mu.
+func (h *hub) endLocked(s *session) {
+	s.closed = true
+	close(s.quit)
+	if h.cur == s {
+		h.cur = nil
+	}
+	for _, cs := range s.chans {
+		if cs.linger != nil {
+			cs.linger.Stop()
+			cs.linger = nil
 		}
-		_ = s.ps.Close()
+	}
+	_ = s.ps.Close()
+}
+
+// close ends the lingering: channels nobody waits on are dropped now, and
+// from now on each channel is dropped when its last waiter leaves. It
+// returns when the connection is closed, or at once if waiters are left
+// on it (the last of them closes it).
+func (h *hub) close() {
+	h.mu.Lock()
+	h.closed = true
+	s := h.cur
+	var last bool
+	if s != nil {
+		for ch, cs := range s.chans {
+			if len(cs.waiters) == 0 {
+				last = h.dropLocked(s, ch, cs) || last
+			}
+		}
 	}
 	h.mu.Unlock()
 	if last {
@@ -273,6 +378,15 @@ func (w *waiter) close() {
 // pending subscribe is confirmed.
 func (s *session) run(h *hub) {
 	defer close(s.done)
+	defer func() {
+		// The client was closed under the session: forget it, so that
+		// the next waiter opens a new one (and fails on the closed client).
+		h.mu.Lock()
+		if !s.closed {
+			h.endLocked(s)
+		}
+		h.mu.Unlock()
+	}()
 	errs := 0
 	for {
 		msg, err := s.ps.Receive(context.Background())

@@ -75,7 +75,7 @@ func New(client Client, cfg *Config) (*Locker, error) {
 	if err := checkWaitClient(client, s); err != nil {
 		return nil, err
 	}
-	l := &Locker{c: client, set: s, hub: hub{c: client}, tel: telemetry.New(s.tel, telemetryBackend)}
+	l := &Locker{c: client, set: s, hub: hub{c: client, linger: waitLinger}, tel: telemetry.New(s.tel, telemetryBackend)}
 	l.turns.New = func() *turnState { return &turnState{} }
 	l.batch.l = l
 	return l, nil
@@ -98,7 +98,9 @@ var telemetryBackend = telemetry.Backend{
 // ErrClosed is returned by TryLock and Lock after Close.
 var ErrClosed = errors.New("redislock: Locker is closed")
 
-// Close makes later TryLock and Lock calls fail with [ErrClosed], and
+// Close makes later TryLock and Lock calls fail with [ErrClosed], closes
+// the pub/sub connection that waits keep open for a while after they end
+// (at once when nobody waits on it; else when the last waiter returns), and
 // waits for the give-backs of attempts that their context abandoned while
 // a lock statement was in flight (each bounded by 2 s; normally a round
 // trip), so that closing the client, or exiting, right after Close leaves
@@ -108,6 +110,7 @@ func (l *Locker) Close() error {
 	l.closeMu.Lock()
 	l.closed.Store(true)
 	l.closeMu.Unlock()
+	l.hub.close()
 	l.abandoned.Wait()
 	return nil
 }
@@ -280,7 +283,11 @@ func (l *Locker) wait(ctx context.Context, name, meta string) (*Lock, error) {
 		return nil, err
 	}
 	var held *lockkit.HeldError
-	if !l.turns.Busy(name) {
+	// A call that finds the name's release channel still subscribed from
+	// an earlier wait goes straight to the wait script, which takes a free
+	// lock as the first try would: it saves that try's round trip when the
+	// lock is held, as it is for a worker that loops on a contended name.
+	if !l.turns.Busy(name) && !l.hub.subscribed(l.channel(l.Key(name))) {
 		lk, h, _, err := l.try(ctx, name, meta, false)
 		if err != nil || h == nil {
 			return lk, err

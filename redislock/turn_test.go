@@ -145,9 +145,13 @@ func TestLocalQueueOneOnTheServer(t *testing.T) {
 	if waits > 2*waiters || sets != 1 {
 		t.Errorf("%d wait scripts and %d SETs for %d waiters, want at most %d and 1", waits, sets, waiters, 2*waiters)
 	}
+	// The channel lingers until Close.
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
 	b.hub.mu.Lock()
 	if b.hub.cur != nil {
-		t.Errorf("the hub still has a session after every waiter returned")
+		t.Errorf("the hub still has a session after every waiter returned and Close")
 	}
 	b.hub.mu.Unlock()
 	if n := b.turns.Queues(); n != 0 {

@@ -148,7 +148,8 @@ func pubsubClients(t *testing.T, admin *redis.Client, cname string) int {
 }
 
 // Many waiters on several names share one pub/sub connection, subscribe
-// each channel once, and leave nothing subscribed when they are done.
+// each channel once, and leave nothing subscribed once the linger after
+// they are done has passed.
 func TestWaitersShareOneSubscription(t *testing.T) {
 	admin := integration.Redis(t)
 	prefix := testPrefix(t, admin)
@@ -157,6 +158,7 @@ func TestWaitersShareOneSubscription(t *testing.T) {
 
 	a := newLocker(t, integration.Redis(t), &Config{Prefix: prefix})
 	b := newLocker(t, wc, &Config{Prefix: prefix})
+	b.hub.linger = 300 * time.Millisecond
 	waiting := waitingHook(b)
 	const names, perName = 4, 5
 	base := name(t)
@@ -204,12 +206,17 @@ func TestWaitersShareOneSubscription(t *testing.T) {
 	for err := range errs {
 		t.Errorf("waiter: %v", err)
 	}
+	// The channels linger, then go, and the connection with them.
+	deadline := time.Now().Add(5 * time.Second)
+	for pubsubClients(t, admin, cname) != 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if n := pubsubClients(t, admin, cname); n != 0 {
-		t.Errorf("%d pub/sub connections left after every waiter returned", n)
+		t.Errorf("%d pub/sub connections left 5s after every waiter returned (linger %v)", n, b.hub.linger)
 	}
 	b.hub.mu.Lock()
 	if b.hub.cur != nil {
-		t.Errorf("the hub still has a session after every waiter returned")
+		t.Errorf("the hub still has a session after the linger")
 	}
 	b.hub.mu.Unlock()
 }
@@ -259,9 +266,41 @@ func TestWaitersSurvivePubSubKill(t *testing.T) {
 	if err := <-got; err != nil {
 		t.Fatalf("waiter: %v", err)
 	}
+
+	// The channel lingers on the new connection; cut that too while
+	// nobody waits. The next waiter joins the lingering channel without
+	// subscribing, and the release must still wake it.
+	ids = pubsubIDs(t, admin, cname)
+	if len(ids) != 1 {
+		t.Fatalf("pub/sub connections of the idle locker: %v, want 1 (lingering)", ids)
+	}
+	if killed, err := admin.ClientKillByFilter(ctx, "ID", ids[0]).Result(); err != nil || killed != 1 {
+		t.Fatalf("CLIENT KILL ID %s = %d, %v", ids[0], killed, err)
+	}
+	held = mustLock(t, a, n)
+	go func() {
+		lk, err := b.Lock(ctxT(t, 15*time.Second), n)
+		if err == nil {
+			err = lk.Release(context.Background())
+		}
+		got <- err
+	}()
+	awaitWaiting(t, waiting)
+	// Let the reconnect land, so that the release goes to the waiter's
+	// subscription rather than into the gap (which its wake-up after the
+	// reconnect would cover too, but then the test would not tell).
+	deadline := time.Now().Add(5 * time.Second)
+	for pubsubClients(t, admin, cname) != 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	mustRelease(t, held)
+	if err := <-got; err != nil {
+		t.Fatalf("waiter on the lingering channel after a kill: %v (a 30s lease and a 15s wait: only a release message can wake it)", err)
+	}
 }
 
-// A waiter that gives up leaves no subscription and no session behind.
+// A waiter that gives up leaves no subscription and no session behind
+// once its Locker is closed; until then the channel lingers.
 func TestCancelledWaiterLeavesNothing(t *testing.T) {
 	admin := integration.Redis(t)
 	prefix := testPrefix(t, admin)
@@ -279,12 +318,21 @@ func TestCancelledWaiterLeavesNothing(t *testing.T) {
 		}
 	}
 	ch := b.channel(held.Key())
-	subs, err := admin.PubSubNumSub(ctxT(t, 5*time.Second), ch).Result()
-	if err != nil {
+	numSub := func() int64 {
+		subs, err := admin.PubSubNumSub(ctxT(t, 5*time.Second), ch).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return subs[ch]
+	}
+	if n := numSub(); n != 1 {
+		t.Errorf("%d subscribers on %q right after the waits, want 1 (lingering)", n, ch)
+	}
+	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if subs[ch] != 0 {
-		t.Errorf("%d subscribers left on %q", subs[ch], ch)
+	if n := numSub(); n != 0 {
+		t.Errorf("%d subscribers left on %q after Close", n, ch)
 	}
 	b.hub.mu.Lock()
 	defer b.hub.mu.Unlock()
