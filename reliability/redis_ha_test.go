@@ -568,6 +568,53 @@ func TestRedisCluster(t *testing.T) {
 			}
 		}
 	})
+	// A waiter's release channel stays subscribed after its wait, on the
+	// Locker's one pub/sub connection (to one node: a plain PUBLISH reaches
+	// every node of a cluster), and later waits on names in every master's
+	// slots are woken through it. A 30 s lease and a 5 s wait: only a
+	// release message can wake them.
+	t.Run("lingering subscriptions", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		long := &redislock.Config{Fencing: true, Prefix: "linger:"}
+		a := redisLocker(t, clusterClient(t, rc), long)
+		b := redisLocker(t, clusterClient(t, rc), long)
+		masters := map[string]bool{}
+		for i := 0; len(masters) < 3; i++ {
+			n := "n" + strconv.Itoa(i)
+			node, err := admin.MasterForKey(ctx, a.Key(n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if masters[node.Options().Addr] {
+				continue
+			}
+			masters[node.Options().Addr] = true
+			for round := range 2 { // the second round finds the channel subscribed
+				held, err := a.TryLock(ctx, n)
+				if err != nil {
+					t.Fatalf("TryLock(%q): %v", n, err)
+				}
+				got := make(chan error, 1)
+				go func() {
+					wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+					defer wcancel()
+					lk, err := b.Lock(wctx, n)
+					if err == nil {
+						err = lk.Release(ctx)
+					}
+					got <- err
+				}()
+				time.Sleep(100 * time.Millisecond) // b queues in Redis
+				if err := held.Release(ctx); err != nil {
+					t.Fatalf("Release(%q): %v", n, err)
+				}
+				if err := <-got; err != nil {
+					t.Fatalf("waiter on %q (slot on %s), round %d: %v", n, node.Options().Addr, round, err)
+				}
+			}
+		}
+	})
 	// WaitReplicas on a cluster waits for the replicas of the master of
 	// the name's slot: acquires succeed on the master that has a replica
 	// and fail with ErrNotReplicated, holding nothing, on the others.
