@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lockkit/lockkit/internal/backoff"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -58,7 +59,13 @@ type session struct {
 	quit   chan struct{}     // closed by close
 	done   chan struct{}     // closed when run has returned
 	closed bool
+	broken bool // a read failed and no resync has come back since: messages may be lost
 }
+
+// brokenRetry is how often a waiter tries again while its Locker's pub/sub
+// connection is broken (jittered), instead of waiting for a release
+// message that cannot arrive.
+const brokenRetry = 100 * time.Millisecond
 
 // chanState is one subscribed channel.
 type chanState struct {
@@ -89,6 +96,17 @@ type waiter struct {
 func waiterID(secret string) string {
 	sum := sha1.Sum([]byte(secret))
 	return hex.EncodeToString(sum[:])
+}
+
+// retry bounds how long w sleeps before it tries again without a message:
+// d, or brokenRetry (jittered) while the pub/sub connection is broken.
+func (w *waiter) retry(d time.Duration) time.Duration {
+	w.h.mu.Lock()
+	defer w.h.mu.Unlock()
+	if w.s.broken || w.s.closed {
+		return min(d, backoff.Jitter(brokenRetry))
+	}
+	return d
 }
 
 func (w *waiter) signal() {
@@ -393,6 +411,15 @@ func (s *session) run(h *hub) {
 		if err != nil {
 			h.mu.Lock()
 			closed := s.closed
+			if !closed && !s.broken {
+				// Waiters asleep until a message would miss the
+				// releases published until the resync is back: wake
+				// them, and they retry every brokenRetry meanwhile.
+				s.broken = true
+				for _, cs := range s.chans {
+					cs.wakeAll()
+				}
+			}
 			h.mu.Unlock()
 			if closed || errors.Is(err, redis.ErrClosed) {
 				return
@@ -435,6 +462,7 @@ func (h *hub) resync(s *session) {
 	}
 	id := h.pingIDLocked()
 	s.pings[id] = func() {
+		s.broken = false
 		for _, cs := range s.chans {
 			closeOnce(cs.ready)
 			cs.wakeAll()

@@ -343,7 +343,7 @@ func (l *Locker) head(ctx context.Context, name, meta string, q *turnQueue, seen
 			return lk, err
 		}
 		l.turns.setHolder(q, held.Holder)
-		timer := time.NewTimer(min(l.recheck(pttl), l.set.ttl/3))
+		timer := time.NewTimer(w.retry(min(l.recheck(pttl), l.set.ttl/3)))
 		if l.waitHook != nil {
 			l.waitHook(name)
 		}

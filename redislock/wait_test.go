@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -253,14 +255,19 @@ func TestWaitersSurvivePubSubKill(t *testing.T) {
 	if killed, err := admin.ClientKillByFilter(ctx, "ID", ids[0]).Result(); err != nil || killed != 1 {
 		t.Fatalf("CLIENT KILL ID %s = %d, %v", ids[0], killed, err)
 	}
-	// The waiter is woken after the reconnect and waits again.
+	// The waiter is woken by the broken read (and again after the
+	// reconnect) and waits again.
 	select {
 	case <-waiting:
 	case <-time.After(5 * time.Second):
 		t.Fatal("waiter not woken after its pub/sub connection was killed")
 	}
+	reconnect := time.Now().Add(5 * time.Second)
+	for pubsubClients(t, admin, cname) != 1 && time.Now().Before(reconnect) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if n := pubsubClients(t, admin, cname); n != 1 {
-		t.Errorf("%d pub/sub connections after the reconnect, want 1", n)
+		t.Errorf("%d pub/sub connections 5s after the kill, want 1 (reconnected)", n)
 	}
 	mustRelease(t, held)
 	if err := <-got; err != nil {
@@ -296,6 +303,73 @@ func TestWaitersSurvivePubSubKill(t *testing.T) {
 	mustRelease(t, held)
 	if err := <-got; err != nil {
 		t.Fatalf("waiter on the lingering channel after a kill: %v (a 30s lease and a 15s wait: only a release message can wake it)", err)
+	}
+}
+
+// dialGate refuses new connections while shut.
+type dialGate struct {
+	rt   integration.RoundTrips
+	shut atomic.Bool
+}
+
+func (g *dialGate) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if g.shut.Load() {
+		return nil, errors.New("test: dialing refused")
+	}
+	return g.rt.Dial(ctx, network, addr)
+}
+
+// While the pub/sub connection is cut and cannot reconnect, a waiter does
+// not sleep until the holder's lease runs out (30 s) or its own recheck
+// (TTL/3, 10 s): it is woken by the broken read and tries every ~100 ms, on
+// its command connection, so it takes the lock soon after the release that
+// it could not hear.
+func TestWaiterPollsWhilePubSubIsDown(t *testing.T) {
+	admin := integration.Redis(t)
+	prefix := testPrefix(t, admin)
+	cname := "lockkit-test-" + strings.ToLower(prefix[13:23])
+	opts, err := redis.ParseURL(integration.RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gate dialGate
+	opts.ClientName, opts.Dialer = cname, gate.dial
+	wc := redis.NewClient(opts)
+	t.Cleanup(func() { _ = wc.Close() })
+
+	a := newLocker(t, integration.Redis(t), &Config{Prefix: prefix, TTL: 30 * time.Second})
+	b := newLocker(t, wc, &Config{Prefix: prefix, TTL: 30 * time.Second})
+	t.Cleanup(func() { _ = b.Close() })
+	waiting := waitingHook(b)
+	n := name(t)
+	held := mustLock(t, a, n)
+	got := make(chan error, 1)
+	go func() {
+		lk, err := b.Lock(ctxT(t, 8*time.Second), n)
+		if err == nil {
+			err = lk.Release(context.Background())
+		}
+		got <- err
+	}()
+	awaitWaiting(t, waiting)
+	ids := pubsubIDs(t, admin, cname)
+	if len(ids) != 1 {
+		t.Fatalf("pub/sub connections of the waiting locker: %v, want 1", ids)
+	}
+	gate.shut.Store(true)
+	defer gate.shut.Store(false)
+	ctx := ctxT(t, 5*time.Second)
+	if killed, err := admin.ClientKillByFilter(ctx, "ID", ids[0]).Result(); err != nil || killed != 1 {
+		t.Fatalf("CLIENT KILL ID %s = %d, %v", ids[0], killed, err)
+	}
+	awaitWaiting(t, waiting) // woken by the broken read, waiting again
+	released := time.Now()
+	mustRelease(t, held)
+	if err := <-got; err != nil {
+		t.Fatalf("waiter with its pub/sub connection down: %v", err)
+	}
+	if d := time.Since(released); d > 3*time.Second {
+		t.Errorf("the waiter took the lock %v after the release, want well under 3s (it retries every ~100ms)", d)
 	}
 }
 
