@@ -57,8 +57,15 @@
 // the lock in between. With nobody queued, a release deletes the key. A
 // waiter also tries again when the holder's lease runs out, and at least
 // every TTL/3; a grant to a dead waiter is free again when its short lease
-// ends. A Locker's waiters share one pub/sub connection, open only while
-// someone waits.
+// ends. A Locker's waiters share one pub/sub connection. A name's release
+// channel stays subscribed on it for 5 s after the name's last waiter
+// returns, and the connection stays open while any channel does: a worker
+// that loops Lock and Release finds the channel subscribed and goes
+// straight to the wait script, so a contended acquisition costs three round
+// trips (register in the queue, claim the grant, release) and no SUBSCRIBE.
+// [Locker.Close] (or closing the client) ends the linger at once. While the
+// pub/sub connection is broken, waiters are woken and try again every
+// ~100 ms until it is back.
 //
 // # Leases and loss
 //
