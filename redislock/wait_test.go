@@ -399,8 +399,10 @@ func TestCancelledWaiterLeavesNothing(t *testing.T) {
 		}
 		return subs[ch]
 	}
-	if n := numSub(); n != 1 {
-		t.Errorf("%d subscribers on %q right after the waits, want 1 (lingering)", n, ch)
+	// At most the one lingering subscription (none if every wait ended
+	// before it subscribed, as it may on a loaded machine).
+	if n := numSub(); n > 1 {
+		t.Errorf("%d subscribers on %q right after the waits, want at most 1 (lingering)", n, ch)
 	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
