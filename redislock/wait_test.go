@@ -407,8 +407,14 @@ func TestCancelledWaiterLeavesNothing(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// Close closed the connection; the server drops its subscriptions
+	// when it reads the close, a moment later.
+	deadline := time.Now().Add(5 * time.Second)
+	for numSub() != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if n := numSub(); n != 0 {
-		t.Errorf("%d subscribers left on %q after Close", n, ch)
+		t.Errorf("%d subscribers left on %q 5s after Close", n, ch)
 	}
 	b.hub.mu.Lock()
 	defer b.hub.mu.Unlock()
