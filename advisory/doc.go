@@ -111,7 +111,12 @@
 //     and a connection handed to another server session between two
 //     statements. A waiting lock function that returns NULL is refused the
 //     same way. It cannot catch a server that lies in pg_locks too, or one
-//     that changes after the first grant.
+//     that changes after the first grant. Whether a grant is checked is
+//     decided when the server grants it: acquires that waited behind the
+//     first grant find it checked, so a new Locker under contention makes
+//     the check once, not once per waiter while holding the lock. Grants
+//     made while the first check is still running (other keys) are
+//     checked too.
 //   - The server session's pid. Every lock statement returns
 //     pg_backend_pid(), and [Lock.PID] is that pid. A connection whose
 //     server pid equals the pid the connection was given when it connected

@@ -99,6 +99,7 @@ type Locker struct {
 	idPrefix string        // of the holder ids (the session marker), unique to this Locker
 	seq      atomic.Uint64 // the last holder id's sequence number
 	verified atomic.Bool   // a granted lock was seen in pg_locks (see verifySQL)
+	checks   atomic.Int64  // how many grants were checked in pg_locks, for tests
 	// refused, once set, refuses every session lock: the evidence that
 	// the server sessions are shared, or that the server locks nothing.
 	refused atomic.Pointer[refusedError]
@@ -440,7 +441,7 @@ func (p *Locker) acquireOn(ctx context.Context, name string, keys []keyhash.Key,
 		}
 		return nil, fmt.Errorf("advisory: lock %q: pin a connection: %w", name, err)
 	}
-	a := &acquireOp{p: p, ctx: ctx, keys: keys, mode: mode, try: try, holderOK: true, verify: !p.verified.Load()}
+	a := &acquireOp{p: p, ctx: ctx, keys: keys, mode: mode, try: try, holderOK: true}
 	err = pc.with(a.onConn)
 	switch {
 	case err != nil:
@@ -500,7 +501,7 @@ type acquireOp struct {
 	keys   []keyhash.Key
 	mode   Mode
 	try    bool
-	verify bool   // check in pg_locks that a granted lock is held
+	verify bool   // the grant was checked in pg_locks (the Locker's first)
 	fence  int64  // the fencing sequence's oid: draw a token; 0 none
 	id     string // the holder id for the session marker, if the statement sets one
 
@@ -550,7 +551,13 @@ func (a *acquireOp) onConn(c *pgx.Conn) error {
 		// pg_advisory_lock returns when it has the lock, or fails.
 		a.refusal = &refusedError{kind: ErrLockNotEnforced, evidence: fmt.Sprintf(
 			"the server's %s returned NULL on server session pid %d, neither granting the lock nor failing", fnLock.name(a.mode), a.res.pid)}
-	case ran && a.res.granted && a.verify:
+	case ran && a.res.granted && !a.p.verified.Load():
+		// Whether to check is decided at the grant, not when the acquire
+		// began: an acquire that waited behind the Locker's first grant
+		// finds it checked already, so under contention the check runs
+		// once, not once per waiter, each under the lock.
+		a.verify = true
+		a.p.checks.Add(1)
 		a.refusal, a.vErr = verifyHeld(c, a.mode, a.keys, a.res.pid, a.id, a.form == formLean)
 	case ran && !a.res.granted && !a.res.unlockFailed:
 		a.holder, a.holderOK = findHolder(c, []keyhash.Key{a.res.denied})

@@ -329,7 +329,9 @@ func BenchmarkPostgresTryReleaseRatio(b *testing.B) {
 // form of a connection through a pooler (the marker read and set, the pid
 // compared). The first statement on a connection also has the pg_locks
 // check, which runs only behind a pooler: a scan of the server's lock
-// table, once per connection.
+// table, once per connection. "keys100" is a try and unlock of 100 keys:
+// the statements with the marker (which several keys use on every
+// connection) against multi's without it.
 func BenchmarkPostgresSessionCheckCost(b *testing.B) {
 	ctx := context.Background()
 	key := keyhash.Name(integration.Name(b))
@@ -352,6 +354,49 @@ func BenchmarkPostgresSessionCheckCost(b *testing.B) {
 		return nil
 	}
 	keys := []keyhash.Key{key}
+	hundred := sortKeys(testKeys(b, 100))
+	// bare100 is the multi-key statement without the session checks (multi):
+	// what the bench's "100 keys at once" floor sends.
+	bare100 := func() error {
+		for _, f := range []pgFunc{fnTry, fnUnlock} {
+			st := multi(f, Exclusive, hundred)
+			rows, err := conn.Query(ctx, st.sql, st.args...)
+			if err != nil {
+				return err
+			}
+			n := 0
+			for rows.Next() {
+				var (
+					pair bool
+					k    int64
+					a, c int32
+					ok   bool
+				)
+				if err := rows.Scan(&pair, &k, &a, &c, &ok); err != nil || !ok {
+					rows.Close()
+					return fmt.Errorf("bare 100 keys: %v %v", ok, err)
+				}
+				n++
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil || n != len(hundred) {
+				return fmt.Errorf("bare 100 keys: %d rows: %v", n, err)
+			}
+		}
+		return nil
+	}
+	checked100 := func() error {
+		st := sessionLock(fnTry, Exclusive, hundred, "bench", pid, checksLean)
+		res, err := runLock(conn, st, hundred)
+		if err != nil || !res.granted || res.why != gateOK {
+			return fmt.Errorf("checked try of 100 keys: %+v %v", res, err)
+		}
+		u, err := runUnlock(conn, sessionUnlock(Exclusive, hundred, "bench", res.pid, st.form))
+		if err != nil || !u.mine || !u.all || !u.cleared || u.n != len(hundred) {
+			return fmt.Errorf("checked unlock of 100 keys: %+v %v", u, err)
+		}
+		return nil
+	}
 	checked := func(checks lockChecks) func() error {
 		return func() error {
 			st := sessionLock(fnTry, Exclusive, keys, "bench", pid, checks)
@@ -366,17 +411,17 @@ func BenchmarkPostgresSessionCheckCost(b *testing.B) {
 			return nil
 		}
 	}
-	for _, f := range []func() error{bare, checked(checksLean), checked(checksMarker)} { // warm the statement cache
+	for _, f := range []func() error{bare, checked(checksLean), checked(checksMarker), bare100, checked100} { // warm the statement cache
 		if err := f(); err != nil {
 			b.Fatal(err)
 		}
 	}
 	for _, c := range []struct {
-		name   string
-		checks lockChecks
-	}{{"direct", checksLean}, {"marker", checksMarker}} {
+		name          string
+		bare, checked func() error
+	}{{"direct", bare, checked(checksLean)}, {"marker", bare, checked(checksMarker)}, {"keys100", bare100, checked100}} {
 		b.Run(c.name, func(b *testing.B) {
-			checked := checked(c.checks)
+			bare, checked := c.bare, c.checked
 			var tb, tc time.Duration
 			for b.Loop() {
 				t0 := time.Now()

@@ -22,7 +22,7 @@ func TestFailoverAndSemaphoreFiles(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
-	for _, want := range []string{"## Failover", "| files | lockkit election (Campaign) | session | 2 |", "| files | client-go-style, retry 200ms | session | 1 |", "## Semaphore", "| files | WaitAll |"} {
+	for _, want := range []string{"## Failover", "| files | lockkit election (Campaign) | session | 2 |", "| files | client-go-style, retry 200ms | session | 1 |", "## Semaphore", "| files | WaitOne |"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("tables lack %q:\n%s", want, stdout.String())
 		}

@@ -407,9 +407,21 @@ func TestReplicaPostgresSyncFailover(t *testing.T) {
 		}
 	}
 	stillHeld(t, lease)
-	if err := rl.Renew(ctx); err != nil {
-		t.Fatalf("Renew on the promoted standby: %v", err)
+	// The pool may still hold idle connections to the dead primary: the
+	// first statement on one fails with a broken connection, which
+	// database/sql then discards. Such a failure is not a loss; a lost
+	// lease would fail every attempt with ErrLost.
+	for attempt := 1; ; attempt++ {
+		err := rl.Renew(ctx)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, lockkit.ErrLost) || attempt == 5 {
+			t.Fatalf("Renew on the promoted standby (attempt %d): %v", attempt, err)
+		}
+		t.Logf("Renew on the promoted standby, attempt %d: %v (a connection to the old primary)", attempt, err)
 	}
+	stillHeld(t, lease)
 	_, err = other.TryAcquire(ctx, "lease")
 	var held *lockkit.HeldError
 	if !errors.As(err, &held) || held.Holder == nil || held.Holder.Token != lease.Token() {
