@@ -252,7 +252,9 @@ func workerMain(spec string, stdin io.Reader, stdout io.Writer) error {
 		called := monoNow()
 		lk, err := l.Acquire(wctx, ws.Name)
 		if err != nil {
-			if wctx.Err() != nil {
+			// A wait the server ended at the slice's deadline (GET_LOCK's
+			// own timeout) may return a moment before wctx notices.
+			if wctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
 				break
 			}
 			rep.Errors++
