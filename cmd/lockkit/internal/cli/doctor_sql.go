@@ -35,16 +35,9 @@ func (e *env) doctorPostgres(ctx context.Context, b *backendURL, r *report, lock
 	// probes close theirs when done.
 	db := open(1)
 	defer db.Close()
-	start := time.Now()
-	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
-	err = db.PingContext(pctx)
-	cancel()
-	if err != nil {
-		r.unreachable = true
-		r.add("connect", statusFail, "cannot reach the database: %v", err)
+	if !r.connect(ctx, db) {
 		return
 	}
-	r.add("connect", statusOK, "connected in %s", time.Since(start).Round(time.Millisecond))
 
 	// The server.
 	if info, err := advisory.ServerVersion(ctx, db); err != nil {
@@ -270,16 +263,9 @@ func (e *env) doctorMySQL(ctx context.Context, b *backendURL, r *report, locks i
 		return
 	}
 	defer db.Close()
-	start := time.Now()
-	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
-	err = db.PingContext(pctx)
-	cancel()
-	if err != nil {
-		r.unreachable = true
-		r.add("connect", statusFail, "cannot reach the database: %v", err)
+	if !r.connect(ctx, db) {
 		return
 	}
-	r.add("connect", statusOK, "connected in %s", time.Since(start).Round(time.Millisecond))
 
 	info, err := mysqllock.Diagnose(ctx, db)
 	if err != nil {
@@ -339,4 +325,20 @@ func (e *env) doctorMySQL(ctx context.Context, b *backendURL, r *report, locks i
 		// CONNECTION_ADMIN.
 		capacityCheck(r, "max_connections", maxConn, 1, used, locks)
 	}
+}
+
+// connect pings db within pingTimeout and records the "connect" check; it
+// reports whether the database answered (if not, r is unreachable).
+func (r *report) connect(ctx context.Context, db *sql.DB) bool {
+	start := time.Now()
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	err := db.PingContext(pctx)
+	cancel()
+	if err != nil {
+		r.unreachable = true
+		r.add("connect", statusFail, "cannot reach the database: %v", err)
+		return false
+	}
+	r.add("connect", statusOK, "connected in %s", time.Since(start).Round(time.Millisecond))
+	return true
 }
