@@ -363,24 +363,20 @@ func etcdCall(ctx context.Context, endpoint, path string, req, resp any) error {
 // WaitHealthy waits until every running member answers /health, or ctx
 // ends.
 func (c *EtcdCluster) WaitHealthy(ctx context.Context) error {
-	for {
-		var err error
+	err := poll(ctx, func() error {
 		for _, m := range c.Members {
 			if m.Running() {
-				if err = etcdHealthy(ctx, m.DSN()); err != nil {
-					break
+				if err := etcdHealthy(ctx, m.DSN()); err != nil {
+					return err
 				}
 			}
 		}
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("integration: etcd cluster not healthy: %w", err)
-		case <-time.After(50 * time.Millisecond):
-		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("integration: etcd cluster not healthy: %w", err)
 	}
+	return nil
 }
 
 // Close kills every member and removes the cluster's directory.

@@ -260,32 +260,25 @@ func galeraStatus(ctx context.Context, dsn string) (galeraState, error) {
 // WaitSynced waits until every running node reports wsrep_ready=ON and a
 // cluster of size nodes, or ctx ends.
 func (c *GaleraCluster) WaitSynced(ctx context.Context, size int) error {
-	for {
-		var err error
+	err := poll(ctx, func() error {
 		for i, s := range c.Nodes {
 			if !s.Running() {
 				continue
 			}
-			st, serr := galeraStatus(ctx, fmt.Sprintf("root@tcp(%s)/", s.Addr()))
+			st, err := galeraStatus(ctx, fmt.Sprintf("root@tcp(%s)/", s.Addr()))
 			switch {
-			case serr != nil:
-				err = fmt.Errorf("node %d: %w", i, serr)
+			case err != nil:
+				return fmt.Errorf("node %d: %w", i, err)
 			case st.ready != "ON" || st.size != size:
-				err = fmt.Errorf("node %d: wsrep_ready=%q, wsrep_cluster_size=%d, want ON and %d", i, st.ready, st.size, size)
-			}
-			if err != nil {
-				break
+				return fmt.Errorf("node %d: wsrep_ready=%q, wsrep_cluster_size=%d, want ON and %d", i, st.ready, st.size, size)
 			}
 		}
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("integration: Galera cluster not synced: %w", err)
-		case <-time.After(50 * time.Millisecond):
-		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("integration: Galera cluster not synced: %w", err)
 	}
+	return nil
 }
 
 // DSNs returns every node's DSN, in node order.

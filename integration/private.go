@@ -548,3 +548,19 @@ func applyOptions(opts []Option) (*serverOptions, error) {
 	}
 	return o, nil
 }
+
+// poll calls f every 50 ms until it returns nil or ctx ends; then it
+// returns f's last error.
+func poll(ctx context.Context, f func() error) error {
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -338,22 +338,6 @@ func clusterPort() (int, error) {
 	return 0, errors.New("integration: no free port pair for a cluster node")
 }
 
-// poll calls f every 50 ms until it returns nil or ctx ends; then it
-// returns f's last error.
-func poll(ctx context.Context, f func() error) error {
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
 // Rejoin starts old, a master that was killed, again and makes it a
 // replica of master (REPLICAOF), as an operator or an orchestrator does
 // with a failed master that comes back; it waits until the replica is in

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // standbyName is the standby's application_name, which the primary's
@@ -163,20 +162,19 @@ func (p *PostgresPair) waitStreaming(ctx context.Context, want string) error {
 		return err
 	}
 	defer db.Close()
-	var state, sync string
-	for {
+	err = poll(ctx, func() error {
+		var state, sync string
 		err := db.QueryRowContext(ctx, `SELECT state, sync_state FROM pg_stat_replication WHERE application_name = $1`,
 			standbyName).Scan(&state, &sync)
-		if err == nil && state == "streaming" && sync == want {
-			return nil
+		if err == nil && (state != "streaming" || sync != want) {
+			err = fmt.Errorf("state %q, sync_state %q", state, sync)
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("integration: standby not streaming (%s) after %v: state %q, sync_state %q, %v\n%s",
-				want, startTimeout, state, sync, err, p.Standby.logTail())
-		case <-time.After(20 * time.Millisecond):
-		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("integration: standby not streaming (%s): %w\n%s", want, err, p.Standby.logTail())
 	}
+	return nil
 }
 
 // DSN returns a pgx URL naming both servers, primary first, with
@@ -200,18 +198,18 @@ func (p *PostgresPair) WaitReplayed(ctx context.Context) error {
 		return err
 	}
 	defer db.Close()
-	for {
+	err = poll(ctx, func() error {
 		var done bool
 		err := db.QueryRowContext(ctx, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", lsn).Scan(&done)
-		if err == nil && done {
-			return nil
+		if err == nil && !done {
+			err = errors.New("not yet")
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("integration: standby has not replayed %s: %v (%w)", lsn, err, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("integration: standby has not replayed %s: %w", lsn, err)
 	}
+	return nil
 }
 
 // StallReplication stops (SIGSTOP) the primary's WAL sender for the
