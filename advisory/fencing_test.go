@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -198,4 +200,51 @@ func TestFencingMarkerForms(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestHoldersTableCreatedConcurrently: the first acquires with data of a
+// Locker whose holders table does not exist yet all create it at once;
+// PostgreSQL's CREATE ... IF NOT EXISTS then fails in all but one session
+// (duplicate_table or a catalog unique violation), which must not fail
+// the acquire. A fresh sequence name gives a fresh holders table.
+func TestHoldersTableCreatedConcurrently(t *testing.T) {
+	seq := "lockkit_fence_" + strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, strings.ToLower(integration.Name(t)))
+	if len(seq) > 40 {
+		seq = seq[:40]
+	}
+	admin := pgAdmin(t)
+	t.Cleanup(func() {
+		_, _ = admin.ExecContext(context.Background(), `DROP TABLE IF EXISTS "`+seq+`_holders"`)
+		_, _ = admin.ExecContext(context.Background(), `DROP SEQUENCE IF EXISTS "`+seq+`"`)
+	})
+	p, _ := newPG(t, 20, &Config{Fencing: true, FencingSequence: seq})
+	ctx := pgCtx(t, 30*time.Second)
+	const n = 16
+	errs := make(chan error, n)
+	var locks sync.Map
+	for i := range n {
+		go func() {
+			lk, err := p.WithData(fmt.Sprint("worker ", i)).TryAcquire(ctx, fmt.Sprint(seq, "-", i))
+			if err == nil {
+				locks.Store(i, lk)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	locks.Range(func(_, v any) bool {
+		if err := v.(lockkit.Lock).Release(ctx); err != nil {
+			t.Error(err)
+		}
+		return true
+	})
 }

@@ -140,7 +140,7 @@ func (p *Locker) record(ctx context.Context, lk *Lock, data string) error {
 		args := []any{lk.Keys()[0].String(), int32(lk.PID()), lk.Token(), data}
 		_, err := c.Exec(ctx, q, args...)
 		if isUndefinedTable(err) {
-			if _, err = c.Exec(ctx, "CREATE UNLOGGED TABLE IF NOT EXISTS "+ident+
+			if err = createIfMissing(ctx, c, "CREATE UNLOGGED TABLE IF NOT EXISTS "+ident+
 				" (key text PRIMARY KEY, pid int4 NOT NULL, token int8 NOT NULL, data text NOT NULL, at timestamptz NOT NULL)"); err != nil {
 				return fmt.Errorf("create the holders table %s (it needs CREATE on the schema; or create it beforehand and grant INSERT, UPDATE and SELECT on it): %w", ident, err)
 			}
@@ -154,6 +154,21 @@ func (p *Locker) record(ctx context.Context, lk *Lock, data string) error {
 	}
 	pc.release()
 	return nil
+}
+
+// createIfMissing runs a CREATE ... IF NOT EXISTS statement. Sessions that
+// run it at once can fail although the object then exists: IF NOT EXISTS
+// is checked before the catalog insert, so the others fail with
+// duplicate_table (42P07), duplicate_object (42710: the table's row type)
+// or a unique violation on the catalog (23505).
+// Either means another session created it, which is success here.
+func createIfMissing(ctx context.Context, c *pgx.Conn, stmt string) error {
+	_, err := c.Exec(ctx, stmt)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == "42P07" || pe.Code == "42710" || pe.Code == "23505") {
+		return nil
+	}
+	return err
 }
 
 func isUndefinedTable(err error) bool {

@@ -194,7 +194,7 @@ func (p *Locker) fenceSeqOID(ctx context.Context, c *pgx.Conn) (int64, error) {
 	look := func() error { return c.QueryRow(ctx, fenceSeqSQL, ident).Scan(&oid, &kind) }
 	err := look()
 	if errors.Is(err, pgx.ErrNoRows) {
-		if _, err = c.Exec(ctx, "CREATE SEQUENCE IF NOT EXISTS "+ident); err != nil {
+		if err = createIfMissing(ctx, c, "CREATE SEQUENCE IF NOT EXISTS "+ident); err != nil {
 			return 0, fmt.Errorf("Config.Fencing: create the fencing sequence %s (it needs CREATE on the schema; or create it beforehand, CREATE SEQUENCE %s, and grant USAGE on it to the locking role): %w", ident, ident, err)
 		}
 		err = look()
