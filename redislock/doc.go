@@ -52,20 +52,37 @@
 // A Locker's [Locker.Lock] calls on one name queue in-process, first come
 // first served; only the head waits on the server, registered in the name's
 // queue in Redis. A release hands the lock to the waiter that has waited
-// longest, under a short lease (TTL, at most 2 s) in which it must claim it,
-// and wakes that waiter alone: nobody else, the releaser included, can take
-// the lock in between. With nobody queued, a release deletes the key. A
-// waiter also tries again when the holder's lease runs out, and at least
-// every TTL/3; a grant to a dead waiter is free again when its short lease
-// ends. A Locker's waiters share one pub/sub connection. A name's release
-// channel stays subscribed on it for 5 s after the name's last waiter
-// returns, and the connection stays open while any channel does: a worker
-// that loops Lock and Release finds the channel subscribed and goes
-// straight to the wait script, so a contended acquisition costs three round
-// trips (register in the queue, claim the grant, release) and no SUBSCRIBE.
-// [Locker.Close] (or closing the client) ends the linger at once. While the
-// pub/sub connection is broken, waiters are woken and try again every
-// ~100 ms until it is back.
+// longest, under a short lease (TTL, at most 2 s), and wakes that waiter
+// alone: nobody else, the releaser included, can take the lock in between.
+// The release's message carries the grant (its lease, its fencing token,
+// and the waiter's registration), and the waiter holds the lock from the
+// message alone: its lease runs at least to the start of its last attempt
+// plus the grant's lease, and its first renewal goes at half of what is
+// left (sooner if RenewInterval is), which gives it the full TTL. A grant
+// to an earlier registration of the waiter — its message read late, by a
+// process paused past the grant's lease while another waiter took the lock
+// — is not taken: the waiter claims it with another attempt, which finds
+// out whether it still holds. So is a grant with less than half of its
+// lease left, and every grant with [Config.NoAutoRenew] or
+// [Config.WaitReplicas] (the claim is then what gives the lock its TTL, or
+// is waited for). With nobody queued, a release deletes the key. A waiter
+// also tries again when the holder's lease runs out, and at least every
+// TTL/3; a grant to a dead waiter is free again when its short lease ends.
+// Pub/sub delivers at most once: a grant whose message is lost is claimed
+// by the waiter's next attempt — at once when the loss broke the
+// connection, which wakes the waiters, else at its next try — or, if its
+// short lease ran out first, is free again as one to a dead waiter is.
+// A Locker's waiters share
+// one pub/sub connection. A name's release channel stays subscribed on it
+// for 5 s after the name's last waiter returns, and the connection stays
+// open while any channel does: a worker that loops Lock and Release finds
+// the channel subscribed and goes straight to the wait script, so a
+// contended acquisition costs two round trips (register in the queue,
+// release) and no SUBSCRIBE. [Locker.Close] (or closing the client) ends
+// the linger at once. While the pub/sub connection is broken, waiters are
+// woken and try again every ~100 ms until it is back. A waiter whose
+// context ends as the lock is handed to it gives the lock back (passing it
+// on to the next waiter), as an abandoned acquire does.
 //
 // # Leases and loss
 //
@@ -78,7 +95,9 @@
 //     round trip of the key being deleted, expired or overwritten;
 //   - when TTL has passed on the holder's clock since the start of the last
 //     renewal (or acquire) the server confirmed ([ErrLeaseExpired]), so the
-//     holder gives up no later than the server can have expired the key;
+//     holder gives up no later than the server can have expired the key (a
+//     lock held from a release's grant, until its first renewal: the
+//     grant's lease from the start of the waiter's last attempt);
 //   - with [Config.NoAutoRenew], at the end of the lease unless Renew moved it.
 //
 // RELIABILITY.md at the repository root has the measured latencies.

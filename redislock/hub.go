@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit/internal/backoff"
+	"github.com/lockkit/lockkit/internal/turns"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -30,7 +31,8 @@ import (
 //
 // A release that hands the lock to a waiter publishes that waiter's id (see
 // releaseSrc), and the hub wakes only the waiter with that id, if it is
-// one of its own; the other waiters sleep on. So that a grant to a waiter
+// one of its own, and keeps the grant for it (takeGrant); the other
+// waiters sleep on. So that a grant to a waiter
 // that never claims it (its process died) does not stall them until their
 // own recheck, every grant (re)arms a timer per channel for the grant's
 // short lease: if no further grant is seen before it runs out, every waiter
@@ -83,11 +85,23 @@ type chanState struct {
 // unclaimed, or after the connection was re-established (messages may have
 // been missed meanwhile).
 type waiter struct {
-	h    *hub
-	s    *session
-	ch   string
-	id   string // waiterID of its secret
-	wake chan struct{}
+	h       *hub
+	s       *session
+	ch      string
+	id      string // waiterID of its secret
+	wake    chan struct{}
+	granted *grant // the last grant to id not yet taken (takeGrant); under hub.mu
+}
+
+// grant is a release message that handed the lock to a waiter:
+// "granted <id> <grant-ms> <score> <fence>" (releaseSrc). A release of an
+// earlier lockkit version sends only the first three fields; score is then
+// empty.
+type grant struct {
+	id    string
+	lease time.Duration // how long the grant reserves the lock, from when it was made
+	score string        // the granted registration's score in the queue
+	fence int64         // the lock's fencing token under the grant
 }
 
 // waiterID is the id a release publishes when it hands the lock to the
@@ -209,7 +223,7 @@ func (h *hub) deliver(s *session, ch, payload string) {
 	if cs == nil {
 		return
 	}
-	id, grant, ok := parseGrant(payload)
+	g, ok := parseGrant(payload)
 	if !ok {
 		if cs.stall != nil {
 			cs.stall.Stop()
@@ -217,10 +231,11 @@ func (h *hub) deliver(s *session, ch, payload string) {
 		cs.wakeAll()
 		return
 	}
-	if w := cs.byID[id]; w != nil {
+	if w := cs.byID[g.id]; w != nil {
+		w.granted = &g
 		w.signal()
 	}
-	d := grant + time.Millisecond
+	d := g.lease + time.Millisecond
 	if cs.stall == nil {
 		cs.stall = time.AfterFunc(d, func() {
 			h.mu.Lock()
@@ -234,21 +249,49 @@ func (h *hub) deliver(s *session, ch, payload string) {
 	}
 }
 
-// parseGrant decodes "granted <id> <grant-ms>" (releaseSrc).
-func parseGrant(payload string) (id string, grant time.Duration, ok bool) {
+// parseGrant decodes "granted <id> <grant-ms> [<score> <fence>]"
+// (releaseSrc).
+func parseGrant(payload string) (g grant, ok bool) {
 	rest, ok := strings.CutPrefix(payload, "granted ")
 	if !ok {
-		return "", 0, false
+		return grant{}, false
 	}
-	id, msStr, ok := strings.Cut(rest, " ")
-	if !ok {
-		return "", 0, false
+	f := strings.Split(rest, " ")
+	if len(f) != 2 && len(f) != 4 {
+		return grant{}, false
 	}
-	ms, err := strconv.ParseInt(msStr, 10, 64)
-	if err != nil || ms < 0 {
-		return "", 0, false
+	ms, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil || ms < 0 || f[0] == "" {
+		return grant{}, false
 	}
-	return id, time.Duration(ms) * time.Millisecond, true
+	g = grant{id: f[0], lease: time.Duration(ms) * time.Millisecond}
+	if len(f) == 4 {
+		fence, err := strconv.ParseInt(f[3], 10, 64)
+		if err != nil || f[2] == "" {
+			return grant{}, false
+		}
+		g.score, g.fence = f[2], fence
+	}
+	return g, true
+}
+
+// takeGrant returns the last grant to w's id that arrived since the last
+// call (or since reset), or nil.
+func (w *waiter) takeGrant() *grant {
+	w.h.mu.Lock()
+	defer w.h.mu.Unlock()
+	g := w.granted
+	w.granted = nil
+	return g
+}
+
+// reset forgets the wake-ups and the grant that arrived before now: a
+// waiter's attempt sees for itself what they announced.
+func (w *waiter) reset() {
+	w.h.mu.Lock()
+	defer w.h.mu.Unlock()
+	w.granted = nil
+	turns.Drain(w.wake)
 }
 
 func (h *hub) pingIDLocked() string {
@@ -278,6 +321,7 @@ func (w *waiter) setID(id string) {
 		cs.byID[id] = w
 	}
 	w.id = id
+	w.granted = nil
 }
 
 // close unregisters the waiter. The last waiter on a channel leaves it

@@ -30,7 +30,9 @@ var (
 //
 // While held, the lease is renewed every Config.RenewInterval from a timer
 // (no goroutine waits per held lock), on a context of its own, never the
-// acquire call's. Done closes and Err wraps lockkit.ErrLost when a renewal
+// acquire call's; a lock that Lock took from a release's grant is first
+// renewed at half of what the grant's short lease has left, if that is
+// sooner (see the package documentation, Waiting). Done closes and Err wraps lockkit.ErrLost when a renewal
 // finds the key no longer holds this lock ([ErrNotOwner]), or when TTL has
 // passed since the start of the last renewal that succeeded
 // ([ErrLeaseExpired]): from then on the server may have let the key expire,
@@ -51,13 +53,22 @@ type Lock struct {
 	lastErr  error         // the last renewal error
 }
 
+// newLock returns the lock an acquire sent at start took: its lease is the
+// Locker's TTL from start.
 func newLock(l *Locker, name, key, secret string, token int64, start time.Time) *Lock {
-	lk := &Lock{l: l, key: key, secret: secret, deadline: start.Add(l.set.ttl)}
+	return newLeasedLock(l, name, key, secret, token, start.Add(l.set.ttl), l.set.renewEvery)
+}
+
+// newLeasedLock returns a lock whose lease ends no earlier than deadline,
+// on this process's clock, and whose first automatic renewal (if on) goes
+// after firstRenewal; the later ones every RenewInterval.
+func newLeasedLock(l *Locker, name, key, secret string, token int64, deadline time.Time, firstRenewal time.Duration) *Lock {
+	lk := &Lock{l: l, key: key, secret: secret, deadline: deadline}
 	lk.state = lockstate.New(name, token, lk.unlock)
 	lk.mu.Lock()
 	lk.expiry = time.AfterFunc(time.Until(lk.deadline), lk.expire)
 	if l.set.renewEvery > 0 {
-		lk.renewal = time.AfterFunc(l.set.renewEvery, lk.tick)
+		lk.renewal = time.AfterFunc(firstRenewal, lk.tick)
 	}
 	lk.mu.Unlock()
 	return lk

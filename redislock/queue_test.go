@@ -69,9 +69,24 @@ func TestReleaseHandsOffInOrder(t *testing.T) {
 	if lkC == nil {
 		t.FailNow()
 	}
-	// A handed-off lock has its full lease, not the grant's.
-	if left, err := lkC.TTL(ctxT(t, 5*time.Second)); err != nil || left <= DefaultTTL-5*time.Second {
-		t.Errorf("TTL of the handed-off lock = %v, %v; want about %v", left, err, DefaultTTL)
+	// A handed-off lock is held under the grant's lease, and has its full
+	// lease from its first renewal, at half of what the grant has left.
+	if left, err := lkC.TTL(ctxT(t, 5*time.Second)); err != nil || left > maxGrant {
+		t.Errorf("TTL of the handed-off lock = %v, %v; want at most the grant's %v", left, err, maxGrant)
+	}
+	renewed := time.Now().Add(maxGrant)
+	for {
+		left, err := lkC.TTL(ctxT(t, 5*time.Second))
+		if err != nil {
+			t.Fatalf("TTL of the handed-off lock: %v", err)
+		}
+		if left > DefaultTTL-5*time.Second {
+			break
+		}
+		if time.Now().After(renewed) {
+			t.Fatalf("TTL of the handed-off lock = %v %v after the grant's lease began, want about %v (renewed)", left, maxGrant, DefaultTTL)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	mustRelease(t, lkC)
 	for _, k := range []string{held.Key() + ":queue", held.Key() + ":alive"} {
@@ -299,22 +314,26 @@ func TestUnclaimedGrantWakesTheOthers(t *testing.T) {
 
 func TestParseGrant(t *testing.T) {
 	for _, c := range []struct {
-		in    string
-		id    string
-		grant time.Duration
-		ok    bool
+		in string
+		g  grant
+		ok bool
 	}{
-		{"granted abc 2000", "abc", 2 * time.Second, true},
-		{"granted abc 0", "abc", 0, true},
-		{"released", "", 0, false},
-		{"granted", "", 0, false},
-		{"granted abc", "", 0, false},
-		{"granted abc x", "", 0, false},
-		{"granted abc -1", "", 0, false},
+		{"granted abc 2000 1733364612345678 17", grant{id: "abc", lease: 2 * time.Second, score: "1733364612345678", fence: 17}, true},
+		{"granted abc 2000 1733364612345678 0", grant{id: "abc", lease: 2 * time.Second, score: "1733364612345678"}, true},
+		{"granted abc 2000", grant{id: "abc", lease: 2 * time.Second}, true}, // an earlier version's release
+		{"granted abc 0", grant{id: "abc"}, true},
+		{"released", grant{}, false},
+		{"granted", grant{}, false},
+		{"granted abc", grant{}, false},
+		{"granted abc x", grant{}, false},
+		{"granted abc -1", grant{}, false},
+		{"granted abc 2000 17", grant{}, false},
+		{"granted abc 2000 1733364612345678 x", grant{}, false},
+		{"granted abc 2000  17", grant{}, false},
 	} {
-		id, grant, ok := parseGrant(c.in)
-		if id != c.id || grant != c.grant || ok != c.ok {
-			t.Errorf("parseGrant(%q) = %q, %v, %v; want %q, %v, %v", c.in, id, grant, ok, c.id, c.grant, c.ok)
+		g, ok := parseGrant(c.in)
+		if g != c.g || ok != c.ok {
+			t.Errorf("parseGrant(%q) = %+v, %v; want %+v, %v", c.in, g, ok, c.g, c.ok)
 		}
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/invalid"
 	"github.com/lockkit/lockkit/internal/telemetry"
-	"github.com/lockkit/lockkit/internal/turns"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -334,14 +333,17 @@ func (l *Locker) head(ctx context.Context, name, meta string, q *turnQueue, seen
 	} else {
 		w.setID(id)
 	}
-	// Wake-ups meant for an earlier head, or from before this attempt,
-	// are seen by the attempt itself.
-	turns.Drain(w.wake)
+	// Wake-ups and grants meant for an earlier head, or from before this
+	// attempt, are seen by the attempt itself.
+	w.reset()
+	var score string // the score the last attempt reported
 	for {
-		lk, held, pttl, err := l.tryWaiting(ctx, name, key, wt)
+		sent := time.Now()
+		lk, held, pttl, sc, err := l.tryWaiting(ctx, name, key, wt, score)
 		if err != nil || held == nil {
 			return lk, err
 		}
+		score = sc
 		l.turns.setHolder(q, held.Holder)
 		timer := time.NewTimer(w.retry(min(l.recheck(pttl), l.set.ttl/3)))
 		if l.waitHook != nil {
@@ -349,17 +351,62 @@ func (l *Locker) head(ctx context.Context, name, meta string, q *turnQueue, seen
 		}
 		select {
 		case <-w.wake:
+			timer.Stop()
+			g := w.takeGrant()
+			deadline, ok := l.grantLease(g, score, sent)
+			if !ok {
+				continue // try again: the attempt claims a grant to this call
+			}
+			if ctx.Err() == nil {
+				var token int64
+				if l.set.fencing {
+					token = g.fence
+				}
+				left := time.Until(deadline)
+				return newLeasedLock(l, name, key, wt.secret, token, deadline, min(l.set.renewEvery, left/2)), nil
+			}
+			// ctx ended as the grant came: give the lock back below.
 		case <-timer.C:
+			continue
 		case <-ctx.Done():
 			timer.Stop()
-			// Leave the queue, and pass the lock on if a release has
-			// just handed it to this call.
-			l.abandon(ctx, key, wt.secret, wt.member())
-			held.Cause = ctx.Err()
-			return nil, held
 		}
-		timer.Stop()
+		// Leave the queue, and pass the lock on if a release has just
+		// handed it to this call.
+		l.abandon(ctx, key, wt.secret, wt.member())
+		held.Cause = ctx.Err()
+		return nil, held
 	}
+}
+
+// grantLease reports whether grant g lets the waiter hold the lock without
+// a further round trip, and until when on this process's clock; false (or
+// g nil) means the waiter must claim it with the wait script. score and
+// sent are the score that the waiter's last attempt reported and when that
+// attempt was sent.
+//
+// A grant removes the registration it hands the lock to, and a later
+// attempt registers the waiter again under a higher score (waitSrc), so a
+// grant that carries the score of the last attempt was made after that
+// attempt ran: its lease, g.lease from when it was made, ends no earlier
+// than sent + g.lease on this process's clock. A grant to an earlier
+// registration, whose message arrives late (the process was paused, the
+// connection stalled), carries an older score and is claimed instead,
+// where the wait script finds out whether it still holds. So is a grant
+// with less than half its lease left: the claim gives it a whole TTL. The
+// caller renews at half of what is left (or RenewInterval, if sooner).
+//
+// Not with NoAutoRenew (the grant's lease is not TTL) nor WaitReplicas
+// (the grant was not waited for: the claim's WAIT covers it).
+func (l *Locker) grantLease(g *grant, score string, sent time.Time) (deadline time.Time, ok bool) {
+	if g == nil || g.score == "" || g.score != score || l.set.renewEvery == 0 || l.set.waitN > 0 {
+		return time.Time{}, false
+	}
+	deadline = sent.Add(g.lease)
+	if left := time.Until(deadline); left <= 0 || left < g.lease/2 {
+		return time.Time{}, false
+	}
+	return deadline, true
 }
 
 // queuedWaiter is one Lock call's identity in the wait queue.
@@ -382,17 +429,22 @@ func (w queuedWaiter) member() string { return w.secret + w.rest }
 // tryWaiting is a queued waiter's attempt (waitSrc): it takes the lock if
 // it is free or was handed to this waiter, and otherwise registers the
 // waiter or renews its registration.
-func (l *Locker) tryWaiting(ctx context.Context, name, key string, w queuedWaiter) (*Lock, *lockkit.HeldError, time.Duration, error) {
+//
+// prev is the score the waiter's previous attempt reported ("" for the
+// first); score is this attempt's, when it did not take the lock.
+func (l *Locker) tryWaiting(ctx context.Context, name, key string, w queuedWaiter, prev string) (lk *Lock, held *lockkit.HeldError, pttl time.Duration, score string, err error) {
 	start := time.Now()
-	cmd, acks := l.runScript(ctx, waitScript, l.queueKeys(key), w.secret, l.set.ttlMs, w.rest, l.set.ttlMs)
+	cmd, acks := l.runScript(ctx, waitScript, l.queueKeys(key), w.secret, l.set.ttlMs, w.rest, l.set.ttlMs, prev)
 	res, err := cmd.Slice()
 	var (
 		ok   bool
 		info string
-		pttl time.Duration
 	)
 	if err == nil {
 		ok, info, pttl, err = parseScriptReply(res)
+	}
+	if err == nil && !ok && len(res) > 3 {
+		score, _ = res[3].(string)
 	}
 	if err == nil && ok {
 		err = l.notReplicated(acks)
@@ -400,18 +452,18 @@ func (l *Locker) tryWaiting(ctx context.Context, name, key string, w queuedWaite
 	if err != nil {
 		l.abandon(ctx, key, w.secret, w.member())
 		if ctx.Err() != nil {
-			return nil, nil, 0, notAcquired(name, ctx.Err())
+			return nil, nil, 0, "", notAcquired(name, ctx.Err())
 		}
-		return nil, nil, 0, fmt.Errorf("redislock: acquire %q: %w", name, l.readOnly(err))
+		return nil, nil, 0, "", fmt.Errorf("redislock: acquire %q: %w", name, l.readOnly(err))
 	}
 	if !ok {
-		return nil, &lockkit.HeldError{Name: name, Holder: parseHolder(info, pttl, time.Now())}, pttl, nil
+		return nil, &lockkit.HeldError{Name: name, Holder: parseHolder(info, pttl, time.Now())}, pttl, score, nil
 	}
 	var token int64
 	if l.set.fencing {
 		token, _, _ = splitInfo(info)
 	}
-	return newLock(l, name, key, w.secret, token, start), nil, 0, nil
+	return newLock(l, name, key, w.secret, token, start), nil, 0, "", nil
 }
 
 // recheck is how long a waiter waits at most before trying again without a

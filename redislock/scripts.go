@@ -92,10 +92,15 @@ return {1, info}
 // KEYS[1] the lock key; KEYS[2] the queue; KEYS[3] the registrations;
 // KEYS[4], only with fencing, the fence counter key.
 // ARGV[1] "<secret>|"; ARGV[2] lease in ms; ARGV[3] "|<since-ms>|<json>";
-// ARGV[4] how long a registration lasts, in ms.
+// ARGV[4] how long a registration lasts, in ms; ARGV[5] (optional) the
+// score an earlier attempt of this waiter reported: a new registration is
+// scored above it, so that no two registrations of one waiter share a
+// score even if the server's clock went back.
 //
-// Replies as acquireSrc. A lock granted to this waiter gets its full lease
-// now: the grant's short lease only held it for the waiter to claim.
+// Replies as acquireSrc, and a conflict's reply has a fourth element: the
+// waiter's score in the queue (its registration's, in µs, as a decimal
+// string). A lock granted to this waiter gets its full lease now, when the
+// waiter claims it instead of holding it from the release's message.
 const waitSrc = `local fenceKey = KEYS[4]
 ` + nextFenceLua + `
 local member = ARGV[1] .. ARGV[3]
@@ -109,14 +114,20 @@ end
 if v then
   local t = redis.call('TIME')
   local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  redis.call('ZADD', KEYS[2], 'NX', us, member)
+  local score = tonumber(redis.call('ZSCORE', KEYS[2], member))
+  if not score then
+    score = us
+    local prev = tonumber(ARGV[5])
+    if prev and score <= prev then score = prev + 1 end
+    redis.call('ZADD', KEYS[2], score, member)
+  end
   redis.call('ZADD', KEYS[3], math.floor(us / 1000) + tonumber(ARGV[4]), member)
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
   redis.call('PEXPIRE', KEYS[3], ARGV[4])
   local i = string.find(v, '|', 1, true)
   local info = ''
   if i then info = string.sub(v, i + 1) end
-  return {0, info, redis.call('PTTL', KEYS[1])}
+  return {0, info, redis.call('PTTL', KEYS[1]), string.format('%d', score)}
 end
 redis.call('ZREM', KEYS[2], member)
 redis.call('ZREM', KEYS[3], member)
@@ -129,10 +140,13 @@ return {1, info}
 // When waiters are registered, it hands the lock straight to the one that
 // has waited longest and is still alive: the key is set to that waiter's
 // value, with a fresh fencing token and a short lease in which the waiter
-// must claim it (waitSrc), so that neither the releaser nor anyone else can
-// take the lock in between, and publishes "granted <id> <grant-ms>" on the
-// name's release channel, where id is the SHA-1 (hex) of the waiter's
-// "<secret>|": only that waiter wakes (see hub), and the others learn how
+// must claim it (waitSrc) or renew it, so that neither the releaser nor
+// anyone else can take the lock in between, and publishes "granted <id>
+// <grant-ms> <score> <fence>" on the name's release channel, where id is
+// the SHA-1 (hex) of the waiter's "<secret>|", score its registration's
+// score (as waitSrc reported it) and fence the grant's fencing token ('0'
+// without fencing): only that waiter wakes (see hub), and it may hold the
+// lock from the message alone (see Locker.fromGrant); the others learn how
 // long the grant reserves the lock. Otherwise it deletes the key and
 // publishes "released", which wakes every waiter.
 //
@@ -159,13 +173,15 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
     redis.call('ZREM', KEYS[2], m)
     redis.call('ZREM', KEYS[3], m)
   end
-  local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  local head = first[1]
   if head then
     redis.call('ZREM', KEYS[2], head)
     redis.call('ZREM', KEYS[3], head)
     local i = string.find(head, '|', 1, true)
-    redis.call('SET', KEYS[1], string.sub(head, 1, i) .. nextFence() .. string.sub(head, i + 1), 'PX', ARGV[3])
-    redis.call('PUBLISH', ARGV[2], 'granted ' .. redis.sha1hex(string.sub(head, 1, i)) .. ' ' .. ARGV[3])
+    local fence = nextFence()
+    redis.call('SET', KEYS[1], string.sub(head, 1, i) .. fence .. string.sub(head, i + 1), 'PX', ARGV[3])
+    redis.call('PUBLISH', ARGV[2], 'granted ' .. redis.sha1hex(string.sub(head, 1, i)) .. ' ' .. ARGV[3] .. ' ' .. string.format('%d', tonumber(first[2])) .. ' ' .. fence)
     return 1
   end
 end
@@ -228,11 +244,14 @@ type Lua struct {
 	// lock key; KEYS[2] the queue; KEYS[3] the registrations; KEYS[4],
 	// only with fencing, the fence counter. ARGV[1] "<secret>|"; ARGV[2]
 	// lease in ms; ARGV[3] "|<since-ms>|<json>"; ARGV[4] how long a
-	// registration lasts, in ms. Replies as Acquire.
+	// registration lasts, in ms; ARGV[5] (optional) the score an earlier
+	// attempt reported. Replies as Acquire; a conflict's reply has a
+	// fourth element, the waiter's score in the queue (decimal string).
 	Wait string
 	// Release gives the lock up if the key holds the caller's secret,
 	// handing it to the longest registered waiter ("granted <sha1 of its
-	// secret> <grant-ms>" on the channel) or deleting it ("released").
+	// secret> <grant-ms> <its score> <fencing token>" on the channel) or
+	// deleting it ("released").
 	// KEYS as Wait. ARGV[1] "<secret>|"; ARGV[2] the release channel;
 	// ARGV[3] a grant's lease in ms; ARGV[4] a waiter's queue member to
 	// drop first, or "". Reply 1 released, 0 the key no longer held the
