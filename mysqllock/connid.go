@@ -73,9 +73,12 @@ type connEntry struct {
 const connCacheMin = 64
 
 // numCached is the most statements a connection gets prepared by the
-// cache: the texts queryRow is given (single-name GET_LOCK try and wait,
-// RELEASE_LOCK, the probe, the holder query).
-const numCached = 5
+// cache: the texts queryRow and exec are given (single-name GET_LOCK try
+// and wait, RELEASE_LOCK, the probe, the holder query, the fencing bump,
+// the holders row's write). Lockers on one *sql.DB with different
+// FencingTables have bumps and writes of their own: past the bound those
+// run uncached.
+const numCached = 7
 
 // sweepTimeout bounds a sweep's one query.
 const sweepTimeout = 10 * time.Second
@@ -226,13 +229,27 @@ func (c *connCache) len() int {
 // known yet, or that has numCached statements already, runs q through
 // database/sql.
 func (c *connCache) queryRow(ctx context.Context, conn *sql.Conn, q string, args []any, dest ...any) error {
+	_, err := c.run(ctx, conn, q, args, dest)
+	return err
+}
+
+// exec runs q, a statement without rows, as queryRow runs one with rows,
+// and returns its result.
+func (c *connCache) exec(ctx context.Context, conn *sql.Conn, q string, args []any) (sql.Result, error) {
+	return c.run(ctx, conn, q, args, nil)
+}
+
+// run is queryRow when dest is not nil, else exec.
+func (c *connCache) run(ctx context.Context, conn *sql.Conn, q string, args []any, dest []any) (sql.Result, error) {
 	named := make([]driver.NamedValue, len(args))
 	for i, a := range args {
 		named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
 	}
-	fallback := false
+	var (
+		res      driver.Result
+		fallback bool
+	)
 	err := conn.Raw(func(dc any) error {
-		queryer, _ := dc.(driver.QueryerContext)
 		preparer, ok := dc.(driver.ConnPrepareContext)
 		if !ok || reflect.TypeOf(dc).Kind() != reflect.Pointer {
 			fallback = true
@@ -240,30 +257,42 @@ func (c *connCache) queryRow(ctx context.Context, conn *sql.Conn, q string, args
 		}
 		var rows driver.Rows
 		err := driver.ErrSkip
-		if queryer != nil {
-			rows, err = queryer.QueryContext(ctx, q, named)
+		if e, ok := dc.(driver.ExecerContext); ok && dest == nil {
+			res, err = e.ExecContext(ctx, q, named)
+		} else if qr, ok := dc.(driver.QueryerContext); ok && dest != nil {
+			rows, err = qr.QueryContext(ctx, q, named)
 		}
 		if errors.Is(err, driver.ErrSkip) {
 			var st driver.Stmt
 			if st, err = c.stmt(ctx, dc, preparer, q); err != nil {
 				return err
 			}
-			sq, ok := st.(driver.StmtQueryContext)
-			if st == nil || !ok {
+			se, eok := st.(driver.StmtExecContext)
+			sq, qok := st.(driver.StmtQueryContext)
+			switch {
+			case st != nil && dest == nil && eok:
+				res, err = se.ExecContext(ctx, named)
+			case st != nil && dest != nil && qok:
+				rows, err = sq.QueryContext(ctx, named)
+			default:
 				fallback = true
 				return nil
 			}
-			rows, err = sq.QueryContext(ctx, named)
 		}
-		if err != nil {
+		if err != nil || dest == nil {
 			return err
 		}
 		return scanRow(rows, dest)
 	})
-	if fallback {
-		return conn.QueryRowContext(ctx, q, args...).Scan(dest...)
+	switch {
+	case fallback && dest == nil:
+		return conn.ExecContext(ctx, q, args...)
+	case fallback:
+		return nil, conn.QueryRowContext(ctx, q, args...).Scan(dest...)
+	case err != nil:
+		return nil, err
 	}
-	return err
+	return res, nil
 }
 
 // stmt returns the statement q prepared on dc, preparing it the first

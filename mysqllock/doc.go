@@ -71,23 +71,24 @@
 // interpolateParams), go-sql-driver/mysql runs a statement that has
 // arguments as a prepare and an execute, two round trips (and a close that
 // needs no answer). lockkit keeps its statements on one name — the try,
-// the wait, the release, the probe and the holder query — prepared on each
-// connection of the pool instead, and executes them from then on: one
-// round trip each, the values still bound. So an uncontended try and
-// release take two round trips, and so does a contended acquisition and
-// its release, once the connection has run each statement once (its first
-// use prepares it: one more round trip). A connection keeps at most those
-// five statements on the server, shared by every Locker on the *sql.DB;
-// they end with its session, whether the pool closes it
-// (SetConnMaxLifetime, SetConnMaxIdleTime, a broken connection, db.Close)
-// or lockkit destroys it. Mind the server's max_prepared_stmt_count
-// (16382 by default, for all sessions together): five per pool connection
-// that has taken locks. To forget the connections the pool has closed,
-// lockkit reads the server's session list (SELECT ID FROM
-// information_schema.PROCESSLIST) in the background, each time the number
-// of connections it knows of has doubled. The statements on several names
-// (LockNames, LockKeys), the fencing bump and the holders table's
-// statements of WithData are prepared each time: two round trips each. With interpolateParams=true in the DSN the driver
+// the wait, the release, the probe, the holder query, the fencing bump
+// and the WithData record — prepared on each connection of the pool
+// instead, and executes them from then on: one round trip each, the
+// values still bound. So an uncontended try and release take two round
+// trips, and so does a contended acquisition and its release, once the
+// connection has run each statement once (its first use prepares it: one
+// more round trip). A connection keeps at most those seven statements on
+// the server, shared by every Locker on the *sql.DB; they end with its
+// session, whether the pool closes it (SetConnMaxLifetime,
+// SetConnMaxIdleTime, a broken connection, db.Close) or lockkit destroys
+// it. Mind the server's max_prepared_stmt_count (16382 by default, for
+// all sessions together): seven per pool connection that has taken locks.
+// To forget the connections the pool has closed, lockkit reads the
+// server's session list (SELECT ID FROM information_schema.PROCESSLIST) in
+// the background, each time the number of connections it knows of has
+// doubled. The statements on several names (LockNames, LockKeys) are
+// prepared each time: two round trips each. With interpolateParams=true
+// in the DSN the driver
 // sends every statement at once with its arguments inlined, one round trip
 // whatever the number of names, and prepares nothing (bench/RESULTS.md has
 // the measured latencies). It is safe for lockkit's statements: the

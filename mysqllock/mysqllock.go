@@ -544,10 +544,10 @@ func (m *Locker) attempt(ctx context.Context, ts []mysqlTarget, wait bool) (*Loc
 // which holds it: one autocommitted statement whose new counter the
 // server returns in its OK packet (LAST_INSERT_ID(expr) sets the insert
 // id), so no SELECT follows. A missing table is created, once, and the
-// bump retried.
+// bump retried. The bump is a cached statement (see queryRow).
 func (m *Locker) bump(ctx context.Context, conn *sql.Conn, server string) (int64, error) {
 	for created := false; ; created = true {
-		res, err := conn.ExecContext(ctx, m.fenceBump, server)
+		res, err := m.conns.exec(ctx, conn, m.fenceBump, []any{server})
 		var me *mysql.MySQLError
 		if !created && errors.As(err, &me) && me.Number == 1146 { // ER_NO_SUCH_TABLE
 			if _, cerr := conn.ExecContext(ctx, m.fenceCreate); cerr != nil {

@@ -353,3 +353,48 @@ func TestMySQLMultiWaitEndsAtDeadline(t *testing.T) {
 		t.Errorf("%d connections in use", s.InUse)
 	}
 }
+
+// A fenced lock adds the bump, and a WithData view's lock the record, one
+// round trip each, with or without interpolateParams: both are cached
+// statements on the lock's own connection, which is all the view's acquire
+// needs (a pool of one connection suffices).
+func TestMySQLRoundTripsFencedAndData(t *testing.T) {
+	for _, interpolate := range []bool{true, false} {
+		t.Run(fmt.Sprintf("interpolateParams=%v", interpolate), func(t *testing.T) {
+			db, w := countedMySQL(t, interpolate)
+			name := integration.Name(t)
+			for _, c := range []struct {
+				what    string
+				fencing bool
+				data    bool
+				want    int64
+			}{
+				{"fenced try+release (try, bump, release)", true, false, 3},
+				{"WithData try+release (try, record, release)", false, true, 3},
+				{"fenced WithData try+release (try, bump, record, release)", true, true, 4},
+			} {
+				m, err := New(db, &Config{ProbeInterval: time.Minute, Fencing: c.fencing})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var locker lockkit.Locker = m
+				if c.data {
+					locker = m.WithData("data")
+				}
+				for i := range 4 {
+					before := w.Exchanges()
+					l, err := locker.TryAcquire(mctx(t, 10*time.Second), name)
+					if err != nil {
+						t.Fatal(err)
+					}
+					mustReleaseM(t, l)
+					// The first rounds prepare the statements (and check
+					// wsrep_on, and make the tables and the row).
+					if n := w.Exchanges() - before; i >= 2 && n != c.want {
+						t.Errorf("%s took %d round trips, want %d", c.what, n, c.want)
+					}
+				}
+			}
+		})
+	}
+}
