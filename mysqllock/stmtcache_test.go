@@ -44,6 +44,58 @@ func waitPrepared(t *testing.T, admin *sql.DB, limit int, what string) {
 	}
 }
 
+// sessionStmts returns, for each of db's open connections (all of them
+// idle), how many statements its session holds prepared: its
+// Com_stmt_prepare less its Com_stmt_close, which only the session itself
+// can read. Unlike Prepared_stmt_count, it does not see other clients.
+func sessionStmts(t *testing.T, db *sql.DB) []int {
+	t.Helper()
+	n := db.Stats().OpenConnections
+	conns := make([]*sql.Conn, n)
+	for i := range conns {
+		c, err := db.Conn(mctx(t, 10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	out := make([]int, n)
+	for i, c := range conns {
+		rows, err := c.QueryContext(mctx(t, 10*time.Second), "SHOW SESSION STATUS WHERE Variable_name IN ('Com_stmt_prepare', 'Com_stmt_close')")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var name string
+			var v int
+			if err := rows.Scan(&name, &v); err != nil {
+				t.Fatal(err)
+			}
+			if name == "Com_stmt_close" {
+				v = -v
+			}
+			out[i] += v
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		rows.Close()
+	}
+	return out
+}
+
+// checkSessionStmts fails t if a connection of db holds more than
+// numCached statements.
+func checkSessionStmts(t *testing.T, db *sql.DB) {
+	t.Helper()
+	for _, n := range sessionStmts(t, db) {
+		if n > numCached || n < 0 {
+			t.Errorf("a connection's session holds %d prepared statements, want at most %d", n, numCached)
+		}
+	}
+}
+
 // countedDB opens a pool of size connections on the MySQL test database
 // with the driver's defaults (no interpolateParams), its round trips
 // counted by w.
@@ -124,6 +176,7 @@ func TestMySQLPreparedReuse(t *testing.T) {
 	}
 	open := 0
 	for _, db := range dbs {
+		checkSessionStmts(t, db)
 		open += db.Stats().OpenConnections
 	}
 	waitPrepared(t, admin, start+numCached*open, "while the pools are open")
@@ -175,6 +228,7 @@ func TestMySQLPreparedConnChurn(t *testing.T) {
 	if len(ids) < 4 {
 		t.Errorf("%d connections over the run, want the pool to have replaced them", len(ids))
 	}
+	checkSessionStmts(t, db)
 	waitPrepared(t, admin, start+numCached*2, "while the pool is open")
 	_ = db.Close()
 	waitPrepared(t, admin, start, "after the pool was closed")
