@@ -42,11 +42,11 @@
 // until the wait ended, and would grant the lock to the dead session, so
 // lockkit also KILLs the waiting session (from another connection of the
 // pool) and waits until it has ended, within 5s, before Acquire returns.
-// The KILL needs the session's connection id before the wait blocks: the
-// locker keeps the id of each of the pool's connections it has used (every
-// lock statement reads CONNECTION_ID() along), so a wait is one statement;
-// on a connection it has not used yet, a SELECT CONNECTION_ID() comes
-// first, once. TryAcquire is GET_LOCK(name, 0).
+// The KILL needs the session's connection id before the wait blocks:
+// lockkit keeps the id of each of the pool's connections a Locker has used
+// (every lock statement reads CONNECTION_ID() along), so a wait is one
+// statement; on a connection no Locker has used yet, a SELECT
+// CONNECTION_ID() comes first, once. TryAcquire is GET_LOCK(name, 0).
 //
 // Several names are taken by one statement on one connection, a GET_LOCK
 // per name in the select list, in the sorted order of their GET_LOCK
@@ -67,19 +67,37 @@
 // lockkit.ErrDeadlock. A cancelled multi-name wait is killed like a single
 // one, which frees everything it held.
 //
-// Round trips and the DSN. With the driver's defaults, every statement
-// that has arguments is prepared on the server first: two round trips (a
-// prepare, an execute) per statement, so an uncontended try and release
-// take four. Add interpolateParams=true to the DSN and the driver sends
-// each statement at once with its arguments inlined: two round trips for a
-// try and a release, whatever the number of names (bench/RESULTS.md has
+// Round trips and the DSN. With the driver's defaults (no
+// interpolateParams), go-sql-driver/mysql runs a statement that has
+// arguments as a prepare and an execute, two round trips (and a close that
+// needs no answer). lockkit keeps its statements on one name — the try,
+// the wait, the release, the probe, the holder query, the fencing bump
+// and the WithData record — prepared on each connection of the pool
+// instead, and executes them from then on: one round trip each, the
+// values still bound. So an uncontended try and release take two round
+// trips, and so does a contended acquisition and its release, once the
+// connection has run each statement once (its first use prepares it: one
+// more round trip). A connection keeps at most those seven statements on
+// the server, shared by every Locker on the *sql.DB; they end with its
+// session, whether the pool closes it (SetConnMaxLifetime,
+// SetConnMaxIdleTime, a broken connection, db.Close) or lockkit destroys
+// it. Mind the server's max_prepared_stmt_count (16382 by default, for
+// all sessions together): seven per pool connection that has taken locks.
+// To forget the connections the pool has closed, lockkit reads the
+// server's session list (SELECT ID FROM information_schema.PROCESSLIST) in
+// the background, each time the number of connections it knows of has
+// doubled. The statements on several names (LockNames, LockKeys) are
+// prepared each time: two round trips each. With interpolateParams=true
+// in the DSN the driver
+// sends every statement at once with its arguments inlined, one round trip
+// whatever the number of names, and prepares nothing (bench/RESULTS.md has
 // the measured latencies). It is safe for lockkit's statements: the
 // arguments are names and numbers, and the driver still escapes every
 // string value (honouring NO_BACKSLASH_ESCAPES); it refuses the setting
 // with the collations of the multi-byte character sets where escaping is
-// unsafe (big5, cp932, gbk, sjis), and lockkit requires utf8mb4 anyway. The setting
-// belongs to the *sql.DB, so it applies to the application's own queries
-// on it too; a *sql.DB of its own for the locker keeps it apart.
+// unsafe (big5, cp932, gbk, sjis), and lockkit requires utf8mb4 anyway. The
+// setting belongs to the *sql.DB, so it applies to the application's own
+// queries on it too; a *sql.DB of its own for the locker keeps it apart.
 //
 // Lost locks. While a lock is held, a probe runs on its connection every
 // ProbeInterval (default 500ms): SELECT IS_USED_LOCK(name) <=> CONNECTION_ID()

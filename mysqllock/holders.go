@@ -36,7 +36,7 @@ var _ lockkit.DataLocker = (*Locker)(nil)
 
 // WithData implements lockkit.DataLocker: the view's acquires record data
 // and the connection id in the holders table (created on first use) with
-// one more statement on another connection of the pool, where
+// one more statement on the lock's own connection, where
 // [Locker.List] (and so package election's Leader and Observe, and package
 // semaphore's check of the number of permits) reads it, and so does a
 // refused acquire's *lockkit.HeldError. Without the view, locks record
@@ -81,7 +81,7 @@ func (v dataView) acquire(ctx context.Context, name string, lock func(context.Co
 		v.m.addHeldData(ctx, server, err)
 		return nil, err
 	}
-	if err := v.m.record(ctx, server, lk.ConnID(), v.data); err != nil {
+	if err := v.m.record(ctx, lk, server, v.data); err != nil {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lockkit.ReleaseTimeout)
 		defer cancel()
 		return nil, errors.Join(fmt.Errorf("mysqllock: acquire %q: record the holder: %w", name, err), lk.Release(rctx))
@@ -111,31 +111,42 @@ func (m *Locker) ensureRow(ctx context.Context, server string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err := m.execHolders(ctx, m.holdersEnsure, server)
+	err := m.execHolders(func(q string, args ...any) error {
+		_, err := m.db.ExecContext(ctx, q, args...)
+		return err
+	}, m.holdersEnsure, server)
 	if err == nil {
 		m.rowMade.Store(server, struct{}{})
 	}
 	return err
 }
 
-// record writes the holder row of the GET_LOCK name server, creating the
-// table when it is missing.
-func (m *Locker) record(ctx context.Context, server string, connID int64, data string) error {
+// record writes the holder row of lk, a lock on the GET_LOCK name server,
+// creating the table when it is missing. It runs on the lock's own
+// connection, as a cached statement (see queryRow), under the lock's mutex
+// so that no probe runs meanwhile: an acquire needs no second connection
+// of the pool.
+func (m *Locker) record(ctx context.Context, lk *Lock, server string, data string) error {
 	if m.holdersWrite == "" {
 		return fmt.Errorf("Config.FencingTable is too long to name its holders table (the name followed by \"_holders\"): %w", lockkit.ErrUnsupported)
 	}
-	return m.execHolders(ctx, m.holdersWrite, server, connID, data)
+	lk.mu.Lock()
+	defer lk.mu.Unlock()
+	return m.execHolders(func(q string, args ...any) error {
+		_, err := m.conns.exec(ctx, lk.conn, q, args)
+		return err
+	}, m.holdersWrite, server, lk.connID, data)
 }
 
-// execHolders runs a statement on the holders table, creating the table
-// when it is missing.
-func (m *Locker) execHolders(ctx context.Context, q string, args ...any) error {
-	_, err := m.db.ExecContext(ctx, q, args...)
+// execHolders runs a statement on the holders table through run, creating
+// the table when it is missing.
+func (m *Locker) execHolders(run func(q string, args ...any) error, q string, args ...any) error {
+	err := run(q, args...)
 	if isNoTable(err) {
-		if _, cerr := m.db.ExecContext(ctx, m.holdersCreate); cerr != nil {
+		if cerr := run(m.holdersCreate); cerr != nil {
 			return fmt.Errorf("create the holders table (it needs the CREATE privilege; or create it beforehand, %s, and grant INSERT, UPDATE and SELECT on it): %w", m.holdersCreate, cerr)
 		}
-		_, err = m.db.ExecContext(ctx, q, args...)
+		err = run(q, args...)
 	}
 	return err
 }

@@ -101,7 +101,7 @@ func (m *Locker) List(ctx context.Context, names ...string) ([]lockkit.LockInfo,
 		return nil, fmt.Errorf("mysqllock: list: %w", err)
 	}
 	for i := range out {
-		h, err := holderOf(ctx, conn, out[i].Key)
+		h, err := m.holderOf(ctx, conn, out[i].Key)
 		if err != nil {
 			sqlconn.Discard(conn)
 			return nil, fmt.Errorf("mysqllock: list %q: %w", out[i].Name, err)

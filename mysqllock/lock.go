@@ -177,7 +177,13 @@ func (l *Lock) probe() error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.m.probeTimeout)
 	defer cancel()
 	var ok sql.NullBool
-	if err := l.conn.QueryRowContext(ctx, l.probeQ, l.probeA...).Scan(&ok); err != nil {
+	var err error
+	if len(l.targets) == 1 {
+		err = l.m.conns.queryRow(ctx, l.conn, l.probeQ, l.probeA, &ok)
+	} else {
+		err = l.conn.QueryRowContext(ctx, l.probeQ, l.probeA...).Scan(&ok)
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w within %v: %w", errNoAnswer, l.m.probeTimeout, err)
 		}
@@ -204,7 +210,7 @@ func (l *Lock) unlock(ctx context.Context, lost bool) error {
 		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), l.m.releaseTimeout)
 		defer cancel()
 	}
-	if err := releaseAll(rctx, l.conn, l.targets); err != nil {
+	if err := l.m.releaseAll(rctx, l.conn, l.targets); err != nil {
 		sqlconn.Discard(l.conn)
 		if rctx.Err() != nil {
 			// No answer: the server may not know the connection is

@@ -139,7 +139,7 @@ type Locker struct {
 	probeInterval  time.Duration
 	probeTimeout   time.Duration
 	releaseTimeout time.Duration
-	ids            mysqlConnIDs
+	conns          *connCache // shared by every Locker on db
 	tel            *telemetry.Recorder
 
 	// clusterChecked: the server said it is not a Galera node (see
@@ -210,6 +210,7 @@ func New(db *sql.DB, cfg *Config) (*Locker, error) {
 		probeInterval:  cmp.Or(c.ProbeInterval, DefaultProbeInterval),
 		probeTimeout:   cmp.Or(c.ProbeTimeout, DefaultProbeTimeout),
 		releaseTimeout: cmp.Or(c.ReleaseTimeout, DefaultReleaseTimeout),
+		conns:          connCacheOf(db),
 		tel:            telemetry.New(c.Telemetry, telemetryBackend),
 	}
 	if c.Fencing {
@@ -454,7 +455,7 @@ func (m *Locker) attempt(ctx context.Context, ts []mysqlTarget, wait bool) (*Loc
 		first = false
 	}
 	dc := driverConn(conn)
-	connID, known := m.ids.get(dc)
+	connID, known := m.conns.get(dc)
 	if wait && !known {
 		// Once per connection of the pool.
 		err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&connID)
@@ -470,10 +471,10 @@ func (m *Locker) attempt(ctx context.Context, ts []mysqlTarget, wait bool) (*Loc
 			return nil, fmt.Errorf("mysqllock: acquire %q: CONNECTION_ID(): %w", ts[0].name, err)
 		}
 		first = false
-		m.ids.put(dc, connID)
+		m.conns.put(m.db, dc, connID)
 	}
 	if !wait {
-		got, id, err := getLocks(ctx, conn, ts, 0)
+		got, id, err := m.getLocks(ctx, conn, ts, 0)
 		if errors.Is(err, driver.ErrBadConn) && ctx.Err() == nil {
 			sqlconn.Discard(conn)
 			return nil, errRetryBadConn
@@ -485,7 +486,7 @@ func (m *Locker) attempt(ctx context.Context, ts []mysqlTarget, wait bool) (*Loc
 			return nil, m.acquireError(ctx, ts, err)
 		}
 		connID = id
-		m.ids.put(dc, id)
+		m.conns.put(m.db, dc, id)
 		i, err := firstDenied(ts, got)
 		if err != nil {
 			sqlconn.Discard(conn)
@@ -543,10 +544,10 @@ func (m *Locker) attempt(ctx context.Context, ts []mysqlTarget, wait bool) (*Loc
 // which holds it: one autocommitted statement whose new counter the
 // server returns in its OK packet (LAST_INSERT_ID(expr) sets the insert
 // id), so no SELECT follows. A missing table is created, once, and the
-// bump retried.
+// bump retried. The bump is a cached statement (see queryRow).
 func (m *Locker) bump(ctx context.Context, conn *sql.Conn, server string) (int64, error) {
 	for created := false; ; created = true {
-		res, err := conn.ExecContext(ctx, m.fenceBump, server)
+		res, err := m.conns.exec(ctx, conn, m.fenceBump, []any{server})
 		var me *mysql.MySQLError
 		if !created && errors.As(err, &me) && me.Number == 1146 { // ER_NO_SUCH_TABLE
 			if _, cerr := conn.ExecContext(ctx, m.fenceCreate); cerr != nil {
@@ -592,7 +593,7 @@ func quoteTable(t string) (string, error) {
 // it if the question failed).
 func (m *Locker) held(ctx context.Context, conn *sql.Conn, t mysqlTarget, wait bool) error {
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.probeTimeout)
-	holder, herr := holderOf(hctx, conn, t.server)
+	holder, herr := m.holderOf(hctx, conn, t.server)
 	cancel()
 	if herr != nil {
 		sqlconn.Discard(conn)
@@ -644,8 +645,8 @@ func getLockQuery(n int, wait bool) string {
 
 // getLocks runs one GET_LOCK statement over ts (see getLockQuery) on conn
 // under qctx; timeout 0 is a try. It returns each name's answer and the
-// connection id.
-func getLocks(qctx context.Context, conn *sql.Conn, ts []mysqlTarget, timeout time.Duration) ([]sql.NullInt64, int64, error) {
+// connection id. The statement on one name is a cached one (see queryRow).
+func (m *Locker) getLocks(qctx context.Context, conn *sql.Conn, ts []mysqlTarget, timeout time.Duration) ([]sql.NullInt64, int64, error) {
 	wait := timeout > 0
 	args := make([]any, 0, 2*len(ts))
 	for i, t := range ts {
@@ -665,7 +666,13 @@ func getLocks(qctx context.Context, conn *sql.Conn, ts []mysqlTarget, timeout ti
 	}
 	var id int64
 	dest[len(ts)] = &id
-	if err := conn.QueryRowContext(qctx, getLockQuery(len(ts), wait), args...).Scan(dest...); err != nil {
+	var err error
+	if q := getLockQuery(len(ts), wait); len(ts) == 1 {
+		err = m.conns.queryRow(qctx, conn, q, args, dest...)
+	} else {
+		err = conn.QueryRowContext(qctx, q, args...).Scan(dest...)
+	}
+	if err != nil {
 		return nil, 0, err
 	}
 	return got, id, nil
@@ -756,7 +763,7 @@ func (m *Locker) wait(ctx context.Context, conn *sql.Conn, connID int64, ts []my
 				}
 			})
 		}
-		got, id, err := getLocks(qctx, conn, ts, timeout)
+		got, id, err := m.getLocks(qctx, conn, ts, timeout)
 		stop()
 		interrupted := qctx.Err() != nil
 		cancel()
@@ -859,7 +866,7 @@ func (m *Locker) giveBack(conn *sql.Conn, taken []mysqlTarget) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), m.releaseTimeout)
 	defer cancel()
-	if err := releaseAll(ctx, conn, taken); err != nil {
+	if err := m.releaseAll(ctx, conn, taken); err != nil {
 		sqlconn.Discard(conn)
 		return false
 	}
@@ -867,11 +874,11 @@ func (m *Locker) giveBack(conn *sql.Conn, taken []mysqlTarget) bool {
 }
 
 // releaseAll runs RELEASE_LOCK for every target in one statement and
-// requires 1 from each.
-func releaseAll(ctx context.Context, conn *sql.Conn, ts []mysqlTarget) error {
+// requires 1 from each. The statement on one name is a cached one.
+func (m *Locker) releaseAll(ctx context.Context, conn *sql.Conn, ts []mysqlTarget) error {
 	if len(ts) == 1 {
 		var got sql.NullInt64
-		if err := conn.QueryRowContext(ctx, "SELECT RELEASE_LOCK(?)", ts[0].server).Scan(&got); err != nil {
+		if err := m.conns.queryRow(ctx, conn, "SELECT RELEASE_LOCK(?)", []any{ts[0].server}, &got); err != nil {
 			return fmt.Errorf("RELEASE_LOCK(%q): %w", ts[0].server, err)
 		}
 		return releaseResult(ts[0].server, got)
@@ -922,13 +929,13 @@ LEFT JOIN information_schema.PROCESSLIST p ON p.ID = u.id`
 
 // holderOf returns who holds server, or nil when nobody does any more. An
 // error means conn may be unusable.
-func holderOf(ctx context.Context, conn *sql.Conn, server string) (*lockkit.Holder, error) {
+func (m *Locker) holderOf(ctx context.Context, conn *sql.Conn, server string) (*lockkit.Holder, error) {
 	var (
 		id          sql.NullInt64
 		user, host  sql.NullString
 		sinceSecond sql.NullInt64
 	)
-	if err := conn.QueryRowContext(ctx, mysqlHolderSQL, server).Scan(&id, &user, &host, &sinceSecond); err != nil {
+	if err := m.conns.queryRow(ctx, conn, mysqlHolderSQL, []any{server}, &id, &user, &host, &sinceSecond); err != nil {
 		return nil, err
 	}
 	if !id.Valid {

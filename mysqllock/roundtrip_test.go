@@ -85,16 +85,24 @@ func hundredNames(t *testing.T) []string {
 	return names
 }
 
-// Statements per operation, counted on the wire: a statement is one round
-// trip with interpolateParams=true, two without (prepare, execute). Every
-// name of an acquire is taken by one statement; a waiting acquire on a
-// connection whose id is cached is one statement; a conflict costs the
-// try, the give-back and the holder query, and leaves nothing held.
+// Round trips per operation, counted on the wire. With
+// interpolateParams=true a statement is one round trip. Without it, a
+// statement on one name (a try, a wait, a release, the holder query) is
+// prepared once per connection, two round trips the first time and one
+// from then on; a statement on several names is prepared each time, two
+// round trips. Every name of an acquire is taken by one statement; a
+// waiting acquire on a connection whose id is cached is one statement; a
+// conflict costs the try, the give-back and the holder query, and leaves
+// nothing held.
 func TestMySQLRoundTrips(t *testing.T) {
 	for _, interpolate := range []bool{true, false} {
-		perStmt := int64(2)
-		if interpolate {
-			perStmt = 1
+		// want returns the round trips expected with interpolateParams,
+		// or without.
+		want := func(with, without int64) int64 {
+			if interpolate {
+				return with
+			}
+			return without
 		}
 		t.Run(fmt.Sprintf("interpolateParams=%v", interpolate), func(t *testing.T) {
 			m, db, w := newCountedMySQL(t, interpolate)
@@ -105,62 +113,51 @@ func TestMySQLRoundTrips(t *testing.T) {
 			for i, n := range names {
 				servers[i] = mustName(m.UserLockName(n))
 			}
-			// count runs op and returns the statements it took.
-			count := func(what string, op func()) int64 {
+			// count runs op and checks the round trips it took.
+			count := func(what string, want int64, op func()) {
 				t.Helper()
 				before := w.Exchanges()
 				op()
-				n := w.Exchanges() - before
-				if n%perStmt != 0 {
-					t.Errorf("%s: %d round trips, not a multiple of %d", what, n, perStmt)
+				if n := w.Exchanges() - before; n != want {
+					t.Errorf("%s took %d round trips, want %d", what, n, want)
 				}
-				return n / perStmt
 			}
 			var l lockkit.Lock
 			var err error
-			// The Locker's first acquire asks once whether the server is
-			// a Galera node (ErrGalera).
-			if n := count("first try+release", func() {
+			tryRelease := func() {
 				if l, err = m.TryAcquire(mctx(t, 10*time.Second), names[0]); err != nil {
 					t.Fatal(err)
 				}
 				mustReleaseM(t, l)
-			}); n != 3 {
-				t.Errorf("the first TryAcquire+Release took %d statements, want 3 (wsrep_on, try, release)", n)
 			}
-			// A try learns (and caches) the connection's id for free.
-			if n := count("try+release", func() {
-				if l, err = m.TryAcquire(mctx(t, 10*time.Second), names[0]); err != nil {
-					t.Fatal(err)
-				}
-				mustReleaseM(t, l)
-			}); n != 2 {
-				t.Errorf("TryAcquire+Release took %d statements, want 2", n)
-			}
-			if n := count("acquire+release", func() {
+			acquireRelease := func() {
 				if l, err = m.Acquire(mctx(t, 10*time.Second), names[0]); err != nil {
 					t.Fatal(err)
 				}
 				mustReleaseM(t, l)
-			}); n != 2 {
-				t.Errorf("Acquire+Release took %d statements, want 2", n)
 			}
-			if n := count("try 100", func() {
+			// The Locker's first acquire asks once whether the server is
+			// a Galera node (ErrGalera). A try learns (and caches) the
+			// connection's id for free; without interpolateParams, the
+			// release is prepared on the connection, and the try, which
+			// ran before the id was known, the next time.
+			count("the first TryAcquire+Release (wsrep_on, try, release)", want(3, 6), tryRelease)
+			count("the second TryAcquire+Release (the try is prepared)", want(2, 3), tryRelease)
+			count("TryAcquire+Release", want(2, 2), tryRelease)
+			count("the first Acquire+Release (the wait is prepared)", want(2, 3), acquireRelease)
+			count("Acquire+Release", want(2, 2), acquireRelease)
+			count("TryLockNames of 100 names + Release", want(2, 4), func() {
 				if l, err = m.TryLockNames(mctx(t, 10*time.Second), names); err != nil {
 					t.Fatal(err)
 				}
 				mustReleaseM(t, l)
-			}); n != 2 {
-				t.Errorf("TryLockNames of 100 names + Release took %d statements, want 2", n)
-			}
-			if n := count("acquire 100", func() {
+			})
+			count("LockNames of 100 names + Release", want(2, 4), func() {
 				if l, err = m.LockNames(mctx(t, 10*time.Second), names); err != nil {
 					t.Fatal(err)
 				}
 				mustReleaseM(t, l)
-			}); n != 2 {
-				t.Errorf("LockNames of 100 names + Release took %d statements, want 2", n)
-			}
+			})
 
 			// A conflict on the 51st name: the names before and after it
 			// are taken by the statement and given back.
@@ -185,18 +182,16 @@ func TestMySQLRoundTrips(t *testing.T) {
 					t.Errorf("%s: pool has %d in use, %d open; want its connection back, clean", what, s.InUse, s.OpenConnections)
 				}
 			}
-			if n := count("try 100, conflict", func() {
+			// Without interpolateParams: the try and the give-back
+			// prepared (2 each), the holder query prepared the first time.
+			count("TryLockNames of 100 names with a conflict (try, give back, holder)", want(3, 6), func() {
 				_, err = m.TryLockNames(mctx(t, 10*time.Second), names)
 				checkConflict("TryLockNames", err, false)
-			}); n != 3 {
-				t.Errorf("TryLockNames of 100 names with a conflict took %d statements, want 3 (try, give back, holder)", n)
-			}
-			if n := count("acquire 100, timeout", func() {
+			})
+			count("LockNames of 100 names timed out (wait, give back, holder)", want(3, 5), func() {
 				_, err = m.LockNames(mctx(t, 200*time.Millisecond), names)
 				checkConflict("LockNames", err, true)
-			}); n != 3 {
-				t.Errorf("LockNames of 100 names timed out took %d statements, want 3 (wait, give back, holder)", n)
-			}
+			})
 
 			// Contended, a wait is one statement: it is granted when the
 			// holder releases.
@@ -212,8 +207,8 @@ func TestMySQLRoundTrips(t *testing.T) {
 				res <- err
 			}()
 			time.Sleep(100 * time.Millisecond)
-			if d := w.Exchanges() - before; d != perStmt {
-				t.Errorf("a waiting Acquire sent %d round trips before the grant, want %d (one statement)", d, perStmt)
+			if d := w.Exchanges() - before; d != 1 {
+				t.Errorf("a waiting Acquire sent %d round trips before the grant, want 1 (one statement)", d)
 			}
 			mustReleaseM(t, ol)
 			if err := <-res; err != nil {
@@ -241,7 +236,7 @@ func TestMySQLWaitOrderAndCancel(t *testing.T) {
 	}
 	waiterID := l.(*Lock).ConnID()
 	mustReleaseM(t, l)
-	if n := m.ids.len(); n != 1 {
+	if n := m.conns.len(); n != 1 {
 		t.Fatalf("%d cached connection ids, want 1", n)
 	}
 	ol, err := other.TryAcquire(mctx(t, 10*time.Second), b)
@@ -295,26 +290,6 @@ func TestMySQLWaitOrderAndCancel(t *testing.T) {
 	}
 	if s := db.Stats(); s.InUse != 0 {
 		t.Errorf("%d connections in use", s.InUse)
-	}
-}
-
-// The id cache stays small when the pool's connections come and go: a
-// sweep drops the ids not used since the previous sweep.
-func TestMySQLConnIDsSweep(t *testing.T) {
-	var c mysqlConnIDs
-	live := new(int)
-	c.put(live, 7)
-	for i := range 1000 {
-		c.put(new(int), int64(i+100))
-		if id, ok := c.get(live); !ok || id != 7 {
-			t.Fatalf("after %d others, the live connection's id = %d, %v", i, id, ok)
-		}
-	}
-	if n := c.len(); n > 2*mysqlConnIDsMin+1 {
-		t.Errorf("%d ids cached after 1000 connections came and went, want at most %d", n, 2*mysqlConnIDsMin+1)
-	}
-	if _, ok := c.get(nil); ok {
-		t.Error("a nil driver connection has an id")
 	}
 }
 
@@ -376,5 +351,50 @@ func TestMySQLMultiWaitEndsAtDeadline(t *testing.T) {
 	mustReleaseM(t, ol)
 	if s := db.Stats(); s.InUse != 0 {
 		t.Errorf("%d connections in use", s.InUse)
+	}
+}
+
+// A fenced lock adds the bump, and a WithData view's lock the record, one
+// round trip each, with or without interpolateParams: both are cached
+// statements on the lock's own connection, which is all the view's acquire
+// needs (a pool of one connection suffices).
+func TestMySQLRoundTripsFencedAndData(t *testing.T) {
+	for _, interpolate := range []bool{true, false} {
+		t.Run(fmt.Sprintf("interpolateParams=%v", interpolate), func(t *testing.T) {
+			db, w := countedMySQL(t, interpolate)
+			name := integration.Name(t)
+			for _, c := range []struct {
+				what    string
+				fencing bool
+				data    bool
+				want    int64
+			}{
+				{"fenced try+release (try, bump, release)", true, false, 3},
+				{"WithData try+release (try, record, release)", false, true, 3},
+				{"fenced WithData try+release (try, bump, record, release)", true, true, 4},
+			} {
+				m, err := New(db, &Config{ProbeInterval: time.Minute, Fencing: c.fencing})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var locker lockkit.Locker = m
+				if c.data {
+					locker = m.WithData("data")
+				}
+				for i := range 4 {
+					before := w.Exchanges()
+					l, err := locker.TryAcquire(mctx(t, 10*time.Second), name)
+					if err != nil {
+						t.Fatal(err)
+					}
+					mustReleaseM(t, l)
+					// The first rounds prepare the statements (and check
+					// wsrep_on, and make the tables and the row).
+					if n := w.Exchanges() - before; i >= 2 && n != c.want {
+						t.Errorf("%s took %d round trips, want %d", c.what, n, c.want)
+					}
+				}
+			}
+		})
 	}
 }
