@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
@@ -34,6 +35,81 @@ func myTryNamesSQL(n int) string {
 		return myTrySQL
 	}
 	return "SELECT " + strings.Repeat("GET_LOCK(?, 0), ", n) + "CONNECTION_ID()"
+}
+
+// myStmts keeps the floor's one-name statements prepared per driver
+// connection, as mysqllock keeps its own: without interpolateParams,
+// go-sql-driver otherwise prepares, executes and closes a statement with
+// arguments every time (2 round trips instead of 1). Statements on several
+// names are prepared each time, by lockkit and the floor alike.
+type myStmts struct {
+	mu sync.Mutex
+	m  map[any]map[string]driver.Stmt // driver connection → query → statement
+}
+
+// query runs q, which returns one row of cols integer columns, with args
+// on conn: a statement on one name (names == 1) through the statement
+// kept for conn's driver connection, one on several names through
+// database/sql. NULL columns are not Valid.
+func (s *myStmts) query(ctx context.Context, conn *sql.Conn, names, cols int, q string, args ...any) ([]sql.NullInt64, error) {
+	if names > 1 {
+		got := make([]sql.NullInt64, cols)
+		dest := make([]any, cols)
+		for i := range got {
+			dest[i] = &got[i]
+		}
+		return got, conn.QueryRowContext(ctx, q, args...).Scan(dest...)
+	}
+	var got []sql.NullInt64
+	err := conn.Raw(func(dc any) error {
+		s.mu.Lock()
+		st := s.m[dc][q]
+		s.mu.Unlock()
+		if st == nil {
+			p, err := dc.(driver.ConnPrepareContext).PrepareContext(ctx, q)
+			if err != nil {
+				return err
+			}
+			st = p
+			s.mu.Lock()
+			if s.m == nil {
+				s.m = map[any]map[string]driver.Stmt{}
+			}
+			if s.m[dc] == nil {
+				s.m[dc] = map[string]driver.Stmt{}
+			}
+			s.m[dc][q] = st
+			s.mu.Unlock()
+		}
+		nv := make([]driver.NamedValue, len(args))
+		for i, a := range args {
+			nv[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+		}
+		rows, err := st.(driver.StmtQueryContext).QueryContext(ctx, nv)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		row := make([]driver.Value, len(rows.Columns()))
+		if err := rows.Next(row); err != nil {
+			return err
+		}
+		if len(row) != cols {
+			return fmt.Errorf("%s: %d columns, want %d", q, len(row), cols)
+		}
+		for _, v := range row {
+			switch v := v.(type) {
+			case nil:
+				got = append(got, sql.NullInt64{})
+			case int64:
+				got = append(got, sql.NullInt64{Int64: v, Valid: true})
+			default:
+				return fmt.Errorf("%s: a column of type %T", q, v)
+			}
+		}
+		return nil
+	})
+	return got, err
 }
 
 // myConnIDs caches the connection id of each driver connection, as
@@ -219,18 +295,19 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 		return fail(err)
 	}
 	closers = append(closers, func() { flDB.Close() })
+	flStmts := &myStmts{}
 	floorMulti := func(ctx context.Context, ks []int) (releaseFunc, error) {
 		srv := make([]string, len(ks))
 		for i, k := range ks {
 			srv[i] = server(k)
 		}
-		return myFloorNames(ctx, flDB, srv)
+		return myFloorNames(ctx, flDB, flStmts, srv)
 	}
 	floorV := &variant{
 		name: "floor", role: roleFloor, net: flNet,
-		note: "go-sql-driver on a pinned *sql.Conn: " + myTrySQL + ", " + myReleaseSQL + "; contended: " + myWaitSQL + " with a year's timeout (the server's blocking wait; the connection id is read once per connection before its first wait, as lockkit caches it); several names: SELECT GET_LOCK(?, 0), …, CONNECTION_ID() in one statement, one RELEASE_LOCK statement for all, as lockkit",
+		note: "go-sql-driver on a pinned *sql.Conn, one-name statements prepared once per connection and kept (as lockkit keeps them; myStmts): " + myTrySQL + ", " + myReleaseSQL + "; contended: " + myWaitSQL + " with a year's timeout (the server's blocking wait; the connection id is read once per connection before its first wait, as lockkit caches it); several names: SELECT GET_LOCK(?, 0), …, CONNECTION_ID() in one statement, one RELEASE_LOCK statement for all, as lockkit",
 		try: func(ctx context.Context, k int) (releaseFunc, error) {
-			return myFloorNames(ctx, flDB, []string{server(k)})
+			return myFloorNames(ctx, flDB, flStmts, []string{server(k)})
 		},
 		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
 			db, err := newMySQLDB(e.myDSN, flNet, n+4)
@@ -238,11 +315,11 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 				return nil, nil, err
 			}
 			warmDB(ctx, db, n)
-			ids := &myConnIDs{}
+			ids, stmts := &myConnIDs{}, &myStmts{}
 			ws := make([]worker, n)
 			for i := range ws {
 				ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) {
-					return myFloorWait(ctx, db, ids, server(k))
+					return myFloorWait(ctx, db, ids, stmts, server(k))
 				})
 			}
 			return ws, func() { db.Close() }, nil
@@ -258,7 +335,7 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 		variants: append([]*variant{lockkitV, floorV, ipV}, ind...),
 		notes: []string{
 			"no peer: the issue lists none for MySQL GET_LOCK",
-			"the DSN has no interpolateParams, so go-sql-driver prepares every statement with arguments: 2 round trips each (prepare, execute; the close is not answered); the floor pays that on every statement, lockkit keeps its statements on one name prepared per connection (1 round trip each once prepared) and prepares its statements on several names each time",
+			"the DSN has no interpolateParams, so go-sql-driver prepares every statement with arguments: 2 round trips each (prepare, execute; the close is not answered); lockkit and the floor keep their statements on one name prepared per connection (1 round trip each once prepared) and prepare their statements on several names each time",
 		},
 		cleanup: cleanup,
 	}, nil
@@ -266,21 +343,17 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 
 // myFloorNames takes names on one pinned connection with lockkit's
 // statement: every name and the connection id in one statement.
-func myFloorNames(ctx context.Context, db *sql.DB, names []string) (releaseFunc, error) {
+func myFloorNames(ctx context.Context, db *sql.DB, stmts *myStmts, names []string) (releaseFunc, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
-	got := make([]sql.NullInt64, len(names))
-	dest := make([]any, len(names)+1)
 	args := make([]any, len(names))
 	for i := range names {
-		dest[i], args[i] = &got[i], names[i]
+		args[i] = names[i]
 	}
-	var id int64
-	dest[len(names)] = &id
-	err = conn.QueryRowContext(ctx, myTryNamesSQL(len(names)), args...).Scan(dest...)
-	for _, g := range got {
+	got, err := stmts.query(ctx, conn, len(names), len(names)+1, myTryNamesSQL(len(names)), args...)
+	for _, g := range got[:max(0, len(got)-1)] {
 		if err == nil && g.Int64 != 1 {
 			err = fmt.Errorf("GET_LOCK returned %v", g)
 		}
@@ -290,24 +363,22 @@ func myFloorNames(ctx context.Context, db *sql.DB, names []string) (releaseFunc,
 		conn.Close()
 		return nil, err
 	}
-	return myFloorRelease(conn, names), nil
+	return myFloorRelease(conn, stmts, names), nil
 }
 
 // myFloorRelease releases names with one statement, as lockkit's
 // releaseAll.
-func myFloorRelease(conn *sql.Conn, names []string) releaseFunc {
+func myFloorRelease(conn *sql.Conn, stmts *myStmts, names []string) releaseFunc {
 	return func(ctx context.Context) error {
 		q := myReleaseSQL
 		if len(names) > 1 {
 			q = "SELECT " + strings.TrimSuffix(strings.Repeat("RELEASE_LOCK(?), ", len(names)), ", ")
 		}
-		got := make([]sql.NullInt64, len(names))
-		dest := make([]any, len(names))
 		args := make([]any, len(names))
 		for i := range names {
-			dest[i], args[i] = &got[i], names[i]
+			args[i] = names[i]
 		}
-		err := conn.QueryRowContext(ctx, q, args...).Scan(dest...)
+		got, err := stmts.query(ctx, conn, len(names), len(names), q, args...)
 		for _, g := range got {
 			if err == nil && g.Int64 != 1 {
 				err = fmt.Errorf("RELEASE_LOCK returned %v", g)
@@ -325,7 +396,7 @@ func myFloorRelease(conn *sql.Conn, names []string) releaseFunc {
 // lockkit's one statement (the connection id read once per connection
 // beforehand, as lockkit's cache does). The wait is not cancelled at the
 // end of the contended window: it drains.
-func myFloorWait(ctx context.Context, db *sql.DB, ids *myConnIDs, name string) (releaseFunc, error) {
+func myFloorWait(ctx context.Context, db *sql.DB, ids *myConnIDs, stmts *myStmts, name string) (releaseFunc, error) {
 	ctx = context.WithoutCancel(ctx)
 	conn, err := db.Conn(ctx)
 	if err != nil {
@@ -337,14 +408,11 @@ func myFloorWait(ctx context.Context, db *sql.DB, ids *myConnIDs, name string) (
 		conn.Close()
 		return nil, err
 	}
-	var (
-		got sql.NullInt64
-		id  int64
-	)
-	if err := conn.QueryRowContext(ctx, myWaitSQL, name, float64(myForever)).Scan(&got, &id); err != nil || got.Int64 != 1 || id != want {
+	got, err := stmts.query(ctx, conn, 1, 2, myWaitSQL, name, float64(myForever))
+	if err != nil || got[0].Int64 != 1 || got[1].Int64 != want {
 		conn.Raw(func(any) error { return errBadConn })
 		conn.Close()
-		return nil, fmt.Errorf("GET_LOCK: %v %v (connection %d, expected %d)", got, err, id, want)
+		return nil, fmt.Errorf("GET_LOCK: %v %v (connection %d)", got, err, want)
 	}
-	return myFloorRelease(conn, []string{name}), nil
+	return myFloorRelease(conn, stmts, []string{name}), nil
 }
