@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -314,5 +315,31 @@ func TestCompareRuns(t *testing.T) {
 	}
 	if n != 1 || !strings.Contains(out.String(), "+10.0 %") || !strings.Contains(out.String(), "| files | 1 key, p50 | floor | 1.00× (0.99–1.01) | 1.00× (0.99–1.01) | +0.0 % | yes | yes |") {
 		t.Fatalf("%d disagree:\n%s", n, out.String())
+	}
+}
+
+// TestSliceOrder checks that a contended slice runs every variant once,
+// the headline ones back to back, in either order, anywhere in the slice.
+func TestSliceOrder(t *testing.T) {
+	vs := make([]*variant, 8)
+	for i := range vs {
+		vs[i] = &variant{name: strconv.Itoa(i)}
+	}
+	head := func(v *variant) bool { return v == vs[2] || v == vs[5] }
+	firsts, places := map[int]bool{}, map[int]bool{}
+	for range 200 {
+		o := sliceOrder(vs, head)
+		seen := map[int]bool{}
+		for _, vi := range o {
+			seen[vi] = true
+		}
+		i := slices.IndexFunc(o, func(vi int) bool { return head(vs[vi]) })
+		if len(o) != len(vs) || len(seen) != len(vs) || i < 0 || i+1 >= len(o) || !head(vs[o[i+1]]) {
+			t.Fatalf("order %v: want every variant once, 2 and 5 adjacent", o)
+		}
+		firsts[o[i]], places[i] = true, true
+	}
+	if len(firsts) != 2 || len(places) < 5 {
+		t.Fatalf("in 200 orders the pair led with %v and started at %v", firsts, places)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -321,8 +322,9 @@ type contendedResult struct {
 
 // runContended lets n workers of each variant compete for one lock. The
 // window is cut into slices (the repeats) that run variant after variant,
-// in an order shuffled afresh each slice, so that load from other processes on the shared
-// machine hits every variant alike; each slice sets the variant up afresh
+// in an order shuffled afresh each slice (sliceOrder), so that load from
+// other processes on the shared machine hits every variant alike; each
+// slice sets the variant up afresh
 // (its pool, warmed before the slice starts) and tears it down, so that
 // only one variant's connections are open at a time.
 //
@@ -345,7 +347,7 @@ func runContended(ctx context.Context, vs []*variant, keyOf func(*variant) int, 
 		first = -1
 	}
 	for sl := first; sl < p.slices*max(1, p.headFactor); sl++ {
-		for _, vi := range rand.Perm(len(vs)) {
+		for _, vi := range sliceOrder(vs, headline) {
 			if ctx.Err() != nil || rs[vi].Skipped != "" || (sl >= p.slices && !headline(vs[vi])) {
 				continue
 			}
@@ -406,6 +408,23 @@ func runContended(ctx context.Context, vs []*variant, keyOf func(*variant) int, 
 		r.WaitMaxNs = int64(r.waits.quantile(1))
 	}
 	return rs
+}
+
+// sliceOrder is the order of one contended slice: the variants shuffled,
+// with the headline ones moved together at a random place among the rest
+// (in their shuffled order), so that the two sides of a headline ratio run
+// back to back, under the same load, in either order.
+func sliceOrder(vs []*variant, headline func(*variant) bool) []int {
+	var heads, rest []int
+	for _, vi := range rand.Perm(len(vs)) {
+		if headline(vs[vi]) {
+			heads = append(heads, vi)
+		} else {
+			rest = append(rest, vi)
+		}
+	}
+	at := rand.IntN(len(rest) + 1)
+	return slices.Concat(rest[:at], heads, rest[at:])
 }
 
 // contendedSlice runs one slice of the contended scenario for one variant

@@ -128,7 +128,8 @@ nothing. Contended: 16 goroutines loop acquire (waiting) / release on one
 lock for a fixed window per variant, cut into short slices (the repeats;
 in a full run 16 of 150 ms, and 32 for lockkit and the variant of each
 headline ratio) that run variant after variant in an order shuffled
-afresh each slice, each on a fresh lock and a fresh setup, after a first
+afresh each slice (the two of a headline ratio back to back, in either
+order), each on a fresh lock and a fresh setup, after a first
 slice of every variant that is not recorded (a warm-up: first slices ran
 slower); handoff is the time from the holder's call to
 release to the moment the next holder's acquire returns; wait is one
