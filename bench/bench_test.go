@@ -53,15 +53,16 @@ func TestIndependentWorkers(t *testing.T) {
 		if r.Skipped != "" || r.Errors > 0 {
 			t.Fatalf("%s: skipped %q, %d errors (%s)", r.Variant, r.Skipped, r.Errors, r.LastError)
 		}
-		slices := 2
+		nSlices := 2
 		if i == 0 {
-			slices = 4
+			nSlices = 4
 		}
 		total := 0
 		for _, c := range r.PerSlice {
 			total += c
 		}
-		if r.Starved > 0 || r.Acquisitions == 0 || len(r.PerSlice) != slices || r.WindowNs != int64(slices)*int64(300*time.Millisecond) ||
+		if r.Starved > 0 || r.Acquisitions == 0 || len(r.PerSlice) != nSlices || len(r.PerSliceMaxHandoffNs) != nSlices ||
+			slices.Max(r.PerSliceMaxHandoffNs) != int64(slices.Max(r.handoffs)) || r.WindowNs != int64(nSlices)*int64(300*time.Millisecond) ||
 			r.Acquisitions != total || r.Handoffs == 0 || r.HandoffP50Ns <= 0 {
 			t.Fatalf("%s: %+v", r.Variant, r)
 		}

@@ -295,14 +295,19 @@ type contendedResult struct {
 	// (EmptySlices) means the lock stayed held across it (a lease
 	// leaked by a cancelled attempt, for one), so the throughput is not a
 	// measure of handoffs.
-	PerSlice     []int   `json:"per_slice"`
-	EmptySlices  int     `json:"empty_slices"`
-	Spread       float64 `json:"spread"`  // max/min acquisitions per worker; 0 when some worker starved
-	Starved      int     `json:"starved"` // workers with no acquisition
-	HandoffP50Ns int64   `json:"handoff_median_ns"`
-	HandoffP99Ns int64   `json:"handoff_p99_ns"`
-	HandoffMean  int64   `json:"handoff_mean_ns"`
-	Handoffs     int     `json:"handoffs"`
+	PerSlice []int `json:"per_slice"`
+	// PerSliceMaxHandoffNs is each slice's longest handoff: a slice in
+	// which the machine stopped the process (or the server) for a while
+	// shows it, so that a slice's conditions can be checked against the
+	// others'.
+	PerSliceMaxHandoffNs []int64 `json:"per_slice_max_handoff_ns"`
+	EmptySlices          int     `json:"empty_slices"`
+	Spread               float64 `json:"spread"`  // max/min acquisitions per worker; 0 when some worker starved
+	Starved              int     `json:"starved"` // workers with no acquisition
+	HandoffP50Ns         int64   `json:"handoff_median_ns"`
+	HandoffP99Ns         int64   `json:"handoff_p99_ns"`
+	HandoffMean          int64   `json:"handoff_mean_ns"`
+	Handoffs             int     `json:"handoffs"`
 	// Handoffs to another worker only (the releaser re-winning excluded).
 	OtherP50Ns int64   `json:"handoff_other_median_ns"`
 	OtherP99Ns int64   `json:"handoff_other_p99_ns"`
@@ -539,12 +544,17 @@ func contendedSlice(ctx context.Context, v *variant, k, n int, window time.Durat
 	if sliceTotal == 0 {
 		r.EmptySlices++
 	}
+	var longest time.Duration
 	for i := range n {
+		for _, d := range handoffs[i] {
+			longest = max(longest, d)
+		}
 		r.PerWorker[i] += counts[i]
 		r.handoffs = append(r.handoffs, handoffs[i]...)
 		r.others = append(r.others, others[i]...)
 		r.waits = append(r.waits, waits[i]...)
 	}
+	r.PerSliceMaxHandoffNs = append(r.PerSliceMaxHandoffNs, int64(longest))
 	r.Errors += int(errs.Load())
 	if s, ok := lastErr.Load().(string); ok {
 		r.LastError = s
