@@ -362,10 +362,11 @@ func runContended(ctx context.Context, vs []*variant, keyOf func(*variant) int, 
 			k := keyOf(vs[vi]) + sl + 1
 			r := rs[vi]
 			if sl < 0 {
-				// The warm-up slice: the first slice of a run is
-				// slower than the rest for most variants (by 3 % in
-				// the median over 38 variants of two quiet runs, by
-				// 18 % under load); counted nowhere.
+				// The warm-up slice, counted nowhere: a variant's
+				// first slice was its slowest more often than not (38
+				// variants of two quiet runs: 0.5-1.7 % below the rest
+				// in the median, 3-6 % in the mean; 18 % in the median
+				// at load 10-12).
 				r = &contendedResult{PerWorker: make([]int, n)}
 			}
 			var f int64

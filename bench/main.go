@@ -123,7 +123,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.cpuprof, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	fs.IntVar(&c.workers, "workers", 16, "workers of the contended scenario")
 	fs.IntVar(&c.slices, "slices", 0, fmt.Sprintf("contended: interleaved slices (repeats) per variant (default %d, %d with -quick)", fullParams.slices, quickParams.slices))
-	fs.DurationVar(&c.window, "window", 0, fmt.Sprintf("contended: measured time per variant, all slices together (default %v, %v with -quick)", fullParams.window, quickParams.window))
+	fs.DurationVar(&c.window, "window", 0, fmt.Sprintf("contended: measured time per variant, all slices together; the headline pairs run %d times as long (default %v, %v with -quick)", fullParams.headFactor, fullParams.window, quickParams.window))
 	fs.BoolVar(&c.strict, "strict", os.Getenv("LOCKKIT_TEST_REQUIRE") == "1",
 		"exit non-zero when a backend is skipped or a lockkit measurement failed (default: $LOCKKIT_TEST_REQUIRE=1); slowness never fails")
 	fs.BoolVar(&c.privatePG, "private-postgres", false,
