@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,12 +45,25 @@ func TestIndependentWorkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := runContended(context.Background(), vs, func(*variant) int { return 1 }, 4, 600*time.Millisecond, 2)
-	for _, r := range rs {
+	// With a warm-up slice, which counts nowhere, and twice the slices
+	// for the first variant, as if it were a headline's.
+	p := params{workers: 4, window: 600 * time.Millisecond, slices: 2, warmSlice: true, headFactor: 2}
+	rs := runContended(context.Background(), vs, func(*variant) int { return 1 }, p, func(v *variant) bool { return v == vs[0] })
+	for i, r := range rs {
 		if r.Skipped != "" || r.Errors > 0 {
 			t.Fatalf("%s: skipped %q, %d errors (%s)", r.Variant, r.Skipped, r.Errors, r.LastError)
 		}
-		if r.Starved > 0 || r.Acquisitions == 0 || len(r.PerSlice) != 2 || r.Handoffs == 0 || r.HandoffP50Ns <= 0 {
+		nSlices := 2
+		if i == 0 {
+			nSlices = 4
+		}
+		total := 0
+		for _, c := range r.PerSlice {
+			total += c
+		}
+		if r.Starved > 0 || r.Acquisitions == 0 || len(r.PerSlice) != nSlices || len(r.PerSliceMaxHandoffNs) != nSlices ||
+			slices.Max(r.PerSliceMaxHandoffNs) != int64(slices.Max(r.handoffs)) || r.WindowNs != int64(nSlices)*int64(300*time.Millisecond) ||
+			r.Acquisitions != total || r.Handoffs == 0 || r.HandoffP50Ns <= 0 {
 			t.Fatalf("%s: %+v", r.Variant, r)
 		}
 		// Exclusion: a handoff is measured from the previous holder's
@@ -224,6 +238,21 @@ func TestRatioCI(t *testing.T) {
 	if n != 3 || math.Abs(est-2) > 1e-9 || math.Abs(lo-2/w) > 1e-6 || math.Abs(hi-2*w) > 1e-6 {
 		t.Fatalf("ratios 1,2,4: %v [%v, %v] n=%d, want 2 [%v, %v]", est, lo, hi, n, 2/w, 2*w)
 	}
+	// One disturbed repeat in ten moves nothing: it is trimmed, and the
+	// winsorized spread of the rest is nil.
+	est, lo, hi, n = ratioCI([]float64{1, 1, 1, 1, 100, 1, 1, 1, 1, 1}, []float64{1, 1, 1, 1, 1, 1, 1, 1, 1, 1})
+	if n != 10 || est != 1 || lo != 1 || hi != 1 {
+		t.Fatalf("nine ratios 1 and one 100: %v [%v, %v] n=%d, want 1 [1, 1]", est, lo, hi, n)
+	}
+	// Logs -5, 0, 1, 2, 9: one trimmed at each end, mean of 0, 1, 2 is 1;
+	// winsorized 0, 0, 1, 2, 2 has squares summing to 4, so the standard
+	// error is √(4/(3·2)) and the interval e^(1 ± 4.303·√(2/3)).
+	a := []float64{math.Exp(-5), 1, math.E, math.Exp(2), math.Exp(9)}
+	est, lo, hi, n = ratioCI(a, []float64{1, 1, 1, 1, 1})
+	hw := 4.303 * math.Sqrt(2.0/3)
+	if n != 5 || math.Abs(est-math.E) > 1e-9 || math.Abs(lo-math.Exp(1-hw)) > 1e-9 || math.Abs(hi-math.Exp(1+hw)) > 1e-9 {
+		t.Fatalf("logs -5,0,1,2,9: %v [%v, %v] n=%d, want e [%v, %v]", est, lo, hi, n, math.Exp(1-hw), math.Exp(1+hw))
+	}
 }
 
 // TestInterleaved checks that runLatency mixes the variants' operations
@@ -265,6 +294,7 @@ func TestCompareRuns(t *testing.T) {
 		rep := &report{Ratios: []ratioRow{
 			{Backend: "files", Scenario: "contended", Metric: "throughput", Lockkit: "lockkit", Other: "gofrs/flock", Ratio: ratio, Lo: ratio * 0.9, Hi: ratio * 1.1, Repeats: 6},
 			{Backend: "files", Scenario: "1 key", Metric: "p50", Lockkit: "lockkit", Other: "floor", Ratio: 1.0, Lo: 0.99, Hi: 1.01, Repeats: 10},
+			{Backend: "files", Scenario: "1 key", Metric: "p50", Lockkit: "lockkit", Other: "gofrs/flock", Ratio: 1.0, Lo: 0.99, Hi: 1.01, Repeats: 10},
 		}}
 		if err := writeJSON(p, rep); err != nil {
 			t.Fatal(err)
@@ -273,11 +303,44 @@ func TestCompareRuns(t *testing.T) {
 	}
 	a, b := write("a.json", 2.0), write("b.json", 2.2)
 	var out bytes.Buffer
-	n, err := compareRuns(a, b, &out)
+	h, n, err := compareRuns(a, b, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Headlines: one agrees, one differs, the other six are missing.
+	if h != len(headlines)-1 ||
+		!strings.Contains(out.String(), "| files contended / gofrs/flock | 2.00× (1.80–2.20) | 2.20× (1.98–2.42) | +10.0 % | **no** |") ||
+		!strings.Contains(out.String(), "| files 1 key / gofrs/flock | 1.00× (0.99–1.01) | 1.00× (0.99–1.01) | +0.0 % | yes |") ||
+		!strings.Contains(out.String(), "| Redis 1 key / floor | — | — | — | **no** (missing) |") {
+		t.Fatalf("%d headlines disagree:\n%s", h, out.String())
+	}
 	if n != 1 || !strings.Contains(out.String(), "+10.0 %") || !strings.Contains(out.String(), "| files | 1 key, p50 | floor | 1.00× (0.99–1.01) | 1.00× (0.99–1.01) | +0.0 % | yes | yes |") {
 		t.Fatalf("%d disagree:\n%s", n, out.String())
+	}
+}
+
+// TestSliceOrder checks that a contended slice runs every variant once,
+// the headline ones back to back, in either order, anywhere in the slice.
+func TestSliceOrder(t *testing.T) {
+	vs := make([]*variant, 8)
+	for i := range vs {
+		vs[i] = &variant{name: strconv.Itoa(i)}
+	}
+	head := func(v *variant) bool { return v == vs[2] || v == vs[5] }
+	firsts, places := map[int]bool{}, map[int]bool{}
+	for range 200 {
+		o := sliceOrder(vs, head)
+		seen := map[int]bool{}
+		for _, vi := range o {
+			seen[vi] = true
+		}
+		i := slices.IndexFunc(o, func(vi int) bool { return head(vs[vi]) })
+		if len(o) != len(vs) || len(seen) != len(vs) || i < 0 || i+1 >= len(o) || !head(vs[o[i+1]]) {
+			t.Fatalf("order %v: want every variant once, 2 and 5 adjacent", o)
+		}
+		firsts[o[i]], places[i] = true, true
+	}
+	if len(firsts) != 2 || len(places) < 5 {
+		t.Fatalf("in 200 orders the pair led with %v and started at %v", firsts, places)
 	}
 }

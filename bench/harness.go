@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,8 +96,10 @@ type params struct {
 	batchBudget   time.Duration // wall time cap of one batch
 	distinct      int           // distinct keys: ops (one per key) per variant
 	workers       int           // contended
-	window        time.Duration // contended: total per variant
+	window        time.Duration // contended: total per variant, warm-up slice not counted
 	slices        int           // contended: the window in this many interleaved slices (repeats)
+	warmSlice     bool          // contended: a first, unrecorded slice of every variant
+	headFactor    int           // contended: the headline variants (headlines in compare.go) run this many times as many slices
 	multiN        int           // keys per multi-key op
 	multiOps      int
 	memOps        int
@@ -111,10 +114,10 @@ type params struct {
 const minBatch = 5
 
 var fullParams = params{
-	rounds: 10, batch: 100, batchBudget: 250 * time.Millisecond,
+	rounds: 20, batch: 100, batchBudget: 125 * time.Millisecond,
 	distinct: 10000,
-	workers:  16, window: 2 * time.Second, slices: 6,
-	multiN: 100, multiOps: 100,
+	workers:  16, window: 1800 * time.Millisecond, slices: 12, warmSlice: true, headFactor: 4,
+	multiN: 100, multiOps: 200,
 	memOps: 500, memBudget: time.Second, heldN: 10,
 	scaleSteps: []int{1, 10, 100, 1000, 10000}, scaleOps: 200, scaleBudget: 500 * time.Millisecond,
 }
@@ -292,14 +295,19 @@ type contendedResult struct {
 	// (EmptySlices) means the lock stayed held across it (a lease
 	// leaked by a cancelled attempt, for one), so the throughput is not a
 	// measure of handoffs.
-	PerSlice     []int   `json:"per_slice"`
-	EmptySlices  int     `json:"empty_slices"`
-	Spread       float64 `json:"spread"`  // max/min acquisitions per worker; 0 when some worker starved
-	Starved      int     `json:"starved"` // workers with no acquisition
-	HandoffP50Ns int64   `json:"handoff_median_ns"`
-	HandoffP99Ns int64   `json:"handoff_p99_ns"`
-	HandoffMean  int64   `json:"handoff_mean_ns"`
-	Handoffs     int     `json:"handoffs"`
+	PerSlice []int `json:"per_slice"`
+	// PerSliceMaxHandoffNs is each slice's longest handoff: a slice in
+	// which the machine stopped the process (or the server) for a while
+	// shows it, so that a slice's conditions can be checked against the
+	// others'.
+	PerSliceMaxHandoffNs []int64 `json:"per_slice_max_handoff_ns"`
+	EmptySlices          int     `json:"empty_slices"`
+	Spread               float64 `json:"spread"`  // max/min acquisitions per worker; 0 when some worker starved
+	Starved              int     `json:"starved"` // workers with no acquisition
+	HandoffP50Ns         int64   `json:"handoff_median_ns"`
+	HandoffP99Ns         int64   `json:"handoff_p99_ns"`
+	HandoffMean          int64   `json:"handoff_mean_ns"`
+	Handoffs             int     `json:"handoffs"`
 	// Handoffs to another worker only (the releaser re-winning excluded).
 	OtherP50Ns int64   `json:"handoff_other_median_ns"`
 	OtherP99Ns int64   `json:"handoff_other_p99_ns"`
@@ -319,30 +327,58 @@ type contendedResult struct {
 
 // runContended lets n workers of each variant compete for one lock. The
 // window is cut into slices (the repeats) that run variant after variant,
-// in an order shuffled afresh each slice, so that load from other processes on the shared
-// machine hits every variant alike; each slice sets the variant up afresh
+// in an order shuffled afresh each slice (sliceOrder), so that load from
+// other processes on the shared machine hits every variant alike; each
+// slice sets the variant up afresh
 // (its pool, warmed before the slice starts) and tears it down, so that
 // only one variant's connections are open at a time.
-func runContended(ctx context.Context, vs []*variant, keyOf func(*variant) int, n int, window time.Duration, slices int) []*contendedResult {
+//
+// Sizes come from p: p.workers workers, p.slices slices of
+// p.window/p.slices each, a warm-up slice first if p.warmSlice. The
+// variants headline reports true for (lockkit and the variant it is
+// judged against in a headline ratio) run p.headFactor times as many, the
+// ones past p.slices among themselves: their ratio pairs all of them,
+// every other ratio the first p.slices.
+func runContended(ctx context.Context, vs []*variant, keyOf func(*variant) int, p params, headline func(*variant) bool) []*contendedResult {
+	n := p.workers
 	rs := make([]*contendedResult, len(vs))
 	flights := make([]int64, len(vs))
 	for i, v := range vs {
 		rs[i] = &contendedResult{Variant: v.name, Role: v.role, Workers: n, RoundTrips: -1, PerWorker: make([]int, n)}
 	}
-	slice := window / time.Duration(slices)
-	for sl := range slices {
-		for _, vi := range rand.Perm(len(vs)) {
-			if ctx.Err() != nil || rs[vi].Skipped != "" {
+	slice := p.window / time.Duration(p.slices)
+	first := 0
+	if p.warmSlice {
+		first = -1
+	}
+	for sl := first; sl < p.slices*max(1, p.headFactor); sl++ {
+		for _, vi := range sliceOrder(vs, headline) {
+			if ctx.Err() != nil || rs[vi].Skipped != "" || (sl >= p.slices && !headline(vs[vi])) {
 				continue
 			}
 			// A lock of its own per slice: waiters a slice cancelled,
 			// and sessions it discarded, can still be queued for its
 			// lock on the server when the next slice starts.
-			k := keyOf(vs[vi]) + sl
+			k := keyOf(vs[vi]) + sl + 1
+			r := rs[vi]
+			if sl < 0 {
+				// The warm-up slice, counted nowhere: a variant's
+				// first slice was its slowest more often than not (38
+				// variants of two quiet runs: 0.5-1.7 % below the rest
+				// in the median, 3-6 % in the mean; 18 % in the median
+				// at load 10-12).
+				r = &contendedResult{PerWorker: make([]int, n)}
+			}
+			var f int64
 			if vs[vi].procs != nil {
-				flights[vi] += vs[vi].procs(ctx, k, n, slice, rs[vi])
+				f = vs[vi].procs(ctx, k, n, slice, r)
 			} else {
-				flights[vi] += contendedSlice(ctx, vs[vi], k, n, slice, rs[vi])
+				f = contendedSlice(ctx, vs[vi], k, n, slice, r)
+			}
+			if sl < 0 {
+				rs[vi].Skipped = r.Skipped
+			} else {
+				flights[vi] += f
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -378,6 +414,23 @@ func runContended(ctx context.Context, vs []*variant, keyOf func(*variant) int, 
 		r.WaitMaxNs = int64(r.waits.quantile(1))
 	}
 	return rs
+}
+
+// sliceOrder is the order of one contended slice: the variants shuffled,
+// with the headline ones moved together at a random place among the rest
+// (in their shuffled order), so that the two sides of a headline ratio run
+// back to back, under the same load, in either order.
+func sliceOrder(vs []*variant, headline func(*variant) bool) []int {
+	var heads, rest []int
+	for _, vi := range rand.Perm(len(vs)) {
+		if headline(vs[vi]) {
+			heads = append(heads, vi)
+		} else {
+			rest = append(rest, vi)
+		}
+	}
+	at := rand.IntN(len(rest) + 1)
+	return slices.Concat(rest[:at], heads, rest[at:])
 }
 
 // contendedSlice runs one slice of the contended scenario for one variant
@@ -492,12 +545,17 @@ func contendedSlice(ctx context.Context, v *variant, k, n int, window time.Durat
 	if sliceTotal == 0 {
 		r.EmptySlices++
 	}
+	var longest time.Duration
 	for i := range n {
+		for _, d := range handoffs[i] {
+			longest = max(longest, d)
+		}
 		r.PerWorker[i] += counts[i]
 		r.handoffs = append(r.handoffs, handoffs[i]...)
 		r.others = append(r.others, others[i]...)
 		r.waits = append(r.waits, waits[i]...)
 	}
+	r.PerSliceMaxHandoffNs = append(r.PerSliceMaxHandoffNs, int64(longest))
 	r.Errors += int(errs.Load())
 	if s, ok := lastErr.Load().(string); ok {
 		r.LastError = s

@@ -96,6 +96,8 @@ type config struct {
 	noCharts  bool
 	cpuprof   string
 	workers   int
+	slices    int           // contended: 0 = the mode's default
+	window    time.Duration // contended: 0 = the mode's default
 	strict    bool
 	privatePG bool
 	compare   string
@@ -120,6 +122,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.noCharts, "nocharts", false, "skip the PNG charts")
 	fs.StringVar(&c.cpuprof, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	fs.IntVar(&c.workers, "workers", 16, "workers of the contended scenario")
+	fs.IntVar(&c.slices, "slices", 0, fmt.Sprintf("contended: interleaved slices (repeats) per variant (default %d, %d with -quick)", fullParams.slices, quickParams.slices))
+	fs.DurationVar(&c.window, "window", 0, fmt.Sprintf("contended: measured time per variant, all slices together; the headline pairs run %d times as long (default %v, %v with -quick)", fullParams.headFactor, fullParams.window, quickParams.window))
 	fs.BoolVar(&c.strict, "strict", os.Getenv("LOCKKIT_TEST_REQUIRE") == "1",
 		"exit non-zero when a backend is skipped or a lockkit measurement failed (default: $LOCKKIT_TEST_REQUIRE=1); slowness never fails")
 	fs.BoolVar(&c.privatePG, "private-postgres", false,
@@ -210,9 +214,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if !ok {
 			return fmt.Errorf("-compare wants two results.json files, comma-separated")
 		}
-		n, err := compareRuns(a, b, stdout)
+		h, n, err := compareRuns(a, b, stdout)
 		if err == nil {
-			fmt.Fprintf(stdout, "\n%d ratios differ by more than ±5 %% between the runs.\n", n)
+			fmt.Fprintf(stdout, "\n%d ratios differ by more than ±5 %% between the runs; %d of the %d headlines differ or are missing.\n", n, h, len(headlines))
 		}
 		return err
 	}
@@ -326,6 +330,12 @@ func measure(ctx context.Context, c *config, stderr io.Writer) (*report, error) 
 	}
 	if c.workers > 0 {
 		e.p.workers = c.workers
+	}
+	if c.slices > 0 {
+		e.p.slices = c.slices
+	}
+	if c.window > 0 {
+		e.p.window = c.window
 	}
 	rep := &report{
 		Command:   commandLine(),

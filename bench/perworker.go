@@ -365,8 +365,10 @@ func procSlice(ctx context.Context, e *env, backend, name string, n int, window 
 		flights += rep.Flights
 	}
 	slices.SortFunc(evs, func(a, b ev) int { return int(a.acq - b.acq) })
+	var longest time.Duration
 	for i := 1; i < len(evs); i++ {
 		d := time.Duration(evs[i].acq - evs[i-1].rel)
+		longest = max(longest, d)
 		r.handoffs = append(r.handoffs, d)
 		if evs[i].who != evs[i-1].who {
 			r.others = append(r.others, d)
@@ -374,6 +376,7 @@ func procSlice(ctx context.Context, e *env, backend, name string, n int, window 
 	}
 	r.WindowNs += int64(window)
 	r.PerSlice = append(r.PerSlice, sliceTotal)
+	r.PerSliceMaxHandoffNs = append(r.PerSliceMaxHandoffNs, int64(longest))
 	if sliceTotal == 0 {
 		r.EmptySlices++
 	}

@@ -35,7 +35,7 @@ type ratioRow struct {
 	Lockkit  string  `json:"lockkit"`
 	Other    string  `json:"other"`
 	Role     role    `json:"other_role"`
-	Ratio    float64 `json:"ratio"` // geometric mean of the repeats' ratios
+	Ratio    float64 `json:"ratio"` // 20 % trimmed mean of the repeats' log ratios, exponentiated
 	Lo       float64 `json:"ci95_lo"`
 	Hi       float64 `json:"ci95_hi"`
 	Repeats  int     `json:"repeats"`
@@ -116,13 +116,22 @@ multi-key acquire + release), measured per operation in this process.
 Variants run interleaved operation by operation: each round (a repeat)
 runs a batch of every variant's operations in an order shuffled afresh;
 a first, shuffled round is a warm-up. Ratios pair the repeats: each
-round's p50 (latency) or each contended slice's acquisitions, with a 95 %
-interval (Student's t on the logarithms of the ratios). p50 is the
+round's p50 (latency) or each contended slice's acquisitions; a ratio is
+the 20 % trimmed mean of the repeats' log ratios (the fifth of repeats
+at each end dropped: a slice the shared machine disturbed moves nothing),
+with a 95 % interval (Tukey and McLaughlin: winsorized variance,
+Student's t with the kept repeats less one degrees of freedom). p50 is the
 median, p99 the 99th percentile (nearest rank). Round trips are counted on
 the wire by a wrapping net.Conn: one "flight" is one or more client writes
 followed by the first bytes of the server's answer; pushed data counts
 nothing. Contended: 16 goroutines loop acquire (waiting) / release on one
-lock for a fixed window; handoff is the time from the holder's call to
+lock for a fixed window per variant, cut into short slices (the repeats;
+in a full run 12 of 150 ms, and 48 for lockkit and the variant of each
+headline ratio) that run variant after variant in an order shuffled
+afresh each slice (the two of a headline ratio back to back, in either
+order), each on a fresh lock and a fresh setup, after a first
+slice of every variant that is not recorded (a warm-up: first slices ran
+slower); handoff is the time from the holder's call to
 release to the moment the next holder's acquire returns; wait is one
 acquire call, call to return; spread is the most / fewest acquisitions of
 one worker. The "a Locker per worker" variants give each worker a Locker
@@ -243,7 +252,7 @@ func renderTables(rep *report) string {
 
 	if len(rep.Ratios) > 0 {
 		b.WriteString("## Ratios with 95 % intervals\n\n")
-		b.WriteString("lockkit against each other variant, repeat by repeat: latency divides each round's p50 (below 1 favours lockkit), contended divides each slice's acquisitions (above 1 favours lockkit). The ratio is the geometric mean of the repeats' ratios; the interval is Student's t on their logarithms.\n\n")
+		b.WriteString("lockkit against each other variant, repeat by repeat: latency divides each round's p50 (below 1 favours lockkit), contended divides each slice's acquisitions (above 1 favours lockkit). The ratio is the 20 % trimmed mean of the repeats' log ratios; the interval is Tukey and McLaughlin's (winsorized variance, Student's t).\n\n")
 		b.WriteString("| backend | scenario | lockkit / it | its role | ratio | 95 % interval | repeats |\n")
 		b.WriteString("|---|---|---|---|---|---|---|\n")
 		for _, r := range rep.Ratios {

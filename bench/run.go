@@ -82,7 +82,7 @@ func runBackend(ctx context.Context, e *env, b backend, scenarios []string) *bac
 	if do("contended") {
 		e.logf("  %s: contended", b.name)
 		cv := with(func(v *variant) bool { return v.contended != nil || v.procs != nil })
-		br.Contended = runContended(ctx, cv, func(v *variant) int { return keyBase(index(v), scContended) }, p.workers, p.window, p.slices)
+		br.Contended = runContended(ctx, cv, func(v *variant) int { return keyBase(index(v), scContended) }, p, func(v *variant) bool { return contendedHeadline(b.name, v.name) })
 	}
 	if do("multi") {
 		mv := with(func(v *variant) bool { return v.multi != nil })

@@ -43,12 +43,20 @@ func (s samples) sorted() samples {
 	return c
 }
 
+// trimShare is the share of repeats ratioCI drops at each end: one slice
+// or round that the shared machine disturbed (a descheduled process, a
+// first slice on a cold pool) moves a plain mean of a dozen repeats by
+// several per cent, and two runs then disagree.
+const trimShare = 0.2
+
 // ratioCI summarises paired repeats: the i-th ratio is a[i]/b[i], both
 // measured in the same repeat (interleaved), pairs where either is not
-// positive are left out. It returns the geometric mean of the ratios and
-// its 95 % confidence interval from Student's t on the logarithms, and
-// how many pairs went in. With fewer than two pairs the interval is the
-// estimate itself.
+// positive are left out. It returns the 20 % trimmed mean of the ratios'
+// logarithms, as a ratio, and its 95 % confidence interval (Tukey and
+// McLaughlin: the winsorized variance, Student's t with the kept count
+// less one degrees of freedom), and how many pairs went in. With fewer
+// than five pairs nothing is trimmed (the plain geometric mean and its
+// t interval); with fewer than two the interval is the estimate itself.
 func ratioCI(a, b []float64) (est, lo, hi float64, n int) {
 	var logs []float64
 	for i := range min(len(a), len(b)) {
@@ -60,22 +68,29 @@ func ratioCI(a, b []float64) (est, lo, hi float64, n int) {
 	if n == 0 {
 		return 0, 0, 0, 0
 	}
+	slices.Sort(logs)
+	g := int(trimShare * float64(n)) // dropped at each end
+	kept := logs[g : n-g]
+	h := len(kept)
 	var sum float64
-	for _, x := range logs {
+	for _, x := range kept {
 		sum += x
 	}
-	m := sum / float64(n)
-	if n < 2 {
+	m := sum / float64(h)
+	if h < 2 {
 		e := math.Exp(m)
 		return e, e, e, n
 	}
+	// Winsorized: the dropped values count as the nearest kept one.
+	wmean := (sum + float64(g)*(kept[0]+kept[h-1])) / float64(n)
 	var ss float64
-	for _, x := range logs {
-		ss += (x - m) * (x - m)
+	for i := range n {
+		x := logs[min(max(i, g), n-g-1)]
+		ss += (x - wmean) * (x - wmean)
 	}
-	se := math.Sqrt(ss/float64(n-1)) / math.Sqrt(float64(n))
-	h := tQuantile975(n-1) * se
-	return math.Exp(m), math.Exp(m - h), math.Exp(m + h), n
+	se := math.Sqrt(ss / float64(h*(h-1)))
+	hw := tQuantile975(h-1) * se
+	return math.Exp(m), math.Exp(m - hw), math.Exp(m + hw), n
 }
 
 // tQuantile975 is the 97.5th percentile of Student's t with df degrees of
