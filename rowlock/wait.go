@@ -545,8 +545,13 @@ func (n *notifier) listenConn(ctx context.Context, r *listenRun) error {
 			return errNotPgx
 		}
 		pc := sc.Conn()
-		if err := checkDirect(ctx, pc); err != nil {
-			return err
+		n.mu.Lock()
+		known := n.isDirect // a probe found the pool direct: same DSN
+		n.mu.Unlock()
+		if !known {
+			if err := checkDirect(ctx, pc); err != nil {
+				return err
+			}
 		}
 		if _, err := pc.Exec(ctx, "LISTEN "+pgx.Identifier{n.channel}.Sanitize()); err != nil {
 			return err
