@@ -2,6 +2,7 @@ package rowlock_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -157,4 +158,69 @@ func TestRoomSmallPool(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the waiter did not acquire within 10s of the release")
 	}
+}
+
+// TestRoomCancelledWaitsLeaveNothing: a waiter that holds the waiting room
+// and one that waits for it in the server are cancelled; the room is free
+// (no lock on its keys, granted or waiting) and both pools have every
+// connection back, at once and without the holder's release.
+func TestRoomCancelledWaitsLeaveNothing(t *testing.T) {
+	e := setup(t, rowlock.Postgres)
+	name := e.name(t)
+	holder := e.locker(t, &rowlock.Config{TTL: time.Minute})
+	bDB, cDB := e.open(t, nil), e.open(t, nil)
+	b := e.lockerOn(t, bDB, &rowlock.Config{TTL: time.Minute})
+	c := e.lockerOn(t, cDB, &rowlock.Config{TTL: time.Minute})
+	held := mustTry(t, holder, name, nil)
+	defer held.Release(context.Background())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 2)
+	for _, l := range []*rowlock.Locker{b, c} {
+		go func() {
+			_, err := l.Lock(ctx, name, nil)
+			done <- err
+		}()
+	}
+	k := rowlock.RoomKeys(rowlock.DefaultTable, name)
+	locks := func() (granted, waiting int) {
+		t.Helper()
+		if err := e.db.QueryRow(`SELECT count(*) FILTER (WHERE granted), count(*) FILTER (WHERE NOT granted) FROM pg_locks
+  WHERE locktype = 'advisory' AND objsubid = 2 AND classid::int8 = $1 AND objid::int8 = $2`,
+			int64(uint32(k[0])), int64(uint32(k[1]))).Scan(&granted, &waiting); err != nil {
+			t.Fatal(err)
+		}
+		return granted, waiting
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if g, w := locks(); g == 1 && w == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the two waiters are not in and at the room")
+		}
+	}
+	cancel()
+	for range 2 {
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("cancelled wait = %v, want context.Canceled", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a cancelled wait did not return within 5s")
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		g, w := locks()
+		inUse := bDB.Stats().InUse + cDB.Stats().InUse
+		if g == 0 && w == 0 && inUse <= 2 { // the two listeners linger
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the cancellations: room locks %d granted, %d waiting; %d connections in use", g, w, inUse)
+		}
+	}
+	// The name is not held by anyone but the holder.
+	wantHeld(t, b, name)
 }
