@@ -22,6 +22,7 @@ import (
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/invalid"
 	"github.com/lockkit/lockkit/internal/lockstate"
+	"github.com/lockkit/lockkit/internal/pginterrupt"
 	"github.com/lockkit/lockkit/internal/telemetry"
 	"github.com/lockkit/lockkit/keyhash"
 )
@@ -532,7 +533,7 @@ func (a *acquireOp) onConn(c *pgx.Conn) error {
 			return err
 		}
 	}
-	a.stErr, a.interrupted = interruptible(a.ctx, 0, c, a.stmt)
+	a.stErr, a.interrupted = pginterrupt.Run(a.ctx, 0, c, a.stmt)
 	ran := a.stErr == nil && !a.interrupted
 	if ran {
 		noteSession(c, a.res.pid)
@@ -783,7 +784,7 @@ func verifyHeld(c *pgx.Conn, mode Mode, keys []keyhash.Key, pid int32, id string
 		version string
 		n       int64
 	)
-	err, interrupted := interruptible(context.Background(), verifyTimeout, c, func() error {
+	err, interrupted := pginterrupt.Run(context.Background(), verifyTimeout, c, func() error {
 		return c.QueryRow(context.Background(), verifySQL, pgLockMode(mode), ints, as, bs).Scan(&vpid, &prev, &version, &n)
 	})
 	switch {
@@ -892,7 +893,7 @@ func findHolder(c *pgx.Conn, keys []keyhash.Key) (h *lockkit.Holder, ok bool) {
 		since *time.Time
 		pid   int32
 	)
-	err, interrupted := interruptible(context.Background(), holderTimeout, c, func() error {
+	err, interrupted := pginterrupt.Run(context.Background(), holderTimeout, c, func() error {
 		err := c.QueryRow(context.Background(), holderSQL, cls, objs, subs).Scan(&pid, &hold.Owner, &hold.App, &hold.Host, &since)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // released in the meantime
@@ -955,7 +956,7 @@ func (l *Lock) unlock(_ context.Context, lost bool) error {
 
 func (l *Lock) unlockOnConn(c *pgx.Conn) error {
 	l.relConn = c
-	l.relErr, l.relInterrupted = interruptible(context.Background(), l.timeout, c, l.unlockStmt)
+	l.relErr, l.relInterrupted = pginterrupt.Run(context.Background(), l.timeout, c, l.unlockStmt)
 	return nil
 }
 

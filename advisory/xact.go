@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/invalid"
+	"github.com/lockkit/lockkit/internal/pginterrupt"
 	"github.com/lockkit/lockkit/internal/sqlconn"
 	"github.com/lockkit/lockkit/keyhash"
 )
@@ -105,7 +106,7 @@ func withTxLock(ctx context.Context, db *sql.DB, keys []keyhash.Key, opts *TxOpt
 
 	// A pinned session, so that the lock statement can run on its
 	// *pgx.Conn and be interrupted with a cancel request (see
-	// interruptible) rather than by pgx closing the socket.
+	// pginterrupt.Run) rather than by pgx closing the socket.
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -141,7 +142,7 @@ func withTxLock(ctx context.Context, db *sql.DB, keys []keyhash.Key, opts *TxOpt
 		if err != nil {
 			return err
 		}
-		stErr, interrupted = interruptible(ctx, 0, c, func() (err error) {
+		stErr, interrupted = pginterrupt.Run(ctx, 0, c, func() (err error) {
 			res, err = runXactLock(c, mode, sorted, try, lockTimeout)
 			return err
 		})

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/invalid"
+	"github.com/lockkit/lockkit/internal/pginterrupt"
 	"github.com/lockkit/lockkit/keyhash"
 )
 
@@ -93,7 +94,7 @@ func withPgxTxLock(ctx context.Context, pool *pgxpool.Pool, keys []keyhash.Key, 
 	bg := context.Background()
 	if !try {
 		txOpts.BeginQuery = beginLockSQL(txOpts, mode, sorted, lockTimeout)
-		stErr, interrupted = interruptible(ctx, 0, c, func() (err error) {
+		stErr, interrupted = pginterrupt.Run(ctx, 0, c, func() (err error) {
 			tx, err = c.BeginTx(bg, txOpts)
 			return err
 		})
@@ -102,7 +103,7 @@ func withPgxTxLock(ctx context.Context, pool *pgxpool.Pool, keys []keyhash.Key, 
 		if tx, err = c.BeginTx(ctx, txOpts); err != nil {
 			return fmt.Errorf("advisory: lock %q: begin: %w", name, err)
 		}
-		stErr, interrupted = interruptible(ctx, 0, c, func() (err error) {
+		stErr, interrupted = pginterrupt.Run(ctx, 0, c, func() (err error) {
 			res, err = runXactLock(c, mode, sorted, true, lockTimeout)
 			return err
 		})

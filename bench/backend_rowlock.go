@@ -141,7 +141,7 @@ func setupRowlock(ctx context.Context, e *env, rc rowlockCfg) (*backendSetup, er
 		return fail(err)
 	}
 	closers = append(closers, func() { lk.Close() })
-	wakeHow := "LISTEN/NOTIFY wake-up"
+	wakeHow := "heads of different Lockers queue in a waiting room (a session advisory lock), LISTEN/NOTIFY wake-up"
 	if !pg {
 		wakeHow = "polling 2–100 ms with jitter, and an in-process wake-up on a release through the same Locker"
 	}

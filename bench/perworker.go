@@ -94,7 +94,10 @@ func workerLocker(e *env, backend string) (lockerFactory, error) {
 			if backend == "mysql-rowlock" {
 				open, dsn, d = newMySQLDB, e.myDSN, rowlock.MySQL
 			}
-			db, err := open(dsn, net, 2)
+			// Three connections: the listener's, a waiting head's room
+			// (PostgreSQL) and one for the other statements; rowlock
+			// waits without a room in a pool that cannot spare them.
+			db, err := open(dsn, net, 3)
 			if err != nil {
 				return nil, nil, err
 			}

@@ -11,6 +11,8 @@ import (
 	"github.com/lockkit/lockkit/advisory"
 	"github.com/lockkit/lockkit/integration"
 	"github.com/lockkit/lockkit/keyhash"
+	"github.com/lockkit/lockkit/migrations"
+	"github.com/lockkit/lockkit/rowlock"
 )
 
 // pgBouncerDSN starts a pgbouncer (integration.StartPgBouncer) and returns
@@ -278,4 +280,62 @@ func TestPitfall07_PgBouncerTransactionMode(t *testing.T) {
 	})
 	direct := openT(t, envSpec(t, kindPostgres))
 	direct.eventuallyFree(t, n, 2*time.Second)
+}
+
+// TestRowlockWaitersThroughPgBouncer: through PgBouncer in transaction
+// mode the lock table's waiters take no waiting room (a session advisory
+// lock would stay with a server session that serves other clients): the
+// Locker's first wait finds the pooler and its heads poll, as before the
+// room. Two waiters in other Lockers still get the lock one after the
+// other after the release.
+func TestRowlockWaitersThroughPgBouncer(t *testing.T) {
+	t.Parallel()
+	dsn := pgBouncerDSN(t, "transaction")
+	direct := integration.Postgres(t)
+	if err := migrations.Up(ctxT(t, time.Minute), direct, migrations.Postgres, nil); err != nil {
+		t.Fatal(err)
+	}
+	n := name(t)
+	cfg := &rowlock.Config{Dialect: rowlock.Postgres, TTL: time.Minute, MaxPoll: 20 * time.Millisecond}
+	locker := func() *rowlock.Locker {
+		l, err := rowlock.New(openDB(t, dsn("trio")), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = l.Close() })
+		return l
+	}
+	holder, a, b := locker(), locker(), locker()
+	held, err := holder.TryLock(ctxT(t, 10*time.Second), n, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *rowlock.Lock, 2)
+	errs := make(chan error, 2)
+	for _, l := range []*rowlock.Locker{a, b} {
+		go func() {
+			lk, err := l.Lock(ctxT(t, 30*time.Second), n, nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			got <- lk
+		}()
+	}
+	time.Sleep(300 * time.Millisecond) // both wait
+	if err := held.Release(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		select {
+		case lk := <-got:
+			if err := lk.Release(ctxT(t, 10*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		case err := <-errs:
+			t.Fatal(err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("a waiter did not acquire within 10s")
+		}
+	}
 }

@@ -65,23 +65,58 @@
 // for their turn, which passes to the next waiter when the head
 // acquires, fails or its context ends. So a release costs one attempt
 // per Locker, not one per waiter, and a Locker's waiters get a name in
-// the order they asked for it. Across Lockers and processes there is no
-// order: each Locker's head competes with the others.
+// the order they asked for it.
+//
+// On PostgreSQL through pgx's stdlib driver, on a connection that reaches
+// the server directly (checked once per Locker: the session's pid is the
+// one the connection was given at connect), the heads of different
+// Lockers and processes also queue for a name, in the server, in a
+// waiting room: a session advisory lock on two int4 keys derived from the
+// table and the name (pg_advisory_lock(k1, k2), a key space apart from
+// the one-key form). A head's attempt is one statement, on a pool
+// connection it keeps while it waits: take the room, waiting behind the
+// heads that asked before, then attempt. Acquired without waiting: the
+// statement gives the room back and the connection returns to the pool,
+// so an uncontended Lock is still one round trip. Otherwise the head
+// holds the room and alone attempts on releases and at the holder's
+// expiry; the others wait in the server. A head that waited keeps the
+// room, and its connection, for at most 50ms after it acquires; a Release
+// within that time gives the room back in the release statement, after
+// the lease has ended, and the next head's statement, which the server
+// answers then, takes the lease: a handoff in the server, two round
+// trips per contended acquisition (the attempt and the release) and the
+// heads served in the order they came. After 50ms the room is given back
+// (one more round trip) and the next head waits for the release as above.
+// The room only orders the attempts: the row decides who holds the lease.
+//
+// Each wait for the room is bounded by the time left to the lease it
+// last saw, plus 50ms (one second when it saw none): a room that a
+// stopped process keeps, or that another lock on the same two keys takes,
+// delays the heads by at most that, after which they attempt without it.
+// A head whose room session is killed waits on without the room. A
+// cancelled wait is cancelled in the server (a cancel request), and the
+// room and its connection are given back in the background.
+//
+// A head waits without a room when its pool (a MaxOpenConns set) could
+// not spare the room's connection besides the listener's and one more
+// for other statements, such as the release it waits for.
 //
 // On PostgreSQL with pgx's stdlib driver, Release and ForceRelease send
-// pg_notify in the same statement, and the heads sleep until a
-// notification for their name arrives or the holder's lease runs out.
-// Each Locker keeps one LISTEN connection from the pool open while anyone
-// waits (and two seconds after). On MySQL, on PostgreSQL through other
-// drivers, and through a pooler or proxy (a connection whose server
-// session's pid is not the one it was given at connect, as with PgBouncer,
-// where LISTEN does not survive transaction pooling), the heads poll:
-// exponential backoff from 2ms with jitter (each pause uniform in [d/2,
-// d]) up to Config.MaxPoll (100ms by default), and never past the
-// holder's expiry. A polling head notices a release elsewhere within
-// MaxPoll plus one round trip; a release through the same Locker wakes its
-// head at once. The context bounds every wait,
-// in the queue too.
+// pg_notify in the same statement, and the head that holds the room (or,
+// without a room, every head) sleeps until a notification for its name
+// arrives or the holder's lease runs out. Each Locker keeps one LISTEN
+// connection from the pool open while anyone waits (and two seconds
+// after). On MySQL, on PostgreSQL through other drivers, and through a
+// pooler or proxy (a connection whose server session's pid is not the one
+// it was given at connect, as with PgBouncer, where LISTEN and session
+// locks do not survive transaction pooling), there is no room and the
+// heads poll: exponential backoff from 2ms with jitter (each pause
+// uniform in [d/2, d]) up to Config.MaxPoll (100ms by default), and never
+// past the holder's expiry. A polling head notices a release elsewhere
+// within MaxPoll plus one round trip; a release through the same Locker
+// wakes its head at once. Without a room there is no order across Lockers
+// and processes: each Locker's head competes with the others. The context
+// bounds every wait, in the queue too.
 //
 // On PostgreSQL a failed attempt is one round trip: the acquire statement
 // also returns the holder's row. On MySQL it is two (the acquire
@@ -125,7 +160,9 @@
 //
 // A lease holds no connection: statements borrow one from the pool for one
 // round trip. The PostgreSQL listener holds one connection while anyone
-// waits. A Locker never closes or reconfigures the *sql.DB.
+// waits, and each name's waiting head one more (its waiting room), which
+// a lease that waited keeps for at most 50ms after it is acquired. A
+// Locker never closes or reconfigures the *sql.DB.
 //
 // An acquire whose context ends while its statement runs returns at once;
 // the statement runs on, and a lease it takes is given back as soon as it

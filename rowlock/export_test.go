@@ -21,3 +21,12 @@ func QueueLen(l *Locker, name string) int { return l.wake.Len(name) }
 func ForceStatement(d Dialect, table string) string {
 	return newStatements(d, quote(d, table)).force
 }
+
+// RoomStatements returns the PostgreSQL waiting-room statements for table.
+func RoomStatements(table string) []string {
+	q := newStatements(Postgres, quote(Postgres, table))
+	return []string{q.roomEnter, q.roomRelease, q.roomLeave}
+}
+
+// RoomKeys returns the two advisory keys of name's waiting room.
+func RoomKeys(table, name string) [2]int32 { return roomKeys(table, name) }

@@ -36,6 +36,10 @@ type Lock struct {
 	expires time.Time
 	expiry  *time.Timer
 
+	// room is the waiting room this lock's acquisition kept (room.go),
+	// set before the Lock is returned; its release gives it back.
+	room *room
+
 	// Automatic renewal runs from a timer, so a held lock costs no
 	// goroutine between renewals.
 	renewEvery   time.Duration // 0: no automatic renewal
@@ -213,7 +217,15 @@ func (k *Lock) unlock(ctx context.Context, lost bool) error {
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 		defer cancel()
 	}
+	r := k.room
+	if r != nil && !r.claim() {
+		r = nil // given back at the end of its linger
+	}
 	if lost {
+		if r != nil {
+			r.leave(true, false)
+			r.finish()
+		}
 		// Lost by the local clock only (no renewal confirmed in time):
 		// the lease may still be live on the server, so end it if it
 		// still carries our token, rather than leave it to expire.
@@ -222,7 +234,13 @@ func (k *Lock) unlock(ctx context.Context, lost bool) error {
 		}
 		return nil
 	}
-	n, err := k.l.endLease(ctx, k.l.q.release, k.Name(), k.owner, k.Token())
+	var n int64
+	var err error
+	if r != nil {
+		n, err = r.release(ctx, k.owner, k.Token())
+	} else {
+		n, err = k.l.endLease(ctx, k.l.q.release, k.Name(), k.owner, k.Token())
+	}
 	if err != nil {
 		// The lease may still be live; it ends when its TTL runs out.
 		return fmt.Errorf("rowlock: release could not be confirmed: %w", err)

@@ -50,6 +50,22 @@ type statements struct {
 	// lockTx locks the row of a name inside a transaction. Args: name.
 	// Columns: as holder. lockTxNowait fails at once when it is locked.
 	lockTx, lockTxNowait string
+
+	// The waiting room (PostgreSQL only; see room.go). roomEnter takes
+	// the room, a session advisory lock on two int4 keys, waiting for it
+	// at most lock_timeout, then makes the attempt of acquireHolder; it
+	// gives the room back in the same statement when it acquired without
+	// waiting. Args: as acquire, then the two keys and lock_timeout
+	// (text). Columns: as acquireHolder, then whether it waited for the
+	// room. Error 55P03: the room was busy for lock_timeout; nothing was
+	// taken.
+	roomEnter string
+	// roomRelease is release, then gives the room back once the lease
+	// has ended. Args: as release, then the two keys. Columns: the
+	// count, whether the room was given back.
+	roomRelease string
+	// roomLeave gives the room back. Args: the two keys.
+	roomLeave string
 }
 
 func newStatements(d Dialect, qtable string) *statements {
@@ -63,8 +79,38 @@ ON CONFLICT (name) DO UPDATE SET
   host = EXCLUDED.host, pid = EXCLUDED.pid, data = EXCLUDED.data
 WHERE t.expires_at <= clock_timestamp()
 RETURNING token`)
+		// The room is taken (waiting at most lock_timeout, which then goes
+		// back to 0 so that the insert's own row waits are not bounded
+		// by it), then the insert reads it, so the attempt comes after;
+		// OFFSET 0 keeps each step a subquery evaluated in that order.
+		room := `WITH room AS MATERIALIZED (
+  SELECT w.waited, set_config('lock_timeout', '0', true) AS lt FROM (
+    SELECT CASE WHEN pg_try_advisory_lock($7::int, $8::int) THEN false
+      ELSE pg_advisory_lock($7::int, $8::int)::text = '' END AS waited
+    FROM (SELECT set_config('lock_timeout', $9, true) AS lt) c OFFSET 0) w),
+a AS (` + strings.Replace(acquire, "VALUES ($1, $2, clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond', $4, $5, $6)",
+			"SELECT $1, $2, clock_timestamp(), clock_timestamp() + $3::bigint * interval '1 microsecond', $4, $5, $6 FROM room", 1) + `)
+SELECT a.token, '', 0::bigint, 0::bigint, 0::bigint, '', 0, '', 0::bigint, r.waited,
+  CASE WHEN r.waited THEN false ELSE pg_advisory_unlock($7::int, $8::int) END
+FROM a, room r
+UNION ALL
+SELECT 0, h.*, r.waited, false FROM room r, (` + r.Replace(pgHolderCols+` FROM {t} WHERE name = $1 FOR SHARE`) + `) h
+WHERE NOT EXISTS (SELECT 1 FROM a)`
+		const ended = `WITH r AS (
+  UPDATE {t} SET expires_at = clock_timestamp()
+  WHERE name = $1 AND owner = $2 AND token = $3 AND expires_at > clock_timestamp()
+  RETURNING name)`
+		release := r.Replace(ended + `
+SELECT count(pg_notify($4, name)) FROM r`)
 		return &statements{
-			acquire: acquire,
+			roomEnter: room,
+			// The count is taken (and the lease ended) before the room
+			// is given back.
+			roomRelease: r.Replace(ended + `,
+c AS MATERIALIZED (SELECT count(pg_notify($4, name)) AS n FROM r)
+SELECT n, pg_advisory_unlock($5::int, $6::int) FROM c`),
+			roomLeave: `SELECT pg_advisory_unlock($1::int, $2::int)`,
+			acquire:   acquire,
 			// The holder is read only when the insert returned nothing
 			// (a one-time filter: no scan after a success). ON CONFLICT
 			// has locked the live row; FOR SHARE makes the read return
@@ -75,12 +121,8 @@ SELECT token, '', 0::bigint, 0::bigint, 0::bigint, '', 0, '', 0::bigint FROM a
 UNION ALL
 SELECT 0, h.* FROM (` + r.Replace(pgHolderCols+` FROM {t} WHERE name = $1 FOR SHARE`) + `) h
 WHERE NOT EXISTS (SELECT 1 FROM a)`,
-			holder: r.Replace(pgHolderCols + ` FROM {t} WHERE name = $1`),
-			release: r.Replace(`WITH r AS (
-  UPDATE {t} SET expires_at = clock_timestamp()
-  WHERE name = $1 AND owner = $2 AND token = $3 AND expires_at > clock_timestamp()
-  RETURNING name)
-SELECT count(pg_notify($4, name)) FROM r`),
+			holder:  r.Replace(pgHolderCols + ` FROM {t} WHERE name = $1`),
+			release: release,
 			renew: r.Replace(`UPDATE {t} SET expires_at = clock_timestamp() + $1::bigint * interval '1 microsecond'
 WHERE name = $2 AND owner = $3 AND token = $4 AND expires_at > clock_timestamp()`),
 			resume: r.Replace(`SELECT ` + pgRemaining + ` FROM {t}

@@ -49,7 +49,9 @@ func (l *Locker) wait(ctx context.Context, name string, ls *lease) (*Lock, error
 // head is the wait of the head of name's queue. A release of name in this
 // process or a notification for it (the queue's wake) makes it attempt again at once;
 // wake-ups that came before an attempt began are discarded, since the
-// attempt sees their effect.
+// attempt sees their effect. Once this Locker's listener has shown that it
+// talks to PostgreSQL directly, the head waits in the name's waiting room
+// (room.go) instead.
 func (l *Locker) head(ctx context.Context, name string, ls *lease, q *turns.Queue[*waitState]) (*Lock, error) {
 	// Was the listener up before the first attempt? Then a release after
 	// that attempt is announced on the queue's wake; otherwise the attempt is
@@ -58,6 +60,9 @@ func (l *Locker) head(ctx context.Context, name string, ls *lease, q *turns.Queu
 	if l.notify != nil {
 		l.notify.hold()
 		defer l.notify.unhold()
+		if lk, err := l.roomWait(ctx, name, ls, q); err != errNoRoom {
+			return lk, err
+		}
 		listening = l.notify.active()
 	}
 	turns.Drain(q.State.wake)
@@ -66,6 +71,15 @@ func (l *Locker) head(ctx context.Context, name string, ls *lease, q *turns.Queu
 		return lk, err
 	}
 	l.wake.setHolder(q, holder)
+	try := func() (*Lock, *heldInfo, error) { return l.attempt(ctx, name, ls) }
+	return l.waitLoop(ctx, name, q, holder, listening, try)
+}
+
+// waitLoop waits for name after a failed attempt that saw holder, and
+// attempts with try on wake-ups and at the holder's expiry. The first
+// attempt is repeated at once only when LISTEN was not active before it
+// (listening false) and is now.
+func (l *Locker) waitLoop(ctx context.Context, name string, q *turns.Queue[*waitState], holder *heldInfo, listening bool, try func() (*Lock, *heldInfo, error)) (*Lock, error) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	poll := minPoll
@@ -80,7 +94,7 @@ func (l *Locker) head(ctx context.Context, name string, ls *lease, q *turns.Queu
 		// only when LISTEN came after it.
 		if !first || (notified && !listening) {
 			turns.Drain(q.State.wake)
-			lk, h, err := l.attempt(ctx, name, ls)
+			lk, h, err := try()
 			if err != nil || lk != nil {
 				return lk, withHolder(err, holder)
 			}
@@ -117,6 +131,116 @@ func (l *Locker) head(ctx context.Context, name string, ls *lease, q *turns.Queu
 		}
 	}
 }
+
+// roomWait is head in name's waiting room: roomEnter waits for the room
+// and attempts, and once in the room every attempt runs on the room's
+// session. It returns errNoRoom, having attempted nothing, when the pool
+// does not reach PostgreSQL directly through pgx (see notifier.direct):
+// there the head waits as before.
+func (l *Locker) roomWait(ctx context.Context, name string, ls *lease, q *turns.Queue[*waitState]) (*Lock, error) {
+	if !l.roomAffordable() {
+		return nil, errNoRoom
+	}
+	r, err := l.newRoom(ctx, name)
+	if err != nil {
+		return nil, l.opError(ctx, name, "acquire", err)
+	}
+	if !l.notify.probe(ctx, r.conn) {
+		_ = r.conn.Close()
+		if err := ctx.Err(); err != nil {
+			return nil, &lockkit.HeldError{Name: name, Cause: err}
+		}
+		return nil, errNoRoom
+	}
+	var (
+		holder    *heldInfo
+		listening bool
+		inRoom    = true
+	)
+	for {
+		// As in head: a release after the attempt is announced on the
+		// queue's wake only if LISTEN was active before it.
+		listening = l.notify.active()
+		turns.Drain(q.State.wake)
+		sent := l.now()
+		res := r.enter(ctx, ls, true, roomBound(holder))
+		if res.err == errRoomBusy {
+			// Taken for the whole bound (a stopped process, or another
+			// lock on the same keys): attempt without it.
+			lk, h, err := l.attempt(ctx, name, ls)
+			if err != nil || lk != nil {
+				r.leave(false, false)
+				return lk, withHolder(err, holder)
+			}
+			if h != nil {
+				holder = h
+				l.wake.setHolder(q, h)
+			}
+			continue
+		}
+		if res.err != nil && ctx.Err() == nil && sessionEnded(res.err) {
+			// The room's session was killed while it waited: wait on
+			// without the room, attempting at once.
+			inRoom, listening = false, false
+			break
+		}
+		if res.err != nil {
+			return nil, withHolder(l.opError(ctx, name, "acquire", res.err), holder)
+		}
+		if res.token != 0 {
+			return r.acquired(name, ls, res, sent), nil
+		}
+		if res.h != nil {
+			holder = res.h
+			l.wake.setHolder(q, res.h)
+		}
+		break
+	}
+	// In the room, or waiting without it.
+	lk, err := l.waitLoop(ctx, name, q, holder, listening, func() (*Lock, *heldInfo, error) {
+		if !inRoom {
+			return l.attempt(ctx, name, ls)
+		}
+		sent := l.now()
+		res := r.enter(ctx, ls, false, 0)
+		if res.err != nil && ctx.Err() == nil && sessionEnded(res.err) {
+			// The room's session was killed: the room is free for
+			// the next head, and this one waits on without it.
+			inRoom = false
+			return l.attempt(ctx, name, ls)
+		}
+		if res.err != nil {
+			return nil, nil, l.opError(ctx, name, "acquire", res.err)
+		}
+		if res.token != 0 {
+			return r.acquired(name, ls, res, sent), nil, nil
+		}
+		return nil, res.h, nil
+	})
+	if lk == nil && !r.gone() {
+		r.abandon()
+	}
+	return lk, err
+}
+
+// roomAffordable reports whether the pool can give a head its room's
+// connection and still have one for other statements (a release of the
+// lease the head waits for, in this process) besides the listener's: a
+// pool with MaxOpenConns set below that waits without rooms.
+func (l *Locker) roomAffordable() bool {
+	st := l.db.Stats()
+	if st.MaxOpenConnections <= 0 {
+		return true
+	}
+	need := 2 // the room's and one more
+	if !l.notify.active() {
+		need++ // and the listener's, soon
+	}
+	return st.MaxOpenConnections-st.InUse >= need
+}
+
+// errNoRoom: the waiting room does not work through this pool.
+var errNoRoom = errors.New("rowlock: no waiting room through this pool")
 
 // withHolder adds the holder last seen to the error of an attempt that
 // ctx ended.
@@ -207,6 +331,7 @@ type notifier struct {
 	run      *listenRun
 	linger   *time.Timer
 	disabled bool      // the driver cannot listen
+	isDirect bool      // a listener ran LISTEN on a session of its own: no pooler
 	failedAt time.Time // last failure of a run
 	closed   bool
 
@@ -297,6 +422,57 @@ func (n *notifier) active() bool {
 	}
 }
 
+// checkDirect returns errPooled when c's server session's pid is not the
+// one c was given at connect: a pooler or proxy stands between.
+func checkDirect(ctx context.Context, c *pgx.Conn) error {
+	var pid int32
+	if err := c.QueryRow(ctx, "SELECT pg_catalog.pg_backend_pid()").Scan(&pid); err != nil {
+		return err
+	}
+	if uint32(pid) != c.PgConn().PID() {
+		return errPooled
+	}
+	return nil
+}
+
+// probe finds out, on conn, whether the pool reaches PostgreSQL directly
+// through pgx (see direct), unless a listener or an earlier probe already
+// has: one round trip, once per Locker.
+func (n *notifier) probe(ctx context.Context, conn *sql.Conn) bool {
+	n.mu.Lock()
+	known, direct := n.isDirect || n.disabled, n.isDirect && !n.disabled
+	n.mu.Unlock()
+	if known {
+		return direct
+	}
+	err := conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return errNotPgx
+		}
+		return checkDirect(ctx, sc.Conn())
+	})
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case err == nil:
+		n.isDirect = true
+	case errors.Is(err, errNotPgx) || errors.Is(err, errPooled):
+		n.disabled = true
+	}
+	return err == nil
+}
+
+// direct reports whether the pool reaches PostgreSQL directly through
+// pgx, as a listener found (its session's pid is the one it was given at
+// connect), so that session advisory locks stay with their connection:
+// the waiting room needs that.
+func (n *notifier) direct() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.isDirect && !n.disabled
+}
+
 // ensure makes sure a listener is running and has executed LISTEN, and
 // reports whether it has. When it reports false the caller polls.
 func (n *notifier) ensure(ctx context.Context) bool {
@@ -369,16 +545,20 @@ func (n *notifier) listenConn(ctx context.Context, r *listenRun) error {
 			return errNotPgx
 		}
 		pc := sc.Conn()
-		var pid int32
-		if err := pc.QueryRow(ctx, "SELECT pg_catalog.pg_backend_pid()").Scan(&pid); err != nil {
-			return err
-		}
-		if uint32(pid) != pc.PgConn().PID() {
-			return errPooled
+		n.mu.Lock()
+		known := n.isDirect // a probe found the pool direct: same DSN
+		n.mu.Unlock()
+		if !known {
+			if err := checkDirect(ctx, pc); err != nil {
+				return err
+			}
 		}
 		if _, err := pc.Exec(ctx, "LISTEN "+pgx.Identifier{n.channel}.Sanitize()); err != nil {
 			return err
 		}
+		n.mu.Lock()
+		n.isDirect = true
+		n.mu.Unlock()
 		r.readyOnce.Do(func() { close(r.ready) })
 		for {
 			nt, err := pc.WaitForNotification(ctx)
