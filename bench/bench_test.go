@@ -34,8 +34,8 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// TestIndependentWorkers runs the files backend's "a Locker per worker"
-// and "16 processes" variants (with 4 workers) and checks that every
+// TestIndependentWorkers runs the files backend's "a Locker per worker",
+// "16 processes" and "floor, 16 processes" variants (with 4 workers) and checks that every
 // worker acquired, that the processes' acquisitions never overlapped, and
 // that handoffs were measured.
 func TestIndependentWorkers(t *testing.T) {

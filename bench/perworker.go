@@ -177,10 +177,22 @@ func independentVariants(e *env, backend string, net *netCounter) ([]*variant, e
 		name: "lockkit, 16 processes", role: roleLockkit, net: net, fullOnly: true,
 		note: "each worker is a process of its own (the harness re-executes itself), with one Locker made as above; handoffs are timed on CLOCK_MONOTONIC across the processes; round trips are the processes' own counts",
 		procs: func(ctx context.Context, k, n int, window time.Duration, r *contendedResult) int64 {
-			return procSlice(ctx, e, backend, e.lockName(k), n, window, r)
+			return procSlice(ctx, e, backend, false, e.lockName(k), n, window, r)
 		},
 	}
-	return []*variant{perWorker, procs}, nil
+	vs := []*variant{perWorker, procs}
+	if backend == "files" {
+		// The kernel's order across processes, without lockkit: how fair
+		// can sixteen processes blocking in flock(2) be?
+		vs = append(vs, &variant{
+			name: "floor, 16 processes (diagnostic)", role: roleFloor, fullOnly: true, diagnostic: true,
+			note: "each worker is a process of its own running the floor's blocking flock(LOCK_EX) and close, as the floor above: the kernel's own order among processes",
+			procs: func(ctx context.Context, k, n int, window time.Duration, r *contendedResult) int64 {
+				return procSlice(ctx, e, backend, true, e.lockName(k), n, window, r)
+			},
+		})
+	}
+	return vs, nil
 }
 
 // workerEnv is the environment variable that makes the harness a worker
@@ -190,6 +202,7 @@ const workerEnv = "LOCKKIT_BENCH_WORKER"
 // workerSpec is what a worker process needs to know.
 type workerSpec struct {
 	Backend  string `json:"backend"`
+	Floor    bool   `json:"floor,omitempty"` // files only: the floor's blocking flock instead of a Locker
 	Name     string `json:"name"`
 	RunID    string `json:"run_id"`
 	Tmp      string `json:"tmp"`
@@ -222,18 +235,36 @@ func workerMain(spec string, stdin io.Reader, stdout io.Writer) error {
 		return err
 	}
 	e := &env{pgDSN: ws.Postgres, myDSN: ws.MySQL, redisURL: ws.Redis, runID: ws.RunID, tmp: ws.Tmp}
-	mk, err := workerLocker(e, ws.Backend)
-	if err != nil {
-		return err
-	}
 	ctx := context.Background()
 	net := &netCounter{}
-	l, cleanup, err := mk(ctx, net)
-	if err != nil {
-		return err
+	var acquire func(context.Context) (releaseFunc, error)
+	if ws.Floor {
+		if ws.Backend != "files" {
+			return fmt.Errorf("no worker floor for backend %q", ws.Backend)
+		}
+		dir := filepath.Join(e.tmp, "locks")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		fl, err := newFileFloor(dir)
+		if err != nil {
+			return err
+		}
+		defer fl.close()
+		acquire = func(context.Context) (releaseFunc, error) { return fl.lock(ws.Name, true) }
+	} else {
+		mk, err := workerLocker(e, ws.Backend)
+		if err != nil {
+			return err
+		}
+		l, cleanup, err := mk(ctx, net)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		warmLocker(ctx, l, 1, ws.Name+"-"+strconv.Itoa(os.Getpid()))
+		acquire = lockkitWorker(l, ws.Name).acquire
 	}
-	defer cleanup()
-	warmLocker(ctx, l, 1, ws.Name+"-"+strconv.Itoa(os.Getpid()))
 	fmt.Fprintln(stdout, "ready")
 	line, err := bufio.NewReader(stdin).ReadString('\n')
 	if err != nil {
@@ -253,7 +284,7 @@ func workerMain(spec string, stdin io.Reader, stdout io.Writer) error {
 	before := net.snap()
 	for monoNow() < end {
 		called := monoNow()
-		lk, err := l.Acquire(wctx, ws.Name)
+		release, err := acquire(wctx)
 		if err != nil {
 			// A wait the server ended at the slice's deadline (GET_LOCK's
 			// own timeout) may return a moment before wctx notices.
@@ -271,7 +302,7 @@ func workerMain(spec string, stdin io.Reader, stdout io.Writer) error {
 			rep.Events = append(rep.Events, [3]int64{called, acq, rel})
 		}
 		rctx, rcancel := context.WithTimeout(ctx, opTimeout)
-		if err := lk.Release(rctx); err != nil {
+		if err := release(rctx); err != nil {
 			rep.Errors++
 			rep.LastErr = "release: " + err.Error()
 		}
@@ -288,13 +319,13 @@ func workerMain(spec string, stdin io.Reader, stdout io.Writer) error {
 
 // procSlice runs one slice of the contended scenario with n worker
 // processes and adds their counts to r; it returns their flights.
-func procSlice(ctx context.Context, e *env, backend, name string, n int, window time.Duration, r *contendedResult) int64 {
+func procSlice(ctx context.Context, e *env, backend string, floor bool, name string, n int, window time.Duration, r *contendedResult) int64 {
 	exe, err := os.Executable()
 	if err != nil {
 		r.Skipped = "re-exec: " + err.Error()
 		return 0
 	}
-	spec, _ := json.Marshal(workerSpec{Backend: backend, Name: name, RunID: e.runID, Tmp: e.tmp, Postgres: e.pgDSN, MySQL: e.myDSN, Redis: e.redisURL})
+	spec, _ := json.Marshal(workerSpec{Backend: backend, Floor: floor, Name: name, RunID: e.runID, Tmp: e.tmp, Postgres: e.pgDSN, MySQL: e.myDSN, Redis: e.redisURL})
 	type proc struct {
 		cmd   *exec.Cmd
 		in    io.WriteCloser
