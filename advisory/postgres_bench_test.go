@@ -4,6 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -440,4 +443,157 @@ func BenchmarkPostgresSessionCheckCost(b *testing.B) {
 			b.ReportMetric(float64(tc)/float64(tb), "ratio")
 		})
 	}
+}
+
+// BenchmarkPostgresContended is the bench harness's contended scenario in
+// small: contendedWorkers goroutines wait for one name through one Locker
+// over one pgxpool (workers + 2 connections), each acquiring with a
+// cancellable context they share and releasing under a bounded one, as
+// the harness's workers do. ns/op is wall time per acquisition (the
+// inverse of the throughput), allocs/op the whole process's allocations
+// per acquisition, cpu-ns/op the process's user and system CPU per
+// acquisition. "migrate-like" is golang-migrate's pgx/v5 driver lock
+// (the harness's peer): a *sql.Conn pinned per worker for the whole run,
+// pg_advisory_lock and pg_advisory_unlock sent with ExecContext under
+// context.Background, no result read. "pgxpool-floor" is the harness's
+// floor: raw pgxpool, a connection per acquisition.
+func BenchmarkPostgresContended(b *testing.B) {
+	const contendedWorkers = 16
+	name := integration.Name(b)
+	run := func(b *testing.B, op func(ctx context.Context, w int) error) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var (
+			next atomic.Int64
+			wg   sync.WaitGroup
+			errs = make(chan error, contendedWorkers)
+		)
+		cpu0 := processCPU()
+		b.ResetTimer()
+		for w := range contendedWorkers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for next.Add(1) <= int64(b.N) {
+					if err := op(ctx, w); err != nil {
+						errs <- err
+						cancel()
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		b.StopTimer()
+		b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+	}
+	release := func(ctx context.Context, rel func(context.Context) error) error {
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer rcancel()
+		return rel(rctx)
+	}
+	b.Run("lockkit", func(b *testing.B) {
+		cfg, err := pgxpool.ParseConfig(integration.PostgresDSN(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.MaxConns = contendedWorkers + 2
+		pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer pool.Close()
+		p, err := NewPool(pool, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		// Warm every connection and the Locker's first grant check.
+		var wg sync.WaitGroup
+		for i := range contendedWorkers {
+			wg.Go(func() {
+				if l, err := p.TryAcquire(context.Background(), fmt.Sprintf("%s-warm-%d", name, i)); err == nil {
+					_ = l.Release(context.Background())
+				}
+			})
+		}
+		wg.Wait()
+		run(b, func(ctx context.Context, _ int) error {
+			l, err := p.Acquire(ctx, name)
+			if err != nil {
+				return err
+			}
+			return release(ctx, l.Release)
+		})
+	})
+	b.Run("pgxpool-floor", func(b *testing.B) {
+		// The harness's floor: a pool connection per acquisition,
+		// pg_advisory_lock, pg_advisory_unlock and its result checked.
+		cfg, err := pgxpool.ParseConfig(integration.PostgresDSN(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.MaxConns = contendedWorkers + 2
+		pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer pool.Close()
+		key := keyhash.Name(name).Int64()
+		run(b, func(ctx context.Context, _ int) error {
+			c, err := pool.Acquire(ctx)
+			if err != nil {
+				return err
+			}
+			if _, err := c.Exec(ctx, "SELECT pg_advisory_lock($1::bigint)", key); err != nil {
+				c.Hijack().Close(context.Background())
+				return err
+			}
+			return release(ctx, func(ctx context.Context) error {
+				var ok bool
+				if err := c.QueryRow(ctx, "SELECT pg_advisory_unlock($1::bigint)", key).Scan(&ok); err != nil || !ok {
+					c.Hijack().Close(context.Background())
+					return fmt.Errorf("unlock: %v %v", ok, err)
+				}
+				c.Release()
+				return nil
+			})
+		})
+	})
+	b.Run("migrate-like", func(b *testing.B) {
+		db := integration.Postgres(b)
+		db.SetMaxOpenConns(contendedWorkers + 2)
+		key := keyhash.Name(name).Int64()
+		conns := make([]*sql.Conn, contendedWorkers)
+		for i := range conns {
+			c, err := db.Conn(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			conns[i] = c
+		}
+		run(b, func(ctx context.Context, w int) error {
+			c := conns[w]
+			if _, err := c.ExecContext(context.Background(), "SELECT pg_advisory_lock($1)", key); err != nil {
+				return err
+			}
+			return release(ctx, func(context.Context) error {
+				_, err := c.ExecContext(context.Background(), "SELECT pg_advisory_unlock($1)", key)
+				return err
+			})
+		})
+	})
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
