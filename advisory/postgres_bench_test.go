@@ -390,11 +390,15 @@ func BenchmarkPostgresSessionCheckCost(b *testing.B) {
 	}
 	checked100 := func() error {
 		st := sessionLock(fnTry, Exclusive, hundred, "bench", pid, checksLean)
-		res, err := runLock(conn, st, hundred)
+		var (
+			res lockResult
+			u   unlockResult
+		)
+		err := runLock(conn, st, hundred, &res)
 		if err != nil || !res.granted || res.why != gateOK {
 			return fmt.Errorf("checked try of 100 keys: %+v %v", res, err)
 		}
-		u, err := runUnlock(conn, sessionUnlock(Exclusive, hundred, "bench", res.pid, st.form))
+		err = runUnlock(conn, sessionUnlock(Exclusive, hundred, "bench", res.pid, st.form), &u)
 		if err != nil || !u.mine || !u.all || !u.cleared || u.n != len(hundred) {
 			return fmt.Errorf("checked unlock of 100 keys: %+v %v", u, err)
 		}
@@ -403,11 +407,15 @@ func BenchmarkPostgresSessionCheckCost(b *testing.B) {
 	checked := func(checks lockChecks) func() error {
 		return func() error {
 			st := sessionLock(fnTry, Exclusive, keys, "bench", pid, checks)
-			res, err := runLock(conn, st, keys)
+			var (
+				res lockResult
+				u   unlockResult
+			)
+			err := runLock(conn, st, keys, &res)
 			if err != nil || !res.granted || res.why != gateOK {
 				return fmt.Errorf("checked try: %+v %v", res, err)
 			}
-			u, err := runUnlock(conn, sessionUnlock(Exclusive, keys, "bench", res.pid, st.form))
+			err = runUnlock(conn, sessionUnlock(Exclusive, keys, "bench", res.pid, st.form), &u)
 			if err != nil || !u.mine || !u.all || !u.cleared {
 				return fmt.Errorf("checked unlock: %+v %v", u, err)
 			}

@@ -123,7 +123,17 @@ func interruptible(ctx context.Context, timeout time.Duration, c *pgx.Conn, stmt
 	if ctx.Done() == nil && timeout <= 0 {
 		return stmt(), false
 	}
-	it := &interrupter{c: c, cancelServer: ctx.Done() != nil}
+	return new(interrupter).run(ctx, timeout, c, stmt)
+}
+
+// run is interruptible with it, which must not have run before, as the
+// statement's state: the hot paths keep it in their operation's heap
+// object (acquireOp, Lock) rather than allocate one per statement.
+func (it *interrupter) run(ctx context.Context, timeout time.Duration, c *pgx.Conn, stmt func() error) (err error, interrupted bool) {
+	if ctx.Done() == nil && timeout <= 0 {
+		return stmt(), false
+	}
+	it.c, it.cancelServer = c, ctx.Done() != nil
 	var stopCtx func() bool
 	var timer *time.Timer
 	if ctx.Done() != nil {
@@ -153,7 +163,7 @@ func interruptible(ctx context.Context, timeout time.Duration, c *pgx.Conn, stmt
 	return err, false
 }
 
-// interrupter is the state of one interruptible statement.
+// interrupter is the state of one interruptible statement (see run).
 type interrupter struct {
 	c            *pgx.Conn
 	cancelServer bool // send a cancel request before the deadline
@@ -207,8 +217,8 @@ type watcher struct {
 	nc      net.Conn // the session's socket, for the stop deadline
 	pc      pgPinned
 	onLoss  func(cause error)
-	done    chan struct{}
-	lossErr error // set before done is closed: why the lock was lost, or nil
+	done    chan struct{} // made by begin: most locks never start their watch
+	lossErr error         // set before done is closed: why the lock was lost, or nil
 
 	mu       sync.Mutex
 	started  bool // the goroutine runs, or ran
@@ -226,7 +236,7 @@ const watchDelay = time.Millisecond
 func (w *watcher) init(pc pgPinned, nc net.Conn, onLoss func(cause error)) {
 	w.mu.Lock()
 	w.nc, w.pc, w.onLoss = nc, pc, onLoss
-	w.done, w.lossErr, w.started = make(chan struct{}), nil, false
+	w.done, w.lossErr, w.started = nil, nil, false
 	w.stopping.Store(false)
 	w.mu.Unlock()
 }
@@ -239,6 +249,7 @@ func (w *watcher) begin() {
 		return
 	}
 	w.started = true
+	w.done = make(chan struct{})
 	go w.run()
 }
 
