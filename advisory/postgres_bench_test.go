@@ -358,8 +358,7 @@ func BenchmarkPostgresSessionCheckCost(b *testing.B) {
 	}
 	keys := []keyhash.Key{key}
 	hundred := sortKeys(testKeys(b, 100))
-	// bare100 is the multi-key statement without the session checks (multi):
-	// what the bench's "100 keys at once" floor sends.
+	// bare100 is the multi-key statement without the session checks (multi).
 	bare100 := func() error {
 		for _, f := range []pgFunc{fnTry, fnUnlock} {
 			st := multi(f, Exclusive, hundred)
