@@ -89,6 +89,7 @@ type Locker struct {
 	src            pgSource
 	ns             string
 	releaseTimeout time.Duration
+	unlockBounds   unlockBounds // the release timeout of the unlocks
 	starter        watchStarter
 	tel            *telemetry.Recorder
 
@@ -146,12 +147,14 @@ func newLocker(src pgSource, cfg *Config) (*Locker, error) {
 	}
 	var r [6]byte
 	_, _ = rand.Read(r[:])
+	timeout := cmp.Or(cfg.ReleaseTimeout, DefaultReleaseTimeout)
 	return &Locker{
 		fencing:        cfg.Fencing,
 		fenceSeq:       seq,
 		src:            src,
 		ns:             cfg.Namespace,
-		releaseTimeout: cmp.Or(cfg.ReleaseTimeout, DefaultReleaseTimeout),
+		releaseTimeout: timeout,
+		unlockBounds:   unlockBounds{timeout: timeout},
 		tel:            telemetry.New(cfg.Telemetry, telemetryBackend),
 		idPrefix:       "lockkit:" + strconv.Itoa(os.Getpid()) + ":" + hex.EncodeToString(r[:]) + ":",
 	}, nil
@@ -957,7 +960,7 @@ func (l *Lock) unlock(_ context.Context, lost bool) error {
 
 func (l *Lock) unlockOnConn(c *pgx.Conn) error {
 	l.relConn = c
-	l.relErr, l.relInterrupted = l.relIt.run(context.Background(), l.timeout, c, l.unlockStmt)
+	l.relErr, l.relInterrupted = l.relIt.runBounded(&l.p.unlockBounds, c, l.unlockStmt)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -459,7 +460,8 @@ func BenchmarkPostgresSessionCheckCost(b *testing.B) {
 // the harness's workers do. ns/op is wall time per acquisition (the
 // inverse of the throughput), allocs/op the whole process's allocations
 // per acquisition, cpu-ns/op the process's user and system CPU per
-// acquisition. "migrate-like" is golang-migrate's pgx/v5 driver lock
+// acquisition, goroutines/op the goroutines it started per acquisition
+// (loss watches and timer callbacks). "migrate-like" is golang-migrate's pgx/v5 driver lock
 // (the harness's peer): a *sql.Conn pinned per worker for the whole run,
 // pg_advisory_lock and pg_advisory_unlock sent with ExecContext under
 // context.Background, no result read. "pgxpool-floor" is the harness's
@@ -475,7 +477,7 @@ func BenchmarkPostgresContended(b *testing.B) {
 			wg   sync.WaitGroup
 			errs = make(chan error, contendedWorkers)
 		)
-		cpu0 := processCPU()
+		cpu0, g0 := processCPU(), goroutinesCreated()
 		b.ResetTimer()
 		for w := range contendedWorkers {
 			wg.Add(1)
@@ -493,6 +495,7 @@ func BenchmarkPostgresContended(b *testing.B) {
 		wg.Wait()
 		b.StopTimer()
 		b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(goroutinesCreated()-g0)/float64(b.N), "goroutines/op")
 		close(errs)
 		for err := range errs {
 			b.Fatal(err)
@@ -603,4 +606,14 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// goroutinesCreated is how many goroutines this process has started.
+func goroutinesCreated() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
