@@ -39,7 +39,8 @@
 // [keyhash.Compare], so two callers locking overlapping sets cannot deadlock
 // each other. A key listed twice is taken once. [Locker.TryLockKeys] is
 // all or nothing: if any key is held elsewhere, the same statement unlocks
-// the keys it got.
+// the keys it got. [KeysStatements] returns these statements and their
+// release, for tools that must send exactly what lockkit sends.
 //
 // PostgreSQL stacks a lock taken twice by one session (one unlock then does
 // not free it). lockkit never does that: two [Lock] values never share a

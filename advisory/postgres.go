@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/lockkit/lockkit"
@@ -89,6 +90,7 @@ type Locker struct {
 	src            pgSource
 	ns             string
 	releaseTimeout time.Duration
+	unlockBounds   pginterrupt.Bounds // the release timeout of the unlocks
 	starter        watchStarter
 	tel            *telemetry.Recorder
 
@@ -146,12 +148,14 @@ func newLocker(src pgSource, cfg *Config) (*Locker, error) {
 	}
 	var r [6]byte
 	_, _ = rand.Read(r[:])
+	timeout := cmp.Or(cfg.ReleaseTimeout, DefaultReleaseTimeout)
 	return &Locker{
 		fencing:        cfg.Fencing,
 		fenceSeq:       seq,
 		src:            src,
 		ns:             cfg.Namespace,
-		releaseTimeout: cmp.Or(cfg.ReleaseTimeout, DefaultReleaseTimeout),
+		releaseTimeout: timeout,
+		unlockBounds:   pginterrupt.Bounds{Timeout: timeout},
 		tel:            telemetry.New(cfg.Telemetry, telemetryBackend),
 		idPrefix:       "lockkit:" + strconv.Itoa(os.Getpid()) + ":" + hex.EncodeToString(r[:]) + ":",
 	}, nil
@@ -381,6 +385,7 @@ type Lock struct {
 	rel            unlockResult
 	relErr         error
 	relInterrupted bool
+	relIt          pginterrupt.Interrupter // the unlock statement's
 }
 
 var _ lockkit.Lock = (*Lock)(nil)
@@ -506,6 +511,7 @@ type acquireOp struct {
 	fence  int64  // the fencing sequence's oid: draw a token; 0 none
 	id     string // the holder id for the session marker, if the statement sets one
 
+	it          pginterrupt.Interrupter // the lock statement's
 	c           *pgx.Conn
 	nc          net.Conn
 	clientPID   uint32   // the pid the connection was given at connect
@@ -533,7 +539,7 @@ func (a *acquireOp) onConn(c *pgx.Conn) error {
 			return err
 		}
 	}
-	a.stErr, a.interrupted = pginterrupt.Run(a.ctx, 0, c, a.stmt)
+	a.stErr, a.interrupted = a.it.Run(a.ctx, 0, c, a.stmt)
 	ran := a.stErr == nil && !a.interrupted
 	if ran {
 		noteSession(c, a.res.pid)
@@ -588,8 +594,7 @@ func (a *acquireOp) stmt() (err error) {
 		st = fenced(st, a.fence)
 	}
 	a.form = st.form
-	a.res, err = runLock(a.c, st, a.keys)
-	return err
+	return runLock(a.c, st, a.keys, &a.res)
 }
 
 // connKind is what lockkit knows of a connection's server session, kept in
@@ -642,6 +647,20 @@ type lockResult struct {
 	denied       keyhash.Key // a try: the first key not granted
 	unlockFailed bool        // a try: a granted key's unlock returned false
 	token        int64       // the fencing token drawn, if the statement was fenced and granted
+
+	col oneCols // a single-key statement's columns, as scanned
+}
+
+// oneCols receives the columns of a single-key lock or unlock statement.
+// They are scanned into the result that holds them, which lives in the
+// operation's heap object (acquireOp, Lock), and as pgtype values rather
+// than pointers, so that scanning allocates no variable of its own and
+// pgx no pointer-to-pointer plan or value.
+type oneCols struct {
+	r      pgtype.Bool // the lean form's lock or unlock result
+	code   int32       // the marker form's code
+	marker pgtype.Text // the marker form's marker
+	tok    pgtype.Int8 // a fenced statement's token
 }
 
 // refusal explains a lock statement that took no lock for reason r.why;
@@ -653,58 +672,50 @@ func (r *lockResult) refusal(clientPID uint32, keys []keyhash.Key) *refusedError
 	return sharedSession("server session pid %d, reached through a pooler or proxy (it gave the connection pid %d), already holds one of the keys %s, and no lockkit handle took it there: another client shares the session, and a lock taken on it would stack on that client's", r.pid, clientPID, keysName(keys))
 }
 
-// runLock runs st, a sessionLock statement on keys, on c.
-func runLock(c *pgx.Conn, st sessionStmt, keys []keyhash.Key) (lockResult, error) {
+// runLock runs st, a sessionLock statement on keys, on c, and puts its
+// outcome in *res (zeroed first).
+func runLock(c *pgx.Conn, st sessionStmt, keys []keyhash.Key, res *lockResult) error {
+	*res = lockResult{}
 	bg := context.Background()
+	col := &res.col
 	switch st.form {
 	case formLean:
-		var (
-			got *bool
-			tok *int64
-		)
-		res := lockResult{denied: keys[0]}
-		dest := []any{&got, &res.pid, &tok}
+		res.denied = keys[0]
+		dest := []any{&col.r, &res.pid, &col.tok}
 		if !st.fence {
 			dest = dest[:2]
 		}
 		if err := c.QueryRow(bg, st.sql, st.args...).Scan(dest...); err != nil {
-			return lockResult{}, err
+			return err
 		}
-		res.granted = got != nil && *got
-		return res, res.fenceToken(st.fence, tok)
+		res.granted = col.r.Valid && col.r.Bool
+		return res.fenceToken(st.fence, col.tok)
 	case formOne:
-		var (
-			code   int32
-			marker *string
-			tok    *int64
-		)
-		res := lockResult{denied: keys[0]}
-		dest := []any{&code, &marker, &res.pid, &tok}
+		res.denied = keys[0]
+		dest := []any{&col.code, &col.marker, &res.pid, &col.tok}
 		if !st.fence {
 			dest = dest[:3]
 		}
 		if err := c.QueryRow(bg, st.sql, st.args...).Scan(dest...); err != nil {
-			return lockResult{}, err
+			return err
 		}
-		switch code {
+		switch col.code {
 		case 0:
 			res.granted, res.marked = true, true
 		case gateMarked, gateOwnKeyHeld:
-			res.why = code
-			if marker != nil {
-				res.prev = *marker
-			}
+			res.why = col.code
+			res.prev = col.marker.String // "" when NULL
 		}
-		return res, res.fenceToken(st.fence, tok)
+		return res.fenceToken(st.fence, col.tok)
 	}
 	n := len(keys)
 	rows, err := c.Query(context.Background(), st.sql, st.args...)
 	if err != nil {
-		return lockResult{}, err
+		return err
 	}
-	res := lockResult{granted: true}
+	res.granted = true
 	first, rowsSeen := true, 0
-	var tok *int64
+	var tok pgtype.Int8
 	for rows.Next() {
 		var (
 			prev         *string
@@ -719,7 +730,7 @@ func runLock(c *pgx.Conn, st sessionStmt, keys []keyhash.Key) (lockResult, error
 		}
 		if err := rows.Scan(dest...); err != nil {
 			rows.Close()
-			return lockResult{}, err
+			return err
 		}
 		rowsSeen++
 		if prev != nil {
@@ -746,24 +757,24 @@ func runLock(c *pgx.Conn, st sessionStmt, keys []keyhash.Key) (lockResult, error
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return lockResult{}, err
+		return err
 	}
 	if rowsSeen != n {
-		return lockResult{}, fmt.Errorf("the lock statement returned %d rows for %d keys", rowsSeen, n)
+		return fmt.Errorf("the lock statement returned %d rows for %d keys", rowsSeen, n)
 	}
-	return res, res.fenceToken(st.fence, tok)
+	return res.fenceToken(st.fence, tok)
 }
 
 // fenceToken records tok, the token column of a fenced statement, in r,
 // and checks that a granted fenced lock got one.
-func (r *lockResult) fenceToken(fence bool, tok *int64) error {
+func (r *lockResult) fenceToken(fence bool, tok pgtype.Int8) error {
 	if !fence || !r.granted {
 		return nil
 	}
-	if tok == nil || *tok <= 0 {
+	if !tok.Valid || tok.Int64 <= 0 {
 		return errors.New("the lock statement granted the lock but drew no fencing token")
 	}
-	r.token = *tok
+	r.token = tok.Int64
 	return nil
 }
 
@@ -812,42 +823,39 @@ type unlockResult struct {
 	all     bool   // every unlock returned true
 	n       int    // rows: one per key
 	cleared bool   // the marker was cleared
+
+	col oneCols // a single-key statement's columns, as scanned
 }
 
-// runUnlock runs st, a sessionUnlock statement, on c.
-func runUnlock(c *pgx.Conn, st sessionStmt) (unlockResult, error) {
+// runUnlock runs st, a sessionUnlock statement, on c, and puts its outcome
+// in *res (zeroed first).
+func runUnlock(c *pgx.Conn, st sessionStmt, res *unlockResult) error {
+	*res = unlockResult{}
 	bg := context.Background()
+	col := &res.col
 	switch st.form {
 	case formLean:
-		var ok *bool
-		var res unlockResult
-		if err := c.QueryRow(bg, st.sql, st.args...).Scan(&ok, &res.pid); err != nil {
-			return unlockResult{}, err
+		if err := c.QueryRow(bg, st.sql, st.args...).Scan(&col.r, &res.pid); err != nil {
+			return err
 		}
-		res.mine, res.all, res.cleared, res.n = ok != nil, ok != nil && *ok, true, 1
-		return res, nil
+		res.mine, res.all, res.cleared, res.n = col.r.Valid, col.r.Valid && col.r.Bool, true, 1
+		return nil
 	case formOne:
-		var (
-			code   int32
-			marker *string
-		)
-		res := unlockResult{n: 1}
-		if err := c.QueryRow(bg, st.sql, st.args...).Scan(&code, &marker, &res.pid); err != nil {
-			return unlockResult{}, err
+		if err := c.QueryRow(bg, st.sql, st.args...).Scan(&col.code, &col.marker, &res.pid); err != nil {
+			return err
 		}
-		if marker != nil {
-			res.prev = *marker
-		}
-		res.mine = code != 2
-		res.all = code == 0
-		res.cleared = code == 0
-		return res, nil
+		res.prev = col.marker.String // "" when NULL
+		res.n = 1
+		res.mine = col.code != 2
+		res.all = col.code == 0
+		res.cleared = col.code == 0
+		return nil
 	}
 	rows, err := c.Query(bg, st.sql, st.args...)
 	if err != nil {
-		return unlockResult{}, err
+		return err
 	}
-	res := unlockResult{all: true}
+	res.all = true
 	for rows.Next() {
 		var (
 			prev    *string
@@ -859,7 +867,7 @@ func runUnlock(c *pgx.Conn, st sessionStmt) (unlockResult, error) {
 		)
 		if err := rows.Scan(&prev, &res.pid, &res.mine, &pair, &k, &a, &b, &ok, &cleared); err != nil {
 			rows.Close()
-			return unlockResult{}, err
+			return err
 		}
 		if prev != nil {
 			res.prev = *prev
@@ -869,10 +877,7 @@ func runUnlock(c *pgx.Conn, st sessionStmt) (unlockResult, error) {
 		res.n++
 	}
 	rows.Close()
-	if err := rows.Err(); err != nil {
-		return unlockResult{}, err
-	}
-	return res, nil
+	return rows.Err()
 }
 
 // findHolder asks pg_locks and pg_stat_activity who holds the first of keys
@@ -956,11 +961,10 @@ func (l *Lock) unlock(_ context.Context, lost bool) error {
 
 func (l *Lock) unlockOnConn(c *pgx.Conn) error {
 	l.relConn = c
-	l.relErr, l.relInterrupted = pginterrupt.Run(context.Background(), l.timeout, c, l.unlockStmt)
+	l.relErr, l.relInterrupted = l.relIt.RunBounded(&l.p.unlockBounds, c, l.unlockStmt)
 	return nil
 }
 
-func (l *Lock) unlockStmt() (err error) {
-	l.rel, err = runUnlock(l.relConn, sessionUnlock(l.mode, l.keys, l.id, l.pid, l.form))
-	return err
+func (l *Lock) unlockStmt() error {
+	return runUnlock(l.relConn, sessionUnlock(l.mode, l.keys, l.id, l.pid, l.form), &l.rel)
 }

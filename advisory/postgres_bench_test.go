@@ -4,6 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"runtime/metrics"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -355,8 +359,7 @@ func BenchmarkPostgresSessionCheckCost(b *testing.B) {
 	}
 	keys := []keyhash.Key{key}
 	hundred := sortKeys(testKeys(b, 100))
-	// bare100 is the multi-key statement without the session checks (multi):
-	// what the bench's "100 keys at once" floor sends.
+	// bare100 is the multi-key statement without the session checks (multi).
 	bare100 := func() error {
 		for _, f := range []pgFunc{fnTry, fnUnlock} {
 			st := multi(f, Exclusive, hundred)
@@ -387,11 +390,15 @@ func BenchmarkPostgresSessionCheckCost(b *testing.B) {
 	}
 	checked100 := func() error {
 		st := sessionLock(fnTry, Exclusive, hundred, "bench", pid, checksLean)
-		res, err := runLock(conn, st, hundred)
+		var (
+			res lockResult
+			u   unlockResult
+		)
+		err := runLock(conn, st, hundred, &res)
 		if err != nil || !res.granted || res.why != gateOK {
 			return fmt.Errorf("checked try of 100 keys: %+v %v", res, err)
 		}
-		u, err := runUnlock(conn, sessionUnlock(Exclusive, hundred, "bench", res.pid, st.form))
+		err = runUnlock(conn, sessionUnlock(Exclusive, hundred, "bench", res.pid, st.form), &u)
 		if err != nil || !u.mine || !u.all || !u.cleared || u.n != len(hundred) {
 			return fmt.Errorf("checked unlock of 100 keys: %+v %v", u, err)
 		}
@@ -400,11 +407,15 @@ func BenchmarkPostgresSessionCheckCost(b *testing.B) {
 	checked := func(checks lockChecks) func() error {
 		return func() error {
 			st := sessionLock(fnTry, Exclusive, keys, "bench", pid, checks)
-			res, err := runLock(conn, st, keys)
+			var (
+				res lockResult
+				u   unlockResult
+			)
+			err := runLock(conn, st, keys, &res)
 			if err != nil || !res.granted || res.why != gateOK {
 				return fmt.Errorf("checked try: %+v %v", res, err)
 			}
-			u, err := runUnlock(conn, sessionUnlock(Exclusive, keys, "bench", res.pid, st.form))
+			err = runUnlock(conn, sessionUnlock(Exclusive, keys, "bench", res.pid, st.form), &u)
 			if err != nil || !u.mine || !u.all || !u.cleared {
 				return fmt.Errorf("checked unlock: %+v %v", u, err)
 			}
@@ -440,4 +451,169 @@ func BenchmarkPostgresSessionCheckCost(b *testing.B) {
 			b.ReportMetric(float64(tc)/float64(tb), "ratio")
 		})
 	}
+}
+
+// BenchmarkPostgresContended is the bench harness's contended scenario in
+// small: contendedWorkers goroutines wait for one name through one Locker
+// over one pgxpool (workers + 2 connections), each acquiring with a
+// cancellable context they share and releasing under a bounded one, as
+// the harness's workers do. ns/op is wall time per acquisition (the
+// inverse of the throughput), allocs/op the whole process's allocations
+// per acquisition, cpu-ns/op the process's user and system CPU per
+// acquisition, goroutines/op the goroutines it started per acquisition
+// (loss watches and timer callbacks). "migrate-like" is golang-migrate's pgx/v5 driver lock
+// (the harness's peer): a *sql.Conn pinned per worker for the whole run,
+// pg_advisory_lock and pg_advisory_unlock sent with ExecContext under
+// context.Background, no result read. "pgxpool-floor" is the harness's
+// floor: raw pgxpool, a connection per acquisition.
+func BenchmarkPostgresContended(b *testing.B) {
+	const contendedWorkers = 16
+	name := integration.Name(b)
+	run := func(b *testing.B, op func(ctx context.Context, w int) error) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var (
+			next atomic.Int64
+			wg   sync.WaitGroup
+			errs = make(chan error, contendedWorkers)
+		)
+		cpu0, g0 := processCPU(), goroutinesCreated()
+		b.ResetTimer()
+		for w := range contendedWorkers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for next.Add(1) <= int64(b.N) {
+					if err := op(ctx, w); err != nil {
+						errs <- err
+						cancel()
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		b.StopTimer()
+		b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(goroutinesCreated()-g0)/float64(b.N), "goroutines/op")
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+	}
+	release := func(ctx context.Context, rel func(context.Context) error) error {
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer rcancel()
+		return rel(rctx)
+	}
+	b.Run("lockkit", func(b *testing.B) {
+		cfg, err := pgxpool.ParseConfig(integration.PostgresDSN(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.MaxConns = contendedWorkers + 2
+		pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer pool.Close()
+		p, err := NewPool(pool, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		// Warm every connection and the Locker's first grant check.
+		var wg sync.WaitGroup
+		for i := range contendedWorkers {
+			wg.Go(func() {
+				if l, err := p.TryAcquire(context.Background(), fmt.Sprintf("%s-warm-%d", name, i)); err == nil {
+					_ = l.Release(context.Background())
+				}
+			})
+		}
+		wg.Wait()
+		run(b, func(ctx context.Context, _ int) error {
+			l, err := p.Acquire(ctx, name)
+			if err != nil {
+				return err
+			}
+			return release(ctx, l.Release)
+		})
+	})
+	b.Run("pgxpool-floor", func(b *testing.B) {
+		// The harness's floor: a pool connection per acquisition,
+		// pg_advisory_lock, pg_advisory_unlock and its result checked.
+		cfg, err := pgxpool.ParseConfig(integration.PostgresDSN(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.MaxConns = contendedWorkers + 2
+		pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer pool.Close()
+		key := keyhash.Name(name).Int64()
+		run(b, func(ctx context.Context, _ int) error {
+			c, err := pool.Acquire(ctx)
+			if err != nil {
+				return err
+			}
+			if _, err := c.Exec(ctx, "SELECT pg_advisory_lock($1::bigint)", key); err != nil {
+				c.Hijack().Close(context.Background())
+				return err
+			}
+			return release(ctx, func(ctx context.Context) error {
+				var ok bool
+				if err := c.QueryRow(ctx, "SELECT pg_advisory_unlock($1::bigint)", key).Scan(&ok); err != nil || !ok {
+					c.Hijack().Close(context.Background())
+					return fmt.Errorf("unlock: %v %v", ok, err)
+				}
+				c.Release()
+				return nil
+			})
+		})
+	})
+	b.Run("migrate-like", func(b *testing.B) {
+		db := integration.Postgres(b)
+		db.SetMaxOpenConns(contendedWorkers + 2)
+		key := keyhash.Name(name).Int64()
+		conns := make([]*sql.Conn, contendedWorkers)
+		for i := range conns {
+			c, err := db.Conn(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			conns[i] = c
+		}
+		run(b, func(ctx context.Context, w int) error {
+			c := conns[w]
+			if _, err := c.ExecContext(context.Background(), "SELECT pg_advisory_lock($1)", key); err != nil {
+				return err
+			}
+			return release(ctx, func(context.Context) error {
+				_, err := c.ExecContext(context.Background(), "SELECT pg_advisory_unlock($1)", key)
+				return err
+			})
+		})
+	})
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// goroutinesCreated is how many goroutines this process has started.
+func goroutinesCreated() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }

@@ -114,8 +114,8 @@ type watcher struct {
 	nc      net.Conn // the session's socket, for the stop deadline
 	pc      pgPinned
 	onLoss  func(cause error)
-	done    chan struct{}
-	lossErr error // set before done is closed: why the lock was lost, or nil
+	done    chan struct{} // made by begin: most locks never start their watch
+	lossErr error         // set before done is closed: why the lock was lost, or nil
 
 	mu       sync.Mutex
 	started  bool // the goroutine runs, or ran
@@ -133,7 +133,7 @@ const watchDelay = time.Millisecond
 func (w *watcher) init(pc pgPinned, nc net.Conn, onLoss func(cause error)) {
 	w.mu.Lock()
 	w.nc, w.pc, w.onLoss = nc, pc, onLoss
-	w.done, w.lossErr, w.started = make(chan struct{}), nil, false
+	w.done, w.lossErr, w.started = nil, nil, false
 	w.stopping.Store(false)
 	w.mu.Unlock()
 }
@@ -146,6 +146,7 @@ func (w *watcher) begin() {
 		return
 	}
 	w.started = true
+	w.done = make(chan struct{})
 	go w.run()
 }
 

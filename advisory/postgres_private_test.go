@@ -238,7 +238,15 @@ func TestPostgresPrivateServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		key := keyhash.Int64(777)
+		// A confirmed release first: it arms the Locker's one unlock
+		// timer, which must then re-arm for the unconfirmed one's bound.
 		l, err := p.LockKey(pgCtx(t, 10*time.Second), key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustRelease(t, l)
+		time.Sleep(50 * time.Millisecond)
+		l, err = p.LockKey(pgCtx(t, 10*time.Second), key, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,7 +266,11 @@ func TestPostgresPrivateServer(t *testing.T) {
 		if !errors.Is(err, lockkit.ErrLost) || !strings.Contains(err.Error(), "not confirmed") {
 			t.Fatalf("Release with a stopped backend = %v, want ErrLost, not confirmed", err)
 		}
-		t.Logf("Release returned after %v: %v", time.Since(start).Round(time.Millisecond), err)
+		took := time.Since(start)
+		t.Logf("Release returned after %v: %v", took.Round(time.Millisecond), err)
+		if took < 200*time.Millisecond {
+			t.Errorf("Release gave up after %v, before its ReleaseTimeout of 200ms", took)
+		}
 		if s := db.Stats(); s.OpenConnections != 0 {
 			t.Errorf("%d connections open; the session should have been closed", s.OpenConnections)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,21 +22,12 @@ import (
 	"github.com/lockkit/lockkit/keyhash"
 )
 
-// The statements lockkit's advisory package sends for an exclusive
-// session lock on bigint keys (advisory/postgres_sql.go: single, multi,
-// tryAllOrNothing). The floor sends exactly these.
+// The floor's single-key statements: the bare lock functions. For several
+// keys it sends the advisory package's own statements (pgKeys).
 const (
 	pgTrySQL    = "SELECT pg_try_advisory_lock($1::bigint)"
 	pgLockSQL   = "SELECT pg_advisory_lock($1::bigint)"
 	pgUnlockSQL = "SELECT pg_advisory_unlock($1::bigint)"
-	pgMultiTry  = "WITH t AS MATERIALIZED (" +
-		"SELECT false AS pair, k, 0::int4 AS a, 0::int4 AS b, pg_try_advisory_lock(k) AS r FROM unnest($1::bigint[]) AS k" +
-		" UNION ALL SELECT true, 0::bigint, a, b, pg_try_advisory_lock(a, b) FROM unnest($2::int4[], $3::int4[]) AS u(a, b)" +
-		"), s AS MATERIALIZED (SELECT bool_and(r) AS ok FROM t)" +
-		" SELECT t.pair, t.k, t.a, t.b, t.r, CASE WHEN t.r AND NOT s.ok THEN" +
-		" CASE WHEN t.pair THEN pg_advisory_unlock(t.a, t.b) ELSE pg_advisory_unlock(t.k) END END FROM t CROSS JOIN s"
-	pgMultiUnlock = "SELECT false AS pair, k, 0::int4 AS a, 0::int4 AS b, pg_advisory_unlock(k) AS r FROM unnest($1::bigint[]) AS k" +
-		" UNION ALL SELECT true, 0::bigint, a, b, pg_advisory_unlock(a, b) FROM unnest($2::int4[], $3::int4[]) AS u(a, b)"
 )
 
 // pgPoolSize bounds each uncontended pool: the server's max_connections
@@ -495,8 +487,26 @@ func pgFloorHold(ctx context.Context, pool *pgxpool.Pool, key int64, wait bool) 
 	}}, nil
 }
 
-// pgFloorMulti runs lockkit's multi-key statements raw.
+// pgKeys are the advisory package's statements for several keys
+// (advisory.KeysStatements), which the floor sends raw.
+var pgKeys = func() advisory.KeysSQL {
+	q, err := advisory.KeysStatements(advisory.Exclusive)
+	if err != nil {
+		panic(err)
+	}
+	return q
+}()
+
+// pgFloorHolder is the holder id the floor's multi-key locks set as the
+// session marker.
+const pgFloorHolder = "lockkit-bench-floor"
+
+// pgFloorMulti runs lockkit's multi-key statements raw: one try of every
+// key, all or nothing, and one unlock, each checked row by row.
 func pgFloorMulti(ctx context.Context, pool *pgxpool.Pool, keys []keyhash.Key) (releaseFunc, error) {
+	keys = slices.Clone(keys)
+	slices.SortFunc(keys, keyhash.Compare)
+	keys = slices.CompactFunc(keys, func(a, b keyhash.Key) bool { return keyhash.Compare(a, b) == 0 })
 	ints := make([]int64, len(keys))
 	for i, k := range keys {
 		ints[i] = k.Int64()
@@ -506,57 +516,73 @@ func pgFloorMulti(ctx context.Context, pool *pgxpool.Pool, keys []keyhash.Key) (
 	if err != nil {
 		return nil, err
 	}
-	rows, err := c.Query(ctx, pgMultiTry, ints, empty, empty)
-	if err != nil {
+	fail := func(err error) (releaseFunc, error) {
 		c.Hijack().Close(context.Background())
 		return nil, err
 	}
-	all := true
+	rows, err := c.Query(ctx, pgKeys.Try, pgFloorHolder, ints, empty, empty)
+	if err != nil {
+		return fail(err)
+	}
+	var (
+		pid    int32
+		n      int
+		all    = true
+		marked bool
+	)
 	for rows.Next() {
 		var (
-			pair     bool
-			k        int64
-			a, b     int32
-			got      bool
-			unlocked *bool
+			prev        *string
+			why         int32
+			pair        bool
+			k           int64
+			a, b        int32
+			got, undone *bool
 		)
-		if err := rows.Scan(&pair, &k, &a, &b, &got, &unlocked); err != nil {
+		if err := rows.Scan(&prev, &pid, &why, &pair, &k, &a, &b, &got, &undone, &marked); err != nil {
 			rows.Close()
-			c.Hijack().Close(context.Background())
-			return nil, err
+			return fail(err)
 		}
-		all = all && got
+		all = all && why == 0 && got != nil && *got
+		n++
 	}
 	rows.Close()
-	if rows.Err() != nil || !all {
-		c.Hijack().Close(context.Background())
-		return nil, fmt.Errorf("multi try: all=%v %v", all, rows.Err())
+	if rows.Err() != nil || !all || !marked || n != len(ints) {
+		return fail(fmt.Errorf("multi try: all=%v marked=%v rows=%d of %d: %v", all, marked, n, len(ints), rows.Err()))
 	}
 	return func(ctx context.Context) error {
-		rows, err := c.Query(ctx, pgMultiUnlock, ints, empty, empty)
+		rows, err := c.Query(ctx, pgKeys.Unlock, pgFloorHolder, pid, ints, empty, empty)
 		if err != nil {
 			c.Hijack().Close(context.Background())
 			return err
 		}
-		n := 0
+		var (
+			n                  int
+			all, mine, cleared = true, true, false
+		)
 		for rows.Next() {
 			var (
+				prev *string
+				rpid int32
+				m    bool
 				pair bool
 				k    int64
 				a, b int32
-				ok   bool
+				ok   *bool
 			)
-			if err := rows.Scan(&pair, &k, &a, &b, &ok); err != nil || !ok {
+			if err := rows.Scan(&prev, &rpid, &m, &pair, &k, &a, &b, &ok, &cleared); err != nil {
 				rows.Close()
 				c.Hijack().Close(context.Background())
-				return fmt.Errorf("multi unlock: %v %v", ok, err)
+				return err
 			}
+			mine = mine && m
+			all = all && ok != nil && *ok
 			n++
 		}
 		rows.Close()
-		if rows.Err() != nil || n != len(ints) {
+		if rows.Err() != nil || !mine || !all || !cleared || n != len(ints) {
 			c.Hijack().Close(context.Background())
-			return fmt.Errorf("multi unlock: %d of %d: %v", n, len(ints), rows.Err())
+			return fmt.Errorf("multi unlock: mine=%v all=%v cleared=%v rows=%d of %d: %v", mine, all, cleared, n, len(ints), rows.Err())
 		}
 		c.Release()
 		return nil
