@@ -24,7 +24,14 @@ func main() {
 	}
 	self, _ := os.Executable()
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	// A signal lockkit was started with ignored (nohup, a shell's
+	// background job) stays ignored, for lockkit and the command, as under
+	// flock(1): trapping it would undo the ignore.
+	for _, sig := range []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT} {
+		if !signal.Ignored(sig) {
+			signal.Notify(sigs, sig)
+		}
+	}
 	p := &cli.Program{
 		Stdin:   os.Stdin,
 		Stdout:  os.Stdout,

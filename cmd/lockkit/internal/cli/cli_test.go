@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -388,8 +389,22 @@ func startSignalled(t *testing.T, args ...string) (sigs chan os.Signal, ready *b
 	return sigs, bufio.NewReader(pr), func() result { return <-done }
 }
 
+// unignoreHangup traps SIGHUP in this process, for the rest of its life,
+// if it was started with SIGHUP ignored (a runner under nohup): the
+// commands it starts would inherit the ignore (as they should: lockkit's
+// main leaves ignored signals alone), a script's HUP trap would not take,
+// and the command would never exit. Trapped, SIGHUP is at its default in
+// the commands. It is never untrapped: signal.Stop would ignore it again
+// while signal.Ignored went on reporting false.
+var unignoreHangup = sync.OnceFunc(func() {
+	if signal.Ignored(syscall.SIGHUP) {
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
+	}
+})
+
 func TestRunForwardsSignals(t *testing.T) {
 	url, _ := fileURL(t)
+	unignoreHangup()
 	for _, c := range []struct {
 		sig  syscall.Signal
 		want int
