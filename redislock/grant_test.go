@@ -58,7 +58,9 @@ func TestStaleGrantAfterPause(t *testing.T) {
 	key := held.Key()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperWaiter$", "-test.v")
-	cmd.Env = append(os.Environ(), envWaiter+"="+prefix+";"+n)
+	// The child uses this test's server, also when that is a container
+	// the child would not find by itself (the last of duplicates wins).
+	cmd.Env = append(os.Environ(), integration.EnvRedis+"="+integration.RedisURL(t), envWaiter+"="+prefix+";"+n)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
