@@ -4,10 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"runtime/metrics"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/lockkit/lockkit/integration"
+	"github.com/lockkit/lockkit/internal/procstat"
 	"github.com/lockkit/lockkit/keyhash"
 )
 
@@ -477,7 +476,7 @@ func BenchmarkPostgresContended(b *testing.B) {
 			wg   sync.WaitGroup
 			errs = make(chan error, contendedWorkers)
 		)
-		cpu0, g0 := processCPU(), goroutinesCreated()
+		cpu0, g0 := procstat.SelfCPU(), procstat.GoroutinesCreated()
 		b.ResetTimer()
 		for w := range contendedWorkers {
 			wg.Add(1)
@@ -494,8 +493,8 @@ func BenchmarkPostgresContended(b *testing.B) {
 		}
 		wg.Wait()
 		b.StopTimer()
-		b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
-		b.ReportMetric(float64(goroutinesCreated()-g0)/float64(b.N), "goroutines/op")
+		b.ReportMetric(float64(procstat.SelfCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(procstat.GoroutinesCreated()-g0)/float64(b.N), "goroutines/op")
 		close(errs)
 		for err := range errs {
 			b.Fatal(err)
@@ -597,23 +596,4 @@ func BenchmarkPostgresContended(b *testing.B) {
 			})
 		})
 	})
-}
-
-// processCPU is the user and system CPU time this process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// goroutinesCreated is how many goroutines this process has started.
-func goroutinesCreated() uint64 {
-	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return s[0].Value.Uint64()
 }

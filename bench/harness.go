@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/procstat"
 )
 
 // role says what a variant is in the comparison.
@@ -616,8 +617,8 @@ func runMemory(ctx context.Context, vi int, v *variant, ops int, budget time.Dur
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
-	cpu0 := processCPU()
-	g0 := goroutinesCreated()
+	cpu0 := procstat.SelfCPU()
+	g0 := procstat.GoroutinesCreated()
 	mstart := time.Now()
 	done := 0
 	for i := range ops {
@@ -630,8 +631,8 @@ func runMemory(ctx context.Context, vi int, v *variant, ops int, budget time.Dur
 		}
 		done++
 	}
-	cpu1 := processCPU()
-	g1 := goroutinesCreated()
+	cpu1 := procstat.SelfCPU()
+	g1 := procstat.GoroutinesCreated()
 	runtime.ReadMemStats(&m1)
 	ops = done
 	r.CPUPerOpNs = int64(cpu1-cpu0) / int64(max(ops, 1))

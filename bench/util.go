@@ -7,11 +7,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime/metrics"
 	"strconv"
 	"sync"
-	"syscall"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -98,23 +95,4 @@ func warmLocker(ctx context.Context, l lockkit.Locker, n int, prefix string) {
 		})
 	}
 	wg.Wait()
-}
-
-// processCPU is the user and system CPU time this process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// goroutinesCreated is how many goroutines this process has started.
-func goroutinesCreated() uint64 {
-	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return s[0].Value.Uint64()
 }

@@ -1,15 +1,39 @@
 // Package procstat reads the state of processes from Linux's /proc, for
 // code that waits for a process tree or group to end. Unlike kill(2), it
 // tells an exited process that nobody has reaped yet (a zombie, which a
-// container's init may never reap) from a running one.
+// container's init may never reap) from a running one. It also reads what
+// this process has spent (SelfCPU, GoroutinesCreated), for benchmarks.
 package procstat
 
 import (
 	"bytes"
 	"os"
+	"runtime/metrics"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
+
+// SelfCPU is the user and system CPU time this process has used; 0 if
+// getrusage fails.
+func SelfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// GoroutinesCreated is how many goroutines this process has started.
+func GoroutinesCreated() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
+}
 
 // Stat is what /proc/PID/stat says about a process.
 type Stat struct {
