@@ -260,20 +260,31 @@ func (r *room) gone() bool {
 	return r.disposed
 }
 
-// abandon leaves the room in the background, for a wait that ended.
-func (r *room) abandon() {
+// track disposes of r and counts it in its Locker's abandoned rooms,
+// which Close waits for; with the Locker closed it leaves the room at once
+// instead and reports false.
+func (r *room) track() bool {
 	l := r.l
 	r.dispose()
 	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
+	closed := l.closed
+	if !closed {
+		l.abandoned.Add(1)
+	}
+	l.mu.Unlock()
+	if closed {
 		r.leave(true, false)
+	}
+	return !closed
+}
+
+// abandon leaves the room in the background, for a wait that ended.
+func (r *room) abandon() {
+	if !r.track() {
 		return
 	}
-	l.abandoned.Add(1)
-	l.mu.Unlock()
 	go func() {
-		defer l.abandoned.Done()
+		defer r.l.abandoned.Done()
 		r.leave(true, false)
 	}()
 }
@@ -294,16 +305,9 @@ func (r *room) acquired(name string, ls *lease, res roomResult, sent time.Time) 
 // linger keeps the room for roomLinger after lk acquired, for lk's
 // release to give it back. Close waits for it.
 func (r *room) linger(lk *Lock) {
-	l := r.l
-	r.dispose()
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		r.leave(true, false)
+	if !r.track() {
 		return
 	}
-	l.abandoned.Add(1)
-	l.mu.Unlock()
 	r.mu.Lock()
 	r.tracked = true
 	lk.room = r
