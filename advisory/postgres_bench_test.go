@@ -466,7 +466,6 @@ func BenchmarkPostgresSessionCheckCost(b *testing.B) {
 // context.Background, no result read. "pgxpool-floor" is the harness's
 // floor: raw pgxpool, a connection per acquisition.
 func BenchmarkPostgresContended(b *testing.B) {
-	const contendedWorkers = 16
 	name := integration.Name(b)
 	run := func(b *testing.B, op func(ctx context.Context, w int) error) {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -506,16 +505,7 @@ func BenchmarkPostgresContended(b *testing.B) {
 		return rel(rctx)
 	}
 	b.Run("lockkit", func(b *testing.B) {
-		cfg, err := pgxpool.ParseConfig(integration.PostgresDSN(b))
-		if err != nil {
-			b.Fatal(err)
-		}
-		cfg.MaxConns = contendedWorkers + 2
-		pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer pool.Close()
+		pool := contendedPool(b)
 		p, err := NewPool(pool, nil)
 		if err != nil {
 			b.Fatal(err)
@@ -541,16 +531,7 @@ func BenchmarkPostgresContended(b *testing.B) {
 	b.Run("pgxpool-floor", func(b *testing.B) {
 		// The harness's floor: a pool connection per acquisition,
 		// pg_advisory_lock, pg_advisory_unlock and its result checked.
-		cfg, err := pgxpool.ParseConfig(integration.PostgresDSN(b))
-		if err != nil {
-			b.Fatal(err)
-		}
-		cfg.MaxConns = contendedWorkers + 2
-		pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer pool.Close()
+		pool := contendedPool(b)
 		key := keyhash.Name(name).Int64()
 		run(b, func(ctx context.Context, _ int) error {
 			c, err := pool.Acquire(ctx)
@@ -596,4 +577,24 @@ func BenchmarkPostgresContended(b *testing.B) {
 			})
 		})
 	})
+}
+
+// contendedWorkers is how many goroutines BenchmarkPostgresContended runs.
+const contendedWorkers = 16
+
+// contendedPool is BenchmarkPostgresContended's pgxpool: a connection per
+// worker and two more, closed when the benchmark ends.
+func contendedPool(b *testing.B) *pgxpool.Pool {
+	b.Helper()
+	cfg, err := pgxpool.ParseConfig(integration.PostgresDSN(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.MaxConns = contendedWorkers + 2
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	return pool
 }
