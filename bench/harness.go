@@ -780,6 +780,11 @@ func runScale(ctx context.Context, vi int, v *variant, steps []int, ops int, bud
 // errSkip marks a variant or backend that cannot run here.
 var errSkip = errors.New("skipped")
 
+// errOptional marks a backend's setup error that skips the backend
+// without making the run fail (failures): its server is missing and
+// nobody asked for it.
+var errOptional = errors.New("not available")
+
 // lockkitWorker waits for one named lock through a lockkit.Locker.
 func lockkitWorker(l lockkit.Locker, name string) worker {
 	return workerFunc(func(ctx context.Context) (releaseFunc, error) {
