@@ -169,15 +169,9 @@ func setupEtcd(ctx context.Context, e *env) (*backendSetup, error) {
 	closers = append(closers, func() { _ = lk.Close() })
 	lockkitV := &variant{
 		name: "lockkit", role: roleLockkit, net: lkNet,
-		note: "etcdlock.New(client, prefix): one lease per Locker (30 s, KeepAliveOnce every 10 s), a watch on every held lock's key; TryAcquire/Acquire + Release; Acquire: a key of its own per attempt, waiters queued by create revision, each watching its predecessor; one Locker for the 16 workers",
-		try:  lockkitTry(lk, name),
-		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
-			ws := make([]worker, n)
-			for i := range ws {
-				ws[i] = lockkitWorker(lk, name(k))
-			}
-			return ws, func() {}, nil
-		},
+		note:      "etcdlock.New(client, prefix): one lease per Locker (30 s, KeepAliveOnce every 10 s), a watch on every held lock's key; TryAcquire/Acquire + Release; Acquire: a key of its own per attempt, waiters queued by create revision, each watching its predecessor; one Locker for the 16 workers",
+		try:       lockkitTry(lk, name),
+		contended: sharedLockerWorkers(lk, name),
 	}
 
 	flc, flNet, err := openEtcd(ctx, endpoints)

@@ -796,6 +796,18 @@ func lockkitWorker(l lockkit.Locker, name string) worker {
 	})
 }
 
+// sharedLockerWorkers is the contended scenario of a lockkit variant whose
+// workers share one Locker, l.
+func sharedLockerWorkers(l lockkit.Locker, name func(int) string) func(ctx context.Context, k, n int) ([]worker, func(), error) {
+	return func(ctx context.Context, k, n int) ([]worker, func(), error) {
+		ws := make([]worker, n)
+		for i := range ws {
+			ws[i] = lockkitWorker(l, name(k))
+		}
+		return ws, func() {}, nil
+	}
+}
+
 // lockkitTry is a variant's try through a lockkit.Locker.
 func lockkitTry(l lockkit.Locker, name func(int) string) func(ctx context.Context, k int) (releaseFunc, error) {
 	return func(ctx context.Context, k int) (releaseFunc, error) {
