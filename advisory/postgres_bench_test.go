@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -467,38 +468,7 @@ func BenchmarkPostgresSessionCheckCost(b *testing.B) {
 // floor: raw pgxpool, a connection per acquisition.
 func BenchmarkPostgresContended(b *testing.B) {
 	name := integration.Name(b)
-	run := func(b *testing.B, op func(ctx context.Context, w int) error) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		var (
-			next atomic.Int64
-			wg   sync.WaitGroup
-			errs = make(chan error, contendedWorkers)
-		)
-		cpu0, g0 := procstat.SelfCPU(), procstat.GoroutinesCreated()
-		b.ResetTimer()
-		for w := range contendedWorkers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for next.Add(1) <= int64(b.N) {
-					if err := op(ctx, w); err != nil {
-						errs <- err
-						cancel()
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		b.StopTimer()
-		b.ReportMetric(float64(procstat.SelfCPU()-cpu0)/float64(b.N), "cpu-ns/op")
-		b.ReportMetric(float64(procstat.GoroutinesCreated()-g0)/float64(b.N), "goroutines/op")
-		close(errs)
-		for err := range errs {
-			b.Fatal(err)
-		}
-	}
+	run := contendedRun
 	release := func(ctx context.Context, rel func(context.Context) error) error {
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer rcancel()
@@ -577,6 +547,50 @@ func BenchmarkPostgresContended(b *testing.B) {
 			})
 		})
 	})
+}
+
+// contendedRun runs op b.N times, spread over contendedWorkers goroutines
+// (w is the worker's index) sharing one cancellable context, and reports
+// the process's CPU and the goroutines it started per op.
+func contendedRun(b *testing.B, op func(ctx context.Context, w int) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+		errs = make(chan error, contendedWorkers)
+	)
+	cpu0, sys0, g0 := procstat.SelfCPU(), selfSys(), procstat.GoroutinesCreated()
+	b.ResetTimer()
+	for w := range contendedWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				if err := op(ctx, w); err != nil {
+					errs <- err
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(procstat.SelfCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(selfSys()-sys0)/float64(b.N), "sys-ns/op")
+	b.ReportMetric(float64(procstat.GoroutinesCreated()-g0)/float64(b.N), "goroutines/op")
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+}
+
+// selfSys is the system CPU time this process has used.
+func selfSys() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Stime.Nano())
 }
 
 // contendedWorkers is how many goroutines BenchmarkPostgresContended runs.
