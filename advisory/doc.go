@@ -175,6 +175,12 @@
 // the first acquire of a Locker adds one round trip. Through a pooler every
 // acquire also reads and sets the marker (…/marker: about 1.18× the bare
 // statements), and the first statement on each connection scans pg_locks.
+// On a direct connection whose pgx exec mode is the default
+// (cache_statement), the one-key lock and unlock statements are prepared
+// once per connection and run through pgconn, their parameters and row
+// encoded and checked by the package (about 5 µs less CPU per acquire and
+// release than through pgx's Query); with another exec mode they run as
+// that mode says.
 //
 // Through PgBouncer in transaction mode, also use pgx's
 // default_query_exec_mode=exec or simple_protocol (PgBouncer before 1.21
