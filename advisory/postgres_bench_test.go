@@ -33,8 +33,9 @@ func countedSQL(tb testing.TB, n int) (*sql.DB, *integration.RoundTrips) {
 	return db, w
 }
 
-// countedPool opens a pgxpool whose writes are counted.
-func countedPool(tb testing.TB) (*pgxpool.Pool, *integration.RoundTrips) {
+// countedPool opens a pgxpool whose writes are counted; set, if any,
+// adjusts its config first.
+func countedPool(tb testing.TB, set ...func(*pgxpool.Config)) (*pgxpool.Pool, *integration.RoundTrips) {
 	tb.Helper()
 	cfg, err := pgxpool.ParseConfig(integration.PostgresDSN(tb))
 	if err != nil {
@@ -42,6 +43,9 @@ func countedPool(tb testing.TB) (*pgxpool.Pool, *integration.RoundTrips) {
 	}
 	w := &integration.RoundTrips{}
 	cfg.ConnConfig.DialFunc = w.Dial
+	for _, f := range set {
+		f(cfg)
+	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -625,19 +629,10 @@ func TestPostgresLeanStatements(t *testing.T) {
 	ctx := pgCtx(t, 30*time.Second)
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec} {
 		t.Run(mode.String(), func(t *testing.T) {
-			cfg, err := pgxpool.ParseConfig(integration.PostgresDSN(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			w := &integration.RoundTrips{}
-			cfg.ConnConfig.DialFunc = w.Dial
-			cfg.ConnConfig.DefaultQueryExecMode = mode
-			cfg.MaxConns = 1
-			pool, err := pgxpool.NewWithConfig(ctx, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer pool.Close()
+			pool, w := countedPool(t, func(cfg *pgxpool.Config) {
+				cfg.ConnConfig.DefaultQueryExecMode = mode
+				cfg.MaxConns = 1
+			})
 			p, err := NewPool(pool, nil)
 			if err != nil {
 				t.Fatal(err)
