@@ -178,7 +178,7 @@
 // On a direct connection whose pgx exec mode is the default
 // (cache_statement), the one-key lock and unlock statements are prepared
 // once per connection and run through pgconn, their parameters and row
-// encoded and checked by the package (about 5 µs less CPU per acquire and
+// encoded and checked by the package (5–10 µs less CPU per acquire and
 // release than through pgx's Query); with another exec mode they run as
 // that mode says.
 //

@@ -21,9 +21,9 @@ import (
 // buffer. The server's answer is checked as before, column by column, and
 // more strictly (the columns' types, exactly one row). What this skips is
 // pgx's per-query machinery (the statement cache's lookup, the argument
-// encoding plans, a Rows object, the scan plans), which cost about 5 µs of
-// CPU per acquisition and release and 7 of its allocations (advisory's
-// BenchmarkPostgresContended).
+// encoding plans, a Rows object, the scan plans), which cost 5–10 µs of
+// CPU per acquisition and release and 6 of its allocations (advisory's
+// BenchmarkPostgresContended, 16 workers, loaded machine).
 //
 // A connection whose pgx config asks for another exec mode (exec, simple
 // protocol: for poolers that keep no prepared statements) runs the lean
