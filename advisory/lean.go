@@ -27,7 +27,7 @@ import (
 //
 // A connection whose pgx config asks for another exec mode (exec, simple
 // protocol: for poolers that keep no prepared statements) runs the lean
-// statements through pgx as configured (runLock's and runUnlock's QueryRow).
+// statements through pgx as configured (runLean).
 
 // preparedKey marks, in a connection's pgconn CustomData, whether its pgx
 // config caches prepared statements (leanPrepared).
@@ -58,6 +58,20 @@ var (
 	binaryFormat = []int16{pgtype.BinaryFormatCode} // one code: every parameter, every column
 	leanColOIDs  = [3]uint32{pgtype.BoolOID, pgtype.Int4OID, pgtype.Int8OID}
 )
+
+// runLean runs st, a lean lock or unlock statement, on c (execLean where
+// c caches prepared statements, else pgx's QueryRow in c's exec mode) and
+// puts its columns in col.r, *pid and, for a fenced lock, col.tok.
+func runLean(c *pgx.Conn, st sessionStmt, buf *leanBuf, col *oneCols, pid *int32) error {
+	if leanPrepared(c) {
+		return execLean(c, st, buf, col, pid)
+	}
+	dest := []any{&col.r, pid, &col.tok}
+	if !st.fence {
+		dest = dest[:2]
+	}
+	return c.QueryRow(context.Background(), st.sql, st.args...).Scan(dest...)
+}
 
 // execLean runs st, a lean lock or unlock statement, on c as a prepared
 // statement and puts its row's columns in col.r, *pid and, for a fenced

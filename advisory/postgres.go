@@ -682,18 +682,8 @@ func runLock(c *pgx.Conn, st sessionStmt, keys []keyhash.Key, res *lockResult) e
 	switch st.form {
 	case formLean:
 		res.denied = keys[0]
-		if leanPrepared(c) {
-			if err := execLean(c, st, &res.buf, col, &res.pid); err != nil {
-				return err
-			}
-		} else {
-			dest := []any{&col.r, &res.pid, &col.tok}
-			if !st.fence {
-				dest = dest[:2]
-			}
-			if err := c.QueryRow(bg, st.sql, st.args...).Scan(dest...); err != nil {
-				return err
-			}
+		if err := runLean(c, st, &res.buf, col, &res.pid); err != nil {
+			return err
 		}
 		res.granted = col.r.Valid && col.r.Bool
 		return res.fenceToken(st.fence, col.tok)
@@ -843,13 +833,7 @@ func runUnlock(c *pgx.Conn, st sessionStmt, res *unlockResult) error {
 	col := &res.col
 	switch st.form {
 	case formLean:
-		var err error
-		if leanPrepared(c) {
-			err = execLean(c, st, &res.buf, col, &res.pid)
-		} else {
-			err = c.QueryRow(bg, st.sql, st.args...).Scan(&col.r, &res.pid)
-		}
-		if err != nil {
+		if err := runLean(c, st, &res.buf, col, &res.pid); err != nil {
 			return err
 		}
 		res.mine, res.all, res.cleared, res.n = col.r.Valid, col.r.Valid && col.r.Bool, true, 1
