@@ -649,6 +649,7 @@ type lockResult struct {
 	token        int64       // the fencing token drawn, if the statement was fenced and granted
 
 	col oneCols // a single-key statement's columns, as scanned
+	buf leanBuf // a lean statement's parameters, encoded
 }
 
 // oneCols receives the columns of a single-key lock or unlock statement.
@@ -681,11 +682,7 @@ func runLock(c *pgx.Conn, st sessionStmt, keys []keyhash.Key, res *lockResult) e
 	switch st.form {
 	case formLean:
 		res.denied = keys[0]
-		dest := []any{&col.r, &res.pid, &col.tok}
-		if !st.fence {
-			dest = dest[:2]
-		}
-		if err := c.QueryRow(bg, st.sql, st.args...).Scan(dest...); err != nil {
+		if err := runLean(c, st, &res.buf, col, &res.pid); err != nil {
 			return err
 		}
 		res.granted = col.r.Valid && col.r.Bool
@@ -825,6 +822,7 @@ type unlockResult struct {
 	cleared bool   // the marker was cleared
 
 	col oneCols // a single-key statement's columns, as scanned
+	buf leanBuf // a lean statement's parameters, encoded
 }
 
 // runUnlock runs st, a sessionUnlock statement, on c, and puts its outcome
@@ -835,7 +833,7 @@ func runUnlock(c *pgx.Conn, st sessionStmt, res *unlockResult) error {
 	col := &res.col
 	switch st.form {
 	case formLean:
-		if err := c.QueryRow(bg, st.sql, st.args...).Scan(&col.r, &res.pid); err != nil {
+		if err := runLean(c, st, &res.buf, col, &res.pid); err != nil {
 			return err
 		}
 		res.mine, res.all, res.cleared, res.n = col.r.Valid, col.r.Valid && col.r.Bool, true, 1

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,8 +33,9 @@ func countedSQL(tb testing.TB, n int) (*sql.DB, *integration.RoundTrips) {
 	return db, w
 }
 
-// countedPool opens a pgxpool whose writes are counted.
-func countedPool(tb testing.TB) (*pgxpool.Pool, *integration.RoundTrips) {
+// countedPool opens a pgxpool whose writes are counted; set, if any,
+// adjusts its config first.
+func countedPool(tb testing.TB, set ...func(*pgxpool.Config)) (*pgxpool.Pool, *integration.RoundTrips) {
 	tb.Helper()
 	cfg, err := pgxpool.ParseConfig(integration.PostgresDSN(tb))
 	if err != nil {
@@ -41,6 +43,9 @@ func countedPool(tb testing.TB) (*pgxpool.Pool, *integration.RoundTrips) {
 	}
 	w := &integration.RoundTrips{}
 	cfg.ConnConfig.DialFunc = w.Dial
+	for _, f := range set {
+		f(cfg)
+	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -467,38 +472,7 @@ func BenchmarkPostgresSessionCheckCost(b *testing.B) {
 // floor: raw pgxpool, a connection per acquisition.
 func BenchmarkPostgresContended(b *testing.B) {
 	name := integration.Name(b)
-	run := func(b *testing.B, op func(ctx context.Context, w int) error) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		var (
-			next atomic.Int64
-			wg   sync.WaitGroup
-			errs = make(chan error, contendedWorkers)
-		)
-		cpu0, g0 := procstat.SelfCPU(), procstat.GoroutinesCreated()
-		b.ResetTimer()
-		for w := range contendedWorkers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for next.Add(1) <= int64(b.N) {
-					if err := op(ctx, w); err != nil {
-						errs <- err
-						cancel()
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		b.StopTimer()
-		b.ReportMetric(float64(procstat.SelfCPU()-cpu0)/float64(b.N), "cpu-ns/op")
-		b.ReportMetric(float64(procstat.GoroutinesCreated()-g0)/float64(b.N), "goroutines/op")
-		close(errs)
-		for err := range errs {
-			b.Fatal(err)
-		}
-	}
+	run := contendedRun
 	release := func(ctx context.Context, rel func(context.Context) error) error {
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer rcancel()
@@ -579,6 +553,50 @@ func BenchmarkPostgresContended(b *testing.B) {
 	})
 }
 
+// contendedRun runs op b.N times, spread over contendedWorkers goroutines
+// (w is the worker's index) sharing one cancellable context, and reports
+// the process's CPU and the goroutines it started per op.
+func contendedRun(b *testing.B, op func(ctx context.Context, w int) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+		errs = make(chan error, contendedWorkers)
+	)
+	cpu0, sys0, g0 := procstat.SelfCPU(), selfSys(), procstat.GoroutinesCreated()
+	b.ResetTimer()
+	for w := range contendedWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				if err := op(ctx, w); err != nil {
+					errs <- err
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(procstat.SelfCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(selfSys()-sys0)/float64(b.N), "sys-ns/op")
+	b.ReportMetric(float64(procstat.GoroutinesCreated()-g0)/float64(b.N), "goroutines/op")
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+}
+
+// selfSys is the system CPU time this process has used.
+func selfSys() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Stime.Nano())
+}
+
 // contendedWorkers is how many goroutines BenchmarkPostgresContended runs.
 const contendedWorkers = 16
 
@@ -597,4 +615,59 @@ func contendedPool(b *testing.B) *pgxpool.Pool {
 	}
 	b.Cleanup(pool.Close)
 	return pool
+}
+
+// The lean statements (one key on a direct connection) run as prepared
+// statements through pgconn where pgx's exec mode caches statements (its
+// default), and through pgx's Query as configured otherwise. Either way an
+// uncontended try and release takes 2 round trips; the prepared path
+// allocates 21 objects per try and release with a cancellable context
+// (27 before, through pgx's Query). The allocation count is the whole
+// process's, so the test does not run in parallel.
+func TestPostgresLeanStatements(t *testing.T) {
+	key := testKeys(t, 1)[0]
+	ctx := pgCtx(t, 30*time.Second)
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec} {
+		t.Run(mode.String(), func(t *testing.T) {
+			pool, w := countedPool(t, func(cfg *pgxpool.Config) {
+				cfg.ConnConfig.DefaultQueryExecMode = mode
+				cfg.MaxConns = 1
+			})
+			p, err := NewPool(pool, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			op := func() {
+				l, err := p.TryLockKey(ctx, key, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := l.Release(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			op() // the connection's first statement: the marker form
+			op() // the lean form, prepared here
+			before := w.Writes()
+			allocs := testing.AllocsPerRun(50, op)
+			if n := float64(w.Writes()-before) / 51; n > 2.05 {
+				t.Errorf("try+release took %.2f round trips, want 2", n)
+			}
+			var prepared int
+			err = pool.QueryRow(ctx, "SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE statement IN ($1, $2)",
+				leanLockSQL[fnTry][Exclusive][shapeInt], leanUnlockSQL[Exclusive][shapeInt]).Scan(&prepared)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%.0f allocations per try+release, %d lean statements prepared", allocs, prepared)
+			switch {
+			case mode == pgx.QueryExecModeCacheStatement && prepared != 2:
+				t.Errorf("%d lean statements prepared on the session, want the try and the unlock", prepared)
+			case mode != pgx.QueryExecModeCacheStatement && prepared != 0:
+				t.Errorf("%d lean statements prepared on the session in exec mode %v, want none", prepared, mode)
+			case mode == pgx.QueryExecModeCacheStatement && allocs > 22:
+				t.Errorf("%.0f allocations per try+release, want at most 22 (21 measured; 27 through pgx's Query)", allocs)
+			}
+		})
+	}
 }
