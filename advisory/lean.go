@@ -26,21 +26,24 @@ import (
 // BenchmarkPostgresContended, 16 workers, loaded machine).
 //
 // A connection whose pgx config asks for another exec mode (exec, simple
-// protocol: for poolers that keep no prepared statements) runs the lean
-// statements through pgx as configured (runLean).
+// protocol: for poolers that keep no prepared statements), or that has a
+// pgx Tracer (a user's query tracing), runs the lean statements through
+// pgx as configured (runLean), so that the tracer sees them.
 
 // preparedKey marks, in a connection's pgconn CustomData, whether its pgx
 // config caches prepared statements (leanPrepared).
 const preparedKey = "github.com/lockkit/lockkit/advisory.prepared"
 
 // leanPrepared reports whether c runs statements as cached prepared
-// statements (pgx's default exec mode), so that the lean statements may be
-// prepared on it. It looks at c's config once per connection.
+// statements (pgx's default exec mode) with no tracer, so that the lean
+// statements may be prepared on it. It looks at c's config once per
+// connection.
 func leanPrepared(c *pgx.Conn) bool {
 	data := c.PgConn().CustomData()
 	ok, known := data[preparedKey].(bool)
 	if !known {
-		ok = c.Config().DefaultQueryExecMode == pgx.QueryExecModeCacheStatement
+		cfg := c.Config()
+		ok = cfg.DefaultQueryExecMode == pgx.QueryExecModeCacheStatement && cfg.Tracer == nil
 		data[preparedKey] = ok
 	}
 	return ok

@@ -671,3 +671,49 @@ func TestPostgresLeanStatements(t *testing.T) {
 		})
 	}
 }
+
+// queryCounter is a pgx QueryTracer that counts the statements it sees.
+type queryCounter struct{ n atomic.Int64 }
+
+func (q *queryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	q.n.Add(1)
+	return ctx
+}
+
+func (q *queryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// A user's pgx tracer sees the lock and unlock statements: a connection
+// with a Tracer keeps pgx's Query for the lean statements.
+func TestPostgresLeanStatementsTraced(t *testing.T) {
+	key := testKeys(t, 1)[0]
+	ctx := pgCtx(t, 30*time.Second)
+	tracer := &queryCounter{}
+	pool, _ := countedPool(t, func(cfg *pgxpool.Config) {
+		cfg.ConnConfig.Tracer = tracer
+		cfg.MaxConns = 1
+	})
+	p, err := NewPool(pool, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		l, err := p.TryLockKey(ctx, key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := tracer.n.Load()
+	l, err := p.TryLockKey(ctx, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := tracer.n.Load() - before; n < 2 {
+		t.Errorf("the tracer saw %d statements of a try+release, want the lock and the unlock", n)
+	}
+}
