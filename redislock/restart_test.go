@@ -172,6 +172,31 @@ func TestLeaseEndsWhileServerHangs(t *testing.T) {
 	}
 }
 
+// As TestLeaseEndsWhileServerHangs, with the server stopped before the
+// lock's first renewal: the expiry timer, which a lock with automatic
+// renewal makes at its first renewal tick, still ends the lock within TTL.
+func TestLeaseEndsWhenServerHangsBeforeFirstRenewal(t *testing.T) {
+	srv := startPrivateRedis(t)
+	const ttl = 600 * time.Millisecond
+	l := newLocker(t, srv.client(t), &Config{TTL: ttl, RenewInterval: 200 * time.Millisecond})
+	lk := mustLock(t, l, name(t))
+	acquired := time.Now()
+	srv.pause()
+	defer srv.resume()
+	waitDone(t, lk, 2*ttl)
+	// (Slack for timer latency on a loaded machine.)
+	if d := time.Since(acquired); d > ttl+500*time.Millisecond {
+		t.Errorf("Done closed %v after the acquire; the lease is %v", d, ttl)
+	}
+	if err := lk.Err(); !errors.Is(err, lockkit.ErrLost) || !errors.Is(err, ErrLeaseExpired) {
+		t.Errorf("Err = %v, want ErrLost and ErrLeaseExpired", err)
+	}
+	srv.resume()
+	if err := lk.Release(ctxT(t, 10*time.Second)); !errors.Is(err, lockkit.ErrLost) {
+		t.Errorf("Release = %v, want ErrLost", err)
+	}
+}
+
 // Dropping the holder's connections does not lose a Redis lock: the lease
 // lives in the key, not in a session, and the next renewal reconnects.
 func TestConnectionLossKeepsLease(t *testing.T) {
