@@ -521,8 +521,7 @@ func notAcquired(name string, cause error) error {
 // names the holder but not its lease; withTTL asks the lease in a second
 // round trip (TryLock reports it; Lock's waiting attempts get it anyway).
 func (l *Locker) try(ctx context.Context, name, meta string, withTTL bool) (*Lock, *lockkit.HeldError, time.Duration, error) {
-	k := l.nameKeys(l.Key(name))
-	key := k.key
+	key := l.Key(name)
 	secret := rand.Text() + "|"
 	start := time.Now()
 	rest := "|" + strconv.FormatInt(start.UnixMilli(), 10) + "|" + meta
@@ -548,6 +547,7 @@ func (l *Locker) try(ctx context.Context, name, meta string, withTTL bool) (*Loc
 		// back, so that no holder has a lock a failover could lose.
 		// The command may have run and taken the lock (a reply lost, a
 		// context cancelled after the send): give back what is ours.
+		k := l.nameKeys(key)
 		l.abandon(ctx, &k, secret, "")
 		if ctx.Err() != nil {
 			return nil, nil, 0, notAcquired(name, ctx.Err())
@@ -561,6 +561,7 @@ func (l *Locker) try(ctx context.Context, name, meta string, withTTL bool) (*Loc
 	if l.set.fencing {
 		token, _, _ = splitInfo(info)
 	}
+	k := l.nameKeys(key) // made only for a lock: a conflict needs none
 	return newLock(l, name, &k, secret, token, start), nil, 0, nil
 }
 
