@@ -66,6 +66,9 @@ func TestIndependentWorkers(t *testing.T) {
 			r.Acquisitions != total || r.Handoffs == 0 || r.HandoffP50Ns <= 0 {
 			t.Fatalf("%s: %+v", r.Variant, r)
 		}
+		if vs[i].procs != nil && len(r.PerSliceWarmNs) != nSlices {
+			t.Fatalf("%s: %d warm-ups for %d slices", r.Variant, len(r.PerSliceWarmNs), nSlices)
+		}
 		// Exclusion: a handoff is measured from the previous holder's
 		// release to the next acquisition, so none is negative.
 		for _, d := range r.handoffs {

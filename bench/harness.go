@@ -323,6 +323,11 @@ type contendedResult struct {
 	LastError  string  `json:"last_error,omitempty"`
 	Skipped    string  `json:"skipped,omitempty"`
 
+	// PerSliceWarmNs is, for a variant of worker processes, how long each
+	// slice's warm-up took: from the processes' start until every one of
+	// them had acquired once (procSlice), before the window opened.
+	PerSliceWarmNs []int64 `json:"per_slice_warm_ns,omitempty"`
+
 	handoffs, others, waits samples
 }
 

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -38,7 +39,10 @@ import (
 //   - "16 processes": the harness re-executes itself 16 times as worker
 //     processes (workerMain), each with one such Locker, and merges what
 //     they measured. Handoff times compare CLOCK_MONOTONIC readings, which
-//     are one clock for every process of the machine.
+//     are one clock for every process of the machine. Each slice's window
+//     opens once every process has acquired once (procSlice): a fresh
+//     process's first wait, which a long-running one pays once, would
+//     otherwise decide how many turns it gets in a 150 ms slice.
 //
 // Both run in full runs only (-quick stays a smoke test).
 
@@ -189,7 +193,7 @@ func independentVariants(e *env, backend string, net *netCounter) ([]*variant, e
 	}
 	procs := &variant{
 		name: "lockkit, 16 processes", role: roleLockkit, net: net, fullOnly: true,
-		note: "each worker is a process of its own (the harness re-executes itself), with one Locker made as above; handoffs are timed on CLOCK_MONOTONIC across the processes; round trips are the processes' own counts",
+		note: "each worker is a process of its own (the harness re-executes itself), with one Locker made as above; each slice's processes contend from their start, and the slice's window opens once every one of them has acquired once (at most 1 s), so that a fresh process's first wait (its connections, listener or subscription) is not counted; handoffs are timed on CLOCK_MONOTONIC across the processes; round trips are the processes' own counts",
 		procs: func(ctx context.Context, k, n int, window time.Duration, r *contendedResult) int64 {
 			return procSlice(ctx, e, backend, false, e.lockName(k), n, window, r)
 		},
@@ -242,8 +246,10 @@ func monoNow() int64 {
 }
 
 // workerMain is a worker process: make the Locker, say "ready", read
-// "go <start> <end>" (CLOCK_MONOTONIC ns) from stdin, acquire and release
-// from start until end, print a workerReport.
+// "go <start>" (CLOCK_MONOTONIC ns) from stdin, acquire and release from
+// start on, say "first" after the first acquisition, and go on until
+// "measure <from> <end>" arrives and end has passed; then print a
+// workerReport of the acquisitions from from to end (see procSlice).
 func workerMain(spec string, stdin io.Reader, stdout io.Writer) error {
 	var ws workerSpec
 	if err := json.Unmarshal([]byte(spec), &ws); err != nil {
@@ -284,23 +290,53 @@ func workerMain(spec string, stdin io.Reader, stdout io.Writer) error {
 		acquire = lockkitWorker(l, ws.Name).acquire
 	}
 	fmt.Fprintln(stdout, "ready")
-	line, err := bufio.NewReader(stdin).ReadString('\n')
+	in := bufio.NewReader(stdin)
+	line, err := in.ReadString('\n')
 	if err != nil {
 		return fmt.Errorf("waiting for go: %w", err)
 	}
-	var start, end int64
-	if _, err := fmt.Sscanf(line, "go %d %d", &start, &end); err != nil {
+	var start int64
+	if _, err := fmt.Sscanf(line, "go %d", &start); err != nil {
 		return fmt.Errorf("go line %q: %w", line, err)
 	}
-	time.Sleep(time.Duration(start - monoNow()))
-	wctx, cancel := context.WithTimeout(ctx, time.Duration(end-monoNow()))
+	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The window: from and end stay 0 until "measure" arrives; the
+	// flights are counted from from to end.
+	var (
+		from, end     atomic.Int64
+		before, after snapshot
+		measured      = make(chan struct{}) // closed when the window is over
+	)
+	go func() {
+		defer close(measured)
+		defer cancel()
+		line, err := in.ReadString('\n')
+		var f, t int64
+		if err == nil {
+			_, err = fmt.Sscanf(line, "measure %d %d", &f, &t)
+		}
+		if err != nil { // the harness went away: end now, count nothing
+			end.Store(monoNow())
+			return
+		}
+		from.Store(f)
+		end.Store(t)
+		time.Sleep(time.Duration(f - monoNow()))
+		before = net.snap()
+		time.Sleep(time.Duration(t - monoNow()))
+		after = net.snap()
+	}()
+	time.Sleep(time.Duration(start - monoNow()))
 	var rep workerReport
-	var after snapshot
-	snapped := make(chan struct{})
-	t := time.AfterFunc(time.Duration(end-monoNow()), func() { after = net.snap(); close(snapped) })
-	before := net.snap()
-	for monoNow() < end {
+	first := false
+	sayFirst := func() {
+		if !first {
+			first = true
+			fmt.Fprintln(stdout, "first")
+		}
+	}
+	for t := end.Load(); t == 0 || monoNow() < t; t = end.Load() {
 		called := monoNow()
 		release, err := acquire(wctx)
 		if err != nil {
@@ -316,7 +352,8 @@ func workerMain(spec string, stdin io.Reader, stdout io.Writer) error {
 		}
 		acq := monoNow()
 		rel := monoNow()
-		if acq < end {
+		sayFirst()
+		if f, t := from.Load(), end.Load(); f > 0 && acq >= f && (t == 0 || acq < t) {
 			rep.Events = append(rep.Events, [3]int64{called, acq, rel})
 		}
 		rctx, rcancel := context.WithTimeout(ctx, opTimeout)
@@ -326,14 +363,15 @@ func workerMain(spec string, stdin io.Reader, stdout io.Writer) error {
 		}
 		rcancel()
 	}
-	if !t.Stop() {
-		<-snapped
-	} else {
-		after = net.snap()
-	}
+	sayFirst() // a worker that never acquired still answers, for the harness's count
+	<-measured
 	rep.Flights = after.Flights - before.Flights
 	return json.NewEncoder(stdout).Encode(&rep)
 }
+
+// procWarmMax bounds a slice's warm-up in procSlice: the window opens
+// then even if some process has not acquired yet.
+const procWarmMax = time.Second
 
 // procSlice runs one slice of the contended scenario with n worker
 // processes and adds their counts to r; it returns their flights.
@@ -387,14 +425,57 @@ func procSlice(ctx context.Context, e *env, backend string, floor bool, name str
 	}
 	start := monoNow() + int64(20*time.Millisecond) // all start together
 	for _, p := range ps {
-		fmt.Fprintf(p.in, "go %d %d\n", start, start+int64(window))
+		fmt.Fprintf(p.in, "go %d\n", start)
+	}
+	// The warm-up: every process contends from start on, and the window
+	// opens once each has acquired once (or after procWarmMax), so that
+	// what it counts is the processes taking turns, not the order in which
+	// fresh processes paid their first wait (a connection dialled, a
+	// listener or subscription started). Nothing before the window counts.
+	type answer struct {
+		rep workerReport
+		err error
+	}
+	firsts := make(chan struct{}, n)
+	answers := make([]chan answer, n)
+	for i, p := range ps {
+		answers[i] = make(chan answer, 1)
+		go func() {
+			line, err := p.out.ReadString('\n')
+			if err == nil && strings.TrimSpace(line) != "first" {
+				err = fmt.Errorf("expected first, got %q", line)
+			}
+			firsts <- struct{}{}
+			var a answer
+			if a.err = err; err == nil {
+				a.err = json.NewDecoder(p.out).Decode(&a.rep)
+			}
+			answers[i] <- a
+		}()
+	}
+	warm := time.NewTimer(procWarmMax)
+	for got := 0; got < n; {
+		select {
+		case <-firsts:
+			got++
+		case <-warm.C:
+			got = n
+		}
+	}
+	warm.Stop()
+	from := monoNow() + int64(5*time.Millisecond) // after every process has read it
+	r.PerSliceWarmNs = append(r.PerSliceWarmNs, from-start)
+	for _, p := range ps {
+		fmt.Fprintf(p.in, "measure %d %d\n", from, from+int64(window))
 	}
 	reps := make([]workerReport, n)
-	for i, p := range ps {
-		if err := json.NewDecoder(p.out).Decode(&reps[i]); err != nil {
-			r.Skipped = fmt.Sprintf("worker process %d: %v: %s", i, err, truncate(p.errb.String(), 200))
+	for i := range ps {
+		a := <-answers[i]
+		if a.err != nil {
+			r.Skipped = fmt.Sprintf("worker process %d: %v: %s", i, a.err, truncate(ps[i].errb.String(), 200))
 			return 0
 		}
+		reps[i] = a.rep
 	}
 	type ev struct {
 		who      int

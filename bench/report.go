@@ -136,8 +136,9 @@ release to the moment the next holder's acquire returns; wait is one
 acquire call, call to return; spread is the most / fewest acquisitions of
 one worker. The "a Locker per worker" variants give each worker a Locker
 with connections of its own; "16 processes" runs each worker in a
-process of its own (the harness re-executes itself) and times handoffs
-on CLOCK_MONOTONIC across them. Memory: runtime.MemStats mallocs
+process of its own (the harness re-executes itself), counts a slice
+from when every process has acquired once (a fresh process's first wait
+is not counted), and times handoffs on CLOCK_MONOTONIC across them. Memory: runtime.MemStats mallocs
 and bytes over N try+release ops (whole process, so goroutines a lock
 starts count); connections are the variant's open sockets while N locks
 are held. Scale: N locks held, then try+release of fresh locks.`

@@ -93,7 +93,7 @@ func (b *batcher) send(batch []*Lock) {
 	pipe := l.c.Pipeline()
 	cmds := make([]*redis.Cmd, len(batch))
 	for i, lk := range batch {
-		cmds[i] = pipe.EvalSha(ctx, renewScript.Hash(), []string{lk.key}, lk.secret, l.set.ttlMs)
+		cmds[i] = pipe.EvalSha(ctx, renewScript.Hash(), []string{lk.k.key}, lk.secret, l.set.ttlMs)
 	}
 	var wait *redis.Cmd
 	if l.set.waitN > 0 {

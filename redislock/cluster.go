@@ -33,11 +33,18 @@ const maxSlotMove = 5 * time.Second
 // moves keys one by one takes longer, and a release that gave up then
 // would leave the lock to its lease.
 func slotMoving(ctx context.Context, send func() *redis.Cmd) *redis.Cmd {
-	deadline := time.Now().Add(maxSlotMove)
+	var deadline time.Time // from the first TRYAGAIN or ASK
 	for {
 		cmd := send()
 		err := cmd.Err()
-		if !(redis.IsTryAgainError(err) || redis.HasErrorPrefix(err, "ASK")) || time.Now().After(deadline) {
+		// err == nil is tested first: go-redis's error tests allocate
+		// even for a nil error.
+		if err == nil || !(redis.IsTryAgainError(err) || redis.HasErrorPrefix(err, "ASK")) {
+			return cmd
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(maxSlotMove)
+		} else if time.Now().After(deadline) {
 			return cmd
 		}
 		t := time.NewTimer(backoff.Jitter(50 * time.Millisecond))

@@ -41,12 +41,12 @@ var (
 type Lock struct {
 	state  *lockstate.Handle
 	l      *Locker
-	key    string
+	k      nameKeys
 	secret string // "<secret>|"
 
 	mu       sync.Mutex
 	deadline time.Time   // the lease ends no earlier than this, on our clock
-	expiry   *time.Timer // fires at deadline: the lease may be over
+	expiry   *time.Timer // fires at deadline: the lease may be over; with automatic renewal, made by the first tick
 	renewal  *time.Timer // automatic renewal; nil with NoAutoRenew
 	stopped  bool
 	inflight chan struct{} // closed when the queued or running auto-renewal ends
@@ -55,20 +55,24 @@ type Lock struct {
 
 // newLock returns the lock an acquire sent at start took: its lease is the
 // Locker's TTL from start.
-func newLock(l *Locker, name, key, secret string, token int64, start time.Time) *Lock {
-	return newLeasedLock(l, name, key, secret, token, start.Add(l.set.ttl), l.set.renewEvery)
+func newLock(l *Locker, name string, k *nameKeys, secret string, token int64, start time.Time) *Lock {
+	return newLeasedLock(l, name, k, secret, token, start.Add(l.set.ttl), l.set.renewEvery)
 }
 
 // newLeasedLock returns a lock whose lease ends no earlier than deadline,
 // on this process's clock, and whose first automatic renewal (if on) goes
 // after firstRenewal; the later ones every RenewInterval.
-func newLeasedLock(l *Locker, name, key, secret string, token int64, deadline time.Time, firstRenewal time.Duration) *Lock {
-	lk := &Lock{l: l, key: key, secret: secret, deadline: deadline}
+func newLeasedLock(l *Locker, name string, k *nameKeys, secret string, token int64, deadline time.Time, firstRenewal time.Duration) *Lock {
+	lk := &Lock{l: l, k: *k, secret: secret, deadline: deadline}
 	lk.state = lockstate.New(name, token, lk.unlock)
 	lk.mu.Lock()
-	lk.expiry = time.AfterFunc(time.Until(lk.deadline), lk.expire)
 	if l.set.renewEvery > 0 {
+		// The first renewal is due before the deadline, so the expiry
+		// timer waits for it (tick): most locks are released before, and
+		// never pay for a second timer.
 		lk.renewal = time.AfterFunc(firstRenewal, lk.tick)
+	} else {
+		lk.expiry = time.AfterFunc(time.Until(lk.deadline), lk.expire)
 	}
 	lk.mu.Unlock()
 	return lk
@@ -94,7 +98,7 @@ func (lk *Lock) Err() error { return lk.state.Err() }
 func (lk *Lock) Release(ctx context.Context) error { return lk.state.Release(ctx) }
 
 // Key returns the Redis key that holds the lock.
-func (lk *Lock) Key() string { return lk.key }
+func (lk *Lock) Key() string { return lk.k.key }
 
 // Renew resets the lease to the Locker's TTL. It returns nil when the
 // server confirmed it. When the key no longer holds this lock the lock is
@@ -111,7 +115,7 @@ func (lk *Lock) Renew(ctx context.Context) error {
 
 func (lk *Lock) renew(ctx context.Context) error {
 	start := time.Now()
-	cmd, acks := lk.l.runScript(ctx, renewScript, []string{lk.key}, lk.secret, lk.l.set.ttlMs)
+	cmd, acks := lk.l.runScript(ctx, renewScript, []string{lk.k.key}, lk.secret, lk.l.set.ttlMs)
 	n, err := cmd.Int64()
 	if err == nil && n == 1 {
 		err = lk.l.notReplicated(acks)
@@ -149,7 +153,7 @@ func (lk *Lock) TTL(ctx context.Context) (time.Duration, error) {
 	if err := lk.Err(); err != nil {
 		return 0, err
 	}
-	ms, err := ttlScript.Run(ctx, lk.l.c, []string{lk.key}, lk.secret).Int64()
+	ms, err := ttlScript.Run(ctx, lk.l.c, []string{lk.k.key}, lk.secret).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("redislock: TTL of %q: %w", lk.Name(), err)
 	}
@@ -192,6 +196,9 @@ func (lk *Lock) tick() {
 		lk.mu.Unlock()
 		return
 	}
+	if lk.expiry == nil {
+		lk.expiry = time.AfterFunc(time.Until(lk.deadline), lk.expire)
+	}
 	lk.inflight = make(chan struct{})
 	lk.l.batch.add(lk)
 	lk.mu.Unlock()
@@ -231,7 +238,9 @@ func joinCause(err, cause error) error {
 func (lk *Lock) stop() {
 	lk.mu.Lock()
 	lk.stopped = true
-	lk.expiry.Stop()
+	if lk.expiry != nil {
+		lk.expiry.Stop()
+	}
 	if lk.renewal != nil {
 		lk.renewal.Stop()
 	}
@@ -256,7 +265,7 @@ func (lk *Lock) unlock(ctx context.Context, lost bool) error {
 	}
 	// Also for a lost lock: when the loss was declared on our clock the
 	// key may still be ours for a moment, and deleting it frees the name.
-	n, err := lk.l.release(ctx, lk.key, lk.secret, "")
+	n, err := lk.l.release(ctx, &lk.k, lk.secret, "")
 	switch {
 	case lost:
 		return nil

@@ -147,7 +147,8 @@ func TestGivingUpPassesTheHandOffOn(t *testing.T) {
 	}
 	gotB := startWaiter(t, b, waitingHook(b), n)
 	mustRelease(t, held) // handed to first
-	a.abandon(ctx, key, first.secret, first.member())
+	k := a.nameKeys(key)
+	a.abandon(ctx, &k, first.secret, first.member())
 	raw, err := admin.Get(ctx, key).Result()
 	if err != nil || strings.HasPrefix(raw, first.secret) || !strings.Contains(raw, `"owner":"b"`) {
 		t.Fatalf("after the first waiter gave up the key holds %q (%v), want it handed to b", raw, err)

@@ -140,11 +140,26 @@ func (l *Locker) aliveKey(key string) string { return key + ":alive" }
 // queueKeys returns the keys the wait and release scripts use: the lock,
 // the queue, the registrations and, with fencing, the counter.
 func (l *Locker) queueKeys(key string) []string {
-	keys := []string{key, l.queueKey(key), l.aliveKey(key)}
+	keys := make([]string, 3, 4)
+	keys[0], keys[1], keys[2] = key, l.queueKey(key), l.aliveKey(key)
 	if l.set.fencing {
 		keys = append(keys, l.fenceKey(key))
 	}
 	return keys
+}
+
+// nameKeys is what the scripts of one name's lock need, made once: by
+// each acquire, or once for all the waiters of a Locker's local queue (see
+// turnState), and kept by the Lock for its release. It is not modified
+// after it is made.
+type nameKeys struct {
+	key     string   // the lock key
+	channel string   // the release channel
+	script  []string // the wait and release scripts' KEYS (queueKeys)
+}
+
+func (l *Locker) nameKeys(key string) nameKeys {
+	return nameKeys{key: key, channel: l.channel(key), script: l.queueKeys(key)}
 }
 
 // maxGrant bounds how long a lock handed to a waiter by a release stays
@@ -152,13 +167,13 @@ func (l *Locker) queueKeys(key string) []string {
 // renewed its registration.
 const maxGrant = 2 * time.Second
 
-// release runs the release script for the attempt or lock with secret; a
-// waiter that gives up passes its queue member to leave the queue in the
-// same round trip.
-func (l *Locker) release(ctx context.Context, key, secret, member string) (int64, error) {
+// release runs the release script for the attempt or lock with secret on
+// the name of k; a waiter that gives up passes its queue member to leave
+// the queue in the same round trip.
+func (l *Locker) release(ctx context.Context, k *nameKeys, secret, member string) (int64, error) {
 	grant := min(l.set.ttl, maxGrant).Milliseconds()
 	return slotMoving(ctx, func() *redis.Cmd {
-		return releaseScript.Run(ctx, l.c, l.queueKeys(key), secret, l.channel(key), grant, member)
+		return releaseScript.Run(ctx, l.c, k.script, secret, k.channel, grant, member)
 	}).Int64()
 }
 
@@ -316,13 +331,13 @@ func (l *Locker) wait(ctx context.Context, name, meta string) (*Lock, error) {
 // alone. seen is the conflict of the caller's own first try, if it made
 // one.
 func (l *Locker) head(ctx context.Context, name, meta string, q *turnQueue, seen *lockkit.HeldError) (*Lock, error) {
-	key := l.Key(name)
+	k := l.turns.keys(q, func() nameKeys { return l.nameKeys(l.Key(name)) })
 	wt := newWaiter(meta)
 	id := waiterID(wt.secret)
 	w := l.turns.subscription(q)
 	if w == nil {
 		var err error
-		w, err = l.hub.subscribe(ctx, l.channel(key), id)
+		w, err = l.hub.subscribe(ctx, k.channel, id)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, l.turns.heldError(q, name, seen, ctx.Err())
@@ -339,7 +354,7 @@ func (l *Locker) head(ctx context.Context, name, meta string, q *turnQueue, seen
 	var score string // the score the last attempt reported
 	for {
 		sent := time.Now()
-		lk, held, pttl, sc, err := l.tryWaiting(ctx, name, key, wt, score)
+		lk, held, pttl, sc, err := l.tryWaiting(ctx, name, k, wt, score)
 		if err != nil || held == nil {
 			return lk, err
 		}
@@ -363,7 +378,7 @@ func (l *Locker) head(ctx context.Context, name, meta string, q *turnQueue, seen
 					token = g.fence
 				}
 				left := time.Until(deadline)
-				return newLeasedLock(l, name, key, wt.secret, token, deadline, min(l.set.renewEvery, left/2)), nil
+				return newLeasedLock(l, name, k, wt.secret, token, deadline, min(l.set.renewEvery, left/2)), nil
 			}
 			// ctx ended as the grant came: give the lock back below.
 		case <-timer.C:
@@ -373,7 +388,7 @@ func (l *Locker) head(ctx context.Context, name, meta string, q *turnQueue, seen
 		}
 		// Leave the queue, and pass the lock on if a release has just
 		// handed it to this call.
-		l.abandon(ctx, key, wt.secret, wt.member())
+		l.abandon(ctx, k, wt.secret, wt.member())
 		held.Cause = ctx.Err()
 		return nil, held
 	}
@@ -432,9 +447,9 @@ func (w queuedWaiter) member() string { return w.secret + w.rest }
 //
 // prev is the score the waiter's previous attempt reported ("" for the
 // first); score is this attempt's, when it did not take the lock.
-func (l *Locker) tryWaiting(ctx context.Context, name, key string, w queuedWaiter, prev string) (lk *Lock, held *lockkit.HeldError, pttl time.Duration, score string, err error) {
+func (l *Locker) tryWaiting(ctx context.Context, name string, k *nameKeys, w queuedWaiter, prev string) (lk *Lock, held *lockkit.HeldError, pttl time.Duration, score string, err error) {
 	start := time.Now()
-	cmd, acks := l.runScript(ctx, waitScript, l.queueKeys(key), w.secret, l.set.ttlMs, w.rest, l.set.ttlMs, prev)
+	cmd, acks := l.runScript(ctx, waitScript, k.script, w.secret, l.set.ttlMs, w.rest, l.set.ttlMs, prev)
 	res, err := cmd.Slice()
 	var (
 		ok   bool
@@ -450,7 +465,7 @@ func (l *Locker) tryWaiting(ctx context.Context, name, key string, w queuedWaite
 		err = l.notReplicated(acks)
 	}
 	if err != nil {
-		l.abandon(ctx, key, w.secret, w.member())
+		l.abandon(ctx, k, w.secret, w.member())
 		if ctx.Err() != nil {
 			return nil, nil, 0, "", notAcquired(name, ctx.Err())
 		}
@@ -463,7 +478,7 @@ func (l *Locker) tryWaiting(ctx context.Context, name, key string, w queuedWaite
 	if l.set.fencing {
 		token, _, _ = splitInfo(info)
 	}
-	return newLock(l, name, key, w.secret, token, start), nil, 0, "", nil
+	return newLock(l, name, k, w.secret, token, start), nil, 0, "", nil
 }
 
 // recheck is how long a waiter waits at most before trying again without a
@@ -532,7 +547,8 @@ func (l *Locker) try(ctx context.Context, name, meta string, withTTL bool) (*Loc
 		// back, so that no holder has a lock a failover could lose.
 		// The command may have run and taken the lock (a reply lost, a
 		// context cancelled after the send): give back what is ours.
-		l.abandon(ctx, key, secret, "")
+		k := l.nameKeys(key)
+		l.abandon(ctx, &k, secret, "")
 		if ctx.Err() != nil {
 			return nil, nil, 0, notAcquired(name, ctx.Err())
 		}
@@ -545,7 +561,8 @@ func (l *Locker) try(ctx context.Context, name, meta string, withTTL bool) (*Loc
 	if l.set.fencing {
 		token, _, _ = splitInfo(info)
 	}
-	return newLock(l, name, key, secret, token, start), nil, 0, nil
+	k := l.nameKeys(key) // made only for a lock: a conflict needs none
+	return newLock(l, name, &k, secret, token, start), nil, 0, nil
 }
 
 // trySetGet sends SET key value NX PX ttl GET: one round trip. SET
@@ -646,7 +663,7 @@ func isSyntaxError(err error) bool {
 // a stalled server cannot hold an Acquire past its deadline: the release
 // goes on in the background, still bounded by abandonTimeout; Close waits
 // for it.
-func (l *Locker) abandon(ctx context.Context, key, secret, member string) {
+func (l *Locker) abandon(ctx context.Context, k *nameKeys, secret, member string) {
 	done := make(chan struct{})
 	l.closeMu.Lock()
 	if l.closed.Load() {
@@ -654,7 +671,7 @@ func (l *Locker) abandon(ctx context.Context, key, secret, member string) {
 		l.closeMu.Unlock()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
 		defer cancel()
-		l.gaveBack(key)(l.release(rctx, key, secret, member))
+		l.gaveBack(k.key)(l.release(rctx, k, secret, member))
 		return
 	}
 	l.abandoned.Add(1)
@@ -664,7 +681,7 @@ func (l *Locker) abandon(ctx context.Context, key, secret, member string) {
 		defer close(done)
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
 		defer cancel()
-		l.gaveBack(key)(l.release(rctx, key, secret, member))
+		l.gaveBack(k.key)(l.release(rctx, k, secret, member))
 	}()
 	if ctx.Err() == nil {
 		<-done

@@ -141,34 +141,46 @@ func TestNoScriptFallback(t *testing.T) {
 // The server stops answering (SIGSTOP: renewals hang rather than fail):
 // the holder reports the lock lost once TTL has passed since the last
 // confirmed renewal, not later, and a renewal hung in flight does not delay
-// that.
+// that. Also when the server stops before the lock's first renewal: a lock
+// with automatic renewal makes its expiry timer at that renewal's tick.
 func TestLeaseEndsWhileServerHangs(t *testing.T) {
-	srv := startPrivateRedis(t)
 	const ttl = 600 * time.Millisecond
-	l := newLocker(t, srv.client(t), &Config{TTL: ttl, RenewInterval: 100 * time.Millisecond})
-	lk := mustLock(t, l, name(t))
-	time.Sleep(250 * time.Millisecond) // a couple of renewals
-	if err := lk.Err(); err != nil {
-		t.Fatalf("Err before the pause = %v", err)
-	}
-	stopped := time.Now()
-	srv.pause()
-	defer srv.resume()
-	waitDone(t, lk, 2*ttl)
-	// The last renewal confirmed at most one interval (plus a round trip)
-	// before the pause, so the loss comes between TTL-interval and TTL
-	// after it, on the holder's clock.
-	// (Slack for timer latency on a loaded machine.)
-	if d := time.Since(stopped); d > ttl+500*time.Millisecond {
-		t.Errorf("Done closed %v after the server stopped answering; the lease is %v", d, ttl)
-	}
-	err := lk.Err()
-	if !errors.Is(err, lockkit.ErrLost) || !errors.Is(err, ErrLeaseExpired) {
-		t.Errorf("Err = %v, want ErrLost and ErrLeaseExpired", err)
-	}
-	srv.resume()
-	if err := lk.Release(ctxT(t, 10*time.Second)); !errors.Is(err, lockkit.ErrLost) {
-		t.Errorf("Release = %v, want ErrLost", err)
+	for _, tc := range []struct {
+		name   string
+		renew  time.Duration
+		before time.Duration // held this long before the server stops
+	}{
+		{"after renewals", 100 * time.Millisecond, 250 * time.Millisecond},
+		{"before the first renewal", 200 * time.Millisecond, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startPrivateRedis(t)
+			l := newLocker(t, srv.client(t), &Config{TTL: ttl, RenewInterval: tc.renew})
+			lk := mustLock(t, l, name(t))
+			time.Sleep(tc.before)
+			if err := lk.Err(); err != nil {
+				t.Fatalf("Err before the pause = %v", err)
+			}
+			stopped := time.Now()
+			srv.pause()
+			defer srv.resume()
+			waitDone(t, lk, 2*ttl)
+			// The last renewal (or the acquire) was confirmed at most one
+			// interval (plus a round trip) before the pause, so the loss
+			// comes between TTL-interval and TTL after it, on the holder's
+			// clock. (Slack for timer latency on a loaded machine.)
+			if d := time.Since(stopped); d > ttl+500*time.Millisecond {
+				t.Errorf("Done closed %v after the server stopped answering; the lease is %v", d, ttl)
+			}
+			err := lk.Err()
+			if !errors.Is(err, lockkit.ErrLost) || !errors.Is(err, ErrLeaseExpired) {
+				t.Errorf("Err = %v, want ErrLost and ErrLeaseExpired", err)
+			}
+			srv.resume()
+			if err := lk.Release(ctxT(t, 10*time.Second)); !errors.Is(err, lockkit.ErrLost) {
+				t.Errorf("Release = %v, want ErrLost", err)
+			}
+		})
 	}
 }
 

@@ -22,6 +22,9 @@ type turnState struct {
 	// holder is the holder the last failed attempt saw, for the errors of
 	// queued waiters whose context ends.
 	holder *lockkit.Holder
+	// keys is the name's keys, made by the first holder of the turn for
+	// all (see nameKeys); nil until then.
+	keys *nameKeys
 	// sub is the subscription to the name's release channel, kept from
 	// one holder of the turn to the next (each gives it its own id) and
 	// closed by the last waiter to leave. nil until one subscribed.
@@ -41,6 +44,18 @@ func (ts *turnSet) leave(name string, q *turnQueue, me *turns.Waiter) {
 	if sub != nil {
 		sub.close()
 	}
+}
+
+// keys returns the name's keys, made with mk by the first caller.
+func (ts *turnSet) keys(q *turnQueue, mk func() nameKeys) (k *nameKeys) {
+	ts.Do(func() {
+		if q.State.keys == nil {
+			nk := mk()
+			q.State.keys = &nk
+		}
+		k = q.State.keys
+	})
+	return k
 }
 
 func (ts *turnSet) subscription(q *turnQueue) (w *waiter) {
