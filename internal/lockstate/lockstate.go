@@ -81,7 +81,8 @@ func (h *Handle) Name() string { return h.name }
 // Token returns the lock's fencing token, or 0.
 func (h *Handle) Token() int64 { return h.token }
 
-// Done is closed when the lock is released or lost.
+// Done is closed when the lock is released or lost, after the end has been
+// reported to the lock's telemetry.
 func (h *Handle) Done() <-chan struct{} { return h.done }
 
 // Err is nil while held, then lockkit.ErrReleased or a *lockkit.LostError.
@@ -107,12 +108,14 @@ func (h *Handle) lose(cause error, release bool) bool {
 	hold, ok := h.end(&lockkit.LostError{Name: h.name, Cause: cause})
 	if ok {
 		hold.End(h.name, telemetry.Lost, cause, release)
+		close(h.done)
 	}
 	return ok
 }
 
 // end records err as the lock's end, once, and returns the telemetry to
-// report it to.
+// report it to. The caller reports the end, then closes Done, so that a
+// reader woken by Done finds the end in the telemetry.
 func (h *Handle) end(err error) (telemetry.Hold, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -120,7 +123,6 @@ func (h *Handle) end(err error) (telemetry.Hold, bool) {
 		return telemetry.Hold{}, false
 	}
 	h.err = err
-	close(h.done)
 	return h.hold, true
 }
 
@@ -161,5 +163,6 @@ func (h *Handle) release(ctx context.Context, lost bool) error {
 		return h.Err()
 	}
 	hold.End(h.name, telemetry.Released, nil, false)
+	close(h.done)
 	return nil
 }

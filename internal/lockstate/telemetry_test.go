@@ -119,3 +119,32 @@ func TestTelemetryReleaseSpan(t *testing.T) {
 		t.Errorf("spans %v, want the release inside the job", names)
 	}
 }
+
+// A reader woken by Done finds the loss in the telemetry: the loss is
+// reported (its reason asked for, counted and logged) before Done closes.
+func TestDoneClosesAfterLossReported(t *testing.T) {
+	rec := telemetrytest.New(t)
+	var h *Handle
+	var asked, doneEarly bool
+	r := telemetry.New(rec.Telemetry, telemetry.Backend{
+		Name: "test",
+		Reason: func(error, bool) telemetry.Reason {
+			asked = true
+			select {
+			case <-h.Done():
+				doneEarly = true
+			default:
+			}
+			return telemetry.Other
+		},
+	})
+	h = acquired(t, r, func(context.Context, bool) error { return nil })
+	h.MarkLost(errors.New("session terminated"))
+	<-h.Done()
+	if !asked || doneEarly {
+		t.Errorf("loss reported: %v; Done closed before the report: %v", asked, doneEarly)
+	}
+	if got := rec.Sum(t, telemetry.Losses, nil); got != 1 {
+		t.Errorf("losses = %d after Done, want 1", got)
+	}
+}
