@@ -655,7 +655,7 @@ func (m *Locker) getLocks(qctx context.Context, conn *sql.Conn, ts []mysqlTarget
 		switch {
 		case !wait:
 		case i == 0:
-			args = append(args, mysqlSeconds(timeout))
+			args = append(args, mysqlconn.Seconds(timeout))
 		default:
 			args = append(args, int64((timeout+time.Microsecond-1)/time.Microsecond))
 		}
@@ -797,13 +797,6 @@ func (m *Locker) wait(ctx context.Context, conn *sql.Conn, connID int64, ts []my
 		}
 		return i, nil
 	}
-}
-
-// mysqlSeconds renders d as GET_LOCK's timeout: seconds with microseconds,
-// which MariaDB honours; MySQL rounds to whole seconds.
-func mysqlSeconds(d time.Duration) float64 {
-	us := (d + time.Microsecond - 1) / time.Microsecond
-	return float64(us) / 1e6
 }
 
 // kill ends the server session connID, from another connection of the

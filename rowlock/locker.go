@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/invalid"
+	"github.com/lockkit/lockkit/internal/mysqlconn"
 	"github.com/lockkit/lockkit/internal/telemetry"
 )
 
@@ -45,6 +47,13 @@ type Locker struct {
 	mu     sync.Mutex
 	stmts  map[string]*sql.Stmt // MySQL: prepared once, one round trip a call
 	closed bool
+
+	// MySQL's waiting room (room_mysql.go): the pool's connection ids
+	// and statements, whether the server is a Galera node, and the names
+	// seen contended lately (under mu).
+	conns     *mysqlconn.Cache
+	galera    atomic.Int32
+	contended map[string]time.Time
 
 	// abandoned counts acquire statements whose caller's context ended
 	// before they answered, until a lease they took is given back. Added
@@ -84,6 +93,8 @@ func New(db *sql.DB, cfg *Config) (*Locker, error) {
 	}
 	if s.dialect == Postgres {
 		l.notify = newNotifier(db, s.channel, l.wake)
+	} else {
+		l.conns = mysqlconn.CacheOf(db)
 	}
 	return l, nil
 }

@@ -19,10 +19,12 @@ import (
 	"github.com/lockkit/lockkit/internal/sqlconn"
 )
 
-// The waiting room (PostgreSQL, on a direct pgx session). The heads of a
-// name's queues in different Lockers and processes take turns at the name
-// through a session advisory lock derived from the table and the name,
-// which the server grants in the order it was asked for:
+// The waiting room (PostgreSQL on a direct pgx session; MySQL and MariaDB
+// outside Galera, see room_mysql.go). The heads of a name's queues in
+// different Lockers and processes take turns at the name through a session
+// lock derived from the table and the name (on PostgreSQL an advisory lock,
+// on MySQL a user lock), which the server grants in the order it was asked
+// for:
 //
 //   - a head's attempt is roomEnter, on a connection it keeps while it
 //     waits: take the room (waiting for it in the server, behind the
@@ -39,9 +41,16 @@ import (
 //
 // The room only orders attempts; the row decides who holds the lease.
 // Every room wait is bounded (roomBound): a room that a stopped process
-// keeps, or that a user's own advisory lock on the same two keys takes,
-// costs at most the holder's lease (or roomFirstWait when no holder is
-// known) before the head attempts without it.
+// keeps, or that a user's own lock on the same keys (name) takes, costs at
+// most the holder's lease (or roomFirstWait when no holder is known)
+// before the head attempts without it.
+//
+// On MySQL taking the room is a statement of its own (roomEnter there),
+// followed by the attempt on the same connection; the release still gives
+// the room back inside its statement. A contended acquisition so costs
+// three round trips (the room, the attempt, the release) instead of two,
+// and the room is used only for names that this Locker saw contended
+// within roomRecent, so that an uncontended acquisition keeps its one.
 
 // roomLinger is how long a Lock that waited keeps the room after it
 // acquired, so that a short hold hands over in its release statement.
@@ -75,7 +84,9 @@ type room struct {
 	l    *Locker
 	name string
 	conn *sql.Conn
-	keys [2]int32
+	keys [2]int32 // PostgreSQL: the advisory lock's keys
+	lock string   // MySQL: the user lock's name
+	id   int64    // MySQL: the connection's id, for KILL QUERY
 
 	mu       sync.Mutex
 	disposed bool // left, discarded, or handed to a Lock or to the background
@@ -99,7 +110,24 @@ func (l *Locker) newRoom(ctx context.Context, name string) (*room, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &room{l: l, name: name, conn: conn, keys: roomKeys(l.s.table, name)}, nil
+	r := &room{l: l, name: name, conn: conn}
+	if l.s.dialect == MySQL {
+		r.lock = roomLockName(l.s.table, name)
+	} else {
+		r.keys = roomKeys(l.s.table, name)
+	}
+	return r, nil
+}
+
+// ready reports whether the room works through this pool: on PostgreSQL
+// a direct pgx session (notifier.probe), on MySQL a server that is not a
+// Galera node (readyMySQL). An error leaves the connection in an unknown
+// state.
+func (r *room) ready(ctx context.Context) (bool, error) {
+	if r.l.s.dialect == MySQL {
+		return r.readyMySQL(ctx)
+	}
+	return r.l.notify.probe(ctx, r.conn), nil
 }
 
 // roomBound is the longest wait for the room: the holder's time left plus
@@ -153,9 +181,13 @@ func (r *room) enter(ctx context.Context, ls *lease, wait bool, bound time.Durat
 }
 
 // run runs the statement of enter on the room's session. A wait for the
-// room is interrupted by a cancel request when ctx ends.
+// room is interrupted by a cancel request (MySQL: KILL QUERY) when ctx
+// ends.
 func (r *room) run(ctx context.Context, ls *lease, wait bool, bound time.Duration) (res roomResult) {
 	l := r.l
+	if l.s.dialect == MySQL {
+		return r.runMySQL(ctx, ls, wait, bound)
+	}
 	defer l.hook("acquire")()
 	ttl := ls.ttl.Microseconds()
 	args := []any{r.name, ls.owner, ttl, l.s.host, l.s.pid, ls.data}
@@ -217,9 +249,20 @@ func (r *room) run(ctx context.Context, ls *lease, wait bool, bound time.Duratio
 	return res
 }
 
-// sessionEnded reports whether err says that the room's session ended
-// (terminated, the server shut down) before or while a statement ran, or
-// that the statement was never sent: either way it took nothing.
+// ended reports whether err, from a statement of enter (wait: the one
+// that waits for the room), says that the room's session ended
+// (terminated, the server shut down) before or while the statement ran,
+// or that it was never sent: either way it took nothing.
+func (r *room) ended(err error, wait bool) bool {
+	if r.l.s.dialect == MySQL {
+		// Only the wait for the room, which writes nothing: an attempt
+		// may have committed before its session ended.
+		return wait && errors.Is(err, errRoomLost)
+	}
+	return sessionEnded(err)
+}
+
+// sessionEnded is ended on PostgreSQL.
 func sessionEnded(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
@@ -348,8 +391,13 @@ func (r *room) release(ctx context.Context, owner string, token int64) (int64, e
 	var (
 		n    int64
 		left bool
+		err  error
 	)
-	err := r.conn.QueryRowContext(ctx, r.l.q.roomRelease, r.name, owner, token, r.l.s.channel, r.keys[0], r.keys[1]).Scan(&n, &left)
+	if r.l.s.dialect == MySQL {
+		n, left, err = r.releaseMySQL(ctx, owner, token)
+	} else {
+		err = r.conn.QueryRowContext(ctx, r.l.q.roomRelease, r.name, owner, token, r.l.s.channel, r.keys[0], r.keys[1]).Scan(&n, &left)
+	}
 	defer r.finish()
 	if err != nil || !left {
 		// Not given back (the session may be broken): ending the
@@ -375,7 +423,12 @@ func (r *room) leave(held, broken bool) {
 	if !broken && held {
 		ctx, cancel := context.WithTimeout(context.Background(), roomStmtTimeout)
 		var ok bool
-		err := r.conn.QueryRowContext(ctx, r.l.q.roomLeave, r.keys[0], r.keys[1]).Scan(&ok)
+		var err error
+		if r.l.s.dialect == MySQL {
+			ok, err = r.leaveMySQL(ctx)
+		} else {
+			err = r.conn.QueryRowContext(ctx, r.l.q.roomLeave, r.keys[0], r.keys[1]).Scan(&ok)
+		}
 		cancel()
 		broken = err != nil || !ok
 	}

@@ -82,12 +82,11 @@ const cacheMin = 64
 // cache: the texts QueryRow and Exec are given. Package mysqllock sends
 // seven (single-name GET_LOCK try and wait, RELEASE_LOCK, the probe, the
 // holder query, the fencing bump, the holders row's write), package
-// rowlock's waiting room five on its table (GET_LOCK of the room, the
-// acquire, the holder query, the release that gives the room back, and
-// RELEASE_LOCK of the room). Lockers on one *sql.DB with different
-// FencingTables or lock tables have statements of their own: past the
-// bound those run uncached.
-const MaxStmts = 12
+// rowlock's waiting room three on its table (GET_LOCK of the room, the
+// release that gives the room back, RELEASE_LOCK of the room). Lockers on
+// one *sql.DB with different FencingTables or lock tables have statements
+// of their own: past the bound those run uncached.
+const MaxStmts = 10
 
 // sweepTimeout bounds a sweep's one query.
 const sweepTimeout = 10 * time.Second
@@ -229,7 +228,8 @@ func (c *Cache) Len() int {
 }
 
 // QueryRow runs q, one of the caller's constant statements, on conn with
-// args and scans its one row into dest (each a sql.Scanner or an *int64).
+// args and scans its one row into dest (each a sql.Scanner, an *int64 or
+// a *string; NULL only into a sql.Scanner). No row is sql.ErrNoRows.
 // It asks the driver to run q at once first, as database/sql does: with
 // interpolateParams=true the driver sends it with its arguments in one
 // packet. Otherwise (the driver answers driver.ErrSkip) q runs as the
@@ -366,6 +366,16 @@ func scanValue(dest any, v driver.Value) error {
 	switch d := dest.(type) {
 	case sql.Scanner:
 		return d.Scan(v)
+	case *string:
+		var s sql.NullString
+		if err := s.Scan(v); err != nil {
+			return err
+		}
+		if !s.Valid {
+			return errors.New("NULL")
+		}
+		*d = s.String
+		return nil
 	case *int64:
 		var n sql.NullInt64
 		if err := n.Scan(v); err != nil {
