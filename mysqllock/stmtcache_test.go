@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/lockkit/lockkit/integration"
 )
 
@@ -100,20 +99,7 @@ func checkSessionStmts(t *testing.T, db *sql.DB) {
 // counted by w.
 func countedDB(t *testing.T, w *integration.RoundTrips, size int) *sql.DB {
 	t.Helper()
-	cfg, err := mysql.ParseDSN(integration.MySQLDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DialFunc = w.Dial
-	cfg.InterpolateParams = false
-	conn, err := mysql.NewConnector(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := sql.OpenDB(conn)
-	db.SetMaxOpenConns(size)
-	db.SetMaxIdleConns(size)
-	return db
+	return integration.MySQLPrepared(t, integration.MySQLDSN(t), w, size)
 }
 
 // With the driver's defaults (no interpolateParams), a contended

@@ -1,9 +1,7 @@
 package rowlock_test
 
 import (
-	"context"
 	"database/sql"
-	"errors"
 	"strconv"
 	"testing"
 	"time"
@@ -65,21 +63,9 @@ func TestMySQLRoomHolderKilled(t *testing.T) {
 	c := e.lockerOn(t, e.open(t, nil), &rowlock.Config{TTL: time.Minute})
 	held := mustTry(t, holder, name, nil)
 
-	type result struct {
-		lk  *rowlock.Lock
-		err error
-	}
-	start := func(l *rowlock.Locker) chan result {
-		ch := make(chan result, 1)
-		go func() {
-			lk, err := l.Lock(ctxT(t, 30*time.Second), name, nil)
-			ch <- result{lk, err}
-		}()
-		return ch
-	}
-	bRes := start(b)
+	bRes := startLock(t, b, name)
 	bID := roomUser(t, e, name, 0)
-	cRes := start(c)
+	cRes := startLock(t, c, name)
 	waitRoomWaiters(t, e, 1) // c's wait, bounded by the lease's minute
 	killed := time.Now()
 	if _, err := e.db.Exec("KILL CONNECTION " + strconv.FormatInt(bID, 10)); err != nil {
@@ -89,26 +75,7 @@ func TestMySQLRoomHolderKilled(t *testing.T) {
 	if d := time.Since(killed); d > 5*time.Second {
 		t.Errorf("the next head got the room %v after the kill", d)
 	}
-	released := time.Now()
-	if err := held.Release(ctxT(t, 5*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
-		var r result
-		select {
-		case r = <-bRes:
-		case r = <-cRes:
-		case <-time.After(10 * time.Second):
-			t.Fatal("a waiter did not acquire within 10s of the release")
-		}
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
-		t.Logf("a waiter acquired %v after the release", time.Since(released).Round(time.Microsecond))
-		if err := r.lk.Release(ctxT(t, 5*time.Second)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	releaseToBoth(t, held, bRes, cRes)
 }
 
 // TestMySQLRoomCancelledWaitsLeaveNothing: a waiter that holds the
@@ -119,49 +86,26 @@ func TestMySQLRoomHolderKilled(t *testing.T) {
 func TestMySQLRoomCancelledWaitsLeaveNothing(t *testing.T) {
 	e := setup(t, rowlock.MySQL)
 	name := e.name(t)
-	holder := e.locker(t, &rowlock.Config{TTL: time.Minute})
-	bDB, cDB := e.open(t, nil), e.open(t, nil)
-	b := e.lockerOn(t, bDB, &rowlock.Config{TTL: time.Minute})
-	c := e.lockerOn(t, cDB, &rowlock.Config{TTL: time.Minute})
-	held := mustTry(t, holder, name, nil)
-	defer held.Release(context.Background())
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 2)
-	go func() {
-		_, err := b.Lock(ctx, name, nil)
-		done <- err
-	}()
-	roomUser(t, e, name, 0)
-	go func() {
-		_, err := c.Lock(ctx, name, nil)
-		done <- err
-	}()
-	waitRoomWaiters(t, e, 1)
-	cancel()
-	for range 2 {
-		select {
-		case err := <-done:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("cancelled wait = %v, want context.Canceled", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("a cancelled wait did not return within 5s")
-		}
-	}
 	room := rowlock.RoomLockName(rowlock.DefaultTable, name)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		var user sql.NullInt64
-		if err := e.db.QueryRow("SELECT IS_USED_LOCK(?)", room).Scan(&user); err != nil {
+	user := func() sql.NullInt64 {
+		t.Helper()
+		var id sql.NullInt64
+		if err := e.db.QueryRow("SELECT IS_USED_LOCK(?)", room).Scan(&id); err != nil {
 			t.Fatal(err)
 		}
-		w := roomWaiters(t, e)
+		return id
+	}
+	b, bDB, cDB := cancelledWaiters(t, e, name, func() bool {
+		return user().Valid && roomWaiters(t, e) == 1
+	})
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		u, w := user(), roomWaiters(t, e)
 		inUse := bDB.Stats().InUse + cDB.Stats().InUse
-		if !user.Valid && w == 0 && inUse == 0 {
+		if !u.Valid && w == 0 && inUse == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after the cancellations: room held by %v, %d waiting for it; %d connections in use", user, w, inUse)
+			t.Fatalf("after the cancellations: room held by %v, %d waiting for it; %d connections in use", u, w, inUse)
 		}
 	}
 	wantHeld(t, b, name)

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
@@ -16,31 +15,20 @@ import (
 )
 
 // countedDB opens a pool of at most n connections on the test's lock
-// table whose traffic rt counts.
+// table whose traffic rt counts (on MySQL without interpolateParams, as
+// go-sql-driver/mysql's defaults have it).
 func (e *env) countedDB(t *testing.T, rt *integration.RoundTrips, n int) *sql.DB {
 	t.Helper()
-	var db *sql.DB
 	if e.dialect == rowlock.MySQL {
-		cfg, err := mysql.ParseDSN(e.dsn(nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.DialFunc = rt.Dial
-		conn, err := mysql.NewConnector(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		db = sql.OpenDB(conn)
-	} else {
-		cfg, err := pgx.ParseConfig(e.dsn(nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.DialFunc = rt.Dial
-		db = stdlib.OpenDB(*cfg)
+		return integration.MySQLPrepared(t, e.dsn(nil), rt, n)
 	}
+	cfg, err := pgx.ParseConfig(e.dsn(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DialFunc = rt.Dial
+	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(n)
-	db.SetMaxIdleConns(n)
 	t.Cleanup(func() { _ = db.Close() })
 	return db
 }

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/lockkit/lockkit/integration"
 )
 
@@ -17,26 +15,6 @@ func mctx(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// uninterpolatedDB opens a pool of size connections on the MySQL test
-// database with the driver's defaults (no interpolateParams), so that a
-// statement with arguments is prepared.
-func uninterpolatedDB(t *testing.T, size int) *sql.DB {
-	t.Helper()
-	cfg, err := mysql.ParseDSN(integration.MySQLDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.InterpolateParams = false
-	conn, err := mysql.NewConnector(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := sql.OpenDB(conn)
-	db.SetMaxOpenConns(size)
-	db.SetMaxIdleConns(size)
-	return db
 }
 
 // A sweep drops the entries of connections whose session has ended, and
@@ -135,7 +113,7 @@ func TestMySQLConnCacheFollowsDB(t *testing.T) {
 // cache, and none before its id is known: otherwise a statement runs as
 // database/sql runs it (prepared, executed and closed).
 func TestMySQLConnCacheBound(t *testing.T) {
-	db := uninterpolatedDB(t, 1)
+	db := integration.MySQLPrepared(t, integration.MySQLDSN(t), nil, 1)
 	defer db.Close()
 	var c Cache
 	conn, err := db.Conn(mctx(t, 10*time.Second))
