@@ -54,7 +54,13 @@ import (
 
 // roomLinger is how long a Lock that waited keeps the room after it
 // acquired, so that a short hold hands over in its release statement.
-const roomLinger = 50 * time.Millisecond
+// On MySQL it is roomLingerMySQL: there a head that gets the room before
+// the release finds the lease held and polls, where on PostgreSQL a
+// notification wakes it.
+const (
+	roomLinger      = 50 * time.Millisecond
+	roomLingerMySQL = time.Second
+)
 
 // roomFirstWait bounds a wait for the room when no holder of the lease is
 // known, roomMargin is added to the holder's time left otherwise, and
@@ -354,7 +360,11 @@ func (r *room) linger(lk *Lock) {
 	r.mu.Lock()
 	r.tracked = true
 	lk.room = r
-	r.timer = time.AfterFunc(roomLinger, func() {
+	d := roomLinger
+	if r.l.s.dialect == MySQL {
+		d = roomLingerMySQL
+	}
+	r.timer = time.AfterFunc(d, func() {
 		if r.claim() {
 			r.leave(true, false)
 			r.finish()

@@ -30,10 +30,11 @@ import (
 //     expiry, polling as any MySQL waiter does: the room's connection
 //     only holds the room, so a killed room session never leaves an
 //     attempt's outcome unknown;
-//   - it keeps the room for roomLinger after it acquired, and its release
-//     gives the room back inside the release's UPDATE (roomRelease), so
-//     the next head's GET_LOCK returns with the lease ended: three round
-//     trips a contended acquisition (room, attempt, release);
+//   - it keeps the room for roomLingerMySQL after it acquired, and its
+//     release gives the room back inside the release's UPDATE
+//     (roomRelease), so the next head's GET_LOCK returns with the lease
+//     ended: three round trips a contended acquisition (room, attempt,
+//     release);
 //   - the room is used only for names this Locker saw contended within
 //     roomRecent (an attempt that found the lease held, or a room found
 //     taken), so an uncontended acquisition stays one statement;
