@@ -60,6 +60,10 @@ type Locker struct {
 	// to under mu while not closed; Close waits for it.
 	abandoned sync.WaitGroup
 
+	// lingering holds the waiting rooms that leases keep after they
+	// acquired (room.linger), under mu: Close gives them back at once.
+	lingering map[*room]struct{}
+
 	// testHook, when set (by tests, before any use), is called before
 	// each acquire statement ("acquire") and holder read ("holder") of
 	// an acquisition attempt; the function it returns, after it.
@@ -109,7 +113,10 @@ func New(db *sql.DB, cfg *Config) (*Locker, error) {
 // statement ran to give back any lease that statement took, so that closing
 // the *sql.DB right after Close leaves nothing held. Each of those is
 // bounded by lockkit.ReleaseTimeout for the statement and again for the
-// give-back; normally they take a round trip.
+// give-back; normally they take a round trip. It gives back at once the
+// waiting rooms that locks which waited keep for a while after they
+// acquired (see the package documentation, "Waiting"); those locks are
+// released without them.
 func (l *Locker) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -119,7 +126,14 @@ func (l *Locker) Close() error {
 	l.closed = true
 	stmts := l.stmts
 	l.stmts = nil
+	rooms := make([]*room, 0, len(l.lingering))
+	for r := range l.lingering {
+		rooms = append(rooms, r)
+	}
 	l.mu.Unlock()
+	for _, r := range rooms {
+		r.end()
+	}
 	l.abandoned.Wait()
 	if l.notify != nil {
 		l.notify.close()

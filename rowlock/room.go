@@ -352,7 +352,7 @@ func (r *room) acquired(name string, ls *lease, res roomResult, sent time.Time) 
 }
 
 // linger keeps the room for roomLinger after lk acquired, for lk's
-// release to give it back. Close waits for it.
+// release to give it back; Close gives it back at once.
 func (r *room) linger(lk *Lock) {
 	if !r.track() {
 		return
@@ -360,17 +360,39 @@ func (r *room) linger(lk *Lock) {
 	r.mu.Lock()
 	r.tracked = true
 	lk.room = r
+	r.mu.Unlock()
+	l := r.l
+	l.mu.Lock()
+	closed := l.closed
+	if !closed {
+		if l.lingering == nil {
+			l.lingering = make(map[*room]struct{})
+		}
+		l.lingering[r] = struct{}{}
+	}
+	l.mu.Unlock()
+	if closed {
+		r.end()
+		return
+	}
 	d := roomLinger
-	if r.l.s.dialect == MySQL {
+	if l.s.dialect == MySQL {
 		d = roomLingerMySQL
 	}
-	r.timer = time.AfterFunc(d, func() {
-		if r.claim() {
-			r.leave(true, false)
-			r.finish()
-		}
-	})
+	r.mu.Lock()
+	if !r.claimed {
+		r.timer = time.AfterFunc(d, r.end)
+	}
 	r.mu.Unlock()
+}
+
+// end gives the lingering room back, unless the lock's release has
+// claimed it: at the linger's end, or when the Locker is closed.
+func (r *room) end() {
+	if r.claim() {
+		r.leave(true, false)
+		r.finish()
+	}
 }
 
 // claim takes the lingering room for one of the two ways out of it;
@@ -391,6 +413,9 @@ func (r *room) claim() bool {
 // finish ends the lingering room's count in l.abandoned.
 func (r *room) finish() {
 	if r.tracked {
+		r.l.mu.Lock()
+		delete(r.l.lingering, r)
+		r.l.mu.Unlock()
 		r.l.abandoned.Done()
 	}
 }

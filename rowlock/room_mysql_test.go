@@ -110,3 +110,43 @@ func TestMySQLRoomCancelledWaitsLeaveNothing(t *testing.T) {
 	}
 	wantHeld(t, b, name)
 }
+
+// TestMySQLRoomCloseEndsLinger: a lock taken in the waiting room keeps the
+// room for a second after it acquired; closing its Locker gives the room
+// back at once instead of waiting for that, and the lock still releases.
+func TestMySQLRoomCloseEndsLinger(t *testing.T) {
+	e := setup(t, rowlock.MySQL)
+	name := e.name(t)
+	holder := e.locker(t, &rowlock.Config{TTL: time.Minute})
+	b := e.lockerOn(t, e.open(t, nil), &rowlock.Config{TTL: time.Minute})
+	held := mustTry(t, holder, name, nil)
+	bRes := startLock(t, b, name)
+	roomUser(t, e, name, 0) // b's
+	if err := held.Release(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	r := <-bRes
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	roomUser(t, e, name, 0) // b's lock keeps it
+	start := time.Now()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("Close took %v with a lingering room, want it given back at once", d)
+	}
+	var user sql.NullInt64
+	if err := e.db.QueryRow("SELECT IS_USED_LOCK(?)", rowlock.RoomLockName(rowlock.DefaultTable, name)).Scan(&user); err != nil {
+		t.Fatal(err)
+	}
+	if user.Valid {
+		t.Errorf("the room is still held by %d after Close", user.Int64)
+	}
+	if err := r.lk.Release(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	lk := mustTry(t, holder, name, nil)
+	_ = lk.Release(ctxT(t, 5*time.Second))
+}
