@@ -46,8 +46,8 @@ import (
 // before the head attempts without it.
 //
 // On MySQL taking the room is a statement of its own (roomEnter there),
-// followed by the attempt on the same connection; the release still gives
-// the room back inside its statement. A contended acquisition so costs
+// followed by the attempt, which runs through the pool; the release still
+// gives the room back inside its statement. A contended acquisition so costs
 // three round trips (the room, the attempt, the release) instead of two,
 // and the room is used only for names that this Locker saw contended
 // within roomRecent, so that an uncontended acquisition keeps its one.
