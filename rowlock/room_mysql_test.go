@@ -58,10 +58,7 @@ func waitRoomWaiters(t *testing.T, e *env, n int) {
 func TestMySQLRoomHolderKilled(t *testing.T) {
 	e := setup(t, rowlock.MySQL)
 	name := e.name(t)
-	holder := e.locker(t, &rowlock.Config{TTL: time.Minute})
-	b := e.lockerOn(t, e.open(t, nil), &rowlock.Config{TTL: time.Minute})
-	c := e.lockerOn(t, e.open(t, nil), &rowlock.Config{TTL: time.Minute})
-	held := mustTry(t, holder, name, nil)
+	held, b, c, _, _ := heldName(t, e, name)
 
 	bRes := startLock(t, b, name)
 	bID := roomUser(t, e, name, 0)

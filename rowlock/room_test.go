@@ -30,6 +30,18 @@ func TestRoomStatementsPrepare(t *testing.T) {
 	}
 }
 
+// heldName makes a Locker that holds name with a minute's lease, and two
+// more Lockers, b and c, each on a pool of its own (bDB, cDB), to wait
+// for it.
+func heldName(t *testing.T, e *env, name string) (held *rowlock.Lock, b, c *rowlock.Locker, bDB, cDB *sql.DB) {
+	t.Helper()
+	holder := e.locker(t, &rowlock.Config{TTL: time.Minute})
+	bDB, cDB = e.open(t, nil), e.open(t, nil)
+	b = e.lockerOn(t, bDB, &rowlock.Config{TTL: time.Minute})
+	c = e.lockerOn(t, cDB, &rowlock.Config{TTL: time.Minute})
+	return mustTry(t, holder, name, nil), b, c, bDB, cDB
+}
+
 // lockResult is what a Lock started by startLock returned.
 type lockResult struct {
 	lk  *rowlock.Lock
@@ -71,10 +83,7 @@ func roomHolderPID(t *testing.T, e *env, name string, not int) int {
 func TestRoomHolderKilled(t *testing.T) {
 	e := setup(t, rowlock.Postgres)
 	name := e.name(t)
-	holder := e.locker(t, &rowlock.Config{TTL: time.Minute})
-	b := e.lockerOn(t, e.open(t, nil), &rowlock.Config{TTL: time.Minute})
-	c := e.lockerOn(t, e.open(t, nil), &rowlock.Config{TTL: time.Minute})
-	held := mustTry(t, holder, name, nil)
+	held, b, c, _, _ := heldName(t, e, name)
 
 	bRes := startLock(t, b, name)
 	pid := roomHolderPID(t, e, name, 0) // b's
@@ -203,13 +212,9 @@ func TestRoomCancelledWaitsLeaveNothing(t *testing.T) {
 // inRoom reports that one waits in the room and the other for it, it
 // cancels both waits and checks that they return context.Canceled within
 // 5s. It returns b and the two pools.
-func cancelledWaiters(t *testing.T, e *env, name string, inRoom func() bool) (b *rowlock.Locker, bDB, cDB *sql.DB) {
+func cancelledWaiters(t *testing.T, e *env, name string, inRoom func() bool) (*rowlock.Locker, *sql.DB, *sql.DB) {
 	t.Helper()
-	holder := e.locker(t, &rowlock.Config{TTL: time.Minute})
-	bDB, cDB = e.open(t, nil), e.open(t, nil)
-	b = e.lockerOn(t, bDB, &rowlock.Config{TTL: time.Minute})
-	c := e.lockerOn(t, cDB, &rowlock.Config{TTL: time.Minute})
-	held := mustTry(t, holder, name, nil)
+	held, b, c, bDB, cDB := heldName(t, e, name)
 	t.Cleanup(func() { _ = held.Release(context.Background()) })
 
 	ctx, cancel := context.WithCancel(context.Background())
