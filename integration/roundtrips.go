@@ -2,8 +2,12 @@ package integration
 
 import (
 	"context"
+	"database/sql"
 	"net"
 	"sync/atomic"
+	"testing"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // RoundTrips counts a client's traffic to a server through the connections
@@ -48,4 +52,29 @@ func (c *countingConn) Read(b []byte) (int, error) {
 		c.r.exchanges.Add(1)
 	}
 	return c.Conn.Read(b)
+}
+
+// MySQLPrepared opens a pool of size connections on the MySQL DSN dsn
+// with the driver's defaults for arguments (no interpolateParams: a
+// statement with arguments is prepared), its traffic counted by rt unless
+// rt is nil. The pool is closed when the test ends.
+func MySQLPrepared(t testing.TB, dsn string, rt *RoundTrips, size int) *sql.DB {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rt != nil {
+		cfg.DialFunc = rt.Dial
+	}
+	cfg.InterpolateParams = false
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(conn)
+	db.SetMaxOpenConns(size)
+	db.SetMaxIdleConns(size)
+	t.Cleanup(func() { _ = db.Close() })
+	return db
 }

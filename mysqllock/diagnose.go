@@ -3,11 +3,12 @@ package mysqllock
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lockkit/lockkit/internal/mysqlconn"
 )
 
 // ServerInfo is what a MySQL or MariaDB server says about itself.
@@ -45,47 +46,10 @@ func Diagnose(ctx context.Context, db *sql.DB) (ServerInfo, error) {
 	return s, err
 }
 
-// The queries that read a global variable or status value by name:
-// information_schema's tables on MariaDB (and MySQL 5.x), then
-// performance_schema's on MySQL 5.7 and later, which refuse or lack the
-// former. SHOW ... LIKE cannot take a bound name.
-var (
-	variableQueries = []string{
-		"SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES WHERE VARIABLE_NAME = ?",
-		"SELECT VARIABLE_VALUE FROM performance_schema.global_variables WHERE VARIABLE_NAME = ?",
-	}
-	statusQueries = []string{
-		"SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = ?",
-		"SELECT VARIABLE_VALUE FROM performance_schema.global_status WHERE VARIABLE_NAME = ?",
-	}
-)
-
-// queryRower is a *sql.DB or a *sql.Conn.
-type queryRower interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-// globalValue returns the named value through the first of queries that
-// answers; no row is "" and no error.
-func globalValue(ctx context.Context, db queryRower, queries []string, name string) (string, error) {
-	var err error
-	for _, q := range queries {
-		var v sql.NullString
-		err = db.QueryRowContext(ctx, q, name).Scan(&v)
-		if errors.Is(err, sql.ErrNoRows) {
-			return "", nil
-		}
-		if err == nil {
-			return v.String, nil
-		}
-	}
-	return "", err
-}
-
 // globalVariable returns a global variable's value, or "" when it is not
 // set or cannot be read.
 func globalVariable(ctx context.Context, db *sql.DB, name string) string {
-	v, _ := globalValue(ctx, db, variableQueries, name)
+	v, _ := mysqlconn.GlobalValue(ctx, db, mysqlconn.VariableQueries, name)
 	return v
 }
 
@@ -104,7 +68,7 @@ func Connections(ctx context.Context, db *sql.DB) (max, used int, err error) {
 	if err := db.QueryRowContext(ctx, "SELECT @@max_connections").Scan(&max); err != nil {
 		return 0, 0, err
 	}
-	v, err := globalValue(ctx, db, statusQueries, "threads_connected")
+	v, err := mysqlconn.GlobalValue(ctx, db, mysqlconn.StatusQueries, "threads_connected")
 	if err != nil {
 		return 0, 0, err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/lockkit/lockkit"
+	"github.com/lockkit/lockkit/internal/mysqlconn"
 )
 
 // ErrGalera means the server is a node of a Galera cluster (wsrep_on is
@@ -51,7 +52,7 @@ func (m *Locker) checkCluster(ctx context.Context, conn *sql.Conn) error {
 	if m.clusterChecked.Load() {
 		return nil
 	}
-	v, err := globalValue(ctx, conn, variableQueries, "wsrep_on")
+	v, err := mysqlconn.GlobalValue(ctx, conn, mysqlconn.VariableQueries, "wsrep_on")
 	var me *mysql.MySQLError
 	switch {
 	case errors.As(err, &me):

@@ -133,7 +133,7 @@ func (m *Locker) record(ctx context.Context, lk *Lock, server string, data strin
 	lk.mu.Lock()
 	defer lk.mu.Unlock()
 	return m.execHolders(func(q string, args ...any) error {
-		_, err := m.conns.exec(ctx, lk.conn, q, args)
+		_, err := m.conns.Exec(ctx, lk.conn, q, args)
 		return err
 	}, m.holdersWrite, server, lk.connID, data)
 }

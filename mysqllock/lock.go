@@ -179,7 +179,7 @@ func (l *Lock) probe() error {
 	var ok sql.NullBool
 	var err error
 	if len(l.targets) == 1 {
-		err = l.m.conns.queryRow(ctx, l.conn, l.probeQ, l.probeA, &ok)
+		err = l.m.conns.QueryRow(ctx, l.conn, l.probeQ, l.probeA, &ok)
 	} else {
 		err = l.conn.QueryRowContext(ctx, l.probeQ, l.probeA...).Scan(&ok)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/invalid"
+	"github.com/lockkit/lockkit/internal/mysqlconn"
 	"github.com/lockkit/lockkit/internal/sqlconn"
 	"github.com/lockkit/lockkit/internal/telemetry"
 	"github.com/lockkit/lockkit/keyhash"
@@ -139,7 +140,7 @@ type Locker struct {
 	probeInterval  time.Duration
 	probeTimeout   time.Duration
 	releaseTimeout time.Duration
-	conns          *connCache // shared by every Locker on db
+	conns          *mysqlconn.Cache // shared by every Locker on db
 	tel            *telemetry.Recorder
 
 	// clusterChecked: the server said it is not a Galera node (see
@@ -210,7 +211,7 @@ func New(db *sql.DB, cfg *Config) (*Locker, error) {
 		probeInterval:  cmp.Or(c.ProbeInterval, DefaultProbeInterval),
 		probeTimeout:   cmp.Or(c.ProbeTimeout, DefaultProbeTimeout),
 		releaseTimeout: cmp.Or(c.ReleaseTimeout, DefaultReleaseTimeout),
-		conns:          connCacheOf(db),
+		conns:          mysqlconn.CacheOf(db),
 		tel:            telemetry.New(c.Telemetry, telemetryBackend),
 	}
 	if c.Fencing {
@@ -454,8 +455,8 @@ func (m *Locker) attempt(ctx context.Context, ts []mysqlTarget, wait bool) (*Loc
 		}
 		first = false
 	}
-	dc := driverConn(conn)
-	connID, known := m.conns.get(dc)
+	dc := mysqlconn.DriverConn(conn)
+	connID, known := m.conns.ID(dc)
 	if wait && !known {
 		// Once per connection of the pool.
 		err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&connID)
@@ -471,7 +472,7 @@ func (m *Locker) attempt(ctx context.Context, ts []mysqlTarget, wait bool) (*Loc
 			return nil, fmt.Errorf("mysqllock: acquire %q: CONNECTION_ID(): %w", ts[0].name, err)
 		}
 		first = false
-		m.conns.put(m.db, dc, connID)
+		m.conns.SetID(m.db, dc, connID)
 	}
 	if !wait {
 		got, id, err := m.getLocks(ctx, conn, ts, 0)
@@ -486,7 +487,7 @@ func (m *Locker) attempt(ctx context.Context, ts []mysqlTarget, wait bool) (*Loc
 			return nil, m.acquireError(ctx, ts, err)
 		}
 		connID = id
-		m.conns.put(m.db, dc, id)
+		m.conns.SetID(m.db, dc, id)
 		i, err := firstDenied(ts, got)
 		if err != nil {
 			sqlconn.Discard(conn)
@@ -547,7 +548,7 @@ func (m *Locker) attempt(ctx context.Context, ts []mysqlTarget, wait bool) (*Loc
 // bump retried. The bump is a cached statement (see queryRow).
 func (m *Locker) bump(ctx context.Context, conn *sql.Conn, server string) (int64, error) {
 	for created := false; ; created = true {
-		res, err := m.conns.exec(ctx, conn, m.fenceBump, []any{server})
+		res, err := m.conns.Exec(ctx, conn, m.fenceBump, []any{server})
 		var me *mysql.MySQLError
 		if !created && errors.As(err, &me) && me.Number == 1146 { // ER_NO_SUCH_TABLE
 			if _, cerr := conn.ExecContext(ctx, m.fenceCreate); cerr != nil {
@@ -654,7 +655,7 @@ func (m *Locker) getLocks(qctx context.Context, conn *sql.Conn, ts []mysqlTarget
 		switch {
 		case !wait:
 		case i == 0:
-			args = append(args, mysqlSeconds(timeout))
+			args = append(args, mysqlconn.Seconds(timeout))
 		default:
 			args = append(args, int64((timeout+time.Microsecond-1)/time.Microsecond))
 		}
@@ -668,7 +669,7 @@ func (m *Locker) getLocks(qctx context.Context, conn *sql.Conn, ts []mysqlTarget
 	dest[len(ts)] = &id
 	var err error
 	if q := getLockQuery(len(ts), wait); len(ts) == 1 {
-		err = m.conns.queryRow(qctx, conn, q, args, dest...)
+		err = m.conns.QueryRow(qctx, conn, q, args, dest...)
 	} else {
 		err = conn.QueryRowContext(qctx, q, args...).Scan(dest...)
 	}
@@ -798,13 +799,6 @@ func (m *Locker) wait(ctx context.Context, conn *sql.Conn, connID int64, ts []my
 	}
 }
 
-// mysqlSeconds renders d as GET_LOCK's timeout: seconds with microseconds,
-// which MariaDB honours; MySQL rounds to whole seconds.
-func mysqlSeconds(d time.Duration) float64 {
-	us := (d + time.Microsecond - 1) / time.Microsecond
-	return float64(us) / 1e6
-}
-
 // kill ends the server session connID, from another connection of the
 // pool, and waits (within mysqlKillTimeout) until the session has left the
 // processlist: KILL only flags a session, which then ends on its own, and
@@ -878,7 +872,7 @@ func (m *Locker) giveBack(conn *sql.Conn, taken []mysqlTarget) bool {
 func (m *Locker) releaseAll(ctx context.Context, conn *sql.Conn, ts []mysqlTarget) error {
 	if len(ts) == 1 {
 		var got sql.NullInt64
-		if err := m.conns.queryRow(ctx, conn, "SELECT RELEASE_LOCK(?)", []any{ts[0].server}, &got); err != nil {
+		if err := m.conns.QueryRow(ctx, conn, "SELECT RELEASE_LOCK(?)", []any{ts[0].server}, &got); err != nil {
 			return fmt.Errorf("RELEASE_LOCK(%q): %w", ts[0].server, err)
 		}
 		return releaseResult(ts[0].server, got)
@@ -935,7 +929,7 @@ func (m *Locker) holderOf(ctx context.Context, conn *sql.Conn, server string) (*
 		user, host  sql.NullString
 		sinceSecond sql.NullInt64
 	)
-	if err := m.conns.queryRow(ctx, conn, mysqlHolderSQL, []any{server}, &id, &user, &host, &sinceSecond); err != nil {
+	if err := m.conns.QueryRow(ctx, conn, mysqlHolderSQL, []any{server}, &id, &user, &host, &sinceSecond); err != nil {
 		return nil, err
 	}
 	if !id.Valid {

@@ -236,7 +236,7 @@ func TestMySQLWaitOrderAndCancel(t *testing.T) {
 	}
 	waiterID := l.(*Lock).ConnID()
 	mustReleaseM(t, l)
-	if n := m.conns.len(); n != 1 {
+	if n := m.conns.Len(); n != 1 {
 		t.Fatalf("%d cached connection ids, want 1", n)
 	}
 	ol, err := other.TryAcquire(mctx(t, 10*time.Second), b)

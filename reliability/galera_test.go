@@ -311,6 +311,21 @@ func TestGalera_LockTableAcrossNodes(t *testing.T) {
 	)
 	deadline := time.Now().Add(4 * time.Second)
 	var wg sync.WaitGroup
+	// No waiting room on Galera, where GET_LOCK is granted by one node
+	// only: no session ever waits for one (rowlock's roomEnter).
+	var roomWaits atomic.Int64
+	for _, n := range c.Nodes {
+		db := galeraDB(t, n)
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				var k int64
+				if err := db.QueryRow(`SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT IS_FREE_LOCK(%'`).Scan(&k); err == nil {
+					roomWaits.Add(k)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
 	for i, per := range lockers {
 		for j, l := range per {
 			for g := range 3 {
@@ -376,6 +391,9 @@ func TestGalera_LockTableAcrossNodes(t *testing.T) {
 	}
 	if conflicts == 0 {
 		t.Errorf("no certification conflict on the nodes: the test did not exercise concurrent writes on different nodes")
+	}
+	if n := roomWaits.Load(); n != 0 {
+		t.Errorf("sessions seen waiting for rowlock's waiting room %d times: the room must be off on Galera", n)
 	}
 }
 

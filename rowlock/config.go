@@ -29,7 +29,9 @@ const (
 	// LISTEN/NOTIFY; other drivers work but their waiters poll.
 	Postgres Dialect = "postgres"
 	// MySQL is MySQL 8.0 or later, or MariaDB 10.3 or later, through
-	// github.com/go-sql-driver/mysql. Waiters poll with backoff.
+	// github.com/go-sql-driver/mysql. Waiters poll with backoff; the
+	// heads of different Lockers take turns in a GET_LOCK waiting room
+	// outside Galera (see the package documentation, "Waiting").
 	MySQL Dialect = "mysql"
 )
 

@@ -101,15 +101,42 @@
 // not spare the room's connection besides the listener's and one more
 // for other statements, such as the release it waits for.
 //
+// On MySQL and MariaDB the heads of different Lockers and processes queue
+// in a waiting room too, for names this Locker saw contended within the
+// last 5s (an attempt that found the lease held, or a room found taken): a
+// user lock named "lockkit.rowlock.room:" and 40 hex digits of a digest of
+// the table and the name (61 characters, within MySQL's 64). A head takes
+// the room with a GET_LOCK statement of its own on a pool connection it
+// keeps while it waits, then attempts through the pool as any attempt
+// does; a head on a name not contended lately attempts first, as before,
+// so an uncontended Lock is still one round trip. A head keeps the room
+// for at most 1s after it acquires (a head that got the room before the
+// release would find the lease held and poll), and a Release within that
+// time gives the room back inside its UPDATE (RELEASE_LOCK in an
+// assignment, so only when the lease was ended), which the next head's
+// GET_LOCK answers: three round trips per contended acquisition (the room,
+// the attempt, the release) and the heads served in the order they came.
+// The room is a statement of its own because a statement that waited for
+// the room and then attempted would judge leases by UTC_TIMESTAMP(6) from
+// before its wait, and hold the table's metadata lock while it waited.
+// Each wait for the room is bounded as on PostgreSQL (GET_LOCK's timeout);
+// a cancelled wait is ended in the server by KILL QUERY from another pool
+// connection, so the pool needs two connections to spare here too. A room
+// whose session is killed is free at once for the next head; its holder's
+// release then runs through the pool. There is no room on a Galera node
+// (wsrep_on, asked once per Locker), where GET_LOCK is granted by one node
+// only: heads poll there.
+//
 // On PostgreSQL with pgx's stdlib driver, Release and ForceRelease send
 // pg_notify in the same statement, and the head that holds the room (or,
 // without a room, every head) sleeps until a notification for its name
 // arrives or the holder's lease runs out. Each Locker keeps one LISTEN
 // connection from the pool open while anyone waits (and two seconds
-// after). On MySQL, on PostgreSQL through other drivers, and through a
+// after). On MySQL (the head that holds the room, or without one every
+// head), on PostgreSQL through other drivers, and through a
 // pooler or proxy (a connection whose server session's pid is not the one
 // it was given at connect, as with PgBouncer, where LISTEN and session
-// locks do not survive transaction pooling), there is no room and the
+// locks do not survive transaction pooling; there is no room there), the
 // heads poll: exponential backoff from 2ms with jitter (each pause
 // uniform in [d/2, d]) up to Config.MaxPoll (100ms by default), and never
 // past the holder's expiry. A polling head notices a release elsewhere
@@ -160,9 +187,12 @@
 //
 // A lease holds no connection: statements borrow one from the pool for one
 // round trip. The PostgreSQL listener holds one connection while anyone
-// waits, and each name's waiting head one more (its waiting room), which
-// a lease that waited keeps for at most 50ms after it is acquired. A
-// Locker never closes or reconfigures the *sql.DB.
+// waits, and each name's waiting head one more (its waiting room, also on
+// MySQL), which a lease that waited (on MySQL, every lease taken in the
+// room) keeps for at most 50ms (on MySQL 1s) after it is acquired. On
+// MySQL the room's statements are prepared once per connection, and the
+// connection's id is read once (SELECT CONNECTION_ID()), as package
+// mysqllock does. A Locker never closes or reconfigures the *sql.DB.
 //
 // An acquire whose context ends while its statement runs returns at once;
 // the statement runs on, and a lease it takes is given back as soon as it

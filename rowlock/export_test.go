@@ -30,3 +30,6 @@ func RoomStatements(table string) []string {
 
 // RoomKeys returns the two advisory keys of name's waiting room.
 func RoomKeys(table, name string) [2]int32 { return roomKeys(table, name) }
+
+// RoomLockName returns the user lock of name's waiting room on MySQL.
+func RoomLockName(table, name string) string { return roomLockName(table, name) }

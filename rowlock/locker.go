@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/invalid"
+	"github.com/lockkit/lockkit/internal/mysqlconn"
 	"github.com/lockkit/lockkit/internal/telemetry"
 )
 
@@ -46,10 +48,21 @@ type Locker struct {
 	stmts  map[string]*sql.Stmt // MySQL: prepared once, one round trip a call
 	closed bool
 
+	// MySQL's waiting room (room_mysql.go): the pool's connection ids
+	// and statements, whether the server is a Galera node, and the names
+	// seen contended lately (under mu).
+	conns     *mysqlconn.Cache
+	galera    atomic.Int32
+	contended map[string]time.Time
+
 	// abandoned counts acquire statements whose caller's context ended
 	// before they answered, until a lease they took is given back. Added
 	// to under mu while not closed; Close waits for it.
 	abandoned sync.WaitGroup
+
+	// lingering holds the waiting rooms that leases keep after they
+	// acquired (room.linger), under mu: Close gives them back at once.
+	lingering map[*room]struct{}
 
 	// testHook, when set (by tests, before any use), is called before
 	// each acquire statement ("acquire") and holder read ("holder") of
@@ -84,6 +97,8 @@ func New(db *sql.DB, cfg *Config) (*Locker, error) {
 	}
 	if s.dialect == Postgres {
 		l.notify = newNotifier(db, s.channel, l.wake)
+	} else {
+		l.conns = mysqlconn.CacheOf(db)
 	}
 	return l, nil
 }
@@ -98,7 +113,10 @@ func New(db *sql.DB, cfg *Config) (*Locker, error) {
 // statement ran to give back any lease that statement took, so that closing
 // the *sql.DB right after Close leaves nothing held. Each of those is
 // bounded by lockkit.ReleaseTimeout for the statement and again for the
-// give-back; normally they take a round trip.
+// give-back; normally they take a round trip. It gives back at once the
+// waiting rooms that locks which waited keep for a while after they
+// acquired (see the package documentation, "Waiting"); those locks are
+// released without them.
 func (l *Locker) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -108,7 +126,14 @@ func (l *Locker) Close() error {
 	l.closed = true
 	stmts := l.stmts
 	l.stmts = nil
+	rooms := make([]*room, 0, len(l.lingering))
+	for r := range l.lingering {
+		rooms = append(rooms, r)
+	}
 	l.mu.Unlock()
+	for _, r := range rooms {
+		r.end()
+	}
 	l.abandoned.Wait()
 	if l.notify != nil {
 		l.notify.close()

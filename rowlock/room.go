@@ -19,10 +19,12 @@ import (
 	"github.com/lockkit/lockkit/internal/sqlconn"
 )
 
-// The waiting room (PostgreSQL, on a direct pgx session). The heads of a
-// name's queues in different Lockers and processes take turns at the name
-// through a session advisory lock derived from the table and the name,
-// which the server grants in the order it was asked for:
+// The waiting room (PostgreSQL on a direct pgx session; MySQL and MariaDB
+// outside Galera, see room_mysql.go). The heads of a name's queues in
+// different Lockers and processes take turns at the name through a session
+// lock derived from the table and the name (on PostgreSQL an advisory lock,
+// on MySQL a user lock), which the server grants in the order it was asked
+// for:
 //
 //   - a head's attempt is roomEnter, on a connection it keeps while it
 //     waits: take the room (waiting for it in the server, behind the
@@ -39,13 +41,26 @@ import (
 //
 // The room only orders attempts; the row decides who holds the lease.
 // Every room wait is bounded (roomBound): a room that a stopped process
-// keeps, or that a user's own advisory lock on the same two keys takes,
-// costs at most the holder's lease (or roomFirstWait when no holder is
-// known) before the head attempts without it.
+// keeps, or that a user's own lock on the same keys (name) takes, costs at
+// most the holder's lease (or roomFirstWait when no holder is known)
+// before the head attempts without it.
+//
+// On MySQL taking the room is a statement of its own (roomEnter there),
+// followed by the attempt, which runs through the pool; the release still
+// gives the room back inside its statement. A contended acquisition so costs
+// three round trips (the room, the attempt, the release) instead of two,
+// and the room is used only for names that this Locker saw contended
+// within roomRecent, so that an uncontended acquisition keeps its one.
 
 // roomLinger is how long a Lock that waited keeps the room after it
 // acquired, so that a short hold hands over in its release statement.
-const roomLinger = 50 * time.Millisecond
+// On MySQL it is roomLingerMySQL: there a head that gets the room before
+// the release finds the lease held and polls, where on PostgreSQL a
+// notification wakes it.
+const (
+	roomLinger      = 50 * time.Millisecond
+	roomLingerMySQL = time.Second
+)
 
 // roomFirstWait bounds a wait for the room when no holder of the lease is
 // known, roomMargin is added to the holder's time left otherwise, and
@@ -75,7 +90,9 @@ type room struct {
 	l    *Locker
 	name string
 	conn *sql.Conn
-	keys [2]int32
+	keys [2]int32 // PostgreSQL: the advisory lock's keys
+	lock string   // MySQL: the user lock's name
+	id   int64    // MySQL: the connection's id, for KILL QUERY
 
 	mu       sync.Mutex
 	disposed bool // left, discarded, or handed to a Lock or to the background
@@ -99,7 +116,24 @@ func (l *Locker) newRoom(ctx context.Context, name string) (*room, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &room{l: l, name: name, conn: conn, keys: roomKeys(l.s.table, name)}, nil
+	r := &room{l: l, name: name, conn: conn}
+	if l.s.dialect == MySQL {
+		r.lock = roomLockName(l.s.table, name)
+	} else {
+		r.keys = roomKeys(l.s.table, name)
+	}
+	return r, nil
+}
+
+// ready reports whether the room works through this pool: on PostgreSQL
+// a direct pgx session (notifier.probe), on MySQL a server that is not a
+// Galera node (readyMySQL). An error leaves the connection in an unknown
+// state.
+func (r *room) ready(ctx context.Context) (bool, error) {
+	if r.l.s.dialect == MySQL {
+		return r.readyMySQL(ctx)
+	}
+	return r.l.notify.probe(ctx, r.conn), nil
 }
 
 // roomBound is the longest wait for the room: the holder's time left plus
@@ -153,9 +187,13 @@ func (r *room) enter(ctx context.Context, ls *lease, wait bool, bound time.Durat
 }
 
 // run runs the statement of enter on the room's session. A wait for the
-// room is interrupted by a cancel request when ctx ends.
+// room is interrupted by a cancel request (MySQL: KILL QUERY) when ctx
+// ends.
 func (r *room) run(ctx context.Context, ls *lease, wait bool, bound time.Duration) (res roomResult) {
 	l := r.l
+	if l.s.dialect == MySQL {
+		return r.runMySQL(ctx, ls, wait, bound)
+	}
 	defer l.hook("acquire")()
 	ttl := ls.ttl.Microseconds()
 	args := []any{r.name, ls.owner, ttl, l.s.host, l.s.pid, ls.data}
@@ -217,9 +255,20 @@ func (r *room) run(ctx context.Context, ls *lease, wait bool, bound time.Duratio
 	return res
 }
 
-// sessionEnded reports whether err says that the room's session ended
-// (terminated, the server shut down) before or while a statement ran, or
-// that the statement was never sent: either way it took nothing.
+// ended reports whether err, from a statement of enter (wait: the one
+// that waits for the room), says that the room's session ended
+// (terminated, the server shut down) before or while the statement ran,
+// or that it was never sent: either way it took nothing.
+func (r *room) ended(err error, wait bool) bool {
+	if r.l.s.dialect == MySQL {
+		// Only the wait for the room, which writes nothing: an attempt
+		// may have committed before its session ended.
+		return wait && errors.Is(err, errRoomLost)
+	}
+	return sessionEnded(err)
+}
+
+// sessionEnded is ended on PostgreSQL.
 func sessionEnded(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
@@ -303,7 +352,7 @@ func (r *room) acquired(name string, ls *lease, res roomResult, sent time.Time) 
 }
 
 // linger keeps the room for roomLinger after lk acquired, for lk's
-// release to give it back. Close waits for it.
+// release to give it back; Close gives it back at once.
 func (r *room) linger(lk *Lock) {
 	if !r.track() {
 		return
@@ -311,13 +360,39 @@ func (r *room) linger(lk *Lock) {
 	r.mu.Lock()
 	r.tracked = true
 	lk.room = r
-	r.timer = time.AfterFunc(roomLinger, func() {
-		if r.claim() {
-			r.leave(true, false)
-			r.finish()
-		}
-	})
 	r.mu.Unlock()
+	l := r.l
+	l.mu.Lock()
+	closed := l.closed
+	if !closed {
+		if l.lingering == nil {
+			l.lingering = make(map[*room]struct{})
+		}
+		l.lingering[r] = struct{}{}
+	}
+	l.mu.Unlock()
+	if closed {
+		r.end()
+		return
+	}
+	d := roomLinger
+	if l.s.dialect == MySQL {
+		d = roomLingerMySQL
+	}
+	r.mu.Lock()
+	if !r.claimed {
+		r.timer = time.AfterFunc(d, r.end)
+	}
+	r.mu.Unlock()
+}
+
+// end gives the lingering room back, unless the lock's release has
+// claimed it: at the linger's end, or when the Locker is closed.
+func (r *room) end() {
+	if r.claim() {
+		r.leave(true, false)
+		r.finish()
+	}
 }
 
 // claim takes the lingering room for one of the two ways out of it;
@@ -338,6 +413,9 @@ func (r *room) claim() bool {
 // finish ends the lingering room's count in l.abandoned.
 func (r *room) finish() {
 	if r.tracked {
+		r.l.mu.Lock()
+		delete(r.l.lingering, r)
+		r.l.mu.Unlock()
 		r.l.abandoned.Done()
 	}
 }
@@ -348,8 +426,13 @@ func (r *room) release(ctx context.Context, owner string, token int64) (int64, e
 	var (
 		n    int64
 		left bool
+		err  error
 	)
-	err := r.conn.QueryRowContext(ctx, r.l.q.roomRelease, r.name, owner, token, r.l.s.channel, r.keys[0], r.keys[1]).Scan(&n, &left)
+	if r.l.s.dialect == MySQL {
+		n, left, err = r.releaseMySQL(ctx, owner, token)
+	} else {
+		err = r.conn.QueryRowContext(ctx, r.l.q.roomRelease, r.name, owner, token, r.l.s.channel, r.keys[0], r.keys[1]).Scan(&n, &left)
+	}
 	defer r.finish()
 	if err != nil || !left {
 		// Not given back (the session may be broken): ending the
@@ -375,7 +458,12 @@ func (r *room) leave(held, broken bool) {
 	if !broken && held {
 		ctx, cancel := context.WithTimeout(context.Background(), roomStmtTimeout)
 		var ok bool
-		err := r.conn.QueryRowContext(ctx, r.l.q.roomLeave, r.keys[0], r.keys[1]).Scan(&ok)
+		var err error
+		if r.l.s.dialect == MySQL {
+			ok, err = r.leaveMySQL(ctx)
+		} else {
+			err = r.conn.QueryRowContext(ctx, r.l.q.roomLeave, r.keys[0], r.keys[1]).Scan(&ok)
+		}
 		cancel()
 		broken = err != nil || !ok
 	}

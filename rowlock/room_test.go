@@ -2,6 +2,7 @@ package rowlock_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"testing"
 	"time"
@@ -29,6 +30,34 @@ func TestRoomStatementsPrepare(t *testing.T) {
 	}
 }
 
+// heldName makes a Locker that holds name with a minute's lease, and two
+// more Lockers, b and c, each on a pool of its own (bDB, cDB), to wait
+// for it.
+func heldName(t *testing.T, e *env, name string) (held *rowlock.Lock, b, c *rowlock.Locker, bDB, cDB *sql.DB) {
+	t.Helper()
+	holder := e.locker(t, &rowlock.Config{TTL: time.Minute})
+	bDB, cDB = e.open(t, nil), e.open(t, nil)
+	b = e.lockerOn(t, bDB, &rowlock.Config{TTL: time.Minute})
+	c = e.lockerOn(t, cDB, &rowlock.Config{TTL: time.Minute})
+	return mustTry(t, holder, name, nil), b, c, bDB, cDB
+}
+
+// lockResult is what a Lock started by startLock returned.
+type lockResult struct {
+	lk  *rowlock.Lock
+	err error
+}
+
+// startLock runs l.Lock on name in the background, bounded by 30 s.
+func startLock(t *testing.T, l *rowlock.Locker, name string) chan lockResult {
+	ch := make(chan lockResult, 1)
+	go func() {
+		lk, err := l.Lock(ctxT(t, 30*time.Second), name, nil)
+		ch <- lockResult{lk, err}
+	}()
+	return ch
+}
+
 // roomHolderPID returns the pid of the backend that holds name's waiting
 // room, waiting for one other than not to hold it.
 func roomHolderPID(t *testing.T, e *env, name string, not int) int {
@@ -54,26 +83,11 @@ func roomHolderPID(t *testing.T, e *env, name string, not int) int {
 func TestRoomHolderKilled(t *testing.T) {
 	e := setup(t, rowlock.Postgres)
 	name := e.name(t)
-	holder := e.locker(t, &rowlock.Config{TTL: time.Minute})
-	b := e.lockerOn(t, e.open(t, nil), &rowlock.Config{TTL: time.Minute})
-	c := e.lockerOn(t, e.open(t, nil), &rowlock.Config{TTL: time.Minute})
-	held := mustTry(t, holder, name, nil)
+	held, b, c, _, _ := heldName(t, e, name)
 
-	type result struct {
-		lk  *rowlock.Lock
-		err error
-	}
-	start := func(l *rowlock.Locker) chan result {
-		ch := make(chan result, 1)
-		go func() {
-			lk, err := l.Lock(ctxT(t, 30*time.Second), name, nil)
-			ch <- result{lk, err}
-		}()
-		return ch
-	}
-	bRes := start(b)
+	bRes := startLock(t, b, name)
 	pid := roomHolderPID(t, e, name, 0) // b's
-	cRes := start(c)
+	cRes := startLock(t, c, name)
 	// c waits for the room behind b.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		var n int
@@ -95,35 +109,33 @@ func TestRoomHolderKilled(t *testing.T) {
 	}
 	// c now holds the room; the lease is still held.
 	roomHolderPID(t, e, name, pid)
+	releaseToBoth(t, held, bRes, cRes)
+}
+
+// releaseToBoth releases held and checks that the waiters of b and c then
+// acquire, one after the other, each within 10s of the release before.
+func releaseToBoth(t *testing.T, held *rowlock.Lock, b, c chan lockResult) {
+	t.Helper()
 	released := time.Now()
 	if err := held.Release(ctxT(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	var first, second result
-	select {
-	case first = <-cRes:
-	case first = <-bRes:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no waiter acquired within 10s of the release")
-	}
-	if first.err != nil {
-		t.Fatal(first.err)
-	}
-	t.Logf("a waiter acquired %v after the release", time.Since(released).Round(time.Microsecond))
-	if err := first.lk.Release(ctxT(t, 5*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case second = <-cRes:
-	case second = <-bRes:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the other waiter did not acquire within 10s of the release")
-	}
-	if second.err != nil {
-		t.Fatal(second.err)
-	}
-	if err := second.lk.Release(ctxT(t, 5*time.Second)); err != nil {
-		t.Fatal(err)
+	for range 2 {
+		var r lockResult
+		select {
+		case r = <-b:
+		case r = <-c:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a waiter did not acquire within 10s of the release before")
+		}
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		t.Logf("a waiter acquired %v after the release", time.Since(released).Round(time.Microsecond))
+		released = time.Now()
+		if err := r.lk.Release(ctxT(t, 5*time.Second)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -167,21 +179,6 @@ func TestRoomSmallPool(t *testing.T) {
 func TestRoomCancelledWaitsLeaveNothing(t *testing.T) {
 	e := setup(t, rowlock.Postgres)
 	name := e.name(t)
-	holder := e.locker(t, &rowlock.Config{TTL: time.Minute})
-	bDB, cDB := e.open(t, nil), e.open(t, nil)
-	b := e.lockerOn(t, bDB, &rowlock.Config{TTL: time.Minute})
-	c := e.lockerOn(t, cDB, &rowlock.Config{TTL: time.Minute})
-	held := mustTry(t, holder, name, nil)
-	defer held.Release(context.Background())
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 2)
-	for _, l := range []*rowlock.Locker{b, c} {
-		go func() {
-			_, err := l.Lock(ctx, name, nil)
-			done <- err
-		}()
-	}
 	k := rowlock.RoomKeys(rowlock.DefaultTable, name)
 	locks := func() (granted, waiting int) {
 		t.Helper()
@@ -192,10 +189,44 @@ func TestRoomCancelledWaitsLeaveNothing(t *testing.T) {
 		}
 		return granted, waiting
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if g, w := locks(); g == 1 && w == 1 {
+	b, bDB, cDB := cancelledWaiters(t, e, name, func() bool {
+		g, w := locks()
+		return g == 1 && w == 1
+	})
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		g, w := locks()
+		inUse := bDB.Stats().InUse + cDB.Stats().InUse
+		if g == 0 && w == 0 && inUse <= 2 { // the two listeners linger
 			break
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the cancellations: room locks %d granted, %d waiting; %d connections in use", g, w, inUse)
+		}
+	}
+	// The name is not held by anyone but the holder.
+	wantHeld(t, b, name)
+}
+
+// cancelledWaiters makes two Lockers, b and c, each on a pool of its own,
+// wait for name, which a third Locker holds until the test ends. Once
+// inRoom reports that one waits in the room and the other for it, it
+// cancels both waits and checks that they return context.Canceled within
+// 5s. It returns b and the two pools.
+func cancelledWaiters(t *testing.T, e *env, name string, inRoom func() bool) (*rowlock.Locker, *sql.DB, *sql.DB) {
+	t.Helper()
+	held, b, c, bDB, cDB := heldName(t, e, name)
+	t.Cleanup(func() { _ = held.Release(context.Background()) })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 2)
+	for _, l := range []*rowlock.Locker{b, c} {
+		go func() {
+			_, err := l.Lock(ctx, name, nil)
+			done <- err
+		}()
+	}
+	for deadline := time.Now().Add(10 * time.Second); !inRoom(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the two waiters are not in and at the room")
 		}
@@ -211,16 +242,5 @@ func TestRoomCancelledWaitsLeaveNothing(t *testing.T) {
 			t.Fatal("a cancelled wait did not return within 5s")
 		}
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		g, w := locks()
-		inUse := bDB.Stats().InUse + cDB.Stats().InUse
-		if g == 0 && w == 0 && inUse <= 2 { // the two listeners linger
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the cancellations: room locks %d granted, %d waiting; %d connections in use", g, w, inUse)
-		}
-	}
-	// The name is not held by anyone but the holder.
-	wantHeld(t, b, name)
+	return b, bDB, cDB
 }

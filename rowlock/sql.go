@@ -51,20 +51,32 @@ type statements struct {
 	// Columns: as holder. lockTxNowait fails at once when it is locked.
 	lockTx, lockTxNowait string
 
-	// The waiting room (PostgreSQL only; see room.go). roomEnter takes
-	// the room, a session advisory lock on two int4 keys, waiting for it
-	// at most lock_timeout, then makes the attempt of acquireHolder; it
-	// gives the room back in the same statement when it acquired without
-	// waiting. Args: as acquire, then the two keys and lock_timeout
-	// (text). Columns: as acquireHolder, then whether it waited for the
-	// room. Error 55P03: the room was busy for lock_timeout; nothing was
-	// taken.
+	// The waiting room (see room.go).
+	//
+	// PostgreSQL: roomEnter takes the room, a session advisory lock on
+	// two int4 keys, waiting for it at most lock_timeout, then makes the
+	// attempt of acquireHolder; it gives the room back in the same
+	// statement when it acquired without waiting. Args: as acquire, then
+	// the two keys and lock_timeout (text). Columns: as acquireHolder,
+	// then whether it waited for the room. Error 55P03: the room was busy
+	// for lock_timeout; nothing was taken.
+	//
+	// MySQL: roomEnter takes the room, a user lock (GET_LOCK), waiting
+	// for it at most the timeout; the attempt is acquire, a statement of
+	// its own. Args: the room's name, twice, and the timeout in seconds.
+	// Columns: whether the room was free just before (IS_FREE_LOCK),
+	// GET_LOCK's answer (1 taken, 0 timed out, NULL killed or an error),
+	// the connection's id.
 	roomEnter string
 	// roomRelease is release, then gives the room back once the lease
-	// has ended. Args: as release, then the two keys. Columns: the
-	// count, whether the room was given back.
+	// has ended. PostgreSQL: args as release, then the two keys; columns
+	// the count, whether the room was given back. MySQL: args the room's
+	// name, then as release; rows affected as release, and the
+	// statement's LAST_INSERT_ID is 2 when the room was given back (0
+	// when no row was ended, and the room was kept).
 	roomRelease string
-	// roomLeave gives the room back. Args: the two keys.
+	// roomLeave gives the room back. Args: the two keys (MySQL: the
+	// room's name). One column: true (MySQL: 1) when it was held.
 	roomLeave string
 }
 
@@ -172,6 +184,19 @@ ON DUPLICATE KEY UPDATE
 		// on that lease can have started earlier, and a takeover queued
 		// behind the release sees it ended at once.
 		release: r.Replace(`UPDATE {t} SET expires_at = ` + myEnded + ` WHERE name = ? AND owner = ? AND token = ? AND expires_at > UTC_TIMESTAMP(6)`),
+		// The room's lock is taken in a statement of its own: one
+		// statement that waited for it and then attempted would judge
+		// the lease by UTC_TIMESTAMP(6) from before the wait, and hold
+		// the table's metadata lock while it waited.
+		roomEnter: `SELECT IS_FREE_LOCK(?), GET_LOCK(?, ?), CONNECTION_ID()`,
+		// The room is given back while the row is being updated (the
+		// assignment runs only on a row the WHERE matched), before the
+		// update commits: the next head's attempt then waits for the
+		// row's lock and finds the lease ended, as a takeover queued
+		// behind a release does (see release).
+		roomRelease: r.Replace(`UPDATE {t} SET expires_at = ` + myEnded + ` + INTERVAL 0 * LAST_INSERT_ID(COALESCE(RELEASE_LOCK(?), 0) + 1) MICROSECOND
+WHERE name = ? AND owner = ? AND token = ? AND expires_at > UTC_TIMESTAMP(6)`),
+		roomLeave: `SELECT RELEASE_LOCK(?)`,
 		renew: r.Replace(`UPDATE {t} SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND
 WHERE name = ? AND owner = ? AND token = ? AND expires_at > UTC_TIMESTAMP(6)`),
 		resume: r.Replace(`SELECT TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at) FROM {t}

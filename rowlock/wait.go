@@ -51,7 +51,8 @@ func (l *Locker) wait(ctx context.Context, name string, ls *lease) (*Lock, error
 // wake-ups that came before an attempt began are discarded, since the
 // attempt sees their effect. Once this Locker's listener has shown that it
 // talks to PostgreSQL directly, the head waits in the name's waiting room
-// (room.go) instead.
+// (room.go) instead. On MySQL it waits in the room after a failed attempt,
+// or at once when the name was contended lately (room_mysql.go).
 func (l *Locker) head(ctx context.Context, name string, ls *lease, q *turns.Queue[*waitState]) (*Lock, error) {
 	// Was the listener up before the first attempt? Then a release after
 	// that attempt is announced on the queue's wake; otherwise the attempt is
@@ -60,10 +61,16 @@ func (l *Locker) head(ctx context.Context, name string, ls *lease, q *turns.Queu
 	if l.notify != nil {
 		l.notify.hold()
 		defer l.notify.unhold()
-		if lk, err := l.roomWait(ctx, name, ls, q); err != errNoRoom {
+		if lk, err := l.roomWait(ctx, name, ls, q, nil); err != errNoRoom {
 			return lk, err
 		}
 		listening = l.notify.active()
+	}
+	mysqlRoom := l.s.dialect == MySQL
+	if mysqlRoom && l.contendedRecently(name) {
+		if lk, err := l.roomWait(ctx, name, ls, q, nil); err != errNoRoom {
+			return lk, err
+		}
 	}
 	turns.Drain(q.State.wake)
 	lk, holder, err := l.attempt(ctx, name, ls)
@@ -71,6 +78,12 @@ func (l *Locker) head(ctx context.Context, name string, ls *lease, q *turns.Queu
 		return lk, err
 	}
 	l.wake.setHolder(q, holder)
+	if mysqlRoom {
+		l.markContended(name)
+		if lk, err := l.roomWait(ctx, name, ls, q, holder); err != errNoRoom {
+			return lk, err
+		}
+	}
 	try := func() (*Lock, *heldInfo, error) { return l.attempt(ctx, name, ls) }
 	return l.waitLoop(ctx, name, q, holder, listening, try)
 }
@@ -134,33 +147,37 @@ func (l *Locker) waitLoop(ctx context.Context, name string, q *turns.Queue[*wait
 
 // roomWait is head in name's waiting room: roomEnter waits for the room
 // and attempts, and once in the room every attempt runs on the room's
-// session. It returns errNoRoom, having attempted nothing, when the pool
-// does not reach PostgreSQL directly through pgx (see notifier.direct):
-// there the head waits as before.
-func (l *Locker) roomWait(ctx context.Context, name string, ls *lease, q *turns.Queue[*waitState]) (*Lock, error) {
-	if !l.roomAffordable() {
+// session; holder is the holder an attempt just saw, if any. It returns
+// errNoRoom, having attempted nothing, when the pool does not reach
+// PostgreSQL directly through pgx (see notifier.direct), or the MySQL
+// server is a Galera node: there the head waits as before.
+func (l *Locker) roomWait(ctx context.Context, name string, ls *lease, q *turns.Queue[*waitState], holder *heldInfo) (*Lock, error) {
+	if l.galera.Load() == galeraYes || !l.roomAffordable() {
 		return nil, errNoRoom
 	}
 	r, err := l.newRoom(ctx, name)
 	if err != nil {
 		return nil, l.opError(ctx, name, "acquire", err)
 	}
-	if !l.notify.probe(ctx, r.conn) {
-		_ = r.conn.Close()
+	if ok, err := r.ready(ctx); !ok {
+		if err != nil {
+			sqlconn.Discard(r.conn)
+		} else {
+			_ = r.conn.Close()
+		}
 		if err := ctx.Err(); err != nil {
 			return nil, &lockkit.HeldError{Name: name, Cause: err}
 		}
 		return nil, errNoRoom
 	}
 	var (
-		holder    *heldInfo
 		listening bool
 		inRoom    = true
 	)
 	for {
 		// As in head: a release after the attempt is announced on the
 		// queue's wake only if LISTEN was active before it.
-		listening = l.notify.active()
+		listening = l.notify != nil && l.notify.active()
 		turns.Drain(q.State.wake)
 		sent := l.now()
 		res := r.enter(ctx, ls, true, roomBound(holder))
@@ -178,7 +195,7 @@ func (l *Locker) roomWait(ctx context.Context, name string, ls *lease, q *turns.
 			}
 			continue
 		}
-		if res.err != nil && ctx.Err() == nil && sessionEnded(res.err) {
+		if res.err != nil && ctx.Err() == nil && r.ended(res.err, true) {
 			// The room's session was killed while it waited: wait on
 			// without the room, attempting at once.
 			inRoom, listening = false, false
@@ -203,7 +220,7 @@ func (l *Locker) roomWait(ctx context.Context, name string, ls *lease, q *turns.
 		}
 		sent := l.now()
 		res := r.enter(ctx, ls, false, 0)
-		if res.err != nil && ctx.Err() == nil && sessionEnded(res.err) {
+		if res.err != nil && ctx.Err() == nil && r.ended(res.err, false) {
 			// The room's session was killed: the room is free for
 			// the next head, and this one waits on without it.
 			inRoom = false
@@ -232,8 +249,8 @@ func (l *Locker) roomAffordable() bool {
 	if st.MaxOpenConnections <= 0 {
 		return true
 	}
-	need := 2 // the room's and one more
-	if !l.notify.active() {
+	need := 2 // the room's and one more (on MySQL, also for a KILL QUERY)
+	if l.notify != nil && !l.notify.active() {
 		need++ // and the listener's, soon
 	}
 	return st.MaxOpenConnections-st.InUse >= need

@@ -1,4 +1,9 @@
-package mysqllock
+// Package mysqlconn keeps what lockkit knows about each physical
+// connection of a *sql.DB on MySQL and MariaDB: the server's connection id
+// (for a KILL that ends a wait from another connection) and the statements
+// prepared on it, so that a statement with arguments costs one round trip.
+// Package mysqllock and package rowlock's MySQL waiting room share it.
+package mysqlconn
 
 import (
 	"context"
@@ -15,11 +20,12 @@ import (
 	"weak"
 )
 
-// connCache keeps what lockkit knows about each physical connection of one
+// Cache keeps what lockkit knows about each physical connection of one
 // *sql.DB, keyed by the driver's connection: the server's connection id
 // (CONNECTION_ID()) and the statements prepared on it. Every Locker on the
-// db shares it, so that a connection has one set of statements however
-// many Lockers use it.
+// db (of package mysqllock, and package rowlock's waiting room) shares it,
+// so that a connection has one set of statements however many Lockers use
+// it.
 //
 // The id: a waiting acquire needs it before it blocks, to KILL the session
 // if the wait is abandoned; with the id cached the wait is one statement.
@@ -28,10 +34,10 @@ import (
 //
 // The statements: without interpolateParams, go-sql-driver/mysql runs a
 // statement with arguments as a prepare, an execute and a close, two round
-// trips. The hot statements (see queryRow) are instead prepared once per
+// trips. The hot statements (see QueryRow) are instead prepared once per
 // connection and executed from then on, one round trip each, their values
-// still bound. They are the package's constant statements on one name, so
-// a connection holds at most that many (numCached), whatever the names. A
+// still bound. They are the callers' constant statements on one name, so
+// a connection holds at most that many (MaxStmts), whatever the names. A
 // statement is used only inside conn.Raw on its own connection, where
 // database/sql holds that connection's lock, so never by two goroutines at
 // once. A connection that the pool closes (SetConnMaxLifetime, a broken
@@ -43,13 +49,13 @@ import (
 // holds a key its address cannot be reused by another connection, so a hit
 // is always the connection's own entry. Connections that the pool closed
 // are reported to no one, so when the map has doubled since the last
-// sweep (and has at least connCacheMin entries) a sweep asks the server
+// sweep (and has at least cacheMin entries) a sweep asks the server
 // which sessions are alive and drops the entries of the others. Only the
 // server's answer drops an entry whose connection has statements: the
 // Go-side connection cannot be asked safely while another goroutine may
 // be using it, and an entry dropped while its session lives would leave
 // that session's statements on the server until it ended.
-type connCache struct {
+type Cache struct {
 	mu       sync.Mutex
 	conns    map[any]*connEntry
 	seq      uint64 // entries made so far
@@ -59,51 +65,53 @@ type connCache struct {
 }
 
 type connEntry struct {
-	// Under connCache.mu.
+	// Under Cache.mu.
 	id       int64  // the server's connection id; 0 while unknown
-	born     uint64 // connCache.seq when made
-	epoch    uint64 // connCache.epoch of the last use
+	born     uint64 // Cache.seq when made
+	epoch    uint64 // Cache.epoch of the last use
 	prepared bool   // stmts is not empty
 
 	// Only inside conn.Raw of the entry's connection.
 	stmts map[string]driver.Stmt
 }
 
-// connCacheMin is the least size of the map before a sweep.
-const connCacheMin = 64
+// cacheMin is the least size of the map before a sweep.
+const cacheMin = 64
 
-// numCached is the most statements a connection gets prepared by the
-// cache: the texts queryRow and exec are given (single-name GET_LOCK try
-// and wait, RELEASE_LOCK, the probe, the holder query, the fencing bump,
-// the holders row's write). Lockers on one *sql.DB with different
-// FencingTables have bumps and writes of their own: past the bound those
-// run uncached.
-const numCached = 7
+// MaxStmts is the most statements a connection gets prepared by the
+// cache: the texts QueryRow and Exec are given. Package mysqllock sends
+// seven (single-name GET_LOCK try and wait, RELEASE_LOCK, the probe, the
+// holder query, the fencing bump, the holders row's write), package
+// rowlock's waiting room three on its table (GET_LOCK of the room, the
+// release that gives the room back, RELEASE_LOCK of the room). Lockers on
+// one *sql.DB with different FencingTables or lock tables have statements
+// of their own: past the bound those run uncached.
+const MaxStmts = 10
 
 // sweepTimeout bounds a sweep's one query.
 const sweepTimeout = 10 * time.Second
 
-// connCaches holds the connCache of each *sql.DB that a Locker uses,
+// caches holds the Cache of each *sql.DB that a Locker uses,
 // keyed weakly: when the db is garbage, so is its cache.
-var connCaches sync.Map // weak.Pointer[sql.DB] -> *connCache
+var caches sync.Map // weak.Pointer[sql.DB] -> *Cache
 
-// connCacheOf returns db's connCache.
-func connCacheOf(db *sql.DB) *connCache {
+// CacheOf returns db's Cache, shared by every caller on db.
+func CacheOf(db *sql.DB) *Cache {
 	k := weak.Make(db)
-	if c, ok := connCaches.Load(k); ok {
-		return c.(*connCache)
+	if c, ok := caches.Load(k); ok {
+		return c.(*Cache)
 	}
-	c, loaded := connCaches.LoadOrStore(k, &connCache{})
+	c, loaded := caches.LoadOrStore(k, &Cache{})
 	if !loaded {
-		runtime.AddCleanup(db, func(k weak.Pointer[sql.DB]) { connCaches.Delete(k) }, k)
+		runtime.AddCleanup(db, func(k weak.Pointer[sql.DB]) { caches.Delete(k) }, k)
 	}
-	return c.(*connCache)
+	return c.(*Cache)
 }
 
-// driverConn returns conn's driver connection, as a key for connCache,
+// DriverConn returns conn's driver connection, as a key for Cache,
 // or nil if conn is closed or its driver connection is not a pointer (and
 // so perhaps neither comparable nor unique).
-func driverConn(conn *sql.Conn) any {
+func DriverConn(conn *sql.Conn) any {
 	var dc any
 	_ = conn.Raw(func(c any) error {
 		if reflect.TypeOf(c).Kind() == reflect.Pointer {
@@ -115,12 +123,12 @@ func driverConn(conn *sql.Conn) any {
 }
 
 // entry returns dc's entry, made if need be, and marks it used.
-func (c *connCache) entry(dc any) *connEntry {
+func (c *Cache) entry(dc any) *connEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.conns == nil {
 		c.conns = make(map[any]*connEntry)
-		c.limit = connCacheMin
+		c.limit = cacheMin
 	}
 	e, ok := c.conns[dc]
 	if !ok {
@@ -132,8 +140,8 @@ func (c *connCache) entry(dc any) *connEntry {
 	return e
 }
 
-// get returns the cached id of the driver connection dc.
-func (c *connCache) get(dc any) (int64, bool) {
+// ID returns the cached id of the driver connection dc.
+func (c *Cache) ID(dc any) (int64, bool) {
 	if dc == nil {
 		return 0, false
 	}
@@ -143,9 +151,9 @@ func (c *connCache) get(dc any) (int64, bool) {
 	return e.id, e.id != 0
 }
 
-// put records id as the connection id of dc. When the map has outgrown
+// SetID records id as the connection id of dc. When the map has outgrown
 // its limit it starts a sweep on db, in the background.
-func (c *connCache) put(db *sql.DB, dc any, id int64) {
+func (c *Cache) SetID(db *sql.DB, dc any, id int64) {
 	if dc == nil || id == 0 {
 		return
 	}
@@ -169,7 +177,7 @@ func (c *connCache) put(db *sql.DB, dc any, id int64) {
 // be read, the sweep drops only entries without statements that were not
 // used since the previous sweep (a live one costs a SELECT CONNECTION_ID()
 // the next time it waits).
-func (c *connCache) sweep(db *sql.DB) {
+func (c *Cache) sweep(db *sql.DB) {
 	c.mu.Lock()
 	before := c.seq
 	c.mu.Unlock()
@@ -188,7 +196,7 @@ func (c *connCache) sweep(db *sql.DB) {
 		delete(c.conns, k)
 	}
 	c.epoch++
-	c.limit = max(connCacheMin, 2*len(c.conns))
+	c.limit = max(cacheMin, 2*len(c.conns))
 }
 
 // liveSessions returns the connection ids of the server's sessions that
@@ -212,35 +220,36 @@ func liveSessions(db *sql.DB) (map[int64]bool, error) {
 	return live, rows.Err()
 }
 
-// len returns the number of cached connections, for tests.
-func (c *connCache) len() int {
+// Len returns the number of cached connections, for tests.
+func (c *Cache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.conns)
 }
 
-// queryRow runs q, one of the package's constant statements, on conn with
-// args and scans its one row into dest (each a sql.Scanner or an *int64).
+// QueryRow runs q, one of the caller's constant statements, on conn with
+// args and scans its one row into dest (each a sql.Scanner, an *int64 or
+// a *string; NULL only into a sql.Scanner). No row is sql.ErrNoRows.
 // It asks the driver to run q at once first, as database/sql does: with
 // interpolateParams=true the driver sends it with its arguments in one
 // packet. Otherwise (the driver answers driver.ErrSkip) q runs as the
 // prepared statement the cache keeps for conn's connection, prepared the
 // first time. A driver connection that cannot do either, whose id is not
-// known yet, or that has numCached statements already, runs q through
+// known yet, or that has MaxStmts statements already, runs q through
 // database/sql.
-func (c *connCache) queryRow(ctx context.Context, conn *sql.Conn, q string, args []any, dest ...any) error {
+func (c *Cache) QueryRow(ctx context.Context, conn *sql.Conn, q string, args []any, dest ...any) error {
 	_, err := c.run(ctx, conn, q, args, dest)
 	return err
 }
 
-// exec runs q, a statement without rows, as queryRow runs one with rows,
+// Exec runs q, a statement without rows, as QueryRow runs one with rows,
 // and returns its result.
-func (c *connCache) exec(ctx context.Context, conn *sql.Conn, q string, args []any) (sql.Result, error) {
+func (c *Cache) Exec(ctx context.Context, conn *sql.Conn, q string, args []any) (sql.Result, error) {
 	return c.run(ctx, conn, q, args, nil)
 }
 
-// run is queryRow when dest is not nil, else exec.
-func (c *connCache) run(ctx context.Context, conn *sql.Conn, q string, args []any, dest []any) (sql.Result, error) {
+// run is QueryRow when dest is not nil, else Exec.
+func (c *Cache) run(ctx context.Context, conn *sql.Conn, q string, args []any, dest []any) (sql.Result, error) {
 	named := make([]driver.NamedValue, len(args))
 	for i, a := range args {
 		named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
@@ -298,10 +307,10 @@ func (c *connCache) run(ctx context.Context, conn *sql.Conn, q string, args []an
 // stmt returns the statement q prepared on dc, preparing it the first
 // time. It returns nil, for q to run uncached, while dc's connection id is
 // unknown (so that a sweep can always tell whether a connection with
-// statements is alive), and when dc has numCached statements already
+// statements is alive), and when dc has MaxStmts statements already
 // (never expected: a guard for the server's max_prepared_stmt_count). It
 // runs inside conn.Raw of dc.
-func (c *connCache) stmt(ctx context.Context, dc any, p driver.ConnPrepareContext, q string) (driver.Stmt, error) {
+func (c *Cache) stmt(ctx context.Context, dc any, p driver.ConnPrepareContext, q string) (driver.Stmt, error) {
 	e := c.entry(dc)
 	if st := e.stmts[q]; st != nil {
 		return st, nil
@@ -309,7 +318,7 @@ func (c *connCache) stmt(ctx context.Context, dc any, p driver.ConnPrepareContex
 	c.mu.Lock()
 	known := e.id != 0
 	c.mu.Unlock()
-	if !known || len(e.stmts) >= numCached {
+	if !known || len(e.stmts) >= MaxStmts {
 		return nil, nil
 	}
 	st, err := p.PrepareContext(ctx, q)
@@ -317,7 +326,7 @@ func (c *connCache) stmt(ctx context.Context, dc any, p driver.ConnPrepareContex
 		return nil, err
 	}
 	if e.stmts == nil {
-		e.stmts = make(map[string]driver.Stmt, numCached)
+		e.stmts = make(map[string]driver.Stmt, MaxStmts)
 		c.mu.Lock()
 		e.prepared = true
 		c.mu.Unlock()
@@ -335,7 +344,7 @@ func scanRow(rows driver.Rows, dest []any) (err error) {
 	}()
 	vals := make([]driver.Value, len(rows.Columns()))
 	if len(vals) != len(dest) {
-		return fmt.Errorf("mysqllock: %d columns, %d destinations", len(vals), len(dest))
+		return fmt.Errorf("mysqlconn: %d columns, %d destinations", len(vals), len(dest))
 	}
 	if err := rows.Next(vals); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -347,7 +356,7 @@ func scanRow(rows driver.Rows, dest []any) (err error) {
 	// into.
 	for i, d := range dest {
 		if err := scanValue(d, vals[i]); err != nil {
-			return fmt.Errorf("mysqllock: column %d: %w", i, err)
+			return fmt.Errorf("mysqlconn: column %d: %w", i, err)
 		}
 	}
 	return nil
@@ -357,6 +366,16 @@ func scanValue(dest any, v driver.Value) error {
 	switch d := dest.(type) {
 	case sql.Scanner:
 		return d.Scan(v)
+	case *string:
+		var s sql.NullString
+		if err := s.Scan(v); err != nil {
+			return err
+		}
+		if !s.Valid {
+			return errors.New("NULL")
+		}
+		*d = s.String
+		return nil
 	case *int64:
 		var n sql.NullInt64
 		if err := n.Scan(v); err != nil {
