@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/lockstate"
 	"github.com/lockkit/lockkit/internal/sqlconn"
+	"github.com/lockkit/lockkit/internal/starter"
 )
 
 // Lock is a held MySQL or MariaDB user lock: one or more GET_LOCK
@@ -36,9 +36,9 @@ type Lock struct {
 
 	m *Locker
 
-	mu      sync.Mutex  // held by a probe; serialises probing with Release
-	stopped bool        // no more probes
-	timer   *time.Timer // fires the next probe
+	mu      sync.Mutex    // held by a probe; serialises probing with Release
+	stopped bool          // no more probes
+	probeAt starter.Entry // the next probe's place in m.probes
 }
 
 var _ lockkit.Lock = (*Lock)(nil)
@@ -95,11 +95,15 @@ func (m *Locker) newLock(conn *sql.Conn, connID int64, ts []mysqlTarget, token i
 		m:       m,
 	}
 	l.state = lockstate.New(lockName(ts), token, l.unlock)
-	l.mu.Lock()
-	l.timer = time.AfterFunc(m.probeInterval, l.tick)
-	l.mu.Unlock()
+	m.probes.Add(&l.probeAt, probeStart{l}, m.probeInterval)
 	return l
 }
+
+// probeStart starts a probe of its lock when m.probes finds it due. (A
+// struct of one pointer: an interface holds it without an allocation.)
+type probeStart struct{ l *Lock }
+
+func (p probeStart) Start() { go p.l.tick() }
 
 // lockName is the name of a lock on ts: the name, or for several names
 // their list joined by ",".
@@ -114,11 +118,13 @@ func lockName(ts []mysqlTarget) string {
 	return strings.Join(names, ",")
 }
 
-// tick runs one probe when the timer fires, and sets the next one. It
+// tick runs one probe when it is due, and schedules the next one. It
 // holds mu for the probe, so that Release (which takes mu to stop the
 // probing) never runs RELEASE_LOCK while a probe is in flight, and a probe
-// never sees its own lock's release. A timer, rather than a goroutine per
-// lock, keeps an uncontended acquire and release free of scheduling work.
+// never sees its own lock's release. The Locker's one timer (m.probes),
+// rather than a goroutine or a timer per lock, keeps an uncontended
+// acquire and release free of scheduling work: a timer per lock cost each
+// acquisition a wake-up of another thread (see package starter).
 func (l *Lock) tick() {
 	if cause := l.tickLocked(); errors.Is(cause, errNoAnswer) {
 		// The connection stopped answering, and the server may not know:
@@ -138,7 +144,7 @@ func (l *Lock) tickLocked() error {
 	}
 	err := l.probe()
 	if err == nil {
-		l.timer.Reset(l.m.probeInterval)
+		l.m.probes.Add(&l.probeAt, probeStart{l}, l.m.probeInterval)
 		return nil
 	}
 	l.stopped = true
@@ -228,6 +234,6 @@ func (l *Lock) unlock(ctx context.Context, lost bool) error {
 func (l *Lock) stopWatch() {
 	l.mu.Lock()
 	l.stopped = true
-	l.timer.Stop()
+	l.m.probes.Remove(&l.probeAt)
 	l.mu.Unlock()
 }

@@ -1,0 +1,215 @@
+package mysqllock
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+	"os"
+	"runtime/metrics"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/lockkit/lockkit/integration"
+	"github.com/lockkit/lockkit/internal/procstat"
+)
+
+// floorStmts is the floor of BenchmarkMySQLCPU: the statements lockkit
+// sends, kept prepared per driver connection as lockkit keeps its own
+// (and as bench's myStmts does), run through go-sql-driver directly.
+type floorStmts map[any]map[string]driver.Stmt
+
+// query runs q with args on conn through its prepared statement and
+// returns the row's integer columns.
+func (f floorStmts) query(ctx context.Context, conn *sql.Conn, q string, args ...any) ([]int64, error) {
+	var got []int64
+	err := conn.Raw(func(dc any) error {
+		st := f[dc][q]
+		if st == nil {
+			var err error
+			if st, err = dc.(driver.ConnPrepareContext).PrepareContext(ctx, q); err != nil {
+				return err
+			}
+			if f[dc] == nil {
+				f[dc] = map[string]driver.Stmt{}
+			}
+			f[dc][q] = st
+		}
+		nv := make([]driver.NamedValue, len(args))
+		for i, a := range args {
+			nv[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+		}
+		rows, err := st.(driver.StmtQueryContext).QueryContext(ctx, nv)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		row := make([]driver.Value, len(rows.Columns()))
+		if err := rows.Next(row); err != nil {
+			return err
+		}
+		for _, v := range row {
+			n, ok := v.(int64)
+			if !ok {
+				return fmt.Errorf("%s: %T", q, v)
+			}
+			got = append(got, n)
+		}
+		return nil
+	})
+	return got, err
+}
+
+type cpuVariant struct {
+	name string
+	wait bool
+	op   func(ctx, rctx context.Context)
+}
+
+// BenchmarkMySQLCPU measures the client CPU (getrusage: user+system of
+// this process) and allocations of an uncontended acquire and release
+// through lockkit and through its floor, in the harness's way: the
+// acquire's context can be cancelled, the release's has a deadline. "try"
+// is TryAcquire (GET_LOCK(name, 0)), "wait" is Acquire (GET_LOCK(name, a
+// year)), as in the contended scenario. The variants run interleaved, in
+// batches, so that a machine's changing load touches them alike.
+func BenchmarkMySQLCPU(b *testing.B) {
+	db := integration.MySQL(b)
+	m, err := New(db, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	name := integration.Name(b)
+	server, err := m.UserLockName(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := floorStmts{}
+	ids := map[any]int64{}
+	floor := func(wait, watchWait bool) func(ctx, rctx context.Context) {
+		return func(ctx, rctx context.Context) {
+			conn, err := db.Conn(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var got []int64
+			if wait {
+				var dc any
+				_ = conn.Raw(func(d any) error { dc = d; return nil })
+				if _, ok := ids[dc]; !ok {
+					var id int64
+					if err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&id); err != nil {
+						b.Fatal(err)
+					}
+					ids[dc] = id
+				}
+				wctx := context.WithoutCancel(ctx)
+				if watchWait {
+					wctx = ctx
+				}
+				got, err = f.query(wctx, conn, "SELECT GET_LOCK(?, ?), CONNECTION_ID()", server, float64(365*24*3600))
+			} else {
+				got, err = f.query(ctx, conn, "SELECT GET_LOCK(?, 0), CONNECTION_ID()", server)
+			}
+			if err != nil || got[0] != 1 {
+				b.Fatal(got, err)
+			}
+			if got, err = f.query(rctx, conn, "SELECT RELEASE_LOCK(?)", server); err != nil || got[0] != 1 {
+				b.Fatal(got, err)
+			}
+			_ = conn.Close()
+		}
+	}
+	lk := func(wait bool) func(ctx, rctx context.Context) {
+		return func(ctx, rctx context.Context) {
+			acquire := m.TryAcquire
+			if wait {
+				acquire = m.Acquire
+			}
+			lk, err := acquire(ctx, name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := lk.Release(rctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	vs := []cpuVariant{
+		{"lockkit-try", false, lk(false)},
+		{"floor-try", false, floor(false, false)},
+		{"lockkit-wait", true, lk(true)},
+		{"floor-wait", true, floor(true, false)},
+		{"floor-wait-cancellable", true, floor(true, true)},
+	}
+	if only := os.Getenv("MYCPU_ONLY"); only != "" {
+		vs = slices.DeleteFunc(vs, func(v cpuVariant) bool { return v.name != only })
+	}
+	cpuBench(b, vs)
+}
+
+// cpuBench runs each variant's op b.N times, interleaved in batches, and
+// reports each one's CPU and allocations per op. The contexts are the
+// bench harness's: in the memory scenario (try) one context with a
+// deadline for the whole batch, acquire and release alike; in the
+// contended one (wait) a cancellable context for the acquire and one with
+// a deadline per release.
+func cpuBench(b *testing.B, vs []cpuVariant) {
+	wctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tctx, tcancel := context.WithTimeout(context.Background(), time.Hour)
+	defer tcancel()
+	one := func(v cpuVariant) {
+		if !v.wait {
+			v.op(tctx, tctx)
+			return
+		}
+		rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		v.op(wctx, rctx)
+		rcancel()
+	}
+	for _, v := range vs {
+		for range 5 {
+			one(v)
+		}
+	}
+	cpu := make([][]float64, len(vs)) // per batch, µs per op
+	allocs := make([]uint64, len(vs))
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:objects"}}
+	const batch = 100
+	b.ResetTimer()
+	for done := 0; done < b.N; done += batch {
+		for i, v := range vs {
+			metrics.Read(s)
+			a0 := s[0].Value.Uint64()
+			c0 := procstat.SelfCPU()
+			for range batch {
+				one(v)
+			}
+			cpu[i] = append(cpu[i], float64((procstat.SelfCPU()-c0).Nanoseconds())/1e3/batch)
+			metrics.Read(s)
+			allocs[i] += s[0].Value.Uint64() - a0
+		}
+	}
+	n := float64(len(cpu[0]) * batch)
+	// Each lockkit variant is followed by its floor: the median of their
+	// ratio batch by batch.
+	for i := 0; i+1 < len(vs); i += 2 {
+		ratios := make([]float64, len(cpu[i]))
+		for r := range ratios {
+			ratios[r] = cpu[i][r] / cpu[i+1][r]
+		}
+		b.ReportMetric(median(ratios), vs[i].name+"/"+vs[i+1].name+"-cpu-ratio")
+	}
+	for i, v := range vs {
+		b.ReportMetric(median(cpu[i]), v.name+"-cpu-µs/op")
+		b.ReportMetric(float64(allocs[i])/n, v.name+"-allocs/op")
+	}
+}
+
+func median(x []float64) float64 {
+	x = slices.Clone(x)
+	slices.Sort(x)
+	return x[len(x)/2]
+}
