@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/lockstate"
@@ -39,6 +40,8 @@ type Lock struct {
 	mu      sync.Mutex    // held by a probe; serialises probing with Release
 	stopped bool          // no more probes
 	probeAt starter.Entry // the next probe's place in m.probes
+
+	rctx releaseCtx // the release's context, when Release's can end
 }
 
 var _ lockkit.Lock = (*Lock)(nil)
@@ -212,9 +215,10 @@ func (l *Lock) unlock(ctx context.Context, lost bool) error {
 	}
 	rctx := ctx
 	if ctx.Done() != nil {
-		var cancel context.CancelFunc
-		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), l.m.releaseTimeout)
-		defer cancel()
+		l.rctx = releaseCtx{Context: ctx, deadline: time.Now().Add(l.m.releaseTimeout), done: make(chan struct{})}
+		rctx = &l.rctx
+		l.m.releases.Add(&l.rctx.at, &l.rctx, l.m.releaseTimeout)
+		defer l.m.releases.Remove(&l.rctx.at)
 	}
 	if err := l.m.releaseAll(rctx, l.conn, l.targets); err != nil {
 		sqlconn.Discard(l.conn)
@@ -229,6 +233,33 @@ func (l *Lock) unlock(ctx context.Context, lost bool) error {
 	_ = l.conn.Close()
 	return nil
 }
+
+// releaseCtx is the context of a release given a context that can end:
+// the caller's values without its cancellation, ending releaseTimeout
+// after the release began (context.DeadlineExceeded). Its end comes from
+// the Locker's one release timer (m.releases), not from a runtime timer
+// per release as context.WithTimeout's would (see package starter).
+type releaseCtx struct {
+	context.Context // the caller's, for its values only
+	deadline        time.Time
+	done            chan struct{}
+	at              starter.Entry // its place in m.releases
+}
+
+func (c *releaseCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+func (c *releaseCtx) Done() <-chan struct{}       { return c.done }
+
+func (c *releaseCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+// Start ends c: m.releases found it due.
+func (c *releaseCtx) Start() { close(c.done) }
 
 // stopWatch ends the probing, waiting for a probe in flight.
 func (l *Lock) stopWatch() {

@@ -142,6 +142,7 @@ type Locker struct {
 	releaseTimeout time.Duration
 	conns          *connCache      // shared by every Locker on db
 	probes         starter.Starter // the next probes of the held locks
+	releases       starter.Starter // the ends of the releases in flight (releaseCtx)
 	tel            *telemetry.Recorder
 
 	// clusterChecked: the server said it is not a Galera node (see

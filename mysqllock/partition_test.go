@@ -180,3 +180,53 @@ func TestMySQLPartitionedHolder(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMySQLPartitionedRelease: the holder's connection stops answering
+// just before Release, whose context can be cancelled. RELEASE_LOCK ends
+// within ReleaseTimeout (the release's own bound, detached from the
+// caller's context) with an error wrapping ErrLost, and lockkit KILLs the
+// session, so that the server frees the lock now.
+func TestMySQLPartitionedRelease(t *testing.T) {
+	cfg, err := mysql.ParseDSN(integration.MySQLDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Net != "tcp" {
+		t.Skipf("the partition proxy needs a TCP DSN, have %q", cfg.Net)
+	}
+	proxy := startPartitionProxy(t, cfg.Addr)
+	cfg.Addr = proxy.ln.Addr().String()
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	const releaseTimeout = 300 * time.Millisecond
+	m, err := mysqllock.New(db, &mysqllock.Config{ProbeInterval: time.Hour, ReleaseTimeout: releaseTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := integration.MySQL(t)
+	name := integration.Name(t)
+	lk, err := m.TryAcquire(ctxT(t, 10*time.Second), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := lockName(t, m, name)
+	proxy.cutAll()
+	start := time.Now()
+	err = lk.Release(ctxT(t, time.Minute))
+	took := time.Since(start)
+	if !errors.Is(err, lockkit.ErrLost) {
+		t.Errorf("Release through a partition = %v, want ErrLost", err)
+	}
+	// The release's bound, then the KILL and the wait for the session to
+	// leave the processlist (mysqlKillTimeout at most).
+	if took < releaseTimeout || took > releaseTimeout+6*time.Second {
+		t.Errorf("Release took %v, want ReleaseTimeout (%v) and the KILL", took, releaseTimeout)
+	}
+	t.Logf("Release through a partition returned after %v (ReleaseTimeout %v)", took.Round(time.Millisecond), releaseTimeout)
+	if !eventually(5*time.Second, func() bool { return !usedBy(t, admin, server).Valid }) {
+		t.Fatal("the partitioned holder's session still holds the lock")
+	}
+}
