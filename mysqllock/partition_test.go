@@ -123,26 +123,34 @@ func (p *partitionProxy) close() {
 // within ProbeInterval + ProbeTimeout, and lockkit KILLs the holder's
 // session through a new connection, so the server frees the lock now
 // rather than when it would notice the dead peer (hours, by wait_timeout).
-func TestMySQLPartitionedHolder(t *testing.T) {
-	cfg, err := mysql.ParseDSN(integration.MySQLDSN(t))
+// partitionedLocker returns a Locker with cfg whose connections pass
+// through a partition proxy, and the proxy.
+func partitionedLocker(t *testing.T, cfg *mysqllock.Config) (*mysqllock.Locker, *partitionProxy) {
+	t.Helper()
+	dsn, err := mysql.ParseDSN(integration.MySQLDSN(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Net != "tcp" {
-		t.Skipf("the partition proxy needs a TCP DSN, have %q", cfg.Net)
+	if dsn.Net != "tcp" {
+		t.Skipf("the partition proxy needs a TCP DSN, have %q", dsn.Net)
 	}
-	proxy := startPartitionProxy(t, cfg.Addr)
-	cfg.Addr = proxy.ln.Addr().String()
-	db, err := sql.Open("mysql", cfg.FormatDSN())
+	proxy := startPartitionProxy(t, dsn.Addr)
+	dsn.Addr = proxy.ln.Addr().String()
+	db, err := sql.Open("mysql", dsn.FormatDSN())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	const interval, timeout = 100 * time.Millisecond, 500 * time.Millisecond
-	m, err := mysqllock.New(db, &mysqllock.Config{ProbeInterval: interval, ProbeTimeout: timeout})
+	m, err := mysqllock.New(db, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m, proxy
+}
+
+func TestMySQLPartitionedHolder(t *testing.T) {
+	const interval, timeout = 100 * time.Millisecond, 500 * time.Millisecond
+	m, proxy := partitionedLocker(t, &mysqllock.Config{ProbeInterval: interval, ProbeTimeout: timeout})
 	admin := integration.MySQL(t) // direct, not through the proxy
 	name := integration.Name(t)
 	lk, err := m.TryAcquire(ctxT(t, 10*time.Second), name)
@@ -187,25 +195,8 @@ func TestMySQLPartitionedHolder(t *testing.T) {
 // caller's context) with an error wrapping ErrLost, and lockkit KILLs the
 // session, so that the server frees the lock now.
 func TestMySQLPartitionedRelease(t *testing.T) {
-	cfg, err := mysql.ParseDSN(integration.MySQLDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Net != "tcp" {
-		t.Skipf("the partition proxy needs a TCP DSN, have %q", cfg.Net)
-	}
-	proxy := startPartitionProxy(t, cfg.Addr)
-	cfg.Addr = proxy.ln.Addr().String()
-	db, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
 	const releaseTimeout = 300 * time.Millisecond
-	m, err := mysqllock.New(db, &mysqllock.Config{ProbeInterval: time.Hour, ReleaseTimeout: releaseTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, proxy := partitionedLocker(t, &mysqllock.Config{ProbeInterval: time.Hour, ReleaseTimeout: releaseTimeout})
 	admin := integration.MySQL(t)
 	name := integration.Name(t)
 	lk, err := m.TryAcquire(ctxT(t, 10*time.Second), name)
