@@ -215,7 +215,7 @@ func (l *Lock) unlock(ctx context.Context, lost bool) error {
 	}
 	rctx := ctx
 	if ctx.Done() != nil {
-		l.rctx = releaseCtx{Context: ctx, deadline: time.Now().Add(l.m.releaseTimeout), done: make(chan struct{})}
+		l.rctx = releaseCtx{Context: context.WithoutCancel(ctx), deadline: time.Now().Add(l.m.releaseTimeout), done: make(chan struct{})}
 		rctx = &l.rctx
 		l.m.releases.Add(&l.rctx.at, &l.rctx, l.m.releaseTimeout)
 		defer l.m.releases.Remove(&l.rctx.at)
@@ -239,11 +239,15 @@ func (l *Lock) unlock(ctx context.Context, lost bool) error {
 // after the release began (context.DeadlineExceeded). Its end comes from
 // the Locker's one release timer (m.releases), not from a runtime timer
 // per release as context.WithTimeout's would (see package starter).
+//
+// Its Context is context.WithoutCancel of the caller's, not the caller's
+// itself, so that neither context.Cause nor a context derived from it
+// finds the caller's cancellation through Value.
 type releaseCtx struct {
-	context.Context // the caller's, for its values only
-	deadline        time.Time
-	done            chan struct{}
-	at              starter.Entry // its place in m.releases
+	context.Context
+	deadline time.Time
+	done     chan struct{}
+	at       starter.Entry // its place in m.releases
 }
 
 func (c *releaseCtx) Deadline() (time.Time, bool) { return c.deadline, true }
