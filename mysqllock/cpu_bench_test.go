@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"runtime/metrics"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,23 +19,33 @@ import (
 // floorStmts is the floor of BenchmarkMySQLCPU: the statements lockkit
 // sends, kept prepared per driver connection as lockkit keeps its own
 // (and as bench's myStmts does), run through go-sql-driver directly.
-type floorStmts map[any]map[string]driver.Stmt
+type floorStmts struct {
+	mu sync.Mutex
+	m  map[any]map[string]driver.Stmt
+}
 
 // query runs q with args on conn through its prepared statement and
 // returns the row's integer columns.
-func (f floorStmts) query(ctx context.Context, conn *sql.Conn, q string, args ...any) ([]int64, error) {
+func (f *floorStmts) query(ctx context.Context, conn *sql.Conn, q string, args ...any) ([]int64, error) {
 	var got []int64
 	err := conn.Raw(func(dc any) error {
-		st := f[dc][q]
+		f.mu.Lock()
+		st := f.m[dc][q]
+		f.mu.Unlock()
 		if st == nil {
 			var err error
 			if st, err = dc.(driver.ConnPrepareContext).PrepareContext(ctx, q); err != nil {
 				return err
 			}
-			if f[dc] == nil {
-				f[dc] = map[string]driver.Stmt{}
+			f.mu.Lock()
+			if f.m == nil {
+				f.m = map[any]map[string]driver.Stmt{}
 			}
-			f[dc][q] = st
+			if f.m[dc] == nil {
+				f.m[dc] = map[string]driver.Stmt{}
+			}
+			f.m[dc][q] = st
+			f.mu.Unlock()
 		}
 		nv := make([]driver.NamedValue, len(args))
 		for i, a := range args {
@@ -89,40 +101,12 @@ func BenchmarkMySQLCPU(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	f := floorStmts{}
-	ids := map[any]int64{}
+	fl := &mysqlFloor{db: db, server: server}
 	floor := func(wait, watchWait bool) func(ctx, rctx context.Context) {
 		return func(ctx, rctx context.Context) {
-			conn, err := db.Conn(ctx)
-			if err != nil {
+			if err := fl.op(ctx, rctx, wait, watchWait); err != nil {
 				b.Fatal(err)
 			}
-			var got []int64
-			if wait {
-				var dc any
-				_ = conn.Raw(func(d any) error { dc = d; return nil })
-				if _, ok := ids[dc]; !ok {
-					var id int64
-					if err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&id); err != nil {
-						b.Fatal(err)
-					}
-					ids[dc] = id
-				}
-				wctx := context.WithoutCancel(ctx)
-				if watchWait {
-					wctx = ctx
-				}
-				got, err = f.query(wctx, conn, "SELECT GET_LOCK(?, ?), CONNECTION_ID()", server, float64(365*24*3600))
-			} else {
-				got, err = f.query(ctx, conn, "SELECT GET_LOCK(?, 0), CONNECTION_ID()", server)
-			}
-			if err != nil || got[0] != 1 {
-				b.Fatal(got, err)
-			}
-			if got, err = f.query(rctx, conn, "SELECT RELEASE_LOCK(?)", server); err != nil || got[0] != 1 {
-				b.Fatal(got, err)
-			}
-			_ = conn.Close()
 		}
 	}
 	lk := func(wait bool) func(ctx, rctx context.Context) {
@@ -148,6 +132,61 @@ func BenchmarkMySQLCPU(b *testing.B) {
 		{"floor-wait-cancellable", true, floor(true, true)},
 	}
 	cpuBench(b, vs)
+}
+
+// mysqlFloor is lockkit's acquire and release done with the raw driver:
+// the same statements, prepared once per connection (floorStmts), and the
+// connection id read once per connection before its first wait.
+type mysqlFloor struct {
+	db     *sql.DB
+	server string // the GET_LOCK name
+	stmts  floorStmts
+	mu     sync.Mutex
+	ids    map[any]int64
+}
+
+// op takes the lock (a try, or a wait under ctx when cancellable, else
+// under a context that cannot end) and releases it under rctx.
+func (f *mysqlFloor) op(ctx, rctx context.Context, wait, cancellable bool) error {
+	conn, err := f.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var got []int64
+	if wait {
+		var dc any
+		_ = conn.Raw(func(d any) error { dc = d; return nil })
+		f.mu.Lock()
+		_, ok := f.ids[dc]
+		f.mu.Unlock()
+		if !ok {
+			var id int64
+			if err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&id); err != nil {
+				return err
+			}
+			f.mu.Lock()
+			if f.ids == nil {
+				f.ids = map[any]int64{}
+			}
+			f.ids[dc] = id
+			f.mu.Unlock()
+		}
+		wctx := context.WithoutCancel(ctx)
+		if cancellable {
+			wctx = ctx
+		}
+		got, err = f.stmts.query(wctx, conn, "SELECT GET_LOCK(?, ?), CONNECTION_ID()", f.server, float64(365*24*3600))
+	} else {
+		got, err = f.stmts.query(ctx, conn, "SELECT GET_LOCK(?, 0), CONNECTION_ID()", f.server)
+	}
+	if err != nil || got[0] != 1 {
+		return fmt.Errorf("GET_LOCK: %v, %v", got, err)
+	}
+	if got, err = f.stmts.query(rctx, conn, "SELECT RELEASE_LOCK(?)", f.server); err != nil || got[0] != 1 {
+		return fmt.Errorf("RELEASE_LOCK: %v, %v", got, err)
+	}
+	return nil
 }
 
 // cpuBench runs each variant's op b.N times, interleaved in batches, and
@@ -278,3 +317,104 @@ func TestMySQLAllocs(t *testing.T) {
 // The allocations TestMySQLAllocs measured when its limits were set (the
 // wait's includes the test's own context.WithTimeout, 4).
 const tryAllocs, waitAllocs = 33, 39
+
+// BenchmarkMySQLContendedCPU is the bench harness's contended scenario in
+// miniature: 16 workers wait for one name and release it at once, through
+// one Locker or through the floor (mysqlFloor, its wait under a context
+// that cannot end, as bench's floor; floor-cancellable under the workers'
+// cancellable context, as lockkit's), each on a pool of its own, in
+// windows of 200 ms, in turn. It reports each one's acquisitions per
+// second and client CPU per acquisition (both only until the window's
+// end, before the waiters still waiting are cancelled), and the median of
+// lockkit's CPU ratios window by window. b.N is the number of rounds.
+func BenchmarkMySQLContendedCPU(b *testing.B) {
+	const workers, window = 16, 200 * time.Millisecond
+	pool := func() *sql.DB {
+		db := integration.MySQL(b)
+		db.SetMaxOpenConns(workers + 4)
+		db.SetMaxIdleConns(workers + 4)
+		return db
+	}
+	name := integration.Name(b)
+	m, err := New(pool(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	server, err := m.UserLockName(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fl := &mysqlFloor{db: pool(), server: server}
+	ops := []func(ctx, rctx context.Context) error{
+		func(ctx, rctx context.Context) error {
+			lk, err := m.Acquire(ctx, name)
+			if err != nil {
+				return err
+			}
+			return lk.Release(rctx)
+		},
+		func(ctx, rctx context.Context) error { return fl.op(ctx, rctx, true, false) },
+		func(ctx, rctx context.Context) error { return fl.op(ctx, rctx, true, true) },
+	}
+	names := []string{"lockkit", "floor", "floor-cancellable"}
+	slice := func(op func(ctx, rctx context.Context) error) (n int64, cpu time.Duration) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var (
+			count atomic.Int64
+			wg    sync.WaitGroup
+			start = make(chan struct{})
+			end   time.Time
+		)
+		for range workers {
+			wg.Go(func() {
+				<-start
+				for time.Now().Before(end) {
+					rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+					err := op(ctx, rctx)
+					rcancel()
+					if ctx.Err() != nil {
+						return
+					}
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					count.Add(1)
+				}
+			})
+		}
+		c0 := procstat.SelfCPU()
+		end = time.Now().Add(window)
+		close(start)
+		time.Sleep(window)
+		n, cpu = count.Load(), procstat.SelfCPU()-c0
+		cancel()
+		wg.Wait()
+		return n, cpu
+	}
+	for _, op := range ops { // warm both pools
+		slice(op)
+	}
+	rate := make([][]float64, len(ops))
+	cpu := make([][]float64, len(ops))
+	ratios := make([][]float64, len(ops))
+	b.ResetTimer()
+	for b.Loop() {
+		for i, op := range ops {
+			n, c := slice(op)
+			rate[i] = append(rate[i], float64(n)/window.Seconds())
+			cpu[i] = append(cpu[i], float64(c.Nanoseconds())/1e3/float64(max(n, 1)))
+		}
+		for i := 1; i < len(ops); i++ {
+			ratios[i] = append(ratios[i], cpu[0][len(cpu[0])-1]/cpu[i][len(cpu[i])-1])
+		}
+	}
+	for i, n := range names {
+		b.ReportMetric(median(rate[i]), n+"-acq/s")
+		b.ReportMetric(median(cpu[i]), n+"-cpu-µs/acq")
+		if i > 0 {
+			b.ReportMetric(median(ratios[i]), "lockkit/"+n+"-cpu-ratio")
+		}
+	}
+}
