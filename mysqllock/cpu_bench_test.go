@@ -3,7 +3,6 @@ package mysqllock
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"fmt"
 	"runtime/metrics"
 	"slices"
@@ -15,62 +14,6 @@ import (
 	"github.com/lockkit/lockkit/integration"
 	"github.com/lockkit/lockkit/internal/procstat"
 )
-
-// floorStmts is the floor of BenchmarkMySQLCPU: the statements lockkit
-// sends, kept prepared per driver connection as lockkit keeps its own
-// (and as bench's myStmts does), run through go-sql-driver directly.
-type floorStmts struct {
-	mu sync.Mutex
-	m  map[any]map[string]driver.Stmt
-}
-
-// query runs q with args on conn through its prepared statement and
-// returns the row's integer columns.
-func (f *floorStmts) query(ctx context.Context, conn *sql.Conn, q string, args ...any) ([]int64, error) {
-	var got []int64
-	err := conn.Raw(func(dc any) error {
-		f.mu.Lock()
-		st := f.m[dc][q]
-		f.mu.Unlock()
-		if st == nil {
-			var err error
-			if st, err = dc.(driver.ConnPrepareContext).PrepareContext(ctx, q); err != nil {
-				return err
-			}
-			f.mu.Lock()
-			if f.m == nil {
-				f.m = map[any]map[string]driver.Stmt{}
-			}
-			if f.m[dc] == nil {
-				f.m[dc] = map[string]driver.Stmt{}
-			}
-			f.m[dc][q] = st
-			f.mu.Unlock()
-		}
-		nv := make([]driver.NamedValue, len(args))
-		for i, a := range args {
-			nv[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
-		}
-		rows, err := st.(driver.StmtQueryContext).QueryContext(ctx, nv)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		row := make([]driver.Value, len(rows.Columns()))
-		if err := rows.Next(row); err != nil {
-			return err
-		}
-		for _, v := range row {
-			n, ok := v.(int64)
-			if !ok {
-				return fmt.Errorf("%s: %T", q, v)
-			}
-			got = append(got, n)
-		}
-		return nil
-	})
-	return got, err
-}
 
 type cpuVariant struct {
 	name string
@@ -135,12 +78,13 @@ func BenchmarkMySQLCPU(b *testing.B) {
 }
 
 // mysqlFloor is lockkit's acquire and release done with the raw driver:
-// the same statements, prepared once per connection (floorStmts), and the
+// the same statements, prepared once per connection (as bench's floor,
+// with integration.MySQLStmts), and the
 // connection id read once per connection before its first wait.
 type mysqlFloor struct {
 	db     *sql.DB
 	server string // the GET_LOCK name
-	stmts  floorStmts
+	stmts  integration.MySQLStmts
 	mu     sync.Mutex
 	ids    map[any]int64
 }
@@ -153,7 +97,7 @@ func (f *mysqlFloor) op(ctx, rctx context.Context, wait, cancellable bool) error
 		return err
 	}
 	defer conn.Close()
-	var got []int64
+	var got []sql.NullInt64
 	if wait {
 		var dc any
 		_ = conn.Raw(func(d any) error { dc = d; return nil })
@@ -176,14 +120,14 @@ func (f *mysqlFloor) op(ctx, rctx context.Context, wait, cancellable bool) error
 		if cancellable {
 			wctx = ctx
 		}
-		got, err = f.stmts.query(wctx, conn, "SELECT GET_LOCK(?, ?), CONNECTION_ID()", f.server, float64(365*24*3600))
+		got, err = f.stmts.Query(wctx, conn, 2, "SELECT GET_LOCK(?, ?), CONNECTION_ID()", f.server, float64(365*24*3600))
 	} else {
-		got, err = f.stmts.query(ctx, conn, "SELECT GET_LOCK(?, 0), CONNECTION_ID()", f.server)
+		got, err = f.stmts.Query(ctx, conn, 2, "SELECT GET_LOCK(?, 0), CONNECTION_ID()", f.server)
 	}
-	if err != nil || got[0] != 1 {
+	if err != nil || got[0].Int64 != 1 {
 		return fmt.Errorf("GET_LOCK: %v, %v", got, err)
 	}
-	if got, err = f.stmts.query(rctx, conn, "SELECT RELEASE_LOCK(?)", f.server); err != nil || got[0] != 1 {
+	if got, err = f.stmts.Query(rctx, conn, 1, "SELECT RELEASE_LOCK(?)", f.server); err != nil || got[0].Int64 != 1 {
 		return fmt.Errorf("RELEASE_LOCK: %v, %v", got, err)
 	}
 	return nil
