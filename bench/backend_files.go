@@ -40,13 +40,7 @@ func setupFiles(ctx context.Context, e *env) (*backendSetup, error) {
 			}
 			return l.Release, nil
 		},
-		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
-			ws := make([]worker, n)
-			for i := range ws {
-				ws[i] = lockkitWorker(lk, name(k))
-			}
-			return ws, func() {}, nil
-		},
+		contended: sharedLockerWorkers(lk, name),
 	}
 	floorV := &variant{
 		name: "floor", role: roleFloor, countFDs: true,

@@ -72,15 +72,9 @@ func setupRedis(ctx context.Context, e *env) (*backendSetup, error) {
 	}
 	lockkitV := &variant{
 		name: "lockkit", role: roleLockkit, net: lkNet,
-		note: "redislock.New(client, nil): 30 s lease renewed every 10 s, no fencing; TryAcquire/Acquire + Release; Acquire: one waiter per Locker and name runs the wait script (registered in the name's Redis queue, woken by its grant on pub/sub), the others queue in-process (FIFO); one Locker for the 16 workers",
-		try:  lockkitTry(lk, name),
-		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
-			ws := make([]worker, n)
-			for i := range ws {
-				ws[i] = lockkitWorker(lk, name(k))
-			}
-			return ws, func() {}, nil
-		},
+		note:      "redislock.New(client, nil): 30 s lease renewed every 10 s, no fencing; TryAcquire/Acquire + Release; Acquire: one waiter per Locker and name runs the wait script (registered in the name's Redis queue, woken by its grant on pub/sub), the others queue in-process (FIFO); one Locker for the 16 workers",
+		try:       lockkitTry(lk, name),
+		contended: sharedLockerWorkers(lk, name),
 	}
 
 	flNet := &netCounter{}

@@ -780,6 +780,11 @@ func runScale(ctx context.Context, vi int, v *variant, steps []int, ops int, bud
 // errSkip marks a variant or backend that cannot run here.
 var errSkip = errors.New("skipped")
 
+// errOptional marks a backend's setup error that skips the backend
+// without making the run fail (failures): its server is missing and
+// nobody asked for it.
+var errOptional = errors.New("not available")
+
 // lockkitWorker waits for one named lock through a lockkit.Locker.
 func lockkitWorker(l lockkit.Locker, name string) worker {
 	return workerFunc(func(ctx context.Context) (releaseFunc, error) {
@@ -789,6 +794,18 @@ func lockkitWorker(l lockkit.Locker, name string) worker {
 		}
 		return lk.Release, nil
 	})
+}
+
+// sharedLockerWorkers is the contended scenario of a lockkit variant whose
+// workers share one Locker, l.
+func sharedLockerWorkers(l lockkit.Locker, name func(int) string) func(ctx context.Context, k, n int) ([]worker, func(), error) {
+	return func(ctx context.Context, k, n int) ([]worker, func(), error) {
+		ws := make([]worker, n)
+		for i := range ws {
+			ws[i] = lockkitWorker(l, name(k))
+		}
+		return ws, func() {}, nil
+	}
 }
 
 // lockkitTry is a variant's try through a lockkit.Locker.

@@ -10,7 +10,9 @@ import (
 
 // Round trips are counted, not estimated, by wrapping every connection a
 // variant's driver dials (pgx's DialFunc, go-sql-driver's
-// RegisterDialContext, go-redis's Options.Dialer).
+// RegisterDialContext, go-redis's Options.Dialer). An etcd client is the
+// exception: its requests are counted by gRPC interceptors instead, as one
+// connection carries every worker's calls at once (backend_etcd.go).
 //
 // The unit is the "flight": one or more client writes followed by the first
 // bytes the server sends back. Each connection remembers whether it has
@@ -31,6 +33,10 @@ import (
 
 // netCounter counts the traffic of every connection one variant dials.
 type netCounter struct {
+	// rpc: the connections count no flights; the client's gRPC
+	// interceptors count its requests in flights instead (backend_etcd.go).
+	rpc bool
+
 	flights atomic.Int64
 	dials   atomic.Int64
 	open    atomic.Int64
@@ -98,7 +104,7 @@ func (cc *countingConn) Read(b []byte) (int, error) {
 	if n > 0 {
 		cc.c.rbytes.Add(int64(n))
 		cc.mu.Lock()
-		if cc.wrote {
+		if cc.wrote && !cc.c.rpc {
 			cc.wrote = false
 			cc.c.flights.Add(1)
 		}

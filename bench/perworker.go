@@ -20,6 +20,7 @@ import (
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/advisory"
+	"github.com/lockkit/lockkit/etcdlock"
 	"github.com/lockkit/lockkit/filelock"
 	"github.com/lockkit/lockkit/mysqllock"
 	"github.com/lockkit/lockkit/redislock"
@@ -126,6 +127,19 @@ func workerLocker(e *env, backend string) (lockerFactory, error) {
 			}
 			return l, func() { l.Close(); c.Close() }, nil
 		}, nil
+	case "etcd":
+		return func(ctx context.Context, net *netCounter) (lockkit.Locker, func(), error) {
+			c, err := newEtcd(e.etcdEndpoints, net)
+			if err != nil {
+				return nil, nil, err
+			}
+			l, err := etcdlock.New(c, &etcdlock.Config{Prefix: e.etcdPrefix() + "lk/"})
+			if err != nil {
+				c.Close()
+				return nil, nil, err
+			}
+			return l, func() { l.Close(); c.Close() }, nil
+		}, nil
 	}
 	return nil, fmt.Errorf("no worker Locker for backend %q", backend)
 }
@@ -209,6 +223,7 @@ type workerSpec struct {
 	Postgres string `json:"postgres,omitempty"`
 	MySQL    string `json:"mysql,omitempty"`
 	Redis    string `json:"redis,omitempty"`
+	Etcd     string `json:"etcd,omitempty"` // endpoints, comma-separated
 }
 
 // workerReport is what a worker process prints when its window is over.
@@ -235,8 +250,11 @@ func workerMain(spec string, stdin io.Reader, stdout io.Writer) error {
 		return err
 	}
 	e := &env{pgDSN: ws.Postgres, myDSN: ws.MySQL, redisURL: ws.Redis, runID: ws.RunID, tmp: ws.Tmp}
+	if ws.Etcd != "" {
+		e.etcdEndpoints = strings.Split(ws.Etcd, ",")
+	}
 	ctx := context.Background()
-	net := &netCounter{}
+	net := &netCounter{rpc: ws.Backend == "etcd"}
 	var acquire func(context.Context) (releaseFunc, error)
 	if ws.Floor {
 		if ws.Backend != "files" {
@@ -325,7 +343,7 @@ func procSlice(ctx context.Context, e *env, backend string, floor bool, name str
 		r.Skipped = "re-exec: " + err.Error()
 		return 0
 	}
-	spec, _ := json.Marshal(workerSpec{Backend: backend, Floor: floor, Name: name, RunID: e.runID, Tmp: e.tmp, Postgres: e.pgDSN, MySQL: e.myDSN, Redis: e.redisURL})
+	spec, _ := json.Marshal(workerSpec{Backend: backend, Floor: floor, Name: name, RunID: e.runID, Tmp: e.tmp, Postgres: e.pgDSN, MySQL: e.myDSN, Redis: e.redisURL, Etcd: strings.Join(e.etcdEndpoints, ",")})
 	type proc struct {
 		cmd   *exec.Cmd
 		in    io.WriteCloser

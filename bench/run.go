@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 )
 
 // backendResult is everything measured on one backend.
 type backendResult struct {
-	Backend   string             `json:"backend"`
-	Title     string             `json:"title"`
-	Skipped   string             `json:"skipped,omitempty"`
+	Backend string `json:"backend"`
+	Title   string `json:"title"`
+	Skipped string `json:"skipped,omitempty"`
+	// Optional: the skip is no failure, even under -strict (an etcd
+	// nobody asked for and that is not installed).
+	Optional  bool               `json:"optional,omitempty"`
 	Seconds   float64            `json:"seconds"`
 	Variants  []variantInfo      `json:"variants"`
 	Notes     []string           `json:"notes,omitempty"`
@@ -32,7 +36,7 @@ func runBackend(ctx context.Context, e *env, b backend, scenarios []string) *bac
 	br := &backendResult{Backend: b.name, Title: b.title}
 	bs, err := b.setup(ctx, e)
 	if err != nil {
-		br.Skipped = err.Error()
+		br.Skipped, br.Optional = err.Error(), errors.Is(err, errOptional)
 		return br
 	}
 	defer bs.cleanup()

@@ -538,7 +538,7 @@ func (l *Locker) wait(ctx context.Context, s *session, name, pfx, key string, re
 		if l.watchHook != nil {
 			l.watchHook(key, string(pred[0].Key))
 		}
-		switch err := l.waitDelete(ctx, s, key, string(pred[0].Key), resp.Header.Revision+1); {
+		switch err := l.waitDelete(ctx, s, key, rev, string(pred[0].Key), resp.Header.Revision+1); {
 		case err == nil:
 		case errors.Is(err, errRequeue):
 			return nil, errRequeue
@@ -550,16 +550,25 @@ func (l *Locker) wait(ctx context.Context, s *session, name, pfx, key string, re
 }
 
 // waitDelete waits until pred is deleted after revision from (nil), the
-// watch breaks (nil: the caller looks again), the waiter's own key is
-// deleted or its session ends (errRequeue), or ctx ends (its error). The
-// own key is watched too, so that a waiter whose lease is revoked, or
-// whose key is deleted, queues again at once rather than at the next
-// keepalive.
-func (l *Locker) waitDelete(ctx context.Context, s *session, own, pred string, from int64) error {
+// watch breaks (nil: the caller looks again), the waiter's own key (created
+// at revision rev) is deleted or its session ends (errRequeue), or ctx ends
+// (its error). The own key is watched too, so that a waiter whose lease is
+// revoked, or whose key is deleted, queues again at once rather than at
+// the next keepalive.
+//
+// Both watches start at the server's current revision, not at from: etcd
+// serves a watch whose start revision is already past from its "unsynced"
+// group, which it catches up only every 100 ms, and under contention every
+// other waiter's write moves the revision on between the caller's read
+// and the watch, so a release reached the next waiter 0 to 100 ms late.
+// Once both watches are created, a read covers the revisions from from to
+// their start, unless nothing was written in between.
+func (l *Locker) waitDelete(ctx context.Context, s *session, own string, rev int64, pred string, from int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	predCh := l.c.Watch(wctx, pred, clientv3.WithRev(from))
-	ownCh := l.c.Watch(wctx, own, clientv3.WithRev(from))
+	predCh := l.c.Watch(wctx, pred, clientv3.WithCreatedNotify())
+	ownCh := l.c.Watch(wctx, own, clientv3.WithCreatedNotify())
+	created, moved := 0, false
 	for {
 		var wr clientv3.WatchResponse
 		var ok, isOwn bool
@@ -591,6 +600,26 @@ func (l *Locker) waitDelete(ctx context.Context, s *session, own, pred string, f
 				}
 				return nil
 			}
+		}
+		if !wr.Created {
+			continue
+		}
+		created++
+		moved = moved || wr.Header.Revision >= from
+		if created < 2 || !moved {
+			continue
+		}
+		// A read-only transaction (no raft write): what happened to
+		// both keys between the caller's read and the watches' start.
+		resp, err := l.c.Txn(ctx).Then(clientv3.OpGet(pred, clientv3.WithCountOnly()), clientv3.OpGet(own)).Commit()
+		if err != nil {
+			return nil // the caller looks again, with its backoff
+		}
+		if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) == 0 || kvs[0].CreateRevision != rev {
+			return errRequeue
+		}
+		if resp.Responses[0].GetResponseRange().Count == 0 {
+			return nil
 		}
 	}
 }
