@@ -260,7 +260,7 @@ func TestMySQLAllocs(t *testing.T) {
 }
 
 // The allocations TestMySQLAllocs measured when its limits were set (the
-// wait's includes the test's own context.WithTimeout, 4).
+// wait's includes the test's own context.WithTimeout, 5).
 const tryAllocs, waitAllocs = 33, 39
 
 // BenchmarkMySQLContendedCPU is the bench harness's contended scenario in
