@@ -24,6 +24,7 @@ import (
 	"github.com/lockkit/lockkit/internal/invalid"
 	"github.com/lockkit/lockkit/internal/lockstate"
 	"github.com/lockkit/lockkit/internal/pginterrupt"
+	"github.com/lockkit/lockkit/internal/starter"
 	"github.com/lockkit/lockkit/internal/telemetry"
 	"github.com/lockkit/lockkit/keyhash"
 )
@@ -91,7 +92,7 @@ type Locker struct {
 	ns             string
 	releaseTimeout time.Duration
 	unlockBounds   pginterrupt.Bounds // the release timeout of the unlocks
-	starter        watchStarter
+	watchStarts    starter.Starter    // begins the locks' watchers (watcher.Start)
 	tel            *telemetry.Recorder
 
 	fencing  bool
@@ -489,7 +490,7 @@ func (p *Locker) acquireOn(ctx context.Context, name string, keys []keyhash.Key,
 	l := &Lock{p: p, keys: keys, mode: mode, pid: a.res.pid, id: a.id, form: a.form, pc: pc, timeout: p.releaseTimeout}
 	l.state = lockstate.New(name, a.res.token, l.unlock)
 	l.w.init(pc, a.nc, l.onLoss)
-	p.starter.add(&l.w, watchDelay)
+	p.watchStarts.Add(&l.w.at, &l.w, watchDelay)
 	return l, nil
 }
 
@@ -922,6 +923,10 @@ func findHolder(c *pgx.Conn, keys []keyhash.Key) (h *lockkit.Holder, ok bool) {
 // by the release timeout, so that a cancelled caller still gives the lock
 // back; when the bound expires the session is closed.
 func (l *Lock) unlock(_ context.Context, lost bool) error {
+	// A watch not begun yet leaves the Locker's starter now, so that under
+	// a stream of short holds the starter's timer fires about once per
+	// watchDelay, not once per hold.
+	l.p.watchStarts.Remove(&l.w.at)
 	if lossErr := l.w.stop(); lossErr != nil {
 		return lossErr // the watcher already discarded the session
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/lockkit/lockkit/internal/sqlconn"
+	"github.com/lockkit/lockkit/internal/starter"
 )
 
 // This file holds the one seam between the PostgreSQL lock logic and the two
@@ -105,7 +106,7 @@ const closeTimeout = time.Second
 // on the session) are skipped.
 //
 // The watch starts watchDelay after the lock was granted (see
-// watchStarter), so that a short critical section (lock, a few statements
+// Start), so that a short critical section (lock, a few statements
 // elsewhere, unlock) pays for no goroutine, no timer and no socket wake-up:
 // its unlock statement is what confirms the session was alive. A session
 // that dies in that first moment is reported when the watch starts,
@@ -120,6 +121,8 @@ type watcher struct {
 	mu       sync.Mutex
 	started  bool // the goroutine runs, or ran
 	stopping atomic.Bool
+
+	at starter.Entry // its place in the Locker's starter, until due
 }
 
 // watchDelay is how long after the grant the watch starts. It adds to the
@@ -156,85 +159,11 @@ func (w *watcher) begin() {
 	go w.run()
 }
 
-// watchStarter starts the watchers of one Locker's locks
-// watchDelay after their grant, from one timer for all of them: a grant
-// appends its watcher to a list, and the timer is armed only when the list
-// goes from empty to non-empty. A lock released before its watch started
-// simply drops out of the list when the timer fires.
-//
-// Arming a timer per lock would cost every lock a cross-thread wake-up: a
-// timer earlier than the sleeping netpoller's deadline makes the runtime
-// wake another thread (wakeNetPoller), which bench/RESULTS.md measures per
-// uncontended try+release. Here a burst of locks, or a loop of short
-// critical sections, arms the timer about once per watchDelay.
-//
-// The starter holds no goroutine: between bursts only a stopped timer is
-// left, and the timer's callback returns at once.
-type watchStarter struct {
-	mu      sync.Mutex
-	pending []pendingWatch // in grant order, so in order of due time
-	armed   bool           // timer will fire
-	timer   *time.Timer
-	arms    atomic.Int64 // how often add armed the timer, for tests
-	fires   atomic.Int64 // how often the timer fired, for tests
-}
-
-type pendingWatch struct {
-	w   *watcher
-	due time.Time
-}
-
-// add arranges for w, initialised, to begin delay from now.
-func (s *watchStarter) add(w *watcher, delay time.Duration) {
-	s.mu.Lock()
-	s.pending = append(s.pending, pendingWatch{w: w, due: time.Now().Add(delay)})
-	if !s.armed {
-		s.armed = true
-		s.arms.Add(1)
-		if s.timer == nil {
-			s.timer = time.AfterFunc(delay, s.fire)
-		} else {
-			s.timer.Reset(delay)
-		}
-	}
-	s.mu.Unlock()
-}
-
-// fire begins the watchers that are due, forgets those stopped already,
-// and re-arms the timer for the rest.
-func (s *watchStarter) fire() {
-	s.fires.Add(1)
-	s.mu.Lock()
-	now := time.Now()
-	keep := s.pending[:0]
-	var due []*watcher
-	for _, p := range s.pending {
-		switch {
-		case p.w.stopping.Load():
-			// Released before its watch began.
-		case now.Before(p.due):
-			keep = append(keep, p)
-		default:
-			due = append(due, p.w)
-		}
-	}
-	clear(s.pending[len(keep):]) // let released locks be collected
-	s.pending = keep
-	if len(keep) > 0 {
-		s.timer.Reset(keep[0].due.Sub(now))
-	} else {
-		s.armed = false
-		if cap(s.pending) > 1024 {
-			s.pending = nil // after a burst of many locks
-		}
-	}
-	s.mu.Unlock()
-	// Outside s.mu, so that grants need not wait for the goroutines to be
-	// started. A watcher stopped in between sees stopping in begin.
-	for _, w := range due {
-		w.begin()
-	}
-}
+// Start begins the watch when the Locker's starter finds it due (see
+// watchDelay): a Lock arms no timer of its own, which would cost every
+// lock a cross-thread wake-up (see package starter). A watcher stopped
+// before it is due does not begin.
+func (w *watcher) Start() { w.begin() }
 
 func (w *watcher) run() {
 	defer close(w.done)
@@ -274,7 +203,7 @@ func (w *watcher) stop() error {
 	started := w.started
 	w.mu.Unlock()
 	if !started {
-		return nil // the starter will see stopping and drop it
+		return nil // Start will see stopping
 	}
 	if first {
 		_ = w.nc.SetReadDeadline(time.Now())

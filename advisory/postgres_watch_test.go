@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/lockkit/lockkit/internal/starter"
 )
 
 // fakePinned stands in for a session: its "watch" blocks in a read on one
@@ -32,25 +33,18 @@ func newFakeWatcher(t *testing.T) *watcher {
 	return w
 }
 
-func (s *watchStarter) pendingLen() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.pending)
-}
-
-// A burst of grants arms the starter's timer once, not once per lock; a
-// lock released before its watch began is dropped without a goroutine; a
-// lock still held when it is due is watched; and the timer is not re-armed
-// once nothing is pending.
+// A burst of grants arms the starter's timer once, not once per lock (see
+// package starter); a lock released before its watch began gets no
+// goroutine; a lock still held when it is due is watched.
 func TestWatchStarterOneTimerPerBurst(t *testing.T) {
-	var s watchStarter
+	var s starter.Starter
 	const delay = 50 * time.Millisecond
 	ws := make([]*watcher, 100)
 	for i := range ws {
 		ws[i] = newFakeWatcher(t)
-		s.add(ws[i], delay)
+		s.Add(&ws[i].at, ws[i], delay)
 	}
-	if n := s.arms.Load(); n != 1 {
+	if n := s.Arms(); n != 1 {
 		t.Fatalf("100 grants armed the timer %d times, want 1", n)
 	}
 	for _, w := range ws[1:] {
@@ -60,69 +54,22 @@ func TestWatchStarterOneTimerPerBurst(t *testing.T) {
 	}
 	held := ws[0]
 	deadline := time.Now().Add(10 * time.Second)
-	for s.pendingLen() != 0 {
+	for s.Len() != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d watchers still pending after 10s", s.pendingLen())
+			t.Fatalf("%d watchers still pending after 10s", s.Len())
 		}
 		time.Sleep(time.Millisecond)
 	}
-	held.mu.Lock()
-	started := held.started
-	held.mu.Unlock()
-	if !started {
+	if !isStarted(held) {
 		t.Fatal("the held lock's watch did not begin")
 	}
 	for _, w := range ws[1:] {
-		w.mu.Lock()
-		if w.started {
+		if isStarted(w) {
 			t.Error("a released lock's watch began")
 		}
-		w.mu.Unlock()
 	}
 	if err := held.stop(); err != nil {
 		t.Fatal(err)
-	}
-	s.mu.Lock()
-	armed := s.armed
-	s.mu.Unlock()
-	if armed {
-		t.Error("timer still armed with nothing pending")
-	}
-	// The next grant arms it again, once.
-	w := newFakeWatcher(t)
-	s.add(w, time.Hour)
-	s.add(newFakeWatcher(t), time.Hour)
-	if n := s.arms.Load(); n != 2 {
-		t.Errorf("arms = %d after a second burst, want 2", n)
-	}
-	s.timer.Stop()
-}
-
-// A watcher whose grant is younger than the delay when the timer fires
-// (armed by an earlier grant) waits for its own due time.
-func TestWatchStarterKeepsYoungWatchers(t *testing.T) {
-	var s watchStarter
-	old := newFakeWatcher(t)
-	s.add(old, 20*time.Millisecond)
-	young := newFakeWatcher(t)
-	time.Sleep(10 * time.Millisecond)
-	s.add(young, 200*time.Millisecond)
-	for !isStarted(old) {
-		time.Sleep(time.Millisecond)
-	}
-	if isStarted(young) {
-		t.Error("a watcher began before its due time")
-	}
-	if n := s.pendingLen(); n != 1 {
-		t.Errorf("pending = %d, want the young watcher", n)
-	}
-	for !isStarted(young) {
-		time.Sleep(time.Millisecond)
-	}
-	for _, w := range []*watcher{old, young} {
-		if err := w.stop(); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 
@@ -139,25 +86,52 @@ func isStarted(w *watcher) bool {
 // 200 ms of holds of about 100 µs each, one at a time, fire it at most
 // 200 ms / 10 ms times and a few more (with a 1 ms delay: 99 fires).
 func TestWatchStarterStream(t *testing.T) {
-	var s watchStarter
+	var s starter.Starter
 	const stream = 200 * time.Millisecond
 	holds := 0
 	for start := time.Now(); time.Since(start) < stream; holds++ {
 		w := newFakeWatcher(t)
-		s.add(w, watchDelay)
+		s.Add(&w.at, w, watchDelay)
 		time.Sleep(100 * time.Microsecond)
+		s.Remove(&w.at) // as Lock.unlock does
 		if err := w.stop(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.mu.Lock()
-	if s.timer != nil {
-		s.timer.Stop()
-	}
-	s.mu.Unlock()
-	fires := s.fires.Load()
+	s.Stop()
+	fires := s.Fires()
 	t.Logf("%d holds, %d fires", holds, fires)
 	if max := int64(stream/(10*time.Millisecond)) + 3; fires > max {
+		t.Errorf("%d holds in %v fired the starter's timer %d times, want at most %d", holds, stream, fires, max)
+	}
+}
+
+// The same through a Locker: a released lock's watch leaves the Locker's
+// starter at once (Lock.unlock), so a stream of short holds on a real
+// session fires the starter's timer about once per watchDelay.
+func TestWatchStarterStreamLocker(t *testing.T) {
+	key := testKeys(t, 1)[0]
+	ctx := pgCtx(t, 30*time.Second)
+	pool, _ := countedPool(t)
+	p, err := NewPool(pool, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const stream = 300 * time.Millisecond
+	holds := 0
+	for start := time.Now(); time.Since(start) < stream; holds++ {
+		l, err := p.TryLockKey(ctx, key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Microsecond)
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fires := p.watchStarts.Fires()
+	t.Logf("%d holds, %d fires", holds, fires)
+	if max := int64(stream/watchDelay) + 5; fires > max {
 		t.Errorf("%d holds in %v fired the starter's timer %d times, want at most %d", holds, stream, fires, max)
 	}
 }

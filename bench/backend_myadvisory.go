@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/lockkit/lockkit/integration"
 	"github.com/lockkit/lockkit/mysqllock"
 )
 
@@ -38,14 +38,11 @@ func myTryNamesSQL(n int) string {
 }
 
 // myStmts keeps the floor's one-name statements prepared per driver
-// connection, as mysqllock keeps its own: without interpolateParams,
+// connection, as mysqllock keeps its own (integration.MySQLStmts):
 // go-sql-driver otherwise prepares, executes and closes a statement with
 // arguments every time (2 round trips instead of 1). Statements on several
 // names are prepared each time, by lockkit and the floor alike.
-type myStmts struct {
-	mu sync.Mutex
-	m  map[any]map[string]driver.Stmt // driver connection → query → statement
-}
+type myStmts struct{ integration.MySQLStmts }
 
 // query runs q, which returns one row of cols integer columns, with args
 // on conn: a statement on one name (names == 1) through the statement
@@ -60,56 +57,7 @@ func (s *myStmts) query(ctx context.Context, conn *sql.Conn, names, cols int, q 
 		}
 		return got, conn.QueryRowContext(ctx, q, args...).Scan(dest...)
 	}
-	var got []sql.NullInt64
-	err := conn.Raw(func(dc any) error {
-		s.mu.Lock()
-		st := s.m[dc][q]
-		s.mu.Unlock()
-		if st == nil {
-			p, err := dc.(driver.ConnPrepareContext).PrepareContext(ctx, q)
-			if err != nil {
-				return err
-			}
-			st = p
-			s.mu.Lock()
-			if s.m == nil {
-				s.m = map[any]map[string]driver.Stmt{}
-			}
-			if s.m[dc] == nil {
-				s.m[dc] = map[string]driver.Stmt{}
-			}
-			s.m[dc][q] = st
-			s.mu.Unlock()
-		}
-		nv := make([]driver.NamedValue, len(args))
-		for i, a := range args {
-			nv[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
-		}
-		rows, err := st.(driver.StmtQueryContext).QueryContext(ctx, nv)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		row := make([]driver.Value, len(rows.Columns()))
-		if err := rows.Next(row); err != nil {
-			return err
-		}
-		if len(row) != cols {
-			return fmt.Errorf("%s: %d columns, want %d", q, len(row), cols)
-		}
-		for _, v := range row {
-			switch v := v.(type) {
-			case nil:
-				got = append(got, sql.NullInt64{})
-			case int64:
-				got = append(got, sql.NullInt64{Int64: v, Valid: true})
-			default:
-				return fmt.Errorf("%s: a column of type %T", q, v)
-			}
-		}
-		return nil
-	})
-	return got, err
+	return s.Query(ctx, conn, cols, q, args...)
 }
 
 // myConnIDs caches the connection id of each driver connection, as

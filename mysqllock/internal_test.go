@@ -1,9 +1,12 @@
 package mysqllock
 
 import (
+	"context"
 	"database/sql"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -58,4 +61,28 @@ func FuzzMySQLLockName(f *testing.F) {
 			t.Fatalf("hashed name %q is not the 31-character prefix of %q, '~' and 32 hex digits", got, full)
 		}
 	})
+}
+
+// A release's context keeps the caller's values, not its cancellation (not
+// even through context.Cause), and ends with DeadlineExceeded when the
+// Locker's release timer starts it.
+func TestMySQLReleaseCtx(t *testing.T) {
+	type key struct{}
+	parent, cancel := context.WithCancelCause(context.WithValue(context.Background(), key{}, "v"))
+	c := &releaseCtx{Context: context.WithoutCancel(parent), deadline: time.Now().Add(time.Hour), done: make(chan struct{})}
+	cancel(errors.New("the caller gave up"))
+	if err, cause := c.Err(), context.Cause(c); err != nil || cause != nil {
+		t.Fatalf("after the caller's cancel: Err %v, Cause %v; want nil", err, cause)
+	}
+	if v := c.Value(key{}); v != "v" {
+		t.Errorf("Value = %v, want the caller's", v)
+	}
+	if d, ok := c.Deadline(); !ok || d != c.deadline {
+		t.Errorf("Deadline = %v, %v", d, ok)
+	}
+	c.Start()
+	<-c.Done()
+	if err, cause := c.Err(), context.Cause(c); err != context.DeadlineExceeded || cause != context.DeadlineExceeded {
+		t.Errorf("after Start: Err %v, Cause %v; want DeadlineExceeded", err, cause)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/internal/lockstate"
 	"github.com/lockkit/lockkit/internal/sqlconn"
+	"github.com/lockkit/lockkit/internal/starter"
 )
 
 // Lock is a held MySQL or MariaDB user lock: one or more GET_LOCK
@@ -36,9 +37,11 @@ type Lock struct {
 
 	m *Locker
 
-	mu      sync.Mutex  // held by a probe; serialises probing with Release
-	stopped bool        // no more probes
-	timer   *time.Timer // fires the next probe
+	mu      sync.Mutex    // held by a probe; serialises probing with Release
+	stopped bool          // no more probes
+	probeAt starter.Entry // the next probe's place in m.probes
+
+	rctx releaseCtx // the release's context, when Release's can end
 }
 
 var _ lockkit.Lock = (*Lock)(nil)
@@ -95,11 +98,15 @@ func (m *Locker) newLock(conn *sql.Conn, connID int64, ts []mysqlTarget, token i
 		m:       m,
 	}
 	l.state = lockstate.New(lockName(ts), token, l.unlock)
-	l.mu.Lock()
-	l.timer = time.AfterFunc(m.probeInterval, l.tick)
-	l.mu.Unlock()
+	m.probes.Add(&l.probeAt, probeStart{l}, m.probeInterval)
 	return l
 }
+
+// probeStart starts a probe of its lock when m.probes finds it due. (A
+// struct of one pointer: an interface holds it without an allocation.)
+type probeStart struct{ l *Lock }
+
+func (p probeStart) Start() { go p.l.tick() }
 
 // lockName is the name of a lock on ts: the name, or for several names
 // their list joined by ",".
@@ -114,11 +121,13 @@ func lockName(ts []mysqlTarget) string {
 	return strings.Join(names, ",")
 }
 
-// tick runs one probe when the timer fires, and sets the next one. It
+// tick runs one probe when it is due, and schedules the next one. It
 // holds mu for the probe, so that Release (which takes mu to stop the
 // probing) never runs RELEASE_LOCK while a probe is in flight, and a probe
-// never sees its own lock's release. A timer, rather than a goroutine per
-// lock, keeps an uncontended acquire and release free of scheduling work.
+// never sees its own lock's release. The Locker's one timer (m.probes),
+// rather than a goroutine or a timer per lock, keeps an uncontended
+// acquire and release free of scheduling work: a timer per lock cost each
+// acquisition a wake-up of another thread (see package starter).
 func (l *Lock) tick() {
 	if cause := l.tickLocked(); errors.Is(cause, errNoAnswer) {
 		// The connection stopped answering, and the server may not know:
@@ -138,7 +147,7 @@ func (l *Lock) tickLocked() error {
 	}
 	err := l.probe()
 	if err == nil {
-		l.timer.Reset(l.m.probeInterval)
+		l.m.probes.Add(&l.probeAt, probeStart{l}, l.m.probeInterval)
 		return nil
 	}
 	l.stopped = true
@@ -206,9 +215,10 @@ func (l *Lock) unlock(ctx context.Context, lost bool) error {
 	}
 	rctx := ctx
 	if ctx.Done() != nil {
-		var cancel context.CancelFunc
-		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), l.m.releaseTimeout)
-		defer cancel()
+		l.rctx = releaseCtx{Context: context.WithoutCancel(ctx), deadline: time.Now().Add(l.m.releaseTimeout), done: make(chan struct{})}
+		rctx = &l.rctx
+		l.m.releases.Add(&l.rctx.at, &l.rctx, l.m.releaseTimeout)
+		defer l.m.releases.Remove(&l.rctx.at)
 	}
 	if err := l.m.releaseAll(rctx, l.conn, l.targets); err != nil {
 		sqlconn.Discard(l.conn)
@@ -224,10 +234,41 @@ func (l *Lock) unlock(ctx context.Context, lost bool) error {
 	return nil
 }
 
+// releaseCtx is the context of a release given a context that can end:
+// the caller's values without its cancellation, ending releaseTimeout
+// after the release began (context.DeadlineExceeded). Its end comes from
+// the Locker's one release timer (m.releases), not from a runtime timer
+// per release as context.WithTimeout's would (see package starter).
+//
+// Its Context is context.WithoutCancel of the caller's, not the caller's
+// itself, so that neither context.Cause nor a context derived from it
+// finds the caller's cancellation through Value.
+type releaseCtx struct {
+	context.Context
+	deadline time.Time
+	done     chan struct{}
+	at       starter.Entry // its place in m.releases
+}
+
+func (c *releaseCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+func (c *releaseCtx) Done() <-chan struct{}       { return c.done }
+
+func (c *releaseCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+// Start ends c: m.releases found it due.
+func (c *releaseCtx) Start() { close(c.done) }
+
 // stopWatch ends the probing, waiting for a probe in flight.
 func (l *Lock) stopWatch() {
 	l.mu.Lock()
 	l.stopped = true
-	l.timer.Stop()
+	l.m.probes.Remove(&l.probeAt)
 	l.mu.Unlock()
 }

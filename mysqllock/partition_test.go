@@ -123,26 +123,34 @@ func (p *partitionProxy) close() {
 // within ProbeInterval + ProbeTimeout, and lockkit KILLs the holder's
 // session through a new connection, so the server frees the lock now
 // rather than when it would notice the dead peer (hours, by wait_timeout).
-func TestMySQLPartitionedHolder(t *testing.T) {
-	cfg, err := mysql.ParseDSN(integration.MySQLDSN(t))
+// partitionedLocker returns a Locker with cfg whose connections pass
+// through a partition proxy, and the proxy.
+func partitionedLocker(t *testing.T, cfg *mysqllock.Config) (*mysqllock.Locker, *partitionProxy) {
+	t.Helper()
+	dsn, err := mysql.ParseDSN(integration.MySQLDSN(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Net != "tcp" {
-		t.Skipf("the partition proxy needs a TCP DSN, have %q", cfg.Net)
+	if dsn.Net != "tcp" {
+		t.Skipf("the partition proxy needs a TCP DSN, have %q", dsn.Net)
 	}
-	proxy := startPartitionProxy(t, cfg.Addr)
-	cfg.Addr = proxy.ln.Addr().String()
-	db, err := sql.Open("mysql", cfg.FormatDSN())
+	proxy := startPartitionProxy(t, dsn.Addr)
+	dsn.Addr = proxy.ln.Addr().String()
+	db, err := sql.Open("mysql", dsn.FormatDSN())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	const interval, timeout = 100 * time.Millisecond, 500 * time.Millisecond
-	m, err := mysqllock.New(db, &mysqllock.Config{ProbeInterval: interval, ProbeTimeout: timeout})
+	m, err := mysqllock.New(db, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m, proxy
+}
+
+func TestMySQLPartitionedHolder(t *testing.T) {
+	const interval, timeout = 100 * time.Millisecond, 500 * time.Millisecond
+	m, proxy := partitionedLocker(t, &mysqllock.Config{ProbeInterval: interval, ProbeTimeout: timeout})
 	admin := integration.MySQL(t) // direct, not through the proxy
 	name := integration.Name(t)
 	lk, err := m.TryAcquire(ctxT(t, 10*time.Second), name)
@@ -178,5 +186,38 @@ func TestMySQLPartitionedHolder(t *testing.T) {
 	}
 	if err := lk2.Release(ctxT(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMySQLPartitionedRelease: the holder's connection stops answering
+// just before Release, whose context can be cancelled. RELEASE_LOCK ends
+// within ReleaseTimeout (the release's own bound, detached from the
+// caller's context) with an error wrapping ErrLost, and lockkit KILLs the
+// session, so that the server frees the lock now.
+func TestMySQLPartitionedRelease(t *testing.T) {
+	const releaseTimeout = 300 * time.Millisecond
+	m, proxy := partitionedLocker(t, &mysqllock.Config{ProbeInterval: time.Hour, ReleaseTimeout: releaseTimeout})
+	admin := integration.MySQL(t)
+	name := integration.Name(t)
+	lk, err := m.TryAcquire(ctxT(t, 10*time.Second), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := lockName(t, m, name)
+	proxy.cutAll()
+	start := time.Now()
+	err = lk.Release(ctxT(t, time.Minute))
+	took := time.Since(start)
+	if !errors.Is(err, lockkit.ErrLost) {
+		t.Errorf("Release through a partition = %v, want ErrLost", err)
+	}
+	// The release's bound, then the KILL and the wait for the session to
+	// leave the processlist (mysqlKillTimeout at most).
+	if took < releaseTimeout || took > releaseTimeout+6*time.Second {
+		t.Errorf("Release took %v, want ReleaseTimeout (%v) and the KILL", took, releaseTimeout)
+	}
+	t.Logf("Release through a partition returned after %v (ReleaseTimeout %v)", took.Round(time.Millisecond), releaseTimeout)
+	if !eventually(5*time.Second, func() bool { return !usedBy(t, admin, server).Valid }) {
+		t.Fatal("the partitioned holder's session still holds the lock")
 	}
 }

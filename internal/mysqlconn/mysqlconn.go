@@ -126,6 +126,11 @@ func DriverConn(conn *sql.Conn) any {
 func (c *Cache) entry(dc any) *connEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.entryLocked(dc)
+}
+
+// entryLocked is entry, under c.mu.
+func (c *Cache) entryLocked(dc any) *connEntry {
 	if c.conns == nil {
 		c.conns = make(map[any]*connEntry)
 		c.limit = cacheMin
@@ -145,9 +150,9 @@ func (c *Cache) ID(dc any) (int64, bool) {
 	if dc == nil {
 		return 0, false
 	}
-	e := c.entry(dc)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	e := c.entryLocked(dc)
 	return e.id, e.id != 0
 }
 
@@ -157,9 +162,8 @@ func (c *Cache) SetID(db *sql.DB, dc any, id int64) {
 	if dc == nil || id == 0 {
 		return
 	}
-	e := c.entry(dc)
 	c.mu.Lock()
-	e.id = id
+	c.entryLocked(dc).id = id
 	grown := len(c.conns) > c.limit
 	c.mu.Unlock()
 	if grown && c.sweeping.CompareAndSwap(false, true) {
@@ -234,8 +238,9 @@ func (c *Cache) Len() int {
 // interpolateParams=true the driver sends it with its arguments in one
 // packet. Otherwise (the driver answers driver.ErrSkip) q runs as the
 // prepared statement the cache keeps for conn's connection, prepared the
-// first time. A driver connection that cannot do either, whose id is not
-// known yet, or that has MaxStmts statements already, runs q through
+// first time; once it is, the driver is not asked again. A driver
+// connection that cannot do either, whose id is not known yet, or that
+// has MaxStmts statements already, runs q through
 // database/sql.
 func (c *Cache) QueryRow(ctx context.Context, conn *sql.Conn, q string, args []any, dest ...any) error {
 	_, err := c.run(ctx, conn, q, args, dest)
@@ -264,18 +269,31 @@ func (c *Cache) run(ctx context.Context, conn *sql.Conn, q string, args []any, d
 			fallback = true
 			return nil
 		}
-		var rows driver.Rows
-		err := driver.ErrSkip
-		if e, ok := dc.(driver.ExecerContext); ok && dest == nil {
-			res, err = e.ExecContext(ctx, q, named)
-		} else if qr, ok := dc.(driver.QueryerContext); ok && dest != nil {
-			rows, err = qr.QueryContext(ctx, q, named)
-		}
-		if errors.Is(err, driver.ErrSkip) {
-			var st driver.Stmt
-			if st, err = c.stmt(ctx, dc, preparer, q); err != nil {
-				return err
+		// A statement prepared already says that the driver answered
+		// ErrSkip for q on this connection, as it always will: it is not
+		// asked again. (Asking costs go-sql-driver a round of its
+		// cancellation watcher, two goroutine wake-ups, when ctx can end.)
+		e := c.entry(dc)
+		st := e.stmts[q]
+		var (
+			rows driver.Rows
+			err  error
+			skip = st != nil
+		)
+		if !skip {
+			err = driver.ErrSkip
+			if ex, ok := dc.(driver.ExecerContext); ok && dest == nil {
+				res, err = ex.ExecContext(ctx, q, named)
+			} else if qr, ok := dc.(driver.QueryerContext); ok && dest != nil {
+				rows, err = qr.QueryContext(ctx, q, named)
 			}
+			if skip = errors.Is(err, driver.ErrSkip); skip {
+				if st, err = c.stmt(ctx, e, preparer, q); err != nil {
+					return err
+				}
+			}
+		}
+		if skip {
 			se, eok := st.(driver.StmtExecContext)
 			sq, qok := st.(driver.StmtQueryContext)
 			switch {
@@ -304,14 +322,13 @@ func (c *Cache) run(ctx context.Context, conn *sql.Conn, q string, args []any, d
 	return res, nil
 }
 
-// stmt returns the statement q prepared on dc, preparing it the first
-// time. It returns nil, for q to run uncached, while dc's connection id is
+// stmt returns the statement q prepared on e's connection, preparing it
+// the first time. It returns nil, for q to run uncached, while its id is
 // unknown (so that a sweep can always tell whether a connection with
-// statements is alive), and when dc has MaxStmts statements already
-// (never expected: a guard for the server's max_prepared_stmt_count). It
-// runs inside conn.Raw of dc.
-func (c *Cache) stmt(ctx context.Context, dc any, p driver.ConnPrepareContext, q string) (driver.Stmt, error) {
-	e := c.entry(dc)
+// statements is alive), and when the connection has MaxStmts statements
+// already (never expected: a guard for the server's
+// max_prepared_stmt_count). It runs inside conn.Raw of e's connection.
+func (c *Cache) stmt(ctx context.Context, e *connEntry, p driver.ConnPrepareContext, q string) (driver.Stmt, error) {
 	if st := e.stmts[q]; st != nil {
 		return st, nil
 	}
@@ -363,6 +380,20 @@ func scanRow(rows driver.Rows, dest []any) (err error) {
 }
 
 func scanValue(dest any, v driver.Value) error {
+	// The integers and NULLs of the lock statements, without
+	// database/sql's conversions (reflection).
+	switch n, ok := v.(int64); d := dest.(type) {
+	case *sql.NullInt64:
+		if ok || v == nil {
+			*d = sql.NullInt64{Int64: n, Valid: ok}
+			return nil
+		}
+	case *int64:
+		if ok {
+			*d = n
+			return nil
+		}
+	}
 	switch d := dest.(type) {
 	case sql.Scanner:
 		return d.Scan(v)
