@@ -52,14 +52,20 @@ func contend(t *testing.T, p *Locker, name string, workers int, window time.Dura
 // The throughput bound is a ratio of two windows measured back to back on
 // the same pool, fresh Locker then warmed (every connection has run a lock
 // statement), so machine load moves both. It is generous (a third); the
-// count of checks is exact.
+// count of checks is exact. Load does not move both alike: at load 25-30
+// about one attempt in ten fell below a third (as low as 0.23×), the
+// fixed costs of a fresh Locker (the one check, each connection's first
+// lock statement) growing with it while the window stays 300 ms, and CI
+// once saw three in a row. So there are five attempts; the old code's
+// ~0.015× fails every one of them.
 func TestPostgresFreshLockerContended(t *testing.T) {
 	const (
-		workers = 16
-		window  = 300 * time.Millisecond
+		workers  = 16
+		window   = 300 * time.Millisecond
+		attempts = 5
 	)
 	var fresh, warm int64
-	for attempt := 1; attempt <= 3; attempt++ {
+	for attempt := 1; attempt <= attempts; attempt++ {
 		pc, err := pgxpool.ParseConfig(integration.PostgresDSN(t))
 		if err != nil {
 			t.Fatal(err)
@@ -107,5 +113,5 @@ func TestPostgresFreshLockerContended(t *testing.T) {
 			return
 		}
 	}
-	t.Errorf("a fresh Locker made %d acquisitions in %v with %d contending goroutines, the same Locker warmed %d: want at least a third (three attempts)", fresh, window, workers, warm)
+	t.Errorf("a fresh Locker made %d acquisitions in %v with %d contending goroutines, the same Locker warmed %d: want at least a third (%d attempts)", fresh, window, workers, warm, attempts)
 }

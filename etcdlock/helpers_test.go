@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/integration"
@@ -24,9 +25,16 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(integration.EtcdCleanup(m)) 
 // reconnect.
 func etcdClient(t testing.TB, endpoints ...string) *clientv3.Client {
 	t.Helper()
+	return etcdClientDial(t, nil, endpoints...)
+}
+
+// etcdClientDial is etcdClient with gRPC dial options (interceptors).
+func etcdClientDial(t testing.TB, dial []grpc.DialOption, endpoints ...string) *clientv3.Client {
+	t.Helper()
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
+		DialOptions: dial,
 		Logger:      zap.NewNop(),
 	})
 	if err != nil {

@@ -526,7 +526,28 @@ func fencedCounterFailover(t *testing.T, sync bool) {
 			t.Fatal(err)
 		}
 		stalled = time.Now()
-		time.Sleep(300 * time.Millisecond) // acquires and renewals that only the old primary sees
+		w0, err := readResource(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Acquires and renewals that only the old primary sees: at least
+		// 300 ms of them, and workers+1 writes, so that some worker
+		// wrote twice and took its second lease after the stall (a fixed
+		// 300 ms saw none on a starved machine).
+		time.Sleep(300 * time.Millisecond)
+		for {
+			st, err := readResource(res)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Writes > w0.Writes+workers {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("only %d writes while replication stalled", st.Writes-w0.Writes)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 	killed := time.Now()
 	if err := pair.Primary.Kill(); err != nil {

@@ -339,17 +339,26 @@ func TestExpiryClosesDone(t *testing.T) {
 	})
 }
 
-// TestAutoRenew: a lease much longer than its TTL stays held while it
-// renews itself, and others cannot take it.
+// TestAutoRenew: a lease held past its first term stays held while it
+// renews itself, and others cannot take it. The lease is 2 s, renewed
+// every 500 ms: a 400 ms one renewed every 100 ms (as before) is lost for
+// real when a starved CI machine runs a renewal 300 ms late.
 func TestAutoRenew(t *testing.T) {
 	both(t, func(t *testing.T, e *env) {
-		a := e.locker(t, &rowlock.Config{TTL: 400 * time.Millisecond, RenewInterval: 100 * time.Millisecond})
+		const ttl = 2 * time.Second
+		a := e.locker(t, &rowlock.Config{TTL: ttl, RenewInterval: 500 * time.Millisecond})
 		b := e.locker(t, nil)
 		name := e.name(t)
 		lk := mustTry(t, a, name, nil)
-		time.Sleep(1200 * time.Millisecond) // three TTLs
+		// Half a lease past the first term's end on this clock (the
+		// database's is never earlier): unrenewed, the lease is gone.
+		first := lk.Expires()
+		time.Sleep(time.Until(first.Add(ttl / 2)))
 		if err := lk.Err(); err != nil {
 			t.Fatalf("renewing lock: %v", err)
+		}
+		if !lk.Expires().After(first) {
+			t.Errorf("Expires %v, not after the first term's %v: not renewed", lk.Expires(), first)
 		}
 		wantHeld(t, b, name)
 		if err := lk.Release(ctxT(t, 5*time.Second)); err != nil {

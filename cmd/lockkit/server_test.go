@@ -394,11 +394,18 @@ func TestMySQLTableLostLock(t *testing.T) {
 	}})
 }
 
-// TestLeaseRenewedAndTokens: with a short --ttl the lease of the lock
-// table and of Redis is renewed while the command runs, and the command
-// gets increasing fencing tokens in LOCKKIT_TOKEN.
+// TestLeaseRenewedAndTokens: the lease of the lock table, Redis and etcd
+// is renewed while the command runs (the lock is still held after longer
+// than one --ttl, and the command ends without a lost lock), and the
+// command gets increasing fencing tokens in LOCKKIT_TOKEN.
+//
+// The lease is 2 s, renewed every third of it: a shorter one (this test
+// used 300 ms) is lost for real when a starved CI machine runs the renewal
+// more than two thirds of a lease late, which is not what this test is
+// about.
 func TestLeaseRenewedAndTokens(t *testing.T) {
 	t.Parallel()
+	const ttl = 2 * time.Second
 	for _, bc := range []backendCase{redisCase(t), etcdCase(t), withTable(pgTableCase(t)), withTable(mysqlTableCase(t))} {
 		t.Run(bc.name, func(t *testing.T) {
 			t.Parallel()
@@ -406,7 +413,7 @@ func TestLeaseRenewedAndTokens(t *testing.T) {
 			run := bc.run
 			var tokens []int64
 			for range 2 {
-				code, out, errOut := lockkit(t, bc.env, run("--ttl", "300ms", name, "--", "sh", "-c", `echo "$LOCKKIT_TOKEN"`)...)
+				code, out, errOut := lockkit(t, bc.env, run("--ttl", ttl.String(), name, "--", "sh", "-c", `echo "$LOCKKIT_TOKEN"`)...)
 				wantExit(t, "token", code, 0, errOut)
 				tok, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
 				if err != nil || tok <= 0 {
@@ -417,12 +424,19 @@ func TestLeaseRenewedAndTokens(t *testing.T) {
 			if tokens[1] <= tokens[0] {
 				t.Errorf("tokens %v do not increase", tokens)
 			}
-			// A 300ms lease outlives a 1.2s command: it is renewed.
-			holder := start(t, bc.env, true, run("--ttl", "300ms", name, "--", "sh", "-c", "echo ready; sleep 1.2")...)
+			// The holder runs until told to stop. "ready" comes after
+			// the acquisition, so once 1.5 leases have passed since it
+			// was read, a lease that was not renewed has run out.
+			stop := filepath.Join(t.TempDir(), "stop")
+			holder := start(t, bc.env, true, run("--ttl", ttl.String(), name, "--", "sh", "-c",
+				`echo ready; while [ ! -e "$0" ]; do sleep 0.05; done`, stop)...)
 			holder.waitLine("ready")
-			time.Sleep(800 * time.Millisecond)
+			time.Sleep(ttl * 3 / 2)
 			code, _, errOut := lockkit(t, bc.env, run("-n", name, "--", "true")...)
 			wantExit(t, "--no-wait on a renewed lease", code, 75, errOut)
+			if err := os.WriteFile(stop, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
 			wantExit(t, "holder", holder.wait(), 0, holder.stderr())
 		})
 	}

@@ -163,28 +163,26 @@ func watchJSON(t *testing.T, bc backendCase) {
 }
 
 // watchPushed: where the backend pushes changes, the watch shows a
-// lockkit run's acquire and release within a second while it polls only
-// every 10 s: inotify on files, and on PostgreSQL and Redis what lockkit
-// run announces (NOTIFY, PUBLISH).
+// lockkit run's acquire and release although it polls only every hour:
+// inotify on files, and on PostgreSQL and Redis what lockkit run announces
+// (NOTIFY, PUBLISH). Each change must show within readLine's 20 s, far
+// from the next poll; how long it took is logged but not bounded (it was
+// 1 s, which a CI machine busy with the rest of the suite overran: up to
+// 650 ms were seen at load 24, for the first line mostly lockkit's start).
 func watchPushed(t *testing.T, bc backendCase) {
 	name := integration.Name(t)
-	args := []string{"status", "-b", bc.url, "--watch", "--interval", "10s"}
+	args := []string{"status", "-b", bc.url, "--watch", "--interval", "1h"}
 	if bc.table {
 		args = append(args, "--table")
 	}
 	w := start(t, bc.env, true, append(args, name)...)
-	const bound = time.Second
 	match := func(re string, since time.Time, what string) {
 		t.Helper()
 		l := w.readLine()
 		if !regexp.MustCompile("^" + lineTime + re + "$").MatchString(l) {
 			t.Fatalf("watch line %q does not match %q", l, re)
 		}
-		if d := time.Since(since); d > bound {
-			t.Errorf("the %s showed %v after it, above %v (the poll is every 10s)", what, d.Round(time.Millisecond), bound)
-		} else {
-			t.Logf("the %s showed %v after it", what, d.Round(time.Millisecond))
-		}
+		t.Logf("the %s showed %v after it", what, time.Since(since).Round(time.Millisecond))
 	}
 	q := regexp.QuoteMeta(name)
 	match("free "+q, time.Now(), "start")
