@@ -86,9 +86,7 @@ func TestMySQLContendedIdleGap(t *testing.T) {
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, l := range lockers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for ctx.Err() == nil {
 				lk, err := l.Lock(ctx, name, nil)
 				if err != nil {
@@ -106,7 +104,7 @@ func TestMySQLContendedIdleGap(t *testing.T) {
 				g.holds = append(g.holds, [2]time.Time{acquired, time.Now()})
 				g.mu.Unlock()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	g.mu.Lock()
