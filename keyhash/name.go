@@ -43,9 +43,15 @@ func Hash64(b []byte) int64 {
 // HashName returns Hash64 of the UTF-8 bytes of name: the bigint value of
 // [Name](name).
 func HashName(name string) int64 {
-	sum := sha256.Sum256([]byte(name))
-	return int64(binary.BigEndian.Uint64(sum[:8]))
+	var buf [hashBuf]byte
+	return Hash64(append(buf[:0], name...))
 }
+
+// hashBuf is the size of the stack buffer that HashName and NamespacedName
+// copy their input into for hashing: inputs that fit are hashed with no
+// heap allocation (a []byte conversion of a string longer than 32 bytes
+// allocates), longer ones are copied to the heap.
+const hashBuf = 256
 
 // Name returns the bigint key of a lock name: the first 8 bytes of the
 // SHA-256 digest of the name's bytes, big-endian, as an int64 ([HashName]).
@@ -74,13 +80,10 @@ func NamespacedName(namespace, name string) Key {
 	if namespace == "" {
 		return Name(name)
 	}
-	h := sha256.New()
-	h.Write([]byte(namespace))
-	h.Write([]byte{0})
-	h.Write([]byte(name))
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	return Int64(int64(binary.BigEndian.Uint64(sum[:8])))
+	var buf [hashBuf]byte
+	b := append(buf[:0], namespace...)
+	b = append(b, 0)
+	return Int64(Hash64(append(b, name...)))
 }
 
 // ValidateName reports whether name is a valid lock name, with an error

@@ -115,3 +115,20 @@ func TestValidateName(t *testing.T) {
 		t.Errorf("ValidateNamespace(\"\") = %v, want nil (no namespace)", err)
 	}
 }
+
+// A name or a namespaced name of up to 256 bytes is hashed without a heap
+// allocation (a lock's key is computed on every acquire).
+func TestNameHashAllocations(t *testing.T) {
+	long := strings.Repeat("n", 200)
+	for _, tc := range []struct {
+		what string
+		f    func()
+	}{
+		{"a 200-byte name", func() { _ = keyhash.HashName(long) }},
+		{"a namespaced 200-byte name", func() { _ = keyhash.NamespacedName("app", long) }},
+	} {
+		if n := testing.AllocsPerRun(100, tc.f); n != 0 {
+			t.Errorf("hashing %s: %.0f allocations, want 0", tc.what, n)
+		}
+	}
+}
