@@ -44,7 +44,16 @@ type Handle struct {
 
 // New returns a handle for a lock that is held now.
 func New(name string, token int64, unlock UnlockFunc) *Handle {
-	return &Handle{name: name, token: token, unlock: unlock, done: make(chan struct{})}
+	h := new(Handle)
+	h.Init(name, token, unlock)
+	return h
+}
+
+// Init makes h, a zero Handle that a backend's lock type holds by value,
+// the handle of a lock that is held now, as New does, without an
+// allocation of its own. Call it once, before the lock is handed out.
+func (h *Handle) Init(name string, token int64, unlock UnlockFunc) {
+	h.name, h.token, h.unlock, h.done = name, token, unlock, make(chan struct{})
 }
 
 // Observe attaches the telemetry of the acquire that made the handle, and
