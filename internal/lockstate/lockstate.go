@@ -2,7 +2,8 @@
 // shares: held, then released or lost, exactly once; a Done channel; an
 // idempotent Release that runs the backend's unlock at most once.
 //
-// Backends embed *Handle in their lock type and supply the unlock function.
+// Backends embed *Handle in their lock type (or hold a Handle by value and
+// Init it) and supply the unlock function.
 //
 // Because every release and every loss passes through it, the Handle also
 // reports them to the lock's telemetry (see [Handle.Observe]): the held
