@@ -39,17 +39,17 @@ var turnSpin = 50 * time.Microsecond
 // excludes, between Lockers and processes as between the Locks of one
 // Locker, and a turn-holder whose flock is held elsewhere waits for it as
 // before (inotify wake-up, polling).
-type turnSet = turns.Set[*parked]
+type turnSet = turns.Set[parked]
 
 // newTurnSet returns the turns of a new Locker.
 func newTurnSet() turnSet {
-	return turnSet{Spin: turnSpin, New: func() *parked { return &parked{fd: -1} }}
+	return turnSet{Spin: turnSpin, New: func() parked { return parked{fd: -1} }}
 }
 
 // turn is an acquire's place in its name's queue, and then its Lock's. The
 // zero turn is none.
 type turn struct {
-	q *turns.Queue[*parked]
+	q *turns.Queue[parked]
 	w *turns.Waiter
 }
 
@@ -78,7 +78,7 @@ type parked struct {
 // takeParked takes over the descriptor parked in t's queue, if any.
 func (l *Locker) takeParked(t turn) (p parked, ok bool) {
 	l.turns.Do(func() {
-		if s := t.q.State; s.fd >= 0 {
+		if s := &t.q.State; s.fd >= 0 {
 			p, ok = *s, true
 			s.fd = -1
 		}
@@ -113,7 +113,7 @@ func (l *Locker) takeTurn(ctx context.Context, file string, mode Mode, wait bool
 // in it (its taker gave up) is closed, which ends its flock.
 func (l *Locker) passTurn(file string, t turn) {
 	if l.turns.Leave(file, t.q, t.w) {
-		if p := t.q.State; p.fd >= 0 {
+		if p := &t.q.State; p.fd >= 0 {
 			unix.Close(p.fd)
 			p.fd = -1
 		}

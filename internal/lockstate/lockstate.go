@@ -2,7 +2,8 @@
 // shares: held, then released or lost, exactly once; a Done channel; an
 // idempotent Release that runs the backend's unlock at most once.
 //
-// Backends embed *Handle in their lock type and supply the unlock function.
+// Backends embed *Handle in their lock type (or hold a Handle by value and
+// Init it) and supply the unlock function.
 //
 // Because every release and every loss passes through it, the Handle also
 // reports them to the lock's telemetry (see [Handle.Observe]): the held
@@ -44,7 +45,16 @@ type Handle struct {
 
 // New returns a handle for a lock that is held now.
 func New(name string, token int64, unlock UnlockFunc) *Handle {
-	return &Handle{name: name, token: token, unlock: unlock, done: make(chan struct{})}
+	h := new(Handle)
+	h.Init(name, token, unlock)
+	return h
+}
+
+// Init makes h, a zero Handle that a backend's lock type holds by value,
+// the handle of a lock that is held now, as New does, without an
+// allocation of its own. Call it once, before the lock is handed out.
+func (h *Handle) Init(name string, token int64, unlock UnlockFunc) {
+	h.name, h.token, h.unlock, h.done = name, token, unlock, make(chan struct{})
 }
 
 // Observe attaches the telemetry of the acquire that made the handle, and

@@ -62,6 +62,12 @@ type Queue[S any] struct {
 	// State is the user's per-queue state. Read and write it with the
 	// Set locked ([Set.Do]), apart from what New set once.
 	State S
+
+	// first and slot spare the queue's first waiter, and its waiters
+	// while there is one, allocations of their own: an uncontended
+	// name's queue is one allocation.
+	first Waiter
+	slot  [1]*Waiter
 }
 
 // Waiter is one queued caller.
@@ -215,6 +221,7 @@ func (s *Set[S]) queue(name string) *Queue[S] {
 			s.m = make(map[string]*Queue[S])
 		}
 		q = &Queue[S]{}
+		q.waiters = q.slot[:0]
 		if s.New != nil {
 			q.State = s.New()
 		}
@@ -225,7 +232,11 @@ func (s *Set[S]) queue(name string) *Queue[S] {
 
 // join appends a waiter in mode to q. s.mu is held.
 func (s *Set[S]) join(q *Queue[S], mode Mode) *Waiter {
-	w := &Waiter{mode: mode}
+	w := &q.first // unused while its turn is nil; never reused
+	if w.turn != nil {
+		w = new(Waiter)
+	}
+	w.mode = mode
 	if q.free(mode) {
 		w.turn = closed
 		q.waiters = append(q.waiters, w)
