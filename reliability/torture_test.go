@@ -35,6 +35,10 @@ type tortureArgs struct {
 	HoldMax    time.Duration `json:"hold_max"`  // time inside the critical section, 0..HoldMax
 	ThinkMax   time.Duration `json:"think_max"` // time between iterations, 0..ThinkMax
 	Tokens     bool          `json:"tokens"`    // the backend hands out fencing tokens
+	// RetryFor, when set, lets failed Acquires not use up iterations
+	// until they have gone on that long in all: a failover that takes
+	// seconds then leaves the workers iterations to write after it.
+	RetryFor time.Duration `json:"retry_for"`
 }
 
 // wStats are a worker's counts, reported when it ends.
@@ -89,14 +93,19 @@ func childTorture(s spec, name, rawArgs string) int {
 		}
 		return rand.N(d)
 	}
+	var failing time.Duration // time spent in failed Acquires (RetryFor)
 	for seq := 1; seq <= a.Iterations; seq++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		start := time.Now()
 		l, err := b.locker.Acquire(ctx, name)
 		cancel()
 		if err != nil {
 			st.AcquireErrs++
 			out(event{Event: "acquire-error", Seq: seq, Err: err.Error()})
 			time.Sleep(10 * time.Millisecond)
+			if failing += time.Since(start); failing < a.RetryFor {
+				seq-- // the iteration is tried again
+			}
 			continue
 		}
 		out(event{Event: "held", Seq: seq, Session: session(l), Token: l.Token()})
