@@ -206,15 +206,39 @@ func run(ctx context.Context, db *sql.DB, dialect Dialect, cfg *Config, fn func(
 // connection is destroyed afterwards in any case, which ends the lock too.
 const unlockTimeout = 10 * time.Second
 
+// pgLockKey is the advisory lock key of the migrators of history table
+// table (PostgreSQL).
+func pgLockKey(table string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("lockkit.migrations." + table))
+	return int64(h.Sum64())
+}
+
+// querier is what mysqlLockName needs of a connection or a pool.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// mysqlLockName is the GET_LOCK name of the migrators of history table
+// table in the current database (MySQL). GET_LOCK names are at most 64
+// characters; the table name is at most 63, so the database name and
+// the table are hashed.
+func mysqlLockName(ctx context.Context, q querier, table string) (string, error) {
+	var dbName sql.NullString
+	if err := q.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&dbName); err != nil {
+		return "", err
+	}
+	h := fnv.New64a()
+	h.Write([]byte(dbName.String + "." + table))
+	return fmt.Sprintf("lockkit.migrations.%016x", h.Sum64()), nil
+}
+
 // sessionLock takes a session-level lock named after the history table on
 // conn, waiting until ctx ends.
 func sessionLock(ctx context.Context, conn *sql.Conn, dialect Dialect, table string) (unlock func() error, err error) {
-	name := "lockkit.migrations." + table
 	switch dialect {
 	case Postgres:
-		h := fnv.New64a()
-		h.Write([]byte(name))
-		key := int64(h.Sum64())
+		key := pgLockKey(table)
 		// pgx cancels the wait when ctx ends; the connection is
 		// discarded by the caller in every case.
 		if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
@@ -233,15 +257,10 @@ func sessionLock(ctx context.Context, conn *sql.Conn, dialect Dialect, table str
 			return nil
 		}, nil
 	default:
-		// GET_LOCK names are at most 64 characters; the table name is at
-		// most 63, so prefix with the database name only through a hash.
-		var dbName sql.NullString
-		if err := conn.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&dbName); err != nil {
+		lockName, err := mysqlLockName(ctx, conn, table)
+		if err != nil {
 			return nil, err
 		}
-		h := fnv.New64a()
-		h.Write([]byte(dbName.String + "." + table))
-		lockName := fmt.Sprintf("lockkit.migrations.%016x", h.Sum64())
 		for {
 			// Wait in one-second slices so that ctx bounds the wait
 			// without killing the statement.

@@ -42,6 +42,10 @@ type State struct {
 	Applied bool
 	Version uint
 	Dirty   bool
+	// Migrating: Dirty, and the migrators' lock is held, so a migration
+	// is most likely running now (a migration is dirty while it runs)
+	// rather than failed halfway.
+	Migrating bool
 }
 
 // Inspect reads the migration state of the default lock table and
@@ -74,5 +78,34 @@ func Inspect(ctx context.Context, db *sql.DB, dialect Dialect) (State, error) {
 		return s, fmt.Errorf("%s: %w", DefaultMigrationsTable, err)
 	}
 	s.Applied, s.Version = true, uint(version)
-	return s, nil
+	if s.Dirty {
+		s.Migrating, err = migrating(ctx, db, dialect)
+	}
+	return s, err
+}
+
+// migrating reports whether the migrators' lock of the default history
+// table is held, without taking it.
+func migrating(ctx context.Context, db *sql.DB, dialect Dialect) (bool, error) {
+	var held bool
+	var err error
+	switch dialect {
+	case Postgres:
+		// A bigint advisory key shows in pg_locks as its high and low
+		// 32 bits (classid, objid) with objsubid 1.
+		key := uint64(pgLockKey(DefaultMigrationsTable))
+		err = db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks
+			WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND classid = $1 AND objid = $2
+			AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))`,
+			int64(key>>32), int64(key&0xffffffff)).Scan(&held)
+	default:
+		var name string
+		if name, err = mysqlLockName(ctx, db, DefaultMigrationsTable); err == nil {
+			err = db.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?) IS NOT NULL", name).Scan(&held)
+		}
+	}
+	if err != nil {
+		return false, fmt.Errorf("migrations: the migrators' lock: %w", err)
+	}
+	return held, nil
 }

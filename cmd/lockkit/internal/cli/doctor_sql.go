@@ -228,6 +228,8 @@ func doctorTable(ctx context.Context, db *sql.DB, dialect migrations.Dialect, r 
 		r.add("lock table", statusWarn, "%s exists but its migration history %s does not: it was not created by lockkit migrate", migrations.TableName, migrations.DefaultMigrationsTable)
 	case !st.Applied:
 		r.add("lock table", statusWarn, "%s is empty: no migration applied (lockkit migrate up)", migrations.DefaultMigrationsTable)
+	case st.Dirty && st.Migrating:
+		r.add("lock table", statusInfo, "migration %d is running now (dirty while it runs, and the migrators' lock is held); run doctor again when it is done", st.Version)
 	case st.Dirty:
 		r.add("lock table", statusWarn, "migration %d failed halfway (dirty): fix the database by hand", st.Version)
 	case !st.Table:
