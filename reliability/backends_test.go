@@ -70,7 +70,10 @@ func (s spec) String() string {
 // loss after its session or lease was ended from outside, for s:
 //   - PostgreSQL: at once (a watcher blocks in a read on the session); the
 //     advisory package documents 1 s.
-//   - MySQL: one probe interval plus one probe timeout.
+//   - MySQL: one probe interval plus one probe timeout, plus 250 ms for
+//     the timer and the goroutines to be scheduled: the probe's deadline
+//     alone ends at the bound, so a loaded CI machine has seen Done close
+//     a few milliseconds past it.
 //   - Redis and the lock table: one renew interval (the next renewal finds
 //     the lease gone) plus a round trip; when that round trip stalls (a
 //     loaded CI machine has stalled one past a second), the lease's local
@@ -81,7 +84,7 @@ func (s spec) lossBound() time.Duration {
 	case kindPostgres:
 		return time.Second
 	case kindMySQL:
-		return s.probe() + s.probeTimeout()
+		return s.probe() + s.probeTimeout() + 250*time.Millisecond
 	case kindRedis, kindRowPG, kindRowMySQL:
 		return max(s.renew()+time.Second, s.ttl()+500*time.Millisecond)
 	case kindFile:
