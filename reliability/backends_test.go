@@ -311,6 +311,39 @@ func (b *backend) lease(ctx context.Context, name string) (*lockkit.Holder, erro
 	return &got[0].Holder, nil
 }
 
+// leaseLeft returns how long the lease on name has left by the server's
+// clock: Redis's PTTL of the key, or expires_at less the database's time
+// for the lock table. It is negative when there is no live lease. The
+// lease ends no earlier than the time the statement ran plus what it
+// returns: a renewal still in flight can only extend it.
+func (b *backend) leaseLeft(ctx context.Context, name string) (time.Duration, error) {
+	var (
+		ms, us int64
+		err    error
+	)
+	switch b.spec.Kind {
+	case kindRedis:
+		// -2: no key; -1: a key without expiry, which redislock never sets.
+		ms, err = b.rc.Do(ctx, "PTTL", b.rd.Key(name)).Int64()
+		if err == nil && ms == -1 {
+			err = fmt.Errorf("redis key %s has no expiry", b.rd.Key(name))
+		}
+		return time.Duration(ms) * time.Millisecond, err
+	case kindRowPG:
+		err = b.db.QueryRowContext(ctx, `SELECT (EXTRACT(EPOCH FROM expires_at - clock_timestamp()) * 1e6)::bigint
+			FROM `+rowlock.DefaultTable+` WHERE name = $1`, name).Scan(&us)
+	case kindRowMySQL:
+		err = b.db.QueryRowContext(ctx, `SELECT TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at)
+			FROM `+rowlock.DefaultTable+` WHERE name = ?`, name).Scan(&us)
+	default:
+		return 0, errors.ErrUnsupported
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return -1, nil
+	}
+	return time.Duration(us) * time.Microsecond, err
+}
+
 // heldOnServer reports whether the server shows name as held by anyone:
 // pg_locks, IS_USED_LOCK, EXISTS; for files, whether a try-lock fails.
 func (b *backend) heldOnServer(ctx context.Context, name string) (bool, error) {
