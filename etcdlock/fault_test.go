@@ -17,6 +17,7 @@ import (
 
 	"github.com/lockkit/lockkit"
 	"github.com/lockkit/lockkit/integration"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 )
 
@@ -222,11 +223,13 @@ func TestFaultNoQuorumLeaseExpires(t *testing.T) {
 }
 
 // keepalives records when the last lease keepalive that the server
-// answered was sent: a gRPC stream interceptor on the client (each
-// KeepAliveOnce opens a stream of its own).
+// confirmed (answered with a TTL) was sent: a gRPC stream interceptor on
+// the client (each KeepAliveOnce opens a stream of its own). confirmed, if
+// set, is called with the send time of each.
 type keepalives struct {
-	mu     sync.Mutex
-	lastOK time.Time
+	mu        sync.Mutex
+	lastOK    time.Time
+	confirmed func(sent time.Time)
 }
 
 func (k *keepalives) intercept(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
@@ -252,12 +255,16 @@ type keepaliveStream struct {
 
 func (s *keepaliveStream) RecvMsg(m any) error {
 	err := s.ClientStream.RecvMsg(m)
-	if err == nil {
+	// A lease the server no longer knows is answered with TTL 0.
+	if r, ok := m.(*etcdserverpb.LeaseKeepAliveResponse); err == nil && ok && r.TTL > 0 {
 		s.k.mu.Lock()
 		if s.opened.After(s.k.lastOK) {
 			s.k.lastOK = s.opened
 		}
 		s.k.mu.Unlock()
+		if s.k.confirmed != nil {
+			s.k.confirmed(s.opened)
+		}
 	}
 	return err
 }
@@ -283,9 +290,11 @@ func sleepLateness(done <-chan struct{}) time.Duration {
 // envHolder makes the test binary a lock holder for TestFaultHolderPaused.
 const envHolder = "LOCKKIT_ETCD_TEST_HOLDER"
 
-// TestHelperHolder is the child process of TestFaultHolderPaused: it takes
-// the lock, prints its token, and prints "lost" with the time since it
-// was started when the lock is lost.
+// TestHelperHolder is the child process of TestFaultHolderPaused: it
+// prints "start" with the time (µs since the epoch) before its lease can
+// have been granted, then takes the lock and prints its token, prints
+// "renewed" with the send time of each keepalive the server confirmed, and
+// prints "lost" with the time when the lock is lost.
 func TestHelperHolder(t *testing.T) {
 	spec := os.Getenv(envHolder)
 	if spec == "" {
@@ -293,7 +302,10 @@ func TestHelperHolder(t *testing.T) {
 	}
 	parts := strings.Split(spec, ";") // endpoints;name;ttl seconds
 	ttl, _ := strconv.Atoi(parts[2])
-	l := newLocker(t, etcdClient(t, strings.Split(parts[0], ",")...), &Config{TTL: time.Duration(ttl) * time.Second, Owner: "paused"})
+	fmt.Printf("start %d\n", time.Now().UnixMicro())
+	ka := keepalives{confirmed: func(sent time.Time) { fmt.Printf("renewed %d\n", sent.UnixMicro()) }}
+	cli := etcdClientDial(t, []grpc.DialOption{grpc.WithChainStreamInterceptor(ka.intercept)}, strings.Split(parts[0], ",")...)
+	l := newLocker(t, cli, &Config{TTL: time.Duration(ttl) * time.Second, Owner: "paused"})
 	lk := mustTry(t, l, parts[1])
 	fmt.Printf("token %d\n", lk.Token())
 	<-lk.Done()
@@ -303,8 +315,9 @@ func TestHelperHolder(t *testing.T) {
 
 // A holder process is paused with SIGSTOP past its lease: the server lets
 // the lease go, a waiter elsewhere gets the lock with a larger token, no
-// earlier than the lease can have ended; when the holder resumes it reports
-// the loss at once.
+// earlier than the lease can have ended (one TTL after the holder sent the
+// last keepalive the server confirmed, or after it started if none); when
+// the holder resumes it reports the loss at once.
 func TestFaultHolderPaused(t *testing.T) {
 	endpoints := integration.EtcdEndpoints(t)
 	name := integration.Name(t)
@@ -328,14 +341,38 @@ func TestFaultHolderPaused(t *testing.T) {
 		}
 		close(lines)
 	}()
-	var token int64
+	// from (µs) is the latest time the server can be known to have
+	// counted the holder's lease from: the holder's start, then the send
+	// time of each confirmed keepalive (the server counts the TTL from
+	// when it received it). Lines are read until the holder exits: a
+	// keepalive sent before the stop may be confirmed after the resume.
+	var token, from, lostAt int64
+	scan := func(line string) {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			return
+		}
+		n, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return
+		}
+		switch f[0] {
+		case "start", "renewed":
+			from = max(from, n)
+		case "token":
+			token = n
+		case "lost":
+			lostAt = n
+			t.Logf("holder: %s", line)
+		}
+	}
 	for token == 0 {
 		select {
 		case line, ok := <-lines:
 			if !ok {
 				t.Fatal("the holder exited before taking the lock")
 			}
-			fmt.Sscanf(line, "token %d", &token)
+			scan(line)
 		case <-time.After(30 * time.Second):
 			t.Fatal("the holder took no lock within 30s")
 		}
@@ -347,33 +384,34 @@ func TestFaultHolderPaused(t *testing.T) {
 
 	b := newLocker(t, etcdClient(t, endpoints...), &Config{Owner: "b"})
 	next := mustLock(t, b, name)
-	waited := time.Since(stopped)
+	acquired := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	resumed := time.Now()
-	var lostAt int64
-	for lostAt == 0 {
+	for eof := false; !eof; {
 		select {
 		case line, ok := <-lines:
-			if !ok {
-				t.Fatal("the holder exited without reporting the loss")
-			}
-			if strings.HasPrefix(line, "lost ") {
-				fmt.Sscanf(line, "lost %d", &lostAt)
-				t.Logf("holder: %s", line)
-			}
+			eof = !ok
+			scan(line)
 		case <-time.After(10 * time.Second):
-			t.Fatal("the resumed holder did not report the loss within 10s")
+			t.Fatalf("the resumed holder did not report the loss and exit within 10s (lost at %d)", lostAt)
 		}
 	}
+	if lostAt == 0 {
+		t.Fatal("the holder exited without reporting the loss")
+	}
 	late := time.UnixMilli(lostAt).Sub(resumed)
-	t.Logf("waiter acquired %v after the holder stopped; the holder reported the loss %v after it resumed", waited.Round(time.Millisecond), late.Round(time.Millisecond))
+	leaseFrom := time.UnixMicro(from)
+	t.Logf("waiter acquired %v after the holder stopped, %v after the holder's last confirmed keepalive was sent; the holder reported the loss %v after it resumed",
+		acquired.Sub(stopped).Round(time.Millisecond), acquired.Sub(leaseFrom).Round(time.Millisecond), late.Round(time.Millisecond))
 	if next.Token() <= token {
 		t.Errorf("new holder's token %d not above the paused holder's %d", next.Token(), token)
 	}
-	if waited < ttl-ttl/3-100*time.Millisecond {
-		t.Errorf("the waiter acquired %v after the stop, before the paused holder's lease (%v, renewed every %v) can have ended", waited, ttl, ttl/3)
+	// The margin covers clock granularity only: no delay on this machine
+	// can make the acquire come sooner.
+	if waited := acquired.Sub(leaseFrom); waited < ttl-20*time.Millisecond {
+		t.Errorf("the waiter acquired %v after the paused holder's last confirmed keepalive was sent, before its lease (%v) can have ended", waited, ttl)
 	}
 	if late > time.Second {
 		t.Errorf("the resumed holder reported the loss %v after it resumed, want within 1s", late)
