@@ -46,10 +46,16 @@ func TestMemlock(t *testing.T) {
 				return n
 			},
 		},
-		FailoverBound: 100 * time.Millisecond,
+		// A waiting candidate blocks in memlock's Acquire, with
+		// nothing polling: a missed wake-up waits for the suite's
+		// 1-minute context, far past this bound.
+		FailoverBound: time.Second,
 		PollInterval:  5 * time.Millisecond,
 		Pushed:        true, // memlock is a lockkit.Watcher
-		PushBound:     100 * time.Millisecond,
+		// The observer polls every 10 s (pushedPoll), so a change seen
+		// within 1 s was pushed. Each window also holds the
+		// campaign or resignation that made the change.
+		PushBound: time.Second,
 	})
 	if infos, err := l.List(context.Background()); err != nil || len(infos) != 0 {
 		t.Errorf("held after the suite: %+v, %v", infos, err)

@@ -365,9 +365,20 @@ func TestTurnOneWaiterOnTheFile(t *testing.T) {
 		}()
 	}
 	waitQueued(t, l, name, waiters-1)
-	time.Sleep(20 * time.Millisecond) // the head has opened the file by now
-	if n := openOn(t, held.Path()); n != 2 {
-		t.Errorf("%d descriptors open on the lock file, want 2 (the holder, the head of the queue)", n)
+	// The queue counts the 7 waiting for their turn, not whether the
+	// head, which has it, has opened the file yet: wait for that, then
+	// look again a while later, in case more were still to come.
+	deadline := time.Now().Add(5 * time.Second)
+	for openOn(t, held.Path()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	for i := range 2 {
+		if i > 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if n := openOn(t, held.Path()); n != 2 {
+			t.Errorf("%d descriptors open on the lock file, want 2 (the holder, the head of the queue)", n)
+		}
 	}
 	mustRelease(t, held)
 	wg.Wait()

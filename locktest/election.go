@@ -429,10 +429,11 @@ func (s *electionSuite) failover(t *testing.T) {
 	case <-time.After(s.ecfg.FailoverBound + 5*time.Second):
 		t.Fatalf("no new leader %v after the leader's lock was killed (bound %v)", s.ecfg.FailoverBound+5*time.Second, s.ecfg.FailoverBound)
 	}
-	select {
-	case at := <-deposed:
-		t.Logf("the deposed leader's Done closed %v after the kill", at.Sub(start).Round(time.Millisecond))
-	case <-time.After(s.cfg.LossBound - time.Since(start)):
+	// The wait for the new leader may have used up the loss bound (a
+	// FailoverBound above LossBound): recvBy still looks at Done.
+	if _, ok := recvBy(la.Done(), start.Add(s.cfg.LossBound)); ok {
+		t.Logf("the deposed leader's Done closed %v after the kill", (<-deposed).Sub(start).Round(time.Millisecond))
+	} else {
 		t.Errorf("the deposed leader's Done not closed within the loss bound %v", s.cfg.LossBound)
 	}
 	if err := la.Err(); !errors.Is(err, lockkit.ErrLost) {
@@ -598,9 +599,7 @@ func (s *electionSuite) deposedFenced(t *testing.T) {
 		}
 	}
 	store.mu.Unlock()
-	select {
-	case <-la.Done():
-	case <-time.After(s.cfg.LossBound):
+	if _, ok := recvBy(la.Done(), time.Now().Add(s.cfg.LossBound)); !ok {
 		t.Errorf("the deposed leader's Done not closed within the loss bound %v", s.cfg.LossBound)
 	}
 	_ = la.Resign(ctxT(t, 10*time.Second))
@@ -628,21 +627,19 @@ func (s *electionSuite) leadCancelledOnLoss(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	started := make(chan *election.Leadership, 2)
-	causes := make(chan error, 2)
+	// fn's contexts, so that the check below waits on the context itself,
+	// not on a goroutine that relays its end and may run late.
+	fnCtxs := make(chan context.Context, 2)
 	done := make(chan error, 1)
 	go func() {
-		n := 0
 		done <- election.Lead(ctx, a.e, name, a.value, func(ctx context.Context, term int64) error {
-			n++
 			l := election.LeadershipFrom(ctx)
 			if l == nil || l.Term() != term || l.Name() != name {
 				t.Errorf("LeadershipFrom(fn's ctx) = %v, want the leadership of term %d", l, term)
 			}
+			fnCtxs <- ctx
 			started <- l
 			<-ctx.Done()
-			if n == 1 {
-				causes <- context.Cause(ctx)
-			}
 			return ctx.Err()
 		})
 	}()
@@ -655,16 +652,15 @@ func (s *electionSuite) leadCancelledOnLoss(t *testing.T) {
 	if first == nil {
 		t.FailNow()
 	}
+	fnCtx := <-fnCtxs
 	start := time.Now()
 	s.cfg.KillHolder(t, first.Lock())
-	select {
-	case cause := <-causes:
-		t.Logf("fn's context cancelled %v after the kill", time.Since(start).Round(time.Millisecond))
-		if !errors.Is(cause, lockkit.ErrLost) {
-			t.Errorf("context.Cause of fn's context = %v, want the loss (ErrLost)", cause)
-		}
-	case <-time.After(s.cfg.LossBound):
+	if _, ok := recvBy(fnCtx.Done(), time.Now().Add(s.cfg.LossBound)); !ok {
 		t.Fatalf("fn's context not cancelled within the loss bound %v", s.cfg.LossBound)
+	}
+	t.Logf("fn's context cancelled %v after the kill", time.Since(start).Round(time.Millisecond))
+	if cause := context.Cause(fnCtx); !errors.Is(cause, lockkit.ErrLost) {
+		t.Errorf("context.Cause of fn's context = %v, want the loss (ErrLost)", cause)
 	}
 	select {
 	case second := <-started:
@@ -728,16 +724,29 @@ func (s *electionSuite) observe(t *testing.T) {
 	since := time.Now()
 	next := func(what string, bound time.Duration) election.Leader {
 		t.Helper()
-		select {
-		case ld := <-seen:
+		got := func(ld election.Leader) election.Leader {
 			if s.ecfg.Pushed {
 				t.Logf("observed %s %v after the change", what, time.Since(since).Round(time.Millisecond))
 			}
 			return ld
+		}
+		select {
+		case ld := <-seen:
+			return got(ld)
 		case err := <-errc:
 			t.Fatalf("Observe yielded an error waiting for %s: %v", what, err)
 		case <-time.After(bound - time.Since(since)):
-			t.Fatalf("Observe yielded nothing for %s within %v", what, bound)
+			// The bound may have passed before this select
+			// started (mustResign and the hand-over come after
+			// since), when select picks at random: look again.
+			select {
+			case ld := <-seen:
+				return got(ld)
+			case err := <-errc:
+				t.Fatalf("Observe yielded an error waiting for %s: %v", what, err)
+			default:
+				t.Fatalf("Observe yielded nothing for %s within %v", what, bound)
+			}
 		}
 		return election.Leader{}
 	}

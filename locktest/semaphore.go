@@ -482,9 +482,7 @@ func (s *semSuite) atMostN(t *testing.T, w semaphore.Wait) {
 				rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
 				if wasKilled {
 					<-e.killDone
-					select {
-					case <-pm.Done():
-					case <-time.After(s.cfg.LossBound):
+					if _, ok := recvBy(pm.Done(), time.Now().Add(s.cfg.LossBound)); !ok {
 						mu.Lock()
 						problem("a killed permit's Done not closed within the loss bound %v", s.cfg.LossBound)
 						mu.Unlock()
@@ -579,9 +577,7 @@ func (s *semSuite) killedHolder(t *testing.T, w semaphore.Wait) {
 	case <-time.After(s.scfg.FailoverBound + 10*time.Second):
 		t.Fatalf("the waiter did not get the permit %v after the kill (bound %v)", s.scfg.FailoverBound+10*time.Second, s.scfg.FailoverBound)
 	}
-	select {
-	case <-victim.Done():
-	case <-time.After(s.cfg.LossBound):
+	if _, ok := recvBy(victim.Done(), time.Now().Add(s.cfg.LossBound)); !ok {
 		t.Errorf("the killed permit's Done not closed within the loss bound %v", s.cfg.LossBound)
 	}
 	if err := victim.Err(); !errors.Is(err, lockkit.ErrLost) {
