@@ -97,14 +97,16 @@ func TestReleaseHandsOffInOrder(t *testing.T) {
 }
 
 // A registered waiter that died (it never claims): the release hands it the
-// lock with a short lease, and the live waiter gets the lock when that runs
-// out.
+// lock with a short lease (the grant, maxGrant), and the live waiter gets
+// the lock when that runs out.
 func TestHandOffToDeadWaiter(t *testing.T) {
 	admin := integration.Redis(t)
 	prefix := testPrefix(t, admin)
-	const ttl = 400 * time.Millisecond
-	a := newLocker(t, integration.Redis(t), &Config{Prefix: prefix, TTL: ttl})
-	b := newLocker(t, integration.Redis(t), &Config{Prefix: prefix, TTL: ttl})
+	// Leases of the default 30s, so that no late renewal loses the lock
+	// while the waiters register or before the live waiter releases it;
+	// the release grants the dead waiter maxGrant.
+	a := newLocker(t, integration.Redis(t), &Config{Prefix: prefix})
+	b := newLocker(t, integration.Redis(t), &Config{Prefix: prefix})
 	n := name(t)
 	held := mustLock(t, a, n)
 	ctx := ctxT(t, 10*time.Second)
@@ -114,6 +116,7 @@ func TestHandOffToDeadWaiter(t *testing.T) {
 		t.Fatalf("registering the dead waiter: %v, %v", res, err)
 	}
 	gotB := startWaiter(t, b, waitingHook(b), n)
+	released := time.Now() // the grant is made after this
 	mustRelease(t, held)
 	raw, err := admin.Get(ctx, held.Key()).Result()
 	if err != nil || !strings.HasPrefix(raw, dead.secret) {
@@ -124,8 +127,11 @@ func TestHandOffToDeadWaiter(t *testing.T) {
 		if lk == nil {
 			t.FailNow()
 		}
+		if d := time.Since(released); d < maxGrant {
+			t.Errorf("the live waiter acquired %v after the release, before the dead waiter's %v grant ran out", d, maxGrant)
+		}
 		mustRelease(t, lk)
-	case <-time.After(5 * time.Second):
+	case <-time.After(maxGrant + 8*time.Second):
 		t.Fatal("the live waiter did not get the lock after the dead waiter's grant ran out")
 	}
 }

@@ -255,9 +255,21 @@ func TestRenewAndReleaseAfterExpiry(t *testing.T) {
 	if err := lk.Renew(ctx); !errors.Is(err, lockkit.ErrLost) {
 		t.Errorf("Renew after expiry = %v, want ErrLost", err)
 	}
-	// The server expires the key no earlier than the holder gives up.
-	time.Sleep(20 * time.Millisecond)
-	other := mustLock(t, b, n)
+	// The server expires the key no earlier than the holder gives up, but
+	// its lease counts from the SET's execution and the holder's from the
+	// send: wait for the key to go.
+	var other *Lock
+	for deadline := time.Now().Add(2 * time.Second); other == nil; time.Sleep(5 * time.Millisecond) {
+		got, err := b.TryLock(ctx, n)
+		switch {
+		case err == nil:
+			other = got
+		case !errors.Is(err, lockkit.ErrNotAcquired):
+			t.Fatalf("TryLock after expiry = %v", err)
+		case time.Now().After(deadline):
+			t.Fatalf("the 100ms key still held 2s after the holder's lease ended: %v", err)
+		}
+	}
 	if err := lk.Release(ctx); !errors.Is(err, lockkit.ErrLost) {
 		t.Errorf("Release after expiry = %v, want ErrLost", err)
 	}

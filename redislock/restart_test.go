@@ -144,16 +144,19 @@ func TestNoScriptFallback(t *testing.T) {
 // that. Also when the server stops before the lock's first renewal: a lock
 // with automatic renewal makes its expiry timer at that renewal's tick.
 func TestLeaseEndsWhileServerHangs(t *testing.T) {
-	const ttl = 600 * time.Millisecond
 	for _, tc := range []struct {
 		name   string
+		ttl    time.Duration
 		renew  time.Duration
 		before time.Duration // held this long before the server stops
 	}{
-		{"after renewals", 100 * time.Millisecond, 250 * time.Millisecond},
-		{"before the first renewal", 200 * time.Millisecond, 0},
+		// Err is checked after 250ms: only a stall of about 750ms before
+		// that loses a 1s lease renewed every 100ms.
+		{"after renewals", time.Second, 100 * time.Millisecond, 250 * time.Millisecond},
+		{"before the first renewal", 600 * time.Millisecond, 200 * time.Millisecond, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			ttl := tc.ttl
 			srv := startPrivateRedis(t)
 			l := newLocker(t, srv.client(t), &Config{TTL: ttl, RenewInterval: tc.renew})
 			lk := mustLock(t, l, name(t))

@@ -28,18 +28,29 @@ func TestTelemetry(t *testing.T) {
 func TestTelemetryRenewalsAndLosses(t *testing.T) {
 	rec := telemetrytest.New(t)
 	c := integration.Redis(t)
-	l := newLocker(t, c, &Config{Prefix: testPrefix(t, c), TTL: 300 * time.Millisecond, Telemetry: rec.Telemetry})
+	// Renewals every 100ms of a 3s lease: only a stall of nearly 3s ends
+	// it on the holder's clock, which would count a second lease_expired
+	// and no failed renewal below.
+	l := newLocker(t, c, &Config{Prefix: testPrefix(t, c), TTL: 3 * time.Second, RenewInterval: 100 * time.Millisecond, Telemetry: rec.Telemetry})
 	defer l.Close()
 
 	lk := mustLock(t, l, "renewed")
-	time.Sleep(450 * time.Millisecond)
-	if ok := rec.Sum(t, "lockkit.lock.renewals", telemetrytest.Attrs{"lockkit.result": "ok"}); ok < 2 {
-		t.Errorf("renewals{result=ok} = %d after 450ms of a 300ms lease, want at least 2", ok)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ok := rec.Sum(t, "lockkit.lock.renewals", telemetrytest.Attrs{"lockkit.result": "ok"})
+		if ok >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("renewals{result=ok} = %d after 5s of renewals every 100ms, want at least 2", ok)
+		}
 	}
 	if err := c.Del(ctxT(t, 5*time.Second), lk.Key()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	waitDone(t, lk, 2*time.Second)
+	// The next renewal finds the key gone (taken_over); the lease itself
+	// would run out on the holder's clock only after 3s (lease_expired,
+	// which the counts below reject).
+	waitDone(t, lk, 5*time.Second)
 	_ = lk.Release(ctxT(t, 5*time.Second))
 
 	l2 := newLocker(t, c, &Config{Prefix: testPrefix(t, c), TTL: 200 * time.Millisecond, NoAutoRenew: true, Telemetry: rec.Telemetry})

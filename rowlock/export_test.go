@@ -33,3 +33,7 @@ func RoomKeys(table, name string) [2]int32 { return roomKeys(table, name) }
 
 // RoomLockName returns the user lock of name's waiting room on MySQL.
 func RoomLockName(table, name string) string { return roomLockName(table, name) }
+
+// RoomLingerMySQL is how long a Lock that waited keeps the waiting room on
+// MySQL after it acquired.
+const RoomLingerMySQL = roomLingerMySQL

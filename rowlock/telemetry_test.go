@@ -35,17 +35,24 @@ func TestTelemetry(t *testing.T) {
 func TestTelemetryRenewalsAndLosses(t *testing.T) {
 	both(t, func(t *testing.T, e *env) {
 		rec := telemetrytest.New(t)
-		l := e.locker(t, &rowlock.Config{TTL: 300 * time.Millisecond, Telemetry: rec.Telemetry})
+		// Automatic renewals every 100ms of a 3s lease: only a stall of
+		// nearly 3s ends it on the holder's clock, which would count a
+		// second lease_expired below.
+		l := e.locker(t, &rowlock.Config{TTL: 3 * time.Second, RenewInterval: 100 * time.Millisecond, Telemetry: rec.Telemetry})
 		ctx := ctxT(t, 30*time.Second)
 
-		// Automatic renewals every 100ms.
 		lk, err := l.Lock(ctx, e.name(t), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(450 * time.Millisecond)
-		if ok := rec.Sum(t, "lockkit.lock.renewals", telemetrytest.Attrs{"lockkit.result": "ok"}); ok < 2 {
-			t.Errorf("renewals{result=ok} = %d after 450ms of a 300ms lease, want at least 2", ok)
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			ok := rec.Sum(t, "lockkit.lock.renewals", telemetrytest.Attrs{"lockkit.result": "ok"})
+			if ok >= 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("renewals{result=ok} = %d after 5s of renewals every 100ms, want at least 2", ok)
+			}
 		}
 		// Force-released: the next renewal finds the lease gone.
 		if _, err := l.ForceRelease(ctx, lk.Name()); err != nil {
@@ -56,8 +63,8 @@ func TestTelemetryRenewalsAndLosses(t *testing.T) {
 		}
 		_ = lk.Release(ctx)
 
-		// Not renewed: the lease runs out on the holder's clock.
-		lk2, err := l.Lock(ctx, e.name(t), &rowlock.Options{RenewInterval: rowlock.NoRenew})
+		// Not renewed: the 300ms lease runs out on the holder's clock.
+		lk2, err := l.Lock(ctx, e.name(t), &rowlock.Options{TTL: 300 * time.Millisecond, RenewInterval: rowlock.NoRenew})
 		if err != nil {
 			t.Fatal(err)
 		}
