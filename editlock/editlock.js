@@ -52,7 +52,8 @@
 
     var st = {
       state: "opening", token: 0, hb: 15000, win: 150000,
-      lastOK: 0, timer: 0, expiry: 0, submitting: false, gone: false
+      lastOK: 0, timer: 0, expiry: 0, submitting: false, gone: false,
+      taking: false // a take-over is in flight
     };
 
     var tokenInput = form.elements[TOKEN_FIELD];
@@ -115,6 +116,11 @@
         btn.textContent = "Take over";
         btn.addEventListener("click", function () {
           btn.disabled = true;
+          // No poll while the take-over is in flight: a poll sent after
+          // it would be answered "held" (by the old holder, or by this
+          // user "in another window") and win over its answer.
+          st.taking = true;
+          clearTimeout(st.timer);
           request("takeover", { id: id, reason: reason.value }, function () {
             btn.disabled = false;
           });
@@ -126,7 +132,9 @@
 
     function send(op, params) {
       var ctl = typeof AbortController === "function" ? new AbortController() : null;
-      var t = ctl ? setTimeout(function () { ctl.abort(); }, st.hb) : 0;
+      // A beat or a poll gives up at the next one; a take-over, which the
+      // user waits for, is given the window.
+      var t = ctl ? setTimeout(function () { ctl.abort(); }, op === "takeover" ? st.win : st.hb) : 0;
       return fetch(base + op, {
         method: "POST",
         body: new URLSearchParams(params),
@@ -174,10 +182,12 @@
     function request(op, params, failed) {
       var n = ++seq, sent = Date.now();
       send(op, params).then(function (a) {
+        if (op === "takeover") { st.taking = false; }
         if (n < applied || st.gone) { return; }
         applied = n;
         handle(a, sent);
       }, function () {
+        if (op === "takeover") { st.taking = false; }
         if (failed) { failed(); }
         if (n >= applied) { retry(); }
       });
@@ -252,6 +262,7 @@
     }
 
     function open() {
+      if (st.taking) { return; } // the take-over's answer schedules the next
       request("open", { id: id });
     }
 

@@ -9,6 +9,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	"github.com/lockkit/lockkit/examples/editlock/app"
 )
 
 // staleSave submits the user's edit form as a page that had not yet heard
@@ -153,6 +155,46 @@ func TestTakeOver(t *testing.T) {
 	}
 	if got := e.title(7); got != "Steel filing cabinet, repainted" {
 		t.Errorf("record 7's title = %q, want bob's", got)
+	}
+}
+
+// Bob takes over while his page's poll is due: the take-over's answer is
+// slow (1.5 heartbeats), so the page's next "open" poll would go out while
+// the take-over is in flight, and its answer ("Alice is editing", or, once
+// Bob holds the lock, "you are editing in another window") would win over
+// the take-over's. The page sends no poll while a take-over is in flight:
+// Bob ends up editing, and stays so.
+func TestTakeOverWhilePollDue(t *testing.T) {
+	e := newEnv(t)
+	alice, bob := e.signIn("alice"), e.signIn("bob")
+	alice.edit(4)
+	alice.waitState("editing", 5*time.Second)
+	bob.edit(4)
+	bob.waitState("held", 5*time.Second)
+
+	e.delay(app.LocksPrefix+"takeover", heartbeat+heartbeat/2)
+	bob.do(chromedp.Click(chromedp.CSS(".editlock-takeover")))
+	bob.waitState("editing", 5*heartbeat)
+	e.delay(app.LocksPrefix+"takeover", 0)
+	alice.waitState("lost", heartbeat+5*time.Second)
+
+	// Two heartbeats later Bob still edits, and holds the lock.
+	time.Sleep(2 * heartbeat)
+	if got := bob.state(); got != "editing" || !bob.enabled() {
+		t.Fatalf("bob's page %v after his take-over: state %q, enabled %v, banner %q",
+			2*heartbeat, got, bob.enabled(), bob.banner())
+	}
+	if h := e.holder(4); h == nil || h.Name != "Bob" {
+		t.Fatalf("holder of record 4 = %+v, want Bob", h)
+	}
+	bob.do(
+		chromedp.Clear(chromedp.ID("title")),
+		chromedp.SendKeys(chromedp.ID("title"), "Oak desk, waxed"),
+		chromedp.Click(chromedp.ID("save")),
+		chromedp.WaitVisible(chromedp.ID("saved")),
+	)
+	if got := e.title(4); got != "Oak desk, waxed" {
+		t.Errorf("record 4's title after bob's save = %q", got)
 	}
 }
 

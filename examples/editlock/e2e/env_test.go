@@ -127,6 +127,17 @@ type env struct {
 	app *app.App
 	db  *sql.DB
 	url string
+
+	mu   sync.Mutex
+	slow map[string]time.Duration // a delay before serving requests to a path
+}
+
+// delay holds requests to path for d before the app serves them (d 0: no
+// longer), as a slow network or server would.
+func (e *env) delay(path string, d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.slow[path] = d
 }
 
 func newEnv(t *testing.T) *env {
@@ -163,17 +174,23 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e := &env{t: t, app: a, db: db, slow: map[string]time.Duration{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if os.Getenv("E2E_LOG") != "" {
 			t.Logf("%s %s", r.Method, r.URL)
 		}
+		e.mu.Lock()
+		d := e.slow[r.URL.Path]
+		e.mu.Unlock()
+		time.Sleep(d)
 		a.ServeHTTP(w, r)
 	}))
 	t.Cleanup(func() {
 		srv.Close()
 		_ = a.Close()
 	})
-	return &env{t: t, app: a, db: db, url: srv.URL}
+	e.url = srv.URL
+	return e
 }
 
 type testWriter struct{ t *testing.T }
