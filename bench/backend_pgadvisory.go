@@ -177,15 +177,26 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 	// A diagnostic: the floor plus what lockkit adds on the wire's path —
 	// a goroutine blocked in a read on the held session (its loss
 	// watcher), stopped by a read deadline before the unlock. It
-	// attributes lockkit's overhead.
+	// attributes lockkit's overhead. It has a pool of its own, as every
+	// variant of the latency scenarios has: a connection that two
+	// variants share serves twice as many of a round's operations as the
+	// others, which made it the faster one (PostgreSQL serves each
+	// connection with a process of its own; see RESULTS.md, "the
+	// floor's shared connection").
+	wNet := &netCounter{}
+	wPool, err := newPgxPool(ctx, e.pgDSN, wNet, pgPoolSize)
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, wPool.Close)
 	watchV := &variant{
-		name: "floor + a watcher started at once (diagnostic)", role: roleFloor, net: flNet, diagnostic: true,
-		note: "the floor, plus lockkit's first loss watcher copied (advisory at c6871b8): right after the lock a goroutine blocks in PgConn.WaitForNotification on the session; before the unlock a past read deadline ends it and the releaser waits for it. lockkit now starts its watcher 1 ms after the grant, so a lock released sooner never pays this",
+		name: "floor + a watcher started at once (diagnostic)", role: roleFloor, net: wNet, diagnostic: true,
+		note: "the floor on a pool of its own, plus lockkit's first loss watcher copied (advisory at c6871b8): right after the lock a goroutine blocks in PgConn.WaitForNotification on the session; before the unlock a past read deadline ends it and the releaser waits for it. lockkit now starts its watcher 10 ms after the grant, so a lock released sooner never pays this",
 		try: func(ctx context.Context, k int) (releaseFunc, error) {
-			return withWatcher(pgFloorHold(ctx, flPool, key(k).Int64(), false))
+			return withWatcher(pgFloorHold(ctx, wPool, key(k).Int64(), false))
 		},
 		contended: func(ctx context.Context, k, n int) ([]worker, func(), error) {
-			pool, err := newPgxPool(ctx, e.pgDSN, flNet, int32(n+2))
+			pool, err := newPgxPool(ctx, e.pgDSN, wNet, int32(n+2))
 			if err != nil {
 				return nil, nil, err
 			}
@@ -199,11 +210,17 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 			return ws, pool.Close, nil
 		},
 	}
+	lpNet := &netCounter{}
+	lpPool, err := newPgxPool(ctx, e.pgDSN, lpNet, pgPoolSize)
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, lpPool.Close)
 	loopV := &variant{
-		name: "floor, one statement per key", role: roleFloor, net: flNet,
-		note: "raw pgx, one connection: " + pgTrySQL + " for each key, then " + pgUnlockSQL + " for each",
+		name: "floor, one statement per key", role: roleFloor, net: lpNet,
+		note: "raw pgx, one connection of a pool of its own: " + pgTrySQL + " for each key, then " + pgUnlockSQL + " for each",
 		multi: func(ctx context.Context, ks []int) (releaseFunc, error) {
-			c, err := flPool.Acquire(ctx)
+			c, err := lpPool.Acquire(ctx)
 			if err != nil {
 				return nil, err
 			}
