@@ -201,15 +201,23 @@ func setupEtcd(ctx context.Context, e *env) (*backendSetup, error) {
 			return ws, func() {}, nil
 		},
 	}
+	// The diagnostic has a client (a connection) of its own, as every
+	// variant of the latency scenarios has; it puts under the floor's
+	// lease.
+	rawc, rawNet, err := openEtcd(ctx, endpoints)
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, func() { rawc.Close() })
 	rawV := &variant{
-		name: "floor, a Put and a Delete (diagnostic)", role: roleFloor, net: flNet, diagnostic: true,
+		name: "floor, a Put and a Delete (diagnostic)", role: roleFloor, net: rawNet, diagnostic: true,
 		note: "no lock at all: Put(key, lease) then Delete(key), two raft writes; the cost of any lock that writes a key to take and deletes it to give back",
 		try: func(ctx context.Context, k int) (releaseFunc, error) {
 			key := fl.pfx + "raw/" + name(k)
-			if _, err := flc.Put(ctx, key, "", clientv3.WithLease(lease.ID)); err != nil {
+			if _, err := rawc.Put(ctx, key, "", clientv3.WithLease(lease.ID)); err != nil {
 				return nil, err
 			}
-			return func(ctx context.Context) error { _, err := flc.Delete(ctx, key); return err }, nil
+			return func(ctx context.Context) error { _, err := rawc.Delete(ctx, key); return err }, nil
 		},
 	}
 

@@ -117,7 +117,7 @@ const minBatch = 5
 var fullParams = params{
 	rounds: 20, batch: 100, batchBudget: 125 * time.Millisecond,
 	distinct: 10000,
-	workers:  16, window: 1800 * time.Millisecond, slices: 12, warmSlice: true, headFactor: 4,
+	workers:  16, window: 1800 * time.Millisecond, slices: 12, warmSlice: true, headFactor: 8,
 	multiN: 100, multiOps: 200,
 	memOps: 500, memBudget: time.Second, heldN: 10,
 	scaleSteps: []int{1, 10, 100, 1000, 10000}, scaleOps: 200, scaleBudget: 500 * time.Millisecond,

@@ -113,7 +113,8 @@ type machine struct {
 
 const methodText = `Latency is wall time of one complete operation (acquire + release, or the
 multi-key acquire + release), measured per operation in this process.
-Variants run interleaved operation by operation: each round (a repeat)
+Variants run interleaved operation by operation, each on connections of
+its own: each round (a repeat)
 runs a batch of every variant's operations in an order shuffled afresh;
 a first, shuffled round is a warm-up. Ratios pair the repeats: each
 round's p50 (latency) or each contended slice's acquisitions; a ratio is
@@ -126,7 +127,7 @@ the wire by a wrapping net.Conn: one "flight" is one or more client writes
 followed by the first bytes of the server's answer; pushed data counts
 nothing. Contended: 16 goroutines loop acquire (waiting) / release on one
 lock for a fixed window per variant, cut into short slices (the repeats;
-in a full run 12 of 150 ms, and 48 for lockkit and the variant of each
+in a full run 12 of 150 ms, and 96 for lockkit and the variant of each
 headline ratio) that run variant after variant in an order shuffled
 afresh each slice (the two of a headline ratio back to back, in either
 order), each on a fresh lock and a fresh setup, after a first
