@@ -1,18 +1,22 @@
 package cli
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	"github.com/lockkit/lockkit/integration"
+	"github.com/lockkit/lockkit/migrations"
 )
 
 // doctorJSON runs lockkit doctor --json on backend and decodes the report.
@@ -100,6 +104,72 @@ func TestDoctorPostgres(t *testing.T) {
 	text := runCLI(t, nil, "doctor", "-b", pgURL(t))
 	if text.code != ExitOK || !strings.Contains(text.stdout, "session locks") || !strings.Contains(text.stdout, "Everything this backend promises holds here.") {
 		t.Errorf("text form: exit %d\n%s%s", text.code, text.stdout, text.stderr)
+	}
+}
+
+// A dirty migration history is a migration running now while the
+// migrators' lock is held (info), and one that failed halfway once it is
+// free (a warning). The history is made by hand in a schema of its own;
+// the lock is taken on its key, written out here so that a change of the
+// key (which old and new migrators must share) fails this test too.
+func TestDoctorDirtyMigration(t *testing.T) {
+	t.Parallel()
+	admin := integration.Postgres(t)
+	schema := fmt.Sprintf("lkt_doctor_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	for _, q := range []string{
+		"CREATE SCHEMA " + schema,
+		"CREATE TABLE " + schema + "." + migrations.DefaultMigrationsTable + " (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL)",
+		fmt.Sprintf("INSERT INTO %s.%s VALUES (%d, TRUE)", schema, migrations.DefaultMigrationsTable, migrations.Latest(migrations.Postgres)),
+	} {
+		if _, err := admin.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { _, _ = admin.Exec("DROP SCHEMA " + schema + " CASCADE") })
+	backend := pgURL(t) + "&search_path=" + schema
+	if !strings.Contains(pgURL(t), "?") {
+		backend = pgURL(t) + "?search_path=" + schema
+	}
+	lockTable := func() check {
+		t.Helper()
+		r, _ := doctorJSON(t, backend)
+		for _, c := range r.Checks {
+			if c.Name == "lock table" {
+				return c
+			}
+		}
+		t.Fatalf("no lock table check: %+v", r)
+		return check{}
+	}
+
+	// fnv-1a 64 of "lockkit.migrations.lockkit_schema_migrations".
+	const migratorsKey = int64(0x4fc6862e3c9d6e50)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := admin.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", migratorsKey); err != nil {
+		t.Fatal(err)
+	}
+	if c := lockTable(); c.Status != statusInfo || !strings.Contains(c.Detail, "is running now") {
+		t.Errorf("dirty, the migrators' lock held: %s: %s", c.Status, c.Detail)
+	}
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", migratorsKey); err != nil {
+		t.Fatal(err)
+	}
+	// Another test's migration in the same database takes the same key
+	// for a moment now and then: look again for a while.
+	var c check
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if c = lockTable(); c.Status == statusWarn {
+			break
+		}
+	}
+	if c.Status != statusWarn || !strings.Contains(c.Detail, "failed halfway") {
+		t.Errorf("dirty, the migrators' lock free: %s: %s", c.Status, c.Detail)
 	}
 }
 
