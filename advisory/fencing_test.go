@@ -25,8 +25,9 @@ func TestPostgresConformanceFencing(t *testing.T) {
 			p, _ := newPG(t, 8, cfg)
 			return p
 		},
-		LossBound: pgLossBound,
-		Tokens:    true,
+		LossBound:   pgLossBound,
+		LeakOptions: pgLeakOptions,
+		Tokens:      true,
 		KillHolder: func(t *testing.T, l lockkit.Lock) {
 			terminateHolder(t, admin, l.(*Lock).Keys()[0], true)
 		},
@@ -112,7 +113,8 @@ func TestElectionFencing(t *testing.T) {
 			KillHolder: func(t *testing.T, l lockkit.Lock) {
 				terminateHolder(t, admin, l.(*Lock).Keys()[0], true)
 			},
-			LossBound: pgLossBound,
+			LossBound:   pgLossBound,
+			LeakOptions: pgLeakOptions,
 		},
 		Pushed: true,
 	})

@@ -16,8 +16,9 @@ const pgLossBound = time.Second
 func pgConformance(t *testing.T, ns string, newLocker func(t *testing.T) lockkit.Locker) {
 	admin := pgAdmin(t)
 	locktest.Run(t, locktest.Config{
-		NewLocker: newLocker,
-		LossBound: pgLossBound,
+		NewLocker:   newLocker,
+		LossBound:   pgLossBound,
+		LeakOptions: pgLeakOptions,
 		KillHolder: func(t *testing.T, l lockkit.Lock) {
 			pl := l.(*Lock)
 			// Wait for the backend to exit: the suite takes the lock

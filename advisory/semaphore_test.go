@@ -23,7 +23,8 @@ func TestPostgresSemaphore(t *testing.T) {
 				p, _ := newPG(t, 16, nil)
 				return p
 			},
-			LossBound: pgLossBound,
+			LossBound:   pgLossBound,
+			LeakOptions: pgLeakOptions,
 			KillHolder: func(t *testing.T, l lockkit.Lock) {
 				terminateHolder(t, admin, l.(*Lock).Keys()[0], true)
 			},
