@@ -111,6 +111,23 @@ func (r *Recorder) Sum(t testing.TB, name string, attrs Attrs) int64 {
 	return SumOf(r.Collect(t), name, attrs)
 }
 
+// WaitSum polls Sum until it reaches at least want, and returns how long
+// that took; it fails t when the sum is still below want after within.
+func (r *Recorder) WaitSum(t testing.TB, name string, attrs Attrs, want int64, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		got := r.Sum(t, name, attrs)
+		if got >= want {
+			return time.Since(start)
+		}
+		if time.Since(start) > within {
+			t.Fatalf("%s%v = %d after %v, want at least %d", name, attrs, got, within, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // SumOf is Sum on metrics already collected.
 func SumOf(rm metricdata.ResourceMetrics, name string, attrs Attrs) int64 {
 	data, ok := find(rm, name)
