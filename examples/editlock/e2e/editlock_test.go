@@ -136,12 +136,7 @@ func TestTakeOver(t *testing.T) {
 	}
 
 	// Bob saves.
-	bob.do(
-		chromedp.Clear(chromedp.ID("title")),
-		chromedp.SendKeys(chromedp.ID("title"), "Steel filing cabinet, repainted"),
-		chromedp.Click(chromedp.ID("save")),
-		chromedp.WaitVisible(chromedp.ID("saved")),
-	)
+	bob.saveTitle("Steel filing cabinet, repainted")
 	if got := e.title(7); got != "Steel filing cabinet, repainted" {
 		t.Errorf("record 7's title after bob's save = %q", got)
 	}
@@ -187,12 +182,7 @@ func TestTakeOverWhilePollDue(t *testing.T) {
 	if h := e.holder(4); h == nil || h.Name != "Bob" {
 		t.Fatalf("holder of record 4 = %+v, want Bob", h)
 	}
-	bob.do(
-		chromedp.Clear(chromedp.ID("title")),
-		chromedp.SendKeys(chromedp.ID("title"), "Oak desk, waxed"),
-		chromedp.Click(chromedp.ID("save")),
-		chromedp.WaitVisible(chromedp.ID("saved")),
-	)
+	bob.saveTitle("Oak desk, waxed")
 	if got := e.title(4); got != "Oak desk, waxed" {
 		t.Errorf("record 4's title after bob's save = %q", got)
 	}
@@ -276,12 +266,7 @@ func TestNetworkCut(t *testing.T) {
 	if got > window+heartbeat+time.Second {
 		t.Errorf("bob got the lock %v after the cut; the window is %v and he asks every %v", got, window, heartbeat)
 	}
-	bob.do(
-		chromedp.Clear(chromedp.ID("title")),
-		chromedp.SendKeys(chromedp.ID("title"), "Wool rug, washed"),
-		chromedp.Click(chromedp.ID("save")),
-		chromedp.WaitVisible(chromedp.ID("saved")),
-	)
+	bob.saveTitle("Wool rug, washed")
 
 	// Alice's network comes back: her page stays disabled, and her save
 	// with the token of her lost lease is refused.

@@ -279,6 +279,18 @@ func (u *user) edit(id int) {
 		chromedp.WaitVisible(chromedp.ID("edit")))
 }
 
+// saveTitle types title into the edit form's title and saves, waiting
+// for the saved page.
+func (u *user) saveTitle(title string) {
+	u.e.t.Helper()
+	u.do(
+		chromedp.Clear(chromedp.ID("title")),
+		chromedp.SendKeys(chromedp.ID("title"), title),
+		chromedp.Click(chromedp.ID("save")),
+		chromedp.WaitVisible(chromedp.ID("saved")),
+	)
+}
+
 // state is the edit page's lock state: opening, editing, held or lost.
 func (u *user) state() string {
 	return eval[string](u, `document.getElementById("edit") ? document.getElementById("edit").dataset.editlockState || "" : ""`)
