@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -264,6 +265,13 @@ func setupMySQLAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 			}
 			warmDB(ctx, db, n)
 			ids, stmts := &myConnIDs{}, &myStmts{}
+			warmHeld(ctx, n, func(ctx context.Context, i int) (releaseFunc, error) {
+				s, err := lk.UserLockName(name(k) + "-warm-" + strconv.Itoa(i))
+				if err != nil {
+					return nil, err
+				}
+				return myFloorWait(ctx, db, ids, stmts, s)
+			})
 			ws := make([]worker, n)
 			for i := range ws {
 				ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) {

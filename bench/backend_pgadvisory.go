@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -157,6 +158,9 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 				return nil, nil, err
 			}
 			warmPgx(ctx, pool, n)
+			warmHeld(ctx, n, func(ctx context.Context, i int) (releaseFunc, error) {
+				return pgFloorLock(ctx, pool, warmKey(name(k), i), true)
+			})
 			ws := make([]worker, n)
 			for i := range ws {
 				ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) {
@@ -201,6 +205,9 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 				return nil, nil, err
 			}
 			warmPgx(ctx, pool, n)
+			warmHeld(ctx, n, func(ctx context.Context, i int) (releaseFunc, error) {
+				return pgFloorLock(ctx, pool, warmKey(name(k), i), true)
+			})
 			ws := make([]worker, n)
 			for i := range ws {
 				ws[i] = workerFunc(func(ctx context.Context) (releaseFunc, error) {
@@ -407,6 +414,12 @@ func setupPGAdvisory(ctx context.Context, e *env) (*backendSetup, error) {
 		},
 		cleanup: cleanup,
 	}, nil
+}
+
+// warmKey is the advisory key of the i-th warm-up lock of a contended
+// slice on the lock name.
+func warmKey(name string, i int) int64 {
+	return keyhash.Name(name + "-warm-" + strconv.Itoa(i)).Int64()
 }
 
 // pgHoldCap caps the held locks of the scale scenario on a shared server;

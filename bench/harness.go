@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -319,9 +320,16 @@ type contendedResult struct {
 	WaitP99Ns  int64   `json:"wait_p99_ns"`
 	WaitMaxNs  int64   `json:"wait_max_ns"`
 	RoundTrips float64 `json:"round_trips_per_acquisition"` // all workers' flights, per acquisition; -1: no network
-	Errors     int     `json:"errors"`
-	LastError  string  `json:"last_error,omitempty"`
-	Skipped    string  `json:"skipped,omitempty"`
+	// CPUPerAcqNs is this process's user and system CPU over the slices'
+	// windows (from the workers' start to the deadline), per acquisition:
+	// the client's whole cost of a handoff, its pub/sub readers and
+	// timers included. 0 for a variant of worker processes, whose CPU is
+	// not this process's.
+	CPUPerAcqNs int64  `json:"cpu_per_acquisition_ns,omitempty"`
+	cpuNs       int64  // the sum over the slices so far
+	Errors      int    `json:"errors"`
+	LastError   string `json:"last_error,omitempty"`
+	Skipped     string `json:"skipped,omitempty"`
 
 	// PerSliceWarmNs is, for a variant of worker processes, how long each
 	// slice's warm-up took: from the processes' start until every one of
@@ -406,6 +414,9 @@ func runContended(ctx context.Context, vs []*variant, keyOf func(*variant) int, 
 		if vs[vi].net != nil && r.Acquisitions > 0 {
 			r.RoundTrips = float64(flights[vi]) / float64(r.Acquisitions)
 		}
+		if r.cpuNs > 0 && r.Acquisitions > 0 {
+			r.CPUPerAcqNs = r.cpuNs / int64(r.Acquisitions)
+		}
 		if len(r.handoffs) > 0 {
 			r.OtherShare = float64(len(r.others)) / float64(len(r.handoffs))
 		}
@@ -479,9 +490,13 @@ func contendedSlice(ctx context.Context, v *variant, k, n int, window time.Durat
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The workers carry the variant's name as a profiler label, so that
+	// a -cpuprofile of a run splits by variant (pprof -tagfocus
+	// variant=NAME); goroutines they start inherit it.
+	labels := pprof.Labels("variant", v.name)
 	for i, w := range ws {
 		wg.Add(1)
-		go func() {
+		go pprof.Do(wctx, labels, func(context.Context) {
 			defer wg.Done()
 			<-start
 			for mono() < deadline {
@@ -521,27 +536,34 @@ func contendedSlice(ctx context.Context, v *variant, k, n int, window time.Durat
 				}
 				rcancel()
 			}
-		}()
+		})
 	}
 	deadline = mono() + int64(window)
-	var after snapshot
+	var (
+		after      snapshot
+		cpu0, cpu1 time.Duration
+	)
 	fired := make(chan struct{})
 	timer := time.AfterFunc(window, func() {
 		defer close(fired)
+		cpu1 = procstat.SelfCPU()
 		if v.net != nil {
 			after = v.net.snap() // before the cancellations' traffic
 		}
 		cancel()
 	})
+	cpu0 = procstat.SelfCPU()
 	close(start)
 	wg.Wait()
 	if timer.Stop() { // every worker gave up early
+		cpu1 = procstat.SelfCPU()
 		if v.net != nil {
 			after = v.net.snap()
 		}
 	} else {
 		<-fired
 	}
+	r.cpuNs += int64(cpu1 - cpu0)
 	r.WindowNs += int64(window)
 	sliceTotal := 0
 	for _, c := range counts {

@@ -135,7 +135,11 @@ slice of every variant that is not recorded (a warm-up: first slices ran
 slower); handoff is the time from the holder's call to
 release to the moment the next holder's acquire returns; wait is one
 acquire call, call to return; spread is the most / fewest acquisitions of
-one worker. The "a Locker per worker" variants give each worker a Locker
+one worker; CPU / acquisition is this process's user and system time
+from the workers' start to the window's end, over the acquisitions in it
+(every goroutine of the process counts: a variant's pub/sub reader, its
+timers; a fresh setup's warm-up, in which every pooled connection takes
+and releases a lock twice, does not). The "a Locker per worker" variants give each worker a Locker
 with connections of its own; "16 processes" runs each worker in a
 process of its own (the harness re-executes itself), counts a slice
 from when every process has acquired once (a fresh process's first wait
@@ -330,12 +334,12 @@ func renderTables(rep *report) string {
 		}
 	}
 	fmt.Fprintf(&b, "## Contended: %d workers on one lock\n\n", workers)
-	b.WriteString("| backend | variant | acquisitions/s | spread max/min | handoff p50 | handoff p99 | to another worker: share, p50, p99 | wait for the lock p50 / p99 / max | round trips / acquisition | errors |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| backend | variant | acquisitions/s | spread max/min | handoff p50 | handoff p99 | to another worker: share, p50, p99 | wait for the lock p50 / p99 / max | round trips / acquisition | CPU / acquisition (this process) | errors |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, br := range rep.Backends {
 		for _, c := range br.Contended {
 			if c.Skipped != "" {
-				fmt.Fprintf(&b, "| %s | %s | skipped: %s |  |  |  |  |  |  |  |\n", br.Backend, c.Variant, c.Skipped)
+				fmt.Fprintf(&b, "| %s | %s | skipped: %s |  |  |  |  |  |  |  |  |\n", br.Backend, c.Variant, c.Skipped)
 				continue
 			}
 			spread := fmt.Sprintf("%.2f", c.Spread)
@@ -358,8 +362,12 @@ func renderTables(rep *report) string {
 			}
 			other := fmt.Sprintf("%.1f%%, %s, %s", 100*c.OtherShare, fmtDur(c.OtherP50Ns), fmtDur(c.OtherP99Ns))
 			wait := fmtDur(c.WaitP50Ns) + " / " + fmtDur(c.WaitP99Ns) + " / " + fmtDur(c.WaitMaxNs)
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-				br.Backend, c.Variant, tput, spread, fmtDur(c.HandoffP50Ns), fmtDur(c.HandoffP99Ns), other, wait, rt, errs)
+			cpu := "— (other processes)"
+			if c.CPUPerAcqNs > 0 {
+				cpu = fmtDur(c.CPUPerAcqNs)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+				br.Backend, c.Variant, tput, spread, fmtDur(c.HandoffP50Ns), fmtDur(c.HandoffP99Ns), other, wait, rt, cpu, errs)
 		}
 	}
 	b.WriteString("\n")

@@ -79,20 +79,49 @@ func warmDB(ctx context.Context, db *sql.DB, n int) {
 	}
 }
 
-// warmLocker runs n try+release cycles at once on distinct names through
-// l, so that each of n pooled connections has run a lock statement before
-// a measurement: a fresh advisory Locker sends its first statement on a
-// connection in a longer form, and checks its first grant in pg_locks
-// (see the advisory package), which a long-running process has done long
-// before. Errors are ignored: the measurement reports its own.
+// warmLocker readies l for a contended measurement the way a
+// long-running process has long been ready (warmHeld, on distinct free
+// names). A fresh advisory Locker sends its first statement on a
+// connection in a longer form, checks its first grant in pg_locks, and
+// prepares the blocking lock statement on a connection the first time it
+// runs there in the lean form (see the advisory package); golang-migrate's
+// drivers did the same during their setup. Try+release cycles run at once,
+// the warm-up before 2026-12-05's fourth session, did not: the tries do not
+// prepare the blocking statement, and two of them could share a
+// connection, leaving another cold. Errors are ignored: the measurement
+// reports its own.
 func warmLocker(ctx context.Context, l lockkit.Locker, n int, prefix string) {
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			if lk, err := l.TryAcquire(ctx, prefix+"-warm-"+strconv.Itoa(i)); err == nil {
-				_ = lk.Release(ctx)
-			}
-		})
+	warmHeld(ctx, n, func(ctx context.Context, i int) (releaseFunc, error) {
+		lk, err := l.Acquire(ctx, prefix+"-warm-"+strconv.Itoa(i))
+		if err != nil {
+			return nil, err
+		}
+		return lk.Release, nil
+	})
+}
+
+// warmHeld runs acquire(ctx, i) for i in [0, n) at once, twice, each
+// holding what it got until all n hold theirs, then releasing it. With n
+// distinct free locks and a pool of at least n connections, n distinct
+// connections each run a blocking lock and its release twice: whatever a
+// connection sets up on its first statements (a prepared statement, what
+// lockkit learned of the session) is done before the measurement, for
+// lockkit and the floor alike.
+func warmHeld(ctx context.Context, n int, acquire func(ctx context.Context, i int) (releaseFunc, error)) {
+	for range 2 {
+		var held, wg sync.WaitGroup
+		held.Add(n)
+		for i := range n {
+			wg.Go(func() {
+				rel, err := acquire(ctx, i)
+				held.Done()
+				if err != nil {
+					return
+				}
+				held.Wait()
+				_ = rel(ctx)
+			})
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 }
