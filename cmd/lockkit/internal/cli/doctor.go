@@ -180,6 +180,15 @@ func probeName() string {
 // share a connection: a takes name, b must be refused it while a holds it
 // and get it after a released it. It returns the check's status and
 // detail.
+//
+// After the release b waits for the lock (Acquire, within the probe's
+// timeout) rather than trying once: a release can take effect for others
+// a moment after Release returns. A flock, for one, ends when the last
+// descriptor of its open file description closes, and a child process
+// this process forks at that moment holds a copy of every descriptor
+// until its exec closes them (O_CLOEXEC); a CI run of the doctor's tests,
+// beside parallel tests that start processes, saw the second open file
+// description refused right after the release.
 func exclusionProbe(ctx context.Context, a, b lockkit.Locker, name, what string) (string, string) {
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
@@ -200,9 +209,9 @@ func exclusionProbe(ctx context.Context, a, b lockkit.Locker, name, what string)
 	if err := la.Release(context.WithoutCancel(pctx)); err != nil {
 		return statusFail, fmt.Sprintf("a second %s was refused the held probe lock, but the release failed: %v", what, err)
 	}
-	lb, err = b.TryAcquire(pctx, name)
+	lb, err = b.Acquire(pctx, name)
 	if err != nil {
-		return statusFail, fmt.Sprintf("a second %s was refused the held probe lock, but not given it after the release: %v", what, err)
+		return statusFail, fmt.Sprintf("a second %s was refused the held probe lock, but not given it before the probe's %v ran out: %v", what, probeTimeout, err)
 	}
 	if err := lb.Release(context.WithoutCancel(pctx)); err != nil {
 		return statusFail, fmt.Sprintf("the second %s's release failed: %v", what, err)
