@@ -18,14 +18,9 @@ import (
 
 // Helpers of the PostgreSQL tests.
 
-// pgLeakOptions lets the conformance suites' leak check pass over pgx's
-// background reader: pgx starts it when a write takes over 15 ms (a
-// loaded machine), and it stays blocked in a read until the connection
-// next reads, so on a connection of a pool that outlives the check (the
-// admin pool) it is the connection's, not a leak of the check's.
-var pgLeakOptions = []goleak.Option{
-	goleak.IgnoreAnyFunction("github.com/jackc/pgx/v5/pgconn/internal/bgreader.(*BGReader).bgRead"),
-}
+// pgLeakOptions are the conformance suites' leak options: the suites share
+// an admin pool, which outlives each check.
+var pgLeakOptions = []goleak.Option{integration.IgnorePgxBackgroundReader}
 
 func pgCtx(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)

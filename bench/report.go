@@ -139,8 +139,8 @@ one worker; CPU / acquisition is this process's user and system time
 from the workers' start to the window's end, over the acquisitions in it
 (every goroutine of the process counts: a variant's pub/sub reader, its
 timers; a fresh setup's warm-up, in which every pooled connection takes
-and releases a lock twice, does not). The "a Locker per worker" variants give each worker a Locker
-with connections of its own; "16 processes" runs each worker in a
+and releases a lock twice, does not). The "a Locker per worker" variants
+give each worker a Locker with connections of its own; "16 processes" runs each worker in a
 process of its own (the harness re-executes itself), counts a slice
 from when every process has acquired once (a fresh process's first wait
 is not counted), and times handoffs on CLOCK_MONOTONIC across them. Memory: runtime.MemStats mallocs

@@ -85,11 +85,10 @@ func warmDB(ctx context.Context, db *sql.DB, n int) {
 // connection in a longer form, checks its first grant in pg_locks, and
 // prepares the blocking lock statement on a connection the first time it
 // runs there in the lean form (see the advisory package); golang-migrate's
-// drivers did the same during their setup. Try+release cycles run at once,
-// the warm-up before 2026-12-05's fourth session, did not: the tries do not
-// prepare the blocking statement, and two of them could share a
-// connection, leaving another cold. Errors are ignored: the measurement
-// reports its own.
+// drivers do the same during their setup. Try+release cycles would not:
+// a try does not prepare the blocking statement, and two tries run at once
+// can share a connection, leaving another cold. Errors are ignored: the
+// measurement reports its own.
 func warmLocker(ctx context.Context, l lockkit.Locker, n int, prefix string) {
 	warmHeld(ctx, n, func(ctx context.Context, i int) (releaseFunc, error) {
 		lk, err := l.Acquire(ctx, prefix+"-warm-"+strconv.Itoa(i))

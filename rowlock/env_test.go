@@ -23,11 +23,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leakOptions...) }
 // while a pooled connection is open; the pools close when each test ends.
 var leakOptions = []goleak.Option{
 	goleak.IgnoreTopFunction("github.com/go-sql-driver/mysql.(*mysqlConn).startWatcher.func1"),
-	// pgx starts a connection's background reader when a write takes
-	// over 15 ms (a loaded machine), and it stays blocked in a read until
-	// the connection next reads: it belongs to a connection of the
-	// package's shared pool, which outlives the check (a CI run saw one).
-	goleak.IgnoreAnyFunction("github.com/jackc/pgx/v5/pgconn/internal/bgreader.(*BGReader).bgRead"),
+	// A connection of the package's shared pool, which outlives the
+	// check (a CI run saw one).
+	integration.IgnorePgxBackgroundReader,
 }
 
 func ctxT(t testing.TB, d time.Duration) context.Context {

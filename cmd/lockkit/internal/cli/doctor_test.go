@@ -15,7 +15,9 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	"github.com/lockkit/lockkit/advisory"
 	"github.com/lockkit/lockkit/integration"
+	"github.com/lockkit/lockkit/keyhash"
 	"github.com/lockkit/lockkit/migrations"
 )
 
@@ -126,10 +128,14 @@ func TestDoctorDirtyMigration(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { _, _ = admin.Exec("DROP SCHEMA " + schema + " CASCADE") })
-	backend := pgURL(t) + "&search_path=" + schema
-	if !strings.Contains(pgURL(t), "?") {
-		backend = pgURL(t) + "?search_path=" + schema
+	u, err := url.Parse(pgURL(t))
+	if err != nil {
+		t.Fatal(err)
 	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	backend := u.String()
 	lockTable := func() check {
 		t.Helper()
 		r, _ := doctorJSON(t, backend)
@@ -142,22 +148,23 @@ func TestDoctorDirtyMigration(t *testing.T) {
 		return check{}
 	}
 
-	// fnv-1a 64 of "lockkit.migrations.lockkit_schema_migrations".
+	// fnv-1a 64 of "lockkit.migrations.lockkit_schema_migrations", held
+	// through lockkit's own advisory Locker.
 	const migratorsKey = int64(0x4fc6862e3c9d6e50)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := admin.Conn(ctx)
+	locker, err := advisory.New(admin, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", migratorsKey); err != nil {
+	held, err := locker.LockKey(ctx, keyhash.Int64(migratorsKey), nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if c := lockTable(); c.Status != statusInfo || !strings.Contains(c.Detail, "is running now") {
 		t.Errorf("dirty, the migrators' lock held: %s: %s", c.Status, c.Detail)
 	}
-	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", migratorsKey); err != nil {
+	if err := held.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// Another test's migration in the same database takes the same key
